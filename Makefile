@@ -1,0 +1,89 @@
+# kvstudio — `make run` opens the studio on sample data, `make test` runs everything.
+CC      ?= cc
+BUILD   ?= build
+OPT     ?= -O2
+SAN     ?=
+CFLAGS  ?= $(OPT) -g
+WARN    := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Werror
+CPPFLAGS := -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -Iengine -Iapp -Iviews \
+            -I/usr/include/x86_64-linux-gnu $(shell pkg-config --cflags ncursesw 2>/dev/null)
+ALL_CFLAGS := $(CPPFLAGS) $(CFLAGS) $(WARN) $(SAN) -pthread -MMD -MP
+BLAS_LIBS := $(shell pkg-config --libs lapacke openblas 2>/dev/null || echo -llapacke -lopenblas)
+ENGINE_LIBS := $(BLAS_LIBS) -ljansson -lm -pthread
+UI_LIBS := $(shell pkg-config --libs ncursesw 2>/dev/null || echo -lncursesw -ltinfo) -lreadline
+
+ENGINE_SRC := $(wildcard engine/*.c engine/methods/*.c engine/calib/*.c)
+APP_SRC    := $(filter-out app/main.c,$(wildcard app/*.c)) $(wildcard views/*.c)
+TEST_SRC   := $(wildcard tests/test_*.c)
+ENGINE_OBJ := $(ENGINE_SRC:%.c=$(BUILD)/%.o)
+APP_OBJ    := $(APP_SRC:%.c=$(BUILD)/%.o)
+TEST_BIN   := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
+LIBKVQ     := $(BUILD)/libkvq.a
+LIBAPP     := $(BUILD)/libkvapp.a
+KVSTUDIO   := $(BUILD)/kvstudio
+
+DEBS := libncurses-dev libreadline-dev liblapacke-dev libopenblas-dev libcmocka-dev \
+        libjansson-dev tmux pkg-config
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: all deps run test unit e2e tui asan bench fuzz clean
+all: $(KVSTUDIO) $(TEST_BIN)
+
+deps:
+	@missing=""; for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+$(LIBKVQ): $(ENGINE_OBJ)
+	@rm -f $@; ar rcs $@ $^
+
+$(LIBAPP): $(APP_OBJ)
+	@rm -f $@; ar rcs $@ $^
+
+$(KVSTUDIO): $(BUILD)/app/main.o $(LIBAPP) $(LIBKVQ)
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(UI_LIBS) $(ENGINE_LIBS)
+
+$(BUILD)/tests/%: tests/%.c $(LIBAPP) $(LIBKVQ)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -Itests -o $@ $< $(LIBAPP) $(LIBKVQ) -lcmocka $(UI_LIBS) $(ENGINE_LIBS)
+
+run: deps $(KVSTUDIO)
+	./$(KVSTUDIO) sample_data/traces/code-1k.safetensors
+
+# unit tests (cmocka), then end-to-end batch scripts, then the TUI through tmux
+test: deps
+	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory unit e2e tui
+
+unit: $(TEST_BIN)
+	@fail=0; for t in $(TEST_BIN); do echo "== $$t"; KVQ_BUILD=$(BUILD) $$t || fail=1; done; exit $$fail
+
+e2e: $(KVSTUDIO)
+	@fail=0; for t in $(sort $(wildcard tests/e2e/*.sh)); do echo "== $$t"; KVSTUDIO=./$(KVSTUDIO) bash $$t || fail=1; done; exit $$fail
+
+tui: $(KVSTUDIO)
+	@fail=0; for t in $(sort $(wildcard tests/tui/*.sh)); do echo "== $$t"; KVSTUDIO=./$(KVSTUDIO) bash $$t || fail=1; done; exit $$fail
+
+asan: deps
+	@$(MAKE) --no-print-directory BUILD=build-asan OPT=-O1 \
+	  SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
+	  all unit e2e
+
+bench: deps $(BUILD)/bench/bench
+	@mkdir -p bench
+	./$(BUILD)/bench/bench
+
+$(BUILD)/bench/bench: bench/bench.c $(LIBAPP) $(LIBKVQ)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -O3 -o $@ $< $(LIBAPP) $(LIBKVQ) $(UI_LIBS) $(ENGINE_LIBS)
+
+clean:
+	rm -rf build build-asan build-fuzz
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

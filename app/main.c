@@ -1,0 +1,2 @@
+#include "kvq.h"
+int main(void) { return 0; }

@@ -1,0 +1,96 @@
+// methods.c — the one traits table of quantization methods.
+// Adding a method = one file under methods/ + one row here.
+#include <stdio.h>
+#include <string.h>
+#include "methods/methods.h"
+
+const kvq_method kvq_methods[] = {
+    {.name = "fp16", .description = "uncompressed fp16 baseline", .paper = "",
+     .min_bits = 16, .max_bits = 16, KVQ_METHOD_FNS(fp16)},
+    {.name = "q8_0", .description = "ggml q8_0: blocks of 32, f16 scale, int8 (8.5 bits)",
+     .paper = "llama.cpp ggml-quants.c", .min_bits = 8, .max_bits = 8, KVQ_METHOD_FNS(q8_0)},
+    {.name = "q4_0", .description = "ggml q4_0: blocks of 32, d = max/-8, 4 bits (4.5 bits)",
+     .paper = "llama.cpp ggml-quants.c", .min_bits = 4, .max_bits = 4, KVQ_METHOD_FNS(q4_0)},
+    {.name = "iq4_nl", .description = "ggml iq4_nl: f16 scale x non-uniform 16-level grid",
+     .paper = "llama.cpp ggml-quants.c", .min_bits = 4, .max_bits = 4, KVQ_METHOD_FNS(iq4_nl)},
+    {.name = "q4_0_hadamard", .description = "q4_0 after a randomized Hadamard rotation",
+     .paper = "QuaRot-style rotation + ggml q4_0", .min_bits = 4, .max_bits = 4,
+     KVQ_METHOD_FNS(q4_0_hadamard)},
+    {.name = "kivi", .description = "KIVI asymmetric: keys per channel, values per token, group 32",
+     .paper = "arXiv 2402.02750", .min_bits = 2, .max_bits = 8, KVQ_METHOD_FNS(kivi)},
+    {.name = "turboquant_mse", .description = "TurboQuant Alg. 1: rotate + Lloyd-Max per coordinate",
+     .paper = "arXiv 2504.19874", .min_bits = 1, .max_bits = 8, KVQ_METHOD_FNS(tq_mse)},
+    {.name = "turboquant_prod", .description = "TurboQuant Alg. 2: MSE at b-1 bits + 1-bit QJL residual",
+     .paper = "arXiv 2504.19874", .min_bits = 1, .max_bits = 8, KVQ_METHOD_FNS(tq_prod)},
+    {.name = "turboquant_rvq", .description = "residual passes of Hadamard + Lloyd-Max",
+     .paper = "arXiv 2504.19874 (residual variant)", .min_bits = 1, .max_bits = 8,
+     KVQ_METHOD_FNS(tq_rvq)},
+    {.name = "qjl", .description = "1-bit quantized JL sketch of keys + norm, outlier channels apart",
+     .paper = "arXiv 2406.03482", .min_bits = 1, .max_bits = 1, KVQ_METHOD_FNS(qjl)},
+    {.name = "polarquant", .description = "recursive polar transform, per-level angle codebooks",
+     .paper = "arXiv 2502.02617", .min_bits = 2, .max_bits = 8, KVQ_METHOD_FNS(polarquant)},
+    {.name = "rabitq", .description = "IVF + 1-bit (or extended) codes with unbiased estimator",
+     .paper = "RaBitQ, SIGMOD 2024", .min_bits = 1, .max_bits = 8, .needs_calibration = true,
+     KVQ_METHOD_FNS(rabitq)},
+    {.name = "commvq", .description = "RoPE-commutative additive 2x2 codebooks trained by EM",
+     .paper = "arXiv 2506.18879", .min_bits = 1, .max_bits = 4, .needs_calibration = true,
+     KVQ_METHOD_FNS(commvq)},
+    {.name = "vecinfer", .description = "smoothing + Hadamard + product-VQ codebooks",
+     .paper = "VecInfer", .min_bits = 1, .max_bits = 4, .needs_calibration = true,
+     KVQ_METHOD_FNS(vecinfer)},
+    {.name = "spectral", .description = "SpectralQuant: eigenbasis, signal/noise bits",
+     .paper = "SpectralQuant", .min_bits = 1, .max_bits = 8, .needs_calibration = true,
+     KVQ_METHOD_FNS(spectral)},
+    {.name = "ratequant", .description = "RateQuant per-layer bit allocation over turboquant_mse",
+     .paper = "RateQuant", .min_bits = 1, .max_bits = 8, .needs_calibration = true,
+     KVQ_METHOD_FNS(ratequant)},
+};
+const int kvq_n_methods = (int)(sizeof kvq_methods / sizeof kvq_methods[0]);
+
+const kvq_method *kvq_method_find(const char *name)
+{
+    for (int i = 0; i < kvq_n_methods; i++)
+        if (name && strcmp(kvq_methods[i].name, name) == 0) return &kvq_methods[i];
+    return NULL;
+}
+
+kvq_status kvq_method_lookup(const char *name, const kvq_method **out)
+{
+    *out = kvq_method_find(name);
+    if (*out) return KVQ_OK;
+    char known[1024] = "";
+    size_t len = 0;
+    for (int i = 0; i < kvq_n_methods; i++)
+        len += (size_t)snprintf(known + len, len < sizeof known ? sizeof known - len : 0, "%s%s",
+                                i ? ", " : "", kvq_methods[i].name);
+    return kvq_error(KVQ_ERR_UNKNOWN_METHOD, "unknown method '%s' (known: %s)", name ? name : "",
+                     known);
+}
+
+kvq_status kvq_quantizer_init(kvq_quantizer *q, const char *method, const kvq_plan_params *p)
+{
+    memset(q, 0, sizeof *q);
+    const kvq_method *m;
+    kvq_status s = kvq_method_lookup(method, &m);
+    if (s) return s;
+    if (p->bits < m->min_bits || p->bits > m->max_bits)
+        return kvq_error(KVQ_ERR_ARG, "%s: bits %d out of range (expected %d..%d)", m->name,
+                         p->bits, m->min_bits, m->max_bits);
+    if (p->head_dim <= 0 || p->head_dim > KVQ_MAX_HEAD_DIM)
+        return kvq_error(KVQ_ERR_ARG, "%s: head_dim %d out of range (expected 1..%d)", m->name,
+                         p->head_dim, KVQ_MAX_HEAD_DIM);
+    s = m->plan_new(p, &q->plan);
+    if (s) return s;
+    q->m = m;
+    q->bpv = m->bytes_per_vector(q->plan);
+    q->qbytes = m->query_bytes(q->plan);
+    q->head_dim = p->head_dim;
+    q->bits = p->bits;
+    return KVQ_OK;
+}
+
+void kvq_quantizer_free(kvq_quantizer *q)
+{
+    if (q->m && q->plan) q->m->plan_free(q->plan);
+    memset(q, 0, sizeof *q);
+}

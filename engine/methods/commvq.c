@@ -1,0 +1,3 @@
+// methods/commvq.c — placeholder until the method lands.
+#include "methods.h"
+KVQ_METHOD_STUB(commvq, "commvq")

@@ -1,0 +1,3 @@
+// methods/qjl.c — placeholder until the method lands.
+#include "methods.h"
+KVQ_METHOD_STUB(qjl, "qjl")

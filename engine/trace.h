@@ -1,0 +1,45 @@
+// trace.h — KV traces: kvtrace safetensors files (TRACE_FORMAT.md), NumPy
+// .npy key/value pairs, and mlx_lm prompt caches, behind one read API.
+// All loaders validate fully on open (shapes, layer set, head counts,
+// non-finite values named by layer/head/token), so later reads cannot fail
+// except on bad arguments.
+#ifndef KVQ_TRACE_H
+#define KVQ_TRACE_H
+#include <stdbool.h>
+#include "kvq.h"
+#include "safetensors.h"
+
+typedef enum { KVQ_TRACE_KVTRACE, KVQ_TRACE_NPY, KVQ_TRACE_MLX } kvq_trace_kind;
+
+typedef struct kvq_trace_opts {
+    const char *values_path;   // npy only: optional values file
+    bool npy_dtype_bf16;       // --dtype bf16: reinterpret 2-byte opaque npy data as bf16
+} kvq_trace_opts;
+
+typedef struct kvq_trace {
+    char path[KVQ_PATH_LEN];
+    kvq_trace_kind kind;
+    int n_layers, n_heads, n_kv_heads, n_tokens, head_dim;
+    int n_queries;             // 0 when the trace has no queries
+    bool has_values;
+    kvq_dtype dtype;           // storage dtype of keys
+    char model[256], source[256];
+    double rope_theta;         // 0 when unknown
+    bool post_rope;
+    double bits_per_byte;      // NAN when absent
+    int32_t *query_positions;  // (n_queries), owned; 0..n-1 when absent in file
+    int32_t *tokens;           // (n_tokens) or NULL
+    void *impl;                // loader state (mappings, tensor refs)
+} kvq_trace;
+
+// path: .safetensors (kvtrace or mlx_lm cache, detected by tensor names) or
+// .npy (keys). opts may be NULL.
+kvq_status kvq_trace_open(const char *path, const kvq_trace_opts *opts, kvq_trace **out);
+void kvq_trace_free(kvq_trace *t);
+
+// Copies as f32. keys/values: out (n_tokens, head_dim) for one kv head;
+// queries: out (n_queries, head_dim) for one query head.
+kvq_status kvq_trace_keys(const kvq_trace *t, int layer, int kv_head, float *out);
+kvq_status kvq_trace_values(const kvq_trace *t, int layer, int kv_head, float *out);
+kvq_status kvq_trace_queries(const kvq_trace *t, int layer, int head, float *out);
+#endif

@@ -38,7 +38,8 @@ deps:
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -c $< -o $@
+	@echo "CC $<"
+	@$(CC) $(ALL_CFLAGS) -c $< -o $@
 
 $(LIBKVQ): $(ENGINE_OBJ)
 	@rm -f $@; ar rcs $@ $^

@@ -1,2 +1,73 @@
-#include "kvq.h"
-int main(void) { return 0; }
+// main.c — argv dispatch: studio, script, stdin, or one CLI subcommand.
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include "commands.h"
+#include "tui.h"
+
+#define DEFAULT_TRACE "sample_data/traces/code-1k.safetensors"
+
+static void usage(kvs_session *s)
+{
+    kvs_printf(s, "kvstudio %s — KV-cache quantization engine and calibration studio", KVQ_VERSION);
+    kvs_printf(s, "%s", "");
+    kvs_printf(s, "usage: kvstudio                      open the studio on the sample trace");
+    kvs_printf(s, "       kvstudio TRACE|MODEL_DIR      open the studio on a trace or model");
+    kvs_printf(s, "       kvstudio COMMAND [ARGS...]    run one command (batch mode)");
+    kvs_printf(s, "       kvstudio --script FILE        run a command script (FILE - = stdin)");
+    kvs_printf(s, "       kvstudio COMMAND --help       describe a command's options");
+    kvs_printf(s, "%s", "");
+    char *argv[] = {"help"};
+    kvs_exec_argv(s, 1, argv);
+}
+
+static int run_script_path(kvs_session *s, const char *path)
+{
+    if (strcmp(path, "-") == 0) return kvs_run_script(s, stdin, "<stdin>") ? 1 : 0;
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        kvs_errorf(s, "%s: cannot open script: %s", path, strerror(errno));
+        return 1;
+    }
+    int rc = kvs_run_script(s, f, path);
+    fclose(f);
+    return rc ? 1 : 0;
+}
+
+int main(int argc, char **argv)
+{
+    kvs_session s;
+    kvs_session_init(&s);
+    int rc = 0;
+    bool tty = isatty(0) && isatty(1);
+    if (argc == 1) {
+        rc = tty ? kvs_tui_run(&s, DEFAULT_TRACE) : run_script_path(&s, "-");
+    } else if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
+        usage(&s);
+    } else if (!strcmp(argv[1], "--version")) {
+        kvs_printf(&s, "kvstudio %s", KVQ_VERSION);
+    } else if (!strcmp(argv[1], "--script") || !strcmp(argv[1], "-")) {
+        if (argv[1][0] == '-' && argv[1][1] == '-' && argc != 3) {
+            kvs_errorf(&s, "--script: expected one FILE (or - for stdin)");
+            rc = 2;
+        } else {
+            rc = run_script_path(&s, argc == 3 ? argv[2] : "-");
+        }
+    } else if (kvs_command_find(argv[1])) {
+        rc = kvs_exec_argv(&s, argc - 1, argv + 1) ? 1 : 0;
+    } else if (argc == 2 && argv[1][0] != '-' && access(argv[1], F_OK) == 0) {
+        if (tty) {
+            rc = kvs_tui_run(&s, argv[1]);
+        } else {
+            char *a2[] = {"info", argv[1]};
+            rc = kvs_exec_argv(&s, 2, a2) ? 1 : 0;
+        }
+    } else {
+        kvs_errorf(&s, "unknown command or missing file '%s' (try kvstudio --help)", argv[1]);
+        rc = 2;
+    }
+    kvs_session_free(&s);
+    return rc;
+}

@@ -155,6 +155,11 @@ typedef struct kvq_method {
     // scores[i] ~= q . k_i for n keys straight from codes (no full decode)
     void (*score)(const void *plan, const void *qstate, const uint8_t *codes, size_t n,
                   float *scores);
+    // Optional (NULL = 1): vectors that share side data and must be encoded,
+    // decoded and scored together (KIVI keys: per-channel scales over 32
+    // tokens). Then n is always a multiple of it and records are laid out
+    // group after group; the cache keeps a partial group in fp16 meanwhile.
+    size_t (*group_vectors)(const void *plan);
 } kvq_method;
 
 extern const kvq_method kvq_methods[];
@@ -169,6 +174,7 @@ typedef struct kvq_quantizer {
     void *plan;
     size_t bpv;       // bytes per vector
     size_t qbytes;    // query state bytes
+    size_t group;     // vectors per encode group (1 for most methods)
     int head_dim;
     int bits;
 } kvq_quantizer;

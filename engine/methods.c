@@ -17,7 +17,8 @@ const kvq_method kvq_methods[] = {
      .paper = "QuaRot-style rotation + ggml q4_0", .min_bits = 4, .max_bits = 4,
      KVQ_METHOD_FNS(q4_0_hadamard)},
     {.name = "kivi", .description = "KIVI asymmetric: keys per channel, values per token, group 32",
-     .paper = "arXiv 2402.02750", .min_bits = 2, .max_bits = 8, KVQ_METHOD_FNS(kivi)},
+     .paper = "arXiv 2402.02750", .min_bits = 2, .max_bits = 8, KVQ_METHOD_FNS(kivi),
+     .group_vectors = kvq_kivi_group_vectors},
     {.name = "turboquant_mse", .description = "TurboQuant Alg. 1: rotate + Lloyd-Max per coordinate",
      .paper = "arXiv 2504.19874", .min_bits = 1, .max_bits = 8, KVQ_METHOD_FNS(tq_mse)},
     {.name = "turboquant_prod", .description = "TurboQuant Alg. 2: MSE at b-1 bits + 1-bit QJL residual",
@@ -84,6 +85,7 @@ kvq_status kvq_quantizer_init(kvq_quantizer *q, const char *method, const kvq_pl
     q->m = m;
     q->bpv = m->bytes_per_vector(q->plan);
     q->qbytes = m->query_bytes(q->plan);
+    q->group = m->group_vectors ? m->group_vectors(q->plan) : 1;
     q->head_dim = p->head_dim;
     q->bits = p->bits;
     return KVQ_OK;

@@ -4,6 +4,7 @@
 #ifndef KVQ_ROTATE_H
 #define KVQ_ROTATE_H
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include "kvq.h"
 
@@ -15,14 +16,20 @@ typedef struct kvq_rotation {
 } kvq_rotation;
 
 // hadamard requires d a power of two (else KVQ_ERR_ARG naming head_dim).
+// d up to KVQ_MAX_SKETCH_DIM. The seed fully determines the rotation; pass
+// different seeds (kvq_rng_seed2 streams) for unrelated purposes.
 kvq_status kvq_rotation_new(kvq_rotation *r, int d, bool hadamard, uint64_t seed);
 void kvq_rotation_free(kvq_rotation *r);
 // y = R x, y^T = x^T R^T; x and y: (d), may not alias
 void kvq_rotation_apply(const kvq_rotation *r, const float *x, float *y);
 // x = R^T y (inverse)
 void kvq_rotation_apply_t(const kvq_rotation *r, const float *y, float *x);
-// Batched: X (n, d) -> Y (n, d), through sgemm when dense.
+// Batched: X (n, d) -> Y (n, d), through sgemm when dense (n >= 8); x, y
+// may not alias. Same result as kvq_rotation_apply row by row up to float
+// rounding (the scalar loop is the spec).
 void kvq_rotation_apply_batch(const kvq_rotation *r, const float *x, float *y, size_t n);
+// Batched inverse: Y (n, d) -> X (n, d), X = Y R (rows x_i = R^T y_i).
+void kvq_rotation_apply_t_batch(const kvq_rotation *r, const float *y, float *x, size_t n);
 // In-place unnormalized Walsh-Hadamard transform of x (d, power of two).
 void kvq_fwht(float *x, int d);
 // Dense random orthogonal (d, d) row-major into q (caller buffer).

@@ -2,7 +2,16 @@
 // .npy key/value pairs, and mlx_lm prompt caches, behind one read API.
 // All loaders validate fully on open (shapes, layer set, head counts,
 // non-finite values named by layer/head/token), so later reads cannot fail
-// except on bad arguments.
+// except on bad arguments. Status on rejection: KVQ_ERR_IO (cannot open),
+// KVQ_ERR_FORMAT (malformed file, missing layer, not kvtrace metadata),
+// KVQ_ERR_SHAPE (dims disagree between layers, files or metadata),
+// KVQ_ERR_NONFINITE ("<path>: layers.3.keys: NaN at head 1, token 517,
+// channel 12"), KVQ_ERR_UNSUPPORTED (kvtrace version != 1, quantized mlx_lm
+// cache); the message is one line naming the file and tensor or field.
+// kvtrace: values and queries are optional but all-or-none across layers;
+// tensors outside the format are ignored with a warning through kvq_log.
+// npy: n_queries = 0, n_heads = n_kv_heads, model/source describe the file.
+// mlx_lm: keys and values required, batch 1, n_heads = n_kv_heads.
 #ifndef KVQ_TRACE_H
 #define KVQ_TRACE_H
 #include <stdbool.h>
@@ -32,12 +41,14 @@ typedef struct kvq_trace {
     void *impl;                // loader state (mappings, tensor refs)
 } kvq_trace;
 
-// path: .safetensors (kvtrace or mlx_lm cache, detected by tensor names) or
-// .npy (keys). opts may be NULL.
+// path: .safetensors (kvtrace when __metadata__ format = kvtrace, else an
+// mlx_lm cache when every tensor is "{L}.0"/"{L}.1") or .npy (by extension
+// or magic; keys). opts may be NULL. *out is NULL on failure.
 kvq_status kvq_trace_open(const char *path, const kvq_trace_opts *opts, kvq_trace **out);
 void kvq_trace_free(kvq_trace *t);
 
-// Copies as f32. keys/values: out (n_tokens, head_dim) for one kv head;
+// Copies as f32 (the full mapping is validated, so only bad arguments fail:
+// KVQ_ERR_ARG for a layer/head out of range or a stream the trace lacks). keys/values: out (n_tokens, head_dim) for one kv head;
 // queries: out (n_queries, head_dim) for one query head.
 kvq_status kvq_trace_keys(const kvq_trace *t, int layer, int kv_head, float *out);
 kvq_status kvq_trace_values(const kvq_trace *t, int layer, int kv_head, float *out);

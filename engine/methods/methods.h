@@ -47,6 +47,7 @@ KVQ_METHOD_DECLARE(q4_0)
 KVQ_METHOD_DECLARE(iq4_nl)
 KVQ_METHOD_DECLARE(q4_0_hadamard)
 KVQ_METHOD_DECLARE(kivi)
+size_t kvq_kivi_group_vectors(const void *plan);   // 32 for keys, 1 for values
 KVQ_METHOD_DECLARE(tq_mse)
 KVQ_METHOD_DECLARE(tq_prod)
 KVQ_METHOD_DECLARE(tq_rvq)

@@ -1,0 +1,407 @@
+// cmd_cache.c — benchmark (one config replayed through the caches with every
+// observer, readable summary + JSON report) and compare (a grid of methods x
+// bits in one table; a failing combination prints its reason and the grid
+// goes on).
+//
+// Config: the session's config with options applied (--method, --bits,
+// --value-bits and any other config field). When --method is given without
+// --bits, bits are clamped into the method's range; a key method of fp16
+// without --value-bits keeps values fp16 (as the model commands do).
+#include <errno.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "artifacts.h"
+#include "cmds.h"
+#include "replay.h"
+#include "safetensors.h"
+
+static bool has_opt(const kvs_args *a, const char *key)
+{
+    for (int i = 0; i < a->nopt; i++) {
+        const char *x = a->key[i], *y = key;
+        for (; *x && *y; x++, y++)
+            if ((*x == '_' ? '-' : *x) != (*y == '_' ? '-' : *y)) break;
+        if (!*x && !*y) return true;
+    }
+    return false;
+}
+
+// --trace T (read before the unused-option check), else the first
+// positional, else the session's trace.
+static int bench_trace(kvs_session *s, kvs_args *a, const char *path)
+{
+    if (path) return kvs_session_load(s, path, NULL);
+    return kvs_args_trace(s, a);
+}
+
+static void clamp_bits(kvq_config *c)
+{
+    const kvq_method *m = kvq_method_find(c->method);
+    if (!m) return;
+    if (c->bits < m->min_bits) c->bits = m->min_bits;
+    if (c->bits > m->max_bits) c->bits = m->max_bits;
+}
+
+static json_t *num(double x) { return isfinite(x) ? json_real(x) : json_null(); }
+
+static json_t *layer_array(const double *v, int n)
+{
+    json_t *a = json_array();
+    for (int l = 0; l < n; l++) json_array_append_new(a, num(v[l]));
+    return a;
+}
+
+static json_t *report_json(const kvq_config *c, const kvq_trace *t, int seq_len, int runs,
+                           const kvq_replay_snapshot *sn)
+{
+    const kvq_report *r = &sn->report;
+    int nl = sn->n_layers;
+    json_t *cfg = json_pack("{s:s, s:i, s:i, s:s, s:i, s:i, s:i, s:i, s:i, s:b, s:b, s:I}", "method", c->method,
+                            "bits", c->bits, "value_bits", c->value_bits, "value_method",
+                            c->value_method[0] ? c->value_method : (c->value_bits == 16 ? "fp16" : "turboquant_mse"),
+                            "residual_length", c->residual_length, "sink_tokens", c->sink_tokens, "protect_layers",
+                            c->protect_layers, "sliding_window", c->sliding_window, "outlier_bits", c->outlier_bits,
+                            "use_hadamard", c->use_hadamard, "use_fused_sdpa", c->use_fused_sdpa, "seed",
+                            (json_int_t)c->seed);
+    json_object_set_new(cfg, "trace", json_string(t->path));
+    json_object_set_new(cfg, "seq_len", json_integer(seq_len));
+    json_object_set_new(cfg, "num_runs", json_integer(runs));
+    json_object_set_new(cfg, "n_layers", json_integer(t->n_layers));
+    json_object_set_new(cfg, "n_heads", json_integer(t->n_heads));
+    json_object_set_new(cfg, "n_kv_heads", json_integer(t->n_kv_heads));
+    json_object_set_new(cfg, "head_dim", json_integer(t->head_dim));
+    json_object_set_new(cfg, "key_bits_per_coord", num(sn->key_bpc));
+    json_object_set_new(cfg, "value_bits_per_coord", num(sn->value_bpc));
+    if (c->n_bit_allocation) {
+        json_t *ba = json_object();
+        for (int l = 0; l < c->n_bit_allocation; l++) {
+            char k[32];
+            snprintf(k, sizeof k, "layer_%d", l);
+            json_object_set_new(ba, k, json_integer(c->bit_allocation[l]));
+        }
+        json_object_set_new(cfg, "bit_allocation", ba);
+    }
+    const kvq_distortion_report *d = &r->distortion;
+    json_t *dist = json_pack("{s:o, s:o, s:o, s:o, s:o, s:i, s:I}", "mean_cosine_similarity",
+                             num(d->mean_cosine_similarity), "min_cosine_similarity", num(d->min_cosine_similarity),
+                             "mean_ip_error", num(d->mean_ip_error), "mean_relative_mse", num(d->mean_relative_mse),
+                             "per_layer_cosine_similarity", layer_array(d->per_layer_cosine_similarity, nl),
+                             "worst_layer", d->worst_layer, "total_tokens_measured",
+                             (json_int_t)d->total_tokens_measured);
+    const kvq_latency_report *lt = &r->latency;
+    json_t *lat = json_pack("{s:o, s:o, s:o, s:o, s:o, s:o, s:i, s:I, s:I}", "mean_encode_ms",
+                            num(lt->mean_encode_ms), "mean_decode_ms", num(lt->mean_decode_ms), "p99_encode_ms",
+                            num(lt->p99_encode_ms), "total_encode_ms", num(lt->total_encode_ms), "total_decode_ms",
+                            num(lt->total_decode_ms), "per_layer_encode_ms", layer_array(lt->per_layer_encode_ms, nl),
+                            "slowest_layer", lt->slowest_layer, "num_encode_calls", (json_int_t)lt->num_encode_calls,
+                            "num_decode_calls", (json_int_t)lt->num_decode_calls);
+    const kvq_memory_report *m = &r->memory;
+    json_t *mem = json_pack("{s:o, s:o, s:o, s:I, s:o, s:o}", "peak_compressed_mb", num(m->peak_compressed_mb),
+                            "peak_fp16_mb", num(m->peak_fp16_mb), "compression_ratio", num(m->compression_ratio),
+                            "total_tokens", (json_int_t)m->total_tokens, "bytes_per_token", num(m->bytes_per_token),
+                            "per_layer_mb", layer_array(m->per_layer_mb, nl));
+    const kvq_key_norm_report *k = &r->key_norm;
+    json_t *po = json_array();
+    for (int l = 0; l < nl; l++) json_array_append_new(po, json_integer(k->per_layer_outlier_count[l]));
+    json_t *kn = json_pack("{s:o, s:o, s:o, s:I, s:o, s:o, s:o, s:I}", "mean_key_norm", num(k->mean_key_norm),
+                           "std_key_norm", num(k->std_key_norm), "max_key_norm", num(k->max_key_norm),
+                           "outlier_count", (json_int_t)k->outlier_count, "outlier_fraction",
+                           num(k->outlier_fraction), "mean_outlier_norm", num(k->mean_outlier_norm),
+                           "per_layer_outlier_count", po, "total_keys", (json_int_t)k->total_keys);
+    const kvq_attention_report *at = &r->attention;
+    json_t *att = json_pack("{s:o, s:o, s:o, s:i, s:I, s:o, s:o, s:o}", "mean_output_rel_error",
+                            num(at->mean_output_rel_error), "mean_kl_divergence", num(at->mean_kl_divergence),
+                            "topk_recall", num(at->topk_recall), "topk", at->topk, "num_queries",
+                            (json_int_t)at->num_queries, "per_layer_output_rel_error",
+                            layer_array(at->per_layer_output_rel_error, nl), "per_layer_kl_divergence",
+                            layer_array(at->per_layer_kl_divergence, nl), "per_layer_topk_recall",
+                            layer_array(at->per_layer_topk_recall, nl));
+    return json_pack("{s:o, s:o, s:o, s:o, s:o, s:o}", "config", cfg, "distortion", dist, "latency", lat, "memory",
+                     mem, "key_norm", kn, "attention", att);
+}
+
+static int write_json(kvs_session *s, const char *cmd, const char *path, json_t *root)
+{
+    char *txt = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(8));
+    if (!txt) return kvs_errorf(s, "%s: cannot serialize the report", cmd);
+    int rc = 0;
+    if (!path) {
+        kvs_puts(s, txt);
+    } else {
+        kvq_atomic_file af;
+        kvq_status st = kvq_atomic_open(&af, path);
+        if (!st) {
+            if (fputs(txt, (FILE *)af.fp) == EOF || fputc('\n', (FILE *)af.fp) == EOF) {
+                kvq_atomic_abort(&af);
+                st = kvq_error(KVQ_ERR_IO, "%s: write failed: %s", path, strerror(errno));
+            } else {
+                st = kvq_atomic_commit(&af);
+            }
+        }
+        if (st) rc = kvs_errorf(s, "%s: %s", cmd, kvq_last_error());
+    }
+    free(txt);
+    return rc;
+}
+
+// The session's run record for one replay.
+static void fill_run(kvs_run *run, const kvq_config *c, const kvq_replay_snapshot *sn, double vps)
+{
+    memset(run, 0, sizeof *run);
+    const kvq_report *r = &sn->report;
+    run->cfg = *c;
+    snprintf(run->label, sizeof run->label, "%s k%d/v%d (cache)", c->method, c->bits, c->value_bits);
+    run->key_bits = sn->key_bpc;
+    run->value_bits = sn->value_bpc;
+    run->key_rel_mse = r->distortion.mean_relative_mse;
+    run->value_rel_mse = NAN;
+    run->key_cosine = r->distortion.mean_cosine_similarity;
+    run->value_cosine = NAN;
+    run->ip_rel_error = r->distortion.mean_ip_error;
+    run->attn_rel_error = r->attention.num_queries ? r->attention.mean_output_rel_error : NAN;
+    run->compression = r->memory.compression_ratio;
+    run->encode_vps = vps;
+    run->n_layers = sn->n_layers;
+    for (int l = 0; l < sn->n_layers && l < KVQ_MAX_LAYERS; l++) {
+        run->layer_key_rel_mse[l] = NAN;
+        run->layer_key_cosine[l] = r->distortion.per_layer_cosine_similarity[l];
+    }
+}
+
+// Key/value vectors encoded per second over the last run (all layers, heads).
+static double encode_vps(const kvq_replay_snapshot *sn, const kvq_trace *t)
+{
+    const kvq_latency_report *lt = &sn->report.latency;
+    double vec = (double)sn->pos * t->n_layers * t->n_kv_heads;
+    return lt->total_encode_ms > 0 ? vec / (lt->total_encode_ms / 1e3) : NAN;
+}
+
+static void print_summary(kvs_session *s, const kvq_config *c, const kvq_trace *t, const kvq_replay_snapshot *sn,
+                          int runs, double wall)
+{
+    const kvq_report *r = &sn->report;
+    kvs_printf(s, "benchmark  %s k%d/v%d on %s: %d tokens (prefill %d, decode %d), %d run%s, %.2f s",
+               c->method, c->bits, c->value_bits, t->path, sn->total, sn->total / 2, sn->total - sn->total / 2, runs,
+               runs == 1 ? "" : "s", wall);
+    kvs_printf(s, "bits       keys %.3f, values %.3f per coordinate (records)", sn->key_bpc, sn->value_bpc);
+    const kvq_memory_report *m = &r->memory;
+    kvs_printf(s, "memory     peak %.3f MB vs %.3f MB fp16: %.2fx, %.1f bytes/token (all layers, K+V)",
+               m->peak_compressed_mb, m->peak_fp16_mb, m->compression_ratio, m->bytes_per_token);
+    const kvq_distortion_report *d = &r->distortion;
+    if (d->total_tokens_measured)
+        kvs_printf(s, "distortion key cosine mean %.4f min %.4f, rel MSE %.4f, ip error %.4f (worst layer %d, %ld keys)",
+                   d->mean_cosine_similarity, d->min_cosine_similarity, d->mean_relative_mse, d->mean_ip_error,
+                   d->worst_layer, d->total_tokens_measured);
+    else
+        kvs_printf(s, "distortion no key was compressed (fp16 windows/protected layers hold every token)");
+    const kvq_attention_report *at = &r->attention;
+    if (at->num_queries)
+        kvs_printf(s, "attention  output rel error %.4f, KL %.5f, top-%d recall %.3f (%ld queries)",
+                   at->mean_output_rel_error, at->mean_kl_divergence, at->topk, at->topk_recall, at->num_queries);
+    else
+        kvs_printf(s, "attention  not measured (the trace has no queries)");
+    const kvq_latency_report *lt = &r->latency;
+    kvs_printf(s, "latency    encode mean %.3f ms p99 %.3f ms (%ld calls), attend mean %.3f ms (%ld calls), "
+               "%.0f vectors/s", lt->mean_encode_ms, lt->p99_encode_ms, lt->num_encode_calls, lt->mean_decode_ms,
+               lt->num_decode_calls, encode_vps(sn, t));
+    const kvq_key_norm_report *k = &r->key_norm;
+    kvs_printf(s, "key norms  mean %.2f std %.2f max %.2f, outliers %ld (%.2f%%), mean outlier norm %.2f",
+               k->mean_key_norm, k->std_key_norm, k->max_key_norm, k->outlier_count, 100 * k->outlier_fraction,
+               k->mean_outlier_norm);
+    kvs_printf(s, "layer  key cos   attn err  KL        recall  MB      encode ms  outliers");
+    for (int l = 0; l < sn->n_layers; l++)
+        kvs_printf(s, "%5d  %-8.4f  %-8.4f  %-8.5f  %-6.3f  %-6.3f  %-9.2f  %ld", l, d->per_layer_cosine_similarity[l],
+                   at->per_layer_output_rel_error[l], at->per_layer_kl_divergence[l], at->per_layer_topk_recall[l],
+                   m->per_layer_mb[l], lt->per_layer_encode_ms[l], k->per_layer_outlier_count[l]);
+}
+
+int kvs_cmd_benchmark(kvs_session *s, kvs_args *a)
+{
+    bool ok = true;
+    long seq_len = kvs_opt_int(s, a, "seq-len", 0, 0, 1 << 24, &ok);
+    long runs = kvs_opt_int(s, a, "num-runs", 1, 1, 1000, &ok);
+    const char *out = kvs_opt_str(a, "output", NULL), *artdir = kvs_opt_str(a, "artifacts", NULL);
+    bool json = kvs_opt_flag(a, "json") || s->json;
+    const char *tpath = kvs_opt_str(a, "trace", NULL);
+    if (!ok) return -1;
+    bool method = has_opt(a, "method"), bits = has_opt(a, "bits"), vbits = has_opt(a, "value-bits");
+    kvq_config cfg = s->cfg;
+    if (kvs_args_apply_config(s, a, &cfg) || kvs_args_check_unused(s, a, "benchmark")) return -1;
+    if (bench_trace(s, a, tpath)) return -1;
+    if (method && !bits) clamp_bits(&cfg);
+    if (!strcmp(cfg.method, "fp16") && !vbits) cfg.value_bits = 16;
+    const char *why = kvq_config_check(&cfg);
+    if (why) return kvs_errorf(s, "benchmark: %s", why);
+    const kvq_trace *t = s->trace;
+    if (seq_len > t->n_tokens)
+        return kvs_errorf(s, "benchmark: --seq-len %ld exceeds the trace's %d tokens", seq_len, t->n_tokens);
+    kvq_artifacts *own = NULL;
+    if (artdir && kvq_artifacts_load(artdir, &own)) return kvs_errorf(s, "benchmark: %s", kvq_last_error());
+    const kvq_artifacts *art = own ? own : s->art;
+    kvq_replay_opts o;
+    kvq_replay_opts_default(&o);
+    o.seq_len = (int)seq_len;
+    o.obs.seed = cfg.seed;
+    kvq_replay *r = NULL;
+    int rc = -1;
+    double t0 = kvq_now_s();
+    if (kvq_replay_new(t, &cfg, art, &o, &r)) {
+        kvs_errorf(s, "benchmark: %s", kvq_last_error());
+        goto done;
+    }
+    for (long i = 0; i < runs; i++) {
+        if (i) kvq_replay_restart(r, KVQ_OBS_LATENCY);   // latency averages over every run
+        if (kvq_replay_run(r, NULL)) {
+            kvs_errorf(s, "benchmark: %s", kvq_last_error());
+            goto done;
+        }
+    }
+    kvq_replay_snapshot sn;
+    kvq_replay_snapshot_get(r, &sn);
+    double wall = kvq_now_s() - t0;
+    json_t *root = report_json(&cfg, t, sn.total, (int)runs, &sn);
+    if (!root) {
+        kvs_errorf(s, "benchmark: cannot build the JSON report");
+        goto done;
+    }
+    if (!json) print_summary(s, &cfg, t, &sn, (int)runs, wall);
+    rc = 0;
+    if (json && write_json(s, "benchmark", NULL, root)) rc = -1;
+    if (out && write_json(s, "benchmark", out, root)) rc = -1;
+    if (out && !rc && !json) kvs_printf(s, "report     %s", out);
+    json_decref(root);
+    kvs_run run;
+    fill_run(&run, &cfg, &sn, encode_vps(&sn, t));
+    kvs_session_add_run(s, &run);
+done:
+    kvq_replay_free(r);
+    kvq_artifacts_free(own);
+    return rc;
+}
+
+// ---- compare ----
+// Comma-separated list into items (modifies buf). Returns the count or -1.
+static int split_list(char *buf, char **items, int max)
+{
+    int n = 0;
+    for (char *p = strtok(buf, ","); p; p = strtok(NULL, ",")) {
+        while (*p == ' ') p++;
+        if (!*p) continue;
+        if (n == max) return -1;
+        items[n++] = p;
+    }
+    return n;
+}
+
+#define CMP_MAX 64
+
+int kvs_cmd_compare(kvs_session *s, kvs_args *a)
+{
+    bool ok = true;
+    long seq_len = kvs_opt_int(s, a, "seq-len", 0, 0, 1 << 24, &ok);
+    const char *ml = kvs_opt_str(a, "methods", NULL), *bl = kvs_opt_str(a, "bits", "2,3,4");
+    const char *out = kvs_opt_str(a, "output", NULL);
+    bool json = kvs_opt_flag(a, "json") || s->json;
+    const char *tpath = kvs_opt_str(a, "trace", NULL);
+    if (!ok) return -1;
+    bool vbits = has_opt(a, "value-bits");
+    kvq_config base = s->cfg;
+    if (kvs_args_apply_config(s, a, &base) || kvs_args_check_unused(s, a, "compare")) return -1;
+    if (bench_trace(s, a, tpath)) return -1;
+    const kvq_trace *t = s->trace;
+    if (seq_len > t->n_tokens)
+        return kvs_errorf(s, "compare: --seq-len %ld exceeds the trace's %d tokens", seq_len, t->n_tokens);
+    char mbuf[1024], bbuf[256];
+    char *names[CMP_MAX], *bitv[CMP_MAX];
+    int nm = 0;
+    if (ml) {
+        snprintf(mbuf, sizeof mbuf, "%s", ml);
+        nm = split_list(mbuf, names, CMP_MAX);
+        if (nm <= 0) return kvs_errorf(s, "compare: --methods '%s': expected a comma-separated list of methods", ml);
+        for (int i = 0; i < nm; i++) {
+            const kvq_method *m;
+            if (kvq_method_lookup(names[i], &m)) return kvs_errorf(s, "compare: --methods: %s", kvq_last_error());
+        }
+    } else {   // every method that runs without calibration, or with the session's artifacts
+        for (int i = 0; i < kvq_n_methods && nm < CMP_MAX; i++)
+            if (!kvq_methods[i].needs_calibration || s->art) names[nm++] = (char *)kvq_methods[i].name;
+    }
+    snprintf(bbuf, sizeof bbuf, "%s", bl);
+    int nb = split_list(bbuf, bitv, CMP_MAX);
+    int bits[CMP_MAX];
+    if (nb <= 0) return kvs_errorf(s, "compare: --bits '%s': expected a comma-separated list like 2,3,4", bl);
+    for (int i = 0; i < nb; i++) {
+        char *end;
+        errno = 0;
+        long b = strtol(bitv[i], &end, 10);
+        if (errno || *end || b < 1 || b > 16)
+            return kvs_errorf(s, "compare: --bits: '%s' is not a bit width in 1..16", bitv[i]);
+        bits[i] = (int)b;
+    }
+    json_t *rows = json_array();
+    if (!json) {
+        kvs_printf(s, "compare on %s, %d tokens (prefill half, decode the rest)", t->path,
+                   seq_len ? (int)seq_len : t->n_tokens);
+        kvs_printf(s, "%-16s %4s %7s %7s %7s %8s %9s %12s", "method", "bits", "k b/c", "v b/c", "ratio", "key cos",
+                   "attn err", "encode vec/s");
+    }
+    int n_ok = 0;
+    for (int mi = 0; mi < nm; mi++) {
+        const kvq_method *m = kvq_method_find(names[mi]);
+        // A fixed-width baseline (fp16, q8_0, q4_0, ...) runs once at its width.
+        bool fixed = m->min_bits == m->max_bits;
+        for (int bi = 0; bi < (fixed ? 1 : nb); bi++) {
+            kvq_config c = base;
+            snprintf(c.method, sizeof c.method, "%s", m->name);
+            c.bits = fixed ? m->min_bits : bits[bi];
+            if (!strcmp(c.method, "fp16") && !vbits) c.value_bits = 16;
+            const char *why = kvq_config_check(&c);
+            kvq_replay *r = NULL;
+            kvq_replay_opts o;
+            kvq_replay_opts_default(&o);
+            o.seq_len = (int)seq_len;
+            o.obs.warmup_calls = 0;   // throughput counts every encode
+            o.obs.seed = c.seed;
+            kvq_status st = why ? kvq_error(KVQ_ERR_ARG, "%s", why) : kvq_replay_new(t, &c, s->art, &o, &r);
+            if (!st) st = kvq_replay_run(r, NULL);
+            if (st) {
+                if (!json) kvs_printf(s, "%-16s %4d  failed: %s", c.method, c.bits, kvq_last_error());
+                json_array_append_new(rows, json_pack("{s:s, s:i, s:s}", "method", c.method, "bits", c.bits,
+                                                      "error", kvq_last_error()));
+                kvq_replay_free(r);
+                continue;
+            }
+            kvq_replay_snapshot sn;
+            kvq_replay_snapshot_get(r, &sn);
+            kvq_replay_free(r);
+            const kvq_report *rp = &sn.report;
+            double vps = encode_vps(&sn, t), aerr = rp->attention.num_queries ? rp->attention.mean_output_rel_error : NAN;
+            if (!json)
+                kvs_printf(s, "%-16s %4d %7.3f %7.3f %6.2fx %8.4f %9.4f %12.0f", c.method, c.bits, sn.key_bpc,
+                           sn.value_bpc, rp->memory.compression_ratio, rp->distortion.mean_cosine_similarity, aerr, vps);
+            json_array_append_new(
+                rows, json_pack("{s:s, s:i, s:i, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o}", "method", c.method, "bits",
+                                c.bits, "value_bits", c.value_bits, "key_bits_per_coord", num(sn.key_bpc),
+                                "value_bits_per_coord", num(sn.value_bpc), "compression_ratio",
+                                num(rp->memory.compression_ratio), "key_cosine",
+                                num(rp->distortion.mean_cosine_similarity), "attention_output_rel_error", num(aerr),
+                                "attention_kl", num(rp->attention.mean_kl_divergence), "topk_recall",
+                                num(rp->attention.topk_recall), "encode_vectors_per_s", num(vps)));
+            kvs_run run;
+            fill_run(&run, &c, &sn, vps);
+            kvs_session_add_run(s, &run);
+            n_ok++;
+        }
+    }
+    int rc = 0;
+    json_t *root = json_pack("{s:s, s:i, s:o}", "trace", t->path, "seq_len", seq_len ? (int)seq_len : t->n_tokens,
+                             "rows", rows);
+    if (json) rc |= write_json(s, "compare", NULL, root);
+    if (out) rc |= write_json(s, "compare", out, root);
+    json_decref(root);
+    if (!n_ok) return kvs_errorf(s, "compare: no combination ran");
+    return rc ? -1 : 0;
+}

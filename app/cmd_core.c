@@ -1,0 +1,229 @@
+// cmd_core.c — session, trace and config commands: load, info, help, set...
+#include <jansson.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include "cmds.h"
+#include "stats.h"
+
+int kvs_cmd_load(kvs_session *s, kvs_args *a)
+{
+    kvq_trace_opts o = {0};
+    o.values_path = kvs_opt_str(a, "values", NULL);
+    const char *dt = kvs_opt_str(a, "dtype", NULL);
+    if (dt && strcmp(dt, "bf16")) return kvs_errorf(s, "load: --dtype '%s' unknown (expected bf16)", dt);
+    o.npy_dtype_bf16 = dt != NULL;
+    if (kvs_args_check_unused(s, a, "load")) return -1;
+    if (a->npos != 1) return kvs_errorf(s, "load: expected one PATH (usage: load PATH)");
+    if (kvs_session_load(s, a->pos[0], &o)) return -1;
+    const kvq_trace *t = s->trace;
+    kvs_printf(s, "loaded %s: %d layers, %d heads, %d kv heads, %d tokens, head_dim %d", t->path,
+               t->n_layers, t->n_heads, t->n_kv_heads, t->n_tokens, t->head_dim);
+    return 0;
+}
+
+static const char *kind_name(kvq_trace_kind k)
+{
+    return k == KVQ_TRACE_KVTRACE ? "kvtrace" : k == KVQ_TRACE_NPY ? "npy" : "mlx_lm cache";
+}
+
+// Statistics of one stream (keys or values) of one (layer, kv head).
+static int head_stats(kvs_session *s, bool values, int l, int h, float *buf, kvq_head_stats *st)
+{
+    const kvq_trace *t = s->trace;
+    kvq_status rc = values ? kvq_trace_values(t, l, h, buf) : kvq_trace_keys(t, l, h, buf);
+    if (rc || kvq_head_stats_compute(buf, t->n_tokens, t->head_dim, st))
+        return kvs_errorf(s, "info: %s", kvq_last_error());
+    return 0;
+}
+
+static json_t *stats_json(const kvq_head_stats *st)
+{
+    json_t *top = json_array();
+    for (int k = 0; k < KVQ_STATS_TOP && st->top_chan[k] >= 0; k++)
+        json_array_append_new(top, json_pack("{s:i, s:f, s:f}", "channel", st->top_chan[k], "max_abs",
+                                             (double)st->chan_max[st->top_chan[k]], "ratio_to_median",
+                                             st->top_ratio[k]));
+    return json_pack("{s:f, s:f, s:f, s:f, s:o, s:f}", "mean_norm", st->mean_norm, "std_norm",
+                     st->std_norm, "max_norm", st->max_norm, "channel_max_median", st->chan_median,
+                     "outlier_channels", top, "d_eff", st->d_eff);
+}
+
+static void stats_line(kvs_session *s, const char *what, int l, int h, const kvq_head_stats *st)
+{
+    char top[160] = "";
+    size_t len = 0;
+    for (int k = 0; k < 3 && st->top_chan[k] >= 0 && len < sizeof top; k++)
+        len += (size_t)snprintf(top + len, sizeof top - len, "%s%d(%.1fx)", k ? " " : "", st->top_chan[k],
+                                st->top_ratio[k]);
+    kvs_printf(s, "%5d %4d  %-6s %9.3f %8.3f %9.3f %7.1f  %s", l, h, what, st->mean_norm, st->std_norm,
+               st->max_norm, st->d_eff, top);
+}
+
+int kvs_cmd_info(kvs_session *s, kvs_args *a)
+{
+    bool json = kvs_opt_flag(a, "json") || s->json;
+    if (kvs_args_check_unused(s, a, "info") || kvs_args_trace(s, a)) return -1;
+    const kvq_trace *t = s->trace;
+    float *buf = malloc(sizeof(float) * (size_t)t->n_tokens * (size_t)t->head_dim);
+    if (!buf) return kvs_errorf(s, "info: out of memory");
+    json_t *root = NULL, *layers = NULL;
+    if (json) {
+        root = json_pack("{s:s, s:s, s:i, s:i, s:i, s:i, s:i, s:i, s:s, s:s, s:s}", "path", t->path,
+                         "format", kind_name(t->kind), "layers", t->n_layers, "heads", t->n_heads,
+                         "kv_heads", t->n_kv_heads, "tokens", t->n_tokens, "head_dim", t->head_dim,
+                         "queries", t->n_queries, "dtype", kvq_dtype_name(t->dtype), "model", t->model,
+                         "source", t->source);
+        if (isfinite(t->bits_per_byte)) json_object_set_new(root, "bits_per_byte", json_real(t->bits_per_byte));
+        layers = json_array();
+        json_object_set_new(root, "per_head", layers);
+    } else {
+        kvs_printf(s, "trace     %s (%s)", t->path, kind_name(t->kind));
+        kvs_printf(s, "shape     %d layers, %d heads, %d kv heads, %d tokens, head_dim %d, %s", t->n_layers,
+                   t->n_heads, t->n_kv_heads, t->n_tokens, t->head_dim, kvq_dtype_name(t->dtype));
+        kvs_printf(s, "queries   %d%s", t->n_queries, t->n_queries ? "" : " (no attention metrics)");
+        if (t->model[0]) kvs_printf(s, "model     %s", t->model);
+        if (t->source[0]) kvs_printf(s, "source    %s", t->source);
+        if (isfinite(t->bits_per_byte)) kvs_printf(s, "loss      %.4f bits/byte", t->bits_per_byte);
+        kvs_printf(s, "%s", "");
+        kvs_printf(s, "layer head  stream mean|x|   std|x|    max|x|   d_eff  top channels (max|x| / median)");
+    }
+    int rc = 0;
+    for (int l = 0; l < t->n_layers && !rc; l++)
+        for (int h = 0; h < t->n_kv_heads && !rc; h++) {
+            kvq_head_stats ks, vs;
+            if (head_stats(s, false, l, h, buf, &ks)) { rc = -1; break; }
+            if (!t->has_values) memset(&vs, 0, sizeof vs);
+            else if (head_stats(s, true, l, h, buf, &vs)) { kvq_head_stats_free(&ks); rc = -1; break; }
+            if (json) {
+                json_t *o = json_pack("{s:i, s:i, s:o}", "layer", l, "kv_head", h, "keys", stats_json(&ks));
+                if (t->has_values) json_object_set_new(o, "values", stats_json(&vs));
+                json_array_append_new(layers, o);
+            } else {
+                stats_line(s, "keys", l, h, &ks);
+                if (t->has_values) stats_line(s, "values", l, h, &vs);
+            }
+            kvq_head_stats_free(&ks);
+            if (t->has_values) kvq_head_stats_free(&vs);
+        }
+    free(buf);
+    if (json) {
+        if (!rc) {
+            char *txt = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
+            if (txt) kvs_puts(s, txt);
+            free(txt);
+        }
+        json_decref(root);
+    }
+    return rc;
+}
+
+int kvs_cmd_help(kvs_session *s, kvs_args *a)
+{
+    if (a->npos > 0) {
+        const kvs_command *c = kvs_command_find(a->pos[0]);
+        if (!c) return kvs_errorf(s, "help: unknown command '%s'", a->pos[0]);
+        char *argv[] = {(char *)c->name, "--help"};
+        return kvs_exec_argv(s, 2, argv);
+    }
+    kvs_printf(s, "commands (each also works as `kvstudio COMMAND ...` and in scripts):");
+    for (int i = 0; i < kvs_n_commands; i++)
+        kvs_printf(s, "  %-58s %s", kvs_commands[i].usage, kvs_commands[i].help);
+    return 0;
+}
+
+int kvs_cmd_quit(kvs_session *s, kvs_args *a)
+{
+    (void)a;
+    s->quit = true;
+    return 0;
+}
+
+int kvs_cmd_version(kvs_session *s, kvs_args *a)
+{
+    (void)a;
+    kvs_printf(s, "kvstudio %s", KVQ_VERSION);
+    return 0;
+}
+
+int kvs_cmd_methods(kvs_session *s, kvs_args *a)
+{
+    (void)a;
+    for (int i = 0; i < kvq_n_methods; i++) {
+        const kvq_method *m = &kvq_methods[i];
+        kvs_printf(s, "  %-16s bits %d..%-2d %-11s %s", m->name, m->min_bits, m->max_bits,
+                   m->needs_calibration ? "calibrated" : "", m->description);
+    }
+    return 0;
+}
+
+// Set fields on a copy; commit only if the whole config still checks.
+static int set_checked(kvs_session *s, const char *key, const char *value)
+{
+    kvq_config c = s->cfg;
+    if (kvq_config_set(&c, key, value)) return kvs_errorf(s, "%s", kvq_last_error());
+    const char *why = kvq_config_check(&c);
+    if (why) return kvs_errorf(s, "%s", why);
+    s->cfg = c;
+    return 0;
+}
+
+int kvs_cmd_set(kvs_session *s, kvs_args *a)
+{
+    if (a->npos) return kvs_errorf(s, "set: expected KEY=VALUE, got '%s'", a->pos[0]);
+    if (!a->nopt) return kvs_errorf(s, "set: expected KEY=VALUE ...");
+    kvq_config c = s->cfg;
+    for (int i = 0; i < a->nopt; i++)
+        if (kvq_config_set(&c, a->key[i], a->val[i])) return kvs_errorf(s, "set: %s", kvq_last_error());
+    const char *why = kvq_config_check(&c);
+    if (why) return kvs_errorf(s, "set: %s", why);
+    s->cfg = c;
+    return 0;
+}
+
+int kvs_cmd_show(kvs_session *s, kvs_args *a)
+{
+    bool json = kvs_opt_flag(a, "json") || s->json;
+    if (kvs_args_check_unused(s, a, "show")) return -1;
+    const char *const *names = kvq_config_field_names();
+    json_t *o = json ? json_object() : NULL;
+    for (int i = 0; names[i]; i++) {
+        char v[1024];
+        kvq_config_get(&s->cfg, names[i], v, sizeof v);
+        if (json) json_object_set_new(o, names[i], json_string(v));
+        else kvs_printf(s, "  %-18s %s", names[i], v);
+    }
+    if (json) {
+        char *txt = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+        if (txt) kvs_puts(s, txt);
+        free(txt);
+        json_decref(o);
+    }
+    return 0;
+}
+
+static int one_value(kvs_session *s, kvs_args *a, const char *cmd, const char *field)
+{
+    if (a->npos != 1 || a->nopt) return kvs_errorf(s, "%s: expected one value (usage: %s VALUE)", cmd, cmd);
+    return set_checked(s, field, a->pos[0]);
+}
+
+int kvs_cmd_method(kvs_session *s, kvs_args *a)
+{
+    if (a->npos == 1 && !a->nopt) {
+        const kvq_method *m;
+        if (kvq_method_lookup(a->pos[0], &m)) return kvs_errorf(s, "method: %s", kvq_last_error());
+        kvq_config c = s->cfg;
+        strcpy(c.method, m->name);
+        if (c.bits < m->min_bits) c.bits = m->min_bits;   // keep bits valid for the new method
+        if (c.bits > m->max_bits) c.bits = m->max_bits;
+        const char *why = kvq_config_check(&c);
+        if (why) return kvs_errorf(s, "method: %s", why);
+        s->cfg = c;
+        return 0;
+    }
+    return one_value(s, a, "method", "method");
+}
+
+int kvs_cmd_bits(kvs_session *s, kvs_args *a) { return one_value(s, a, "bits", "bits"); }
+int kvs_cmd_value_bits(kvs_session *s, kvs_args *a) { return one_value(s, a, "value-bits", "value_bits"); }

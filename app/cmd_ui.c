@@ -1,0 +1,203 @@
+// cmd_ui.c — studio actions as commands: view, run, replay/play, pause,
+// step, export. `run` and `export` also work in batch (scripts, stdin);
+// the rest need the studio (views/tui.h).
+#include <jansson.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include "calib/calib.h"
+#include "cmds.h"
+#include "quantreport.h"
+#include "safetensors.h"
+#include "tui.h"
+
+// Attention-output error is measured on this many query rows (keys
+// quantized, values exact): enough for a stable figure, cheap on 1k tokens.
+#define RUN_ATTN_QUERIES 64
+
+int kvs_run_measure(const kvq_trace *t, const kvq_config *cfg, const kvq_artifacts *art,
+                    kvq_progress *p, kvs_run *r)
+{
+    kvq_quantreport *q = calloc(1, sizeof *q);
+    if (!q) return kvq_error(KVQ_ERR_NOMEM, "run: out of memory");
+    kvq_status st = kvq_quantreport_run(t, cfg, art, NULL, p, q);
+    if (st) {
+        free(q);
+        return st;
+    }
+    memset(r, 0, sizeof *r);
+    r->cfg = *cfg;
+    if (cfg->n_bit_allocation > 0)
+        snprintf(r->label, sizeof r->label, "%s alloc/v%d", q->method, q->value_bits);
+    else
+        snprintf(r->label, sizeof r->label, "%s k%d/v%d", q->method, q->bits, q->value_bits);
+    r->key_bits = q->keys.bits_per_coord;
+    r->value_bits = q->values.bits_per_coord;
+    r->key_rel_mse = q->keys.relative_mse;
+    r->value_rel_mse = q->values.relative_mse;
+    r->key_cosine = q->keys.cosine;
+    r->value_cosine = q->values.cosine;
+    r->ip_rel_error = q->ip_relative_error;
+    double held = q->keys.bytes + q->values.bytes, fp16 = 2 * (q->keys.coords + q->values.coords);
+    r->compression = held > 0 ? fp16 / held : NAN;
+    r->encode_vps = NAN;
+    r->n_layers = q->n_layers;
+    for (int i = 0; i < q->n_layers && i < KVQ_MAX_LAYERS; i++) {
+        r->layer_key_rel_mse[i] = q->layers[i].keys.relative_mse;
+        r->layer_key_cosine[i] = q->layers[i].keys.cosine;
+    }
+    free(q);
+    r->attn_rel_error = NAN;
+    if (t->n_queries > 0 && !(p && p->fn && p->fn(1.0, "attention", -1, p->user))) {
+        kvq_calib_opts o;
+        kvq_calib_opts_default(&o);
+        o.n_queries = RUN_ATTN_QUERIES;
+        kvq_attn_eval *ev = calloc(1, sizeof *ev);
+        if (ev && kvq_calib_eval_keys(t, cfg, art, &o, ev) == KVQ_OK) r->attn_rel_error = ev->attn_rel_error;
+        free(ev);
+        kvq_clear_error();   // a missing attention figure is not a failed run
+    }
+    return KVQ_OK;
+}
+
+int kvs_cmd_view(kvs_session *s, kvs_args *a)
+{
+    if (a->npos != 1 || a->nopt) return kvs_errorf(s, "view: expected one NAME (usage: view NAME)");
+    return kvs_studio_view(s, a->pos[0]);
+}
+
+int kvs_cmd_run(kvs_session *s, kvs_args *a)
+{
+    if (a->npos || a->nopt) return kvs_errorf(s, "run: takes no arguments (set the config first)");
+    if (s->ui) return kvs_studio_run(s);   // worker thread, progress in the status line
+    if (!s->trace) return kvs_errorf(s, "run: no trace loaded (load PATH first)");
+    kvs_run r;
+    if (kvs_run_measure(s->trace, &s->cfg, s->art, NULL, &r)) return kvs_errorf(s, "run: %s", kvq_last_error());
+    kvs_session_add_run(s, &r);
+    kvs_printf(s, "run %d: %s  key %.3f bits cos %.4f  value %.3f bits cos %.4f  ip err %.4f  attn err %.4f  %.2fx",
+               s->n_runs, r.label, r.key_bits, r.key_cosine, r.value_bits, r.value_cosine, r.ip_rel_error,
+               r.attn_rel_error, r.compression);
+    return 0;
+}
+
+int kvs_cmd_replay(kvs_session *s, kvs_args *a)
+{
+    bool ok = true;
+    long speed = 0;
+    if (a->npos > 1 || a->nopt) return kvs_errorf(s, "replay: expected at most one SPEED (tokens per tick)");
+    if (a->npos == 1) {
+        char *end;
+        speed = strtol(a->pos[0], &end, 10);
+        ok = *end == 0 && speed >= 1 && speed <= 4096;
+    }
+    if (!ok) return kvs_errorf(s, "replay: SPEED '%s' is not an integer in 1..4096", a->pos[0]);
+    return kvs_studio_play(s, (int)speed);
+}
+
+int kvs_cmd_pause(kvs_session *s, kvs_args *a)
+{
+    if (a->npos || a->nopt) return kvs_errorf(s, "pause: takes no arguments");
+    return kvs_studio_pause(s);
+}
+
+int kvs_cmd_step(kvs_session *s, kvs_args *a)
+{
+    long n = 1;
+    if (a->npos > 1 || a->nopt) return kvs_errorf(s, "step: expected at most one N (tokens)");
+    if (a->npos == 1) {
+        char *end;
+        n = strtol(a->pos[0], &end, 10);
+        if (*end || n < 1 || n > 1 << 20) return kvs_errorf(s, "step: N '%s' is not a positive integer", a->pos[0]);
+    }
+    return kvs_studio_step(s, (int)n);
+}
+
+// ---- export ----
+static json_t *num(double v) { return isfinite(v) ? json_real(v) : json_null(); }
+
+static int export_json(kvs_session *s, FILE *f)
+{
+    json_t *runs = json_array();
+    for (int i = 0; i < s->n_runs; i++) {
+        const kvs_run *r = &s->runs[i];
+        json_t *o = json_object();
+        json_object_set_new(o, "label", json_string(r->label));
+        json_object_set_new(o, "method", json_string(r->cfg.method));
+        json_object_set_new(o, "bits", json_integer(r->cfg.bits));
+        json_object_set_new(o, "value_bits", json_integer(r->cfg.value_bits));
+        json_object_set_new(o, "key_bits_per_coord", num(r->key_bits));
+        json_object_set_new(o, "value_bits_per_coord", num(r->value_bits));
+        json_object_set_new(o, "key_relative_mse", num(r->key_rel_mse));
+        json_object_set_new(o, "value_relative_mse", num(r->value_rel_mse));
+        json_object_set_new(o, "key_cosine", num(r->key_cosine));
+        json_object_set_new(o, "value_cosine", num(r->value_cosine));
+        json_object_set_new(o, "ip_relative_error", num(r->ip_rel_error));
+        json_object_set_new(o, "attention_relative_error", num(r->attn_rel_error));
+        json_object_set_new(o, "compression_ratio", num(r->compression));
+        json_t *pl = json_array();
+        for (int l = 0; l < r->n_layers; l++)
+            json_array_append_new(pl, json_pack("{s:i, s:o, s:o}", "layer", l, "key_relative_mse",
+                                                num(r->layer_key_rel_mse[l]), "key_cosine",
+                                                num(r->layer_key_cosine[l])));
+        json_object_set_new(o, "per_layer", pl);
+        json_t *cfg = json_object();
+        const char *const *names = kvq_config_field_names();
+        for (int k = 0; names[k]; k++) {
+            char v[1024];
+            if (!kvq_config_get(&r->cfg, names[k], v, sizeof v)) json_object_set_new(cfg, names[k], json_string(v));
+        }
+        json_object_set_new(o, "config", cfg);
+        json_array_append_new(runs, o);
+    }
+    json_t *root = json_pack("{s:s, s:s, s:o}", "kvstudio", KVQ_VERSION, "trace",
+                             s->trace ? s->trace->path : "", "runs", runs);
+    int rc = json_dumpf(root, f, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(8));
+    fputc('\n', f);
+    json_decref(root);
+    return rc;
+}
+
+static void csv_num(FILE *f, double v) { isfinite(v) ? fprintf(f, ",%.8g", v) : fputs(",", f); }
+
+static int export_csv(kvs_session *s, FILE *f)
+{
+    fputs("run,label,method,bits,value_bits,key_bits_per_coord,value_bits_per_coord,key_relative_mse,"
+          "value_relative_mse,key_cosine,value_cosine,ip_relative_error,attention_relative_error,"
+          "compression_ratio\n", f);
+    for (int i = 0; i < s->n_runs; i++) {
+        const kvs_run *r = &s->runs[i];
+        fprintf(f, "%d,\"%s\",%s,%d,%d", i + 1, r->label, r->cfg.method, r->cfg.bits, r->cfg.value_bits);
+        const double v[] = {r->key_bits, r->value_bits, r->key_rel_mse, r->value_rel_mse, r->key_cosine,
+                            r->value_cosine, r->ip_rel_error, r->attn_rel_error, r->compression};
+        for (size_t k = 0; k < sizeof v / sizeof v[0]; k++) csv_num(f, v[k]);
+        fputc('\n', f);
+    }
+    return ferror(f) ? -1 : 0;
+}
+
+int kvs_cmd_export(kvs_session *s, kvs_args *a)
+{
+    if (a->npos != 2 || a->nopt) return kvs_errorf(s, "export: expected KIND PATH (usage: export json|csv|svg PATH)");
+    const char *kind = a->pos[0], *path = a->pos[1];
+    if (!strcmp(kind, "svg")) {
+        if (kvs_plot_export_svg(s, path)) return -1;
+        kvs_printf(s, "wrote %s", path);
+        return 0;
+    }
+    bool json = !strcmp(kind, "json");
+    if (!json && strcmp(kind, "csv")) return kvs_errorf(s, "export: unknown kind '%s' (expected json, csv or svg)", kind);
+    if (s->n_runs == 0) return kvs_errorf(s, "export: the run history is empty (`run` first)");
+    kvq_atomic_file af;
+    if (kvq_atomic_open(&af, path)) return kvs_errorf(s, "export: %s", kvq_last_error());
+    pthread_mutex_lock(&s->lock);
+    int rc = json ? export_json(s, af.fp) : export_csv(s, af.fp);
+    int n = s->n_runs;
+    pthread_mutex_unlock(&s->lock);
+    if (rc) {
+        kvq_atomic_abort(&af);
+        return kvs_errorf(s, "export: %s: write failed", path);
+    }
+    if (kvq_atomic_commit(&af)) return kvs_errorf(s, "export: %s", kvq_last_error());
+    kvs_printf(s, "wrote %d run%s to %s", n, n == 1 ? "" : "s", path);
+    return 0;
+}

@@ -1,0 +1,78 @@
+// session.c — session state and output routing.
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "artifacts.h"
+#include "session.h"
+
+static void out_stdio(void *user, bool is_error, const char *line)
+{
+    (void)user;
+    FILE *f = is_error ? stderr : stdout;
+    fprintf(f, is_error ? "kvstudio: %s\n" : "%s\n", line);
+    fflush(f);
+}
+
+void kvs_session_init(kvs_session *s)
+{
+    memset(s, 0, sizeof *s);
+    kvq_config_default(&s->cfg);
+    s->out = out_stdio;
+    strcpy(s->view, "explorer");
+    pthread_mutex_init(&s->lock, NULL);
+}
+
+void kvs_session_free(kvs_session *s)
+{
+    kvq_trace_free(s->trace);
+    kvq_artifacts_free(s->art);
+    pthread_mutex_destroy(&s->lock);
+    s->trace = NULL;
+    s->art = NULL;
+}
+
+int kvs_session_load(kvs_session *s, const char *path, const kvq_trace_opts *opts)
+{
+    kvq_trace *t = NULL;
+    if (kvq_trace_open(path, opts, &t)) return kvs_errorf(s, "%s", kvq_last_error());
+    pthread_mutex_lock(&s->lock);
+    kvq_trace_free(s->trace);
+    s->trace = t;
+    pthread_mutex_unlock(&s->lock);
+    return 0;
+}
+
+void kvs_session_add_run(kvs_session *s, const kvs_run *r)
+{
+    pthread_mutex_lock(&s->lock);
+    if (s->n_runs == KVS_MAX_RUNS) {
+        memmove(s->runs, s->runs + 1, sizeof s->runs[0] * (KVS_MAX_RUNS - 1));
+        s->n_runs--;
+    }
+    s->runs[s->n_runs++] = *r;
+    pthread_mutex_unlock(&s->lock);
+}
+
+void kvs_printf(kvs_session *s, const char *fmt, ...)
+{
+    char buf[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    s->out(s->out_user, false, buf);
+}
+
+void kvs_puts(kvs_session *s, const char *text) { s->out(s->out_user, false, text); }
+
+int kvs_errorf(kvs_session *s, const char *fmt, ...)
+{
+    char buf[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    s->out(s->out_user, true, buf);
+    return -1;
+}

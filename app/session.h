@@ -1,0 +1,62 @@
+// session.h — what one kvstudio session holds: the loaded trace, the config,
+// artifacts and the history of runs. Batch mode, scripts and the studio share
+// it; commands (commands.h) are the only way to change it.
+#ifndef KVS_SESSION_H
+#define KVS_SESSION_H
+#include <stdbool.h>
+#include <stdio.h>
+#include <pthread.h>
+#include "kvq.h"
+#include "trace.h"
+
+// One finished run of a method on the trace (kvstudio quantize / lab "run").
+// Kept as plain numbers so the history can be shown, compared and exported.
+#define KVS_MAX_RUNS 256
+typedef struct kvs_run {
+    kvq_config cfg;
+    char label[96];            // "turboquant_mse k3/v2"
+    double key_bits, value_bits;     // bits per coordinate actually held
+    double key_rel_mse, value_rel_mse;
+    double key_cosine, value_cosine;
+    double ip_rel_error;        // relative error of q . k estimates
+    double attn_rel_error;      // attention output error, NAN when not measured
+    double compression;         // fp16 bytes / held bytes (K+V), NAN when not measured
+    double encode_vps;          // encode throughput, vectors/s, NAN when not measured
+    int n_layers;
+    double layer_key_rel_mse[KVQ_MAX_LAYERS];
+    double layer_key_cosine[KVQ_MAX_LAYERS];
+} kvs_run;
+
+typedef void (*kvs_out_fn)(void *user, bool is_error, const char *line);
+
+typedef struct kvs_session {
+    kvq_trace *trace;            // owned; NULL when none loaded
+    kvq_config cfg;
+    kvq_artifacts *art;          // owned; NULL when none
+    char art_dir[KVQ_PATH_LEN];
+    kvs_run runs[KVS_MAX_RUNS];
+    int n_runs;
+    bool json;                   // commands print JSON where they can
+    bool quit;
+    bool interactive;            // the studio is running (commands may switch views)
+    char view[32];               // requested view name (studio reads it)
+    kvs_out_fn out;              // where command output goes (stdout in batch)
+    void *out_user;
+    pthread_mutex_t lock;        // guards runs/trace while a worker thread is active
+    void *ui;                    // the studio's private state, NULL in batch
+} kvs_session;
+
+void kvs_session_init(kvs_session *s);
+void kvs_session_free(kvs_session *s);
+// Replace the loaded trace (on error the old one stays).
+int kvs_session_load(kvs_session *s, const char *path, const kvq_trace_opts *opts);
+// Append a run (drops the oldest when full). Thread-safe.
+void kvs_session_add_run(kvs_session *s, const kvs_run *r);
+
+// Output: one line per call (no trailing newline needed). printf-style.
+void kvs_printf(kvs_session *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+// Long text (JSON documents): passed through unsplit and unbounded.
+void kvs_puts(kvs_session *s, const char *text);
+// Error line; returns -1 so handlers can `return kvs_errorf(...)`.
+int kvs_errorf(kvs_session *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+#endif

@@ -1,0 +1,50 @@
+// calib/kmeans.h — Lloyd k-means shared by every calibration that needs
+// centroids (RaBitQ IVF, CommVQ codebook init, VecInfer product VQ).
+//
+// k-means++ seeding (D^2 sampling), squared distances |x|^2 + |c|^2 - 2 x.c
+// through one cblas_sgemm per chunk of rows, empty clusters re-seeded with
+// the point farthest from its centroid, deterministic for a given seed.
+// Calibration code may allocate (this is not a kernel).
+#ifndef KVQ_KMEANS_H
+#define KVQ_KMEANS_H
+#include <stddef.h>
+#include <stdint.h>
+#include "kvq.h"
+
+typedef struct kvq_kmeans_opts {
+    int k;                  // clusters, 1..n
+    int max_iter;           // Lloyd iterations (assign + update), >= 1
+    double tol;             // stop when relative inertia drop < tol (0 = run max_iter
+                            // or until assignments stop changing)
+    uint64_t seed;          // seeding stream; same seed + same input => same result
+    kvq_progress *progress; // optional: fraction = iteration / max_iter, stage "kmeans"
+} kvq_kmeans_opts;
+
+typedef struct kvq_kmeans_result {
+    int k, d;
+    float *centroids;   // (k, d) row-major, owned
+    int32_t *assign;    // (n) cluster of each input row, owned
+    double *inertia;    // (n_iter) sum over rows of |x - c_assign|^2 after each
+                        // iteration's assignment step; non-increasing; owned
+    int n_iter;         // iterations run (<= max_iter)
+    int n_reseeded;     // empty clusters re-seeded over the whole run
+} kvq_kmeans_result;
+
+// x: (n, d) row-major. On success fills *r (free with kvq_kmeans_result_free).
+// KVQ_ERR_ARG for k outside 1..n or bad d/max_iter, KVQ_ERR_NONFINITE for a
+// non-finite input, KVQ_ERR_CANCELLED when progress asked to stop (r left empty).
+kvq_status kvq_kmeans(const float *x, size_t n, int d, const kvq_kmeans_opts *o,
+                      kvq_kmeans_result *r);
+void kvq_kmeans_result_free(kvq_kmeans_result *r);
+
+// dist (n, k) = squared Euclidean distances between rows of x (n, d) and c (k, d),
+// computed as |x|^2 + |c|^2 - 2 x c^T with cblas_sgemm, clamped at 0.
+// xnorm (n) and cnorm (k) are the squared row norms (caller computes them once).
+void kvq_kmeans_sqdist(const float *x, const float *xnorm, size_t n, const float *c,
+                       const float *cnorm, int k, int d, float *dist);
+
+// Nearest centroid of each row (ties to the lower index); optional best
+// squared distance per row. Allocates a temporary (chunk, k) block.
+kvq_status kvq_kmeans_assign(const float *x, size_t n, const float *c, int k, int d,
+                             int32_t *assign, float *best);
+#endif

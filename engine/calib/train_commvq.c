@@ -1,0 +1,212 @@
+// calib/train_commvq.c — residual k-means init + EM for CommVQ's additive
+// codebooks; see train_commvq.h. Batched through sgemm (the method's scalar
+// encode in methods/commvq.c is the reference the tests compare against).
+#include <cblas.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "artifacts.h"
+#include "calib/kmeans.h"
+#include "calib/train_commvq.h"
+#include "methods/commvq.h"
+
+typedef struct {
+    size_t n;
+    int d, R, C;
+    float *W;        // (R, C, d)
+    float *wn;       // (R, C)
+    uint16_t *code;  // (n, R)
+    float *res;      // (n, d) keys minus reconstruction
+    float *G;        // (n, C) scratch
+    double *acc;     // (C, d) scratch
+    int *cnt;        // (C)
+} em_state;
+
+static void add_codeword(em_state *s, int r, float sign)
+{
+    for (size_t i = 0; i < s->n; i++) {
+        const float *w = s->W + ((size_t)r * s->C + s->code[i * s->R + r]) * s->d;
+        float *e = s->res + i * (size_t)s->d;
+        for (int j = 0; j < s->d; j++) e[j] += sign * w[j];
+    }
+}
+
+static void norms_of(em_state *s, int r)
+{
+    for (int c = 0; c < s->C; c++) {
+        const float *w = s->W + ((size_t)r * s->C + c) * s->d;
+        double nn = 0;
+        for (int j = 0; j < s->d; j++) nn += (double)w[j] * w[j];
+        s->wn[r * s->C + c] = (float)nn;
+    }
+}
+
+static double exact_gain(const float *e, const float *w, int d)
+{
+    double dot = 0, nn = 0;
+    for (int j = 0; j < d; j++) dot += (double)e[j] * w[j], nn += (double)w[j] * w[j];
+    return 2 * dot - nn;
+}
+
+// M-step for codebook r: least squares given everything else = mean target.
+static void m_step(em_state *s, int r)
+{
+    add_codeword(s, r, 1.0f);   // res now holds codebook r's target
+    memset(s->acc, 0, sizeof(double) * (size_t)s->C * s->d);
+    memset(s->cnt, 0, sizeof(int) * (size_t)s->C);
+    for (size_t i = 0; i < s->n; i++) {
+        int c = s->code[i * s->R + r];
+        const float *e = s->res + i * (size_t)s->d;
+        double *a = s->acc + (size_t)c * s->d;
+        for (int j = 0; j < s->d; j++) a[j] += e[j];
+        s->cnt[c]++;
+    }
+    for (int c = 0; c < s->C; c++)
+        if (s->cnt[c]) {
+            float *w = s->W + ((size_t)r * s->C + c) * s->d;
+            for (int j = 0; j < s->d; j++) w[j] = (float)(s->acc[(size_t)c * s->d + j] / s->cnt[c]);
+        }
+    norms_of(s, r);
+    add_codeword(s, r, -1.0f);
+}
+
+// E-step for codebook r: re-pick every code given the other codebooks.
+static void e_step(em_state *s, int r)
+{
+    const float *Wr = s->W + (size_t)r * s->C * s->d;
+    add_codeword(s, r, 1.0f);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)s->n, s->C, s->d, 1.0f, s->res,
+                s->d, Wr, s->d, 0.0f, s->G, s->C);
+    for (size_t i = 0; i < s->n; i++) {
+        const float *g = s->G + i * (size_t)s->C;
+        const float *wn = s->wn + r * s->C;
+        int best = 0;
+        for (int c = 1; c < s->C; c++)
+            if (2 * g[c] - wn[c] > 2 * g[best] - wn[best]) best = c;
+        int cur = s->code[i * s->R + r];
+        const float *e = s->res + i * (size_t)s->d;
+        // sgemm rounding may rank near-ties wrongly: switch only when the exact
+        // gain is strictly higher, so the error can never go up.
+        if (best != cur && exact_gain(e, Wr + (size_t)best * s->d, s->d) >
+                               exact_gain(e, Wr + (size_t)cur * s->d, s->d))
+            s->code[i * s->R + r] = (uint16_t)best;
+    }
+    add_codeword(s, r, -1.0f);
+}
+
+static double rel_err(const em_state *s, double xx)
+{
+    double e = 0;
+    for (size_t i = 0; i < s->n * (size_t)s->d; i++) e += (double)s->res[i] * s->res[i];
+    return xx > 0 ? e / xx : 0;
+}
+
+kvq_status kvq_train_commvq_stream(const float *keys, size_t n, int d, int layer, int kv_head,
+                                   const kvq_train_commvq_opts *o, kvq_artifacts *art,
+                                   kvq_commvq_train_log *log)
+{
+    int R, lc;
+    int nc = o->num_centroids > 0 ? o->num_centroids : KVQ_COMMVQ_DEFAULT_CENTROIDS;
+    kvq_status st = kvq_commvq_shape(d, o->bits, nc, &R, &lc);
+    if (st) return st;
+    int C = 1 << lc;
+    if (n < (size_t)C)
+        return kvq_error(KVQ_ERR_ARG, "commvq calibration: %zu tokens for %d codewords "
+                         "(expected at least num_centroids tokens)", n, C);
+    int em = o->em_iters > 0 ? o->em_iters : 8;
+    if (em > KVQ_COMMVQ_MAX_EM) em = KVQ_COMMVQ_MAX_EM;
+    em_state s = {.n = n, .d = d, .R = R, .C = C};
+    s.W = malloc(sizeof(float) * (size_t)R * C * d);
+    s.wn = malloc(sizeof(float) * (size_t)R * C);
+    s.code = malloc(sizeof(uint16_t) * n * (size_t)R);
+    s.res = malloc(sizeof(float) * n * (size_t)d);
+    s.G = malloc(sizeof(float) * n * (size_t)C);
+    s.acc = malloc(sizeof(double) * (size_t)C * d);
+    s.cnt = malloc(sizeof(int) * (size_t)C);
+    if (!s.W || !s.wn || !s.code || !s.res || !s.G || !s.acc || !s.cnt) {
+        st = kvq_error(KVQ_ERR_NOMEM, "commvq calibration: out of memory (n=%zu, R=%d, C=%d)", n,
+                       R, C);
+        goto done;
+    }
+    memcpy(s.res, keys, sizeof(float) * n * (size_t)d);
+    double xx = 0;
+    for (size_t i = 0; i < n * (size_t)d; i++) xx += (double)keys[i] * keys[i];
+    kvq_progress_begin(o->progress);
+    const double total = R + (double)em;
+
+    // init: residual k-means, codebook r fitted to what 0..r-1 leave
+    for (int r = 0; r < R; r++) {
+        kvq_kmeans_opts ko = {.k = C, .max_iter = o->kmeans_iter > 0 ? o->kmeans_iter : 15,
+                              .tol = 1e-5, .seed = o->seed * 1000003u + (uint64_t)r};
+        kvq_kmeans_result km;
+        st = kvq_kmeans(s.res, n, d, &ko, &km);
+        if (st) goto done;
+        memcpy(s.W + (size_t)r * C * d, km.centroids, sizeof(float) * (size_t)C * d);
+        for (size_t i = 0; i < n; i++) s.code[i * R + r] = (uint16_t)km.assign[i];
+        kvq_kmeans_result_free(&km);
+        norms_of(&s, r);
+        add_codeword(&s, r, -1.0f);
+        if (kvq_progress_report(o->progress, (r + 1) / total, "commvq init")) {
+            st = kvq_error(KVQ_ERR_CANCELLED, "commvq calibration: cancelled");
+            goto done;
+        }
+    }
+    if (log) {
+        memset(log, 0, sizeof *log);
+        log->err[0] = rel_err(&s, xx);
+        log->n = 1;
+    }
+    for (int it = 0; it < em; it++) {
+        for (int r = 0; r < R; r++) m_step(&s, r);
+        for (int r = 0; r < R; r++) e_step(&s, r);
+        if (log) log->err[log->n++] = rel_err(&s, xx);
+        if (kvq_progress_report(o->progress, (R + it + 1) / total, "commvq EM")) {
+            st = kvq_error(KVQ_ERR_CANCELLED, "commvq calibration: cancelled");
+            goto done;
+        }
+    }
+    // A final M-step: codebooks are the least-squares fit to the final codes.
+    for (int r = 0; r < R; r++) m_step(&s, r);
+    char name[96];
+    snprintf(name, sizeof name, "commvq.codebooks.l%d.h%d", layer, kv_head);
+    int64_t shape[3] = {R, C, d};
+    st = kvq_artifacts_put(art, name, s.W, 3, shape);
+done:
+    free(s.W), free(s.wn), free(s.code), free(s.res), free(s.G), free(s.acc), free(s.cnt);
+    return st;
+}
+
+typedef struct { kvq_progress *parent; double lo, hi; } sub_progress;
+
+static bool sub_report(double f, const char *stage, double eta, void *user)
+{
+    (void)eta;
+    sub_progress *sp = user;
+    return kvq_progress_report(sp->parent, sp->lo + f * (sp->hi - sp->lo), stage);
+}
+
+kvq_status kvq_train_commvq(const kvq_trace *t, const kvq_train_commvq_opts *o,
+                            kvq_artifacts *art)
+{
+    size_t n = (size_t)t->n_tokens;
+    float *keys = malloc(sizeof(float) * n * (size_t)t->head_dim);
+    if (!keys) return kvq_error(KVQ_ERR_NOMEM, "commvq calibration: out of memory");
+    int total = t->n_layers * t->n_kv_heads;
+    kvq_status s = KVQ_OK;
+    kvq_progress_begin(o->progress);
+    for (int l = 0; l < t->n_layers && !s; l++)
+        for (int h = 0; h < t->n_kv_heads && !s; h++) {
+            int idx = l * t->n_kv_heads + h;
+            s = kvq_trace_keys(t, l, h, keys);
+            if (s) break;
+            sub_progress sp = {o->progress, (double)idx / total, (double)(idx + 1) / total};
+            kvq_progress prog = {.fn = sub_report, .user = &sp};
+            kvq_train_commvq_opts so = *o;
+            so.seed = o->seed + (uint64_t)idx;
+            so.progress = o->progress ? &prog : NULL;
+            s = kvq_train_commvq_stream(keys, n, t->head_dim, l, h, &so, art, NULL);
+        }
+    free(keys);
+    return s;
+}

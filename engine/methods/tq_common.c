@@ -1,0 +1,144 @@
+// methods/tq_common.c — the rotation + scalar-codebook core shared by the
+// TurboQuant methods (contract in tq_common.h).
+#include <math.h>
+#include <string.h>
+#include "pack.h"
+#include "rng.h"
+#include "tq_common.h"
+
+uint64_t tq_stream_seed(const kvq_plan_params *p, uint32_t tag)
+{
+    // One independent stream per (purpose, layer, kv head, keys/values).
+    uint64_t stream = ((uint64_t)tag << 32) ^ ((uint64_t)(uint32_t)p->layer << 17) ^
+                      ((uint64_t)(uint32_t)p->kv_head << 1) ^ (uint64_t)(p->is_value ? 1 : 0);
+    kvq_rng r;
+    kvq_rng_seed2(&r, p->cfg ? p->cfg->seed : 0, stream);
+    return kvq_rng_u64(&r);
+}
+
+kvq_status tq_check_dims(const kvq_plan_params *p, const char *who)
+{
+    int d = p->head_dim;
+    if (d < 8 || d > KVQ_MAX_HEAD_DIM)
+        return kvq_error(KVQ_ERR_ARG, "%s: head_dim %d out of range (expected 8..%d)", who, d,
+                         KVQ_MAX_HEAD_DIM);
+    bool had = p->cfg && p->cfg->use_hadamard;
+    if (had && (d & (d - 1)))
+        return kvq_error(KVQ_ERR_ARG,
+                         "%s: use_hadamard needs head_dim a power of two, found %d "
+                         "(set use_hadamard=false for a dense rotation)", who, d);
+    return KVQ_OK;
+}
+
+kvq_status tq_codebook_for(const kvq_plan_params *p, int bits, kvq_codebook *cb, const char *who)
+{
+    const char *kind = p->cfg && p->cfg->codebook[0] ? p->cfg->codebook : "lloyd_max";
+    kvq_status s;
+    if (strcmp(kind, "lloyd_max") == 0)
+        s = kvq_lloydmax_solve(cb, KVQ_DENSITY_BETA, (double)p->head_dim, bits);
+    else if (strcmp(kind, "uniform") == 0)
+        s = kvq_uniform_solve(cb, KVQ_DENSITY_BETA, (double)p->head_dim, bits);
+    else
+        return kvq_error(KVQ_ERR_ARG, "%s: codebook '%s' unknown (expected lloyd_max or uniform)",
+                         who, kind);
+    return s;
+}
+
+kvq_status tq_core_init(tq_core *c, const kvq_plan_params *p, int bits, int n_hi, const char *who)
+{
+    memset(c, 0, sizeof *c);
+    kvq_status s = tq_check_dims(p, who);
+    if (s) return s;
+    const int d = p->head_dim;
+    if (bits < 1 || bits > 8)
+        return kvq_error(KVQ_ERR_ARG, "%s: bits per coordinate %d out of range (expected 1..8)",
+                         who, bits);
+    if (n_hi < 0 || n_hi > d)
+        return kvq_error(KVQ_ERR_ARG, "%s: outlier_channels %d out of range (expected 0..%d)", who,
+                         n_hi, d);
+    if (n_hi > 0 && bits + 1 > 8)
+        return kvq_error(KVQ_ERR_ARG,
+                         "%s: outlier_channels needs bits+1 <= 8, found bits %d (expected <= 7)",
+                         who, bits);
+    c->d = d;
+    c->bits = bits;
+    c->n_hi = n_hi;
+    if ((s = tq_codebook_for(p, bits, &c->cb_lo, who))) return s;
+    if (n_hi > 0 && (s = tq_codebook_for(p, bits + 1, &c->cb_hi, who))) return s;
+    c->hi_bytes = kvq_pack_bytes((size_t)n_hi, bits + 1);
+    c->lo_bytes = kvq_pack_bytes((size_t)(d - n_hi), bits);
+    c->lut_floats = ((size_t)n_hi << (bits + 1)) + ((size_t)(d - n_hi) << bits);
+    bool had = p->cfg && p->cfg->use_hadamard;
+    return kvq_rotation_new(&c->rot, d, had, tq_stream_seed(p, TQ_STREAM_ROT));
+}
+
+void tq_core_free(tq_core *c)
+{
+    kvq_rotation_free(&c->rot);
+    memset(c, 0, sizeof *c);
+}
+
+void tq_core_quantize(const tq_core *c, const float *y, uint8_t *packed, float *yhat)
+{
+    uint8_t codes[KVQ_MAX_HEAD_DIM];
+    const int d = c->d, nh = c->n_hi;
+    for (int j = 0; j < nh; j++) codes[j] = (uint8_t)kvq_codebook_index(&c->cb_hi, y[j]);
+    for (int j = nh; j < d; j++) codes[j] = (uint8_t)kvq_codebook_index(&c->cb_lo, y[j]);
+    if (nh) kvq_pack(codes, (size_t)nh, c->bits + 1, packed);
+    kvq_pack(codes + nh, (size_t)(d - nh), c->bits, packed + c->hi_bytes);
+    if (yhat) {
+        for (int j = 0; j < nh; j++) yhat[j] = c->cb_hi.levels[codes[j]];
+        for (int j = nh; j < d; j++) yhat[j] = c->cb_lo.levels[codes[j]];
+    }
+}
+
+static void core_unpack(const tq_core *c, const uint8_t *packed, uint8_t *codes)
+{
+    if (c->n_hi) kvq_unpack(packed, (size_t)c->n_hi, c->bits + 1, codes);
+    kvq_unpack(packed + c->hi_bytes, (size_t)(c->d - c->n_hi), c->bits, codes + c->n_hi);
+}
+
+void tq_core_dequantize(const tq_core *c, const uint8_t *packed, float *yhat)
+{
+    uint8_t codes[KVQ_MAX_HEAD_DIM];
+    core_unpack(c, packed, codes);
+    for (int j = 0; j < c->n_hi; j++) yhat[j] = c->cb_hi.levels[codes[j]];
+    for (int j = c->n_hi; j < c->d; j++) yhat[j] = c->cb_lo.levels[codes[j]];
+}
+
+void tq_core_build_lut(const tq_core *c, const float *qr, float *lut)
+{
+    const int nh = c->n_hi, kh = c->cb_hi.n, kl = c->cb_lo.n;
+    for (int j = 0; j < nh; j++, lut += kh)
+        for (int k = 0; k < kh; k++) lut[k] = qr[j] * c->cb_hi.levels[k];
+    for (int j = nh; j < c->d; j++, lut += kl)
+        for (int k = 0; k < kl; k++) lut[k] = qr[j] * c->cb_lo.levels[k];
+}
+
+// Widths 1, 2, 4, 8 with no mixed channels (the common case): gather straight
+// from the packed bytes, no code array. Same sum, same order as the generic path.
+static float lut_dot_div8(const float *lut, const uint8_t *packed, int d, int bits)
+{
+    const int per = 8 / bits, kl = 1 << bits;
+    const unsigned mask = (unsigned)kl - 1u;
+    float acc = 0.0f;
+    for (int j0 = 0; j0 < d; j0 += per) {
+        unsigned v = packed[j0 / per];
+        for (int k = 0; k < per; k++, lut += kl) acc += lut[(v >> (k * bits)) & mask];
+    }
+    return acc;
+}
+
+float tq_core_lut_dot(const tq_core *c, const float *lut, const uint8_t *packed)
+{
+    if (c->n_hi == 0 && (c->bits == 1 || c->bits == 2 || c->bits == 4 || c->bits == 8) &&
+        c->d % (8 / c->bits) == 0)
+        return lut_dot_div8(lut, packed, c->d, c->bits);
+    uint8_t codes[KVQ_MAX_HEAD_DIM];
+    core_unpack(c, packed, codes);
+    const int nh = c->n_hi, kh = c->cb_hi.n, kl = c->cb_lo.n;
+    float acc = 0.0f;
+    for (int j = 0; j < nh; j++, lut += kh) acc += lut[codes[j]];
+    for (int j = nh; j < c->d; j++, lut += kl) acc += lut[codes[j]];
+    return acc;
+}

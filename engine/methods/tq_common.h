@@ -1,0 +1,80 @@
+// methods/tq_common.h — what the three TurboQuant methods share: the
+// rotation + per-coordinate scalar codebook core, seeds, and record helpers.
+// Private to engine/methods/tq_*.c and turboquant_*.c.
+//
+// The core quantizes a vector already rotated into the random basis,
+// coordinate by coordinate, with a scalar codebook:
+//   y = R x / |x|  (d), each y_j -> code_j = nearest level of its codebook.
+// Mixed channels (cfg->outlier_channels = c > 0): the FIRST c rotated
+// coordinates use bits+1, the other d - c use bits. After a random rotation
+// every coordinate has the same law, so which c get the extra bit does not
+// matter; taking the first c is the fixed, documented rule. Rate:
+// (c (bits+1) + (d - c) bits) / d code bits, e.g. d=128, c=32, bits=2 (the
+// paper's 32 outlier channels at 3 bits + 96 at 2): 2.25, plus the norm.
+// Packed codes: the c high-width codes (kvq_pack, LSB first), then the d - c
+// low-width codes, each segment starting on a byte boundary.
+#ifndef KVQ_TQ_COMMON_H
+#define KVQ_TQ_COMMON_H
+#include <stdint.h>
+#include <string.h>
+#include "f16.h"
+#include "lloydmax.h"
+#include "methods.h"
+#include "rotate.h"
+
+// kvq_rng_seed2 stream tags: the rotation and the QJL sketch of one plan
+// never share randomness.
+enum { TQ_STREAM_ROT = 0x524f54, TQ_STREAM_QJL = 0x514a4c, TQ_STREAM_RVQ = 0x525651 };
+
+// Rows per chunk when encode/decode batch the rotation and the sketch.
+// Kernels keep their scratch on the stack: at most TQ_CHUNK x
+// (KVQ_MAX_HEAD_DIM + KVQ_MAX_SKETCH_DIM) floats + small arrays, ~84 KB
+// (turboquant_prod encode/decode), so any thread with a >= 256 KB stack
+// can run them.
+#define TQ_CHUNK 16
+
+typedef struct tq_core {
+    int d;
+    int bits;           // low width (the d - n_hi coordinates)
+    int n_hi;           // coordinates at bits + 1 (0 = no mixing)
+    kvq_rotation rot;
+    kvq_codebook cb_lo, cb_hi;   // cb_hi only when n_hi > 0
+    size_t hi_bytes, lo_bytes;   // packed segment sizes
+    size_t lut_floats;           // n_hi 2^(bits+1) + (d - n_hi) 2^bits
+} tq_core;
+
+// Seed for one purpose of one stream (layer, kv head, keys/values).
+uint64_t tq_stream_seed(const kvq_plan_params *p, uint32_t tag);
+// Common checks on head_dim and the rotation choice; `who` names the method.
+kvq_status tq_check_dims(const kvq_plan_params *p, const char *who);
+// The codebook of the rotated coordinates: Lloyd-Max (or the best uniform
+// one when cfg->codebook is "uniform") for the exact Beta law of one
+// coordinate of a random unit vector in dimension d.
+kvq_status tq_codebook_for(const kvq_plan_params *p, int bits, kvq_codebook *cb, const char *who);
+// bits 1..8 (n_hi > 0 needs bits <= 7); rotation seeded by tq_stream_seed(ROT).
+kvq_status tq_core_init(tq_core *c, const kvq_plan_params *p, int bits, int n_hi,
+                        const char *who);
+void tq_core_free(tq_core *c);
+static inline size_t tq_core_code_bytes(const tq_core *c) { return c->hi_bytes + c->lo_bytes; }
+// y (d), rotated unit-scale coordinates -> packed (code_bytes); yhat (d)
+// gets the reconstruction levels (may be NULL).
+void tq_core_quantize(const tq_core *c, const float *y, uint8_t *packed, float *yhat);
+// packed -> yhat (d) in the rotated basis.
+void tq_core_dequantize(const tq_core *c, const uint8_t *packed, float *yhat);
+// lut (lut_floats): lut[j][k] = qr_j * level_k, qr = R q (d).
+void tq_core_build_lut(const tq_core *c, const float *qr, float *lut);
+// sum_j lut[j][code_j] = qr . yhat, straight from the packed codes.
+float tq_core_lut_dot(const tq_core *c, const float *lut, const uint8_t *packed);
+
+// Norms are stored as IEEE fp16 (2 bytes, unaligned, little-endian).
+static inline void tq_put_f16(uint8_t *dst, float v)
+{
+    uint16_t h = kvq_f32_to_f16(v > 65504.0f ? 65504.0f : v);
+    dst[0] = (uint8_t)h;
+    dst[1] = (uint8_t)(h >> 8);
+}
+static inline float tq_get_f16(const uint8_t *src)
+{
+    return kvq_f16_to_f32((uint16_t)(src[0] | (src[1] << 8)));
+}
+#endif

@@ -1,0 +1,350 @@
+// model_eval.c — what the model runner is for: loss and KL of a quantized
+// cache against the fp16 reference (ppl), kvtrace capture, token files.
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "f16.h"
+#include "model.h"
+#include "safetensors.h"
+
+bool kvq_model_cfg_is_fp16(const kvq_config *c)
+{
+    bool vals16 = c->value_bits == 16 && (!c->value_method[0] || !strcmp(c->value_method, "fp16"));
+    return !strcmp(c->method, "fp16") && vals16 && c->sliding_window == 0;
+}
+
+void kvq_model_cfg_reference(kvq_config *c)
+{
+    kvq_config_default(c);
+    strcpy(c->method, "fp16");
+    c->bits = 16;
+    c->value_bits = 16;
+    c->use_fused_sdpa = false;   // the cache's plain decode-then-attend path is its reference
+}
+
+kvq_status kvq_model_ppl(const kvq_model *m, const kvq_config *cfg, const kvq_artifacts *art, const int32_t *tokens,
+                         int n, int chunk, kvq_progress *progress, kvq_ppl_result *out)
+{
+    memset(out, 0, sizeof *out);
+    if (n < 2) return kvq_error(KVQ_ERR_ARG, "ppl: %d tokens (expected at least 2)", n);
+    if (chunk < 1) return kvq_error(KVQ_ERR_ARG, "ppl: chunk %d (expected >= 1)", chunk);
+    if (chunk > n) chunk = n;
+    bool with_ref = !kvq_model_cfg_is_fp16(cfg);
+    int V = m->cfg.vocab_size;
+    kvq_config refcfg;
+    kvq_model_cfg_reference(&refcfg);
+    kvq_runner *rq = NULL, *rr = NULL;
+    float *lq = malloc(sizeof(float) * (size_t)chunk * V);
+    float *lr = with_ref ? malloc(sizeof(float) * (size_t)chunk * V) : NULL;
+    kvq_status s = KVQ_OK;
+    if (!lq || (with_ref && !lr)) {
+        s = kvq_error(KVQ_ERR_NOMEM, "ppl: out of memory for logits");
+        goto out;
+    }
+    if ((s = kvq_runner_new(m, cfg, art, chunk, &rq))) goto out;
+    if (with_ref && (s = kvq_runner_new(m, &refcfg, NULL, chunk, &rr))) goto out;
+    double nll = 0, nll_ref = 0, kl = 0, t_run = 0;
+    kvq_progress_begin(progress);
+    for (int p0 = 0; p0 < n; p0 += chunk) {
+        int step = n - p0 < chunk ? n - p0 : chunk;
+        double t0 = kvq_now_s();
+        if ((s = kvq_runner_forward(rq, tokens + p0, step, true, lq))) goto out;
+        t_run += kvq_now_s() - t0;
+        if (with_ref && (s = kvq_runner_forward(rr, tokens + p0, step, true, lr))) goto out;
+        for (int t = 0; t < step && p0 + t < n - 1; t++) {
+            int target = tokens[p0 + t + 1];
+            const float *a = lq + (size_t)t * V;
+            nll -= kvq_logits_log2_prob(a, V, target);
+            if (with_ref) {
+                const float *b = lr + (size_t)t * V;
+                nll_ref -= kvq_logits_log2_prob(b, V, target);
+                kl += kvq_logits_kl_bits(b, a, V);
+            }
+        }
+        if (kvq_progress_report(progress, (double)(p0 + step) / n, "ppl")) {
+            s = kvq_error(KVQ_ERR_CANCELLED, "ppl: cancelled at token %d of %d", p0 + step, n);
+            goto out;
+        }
+    }
+    out->n_tokens = n;
+    out->bits_per_token = nll / (n - 1);
+    out->ref_bits_per_token = with_ref ? nll_ref / (n - 1) : out->bits_per_token;
+    out->kl_bits = with_ref ? kl / (n - 1) : 0.0;
+    out->prefill_s = t_run;
+out:
+    kvq_runner_free(rq);
+    kvq_runner_free(rr);
+    free(lq);
+    free(lr);
+    return s;
+}
+
+// ---- capture ----
+typedef struct {
+    int n_tokens, hd, nh, nkv;
+    uint16_t **q, **k, **v;   // per layer: (heads, n_tokens, hd) F16
+} capture_buf;
+
+static void capture_tap(void *user, int layer, int pos0, int n, const float *q, const float *k, const float *v)
+{
+    capture_buf *cb = user;
+    size_t hd = (size_t)cb->hd, N = (size_t)cb->n_tokens;
+    for (int h = 0; h < cb->nh; h++)
+        kvq_f32_row_to_f16(q + (size_t)h * n * hd, cb->q[layer] + ((size_t)h * N + pos0) * hd, (size_t)n * hd);
+    for (int h = 0; h < cb->nkv; h++) {
+        kvq_f32_row_to_f16(k + (size_t)h * n * hd, cb->k[layer] + ((size_t)h * N + pos0) * hd, (size_t)n * hd);
+        kvq_f32_row_to_f16(v + (size_t)h * n * hd, cb->v[layer] + ((size_t)h * N + pos0) * hd, (size_t)n * hd);
+    }
+}
+
+// safetensors metadata values are strings; rope_theta keeps a decimal point
+// as Python writes floats ("10000.0").
+static void fmt_double(char *buf, size_t n, double x)
+{
+    if (x == floor(x) && fabs(x) < 1e15) snprintf(buf, n, "%.1f", x);
+    else snprintf(buf, n, "%.17g", x);
+}
+
+static kvq_status capture_write(const kvq_model *m, const capture_buf *cb, const int32_t *tokens, bool byte_level,
+                                double bits, const char *source, const char *path)
+{
+    const kvq_model_config *c = &m->cfg;
+    int L = c->n_layers, N = cb->n_tokens;
+    int nt = 3 * L + 2;
+    kvq_st_wtensor *wt = calloc((size_t)nt, sizeof *wt);
+    char (*names)[32] = calloc((size_t)nt, sizeof *names);
+    int32_t *qpos = malloc(sizeof(int32_t) * (size_t)N);
+    kvq_status s = KVQ_OK;
+    if (!wt || !names || !qpos) {
+        s = kvq_error(KVQ_ERR_NOMEM, "%s: out of memory", path);
+        goto out;
+    }
+    for (int i = 0; i < N; i++) qpos[i] = i;
+    int i = 0;
+    for (int l = 0; l < L; l++) {
+        const char *kinds[3] = {"keys", "values", "queries"};
+        uint16_t *data[3] = {cb->k[l], cb->v[l], cb->q[l]};
+        int heads[3] = {c->n_kv_heads, c->n_kv_heads, c->n_heads};
+        for (int j = 0; j < 3; j++, i++) {
+            snprintf(names[i], sizeof names[i], "layers.%d.%s", l, kinds[j]);
+            wt[i] = (kvq_st_wtensor){.name = names[i], .dtype = KVQ_DT_F16, .ndim = 3,
+                                     .shape = {heads[j], N, c->head_dim}, .data = data[j]};
+        }
+    }
+    wt[i++] = (kvq_st_wtensor){.name = "query_positions", .dtype = KVQ_DT_I32, .ndim = 1, .shape = {N}, .data = qpos};
+    wt[i++] = (kvq_st_wtensor){.name = "tokens", .dtype = KVQ_DT_I32, .ndim = 1, .shape = {N}, .data = tokens};
+    char model[512], layers[16], nh[16], nkv[16], hd[16], theta[40], loss[40];
+    snprintf(model, sizeof model, "%s (Llama, %d layers, %d heads, %d kv heads, head_dim %d)", m->name, L, c->n_heads,
+             c->n_kv_heads, c->head_dim);
+    snprintf(layers, sizeof layers, "%d", L);
+    snprintf(nh, sizeof nh, "%d", c->n_heads);
+    snprintf(nkv, sizeof nkv, "%d", c->n_kv_heads);
+    snprintf(hd, sizeof hd, "%d", c->head_dim);
+    fmt_double(theta, sizeof theta, c->rope_theta);
+    snprintf(loss, sizeof loss, "%.6f", bits);
+    const char *keys[] = {"format", "version", "model", "layers", "n_heads", "n_kv_heads", "head_dim",
+                          "rope_theta", "post_rope", "source", byte_level ? "bits_per_byte" : "bits_per_token"};
+    const char *vals[] = {"kvtrace", "1", model, layers, nh, nkv, hd, theta, "true", source ? source : "", loss};
+    s = kvq_st_write(path, wt, i, keys, vals, (int)(sizeof keys / sizeof keys[0]));
+out:
+    free(wt);
+    free(names);
+    free(qpos);
+    return s;
+}
+
+kvq_status kvq_model_capture(const kvq_model *m, const kvq_config *cfg, const kvq_artifacts *art,
+                             const int32_t *tokens, int n, bool byte_level, const char *source, const char *out_path,
+                             double *bits_out)
+{
+    if (n < 2) return kvq_error(KVQ_ERR_ARG, "capture: %d tokens (expected at least 2)", n);
+    const kvq_model_config *c = &m->cfg;
+    int L = c->n_layers, V = c->vocab_size, chunk = n < 128 ? n : 128;
+    capture_buf cb = {.n_tokens = n, .hd = c->head_dim, .nh = c->n_heads, .nkv = c->n_kv_heads};
+    cb.q = calloc((size_t)L, sizeof *cb.q);
+    cb.k = calloc((size_t)L, sizeof *cb.k);
+    cb.v = calloc((size_t)L, sizeof *cb.v);
+    float *logits = malloc(sizeof(float) * (size_t)chunk * V);
+    kvq_runner *r = NULL;
+    kvq_status s = KVQ_OK;
+    bool ok = cb.q && cb.k && cb.v && logits;
+    size_t per_q = (size_t)c->n_heads * n * c->head_dim, per_kv = (size_t)c->n_kv_heads * n * c->head_dim;
+    for (int l = 0; ok && l < L; l++) {
+        cb.q[l] = malloc(sizeof(uint16_t) * per_q);
+        cb.k[l] = malloc(sizeof(uint16_t) * per_kv);
+        cb.v[l] = malloc(sizeof(uint16_t) * per_kv);
+        ok = cb.q[l] && cb.k[l] && cb.v[l];
+    }
+    if (!ok) {
+        s = kvq_error(KVQ_ERR_NOMEM, "capture: out of memory for %d tokens", n);
+        goto out;
+    }
+    if ((s = kvq_runner_new(m, cfg, art, chunk, &r))) goto out;
+    kvq_runner_set_tap(r, capture_tap, &cb);
+    double nll = 0;
+    for (int p0 = 0; p0 < n; p0 += chunk) {
+        int step = n - p0 < chunk ? n - p0 : chunk;
+        if ((s = kvq_runner_forward(r, tokens + p0, step, true, logits))) goto out;
+        for (int t = 0; t < step && p0 + t < n - 1; t++)
+            nll -= kvq_logits_log2_prob(logits + (size_t)t * V, V, tokens[p0 + t + 1]);
+    }
+    double bits = nll / (n - 1);
+    if (bits_out) *bits_out = bits;
+    s = capture_write(m, &cb, tokens, byte_level, bits, source, out_path);
+out:
+    kvq_runner_free(r);
+    for (int l = 0; l < L; l++) {
+        if (cb.q) free(cb.q[l]);
+        if (cb.k) free(cb.k[l]);
+        if (cb.v) free(cb.v[l]);
+    }
+    free(cb.q);
+    free(cb.k);
+    free(cb.v);
+    free(logits);
+    return s;
+}
+
+// ---- token files ----
+static kvq_status read_all(const char *path, char **buf, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return kvq_error(KVQ_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    size_t cap = 4096, n = 0;
+    char *b = malloc(cap + 1);
+    while (b) {
+        size_t got = fread(b + n, 1, cap - n, f);
+        n += got;
+        if (n < cap) break;
+        char *nb = realloc(b, 2 * cap + 1);
+        if (!nb) {
+            free(b);
+            b = NULL;
+            break;
+        }
+        b = nb;
+        cap *= 2;
+    }
+    bool err = ferror(f);
+    fclose(f);
+    if (!b) return kvq_error(KVQ_ERR_NOMEM, "%s: out of memory", path);
+    if (err) {
+        free(b);
+        return kvq_error(KVQ_ERR_IO, "%s: read error", path);
+    }
+    b[n] = 0;
+    *buf = b;
+    *len = n;
+    return KVQ_OK;
+}
+
+static kvq_status tokens_npy(const char *path, const char *b, size_t len, int32_t **tokens, int *n)
+{
+    if (len < 10 || b[6] < 1 || b[6] > 3)
+        return kvq_error(KVQ_ERR_FORMAT, "%s: bad .npy header (expected version 1..3)", path);
+    const unsigned char *u = (const unsigned char *)b;
+    size_t hl, off;
+    if (b[6] == 1) hl = u[8] | (size_t)u[9] << 8, off = 10;
+    else hl = u[8] | (size_t)u[9] << 8 | (size_t)u[10] << 16 | (size_t)u[11] << 24, off = 12;
+    if (off + hl > len) return kvq_error(KVQ_ERR_FORMAT, "%s: .npy header length %zu past the file end", path, hl);
+    char hdr[1024];
+    snprintf(hdr, sizeof hdr, "%.*s", (int)(hl < sizeof hdr - 1 ? hl : sizeof hdr - 1), b + off);
+    int isz = strstr(hdr, "'<i4'") ? 4 : strstr(hdr, "'<i8'") ? 8 : 0;
+    if (!isz) return kvq_error(KVQ_ERR_FORMAT, "%s: .npy dtype is not <i4 or <i8 (header: %s)", path, hdr);
+    if (strstr(hdr, "'fortran_order': True"))
+        return kvq_error(KVQ_ERR_FORMAT, "%s: .npy is Fortran-ordered (expected C order)", path);
+    const char *sh = strstr(hdr, "'shape':");
+    const char *lp = sh ? strchr(sh, '(') : NULL;
+    if (!lp) return kvq_error(KVQ_ERR_FORMAT, "%s: .npy header has no shape", path);
+    long dims[4];
+    int nd = 0;
+    for (const char *p = lp + 1; *p && *p != ')';) {
+        while (*p == ' ' || *p == ',') p++;
+        if (*p == ')') break;
+        char *end;
+        long d = strtol(p, &end, 10);
+        if (end == p || nd == 4) return kvq_error(KVQ_ERR_FORMAT, "%s: .npy shape unreadable: %s", path, hdr);
+        dims[nd++] = d;
+        p = end;
+    }
+    long count = nd == 1 ? dims[0] : (nd == 2 && dims[0] == 1) ? dims[1] : -1;
+    if (count < 0) return kvq_error(KVQ_ERR_SHAPE, "%s: .npy shape is not (n,) or (1, n)", path);
+    if (count > (1L << 30) || off + hl + (size_t)count * isz > len)
+        return kvq_error(KVQ_ERR_FORMAT, "%s: .npy holds fewer bytes than its shape says", path);
+    int32_t *t = malloc(sizeof(int32_t) * (size_t)(count ? count : 1));
+    if (!t) return kvq_error(KVQ_ERR_NOMEM, "%s: out of memory", path);
+    const unsigned char *d = u + off + hl;
+    for (long i = 0; i < count; i++) {
+        int64_t v = 0;
+        if (isz == 4) {
+            int32_t x;
+            memcpy(&x, d + 4 * i, 4);
+            v = x;
+        } else {
+            memcpy(&v, d + 8 * i, 8);
+        }
+        if (v < 0 || v > INT32_MAX) {
+            free(t);
+            return kvq_error(KVQ_ERR_FORMAT, "%s: token %lld at index %ld is negative or too large", path,
+                             (long long)v, i);
+        }
+        t[i] = (int32_t)v;
+    }
+    *tokens = t;
+    *n = (int)count;
+    return KVQ_OK;
+}
+
+kvq_status kvq_tokens_load(const char *path, int32_t **tokens, int *n)
+{
+    *tokens = NULL;
+    *n = 0;
+    char *b = NULL;
+    size_t len = 0;
+    kvq_status s = read_all(path, &b, &len);
+    if (s) return s;
+    if (len >= 6 && !memcmp(b, "\x93NUMPY", 6)) {
+        s = tokens_npy(path, b, len, tokens, n);
+        free(b);
+        return s;
+    }
+    size_t cap = 1024;
+    int count = 0;
+    int32_t *t = malloc(sizeof(int32_t) * cap);
+    char *p = b;
+    while (t) {
+        while (isspace((unsigned char)*p)) p++;
+        if (!*p) break;
+        char *end;
+        errno = 0;
+        long v = strtol(p, &end, 10);
+        if (end == p || errno || v < 0 || v > INT32_MAX || (*end && !isspace((unsigned char)*end))) {
+            s = kvq_error(KVQ_ERR_FORMAT, "%s: token %d ('%.12s') is not a non-negative integer", path, count, p);
+            break;
+        }
+        if ((size_t)count == cap) {
+            int32_t *nt = realloc(t, sizeof(int32_t) * cap * 2);
+            if (!nt) {
+                free(t);
+                t = NULL;
+                break;
+            }
+            t = nt;
+            cap *= 2;
+        }
+        t[count++] = (int32_t)v;
+        p = end;
+    }
+    free(b);
+    if (!t) return kvq_error(KVQ_ERR_NOMEM, "%s: out of memory", path);
+    if (s) {
+        free(t);
+        return s;
+    }
+    *tokens = t;
+    *n = count;
+    return KVQ_OK;
+}

@@ -1,0 +1,378 @@
+// model_run.c — the Llama forward pass over the quantized KV cache.
+// One chunk of n tokens: embeddings -> per layer (RMSNorm, q/k/v projections,
+// RoPE, cache append + attend, o_proj, residual, RMSNorm, SwiGLU, residual)
+// -> final norm -> lm_head. Tokens are rows of the activations, so a chunk is
+// a handful of sgemm calls; a single token uses sgemv.
+#include <cblas.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include "model.h"
+#include "observe.h"
+
+struct kvq_runner {
+    const kvq_model *m;
+    kvq_config cfg;
+    kvq_cache_set *caches;
+    int pos, max_chunk;
+    kvq_model_tap_fn tap;
+    void *tap_user;
+    // scratch, sized for max_chunk tokens (C)
+    float *x;            // (C, hidden) residual stream
+    float *xn;           // (C, hidden) normed
+    float *q;            // (C, n_heads * head_dim)
+    float *k, *v;        // (C, n_kv_heads * head_dim)
+    float *qh;           // (n_heads, C, head_dim), the cache's layout
+    float *kh, *vh;      // (n_kv_heads, C, head_dim)
+    float *att;          // (n_heads, C, head_dim)
+    float *attc;         // (C, n_heads * head_dim)
+    float *gate, *up;    // (C, intermediate)
+    float *cos, *sin;    // (C, head_dim / 2)
+    int32_t *posv;       // (C)
+    // attention observer: exact history and per-query scratch, grown on demand
+    kvq_observers *obs;
+    float **kx, **vx;    // (n_layers * n_kv_heads) of (kv_cap, head_dim)
+    int kv_cap;
+    float *oex, *lex, *lhat;   // (head_dim), (kv_cap), (kv_cap)
+    int32_t *lpos, *ident;     // (kv_cap)
+};
+
+kvq_status kvq_runner_new(const kvq_model *m, const kvq_config *cfg, const kvq_artifacts *art, int max_chunk,
+                          kvq_runner **out)
+{
+    *out = NULL;
+    if (max_chunk < 1) return kvq_error(KVQ_ERR_ARG, "runner: max_chunk %d (expected >= 1)", max_chunk);
+    const char *why = kvq_config_check(cfg);
+    if (why) return kvq_error(KVQ_ERR_ARG, "%s", why);
+    const kvq_model_config *c = &m->cfg;
+    kvq_runner *r = calloc(1, sizeof *r);
+    if (!r) return kvq_error(KVQ_ERR_NOMEM, "runner: out of memory");
+    r->m = m;
+    r->cfg = *cfg;
+    r->max_chunk = max_chunk;
+    kvq_status s = kvq_cache_set_new(cfg, art, c->n_layers, c->n_kv_heads, c->head_dim, &r->caches);
+    if (s) {
+        free(r);
+        return s;
+    }
+    size_t C = (size_t)max_chunk, H = (size_t)c->hidden_size;
+    size_t qd = (size_t)c->n_heads * (size_t)c->head_dim, kd = (size_t)c->n_kv_heads * (size_t)c->head_dim;
+    size_t im = (size_t)c->intermediate_size, half = (size_t)c->head_dim / 2;
+    struct { float **p; size_t n; } bufs[] = {
+        {&r->x, C * H}, {&r->xn, C * H}, {&r->q, C * qd}, {&r->k, C * kd}, {&r->v, C * kd},
+        {&r->qh, C * qd}, {&r->kh, C * kd}, {&r->vh, C * kd}, {&r->att, C * qd}, {&r->attc, C * qd},
+        {&r->gate, C * im}, {&r->up, C * im}, {&r->cos, C * half}, {&r->sin, C * half},
+    };
+    bool ok = true;
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) ok &= (*bufs[i].p = malloc(sizeof(float) * bufs[i].n)) != NULL;
+    ok &= (r->posv = malloc(sizeof(int32_t) * C)) != NULL;
+    if (!ok) {
+        kvq_runner_free(r);
+        return kvq_error(KVQ_ERR_NOMEM, "runner: out of memory for %d-token chunks", max_chunk);
+    }
+    *out = r;
+    return KVQ_OK;
+}
+
+static void exact_free(kvq_runner *r);
+
+void kvq_runner_free(kvq_runner *r)
+{
+    if (!r) return;
+    kvq_cache_set_free(r->caches);
+    float *all[] = {r->x, r->xn, r->q, r->k, r->v, r->qh, r->kh, r->vh, r->att, r->attc, r->gate, r->up,
+                    r->cos, r->sin};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) free(all[i]);
+    free(r->posv);
+    exact_free(r);
+    free(r);
+}
+
+static void exact_free(kvq_runner *r)
+{
+    int n = r->m->cfg.n_layers * r->m->cfg.n_kv_heads;
+    for (int i = 0; r->kx && i < n; i++) free(r->kx[i]);
+    for (int i = 0; r->vx && i < n; i++) free(r->vx[i]);
+    free(r->kx);
+    free(r->vx);
+    free(r->oex);
+    free(r->lex);
+    free(r->lhat);
+    free(r->lpos);
+    free(r->ident);
+    r->kx = r->vx = NULL;
+    r->oex = r->lex = r->lhat = NULL;
+    r->lpos = r->ident = NULL;
+    r->kv_cap = 0;
+}
+
+kvq_status kvq_runner_observe(kvq_runner *r, kvq_observers *obs)
+{
+    if (obs && r->pos) return kvq_error(KVQ_ERR_ARG, "runner: observers attached at position %d (expected 0)", r->pos);
+    kvq_cache_set_attach(r->caches, obs);
+    exact_free(r);
+    r->obs = obs;
+    if (!obs || !(kvq_observers_which(obs) & KVQ_OBS_ATTENTION)) return KVQ_OK;
+    int n = r->m->cfg.n_layers * r->m->cfg.n_kv_heads;
+    r->kx = calloc((size_t)n, sizeof *r->kx);
+    r->vx = calloc((size_t)n, sizeof *r->vx);
+    r->oex = malloc(sizeof(float) * (size_t)r->m->cfg.head_dim);
+    if (!r->kx || !r->vx || !r->oex) {
+        exact_free(r);
+        r->obs = NULL;
+        return kvq_error(KVQ_ERR_NOMEM, "runner: out of memory for the attention observer");
+    }
+    return KVQ_OK;
+}
+
+static kvq_status exact_grow(kvq_runner *r, int need)
+{
+    if (need <= r->kv_cap) return KVQ_OK;
+    int cap = r->kv_cap ? r->kv_cap : 256;
+    while (cap < need) cap *= 2;
+    size_t hd = (size_t)r->m->cfg.head_dim;
+    int n = r->m->cfg.n_layers * r->m->cfg.n_kv_heads;
+    for (int i = 0; i < n; i++) {
+        float *k = realloc(r->kx[i], sizeof(float) * cap * hd);
+        if (k) r->kx[i] = k;
+        float *v = realloc(r->vx[i], sizeof(float) * cap * hd);
+        if (v) r->vx[i] = v;
+        if (!k || !v) return kvq_error(KVQ_ERR_NOMEM, "runner: out of memory for %d exact positions", cap);
+    }
+    float **fs[] = {&r->lex, &r->lhat};
+    for (int i = 0; i < 2; i++) {
+        float *p = realloc(*fs[i], sizeof(float) * cap);
+        if (!p) return kvq_error(KVQ_ERR_NOMEM, "runner: out of memory for %d exact positions", cap);
+        *fs[i] = p;
+    }
+    int32_t **is[] = {&r->lpos, &r->ident};
+    for (int i = 0; i < 2; i++) {
+        int32_t *p = realloc(*is[i], sizeof(int32_t) * cap);
+        if (!p) return kvq_error(KVQ_ERR_NOMEM, "runner: out of memory for %d exact positions", cap);
+        *is[i] = p;
+    }
+    for (int i = 0; i < cap; i++) r->ident[i] = i;
+    r->kv_cap = cap;
+    return KVQ_OK;
+}
+
+// Keep the exact keys/values of this chunk: kh, vh (n_kv, n, hd).
+static kvq_status exact_store(kvq_runner *r, int l, int n)
+{
+    kvq_status s = exact_grow(r, r->pos + n);
+    if (s) return s;
+    int nkv = r->m->cfg.n_kv_heads;
+    size_t hd = (size_t)r->m->cfg.head_dim;
+    for (int h = 0; h < nkv; h++) {
+        memcpy(r->kx[l * nkv + h] + (size_t)r->pos * hd, r->kh + (size_t)h * n * hd, sizeof(float) * n * hd);
+        memcpy(r->vx[l * nkv + h] + (size_t)r->pos * hd, r->vh + (size_t)h * n * hd, sizeof(float) * n * hd);
+    }
+    return KVQ_OK;
+}
+
+// One decode query per head against exact fp32 attention over the history.
+static kvq_status exact_observe(kvq_runner *r, int l)
+{
+    const kvq_model_config *c = &r->m->cfg;
+    int nh = c->n_heads, per = nh / c->n_kv_heads, hd = c->head_dim, p = r->pos;
+    float scale = 1.0f / sqrtf((float)hd);
+    kvq_cache *kc = r->caches->layers[l];
+    for (int h = 0; h < nh; h++) {
+        const float *q = r->qh + (size_t)h * hd;
+        const float *K = r->kx[l * c->n_kv_heads + h / per], *V = r->vx[l * c->n_kv_heads + h / per];
+        kvq_attend_f32(q, K, V, r->ident, p + 1, hd, p, r->oex);
+        int n = 0;
+        kvq_status s = kvq_cache_logits(kc, q, h, nh, p, r->lhat, r->lpos, &n);
+        if (s) return s;
+        for (int i = 0; i < n; i++) {
+            const float *k = K + (size_t)r->lpos[i] * hd;
+            double d = 0;
+            for (int t = 0; t < hd; t++) d += (double)q[t] * k[t];
+            r->lex[i] = (float)d * scale;
+        }
+        kvq_observe_attention(r->obs, l, r->oex, r->att + (size_t)h * hd, r->lex, r->lhat, n);
+    }
+    return KVQ_OK;
+}
+
+void kvq_runner_reset(kvq_runner *r)
+{
+    for (int l = 0; l < r->caches->n_layers; l++) kvq_cache_reset(r->caches->layers[l]);
+    r->pos = 0;
+}
+
+int kvq_runner_pos(const kvq_runner *r) { return r->pos; }
+kvq_cache_set *kvq_runner_caches(kvq_runner *r) { return r->caches; }
+
+void kvq_runner_set_tap(kvq_runner *r, kvq_model_tap_fn fn, void *user)
+{
+    r->tap = fn;
+    r->tap_user = user;
+}
+
+// ---- kernels ----
+// y (n, out) = x (n, in) . W^T with W (out, in); beta 1 accumulates (residual).
+static void linear(const float *x, const float *w, int n, int in, int outd, float beta, float *y)
+{
+    if (n == 1)
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, outd, in, 1.0f, w, in, x, 1, beta, y, 1);
+    else
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, outd, in, 1.0f, x, in, w, in, beta, y, outd);
+}
+
+// HF LlamaRMSNorm: x / sqrt(mean(x^2) + eps) * w, per row.
+static void rms_norm(const float *x, const float *w, int n, int d, double eps, float *y)
+{
+    for (int t = 0; t < n; t++) {
+        const float *xr = x + (size_t)t * d;
+        float *yr = y + (size_t)t * d;
+        double ss = 0;
+        for (int i = 0; i < d; i++) ss += (double)xr[i] * xr[i];
+        float inv = (float)(1.0 / sqrt(ss / d + eps));
+        for (int i = 0; i < d; i++) yr[i] = w[i] * (xr[i] * inv);
+    }
+}
+
+// Angles as HF forms them: f32 position x f32 inv_freq, then cos/sin.
+static void rope_tables(const kvq_runner *r, int pos0, int n)
+{
+    int half = r->m->cfg.head_dim / 2;
+    for (int t = 0; t < n; t++)
+        for (int i = 0; i < half; i++) {
+            float a = (float)(pos0 + t) * r->m->inv_freq[i];
+            r->cos[(size_t)t * half + i] = (float)cos((double)a);
+            r->sin[(size_t)t * half + i] = (float)sin((double)a);
+        }
+}
+
+// rotate_half: dims i and i + half form a pair. src (n, heads * hd) token-major
+// -> dst (heads, n, hd) head-major, rotated.
+static void rope_to_heads(const kvq_runner *r, const float *src, int n, int heads, float *dst)
+{
+    int hd = r->m->cfg.head_dim, half = hd / 2;
+    for (int h = 0; h < heads; h++)
+        for (int t = 0; t < n; t++) {
+            const float *x = src + ((size_t)t * heads + h) * hd;
+            float *y = dst + ((size_t)h * n + t) * hd;
+            const float *c = r->cos + (size_t)t * half, *s = r->sin + (size_t)t * half;
+            for (int i = 0; i < half; i++) {
+                y[i] = x[i] * c[i] - x[i + half] * s[i];
+                y[i + half] = x[i + half] * c[i] + x[i] * s[i];
+            }
+        }
+}
+
+// (n, heads * hd) <-> (heads, n, hd)
+static void to_heads(const float *src, int n, int heads, int hd, float *dst)
+{
+    for (int h = 0; h < heads; h++)
+        for (int t = 0; t < n; t++)
+            memcpy(dst + ((size_t)h * n + t) * hd, src + ((size_t)t * heads + h) * hd, sizeof(float) * hd);
+}
+
+static void from_heads(const float *src, int n, int heads, int hd, float *dst)
+{
+    for (int h = 0; h < heads; h++)
+        for (int t = 0; t < n; t++)
+            memcpy(dst + ((size_t)t * heads + h) * hd, src + ((size_t)h * n + t) * hd, sizeof(float) * hd);
+}
+
+static kvq_status forward_chunk(kvq_runner *r, const int32_t *tok, int n, bool all_logits, float *logits)
+{
+    const kvq_model *m = r->m;
+    const kvq_model_config *c = &m->cfg;
+    int H = c->hidden_size, hd = c->head_dim, nh = c->n_heads, nkv = c->n_kv_heads, im = c->intermediate_size;
+    int qd = nh * hd, kd = nkv * hd;
+    for (int t = 0; t < n; t++) {
+        memcpy(r->x + (size_t)t * H, m->embed + (size_t)tok[t] * H, sizeof(float) * H);
+        r->posv[t] = r->pos + t;
+    }
+    rope_tables(r, r->pos, n);
+    for (int l = 0; l < c->n_layers; l++) {
+        const kvq_model_layer *L = &m->layers[l];
+        rms_norm(r->x, L->attn_norm, n, H, c->rms_norm_eps, r->xn);
+        linear(r->xn, L->wq, n, H, qd, 0.0f, r->q);
+        linear(r->xn, L->wk, n, H, kd, 0.0f, r->k);
+        linear(r->xn, L->wv, n, H, kd, 0.0f, r->v);
+        rope_to_heads(r, r->q, n, nh, r->qh);
+        rope_to_heads(r, r->k, n, nkv, r->kh);
+        to_heads(r->v, n, nkv, hd, r->vh);
+        if (r->tap) r->tap(r->tap_user, l, r->pos, n, r->qh, r->kh, r->vh);
+        kvq_cache *kc = r->caches->layers[l];
+        bool exact = r->kx != NULL;
+        kvq_status s = exact ? exact_store(r, l, n) : KVQ_OK;
+        if (!s) s = kvq_cache_append(kc, r->kh, r->vh, n);
+        if (!s) s = kvq_cache_attend(kc, r->qh, nh, n, r->posv, r->att);
+        if (!s && exact && n == 1) s = exact_observe(r, l);
+        if (s) return s;
+        from_heads(r->att, n, nh, hd, r->attc);
+        linear(r->attc, L->wo, n, qd, H, 1.0f, r->x);
+        rms_norm(r->x, L->mlp_norm, n, H, c->rms_norm_eps, r->xn);
+        linear(r->xn, L->w_gate, n, H, im, 0.0f, r->gate);
+        linear(r->xn, L->w_up, n, H, im, 0.0f, r->up);
+        for (size_t i = 0; i < (size_t)n * im; i++) {
+            float g = r->gate[i];
+            r->gate[i] = g / (1.0f + expf(-g)) * r->up[i];
+        }
+        linear(r->gate, L->w_down, n, im, H, 1.0f, r->x);
+    }
+    r->pos += n;
+    if (!logits) return KVQ_OK;
+    if (all_logits) {
+        rms_norm(r->x, m->final_norm, n, H, c->rms_norm_eps, r->xn);
+        linear(r->xn, m->lm_head, n, H, c->vocab_size, 0.0f, logits);
+    } else {
+        rms_norm(r->x + (size_t)(n - 1) * H, m->final_norm, 1, H, c->rms_norm_eps, r->xn);
+        linear(r->xn, m->lm_head, 1, H, c->vocab_size, 0.0f, logits);
+    }
+    return KVQ_OK;
+}
+
+kvq_status kvq_runner_forward(kvq_runner *r, const int32_t *tokens, int n, bool all_logits, float *logits)
+{
+    if (n < 1) return kvq_error(KVQ_ERR_ARG, "runner: %d tokens (expected >= 1)", n);
+    int V = r->m->cfg.vocab_size;
+    for (int i = 0; i < n; i++)
+        if (tokens[i] < 0 || tokens[i] >= V)
+            return kvq_error(KVQ_ERR_ARG, "runner: token %d at position %d is outside the vocabulary 0..%d", tokens[i],
+                             r->pos + i, V - 1);
+    for (int done = 0; done < n;) {
+        int step = n - done < r->max_chunk ? n - done : r->max_chunk;
+        bool last = done + step == n;
+        float *dst = !logits ? NULL : all_logits ? logits + (size_t)done * V : last ? logits : NULL;
+        kvq_status s = forward_chunk(r, tokens + done, step, all_logits, dst);
+        if (s) return s;
+        done += step;
+    }
+    return KVQ_OK;
+}
+
+// ---- distributions ----
+static double log_sum_exp(const float *l, int V, float *max_out)
+{
+    float mx = l[0];
+    for (int i = 1; i < V; i++) mx = l[i] > mx ? l[i] : mx;
+    double s = 0;
+    for (int i = 0; i < V; i++) s += exp((double)l[i] - mx);
+    *max_out = mx;
+    return log(s);
+}
+
+double kvq_logits_log2_prob(const float *logits, int vocab, int target)
+{
+    float mx;
+    double lse = log_sum_exp(logits, vocab, &mx);
+    return ((double)logits[target] - mx - lse) / M_LN2;
+}
+
+double kvq_logits_kl_bits(const float *lp, const float *lq, int vocab)
+{
+    float mp, mq;
+    double zp = log_sum_exp(lp, vocab, &mp), zq = log_sum_exp(lq, vocab, &mq);
+    double kl = 0;
+    for (int i = 0; i < vocab; i++) {
+        double a = (double)lp[i] - mp - zp, b = (double)lq[i] - mq - zq;
+        kl += exp(a) * (a - b);
+    }
+    return kl > 0 ? kl / M_LN2 : 0.0;   // rounding can leave a tiny negative
+}

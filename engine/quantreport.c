@@ -1,0 +1,295 @@
+// quantreport.c — the measurement behind `kvstudio quantize` (definitions
+// in quantreport.h). One pass per (layer, kv head): keys are encoded,
+// decoded and scored against the sampled queries of the query heads that
+// share them; values are encoded and decoded.
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "f16.h"
+#include "quantreport.h"
+
+#define QR_DEFAULT_QUERIES 64
+
+void kvq_quantreport_opts_default(kvq_quantreport_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->queries_per_head = QR_DEFAULT_QUERIES;
+}
+
+// Running sums of one scope (a layer, or everything).
+typedef struct {
+    double rel_se, cos, bytes, coords;
+    long n, n_vec; // n: vectors with x != 0 (the means' denominator)
+} acc_stream;
+
+typedef struct {
+    double err2, ref2;
+    long n;
+} acc_ip;
+
+static void acc_stream_add(acc_stream *a, const acc_stream *b)
+{
+    a->rel_se += b->rel_se, a->cos += b->cos, a->bytes += b->bytes, a->coords += b->coords;
+    a->n += b->n, a->n_vec += b->n_vec;
+}
+
+static void stream_finish(const acc_stream *a, kvq_quantreport_stream *s)
+{
+    s->n_vectors = a->n_vec;
+    s->bytes = a->bytes;
+    s->coords = a->coords;
+    s->bits_per_coord = a->coords > 0 ? a->bytes * 8.0 / a->coords : NAN;
+    s->relative_mse = a->n ? a->rel_se / (double)a->n : NAN;
+    s->cosine = a->n ? a->cos / (double)a->n : NAN;
+}
+
+static double ip_finish(const acc_ip *a)
+{
+    if (!a->n) return NAN;
+    return a->ref2 > 0 ? sqrt(a->err2 / a->ref2) : (a->err2 > 0 ? INFINITY : 0.0);
+}
+
+// Encodes x (n, d) with q and decodes into xhat (n, d). Whole groups go
+// through the method; the tail past the last full group is held as fp16.
+// codes: (n, q->bpv) scratch. Returns the number of vectors encoded.
+static size_t stream_code(const kvq_quantizer *q, const float *x, int n, uint8_t *codes,
+                          float *xhat, acc_stream *a)
+{
+    const int d = q->head_dim;
+    const size_t n_enc = (size_t)n / q->group * q->group;
+    if (n_enc) {
+        q->m->encode(q->plan, x, n_enc, codes);
+        q->m->decode(q->plan, codes, n_enc, xhat);
+    }
+    for (size_t i = n_enc * (size_t)d; i < (size_t)n * (size_t)d; i++)
+        xhat[i] = kvq_f16_to_f32(kvq_f32_to_f16(x[i]));
+    a->bytes += (double)n_enc * (double)q->bpv + (double)((size_t)n - n_enc) * 2.0 * d;
+    a->coords += (double)n * d;
+    a->n_vec += n;
+    for (int i = 0; i < n; i++) {
+        const float *xi = x + (size_t)i * d, *yi = xhat + (size_t)i * d;
+        double xx = 0, yy = 0, xy = 0, ee = 0;
+        for (int j = 0; j < d; j++) {
+            const double e = (double)xi[j] - yi[j];
+            xx += (double)xi[j] * xi[j];
+            yy += (double)yi[j] * yi[j];
+            xy += (double)xi[j] * yi[j];
+            ee += e * e;
+        }
+        if (xx <= 0) continue;
+        a->rel_se += ee / xx;
+        a->cos += yy > 0 ? xy / sqrt(xx * yy) : 0.0;
+        a->n++;
+    }
+    return n_enc;
+}
+
+// The sampled queries of one query head against the causal prefix of the
+// keys. qrows: (n_queries, d); sel: (n_sel) rows to use, positions < n.
+static void stream_score(const kvq_quantizer *q, const float *keys, const float *khat,
+                         const uint8_t *codes, size_t n_enc, const float *qrows, const int *sel,
+                         int n_sel, const int32_t *pos, float *scores, void *qstate, acc_ip *a)
+{
+    const int d = q->head_dim;
+    for (int k = 0; k < n_sel; k++) {
+        const float *qv = qrows + (size_t)sel[k] * d;
+        const size_t nk = (size_t)pos[sel[k]] + 1;
+        size_t n_score = (nk + q->group - 1) / q->group * q->group; // whole groups
+        if (n_score > n_enc) n_score = n_enc;
+        if (n_score) {
+            q->m->prepare_query(q->plan, qv, qstate);
+            q->m->score(q->plan, qstate, codes, n_score, scores);
+        }
+        for (size_t t = 0; t < nk; t++) {
+            const float *kt = keys + t * d;
+            double s = 0, s_hat = 0;
+            for (int j = 0; j < d; j++) s += (double)qv[j] * kt[j];
+            if (t < n_enc) {
+                s_hat = scores[t];
+            } else { // fp16 tail of a grouped method
+                const float *ht = khat + t * d;
+                for (int j = 0; j < d; j++) s_hat += (double)qv[j] * ht[j];
+            }
+            a->err2 += (s_hat - s) * (s_hat - s);
+            a->ref2 += s * s;
+            a->n++;
+        }
+    }
+}
+
+// Evenly spaced query rows among those whose position is < n.
+static int select_queries(const kvq_trace *t, int n, int want, int *sel)
+{
+    int nc = 0;
+    for (int i = 0; i < t->n_queries; i++)
+        if (t->query_positions[i] >= 0 && t->query_positions[i] < n) sel[nc++] = i;
+    if (want <= 0 || want >= nc) return nc;
+    for (int k = 0; k < want; k++) sel[k] = sel[(int)(((2 * (long)k + 1) * nc) / (2 * (long)want))];
+    return want;
+}
+
+typedef struct {
+    float *x, *xhat, *qrows, *scores;
+    uint8_t *codes;
+    size_t codes_cap;
+    void *qstate;
+    size_t qstate_cap;
+    int *sel;
+} qr_bufs;
+
+static void bufs_free(qr_bufs *b)
+{
+    free(b->x), free(b->xhat), free(b->qrows), free(b->scores), free(b->codes), free(b->qstate);
+    free(b->sel);
+}
+
+static kvq_status bufs_fit(qr_bufs *b, const kvq_quantizer *q, int n)
+{
+    const size_t need = (size_t)n * q->bpv;
+    if (need > b->codes_cap) {
+        free(b->codes);
+        b->codes = malloc(need);
+        b->codes_cap = b->codes ? need : 0;
+    }
+    if (q->qbytes > b->qstate_cap) {
+        free(b->qstate);
+        b->qstate = malloc(q->qbytes);
+        b->qstate_cap = b->qstate ? q->qbytes : 0;
+    }
+    if ((need && !b->codes) || (q->qbytes && !b->qstate))
+        return kvq_error(KVQ_ERR_NOMEM, "quantize: cannot allocate %zu bytes of codes", need);
+    return KVQ_OK;
+}
+
+// Keys of one (layer, kv head): code, then score for every query head on it.
+static kvq_status layer_keys(const kvq_trace *t, const kvq_plan_params *pp, const char *method,
+                             int n, int qph, qr_bufs *b, acc_stream *ak, acc_ip *aip)
+{
+    kvq_quantizer q;
+    kvq_status s = kvq_quantizer_init(&q, method, pp);
+    if (s) return s;
+    if (!(s = bufs_fit(b, &q, n)) && !(s = kvq_trace_keys(t, pp->layer, pp->kv_head, b->x))) {
+        const size_t n_enc = stream_code(&q, b->x, n, b->codes, b->xhat, ak);
+        const int per_kv = t->n_heads / t->n_kv_heads;
+        const int n_sel = t->n_queries ? select_queries(t, n, qph, b->sel) : 0;
+        for (int h = pp->kv_head * per_kv; n_sel && h < (pp->kv_head + 1) * per_kv; h++) {
+            if ((s = kvq_trace_queries(t, pp->layer, h, b->qrows))) break;
+            stream_score(&q, b->x, b->xhat, b->codes, n_enc, b->qrows, b->sel, n_sel,
+                         t->query_positions, b->scores, b->qstate, aip);
+        }
+    }
+    kvq_quantizer_free(&q);
+    return s;
+}
+
+static kvq_status layer_values(const kvq_trace *t, const kvq_plan_params *pp, const char *method,
+                               int n, qr_bufs *b, acc_stream *av)
+{
+    kvq_quantizer q;
+    kvq_status s = kvq_quantizer_init(&q, method, pp);
+    if (s) return s;
+    if (!(s = bufs_fit(b, &q, n)) && !(s = kvq_trace_values(t, pp->layer, pp->kv_head, b->x)))
+        stream_code(&q, b->x, n, b->codes, b->xhat, av);
+    kvq_quantizer_free(&q);
+    return s;
+}
+
+kvq_status kvq_quantreport_run(const kvq_trace *t, const kvq_config *cfg, const kvq_artifacts *art,
+                               const kvq_quantreport_opts *opts, kvq_progress *prog,
+                               kvq_quantreport *out)
+{
+    kvq_quantreport_opts o;
+    if (opts)
+        o = *opts;
+    else
+        kvq_quantreport_opts_default(&o);
+    const kvq_method *m;
+    if (kvq_method_lookup(cfg->method, &m)) return KVQ_ERR_UNKNOWN_METHOD;
+    if (cfg->value_method[0] && kvq_method_lookup(cfg->value_method, &m)) {
+        char msg[1024];   // the message names the known methods; copy before re-formatting
+        snprintf(msg, sizeof msg, "%s", kvq_last_error());
+        return kvq_error(KVQ_ERR_UNKNOWN_METHOD, "value_method: %s", msg);
+    }
+    const char *why = kvq_config_check(cfg);
+    if (why) return kvq_error(KVQ_ERR_ARG, "%s", why);
+    if (t->n_heads % t->n_kv_heads)
+        return kvq_error(KVQ_ERR_SHAPE, "%s: %d query heads are not a multiple of %d kv heads",
+                         t->path, t->n_heads, t->n_kv_heads);
+    const int n = o.max_tokens > 0 && o.max_tokens < t->n_tokens ? o.max_tokens : t->n_tokens;
+    const int d = t->head_dim;
+    const bool fp16_values = cfg->value_bits == 16;
+    const char *vmethod = fp16_values            ? "fp16"
+                          : cfg->value_method[0] ? cfg->value_method
+                                                 : "turboquant_mse";
+
+    kvq_quantreport *r = calloc(1, sizeof *r); // ~40 KB: not on a worker's stack
+    qr_bufs b = {0};
+    const size_t nd = (size_t)t->n_tokens * (size_t)d;
+    b.x = malloc(sizeof(float) * nd);
+    b.xhat = malloc(sizeof(float) * nd);
+    b.scores = malloc(sizeof(float) * (size_t)t->n_tokens);
+    b.qrows = malloc(sizeof(float) * (size_t)(t->n_queries ? t->n_queries : 1) * d);
+    b.sel = malloc(sizeof(int) * (size_t)(t->n_queries ? t->n_queries : 1));
+    if (!r || !b.x || !b.xhat || !b.scores || !b.qrows || !b.sel) {
+        free(r);
+        bufs_free(&b);
+        return kvq_error(KVQ_ERR_NOMEM, "quantize: cannot allocate buffers for %d tokens x %d",
+                         t->n_tokens, d);
+    }
+    snprintf(r->method, sizeof r->method, "%s", cfg->method);
+    snprintf(r->value_method, sizeof r->value_method, "%s", vmethod);
+    r->bits = cfg->bits, r->value_bits = cfg->value_bits;
+    r->n_tokens = n, r->head_dim = d, r->n_kv_heads = t->n_kv_heads, r->n_heads = t->n_heads;
+
+    int n_todo = 0, n_done = 0;
+    for (int l = 0; l < t->n_layers; l++) n_todo += !o.layer_mask || o.layer_mask[l];
+    acc_stream tk = {0}, tv = {0};
+    acc_ip tip = {0};
+    kvq_status s = KVQ_OK;
+    kvq_progress_begin(prog);
+    for (int l = 0; l < t->n_layers && !s; l++) {
+        if (o.layer_mask && !o.layer_mask[l]) continue;
+        kvq_quantreport_layer *ly = &r->layers[r->n_layers++];
+        ly->layer = l;
+        ly->key_bits = l < cfg->n_bit_allocation ? cfg->bit_allocation[l] : cfg->bits;
+        acc_stream lk = {0}, lv = {0};
+        acc_ip lip = {0};
+        for (int h = 0; h < t->n_kv_heads && !s; h++) {
+            kvq_plan_params pp = {.bits = ly->key_bits,
+                                  .head_dim = d,
+                                  .layer = l,
+                                  .kv_head = h,
+                                  .is_value = false,
+                                  .cfg = cfg,
+                                  .art = art};
+            s = layer_keys(t, &pp, cfg->method, n, o.queries_per_head, &b, &lk, &lip);
+            if (s || !t->has_values) continue;
+            pp.bits = fp16_values ? 16 : cfg->value_bits;
+            pp.is_value = true;
+            s = layer_values(t, &pp, vmethod, n, &b, &lv);
+        }
+        if (s) break;
+        stream_finish(&lk, &ly->keys);
+        stream_finish(&lv, &ly->values);
+        ly->ip_relative_error = ip_finish(&lip);
+        ly->n_pairs = lip.n;
+        acc_stream_add(&tk, &lk);
+        acc_stream_add(&tv, &lv);
+        tip.err2 += lip.err2, tip.ref2 += lip.ref2, tip.n += lip.n;
+        char stage[48];
+        snprintf(stage, sizeof stage, "layer %d/%d", ++n_done, n_todo);
+        if (kvq_progress_report(prog, (double)n_done / n_todo, stage))
+            s = kvq_error(KVQ_ERR_CANCELLED, "quantize: cancelled after %s", stage);
+    }
+    if (!s) {
+        stream_finish(&tk, &r->keys);
+        stream_finish(&tv, &r->values);
+        r->ip_relative_error = ip_finish(&tip);
+        r->n_pairs = tip.n;
+        *out = *r;
+    }
+    free(r);
+    bufs_free(&b);
+    return s;
+}

@@ -1,0 +1,80 @@
+// quantreport.h — what `kvstudio quantize` and the studio's method lab
+// measure: encode every layer and kv head of a trace's keys and values with
+// the configured methods, decode, and compare with the originals and with
+// the exact q . k scores of the trace's queries. Encode speed is not part of
+// it (benchmarks are separate).
+//
+// Which methods: keys use cfg->method at cfg->bits, or at
+// cfg->bit_allocation[layer] for the layers it lists; values use
+// cfg->value_method ("" = turboquant_mse) at cfg->value_bits, and fp16 when
+// value_bits is 16. Plans are made per (layer, kv head, keys/values) from
+// cfg and art (art may be NULL; methods needing calibration then fail).
+//
+// Definitions (every "mean" is over vectors, pooled over the layers and kv
+// heads of the scope: one layer, or all):
+//   bits_per_coord  = bytes held x 8 / coordinates, bytes held from the
+//                     method's bytes_per_vector (codes + norms + scales +
+//                     side data). Grouped methods (KIVI keys) encode whole
+//                     groups; a tail of n_tokens % group tokens is held in
+//                     fp16 (as the cache does) and counted at 16 bits.
+//   relative_mse    = mean |x - x_hat|^2 / |x|^2 (vectors with x = 0 skipped)
+//   cosine          = mean x . x_hat / (|x| |x_hat|) (0 when x_hat = 0,
+//                     vectors with x = 0 skipped)
+//   ip_relative_error = sqrt( sum (s_hat - s)^2 / sum s^2 ) over (query,
+//                     key) pairs, s = q . k exact (double), s_hat = the key
+//                     method's score() from the codes. Pairs: for each query
+//                     head h (kv head h / (n_heads / n_kv_heads), GQA), a
+//                     fixed evenly spaced subset of its query rows
+//                     (queries_per_head, 0 = all), each against every key at
+//                     a position <= its own (causal mask).
+#ifndef KVQ_QUANTREPORT_H
+#define KVQ_QUANTREPORT_H
+#include "kvq.h"
+#include "trace.h"
+
+typedef struct kvq_quantreport_opts {
+    int max_tokens;         // use the first max_tokens tokens; 0 = all
+    int queries_per_head;   // query rows sampled per query head; 0 = all (default 64)
+    const bool *layer_mask; // (trace n_layers) layers to measure; NULL = all
+} kvq_quantreport_opts;
+
+void kvq_quantreport_opts_default(kvq_quantreport_opts *o);
+
+typedef struct kvq_quantreport_stream {
+    double bits_per_coord;
+    double relative_mse;
+    double cosine;
+    double bytes;   // bytes held
+    double coords;  // coordinates held (vectors x head_dim)
+    long n_vectors; // 0 (and NAN figures) for values of a trace without values
+} kvq_quantreport_stream;
+
+typedef struct kvq_quantreport_layer {
+    int layer;    // index in the trace
+    int key_bits; // key bits used in this layer (after bit_allocation)
+    kvq_quantreport_stream keys, values;
+    double ip_relative_error; // NAN when the trace has no queries
+    long n_pairs;
+} kvq_quantreport_layer;
+
+typedef struct kvq_quantreport {
+    char method[KVQ_NAME_LEN];       // key method
+    char value_method[KVQ_NAME_LEN]; // resolved ("fp16" when value_bits = 16)
+    int bits, value_bits;
+    int n_tokens, head_dim, n_kv_heads, n_heads;
+    kvq_quantreport_stream keys, values; // overall
+    double ip_relative_error;
+    long n_pairs;
+    int n_layers;                                 // layers measured
+    kvq_quantreport_layer layers[KVQ_MAX_LAYERS]; // (n_layers), in trace order
+} kvq_quantreport;
+
+// Runs the measurement. opts and prog may be NULL. prog is told after each
+// layer ("layer 3/6") and may cancel: KVQ_ERR_CANCELLED, *out untouched.
+// On any error *out is untouched and kvq_last_error() names the cause
+// (unknown method, bits out of range, missing calibration, bad trace read).
+// Single-threaded; several reports may run at once on different threads.
+kvq_status kvq_quantreport_run(const kvq_trace *t, const kvq_config *cfg, const kvq_artifacts *art,
+                               const kvq_quantreport_opts *opts, kvq_progress *prog,
+                               kvq_quantreport *out);
+#endif

@@ -1,0 +1,112 @@
+// stats.c — norms, outlier channels and covariance spectrum of one head.
+#include <lapacke.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include "stats.h"
+
+static int cmp_float(const void *a, const void *b)
+{
+    float x = *(const float *)a, y = *(const float *)b;
+    return (x > y) - (x < y);
+}
+
+void kvq_head_stats_free(kvq_head_stats *st)
+{
+    free(st->norms);
+    free(st->chan_max);
+    free(st->eig);
+    memset(st, 0, sizeof *st);
+}
+
+kvq_status kvq_head_stats_compute(const float *x, int n, int d, kvq_head_stats *st)
+{
+    memset(st, 0, sizeof *st);
+    if (n <= 0 || d <= 0) return kvq_error(KVQ_ERR_ARG, "stats: empty input (%d x %d)", n, d);
+    st->n = n;
+    st->d = d;
+    st->norms = malloc(sizeof(float) * (size_t)n);
+    st->chan_max = calloc((size_t)d, sizeof(float));
+    st->eig = malloc(sizeof(float) * (size_t)d);
+    double *mean = calloc((size_t)d, sizeof(double));
+    double *cov = calloc((size_t)d * (size_t)d, sizeof(double));
+    float *covf = malloc(sizeof(float) * (size_t)d * (size_t)d);
+    float *sorted = malloc(sizeof(float) * (size_t)d);
+    kvq_status s = KVQ_OK;
+    if (!st->norms || !st->chan_max || !st->eig || !mean || !cov || !covf || !sorted) {
+        s = kvq_error(KVQ_ERR_NOMEM, "stats: out of memory");
+        goto out;
+    }
+    double sum = 0, sum2 = 0;
+    for (int i = 0; i < n; i++) {
+        const float *r = x + (size_t)i * d;
+        double nn = 0;
+        for (int j = 0; j < d; j++) {
+            nn += (double)r[j] * r[j];
+            mean[j] += r[j];
+            float a = fabsf(r[j]);
+            if (a > st->chan_max[j]) st->chan_max[j] = a;
+        }
+        st->norms[i] = (float)sqrt(nn);
+        sum += st->norms[i];
+        sum2 += nn;
+        if (st->norms[i] > st->max_norm) st->max_norm = st->norms[i];
+    }
+    st->mean_norm = sum / n;
+    double var = sum2 / n - st->mean_norm * st->mean_norm;
+    st->std_norm = var > 0 ? sqrt(var) : 0;
+    for (int j = 0; j < d; j++) mean[j] /= n;
+    // covariance: upper triangle, then mirror
+    for (int i = 0; i < n; i++) {
+        const float *r = x + (size_t)i * d;
+        for (int a = 0; a < d; a++) {
+            double ca = r[a] - mean[a];
+            double *row = cov + (size_t)a * d;
+            for (int b = a; b < d; b++) row[b] += ca * (r[b] - mean[b]);
+        }
+    }
+    for (int a = 0; a < d; a++)
+        for (int b = a; b < d; b++) {
+            float v = (float)(cov[(size_t)a * d + b] / (n > 1 ? n - 1 : 1));
+            covf[(size_t)a * d + b] = covf[(size_t)b * d + a] = v;
+        }
+    lapack_int info = LAPACKE_ssyevd(LAPACK_ROW_MAJOR, 'N', 'U', d, covf, d, st->eig);
+    if (info != 0) {
+        s = kvq_error(KVQ_ERR_NUMERIC, "stats: eigendecomposition failed (ssyevd info %d)", (int)info);
+        goto out;
+    }
+    // ssyevd gives ascending order; report descending, clamp tiny negatives
+    for (int i = 0; i < d / 2; i++) {
+        float t = st->eig[i];
+        st->eig[i] = st->eig[d - 1 - i];
+        st->eig[d - 1 - i] = t;
+    }
+    double se = 0, se2 = 0;
+    for (int i = 0; i < d; i++) {
+        if (st->eig[i] < 0) st->eig[i] = 0;
+        se += st->eig[i];
+        se2 += (double)st->eig[i] * st->eig[i];
+    }
+    st->d_eff = se2 > 0 ? se * se / se2 : 0;
+    memcpy(sorted, st->chan_max, sizeof(float) * (size_t)d);
+    qsort(sorted, (size_t)d, sizeof(float), cmp_float);
+    st->chan_median = d % 2 ? sorted[d / 2] : 0.5 * (sorted[d / 2 - 1] + sorted[d / 2]);
+    for (int k = 0; k < KVQ_STATS_TOP; k++) st->top_chan[k] = -1;
+    for (int k = 0; k < KVQ_STATS_TOP && k < d; k++) {
+        int best = -1;
+        for (int j = 0; j < d; j++) {
+            bool taken = false;
+            for (int t = 0; t < k; t++) taken |= st->top_chan[t] == j;
+            if (!taken && (best < 0 || st->chan_max[j] > st->chan_max[best])) best = j;
+        }
+        st->top_chan[k] = best;
+        st->top_ratio[k] = st->chan_median > 0 ? st->chan_max[best] / st->chan_median : 0;
+    }
+out:
+    free(mean);
+    free(cov);
+    free(covf);
+    free(sorted);
+    if (s) kvq_head_stats_free(st);
+    return s;
+}

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# quantize: the report in text and JSON, honest bits, baselines, errors.
+. "$(dirname "$0")/lib.sh"
+
+# num KEY FILE: the first number after "KEY": in a JSON file (top level comes first)
+num() { grep -m1 -o "\"$1\": [-0-9.e]*" "$2" | awk '{print $2}'; }
+# lt A B: A < B as numbers
+lt() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a != "" && a + 0 < b + 0) }'; }
+
+expect_ok "q8_0 json" "$KVSTUDIO" quantize "$TRACE" --method q8_0 --bits 8 --value-bits 16 --json
+cp "$TMP/out" "$TMP/q8.json"
+expect_out "json method" '"method": "q8_0"'
+expect_out "json value_bits" '"value_bits": 16'
+expect_out "json ip error" '"ip_relative_error": '
+[ "$(grep -c '"layer":' "$TMP/q8.json")" -eq 6 ] && pass "6 per_layer rows" || fail "6 per_layer rows"
+# keys come before values, so the first bits_per_coord is the keys'
+[ "$(num bits_per_coord "$TMP/q8.json")" = "8.5" ] && pass "q8_0 holds 8.5 bits" || fail "q8_0 holds 8.5 bits: $(num bits_per_coord "$TMP/q8.json")"
+grep -A4 '"values": {' "$TMP/q8.json" | grep -q '"bits_per_coord": 16' && pass "fp16 values 16 bits" || fail "fp16 values 16 bits"
+lt "$(num relative_mse "$TMP/q8.json")" 0.0002 && pass "q8_0 key mse < 2e-4" || fail "q8_0 key mse $(num relative_mse "$TMP/q8.json")"
+lt "$(num ip_relative_error "$TMP/q8.json")" 0.01 && pass "q8_0 ip error < 0.01" || fail "q8_0 ip error"
+
+# ggml's published figures on these keys: q4_0 0.0109, iq4_nl 0.0078 at 4.5 bits
+expect_ok "q4_0 json" "$KVSTUDIO" quantize "$TRACE" --method q4_0 --bits 4 --value-bits 16 --json
+m=$(num relative_mse "$TMP/out")
+lt "$m" 0.0112 && lt 0.0106 "$m" && pass "q4_0 key mse $m ~ 0.0109" || fail "q4_0 key mse $m"
+grep -q '"bits_per_coord": 4.5' "$TMP/out" && pass "q4_0 holds 4.5 bits" || fail "q4_0 holds 4.5 bits"
+expect_ok "iq4_nl json" "$KVSTUDIO" quantize "$TRACE" --method iq4_nl --bits 4 --value-bits 16 --json
+m=$(num relative_mse "$TMP/out")
+lt "$m" 0.0080 && lt 0.0076 "$m" && pass "iq4_nl key mse $m ~ 0.0078" || fail "iq4_nl key mse $m"
+
+expect_ok "kivi text" "$KVSTUDIO" quantize "$TRACE" --method kivi --bits 2 --value-method kivi --value-bits 2
+expect_out "text header" "keys kivi at 2 bits, values kivi at 2 bits"
+expect_out "text overall row" "^  all  *3.000 "
+[ "$(awk 'NF == 9 && $1 ~ /^[0-9]+$/' "$TMP/out" | wc -l)" -eq 6 ] && pass "6 layer rows" || fail "6 layer rows"
+expect_ok "layers and tokens" "$KVSTUDIO" quantize "$TRACE" --method q4_0_hadamard --bits 4 --value-bits 16 --layers 1,3-4 --tokens 256 --json
+[ "$(grep -c '"layer":' "$TMP/out")" -eq 3 ] && pass "3 layers measured" || fail "3 layers measured"
+expect_out "tokens" '"tokens": 256'
+
+printf 'load %s\nmethod q4_0\nbits 4\nvalue-bits 16\nquantize\nquantize --method iq4_nl\n' "$TRACE" >"$TMP/q.kvs"
+expect_ok "quantize in a script uses the session config" "$KVSTUDIO" --script "$TMP/q.kvs"
+[ "$(grep -c '^  all ' "$TMP/out")" -eq 2 ] && pass "two reports" || fail "two reports"
+expect_out "second uses iq4_nl" "keys iq4_nl at 4 bits"
+
+expect_fail "unknown method" "unknown method 'nope'" "$KVSTUDIO" quantize "$TRACE" --method nope --bits 2
+expect_fail "bits out of range" "bits: 3 out of range for q8_0" "$KVSTUDIO" quantize "$TRACE" --method q8_0 --bits 3
+expect_fail "value bits out of range" "value_bits" "$KVSTUDIO" quantize "$TRACE" --method q8_0 --bits 8 --value-bits 12
+expect_fail "needs calibration" "calibrat" "$KVSTUDIO" quantize "$TRACE" --method spectral --bits 3
+expect_fail "bad layers" "layers" "$KVSTUDIO" quantize "$TRACE" --method q8_0 --bits 8 --layers 9
+expect_fail "unknown option" "unknown option 'frob'" "$KVSTUDIO" quantize "$TRACE" --method q8_0 --frob 1
+expect_fail "no trace" "no trace loaded" "$KVSTUDIO" quantize --method q8_0 --bits 8
+finish

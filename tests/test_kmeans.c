@@ -1,0 +1,221 @@
+// test_kmeans.c — shared k-means: recovers separated blobs, inertia never
+// increases, same seed same result, sgemm distances equal a scalar reference,
+// empty clusters are re-seeded, bad arguments and cancellation.
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+#include "calib/kmeans.h"
+#include "rng.h"
+
+static float *gauss_data(size_t n, int d, uint64_t seed)
+{
+    float *x = malloc(sizeof(float) * n * (size_t)d);
+    kvq_rng r;
+    kvq_rng_seed(&r, seed);
+    kvq_rng_gauss_fill(&r, x, n * (size_t)d);
+    return x;
+}
+
+static void test_blobs(void **state)
+{
+    (void)state;
+    enum { K = 6, PER = 150, D = 8 };
+    float centers[K][D];
+    kvq_rng r;
+    kvq_rng_seed(&r, 11);
+    for (int k = 0; k < K; k++)
+        for (int j = 0; j < D; j++) centers[k][j] = (float)(30.0 * (kvq_rng_uniform(&r) - 0.5));
+    // well separated: pairwise center distances checked below are >> blob sigma 0.5
+    float *x = malloc(sizeof(float) * K * PER * D);
+    for (int k = 0; k < K; k++)
+        for (int i = 0; i < PER; i++)
+            for (int j = 0; j < D; j++)
+                x[((size_t)k * PER + i) * D + j] = centers[k][j] + 0.5f * (float)kvq_rng_gauss(&r);
+    for (int a = 0; a < K; a++)
+        for (int b = a + 1; b < K; b++) {
+            double s = 0;
+            for (int j = 0; j < D; j++) s += pow(centers[a][j] - centers[b][j], 2);
+            assert_true(sqrt(s) > 8.0);
+        }
+    kvq_kmeans_opts o = {.k = K, .max_iter = 50, .seed = 3};
+    kvq_kmeans_result res;
+    assert_int_equal(kvq_kmeans(x, K * PER, D, &o, &res), KVQ_OK);
+    // every blob in exactly one cluster, each cluster one blob
+    int map[K];
+    for (int k = 0; k < K; k++) {
+        map[k] = res.assign[(size_t)k * PER];
+        for (int i = 0; i < PER; i++) assert_int_equal(res.assign[(size_t)k * PER + i], map[k]);
+        for (int k2 = 0; k2 < k; k2++) assert_int_not_equal(map[k], map[k2]);
+        double e = 0;
+        for (int j = 0; j < D; j++) e += pow(res.centroids[map[k] * D + j] - centers[k][j], 2);
+        assert_true(sqrt(e) < 0.3);   // mean of 150 points, sigma 0.5 per axis
+    }
+    kvq_kmeans_result_free(&res);
+    free(x);
+}
+
+static void test_inertia_monotone(void **state)
+{
+    (void)state;
+    size_t n = 3000;
+    int d = 16;
+    float *x = gauss_data(n, d, 7);
+    kvq_kmeans_opts o = {.k = 40, .max_iter = 60, .tol = 0, .seed = 9};
+    kvq_kmeans_result r;
+    assert_int_equal(kvq_kmeans(x, n, d, &o, &r), KVQ_OK);
+    assert_true(r.n_iter >= 5);
+    for (int i = 1; i < r.n_iter; i++) assert_true(r.inertia[i] <= r.inertia[i - 1] * (1 + 1e-12));
+    assert_true(r.inertia[r.n_iter - 1] < r.inertia[0]);
+    // the reported inertia is the true one for the returned assignment... up to
+    // the final update (which only lowers it)
+    double tot = 0;
+    for (size_t i = 0; i < n; i++)
+        for (int j = 0; j < d; j++)
+            tot += pow(x[i * d + j] - r.centroids[(size_t)r.assign[i] * d + j], 2);
+    assert_true(tot <= r.inertia[r.n_iter - 1] * (1 + 1e-6));
+    kvq_kmeans_result_free(&r);
+    free(x);
+}
+
+static void test_deterministic(void **state)
+{
+    (void)state;
+    size_t n = 1000;
+    int d = 12;
+    float *x = gauss_data(n, d, 8);
+    kvq_kmeans_opts o = {.k = 17, .max_iter = 30, .seed = 5};
+    kvq_kmeans_result a, b, c;
+    assert_int_equal(kvq_kmeans(x, n, d, &o, &a), KVQ_OK);
+    assert_int_equal(kvq_kmeans(x, n, d, &o, &b), KVQ_OK);
+    assert_int_equal(a.n_iter, b.n_iter);
+    assert_memory_equal(a.centroids, b.centroids, sizeof(float) * 17 * (size_t)d);
+    assert_memory_equal(a.assign, b.assign, sizeof(int32_t) * n);
+    o.seed = 6;
+    assert_int_equal(kvq_kmeans(x, n, d, &o, &c), KVQ_OK);
+    assert_true(memcmp(a.centroids, c.centroids, sizeof(float) * 17 * (size_t)d) != 0);
+    kvq_kmeans_result_free(&a);
+    kvq_kmeans_result_free(&b);
+    kvq_kmeans_result_free(&c);
+    free(x);
+}
+
+static void test_sqdist_matches_scalar(void **state)
+{
+    (void)state;
+    size_t n = 37;
+    int k = 11, d = 19;
+    float *x = gauss_data(n, d, 1), *c = gauss_data((size_t)k, d, 2);
+    float xn[37], cn[11], dist[37 * 11];
+    for (size_t i = 0; i < n; i++) {
+        double s = 0;
+        for (int j = 0; j < d; j++) s += (double)x[i * d + j] * x[i * d + j];
+        xn[i] = (float)s;
+    }
+    for (int i = 0; i < k; i++) {
+        double s = 0;
+        for (int j = 0; j < d; j++) s += (double)c[i * d + j] * c[i * d + j];
+        cn[i] = (float)s;
+    }
+    kvq_kmeans_sqdist(x, xn, n, c, cn, k, d, dist);
+    int32_t asg[37];
+    float best[37];
+    assert_int_equal(kvq_kmeans_assign(x, n, c, k, d, asg, best), KVQ_OK);
+    for (size_t i = 0; i < n; i++) {
+        int bj = 0;
+        double bd = INFINITY;
+        for (int j = 0; j < k; j++) {
+            double s = 0;
+            for (int t = 0; t < d; t++) s += pow((double)x[i * d + t] - c[j * d + t], 2);
+            assert_true(fabs(dist[i * k + j] - s) <= 1e-4 * (1 + s));
+            if (s < bd) bd = s, bj = j;
+        }
+        assert_int_equal(asg[i], bj);
+        assert_true(fabs(best[i] - bd) <= 1e-4 * (1 + bd));
+    }
+    free(x);
+    free(c);
+}
+
+static void test_empty_clusters_reseeded(void **state)
+{
+    (void)state;
+    // 5 distinct points, each 4 times, k = 8: k-means++ covers the 5 points,
+    // then can only pick duplicates, whose clusters come out empty (ties go to
+    // the lower index) and must be re-seeded from clusters of size > 1.
+    enum { P = 5, REP = 4, K = 8, D = 3 };
+    float x[P * REP * D];
+    kvq_rng r;
+    kvq_rng_seed(&r, 4);
+    for (int i = 0; i < P; i++)
+        for (int j = 0; j < D; j++) {
+            float v = (float)kvq_rng_gauss(&r);
+            for (int t = 0; t < REP; t++) x[(t * P + i) * D + j] = v;
+        }
+    kvq_kmeans_opts o = {.k = K, .max_iter = 20, .seed = 1};
+    kvq_kmeans_result res;
+    assert_int_equal(kvq_kmeans(x, P * REP, D, &o, &res), KVQ_OK);
+    assert_true(res.n_reseeded >= K - P);
+    int count[K] = {0};
+    for (int i = 0; i < P * REP; i++) count[res.assign[i]]++;
+    for (int k = 0; k < K; k++) assert_true(count[k] >= 1);
+    assert_true(res.inertia[res.n_iter - 1] < 1e-10);
+    kvq_kmeans_result_free(&res);
+
+    // k = n with all points identical: nothing to split, still a clean result
+    float same[8 * 2] = {0};
+    o.k = 8;
+    assert_int_equal(kvq_kmeans(same, 8, 2, &o, &res), KVQ_OK);
+    assert_true(res.inertia[res.n_iter - 1] == 0);
+    kvq_kmeans_result_free(&res);
+}
+
+static bool cancel_at_3(double f, const char *stage, double eta, void *user)
+{
+    (void)eta;
+    assert_string_equal(stage, "kmeans");
+    int *calls = user;
+    ++*calls;
+    return f > 0 && *calls >= 3;
+}
+
+static void test_args_and_cancel(void **state)
+{
+    (void)state;
+    float *x = gauss_data(100, 4, 3);
+    kvq_kmeans_opts o = {.k = 101, .max_iter = 10, .seed = 1};
+    kvq_kmeans_result r;
+    assert_int_equal(kvq_kmeans(x, 100, 4, &o, &r), KVQ_ERR_ARG);
+    assert_non_null(strstr(kvq_last_error(), "k=101"));
+    o.k = 5;
+    o.max_iter = 0;
+    assert_int_equal(kvq_kmeans(x, 100, 4, &o, &r), KVQ_ERR_ARG);
+    o.max_iter = 50;
+    x[17] = NAN;
+    assert_int_equal(kvq_kmeans(x, 100, 4, &o, &r), KVQ_ERR_NONFINITE);
+    x[17] = 0;
+    int calls = 0;
+    kvq_progress p = {.fn = cancel_at_3, .user = &calls};
+    o.progress = &p;
+    assert_int_equal(kvq_kmeans(x, 100, 4, &o, &r), KVQ_ERR_CANCELLED);
+    assert_null(r.centroids);
+    assert_int_equal(calls, 3);
+    free(x);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_blobs),
+        cmocka_unit_test(test_inertia_monotone),
+        cmocka_unit_test(test_deterministic),
+        cmocka_unit_test(test_sqdist_matches_scalar),
+        cmocka_unit_test(test_empty_clusters_reseeded),
+        cmocka_unit_test(test_args_and_cancel),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,291 @@
+// calibrate.c — view 5: run a calibrator of engine/calib (the table
+// kvq_calibrators) on the loaded trace on the worker thread, with a progress
+// bar and ETA; Esc cancels (the engine then hands out nothing). The result
+// becomes the session's artifacts; `s` saves them.
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include "ui.h"
+
+typedef struct {
+    char method[32];
+    kvq_calib_opts opts;
+    kvq_artifacts *out;
+} calib_job;
+
+static int calib_run(kvs_job *j)
+{
+    calib_job *c = j->arg;
+    kvq_progress p = {.fn = kvs_job_progress, .user = j};
+    kvq_progress_begin(&p);
+    pthread_mutex_lock(&j->s->lock);   // the trace stays put while we read it
+    const kvq_trace *t = j->s->trace;
+    kvq_status st = t ? kvq_calibrate(c->method, t, &c->opts, &p, &c->out)
+                      : kvq_error(KVQ_ERR_ARG, "calibrate: no trace loaded");
+    pthread_mutex_unlock(&j->s->lock);
+    return st;
+}
+
+static void result_line(kvs_calib_state *cs, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void result_line(kvs_calib_state *cs, const char *fmt, ...)
+{
+    if (cs->n_result >= (int)(sizeof cs->result / sizeof cs->result[0])) return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cs->result[cs->n_result++], sizeof cs->result[0], fmt, ap);
+    va_end(ap);
+}
+
+static void calib_done(kvs_ui *ui, kvs_job *j)
+{
+    calib_job *c = j->arg;
+    kvs_calib_state *cs = &ui->cal;
+    kvs_session *s = ui->s;
+    cs->n_result = 0;
+    cs->running[0] = 0;
+    double el = j->t_end - j->t_start;
+    if (j->status == KVQ_ERR_CANCELLED) {
+        result_line(cs, "%s: cancelled after %.1f s; nothing was kept", c->method, el);
+        kvs_ui_set_status(ui, false, "calibration %s cancelled (no artifacts kept)", c->method);
+    } else if (j->status) {
+        result_line(cs, "%s failed: %s", c->method, j->msg);
+        kvs_ui_set_status(ui, true, "calibrate %s: %s", c->method, j->msg);
+    } else {
+        pthread_mutex_lock(&s->lock);
+        kvq_artifacts_free(s->art);
+        s->art = c->out;
+        s->art_dir[0] = 0;
+        pthread_mutex_unlock(&s->lock);
+        c->out = NULL;
+        result_line(cs, "%s: done in %.1f s, %d artifact tensors (s saves them)", c->method, el,
+                    kvq_artifacts_count(s->art));
+        kvs_ui_set_status(ui, false, "calibration %s done in %.1f s: %d tensors; method %s now usable", c->method,
+                          el, kvq_artifacts_count(s->art), c->method);
+    }
+    kvq_artifacts_free(c->out);
+    free(c);
+    j->arg = NULL;
+}
+
+int kvs_calib_start(kvs_ui *ui, int row)
+{
+    if (row < 0 || row >= kvq_n_calibrators) return -1;
+    if (!ui->s->trace) {
+        kvs_ui_set_status(ui, true, "calibrate: no trace loaded (:load PATH)");
+        return -1;
+    }
+    calib_job *c = calloc(1, sizeof *c);
+    if (!c) return -1;
+    snprintf(c->method, sizeof c->method, "%s", kvq_calibrators[row].name);
+    c->opts = ui->cal.opts;
+    if (kvs_job_start(ui, "calibrate", calib_run, calib_done, c)) {
+        free(c);
+        return -1;
+    }
+    snprintf(ui->job.name, sizeof ui->job.name, "calibrate %s", c->method);
+    snprintf(ui->cal.running, sizeof ui->cal.running, "%s", c->method);
+    ui->cal.n_result = 0;
+    return 0;
+}
+
+static void ensure_opts(kvs_ui *ui)
+{
+    if (ui->cal.opts_ready) return;
+    kvq_calib_opts_default(&ui->cal.opts);
+    ui->cal.opts_ready = true;
+}
+
+// Rows of the calibrators table that pass the `/` filter.
+static int visible_rows(kvs_ui *ui, int *rows)
+{
+    int n = 0;
+    for (int i = 0; i < kvq_n_calibrators; i++) {
+        char both[256];
+        snprintf(both, sizeof both, "%s %s", kvq_calibrators[i].name, kvq_calibrators[i].description);
+        if (kvs_filter_match(ui, both)) rows[n++] = i;
+    }
+    return n;
+}
+
+static void draw_progress(kvs_ui *ui, kvs_rect in)
+{
+    kvs_job *j = &ui->job;
+    pthread_mutex_lock(&j->mu);
+    double f = j->fraction, eta = j->eta_s, el = kvq_now_s() - j->t_start;
+    char stage[64];
+    snprintf(stage, sizeof stage, "%s", j->stage);
+    pthread_mutex_unlock(&j->mu);
+    kvs_w_text(ui, in.y + 1, in.x + 1, in.w - 2, kvs_attr(ui, KVS_C_TITLE), "calibrating %s: %s", ui->cal.running,
+               stage[0] ? stage : "starting");
+    kvs_w_hbar(ui, in.y + 3, in.x + 1, in.w - 10, f, kvs_attr(ui, KVS_C_GOOD));
+    kvs_w_text(ui, in.y + 3, in.x + in.w - 8, 7, A_BOLD, "%5.1f%%", 100 * f);
+    if (eta >= 0) kvs_w_text(ui, in.y + 5, in.x + 1, in.w - 2, A_NORMAL, "elapsed %.1f s   ETA %.0f s", el, eta);
+    else kvs_w_text(ui, in.y + 5, in.x + 1, in.w - 2, A_NORMAL, "elapsed %.1f s   ETA unknown", el);
+    kvs_w_text(ui, in.y + 7, in.x + 1, in.w - 2, kvs_attr(ui, KVS_C_DIM),
+               "Esc cancels (the engine stops at the next chunk and keeps nothing)");
+}
+
+// What the session's artifacts hold: the allocation table for RateQuant,
+// d_eff for SpectralQuant, and every tensor with its shape.
+static void draw_artifacts(kvs_ui *ui, kvs_rect in, int y)
+{
+    const kvq_artifacts *a = ui->s->art;
+    if (!a) {
+        kvs_w_text(ui, y, in.x + 1, in.w - 2, kvs_attr(ui, KVS_C_DIM),
+                   "no artifacts yet: choose a calibrator and press Enter");
+        return;
+    }
+    const char *m = kvq_artifacts_meta(a, "method");
+    kvs_w_text(ui, y++, in.x + 1, in.w - 2, kvs_attr(ui, KVS_C_TITLE), "artifacts: %s%s%s", m ? m : "?",
+               ui->s->art_dir[0] ? " from " : " (not saved)", ui->s->art_dir);
+    int nd;
+    int64_t sh[8];
+    const float *bits = kvq_artifacts_get(a, "ratequant.bits", &nd, sh);
+    if (bits && nd >= 1) {
+        int nl = (int)sh[0], per = nd == 2 ? (int)sh[1] : 1;
+        kvs_w_text(ui, y++, in.x + 1, in.w - 2, A_BOLD, "bit allocation per layer%s", per > 1 ? " (mean over heads)" : "");
+        for (int l = 0; l < nl && y < in.y + in.h - 4; l++) {
+            double b = 0;
+            for (int h = 0; h < per; h++) b += bits[l * per + h];
+            b /= per;
+            kvs_w_text(ui, y, in.x + 1, 12, A_NORMAL, "layer %-3d %2.0f", l, b);
+            kvs_w_hbar(ui, y++, in.x + 14, in.w / 2, b / 8, kvs_attr(ui, KVS_C_S1 + (int)b % KVS_N_SERIES));
+        }
+    }
+    const float *de = kvq_artifacts_get(a, "spectral.d_eff", &nd, sh);
+    if (de && nd == 2) {
+        kvs_w_text(ui, y++, in.x + 1, in.w - 2, A_BOLD, "d_eff per layer x kv head");
+        for (int l = 0; l < (int)sh[0] && y < in.y + in.h - 4; l++) {
+            char line[256] = "";
+            for (int h = 0; h < (int)sh[1] && strlen(line) < 200; h++)
+                snprintf(line + strlen(line), sizeof line - strlen(line), " %6.1f", de[l * sh[1] + h]);
+            kvs_w_text(ui, y++, in.x + 1, in.w - 2, A_NORMAL, "layer %-3d%s", l, line);
+        }
+    }
+    int n = kvq_artifacts_count(a);
+    kvs_w_text(ui, y++, in.x + 1, in.w - 2, A_BOLD, "%d tensors", n);
+    for (int i = 0; i < n && y < in.y + in.h; i++) {
+        const char *name = kvq_artifacts_name(a, i);
+        kvq_artifacts_get(a, name, &nd, sh);
+        char shape[96] = "";
+        for (int k = 0; k < nd && k < 8; k++)
+            snprintf(shape + strlen(shape), sizeof shape - strlen(shape), "%s%lld", k ? " x " : "", (long long)sh[k]);
+        if (i == 7 && n > 9) {
+            kvs_w_text(ui, y++, in.x + 1, in.w - 2, kvs_attr(ui, KVS_C_DIM), "  ... %d more", n - 7);
+            break;
+        }
+        kvs_w_text(ui, y++, in.x + 1, in.w - 2, A_NORMAL, "  %-36s (%s)", name, shape);
+    }
+}
+
+static void calib_draw(kvs_ui *ui, kvs_rect r)
+{
+    ensure_opts(ui);
+    kvs_calib_state *cs = &ui->cal;
+    int lw = r.w * 2 / 5;
+    kvs_rect lb = {r.y, r.x, r.h, lw}, rb = {r.y, r.x + lw, r.h, r.w - lw};
+    kvs_w_box(ui, lb, "calibrators");
+    kvs_rect li = kvs_w_inner(lb);
+    int rows[64], n = visible_rows(ui, rows);
+    int y = li.y;
+    for (int i = 0; i < n && y < li.y + li.h; i++) {
+        const kvq_calibrator *c = &kvq_calibrators[rows[i]];
+        bool sel = rows[i] == cs->sel;
+        kvs_w_text(ui, y++, li.x, li.w, sel ? kvs_attr(ui, KVS_C_SEL) : kvs_attr(ui, KVS_C_ACCENT), " %-10s", c->name);
+        kvs_w_text(ui, y++, li.x + 3, li.w - 3, kvs_attr(ui, KVS_C_DIM), "%s", c->description);
+    }
+    if (!n) kvs_w_text(ui, y++, li.x + 1, li.w - 1, kvs_attr(ui, KVS_C_WARN), "nothing matches /%s", ui->filter);
+    y++;
+    kvs_w_text(ui, y++, li.x + 1, li.w - 1, kvs_attr(ui, KVS_C_TITLE), "options (+/- target bits, f first 2 layers)");
+    const char *const *names = kvq_calib_opts_names();
+    for (int i = 0; names[i] && y < li.y + li.h; i++) {
+        char v[64];
+        if (kvq_calib_opts_get(&cs->opts, names[i], v, sizeof v)) continue;
+        char *end;
+        double x = strtod(v, &end);
+        if (end != v && !*end) snprintf(v, sizeof v, "%.6g", x);   // 0.1, not 0.10000000000000001
+        kvs_w_text(ui, y++, li.x + 1, li.w - 1, A_NORMAL, "  %-16s %s", names[i], v);
+    }
+    kvs_w_box(ui, rb, kvs_job_busy(ui) && cs->running[0] ? "running" : "result");
+    kvs_rect ri = kvs_w_inner(rb);
+    if (kvs_job_busy(ui) && cs->running[0]) {
+        draw_progress(ui, ri);
+        return;
+    }
+    y = ri.y;
+    for (int i = 0; i < cs->n_result; i++)
+        kvs_w_text(ui, y++, ri.x + 1, ri.w - 2, A_NORMAL, "%s", cs->result[i]);
+    if (cs->n_result) y++;
+    draw_artifacts(ui, ri, y);
+}
+
+static int calib_move(kvs_ui *ui, int key)
+{
+    int rows[64], n = visible_rows(ui, rows), at = 0;
+    if (!n) return KVS_KEY_HANDLED;
+    for (int i = 0; i < n; i++)
+        if (rows[i] == ui->cal.sel) at = i;
+    if (key == KEY_UP || key == 'k') at = at > 0 ? at - 1 : 0;
+    else at = at + 1 < n ? at + 1 : at;
+    ui->cal.sel = rows[at];
+    return KVS_KEY_REDRAW;
+}
+
+static int calib_enter(kvs_ui *ui, int key)
+{
+    (void)key;
+    ensure_opts(ui);
+    int rows[64], n = visible_rows(ui, rows);
+    bool visible = false;
+    for (int i = 0; i < n; i++) visible |= rows[i] == ui->cal.sel;
+    if (!visible && n) ui->cal.sel = rows[0];
+    if (n) kvs_calib_start(ui, ui->cal.sel);
+    return KVS_KEY_REDRAW;
+}
+
+static int calib_bits(kvs_ui *ui, int key)
+{
+    ensure_opts(ui);
+    double *t = &ui->cal.opts.target_bits;
+    *t += key == '+' || key == '=' ? 0.25 : -0.25;
+    if (*t < 1) *t = 1;
+    if (*t > 8) *t = 8;
+    return KVS_KEY_REDRAW;
+}
+
+static int calib_quick(kvs_ui *ui, int key)
+{
+    (void)key;
+    ensure_opts(ui);
+    ui->cal.opts.layers = ui->cal.opts.layers ? 0 : 2;
+    kvs_ui_set_status(ui, false, "calibrate %s", ui->cal.opts.layers ? "the first 2 layers only (quick)" : "all layers");
+    return KVS_KEY_REDRAW;
+}
+
+static int calib_save(kvs_ui *ui, int key)
+{
+    (void)key;
+    if (!ui->s->art) {
+        kvs_ui_set_status(ui, true, "save: no artifacts yet (calibrate first)");
+        return KVS_KEY_REDRAW;
+    }
+    kvs_prompt_open_text(ui, "save artifacts ");
+    return KVS_KEY_REDRAW;
+}
+
+static const kvs_keybind calib_keys[] = {
+    {KEY_UP, 'k', "Up/Down", "choose a calibrator", calib_move},
+    {KEY_DOWN, 'j', NULL, NULL, calib_move},
+    {'\n', KEY_ENTER, "Enter", "calibrate on the trace", calib_enter},
+    {'+', '=', "+/-", "target bits", calib_bits},
+    {'-', 0, NULL, NULL, calib_bits},
+    {'f', 0, "f", "quick: first 2 layers", calib_quick},
+    {'s', 0, "s", "save artifacts DIR", calib_save},
+    {'/', 0, "/", "filter", kvs_filter_start},
+    {0, 0, NULL, NULL, NULL},
+};
+
+const kvs_view kvs_view_calibrate = {
+    .name = "calibrate", .title = "Calibrate", .draw = calib_draw, .keys = calib_keys,
+};

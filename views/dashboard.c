@@ -1,0 +1,372 @@
+// dashboard.c — view 3: the trace replayed through the caches (engine/
+// replay.h) with every observer attached, as live panels. The prefill (the
+// long part) runs on the worker thread; decode steps are cheap and run on
+// the UI thread within a time budget per tick, so the UI keeps >= 10 frames
+// a second at any speed. Space plays/pauses, `.` steps, +/- change speed.
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include "replay.h"
+#include "tui.h"
+#include "ui.h"
+
+#define TICK_BUDGET_S 0.05   // decode work per UI tick
+#define MAX_SPEED 256
+
+static kvq_replay_snapshot *snap(kvs_ui *ui) { return ui->dash.snap; }
+
+void kvs_dash_free(kvs_ui *ui)
+{
+    kvs_dash_state *d = &ui->dash;
+    if (d->prefilling) return;   // the worker owns it; the job's done frees it
+    kvq_replay_free(d->replay);
+    free(d->snap);
+    d->replay = d->snap = NULL;
+    d->playing = false;
+    d->n_hist = 0;
+}
+
+static void push(float *h, int n, float v)
+{
+    if (n == KVS_DASH_HIST) memmove(h, h + 1, sizeof(float) * (KVS_DASH_HIST - 1));
+    h[n == KVS_DASH_HIST ? n - 1 : n] = v;
+}
+
+static void take_snapshot(kvs_ui *ui)
+{
+    kvs_dash_state *d = &ui->dash;
+    kvq_replay_snapshot *sn = snap(ui);
+    kvq_replay_snapshot_get(d->replay, sn);
+    const kvq_report *r = &sn->report;
+    push(d->hist_cos, d->n_hist, (float)r->distortion.mean_cosine_similarity);
+    push(d->hist_attn, d->n_hist, (float)r->attention.mean_output_rel_error);
+    push(d->hist_mem, d->n_hist, (float)(sn->bytes / 1048576.0));
+    push(d->hist_out, d->n_hist, (float)r->key_norm.outlier_count);
+    if (d->n_hist < KVS_DASH_HIST) d->n_hist++;
+}
+
+// ---- the prefill job ----
+static int prefill_run(kvs_job *j)
+{
+    kvs_ui *ui = j->arg;
+    kvs_job_progress(0, "prefill", -1, j);
+    kvq_status st = kvq_replay_step(ui->dash.replay, 1);   // the first step is the whole prefill
+    kvs_job_progress(1, "prefill", 0, j);
+    return st;
+}
+
+static void prefill_done(kvs_ui *ui, kvs_job *j)
+{
+    kvs_dash_state *d = &ui->dash;
+    d->prefilling = false;
+    j->arg = NULL;
+    if (j->status) {
+        snprintf(d->err, sizeof d->err, "replay: %.240s", j->msg);
+        kvs_ui_set_status(ui, true, "%s", d->err);
+        kvs_dash_free(ui);
+        return;
+    }
+    take_snapshot(ui);
+    d->playing = d->play_after_prefill;
+    kvs_ui_set_status(ui, false, "prefill done (%d tokens); %s", kvq_replay_pos(d->replay),
+                      d->playing ? "decoding token by token" : "paused (Space plays, . steps)");
+}
+
+static int ensure_replay(kvs_ui *ui, bool play)
+{
+    kvs_dash_state *d = &ui->dash;
+    if (d->prefilling) {
+        d->play_after_prefill = play;
+        return 0;
+    }
+    if (d->replay) return 0;
+    if (!ui->s->trace) {
+        kvs_ui_set_status(ui, true, "replay: no trace loaded (:load PATH)");
+        return -1;
+    }
+    if (kvs_job_busy(ui)) {
+        kvs_ui_set_status(ui, true, "replay: busy with %s (Esc cancels it)", ui->job.name);
+        return -1;
+    }
+    d->err[0] = 0;
+    d->snap = calloc(1, sizeof(kvq_replay_snapshot));
+    kvq_replay_opts o;
+    kvq_replay_opts_default(&o);
+    kvq_replay *r = NULL;
+    if (!d->snap || kvq_replay_new(ui->s->trace, &ui->s->cfg, ui->s->art, &o, &r)) {
+        snprintf(d->err, sizeof d->err, "replay: %s", d->snap ? kvq_last_error() : "out of memory");
+        kvs_ui_set_status(ui, true, "%s", d->err);
+        free(d->snap);
+        d->snap = NULL;
+        return -1;
+    }
+    d->replay = r;
+    d->cfg = ui->s->cfg;
+    d->n_hist = 0;
+    d->prefilling = true;
+    d->play_after_prefill = play;
+    if (kvs_job_start(ui, "replay prefill", prefill_run, prefill_done, ui)) {
+        d->prefilling = false;
+        kvs_dash_free(ui);
+        return -1;
+    }
+    return 0;
+}
+
+int kvs_dash_play(kvs_ui *ui, int toggle_or_on)
+{
+    kvs_dash_state *d = &ui->dash;
+    if (toggle_or_on == 0 && d->playing) return kvs_dash_pause(ui);
+    if (d->replay && !d->prefilling && kvq_replay_done(d->replay)) {   // play again from the start
+        kvq_replay_restart(d->replay, 0);
+        d->n_hist = 0;
+        d->prefilling = true;
+        d->play_after_prefill = true;
+        if (kvs_job_start(ui, "replay prefill", prefill_run, prefill_done, ui)) d->prefilling = false;
+        return 0;
+    }
+    if (ensure_replay(ui, true)) return -1;
+    if (!d->prefilling) d->playing = true;
+    return 0;
+}
+
+int kvs_dash_pause(kvs_ui *ui)
+{
+    ui->dash.playing = false;
+    ui->dash.play_after_prefill = false;
+    return 0;
+}
+
+int kvs_dash_step(kvs_ui *ui, int n)
+{
+    kvs_dash_state *d = &ui->dash;
+    d->playing = false;
+    if (!d->replay) return ensure_replay(ui, false);   // the first step is the prefill
+    if (d->prefilling) return 0;
+    if (kvq_replay_step(d->replay, n)) {
+        kvs_ui_set_status(ui, true, "replay: %s", kvq_last_error());
+        return -1;
+    }
+    take_snapshot(ui);
+    return 0;
+}
+
+void kvs_dash_tick(kvs_ui *ui)
+{
+    kvs_dash_state *d = &ui->dash;
+    if (d->replay && !d->prefilling && ui->s->trace == NULL) kvs_dash_free(ui);
+    if (!d->playing || !d->replay || d->prefilling) return;
+    double t0 = kvq_now_s();
+    int stepped = 0;
+    while (stepped < d->speed && !kvq_replay_done(d->replay) && kvq_now_s() - t0 < TICK_BUDGET_S) {
+        if (kvq_replay_step(d->replay, 1)) {
+            kvs_ui_set_status(ui, true, "replay: %s", kvq_last_error());
+            d->playing = false;
+            return;
+        }
+        stepped++;
+    }
+    if (stepped) take_snapshot(ui);
+    if (kvq_replay_done(d->replay)) {
+        d->playing = false;
+        const kvq_replay_snapshot *sn = snap(ui);
+        kvs_ui_set_status(ui, false, "replay done: %d tokens, %.2fx compression, key cos %.4f, attention error %.4f",
+                          sn->pos, sn->report.memory.compression_ratio,
+                          sn->report.distortion.mean_cosine_similarity, sn->report.attention.mean_output_rel_error);
+    }
+}
+
+// ---- panels ----
+static void layer_bars(kvs_ui *ui, kvs_rect r, int y, const double *v, int n, double vmax, kvs_color c,
+                       const char *fmt)
+{
+    for (int l = 0; l < n && y < r.y + r.h; l++, y++) {
+        double x = v[l];
+        kvs_w_text(ui, y, r.x + 1, 4, kvs_attr(ui, KVS_C_DIM), "L%-3d", l);
+        if (!isfinite(x)) {
+            kvs_w_text(ui, y, r.x + 5, 6, kvs_attr(ui, KVS_C_DIM), "   -");
+            continue;
+        }
+        kvs_w_hbar(ui, y, r.x + 5, r.w - 16, vmax > 0 ? x / vmax : 0, kvs_attr(ui, c));
+        kvs_w_text(ui, y, r.x + r.w - 10, 10, A_NORMAL, fmt, x);
+    }
+}
+
+static double vmax_of(const double *v, int n)
+{
+    double m = 0;
+    for (int i = 0; i < n; i++)
+        if (isfinite(v[i]) && v[i] > m) m = v[i];
+    return m;
+}
+
+static void panel_distortion(kvs_ui *ui, kvs_rect b, const kvq_replay_snapshot *sn)
+{
+    kvs_w_box(ui, b, "distortion (keys)");
+    kvs_rect in = kvs_w_inner(b);
+    const kvq_distortion_report *r = &sn->report.distortion;
+    kvs_w_text(ui, in.y, in.x + 1, in.w - 1, A_NORMAL, "cos mean %.4f  min %.4f", r->mean_cosine_similarity,
+               r->min_cosine_similarity);
+    kvs_w_text(ui, in.y + 1, in.x + 1, in.w - 1, A_NORMAL, "ip err %.4f  rel mse %.4g", r->mean_ip_error,
+               r->mean_relative_mse);
+    kvs_w_text(ui, in.y + 2, in.x + 1, in.w - 1, kvs_attr(ui, KVS_C_DIM), "worst layer %d, %ld tokens",
+               r->worst_layer, r->total_tokens_measured);
+    kvs_w_sparkline(ui, in.y + 3, in.x + 1, in.w - 2, ui->dash.hist_cos, ui->dash.n_hist, kvs_attr(ui, KVS_C_S1));
+    // per-layer: 1 - cos (longer = worse)
+    double e[KVQ_MAX_LAYERS];
+    for (int l = 0; l < r->n_layers; l++) e[l] = 1 - r->per_layer_cosine_similarity[l];
+    layer_bars(ui, in, in.y + 4, e, r->n_layers, vmax_of(e, r->n_layers), KVS_C_S1, "%8.5f");
+}
+
+static void panel_attention(kvs_ui *ui, kvs_rect b, const kvq_replay_snapshot *sn)
+{
+    kvs_w_box(ui, b, "attention vs exact");
+    kvs_rect in = kvs_w_inner(b);
+    const kvq_attention_report *r = &sn->report.attention;
+    if (!(sn->report.which & KVQ_OBS_ATTENTION)) {
+        kvs_w_text(ui, in.y, in.x + 1, in.w - 1, kvs_attr(ui, KVS_C_DIM), "the trace has no queries");
+        return;
+    }
+    kvs_w_text(ui, in.y, in.x + 1, in.w - 1, A_NORMAL, "output err %.4f  KL %.4g", r->mean_output_rel_error,
+               r->mean_kl_divergence);
+    kvs_w_text(ui, in.y + 1, in.x + 1, in.w - 1, A_NORMAL, "top-%d recall %.3f", r->topk, r->topk_recall);
+    kvs_w_text(ui, in.y + 2, in.x + 1, in.w - 1, kvs_attr(ui, KVS_C_DIM), "%ld queries", r->num_queries);
+    kvs_w_sparkline(ui, in.y + 3, in.x + 1, in.w - 2, ui->dash.hist_attn, ui->dash.n_hist, kvs_attr(ui, KVS_C_S2));
+    layer_bars(ui, in, in.y + 4, r->per_layer_output_rel_error, r->n_layers,
+               vmax_of(r->per_layer_output_rel_error, r->n_layers), KVS_C_S2, "%8.5f");
+}
+
+static void panel_memory(kvs_ui *ui, kvs_rect b, const kvq_replay_snapshot *sn)
+{
+    kvs_w_box(ui, b, "memory");
+    kvs_rect in = kvs_w_inner(b);
+    const kvq_memory_report *r = &sn->report.memory;
+    kvs_w_text(ui, in.y, in.x + 1, in.w - 1, A_NORMAL, "%.3f MB vs fp16 %.3f MB", r->peak_compressed_mb,
+               r->peak_fp16_mb);
+    kvs_w_text(ui, in.y + 1, in.x + 1, in.w - 1, kvs_attr(ui, KVS_C_GOOD) | A_BOLD, "compression %.2fx",
+               r->compression_ratio);
+    kvs_w_text(ui, in.y + 2, in.x + 1, in.w - 1, kvs_attr(ui, KVS_C_DIM), "%.0f B/token, k %.2f v %.2f bits",
+               r->bytes_per_token, sn->key_bpc, sn->value_bpc);
+    kvs_w_sparkline(ui, in.y + 3, in.x + 1, in.w - 2, ui->dash.hist_mem, ui->dash.n_hist, kvs_attr(ui, KVS_C_S3));
+    layer_bars(ui, in, in.y + 4, r->per_layer_mb, r->n_layers, vmax_of(r->per_layer_mb, r->n_layers), KVS_C_S3,
+               "%7.3fMB");
+}
+
+static void panel_keynorm(kvs_ui *ui, kvs_rect b, const kvq_replay_snapshot *sn)
+{
+    kvs_w_box(ui, b, "key norms");
+    kvs_rect in = kvs_w_inner(b);
+    const kvq_key_norm_report *r = &sn->report.key_norm;
+    kvs_w_text(ui, in.y, in.x + 1, in.w - 1, A_NORMAL, "|k| mean %.3f std %.3f max %.3f", r->mean_key_norm,
+               r->std_key_norm, r->max_key_norm);
+    kvs_w_text(ui, in.y + 1, in.x + 1, in.w - 1, r->outlier_count ? kvs_attr(ui, KVS_C_WARN) : A_NORMAL,
+               "outliers %ld (%.2f%%), mean |k| %.3f", r->outlier_count, 100 * r->outlier_fraction,
+               r->mean_outlier_norm);
+    kvs_w_text(ui, in.y + 2, in.x + 1, in.w - 1, kvs_attr(ui, KVS_C_DIM), "%ld keys seen", r->total_keys);
+    kvs_w_sparkline(ui, in.y + 3, in.x + 1, in.w - 2, ui->dash.hist_out, ui->dash.n_hist, kvs_attr(ui, KVS_C_S4));
+    double c[KVQ_MAX_LAYERS];
+    for (int l = 0; l < r->n_layers; l++) c[l] = (double)r->per_layer_outlier_count[l];
+    layer_bars(ui, in, in.y + 4, c, r->n_layers, vmax_of(c, r->n_layers), KVS_C_S4, "%8.0f");
+}
+
+static void panel_latency(kvs_ui *ui, kvs_rect b, const kvq_replay_snapshot *sn)
+{
+    kvs_w_box(ui, b, "latency");
+    kvs_rect in = kvs_w_inner(b);
+    const kvq_latency_report *r = &sn->report.latency;
+    kvs_w_text(ui, in.y, in.x + 1, in.w - 1, A_NORMAL, "encode %.3f ms (p99 %.3f)", r->mean_encode_ms,
+               r->p99_encode_ms);
+    kvs_w_text(ui, in.y + 1, in.x + 1, in.w - 1, A_NORMAL, "attend %.3f ms", r->mean_decode_ms);
+    kvs_w_text(ui, in.y + 2, in.x + 1, in.w - 1, kvs_attr(ui, KVS_C_DIM), "%ld encodes, %ld attends; slowest L%d",
+               r->num_encode_calls, r->num_decode_calls, r->slowest_layer);
+    layer_bars(ui, in, in.y + 4, r->per_layer_encode_ms, r->n_layers, vmax_of(r->per_layer_encode_ms, r->n_layers),
+               KVS_C_S5, "%7.2fms");
+}
+
+static void panel_replay(kvs_ui *ui, kvs_rect b, const kvq_replay_snapshot *sn)
+{
+    kvs_dash_state *d = &ui->dash;
+    kvs_w_box(ui, b, "replay");
+    kvs_rect in = kvs_w_inner(b);
+    kvs_w_text(ui, in.y, in.x + 1, in.w - 1, kvs_attr(ui, KVS_C_ACCENT) | A_BOLD, "%s k%d/v%d", d->cfg.method,
+               d->cfg.bits, d->cfg.value_bits);
+    const char *state = d->prefilling ? "prefilling..." : d->playing ? "playing" :
+                        sn && sn->total && sn->pos >= sn->total ? "done" : "paused";
+    kvs_w_text(ui, in.y + 1, in.x + 1, in.w - 1, A_BOLD, "%s  speed %d tok/tick", state, d->speed);
+    int pos = sn ? sn->pos : 0, total = sn ? sn->total : 0;
+    kvs_w_text(ui, in.y + 2, in.x + 1, in.w - 1, A_NORMAL, "token %d / %d", pos, total);
+    kvs_w_hbar(ui, in.y + 3, in.x + 1, in.w - 2, total ? (double)pos / total : 0, kvs_attr(ui, KVS_C_GOOD));
+    if (memcmp(&d->cfg, &ui->s->cfg, sizeof d->cfg))
+        kvs_w_text(ui, in.y + 5, in.x + 1, in.w - 1, kvs_attr(ui, KVS_C_WARN), "config changed: R restarts with it");
+    kvs_w_text(ui, in.y + 6, in.x + 1, in.w - 1, kvs_attr(ui, KVS_C_DIM), "prefill: first half in one chunk,");
+    kvs_w_text(ui, in.y + 7, in.x + 1, in.w - 1, kvs_attr(ui, KVS_C_DIM), "then one token per step with its query");
+}
+
+static void dash_draw(kvs_ui *ui, kvs_rect r)
+{
+    kvs_dash_state *d = &ui->dash;
+    const kvq_replay_snapshot *sn = d->replay && !d->prefilling ? snap(ui) : NULL;
+    if (!sn || !sn->total) {
+        kvs_w_box(ui, r, "dashboard");
+        kvs_rect in = kvs_w_inner(r);
+        if (d->prefilling)
+            kvs_w_text(ui, in.y + 1, in.x + 2, in.w - 4, A_BOLD, "prefilling the caches on the worker thread...");
+        else
+            kvs_w_text(ui, in.y + 1, in.x + 2, in.w - 4, A_BOLD,
+                       "Space plays the trace through the caches of the current config (%s k%d/v%d); . steps",
+                       ui->s->cfg.method, ui->s->cfg.bits, ui->s->cfg.value_bits);
+        kvs_w_text(ui, in.y + 3, in.x + 2, in.w - 4, kvs_attr(ui, KVS_C_DIM),
+                   "observers: distortion, latency, memory, key norms, attention against exact fp32");
+        if (d->err[0]) kvs_w_text(ui, in.y + 5, in.x + 2, in.w - 4, kvs_attr(ui, KVS_C_BAD), "%s", d->err);
+        return;
+    }
+    int cw = r.w / 3, rh = r.h / 2;
+    panel_distortion(ui, (kvs_rect){r.y, r.x, rh, cw}, sn);
+    panel_attention(ui, (kvs_rect){r.y, r.x + cw, rh, cw}, sn);
+    panel_memory(ui, (kvs_rect){r.y, r.x + 2 * cw, rh, r.w - 2 * cw}, sn);
+    panel_keynorm(ui, (kvs_rect){r.y + rh, r.x, r.h - rh, cw}, sn);
+    panel_latency(ui, (kvs_rect){r.y + rh, r.x + cw, r.h - rh, cw}, sn);
+    panel_replay(ui, (kvs_rect){r.y + rh, r.x + 2 * cw, r.h - rh, r.w - 2 * cw}, sn);
+}
+
+// ---- keys ----
+static int k_play(kvs_ui *ui, int key)
+{
+    (void)key;
+    kvs_dash_play(ui, 0);
+    return KVS_KEY_REDRAW;
+}
+static int k_step(kvs_ui *ui, int key)
+{
+    (void)key;
+    kvs_dash_step(ui, 1);
+    return KVS_KEY_REDRAW;
+}
+static int k_speed(kvs_ui *ui, int key)
+{
+    int *s = &ui->dash.speed;
+    *s = key == '-' ? (*s > 1 ? *s / 2 : 1) : (*s < MAX_SPEED ? *s * 2 : MAX_SPEED);
+    kvs_ui_set_status(ui, false, "replay speed %d tokens per tick", *s);
+    return KVS_KEY_REDRAW;
+}
+static int k_restart(kvs_ui *ui, int key)
+{
+    (void)key;
+    if (ui->dash.prefilling) return KVS_KEY_HANDLED;
+    kvs_dash_free(ui);   // rebuilt from the current config
+    kvs_dash_play(ui, 1);
+    return KVS_KEY_REDRAW;
+}
+
+static const kvs_keybind dash_keys[] = {
+    {' ', 0, "Space", "play / pause", k_play},
+    {'.', 0, ".", "step one token", k_step},
+    {'+', '=', "+/-", "speed x2 / /2", k_speed},
+    {'-', 0, NULL, NULL, k_speed},
+    {'R', 0, "R", "restart with the current config", k_restart},
+    {0, 0, NULL, NULL, NULL},
+};
+
+const kvs_view kvs_view_dashboard = {
+    .name = "dashboard", .title = "Dashboard", .draw = dash_draw, .keys = dash_keys,
+};

@@ -1,0 +1,272 @@
+// explorer.c — view 1, the trace explorer: the layers x kv heads grid and,
+// for the selected head, the norm sparkline over tokens, per-channel max |x|
+// with outlier channels highlighted and the covariance spectrum with d_eff;
+// keys or values (v toggles).
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include "ui.h"
+
+// A channel is an outlier when its max |x| is this many times the median.
+#define OUTLIER_RATIO 3.0
+#define GRID_CELLS_PER_FRAME 6
+
+static kvq_status head_stats(const kvq_trace *t, bool values, int l, int h, kvq_head_stats *st)
+{
+    float *buf = malloc(sizeof(float) * (size_t)t->n_tokens * (size_t)t->head_dim);
+    if (!buf) return kvq_error(KVQ_ERR_NOMEM, "explorer: out of memory");
+    kvq_status rc = values ? kvq_trace_values(t, l, h, buf) : kvq_trace_keys(t, l, h, buf);
+    if (!rc) rc = kvq_head_stats_compute(buf, t->n_tokens, t->head_dim, st);
+    free(buf);
+    return rc;
+}
+
+static void grid_reset(kvs_explorer_state *e, const kvq_trace *t)
+{
+    free(e->grid_deff);
+    free(e->grid_ratio);
+    e->grid_deff = e->grid_ratio = NULL;
+    e->grid_trace = t;
+    e->grid_todo = 0;
+    if (!t) return;
+    int n = t->n_layers * t->n_kv_heads;
+    e->grid_deff = malloc(sizeof(float) * (size_t)n);
+    e->grid_ratio = malloc(sizeof(float) * (size_t)n);
+    if (!e->grid_deff || !e->grid_ratio) return;
+    for (int i = 0; i < n; i++) e->grid_deff[i] = e->grid_ratio[i] = NAN;
+    e->grid_todo = n;
+}
+
+// Fill a few grid cells; returns when the budget is spent.
+static void grid_fill(kvs_explorer_state *e, const kvq_trace *t)
+{
+    int n = t->n_layers * t->n_kv_heads;
+    for (int i = 0, done = 0; i < n && done < GRID_CELLS_PER_FRAME && e->grid_todo > 0; i++) {
+        if (!isnan(e->grid_deff[i])) continue;
+        kvq_head_stats st;
+        if (head_stats(t, false, i / t->n_kv_heads, i % t->n_kv_heads, &st)) {
+            e->grid_deff[i] = e->grid_ratio[i] = -1;
+        } else {
+            e->grid_deff[i] = (float)st.d_eff;
+            e->grid_ratio[i] = (float)st.top_ratio[0];
+            kvq_head_stats_free(&st);
+        }
+        e->grid_todo--;
+        done++;
+    }
+}
+
+static void ensure_stats(kvs_ui *ui)
+{
+    kvs_explorer_state *e = &ui->ex;
+    const kvq_trace *t = ui->s->trace;
+    if (e->grid_trace != t) {
+        grid_reset(e, t);
+        e->cached_layer = -1;
+        if (t && e->layer >= t->n_layers) e->layer = 0;
+        if (t && e->head >= t->n_kv_heads) e->head = 0;
+    }
+    if (!t) return;
+    if (e->values && !t->has_values) e->values = false;
+    if (e->cached_layer == e->layer && e->cached_head == e->head && e->cached_values == e->values) return;
+    if (e->have_stats) kvq_head_stats_free(&e->st);
+    e->have_stats = false;
+    e->err[0] = 0;
+    if (head_stats(t, e->values, e->layer, e->head, &e->st))
+        snprintf(e->err, sizeof e->err, "%s", kvq_last_error());
+    else
+        e->have_stats = true;
+    e->cached_layer = e->layer;
+    e->cached_head = e->head;
+    e->cached_values = e->values;
+}
+
+static void draw_grid(kvs_ui *ui, kvs_rect r, const kvq_trace *t)
+{
+    kvs_explorer_state *e = &ui->ex;
+    kvs_w_box(ui, r, "layers x kv heads");
+    kvs_rect in = kvs_w_inner(r);
+    kvs_w_text(ui, in.y, in.x, in.w, kvs_attr(ui, KVS_C_DIM), "d_eff (outlier x)");
+    int cw = 11;
+    char hdr[128] = "layer";
+    for (int h = 0; h < t->n_kv_heads && (int)strlen(hdr) + cw < (int)sizeof hdr; h++)
+        snprintf(hdr + strlen(hdr), sizeof hdr - strlen(hdr), "   head %-3d", h);
+    kvs_w_text(ui, in.y + 1, in.x, in.w, kvs_attr(ui, KVS_C_TITLE), "%s", hdr);
+    int rows = in.h - 2;
+    int first = e->layer >= rows ? e->layer - rows + 1 : 0;   // scroll to keep the cursor visible
+    for (int i = 0; i < rows && first + i < t->n_layers; i++) {
+        int l = first + i, y = in.y + 2 + i;
+        kvs_w_text(ui, y, in.x, 5, A_NORMAL, "%5d", l);
+        for (int h = 0; h < t->n_kv_heads; h++) {
+            int x = in.x + 5 + 3 + h * cw;
+            if (x + cw > in.x + in.w) break;
+            int k = l * t->n_kv_heads + h;
+            float d = e->grid_deff ? e->grid_deff[k] : NAN, q = e->grid_ratio ? e->grid_ratio[k] : NAN;
+            bool sel = l == e->layer && h == e->head;
+            attr_t a = sel ? kvs_attr(ui, KVS_C_SEL) : q >= OUTLIER_RATIO ? kvs_attr(ui, KVS_C_WARN) : A_NORMAL;
+            if (isnan(d)) kvs_w_text(ui, y, x, cw - 1, a, "%-10s", "   ...");
+            else kvs_w_text(ui, y, x, cw - 1, a, "%5.1f %4.1fx", d, q);
+        }
+    }
+}
+
+static void draw_head(kvs_ui *ui, kvs_rect r)
+{
+    kvs_explorer_state *e = &ui->ex;
+    const char *what = e->values ? "values" : "keys";
+    const char *sym = e->values ? "v" : "k";
+    char title[96];
+    snprintf(title, sizeof title, "layer %d, kv head %d: %s", e->layer, e->head, what);
+    kvs_w_box(ui, r, title);
+    kvs_rect in = kvs_w_inner(r);
+    if (!e->have_stats) {
+        kvs_w_text(ui, in.y, in.x, in.w, kvs_attr(ui, KVS_C_BAD), "%s", e->err[0] ? e->err : "no statistics");
+        return;
+    }
+    const kvq_head_stats *st = &e->st;
+    kvs_w_text(ui, in.y, in.x, in.w, A_NORMAL, "|%s| mean %.3f  std %.3f  max %.3f   d_eff %.1f of %d   %d tokens",
+               sym, st->mean_norm, st->std_norm, st->max_norm, st->d_eff, st->d, st->n);
+    // three panels share the remaining height
+    int avail = in.h - 2;
+    int hn = avail / 4 > 3 ? avail / 4 : 3, hc = (avail - hn) / 2, hs = avail - hn - hc;
+    int y = in.y + 2;
+    // norms over tokens
+    // bars start at the smallest norm: norms sit far from 0 and their spread is the story
+    float lo = st->norms[0];
+    for (int i = 1; i < st->n; i++) lo = st->norms[i] < lo ? st->norms[i] : lo;
+    float *rel = malloc(sizeof(float) * (size_t)st->n);
+    kvs_w_text(ui, y, in.x, in.w, kvs_attr(ui, KVS_C_TITLE), "|%s| over %d tokens (max per column, from %.2f)", sym,
+               st->n, lo);
+    kvs_rect nr = {y + 1, in.x + 8, hn - 1, in.w - 8};
+    kvs_w_text(ui, nr.y, in.x, 7, kvs_attr(ui, KVS_C_DIM), "%7.2f", st->max_norm);
+    kvs_w_text(ui, nr.y + nr.h - 1, in.x, 7, kvs_attr(ui, KVS_C_DIM), "%7.2f", lo);
+    if (rel) {
+        for (int i = 0; i < st->n; i++) rel[i] = st->norms[i] - lo + 0.02f * (float)(st->max_norm - lo);
+        kvs_w_vbars(ui, nr, rel, st->n, 1.02 * (st->max_norm - lo), NULL, kvs_attr(ui, KVS_C_ACCENT), 0);
+        free(rel);
+    }
+    y += hn;
+    // per-channel max |x|, outliers highlighted
+    bool mark[KVQ_MAX_HEAD_DIM] = {0};
+    float cmax = 0;
+    int n_out = 0;
+    for (int j = 0; j < st->d && j < KVQ_MAX_HEAD_DIM; j++) {
+        mark[j] = st->chan_max[j] >= OUTLIER_RATIO * st->chan_median;
+        n_out += mark[j];
+        if (st->chan_max[j] > cmax) cmax = st->chan_max[j];
+    }
+    char top[128] = "";
+    for (int k = 0; k < 3 && st->top_chan[k] >= 0; k++)
+        snprintf(top + strlen(top), sizeof top - strlen(top), " %d(%.1fx)", st->top_chan[k], st->top_ratio[k]);
+    kvs_w_text(ui, y, in.x, in.w, kvs_attr(ui, KVS_C_TITLE),
+               "max |%s| per channel: %d outlier channel%s (>= %.0fx median %.3f), top:%s", sym, n_out,
+               n_out == 1 ? "" : "s", OUTLIER_RATIO, st->chan_median, top);
+    kvs_rect cr = {y + 1, in.x + 8, hc - 1, in.w - 8};
+    kvs_w_text(ui, cr.y, in.x, 7, kvs_attr(ui, KVS_C_DIM), "%7.2f", cmax);
+    kvs_w_vbars(ui, cr, st->chan_max, st->d, cmax, mark, kvs_attr(ui, KVS_C_GOOD), kvs_attr(ui, KVS_C_BAD));
+    y += hc;
+    // spectrum on a log scale: 0 = 1e-4 of the largest eigenvalue
+    float lg[KVQ_MAX_HEAD_DIM];
+    double e0 = st->eig[0] > 0 ? st->eig[0] : 1;
+    for (int j = 0; j < st->d && j < KVQ_MAX_HEAD_DIM; j++) {
+        double v = st->eig[j] > 0 ? log10(st->eig[j] / e0) + 4 : 0;
+        lg[j] = (float)(v > 0 ? v : 0);
+    }
+    double top_share = 0, tot = 0;
+    int kd = (int)lround(st->d_eff);
+    for (int j = 0; j < st->d; j++) {
+        tot += st->eig[j];
+        if (j < kd) top_share += st->eig[j];
+    }
+    kvs_w_text(ui, y, in.x, in.w, kvs_attr(ui, KVS_C_TITLE),
+               "eigen spectrum (log10, 4 decades): d_eff %.1f; the top %d hold %.0f%% of the variance",
+               st->d_eff, kd, tot > 0 ? 100 * top_share / tot : 0);
+    kvs_rect sr = {y + 1, in.x + 8, hs - 1, in.w - 8};
+    bool dmark[KVQ_MAX_HEAD_DIM] = {0};
+    if (kd > 0 && kd <= st->d && kd <= KVQ_MAX_HEAD_DIM) dmark[kd - 1] = true;
+    kvs_w_text(ui, sr.y, in.x, 7, kvs_attr(ui, KVS_C_DIM), "%7.2g", st->eig[0]);
+    kvs_w_vbars(ui, sr, lg, st->d < KVQ_MAX_HEAD_DIM ? st->d : KVQ_MAX_HEAD_DIM, 4, dmark,
+                kvs_attr(ui, KVS_C_S4), kvs_attr(ui, KVS_C_WARN));
+}
+
+static void explorer_draw(kvs_ui *ui, kvs_rect r)
+{
+    const kvq_trace *t = ui->s->trace;
+    ensure_stats(ui);
+    if (!t) {
+        kvs_w_text(ui, r.y + 2, r.x + 2, r.w - 4, kvs_attr(ui, KVS_C_WARN),
+                   "no trace loaded: press : and type `load PATH` (kvtrace .safetensors, .npy, mlx_lm cache)");
+        return;
+    }
+    grid_fill(&ui->ex, t);
+    int gw = 5 + 3 + 11 * t->n_kv_heads + 2;
+    if (gw > r.w / 3) gw = r.w / 3;
+    if (gw < 26) gw = 26;
+    draw_grid(ui, (kvs_rect){r.y, r.x, r.h, gw}, t);
+    draw_head(ui, (kvs_rect){r.y, r.x + gw, r.h, r.w - gw});
+}
+
+static int move_cursor(kvs_ui *ui, int key)
+{
+    const kvq_trace *t = ui->s->trace;
+    if (!t) return KVS_KEY_UNHANDLED;
+    kvs_explorer_state *e = &ui->ex;
+    switch (key) {
+    case KEY_UP: case 'k': e->layer = e->layer > 0 ? e->layer - 1 : 0; break;
+    case KEY_DOWN: case 'j': e->layer = e->layer + 1 < t->n_layers ? e->layer + 1 : e->layer; break;
+    case KEY_LEFT: case 'h': e->head = e->head > 0 ? e->head - 1 : 0; break;
+    case KEY_RIGHT: case 'l': e->head = e->head + 1 < t->n_kv_heads ? e->head + 1 : e->head; break;
+    case KEY_HOME: case 'g': e->layer = 0; break;
+    case KEY_END: case 'G': e->layer = t->n_layers - 1; break;
+    default: return KVS_KEY_UNHANDLED;
+    }
+    return KVS_KEY_REDRAW;
+}
+
+static int toggle_values(kvs_ui *ui, int key)
+{
+    (void)key;
+    const kvq_trace *t = ui->s->trace;
+    if (t && !t->has_values) {
+        kvs_ui_set_status(ui, true, "this trace has no values");
+        return KVS_KEY_REDRAW;
+    }
+    ui->ex.values = !ui->ex.values;
+    return KVS_KEY_REDRAW;
+}
+
+static int select_head(kvs_ui *ui, int key)
+{
+    (void)key;
+    ensure_stats(ui);
+    const kvs_explorer_state *e = &ui->ex;
+    if (!e->have_stats) return KVS_KEY_HANDLED;
+    kvs_ui_set_status(ui, false, "layer %d head %d %s: mean|x| %.3f std %.3f max %.3f d_eff %.1f top channel %d (%.1fx)",
+                      e->layer, e->head, e->values ? "values" : "keys", e->st.mean_norm, e->st.std_norm,
+                      e->st.max_norm, e->st.d_eff, e->st.top_chan[0], e->st.top_ratio[0]);
+    return KVS_KEY_REDRAW;
+}
+
+static const kvs_keybind explorer_keys[] = {
+    {KEY_UP, 'k', "Up/k", "previous layer", move_cursor},
+    {KEY_DOWN, 'j', "Down/j", "next layer", move_cursor},
+    {KEY_LEFT, 'h', "Left/h", "previous kv head", move_cursor},
+    {KEY_RIGHT, 'l', "Right/l", "next kv head", move_cursor},
+    {KEY_HOME, 'g', "g/G", "first / last layer", move_cursor},
+    {KEY_END, 'G', NULL, NULL, move_cursor},
+    {'v', 0, "v", "keys <-> values", toggle_values},
+    {'\n', KEY_ENTER, "Enter", "head summary to the status line and log", select_head},
+    {0, 0, NULL, NULL, NULL},
+};
+
+const kvs_view kvs_view_explorer = {
+    .name = "explorer", .title = "Explorer", .draw = explorer_draw, .keys = explorer_keys,
+};
+
+void kvs_explorer_free(kvs_ui *ui)
+{
+    kvs_explorer_state *e = &ui->ex;
+    if (e->have_stats) kvq_head_stats_free(&e->st);
+    e->have_stats = false;
+    grid_reset(e, NULL);
+}

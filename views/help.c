@@ -1,0 +1,120 @@
+// help.c — view 6: keys and commands, generated from the tables the code
+// dispatches on (kvs_global_keys, each view's key table, kvs_commands), so
+// help cannot drift from behaviour. `/` filters both columns.
+#include <string.h>
+#include "commands.h"
+#include "ui.h"
+
+typedef struct {
+    char text[200];
+    kvs_color color;
+} help_line;
+
+#define HELP_MAX 256
+
+static void add(help_line *l, int *n, kvs_color c, const char *a, const char *b, int wa)
+{
+    if (*n >= HELP_MAX) return;
+    snprintf(l[*n].text, sizeof l[*n].text, "%-*s %s", wa, a, b ? b : "");
+    l[*n].color = c;
+    (*n)++;
+}
+
+static void key_section(kvs_ui *ui, help_line *l, int *n, const char *title, const kvs_keybind *t)
+{
+    int start = *n;
+    add(l, n, KVS_C_TITLE, title, NULL, 0);
+    int rows = 0;
+    for (int i = 0; t && t[i].key; i++) {
+        if (!t[i].label) continue;
+        char both[256];
+        snprintf(both, sizeof both, "%s %s", t[i].label, t[i].help);
+        if (!kvs_filter_match(ui, both)) continue;
+        add(l, n, KVS_C_NORMAL, t[i].label, t[i].help, 11);
+        rows++;
+    }
+    if (!rows) *n = start;   // the filter emptied the section
+    else add(l, n, KVS_C_NORMAL, "", NULL, 0);
+}
+
+static int key_lines(kvs_ui *ui, help_line *l)
+{
+    int n = 0;
+    key_section(ui, l, &n, "Keys everywhere", kvs_global_keys);
+    for (int v = 0; v < kvs_n_views; v++) {
+        char t[64];
+        snprintf(t, sizeof t, "%d %s", v + 1, kvs_views[v]->title);
+        key_section(ui, l, &n, t, kvs_views[v]->keys);
+    }
+    return n;
+}
+
+static int command_lines(kvs_ui *ui, help_line *l)
+{
+    int n = 0;
+    add(l, &n, KVS_C_TITLE, "Commands (: prompt, --script FILE, stdin, `kvstudio CMD`)", NULL, 0);
+    for (int i = 0; i < kvs_n_commands; i++) {
+        const kvs_command *c = &kvs_commands[i];
+        char both[512];
+        snprintf(both, sizeof both, "%s %s", c->usage, c->help);
+        if (!kvs_filter_match(ui, both)) continue;
+        add(l, &n, KVS_C_ACCENT, c->usage, NULL, 0);
+        add(l, &n, KVS_C_NORMAL, "", c->help, 3);
+    }
+    add(l, &n, KVS_C_NORMAL, "", NULL, 0);
+    add(l, &n, KVS_C_DIM, "COMMAND --help describes its options; Tab completes", NULL, 0);
+    add(l, &n, KVS_C_DIM, "commands, methods, options and paths.", NULL, 0);
+    return n;
+}
+
+static void help_draw(kvs_ui *ui, kvs_rect r)
+{
+    static help_line keys[HELP_MAX], cmds[HELP_MAX];
+    int nk = key_lines(ui, keys), nc = command_lines(ui, cmds);
+    int lw = r.w * 2 / 5;
+    kvs_rect lb = {r.y, r.x, r.h, lw}, rb = {r.y, r.x + lw, r.h, r.w - lw};
+    kvs_w_box(ui, lb, "keys");
+    kvs_w_box(ui, rb, "commands");
+    kvs_rect li = kvs_w_inner(lb), ri = kvs_w_inner(rb);
+    int most = nk > nc ? nk : nc;
+    int max_scroll = most > li.h ? most - li.h : 0;
+    if (ui->help_scroll > max_scroll) ui->help_scroll = max_scroll;
+    if (ui->help_scroll < 0) ui->help_scroll = 0;
+    for (int i = 0; i < li.h; i++) {
+        int k = ui->help_scroll + i;
+        if (k < nk) kvs_w_text(ui, li.y + i, li.x + 1, li.w - 1, kvs_attr(ui, keys[k].color), "%s", keys[k].text);
+        if (k < nc) kvs_w_text(ui, ri.y + i, ri.x + 1, ri.w - 1, kvs_attr(ui, cmds[k].color), "%s", cmds[k].text);
+    }
+    if (max_scroll)
+        kvs_w_text(ui, r.y + r.h - 1, r.x + r.w - 24, 22, kvs_attr(ui, KVS_C_DIM), " %d/%d more (Dn/PgDn) ",
+                   most - li.h - ui->help_scroll, most);
+}
+
+static int help_scroll(kvs_ui *ui, int key)
+{
+    int page = LINES - 6;
+    switch (key) {
+    case KEY_UP: case 'k': ui->help_scroll--; break;
+    case KEY_DOWN: case 'j': ui->help_scroll++; break;
+    case KEY_PPAGE: ui->help_scroll -= page; break;
+    case KEY_NPAGE: case ' ': ui->help_scroll += page; break;
+    case KEY_HOME: case 'g': ui->help_scroll = 0; break;
+    default: return KVS_KEY_UNHANDLED;
+    }
+    if (ui->help_scroll < 0) ui->help_scroll = 0;
+    return KVS_KEY_REDRAW;
+}
+
+static const kvs_keybind help_keys[] = {
+    {KEY_DOWN, 'j', "Up/Down", "scroll (j/k)", help_scroll},
+    {KEY_UP, 'k', NULL, NULL, help_scroll},
+    {KEY_NPAGE, ' ', "PgUp/PgDn", "scroll a page", help_scroll},
+    {KEY_PPAGE, 0, NULL, NULL, help_scroll},
+    {KEY_HOME, 'g', NULL, NULL, help_scroll},
+    {'/', 0, "/", "filter keys and commands", kvs_filter_start},
+    {0, 0, NULL, NULL, NULL},
+};
+
+const kvs_view kvs_view_help = {
+    .name = "help", .title = "Help", .draw = help_draw, .keys = help_keys,
+};

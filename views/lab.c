@@ -1,0 +1,330 @@
+// lab.c — view 2, the method lab: a form built from the methods traits
+// table and the config field table, `run` on the worker thread (the quantize
+// report), per-layer results, and the run history with a side-by-side
+// comparison. Every edit goes through the command language (`set k=v`,
+// `method NAME`), so the form, scripts and the prompt validate alike.
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include "commands.h"
+#include "tui.h"
+#include "ui.h"
+
+// ---- the run job ----
+typedef struct {
+    kvq_config cfg;
+    kvs_run run;
+} lab_job;
+
+static int lab_run(kvs_job *j)
+{
+    lab_job *l = j->arg;
+    kvq_progress p = {.fn = kvs_job_progress, .user = j};
+    kvq_progress_begin(&p);
+    pthread_mutex_lock(&j->s->lock);   // the trace stays put while we read it
+    kvq_status st = j->s->trace ? (kvq_status)kvs_run_measure(j->s->trace, &l->cfg, j->s->art, &p, &l->run)
+                                : kvq_error(KVQ_ERR_ARG, "run: no trace loaded");
+    pthread_mutex_unlock(&j->s->lock);
+    return st;
+}
+
+static void lab_done(kvs_ui *ui, kvs_job *j)
+{
+    lab_job *l = j->arg;
+    if (j->status == KVQ_ERR_CANCELLED) {
+        kvs_ui_set_status(ui, false, "run cancelled");
+    } else if (j->status) {
+        kvs_ui_set_status(ui, true, "run %s: %s", l->cfg.method, j->msg);
+    } else {
+        kvs_session_add_run(ui->s, &l->run);
+        ui->lab.sel_run = ui->s->n_runs - 1;
+        const kvs_run *r = &l->run;
+        kvs_ui_set_status(ui, false, "run %d: %s  key %.3f bits cos %.4f  value %.3f bits  ip err %.4f  %.2fx  (%.1f s)",
+                          ui->s->n_runs, r->label, r->key_bits, r->key_cosine, r->value_bits, r->ip_rel_error,
+                          r->compression, j->t_end - j->t_start);
+    }
+    free(l);
+    j->arg = NULL;
+}
+
+int kvs_lab_start_run(kvs_ui *ui)
+{
+    if (!ui->s->trace) {
+        kvs_ui_set_status(ui, true, "run: no trace loaded (:load PATH)");
+        return -1;
+    }
+    lab_job *l = calloc(1, sizeof *l);
+    if (!l) return -1;
+    l->cfg = ui->s->cfg;
+    if (kvs_job_start(ui, "run", lab_run, lab_done, l)) {
+        free(l);
+        return -1;
+    }
+    snprintf(ui->job.name, sizeof ui->job.name, "run %s k%d", l->cfg.method, l->cfg.bits);
+    return 0;
+}
+
+// ---- the form: rows are config fields (kvq_config_field_names) ----
+static int form_rows(kvs_ui *ui, const char **rows, int max)
+{
+    const char *const *names = kvq_config_field_names();
+    int n = 0;
+    for (int i = 0; names[i] && n < max; i++)
+        if (kvs_filter_match(ui, names[i])) rows[n++] = names[i];
+    return n;
+}
+
+static const kvq_method *cur_method(const kvs_ui *ui) { return kvq_method_find(ui->s->cfg.method); }
+
+static void draw_form(kvs_ui *ui, kvs_rect r)
+{
+    kvs_w_box(ui, r, "config  (Left/Right change, Enter edit)");
+    kvs_rect in = kvs_w_inner(r);
+    const kvq_method *m = cur_method(ui);
+    int y = in.y;
+    if (m) {
+        kvs_w_text(ui, y++, in.x + 1, in.w - 1, kvs_attr(ui, KVS_C_ACCENT) | A_BOLD, "%s%s", m->name,
+                   m->needs_calibration ? (ui->s->art ? "  (calibrated)" : "  (needs calibration)") : "");
+        kvs_w_text(ui, y++, in.x + 1, in.w - 1, kvs_attr(ui, KVS_C_DIM), "%s", m->description);
+        kvs_w_text(ui, y++, in.x + 1, in.w - 1, kvs_attr(ui, KVS_C_DIM), "bits %d..%d  %s", m->min_bits, m->max_bits,
+                   m->paper);
+    }
+    y++;
+    const char *rows[128];
+    int n = form_rows(ui, rows, 128);
+    if (ui->lab.row >= n) ui->lab.row = n ? n - 1 : 0;
+    int vis = in.y + in.h - y;
+    if (vis < 1) return;
+    if (ui->lab.row < ui->lab.first_row) ui->lab.first_row = ui->lab.row;
+    if (ui->lab.row >= ui->lab.first_row + vis) ui->lab.first_row = ui->lab.row - vis + 1;
+    for (int i = ui->lab.first_row; i < n && y < in.y + in.h; i++, y++) {
+        char v[256];
+        if (kvq_config_get(&ui->s->cfg, rows[i], v, sizeof v)) snprintf(v, sizeof v, "?");
+        bool sel = i == ui->lab.row;
+        kvs_w_text(ui, y, in.x, in.w, sel ? kvs_attr(ui, KVS_C_SEL) : A_NORMAL, " %-18s %-*.*s", rows[i],
+                   in.w - 21, in.w - 21, v);
+    }
+}
+
+static const kvs_run *run_at(const kvs_ui *ui, int i)
+{
+    return i >= 0 && i < ui->s->n_runs ? &ui->s->runs[i] : NULL;
+}
+
+static void draw_results(kvs_ui *ui, kvs_rect r)
+{
+    int sel = ui->lab.sel_run < 0 ? ui->s->n_runs - 1 : ui->lab.sel_run;
+    const kvs_run *a = run_at(ui, sel), *b = run_at(ui, ui->lab.cmp_run);
+    if (b == a) b = NULL;
+    char title[160];
+    if (a && b) snprintf(title, sizeof title, "run %d vs run %d: per layer", sel + 1, ui->lab.cmp_run + 1);
+    else if (a) snprintf(title, sizeof title, "run %d: %s, per layer", sel + 1, a->label);
+    else snprintf(title, sizeof title, "results");
+    kvs_w_box(ui, r, title);
+    kvs_rect in = kvs_w_inner(r);
+    if (!a) {
+        kvs_w_text(ui, in.y + 1, in.x + 1, in.w - 2, kvs_attr(ui, KVS_C_DIM),
+                   kvs_job_busy(ui) ? "running..." : "no runs yet: press r to run the current config on the trace");
+        return;
+    }
+    int y = in.y;
+    kvs_w_text(ui, y++, in.x + 1, in.w - 2, A_NORMAL, "keys   %.3f bits/coord  cos %.4f  rel mse %.4g", a->key_bits,
+               a->key_cosine, a->key_rel_mse);
+    kvs_w_text(ui, y++, in.x + 1, in.w - 2, A_NORMAL, "values %.3f bits/coord  cos %.4f  rel mse %.4g", a->value_bits,
+               a->value_cosine, a->value_rel_mse);
+    kvs_w_text(ui, y++, in.x + 1, in.w - 2, A_NORMAL, "q.k rel error %.4f   attention error %.4f   compression %.2fx",
+               a->ip_rel_error, a->attn_rel_error, a->compression);
+    if (b) kvs_w_text(ui, y++, in.x + 1, in.w - 2, kvs_attr(ui, KVS_C_S2),
+                      "vs %s: keys %.3f bits cos %.4f  ip err %.4f  attn err %.4f  %.2fx", b->label, b->key_bits,
+                      b->key_cosine, b->ip_rel_error, b->attn_rel_error, b->compression);
+    y++;
+    kvs_w_text(ui, y++, in.x + 1, in.w - 2, kvs_attr(ui, KVS_C_TITLE), b ? "layer  key cos A   key cos B    delta" :
+               "layer  key cos     key rel mse");
+    int bw = in.w - (b ? 38 : 34);
+    for (int l = 0; l < a->n_layers && y < in.y + in.h; l++, y++) {
+        double ca = a->layer_key_cosine[l];
+        if (b && l < b->n_layers) {
+            double cb = b->layer_key_cosine[l];
+            kvs_w_text(ui, y, in.x + 1, 36, A_NORMAL, "%5d  %9.5f  %9.5f  %+8.5f", l, ca, cb, ca - cb);
+            kvs_w_hbar(ui, y, in.x + 38, bw / 2, ca, kvs_attr(ui, KVS_C_S1));
+            kvs_w_hbar(ui, y, in.x + 38 + bw / 2 + 1, bw / 2 - 1, cb, kvs_attr(ui, KVS_C_S2));
+        } else {
+            kvs_w_text(ui, y, in.x + 1, 32, A_NORMAL, "%5d  %9.5f   %10.4g", l, ca, a->layer_key_rel_mse[l]);
+            // bars show 1 - cos on a log scale: longer = worse, 1e-4..1
+            double e = 1 - ca;
+            double f = e > 1e-4 ? (log10(e) + 4) / 4 : 0;
+            kvs_w_hbar(ui, y, in.x + 34, bw, f, f > 0.6 ? kvs_attr(ui, KVS_C_BAD) : kvs_attr(ui, KVS_C_GOOD));
+        }
+    }
+}
+
+static void draw_history(kvs_ui *ui, kvs_rect r)
+{
+    kvs_w_box(ui, r, "run history  ([ ] select, c compare, r run)");
+    kvs_rect in = kvs_w_inner(r);
+    static const int w[] = {-3, 26, -7, -7, -8, -8, -8, -8, -7};
+    static const char *const hdr[] = {"#", "run", "k bits", "v bits", "key cos", "val cos", "ip err", "attn err", "ratio"};
+    kvs_w_row(ui, in.y, in.x + 1, in.w - 1, kvs_attr(ui, KVS_C_TITLE), 9, w, hdr);
+    int n = ui->s->n_runs, rows = in.h - 1;
+    int sel = ui->lab.sel_run < 0 ? n - 1 : ui->lab.sel_run;
+    int first = sel >= rows ? sel - rows + 1 : 0;
+    for (int i = first; i < n && i - first < rows; i++) {
+        const kvs_run *x = &ui->s->runs[i];
+        char c[9][32];
+        snprintf(c[0], 32, "%d", i + 1);
+        snprintf(c[1], 32, "%s", x->label);
+        snprintf(c[2], 32, "%.3f", x->key_bits);
+        snprintf(c[3], 32, "%.3f", x->value_bits);
+        snprintf(c[4], 32, "%.4f", x->key_cosine);
+        snprintf(c[5], 32, "%.4f", x->value_cosine);
+        snprintf(c[6], 32, "%.4f", x->ip_rel_error);
+        snprintf(c[7], 32, "%.4f", x->attn_rel_error);
+        snprintf(c[8], 32, "%.2fx", x->compression);
+        const char *cells[9];
+        for (int k = 0; k < 9; k++) cells[k] = c[k];
+        attr_t a = i == sel ? kvs_attr(ui, KVS_C_SEL) : i == ui->lab.cmp_run ? kvs_attr(ui, KVS_C_S2) : A_NORMAL;
+        kvs_w_row(ui, in.y + 1 + i - first, in.x + 1, in.w - 1, a, 9, w, cells);
+    }
+    if (!n) kvs_w_text(ui, in.y + 1, in.x + 1, in.w - 2, kvs_attr(ui, KVS_C_DIM), "empty");
+}
+
+static void lab_draw(kvs_ui *ui, kvs_rect r)
+{
+    int hh = r.h / 3 > 6 ? r.h / 3 : 6;
+    int fw = r.w * 2 / 5;
+    draw_form(ui, (kvs_rect){r.y, r.x, r.h - hh, fw});
+    draw_results(ui, (kvs_rect){r.y, r.x + fw, r.h - hh, r.w - fw});
+    draw_history(ui, (kvs_rect){r.y + r.h - hh, r.x, hh, r.w});
+}
+
+// ---- editing: every change is a command ----
+static int exec_fmt(kvs_ui *ui, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int exec_fmt(kvs_ui *ui, const char *fmt, ...)
+{
+    char line[640];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    return kvs_exec_line(ui->s, line);
+}
+
+static const int value_bits_cycle[] = {2, 3, 4, 8, 16};
+
+static int lab_change(kvs_ui *ui, int key)
+{
+    const char *rows[128];
+    int n = form_rows(ui, rows, 128);
+    if (!n) return KVS_KEY_HANDLED;
+    const char *f = rows[ui->lab.row];
+    int d = key == KEY_LEFT || key == 'h' ? -1 : 1;
+    kvq_config *c = &ui->s->cfg;
+    char v[256];
+    kvq_config_get(c, f, v, sizeof v);
+    if (!strcmp(f, "method")) {
+        const kvq_method *m = cur_method(ui);
+        int i = m ? (int)(m - kvq_methods) : 0;
+        i = (i + d + kvq_n_methods) % kvq_n_methods;
+        exec_fmt(ui, "method %s", kvq_methods[i].name);
+    } else if (!strcmp(f, "value_method")) {
+        const kvq_method *m = kvq_method_find(c->value_method);
+        int i = m ? (int)(m - kvq_methods) + d : d > 0 ? 0 : kvq_n_methods - 1;
+        exec_fmt(ui, "set value_method=%s", i < 0 || i >= kvq_n_methods ? "" : kvq_methods[i].name);
+    } else if (!strcmp(f, "value_bits")) {
+        int k = 0;
+        for (int i = 0; i < 5; i++)
+            if (value_bits_cycle[i] == c->value_bits) k = i;
+        k = (k + d + 5) % 5;
+        exec_fmt(ui, "set value_bits=%d", value_bits_cycle[k]);
+    } else if (!strcmp(f, "codebook")) {
+        exec_fmt(ui, "set codebook=%s", strcmp(c->codebook, "uniform") ? "uniform" : "lloyd_max");
+    } else if (!strcmp(v, "true") || !strcmp(v, "false")) {
+        exec_fmt(ui, "set %s=%s", f, strcmp(v, "true") ? "true" : "false");
+    } else {
+        char *end;
+        long x = strtol(v, &end, 10);
+        if (*end || end == v) {   // text fields (paths, lists) are edited on the prompt
+            kvs_ui_set_status(ui, false, "%s: press Enter to edit it on the command line", f);
+            return KVS_KEY_REDRAW;
+        }
+        exec_fmt(ui, "set %s=%ld", f, x + d);
+    }
+    return KVS_KEY_REDRAW;
+}
+
+static int lab_edit(kvs_ui *ui, int key)
+{
+    (void)key;
+    const char *rows[128];
+    int n = form_rows(ui, rows, 128);
+    if (!n) return KVS_KEY_HANDLED;
+    char line[640], v[512];
+    kvq_config_get(&ui->s->cfg, rows[ui->lab.row], v, sizeof v);
+    if (!strcmp(rows[ui->lab.row], "method")) snprintf(line, sizeof line, "method %s", v);
+    else snprintf(line, sizeof line, "set %s=%s", rows[ui->lab.row], v);
+    kvs_prompt_open_text(ui, line);
+    return KVS_KEY_REDRAW;
+}
+
+static int lab_move(kvs_ui *ui, int key)
+{
+    const char *rows[128];
+    int n = form_rows(ui, rows, 128);
+    if (key == KEY_UP || key == 'k') ui->lab.row = ui->lab.row > 0 ? ui->lab.row - 1 : 0;
+    else ui->lab.row = ui->lab.row + 1 < n ? ui->lab.row + 1 : ui->lab.row;
+    return KVS_KEY_REDRAW;
+}
+
+static int lab_run_key(kvs_ui *ui, int key)
+{
+    (void)key;
+    kvs_lab_start_run(ui);
+    return KVS_KEY_REDRAW;
+}
+
+static int lab_select_run(kvs_ui *ui, int key)
+{
+    int n = ui->s->n_runs;
+    if (!n) return KVS_KEY_HANDLED;
+    int sel = ui->lab.sel_run < 0 ? n - 1 : ui->lab.sel_run;
+    sel += key == '[' ? -1 : 1;
+    ui->lab.sel_run = sel < 0 ? 0 : sel >= n ? n - 1 : sel;
+    return KVS_KEY_REDRAW;
+}
+
+static int lab_compare(kvs_ui *ui, int key)
+{
+    (void)key;
+    int n = ui->s->n_runs;
+    if (n < 2) {
+        kvs_ui_set_status(ui, true, "compare: needs two runs in the history");
+        return KVS_KEY_REDRAW;
+    }
+    int sel = ui->lab.sel_run < 0 ? n - 1 : ui->lab.sel_run;
+    // c marks the selected run; select another with [ ] to see both
+    ui->lab.cmp_run = ui->lab.cmp_run == sel ? -1 : sel;
+    if (ui->lab.cmp_run >= 0) {
+        if (ui->lab.sel_run < 0 || ui->lab.sel_run == sel) ui->lab.sel_run = sel > 0 ? sel - 1 : sel + 1;
+        kvs_ui_set_status(ui, false, "comparing with run %d ([ ] picks the other side, c again stops)", sel + 1);
+    }
+    return KVS_KEY_REDRAW;
+}
+
+static const kvs_keybind lab_keys[] = {
+    {KEY_UP, 'k', "Up/Down", "field", lab_move},
+    {KEY_DOWN, 'j', NULL, NULL, lab_move},
+    {KEY_LEFT, 'h', "Left/Right", "change value", lab_change},
+    {KEY_RIGHT, 'l', NULL, NULL, lab_change},
+    {'\n', KEY_ENTER, "Enter", "edit on the command line", lab_edit},
+    {'r', 0, "r", "run on the trace", lab_run_key},
+    {'[', 0, "[ ]", "select run", lab_select_run},
+    {']', 0, NULL, NULL, lab_select_run},
+    {'c', 0, "c", "compare side by side", lab_compare},
+    {'/', 0, "/", "filter fields", kvs_filter_start},
+    {0, 0, NULL, NULL, NULL},
+};
+
+const kvs_view kvs_view_lab = {
+    .name = "lab", .title = "Lab", .draw = lab_draw, .keys = lab_keys,
+};

@@ -1,0 +1,615 @@
+// tui.c — the studio's loop: terminal checks, the views table, the global
+// key table, the status line and log, colours, and the studio actions that
+// the commands in app/cmd_ui.c call.
+#include <ctype.h>
+#include <locale.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include "commands.h"
+#include "tui.h"
+#include "ui.h"
+
+#define MIN_W 80
+#define MIN_H 24
+
+const kvs_view *const kvs_views[] = {&kvs_view_explorer, &kvs_view_lab, &kvs_view_dashboard,
+                                     &kvs_view_plots, &kvs_view_calibrate, &kvs_view_help};
+const int kvs_n_views = (int)(sizeof kvs_views / sizeof kvs_views[0]);
+
+int kvs_view_index(const char *name)
+{
+    for (int i = 0; i < kvs_n_views; i++)
+        if (!strcmp(kvs_views[i]->name, name)) return i;
+    return -1;
+}
+
+const char *const *kvs_studio_view_names(void)
+{
+    static const char *names[16];
+    for (int i = 0; i < kvs_n_views && i < 15; i++) names[i] = kvs_views[i]->name;
+    return names;
+}
+
+// ---- global keys: whatever a view does not handle ----
+static int gk_quit(kvs_ui *ui, int key)
+{
+    (void)key;
+    if (kvs_job_busy(ui)) {
+        ui->confirm_quit = true;
+        kvs_ui_set_status(ui, false, "a job is running (%s): quit anyway? y/n", ui->job.name);
+        return KVS_KEY_REDRAW;
+    }
+    return KVS_KEY_QUIT;
+}
+static int gk_help(kvs_ui *ui, int key)
+{
+    (void)key;
+    kvs_ui_switch(ui, "help");
+    return KVS_KEY_REDRAW;
+}
+static int gk_next(kvs_ui *ui, int key)
+{
+    int d = key == KEY_BTAB ? kvs_n_views - 1 : 1;
+    kvs_ui_switch(ui, kvs_views[(ui->view + d) % kvs_n_views]->name);
+    return KVS_KEY_REDRAW;
+}
+static int gk_digit(kvs_ui *ui, int key)
+{
+    int i = key - '1';
+    if (i < 0 || i >= kvs_n_views) return KVS_KEY_UNHANDLED;
+    kvs_ui_switch(ui, kvs_views[i]->name);
+    return KVS_KEY_REDRAW;
+}
+static int gk_prompt(kvs_ui *ui, int key)
+{
+    (void)key;
+    kvs_prompt_open(ui);
+    return KVS_KEY_REDRAW;
+}
+static int gk_escape(kvs_ui *ui, int key)
+{
+    (void)key;
+    if (kvs_job_busy(ui)) {
+        kvs_job_cancel(ui);
+        kvs_ui_set_status(ui, false, "cancelling %s...", ui->job.name);
+    } else if (ui->dash.playing) {
+        kvs_dash_pause(ui);
+    } else {
+        ui->status[0] = 0;
+    }
+    return KVS_KEY_REDRAW;
+}
+static int gk_log(kvs_ui *ui, int key)
+{
+    (void)key;
+    ui->show_log = !ui->show_log;
+    ui->log_scroll = 0;
+    return KVS_KEY_REDRAW;
+}
+static int gk_redraw(kvs_ui *ui, int key)
+{
+    (void)ui;
+    (void)key;
+    clearok(curscr, TRUE);
+    return KVS_KEY_REDRAW;
+}
+
+const kvs_keybind kvs_global_keys[] = {
+    {'q', KEY_F(10), "q/F10", "quit (asks while a job runs)", gk_quit},
+    {'?', KEY_F(1), "?/F1", "help: keys and commands", gk_help},
+    {'\t', KEY_BTAB, "Tab/S-Tab", "next / previous view", gk_next},
+    {'1', 0, "1-6", "switch to view 1..6", gk_digit},
+    {'2', 0, NULL, NULL, gk_digit},
+    {'3', 0, NULL, NULL, gk_digit},
+    {'4', 0, NULL, NULL, gk_digit},
+    {'5', 0, NULL, NULL, gk_digit},
+    {'6', 0, NULL, NULL, gk_digit},
+    {':', 0, ":", "command line (Tab completes, Up/Down history)", gk_prompt},
+    {27, 0, "Esc", "cancel the running job / pause / clear the status", gk_escape},
+    {'L', 0, "L", "show the output log (Up/Down scroll)", gk_log},
+    {12, 0, "^L", "repaint the screen", gk_redraw},
+    {0, 0, NULL, NULL, NULL},
+};
+
+// ---- `/` filter ----
+int kvs_filter_start(kvs_ui *ui, int key)
+{
+    (void)key;
+    ui->filter_active = true;
+    ui->filter[0] = 0;
+    return KVS_KEY_REDRAW;
+}
+
+bool kvs_filter_match(const kvs_ui *ui, const char *text)
+{
+    if (!ui->filter[0]) return true;
+    for (const char *p = text; *p; p++) {
+        size_t i = 0;
+        while (ui->filter[i] && p[i] && tolower((unsigned char)p[i]) == tolower((unsigned char)ui->filter[i])) i++;
+        if (!ui->filter[i]) return true;
+    }
+    return false;
+}
+
+static int filter_key(kvs_ui *ui, int key)
+{
+    size_t n = strlen(ui->filter);
+    if (key == 27) {
+        ui->filter[0] = 0;
+        ui->filter_active = false;
+    } else if (key == '\n' || key == KEY_ENTER) {
+        ui->filter_active = false;
+    } else if (key == KEY_BACKSPACE || key == 127 || key == 8) {
+        if (n) ui->filter[n - 1] = 0;
+        else ui->filter_active = false;
+    } else if (key >= 32 && key < 127 && n + 1 < sizeof ui->filter) {
+        ui->filter[n] = (char)key;
+        ui->filter[n + 1] = 0;
+    } else {
+        return KVS_KEY_UNHANDLED;   // arrows keep moving the list while filtering
+    }
+    return KVS_KEY_REDRAW;
+}
+
+static int dispatch(const kvs_keybind *t, kvs_ui *ui, int key)
+{
+    for (int i = 0; t && t[i].key; i++)
+        if (t[i].key == key || (t[i].alt_key && t[i].alt_key == key)) return t[i].fn(ui, key);
+    return KVS_KEY_UNHANDLED;
+}
+
+// ---- output sink: every command line goes to the log and the status line ----
+static void log_push(kvs_ui *ui, bool is_error, const char *line)
+{
+    int i = (ui->log_head + ui->log_n) % KVS_LOG_LINES;
+    if (ui->log_n == KVS_LOG_LINES) ui->log_head = (ui->log_head + 1) % KVS_LOG_LINES;
+    else ui->log_n++;
+    snprintf(ui->log[i], sizeof ui->log[i], "%s", line);
+    ui->log_err[i] = is_error;
+}
+
+static void ui_out(void *user, bool is_error, const char *text)
+{
+    kvs_ui *ui = user;
+    pthread_mutex_lock(&ui->log_mu);
+    const char *p = text;
+    char line[256];
+    do {   // long text (JSON) arrives unsplit: one log line per text line
+        size_t n = strcspn(p, "\n");
+        snprintf(line, sizeof line, "%.*s", (int)(n < sizeof line ? n : sizeof line - 1), p);
+        log_push(ui, is_error, line);
+        if (*line || is_error) {
+            snprintf(ui->status, sizeof ui->status, "%s", line);
+            ui->status_error = is_error;
+        }
+        p += n;
+        if (*p) p++;
+    } while (*p);
+    ui->status_dirty = true;
+    pthread_mutex_unlock(&ui->log_mu);
+}
+
+static void ui_log(kvq_log_level level, const char *msg, void *user)
+{
+    if (level >= KVQ_LOG_INFO) ui_out(user, level >= KVQ_LOG_WARN, msg);
+}
+
+const char *kvs_ui_log_line(const kvs_ui *ui, int i)
+{
+    if (i < 0 || i >= ui->log_n) return NULL;
+    return ui->log[(ui->log_head + i) % KVS_LOG_LINES];
+}
+
+void kvs_ui_set_status(kvs_ui *ui, bool is_error, const char *fmt, ...)
+{
+    char buf[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    ui_out(ui, is_error, buf);
+}
+
+// ---- state ----
+kvs_ui *kvs_ui_new(kvs_session *s)
+{
+    kvs_ui *ui = calloc(1, sizeof *ui);
+    if (!ui) return NULL;
+    ui->s = s;
+    pthread_mutex_init(&ui->log_mu, NULL);
+    pthread_mutex_init(&ui->job.mu, NULL);
+    int v = kvs_view_index(s->view);
+    ui->view = v < 0 ? 0 : v;
+    ui->ex.cached_layer = -1;
+    ui->lab.cmp_run = -1;
+    ui->lab.sel_run = -1;
+    const kvq_method *m = kvq_method_find(s->cfg.method);
+    ui->lab.method = m ? (int)(m - kvq_methods) : 0;
+    ui->dash.speed = 4;
+    const char *ascii = getenv("KVSTUDIO_ASCII");
+    ui->ascii_forced = ascii && *ascii && strcmp(ascii, "0");
+    s->out = ui_out;
+    s->out_user = ui;
+    s->ui = ui;
+    s->interactive = true;
+    kvq_log_set(ui_log, ui);
+    return ui;
+}
+
+void kvs_ui_free(kvs_ui *ui)
+{
+    if (!ui) return;
+    kvs_job_cancel(ui);
+    kvs_job_wait(ui);
+    kvs_dash_free(ui);
+    kvs_explorer_free(ui);
+    kvs_plots_free(ui);
+    kvq_log_set(NULL, NULL);
+    kvs_session *s = ui->s;
+    kvs_session fresh;   // restore the batch sink
+    kvs_session_init(&fresh);
+    s->out = fresh.out;
+    s->out_user = fresh.out_user;
+    pthread_mutex_destroy(&fresh.lock);
+    s->ui = NULL;
+    s->interactive = false;
+    pthread_mutex_destroy(&ui->log_mu);
+    pthread_mutex_destroy(&ui->job.mu);
+    free(ui);
+}
+
+int kvs_ui_switch(kvs_ui *ui, const char *name)
+{
+    int i = kvs_view_index(name);
+    if (i < 0) return -1;
+    if (i != ui->view) {
+        ui->filter_active = false;
+        ui->filter[0] = 0;
+        ui->help_scroll = 0;
+    }
+    ui->view = i;
+    snprintf(ui->s->view, sizeof ui->s->view, "%s", name);
+    return 0;
+}
+
+int kvs_ui_exec(kvs_ui *ui, const char *line)
+{
+    int before = ui->log_n;
+    kvs_printf(ui->s, ":%s", line);
+    int rc = kvs_exec_line(ui->s, line);
+    // a command that printed a page (help, show, info) opens the log
+    if (ui->log_n - before > 3) {
+        ui->show_log = true;
+        ui->log_scroll = 0;
+    }
+    return rc;
+}
+
+void kvs_ui_tick(kvs_ui *ui)
+{
+    kvs_job_poll(ui);
+    kvs_dash_tick(ui);
+    if (strcmp(ui->s->view, kvs_views[ui->view]->name)) {   // `view NAME` from a script/prompt
+        int i = kvs_view_index(ui->s->view);
+        if (i >= 0) ui->view = i;
+        else snprintf(ui->s->view, sizeof ui->s->view, "%s", kvs_views[ui->view]->name);
+    }
+}
+
+// ---- colours ----
+void kvs_colors_init(kvs_ui *ui)
+{
+    const char *nc = getenv("NO_COLOR");
+    ui->colors = 0;
+    if ((nc && *nc) || !has_colors() || start_color() == ERR) return;
+    use_default_colors();
+    bool c256 = COLORS >= 256;
+    ui->colors = c256 ? 256 : 8;
+    // role -> foreground (8 colours / 256 colours)
+    static const short fg8[KVS_C_COUNT] = {-1, COLOR_CYAN, COLOR_BLACK, COLOR_GREEN, COLOR_YELLOW,
+                                           COLOR_RED, COLOR_CYAN, COLOR_BLUE, COLOR_CYAN, COLOR_YELLOW,
+                                           COLOR_GREEN, COLOR_MAGENTA, COLOR_RED, COLOR_BLUE};
+    static const short fg256[KVS_C_COUNT] = {-1, 81, 16, 114, 221, 203, 117, 244,
+                                             81, 221, 114, 176, 209, 111};
+    for (int c = 1; c < KVS_C_COUNT; c++) {
+        short bg = c == KVS_C_SEL ? (c256 ? 117 : COLOR_CYAN) : -1;
+        init_pair((short)c, c256 ? fg256[c] : fg8[c], bg);
+    }
+}
+
+attr_t kvs_attr(const kvs_ui *ui, kvs_color c)
+{
+    if (!ui->colors) {   // NO_COLOR / monochrome: attributes carry the meaning
+        switch (c) {
+        case KVS_C_TITLE: return A_BOLD;
+        case KVS_C_SEL: return A_REVERSE;
+        case KVS_C_BAD: return A_BOLD | A_UNDERLINE;
+        case KVS_C_WARN: return A_BOLD;
+        case KVS_C_DIM: return A_DIM;
+        case KVS_C_ACCENT: return A_BOLD;
+        default: return A_NORMAL;
+        }
+    }
+    attr_t a = COLOR_PAIR(c);
+    if (c == KVS_C_TITLE || c == KVS_C_BAD) a |= A_BOLD;
+    return a;
+}
+
+// ---- drawing the frame ----
+static void draw_tabs(kvs_ui *ui)
+{
+    int x = 0;
+    attr_t sel = kvs_attr(ui, KVS_C_SEL) | A_BOLD, dim = kvs_attr(ui, KVS_C_DIM);
+    mvhline(0, 0, ' ', COLS);
+    for (int i = 0; i < kvs_n_views && x < COLS; i++) {
+        char t[48];
+        snprintf(t, sizeof t, " %d %s ", i + 1, kvs_views[i]->title);
+        attrset(i == ui->view ? sel : A_NORMAL);
+        mvaddnstr(0, x, t, COLS - x);
+        x += (int)strlen(t);
+        attrset(dim);
+        if (x < COLS) mvaddch(0, x++, ' ');
+    }
+    attrset(A_NORMAL);
+    const kvs_session *s = ui->s;
+    char right[160];
+    const char *tp = s->trace ? strrchr(s->trace->path, '/') : NULL;
+    tp = tp ? tp + 1 : s->trace ? s->trace->path : "no trace";
+    snprintf(right, sizeof right, "%.60s  %s k%d/v%d ", tp, s->cfg.method, s->cfg.bits, s->cfg.value_bits);
+    int rx = COLS - (int)strlen(right);
+    if (rx > x + 1) {
+        attrset(kvs_attr(ui, KVS_C_ACCENT));
+        mvaddstr(0, rx, right);
+        attrset(A_NORMAL);
+    }
+}
+
+static void draw_hints(kvs_ui *ui, int y)
+{
+    move(y, 0);
+    clrtoeol();
+    kvs_job *j = &ui->job;
+    if (kvs_job_busy(ui)) {
+        pthread_mutex_lock(&j->mu);
+        double f = j->fraction, eta = j->eta_s;
+        char stage[64];
+        snprintf(stage, sizeof stage, "%s", j->stage);
+        pthread_mutex_unlock(&j->mu);
+        char lab[96];
+        snprintf(lab, sizeof lab, " %.40s %.40s ", j->name, stage);
+        attrset(kvs_attr(ui, KVS_C_ACCENT));
+        mvaddnstr(y, 0, lab, 40);
+        int x = (int)strlen(lab) < 40 ? (int)strlen(lab) : 40;
+        int bw = COLS - x - 32;
+        if (bw > 4) {
+            kvs_w_hbar(ui, y, x, bw, f, kvs_attr(ui, KVS_C_GOOD));
+            x += bw;
+        }
+        char tail[64];
+        if (eta >= 0) snprintf(tail, sizeof tail, " %3.0f%%  ETA %.0fs  Esc cancels", 100 * f, eta);
+        else snprintf(tail, sizeof tail, " %3.0f%%  Esc cancels", 100 * f);
+        mvaddnstr(y, x, tail, COLS - x);
+        attrset(A_NORMAL);
+        return;
+    }
+    int x = 0;
+    if (ui->filter_active || ui->filter[0]) {
+        attrset(kvs_attr(ui, KVS_C_ACCENT) | A_BOLD);
+        mvprintw(y, 0, "/%s%s", ui->filter, ui->filter_active ? "_" : "");
+        attrset(kvs_attr(ui, KVS_C_DIM));
+        addstr(ui->filter_active ? "   Enter keeps the filter, Esc clears it" : "   (/ to change)");
+        attrset(A_NORMAL);
+        return;
+    }
+    // hints: the labelled keys of the current view, then the global essentials
+    const kvs_keybind *k = kvs_views[ui->view]->keys;
+    char hint[1024] = "";
+    for (int i = 0; k && k[i].key; i++)
+        if (k[i].label) snprintf(hint + strlen(hint), sizeof hint - strlen(hint), "%s %s  ", k[i].label, k[i].help);
+    const char *tail = ": command  ? help  q quit";
+    int room = COLS - (int)strlen(tail) - 2;
+    attrset(kvs_attr(ui, KVS_C_DIM));
+    mvaddnstr(y, x, hint, room > 0 ? room : 0);
+    attrset(kvs_attr(ui, KVS_C_ACCENT));
+    mvaddstr(y, COLS - (int)strlen(tail) - 1, tail);
+    attrset(A_NORMAL);
+}
+
+static void draw_status(kvs_ui *ui, int y)
+{
+    move(y, 0);
+    clrtoeol();
+    if (ui->prompt_active) {
+        kvs_prompt_draw(ui, y);
+        return;
+    }
+    pthread_mutex_lock(&ui->log_mu);
+    attrset(ui->status_error ? kvs_attr(ui, KVS_C_BAD) : A_NORMAL);
+    mvaddnstr(y, 0, ui->status, COLS - 1);
+    attrset(A_NORMAL);
+    pthread_mutex_unlock(&ui->log_mu);
+}
+
+static void draw_log(kvs_ui *ui, kvs_rect r)
+{
+    kvs_rect b = {r.y + 1, r.x + 2, r.h - 2, r.w - 4};
+    for (int y = b.y; y < b.y + b.h; y++) mvhline(y, b.x, ' ', b.w);
+    kvs_w_box(ui, b, "output log  (Up/Down scroll, Esc/L close)");
+    kvs_rect in = kvs_w_inner(b);
+    pthread_mutex_lock(&ui->log_mu);
+    int n = ui->log_n;
+    int max_scroll = n > in.h ? n - in.h : 0;
+    if (ui->log_scroll > max_scroll) ui->log_scroll = max_scroll;
+    int first = n - in.h - ui->log_scroll;
+    if (first < 0) first = 0;
+    for (int i = 0; i < in.h && first + i < n; i++) {
+        int k = (ui->log_head + first + i) % KVS_LOG_LINES;
+        kvs_w_text(ui, in.y + i, in.x, in.w, ui->log_err[k] ? kvs_attr(ui, KVS_C_BAD) : A_NORMAL, "%s",
+                   ui->log[k]);
+    }
+    pthread_mutex_unlock(&ui->log_mu);
+}
+
+void kvs_ui_draw(kvs_ui *ui)
+{
+    erase();
+    ui->too_small = COLS < MIN_W || LINES < MIN_H;
+    if (ui->too_small) {
+        const char *m1 = "terminal too small (need 80x24)";
+        char m2[64];
+        snprintf(m2, sizeof m2, "now %dx%d - enlarge it, or q to quit", COLS, LINES);
+        int y = LINES / 2 - 1;
+        attrset(kvs_attr(ui, KVS_C_WARN));
+        mvaddnstr(y < 0 ? 0 : y, COLS > (int)strlen(m1) ? (COLS - (int)strlen(m1)) / 2 : 0, m1, COLS);
+        attrset(A_NORMAL);
+        if (y + 1 < LINES) mvaddnstr(y + 1, COLS > (int)strlen(m2) ? (COLS - (int)strlen(m2)) / 2 : 0, m2, COLS);
+        if (ui->prompt_active && LINES > 2) kvs_prompt_draw(ui, LINES - 1);
+        return;
+    }
+    draw_tabs(ui);
+    kvs_rect body = {1, 0, LINES - 3, COLS};
+    kvs_views[ui->view]->draw(ui, body);
+    if (ui->show_log) draw_log(ui, body);
+    draw_hints(ui, LINES - 2);
+    draw_status(ui, LINES - 1);
+}
+
+int kvs_ui_key(kvs_ui *ui, int key)
+{
+    if (ui->prompt_active) return kvs_prompt_key(ui, key);
+    if (ui->confirm_quit) {
+        ui->confirm_quit = false;
+        if (key == 'y' || key == 'Y') return KVS_KEY_QUIT;
+        kvs_ui_set_status(ui, false, "quit cancelled");
+        return KVS_KEY_REDRAW;
+    }
+    if (ui->show_log) {
+        switch (key) {
+        case KEY_UP: case 'k': ui->log_scroll++; return KVS_KEY_REDRAW;
+        case KEY_DOWN: case 'j': if (ui->log_scroll > 0) ui->log_scroll--; return KVS_KEY_REDRAW;
+        case KEY_PPAGE: ui->log_scroll += 10; return KVS_KEY_REDRAW;
+        case KEY_NPAGE: ui->log_scroll = ui->log_scroll > 10 ? ui->log_scroll - 10 : 0; return KVS_KEY_REDRAW;
+        case 27: case 'L': case '\n': case KEY_ENTER: ui->show_log = false; return KVS_KEY_REDRAW;
+        default: ui->show_log = false; break;   // any other key closes it and acts
+        }
+    }
+    const kvs_view *v = kvs_views[ui->view];
+    int f = KVS_KEY_UNHANDLED;
+    if (ui->filter_active && (f = filter_key(ui, key))) return f;
+    if (!ui->too_small) {
+        f = dispatch(v->keys, ui, key);
+        if (!f && v->key) f = v->key(ui, key);
+    }
+    if (!f) f = dispatch(kvs_global_keys, ui, key);
+    return f;
+}
+
+// ---- the loop ----
+static int refuse(kvs_session *s, const char *why)
+{
+    kvs_errorf(s, "%s", why);
+    return 2;
+}
+
+int kvs_tui_run(kvs_session *s, const char *path)
+{
+    if (!isatty(0) || !isatty(1))
+        return refuse(s, "the studio needs a terminal on stdin and stdout (use --script FILE, "
+                         "a COMMAND, or pipe commands on stdin)");
+    const char *term = getenv("TERM");
+    if (!term || !*term)
+        return refuse(s, "TERM is not set: cannot start the studio (try TERM=xterm-256color, or use "
+                         "--script FILE / a COMMAND for batch mode)");
+    if (path && kvs_session_load(s, path, NULL)) return 1;
+    setlocale(LC_ALL, "");
+    SCREEN *scr = newterm(term, stdout, stdin);
+    if (!scr) {
+        kvs_errorf(s, "TERM='%s' is unknown to terminfo: cannot start the studio (try "
+                      "TERM=xterm-256color, or use batch mode)", term);
+        return 2;
+    }
+    set_term(scr);
+    kvs_ui *ui = kvs_ui_new(s);
+    if (!ui) {
+        endwin();
+        delscreen(scr);
+        return refuse(s, "out of memory");
+    }
+    const char *cs = setlocale(LC_CTYPE, NULL);
+    ui->utf8 = !ui->ascii_forced && cs && (strstr(cs, "UTF-8") || strstr(cs, "utf8") || strstr(cs, "UTF8"));
+    cbreak();
+    noecho();
+    nonl();
+    keypad(stdscr, TRUE);
+    set_escdelay(25);
+    curs_set(0);
+    timeout(100);   // >= 10 redraws a second while jobs/replays run
+    kvs_colors_init(ui);
+    if (s->trace)
+        kvs_ui_set_status(ui, false, "loaded %s: %d layers x %d kv heads, %d tokens, head_dim %d  (? help, : command)",
+                          s->trace->path, s->trace->n_layers, s->trace->n_kv_heads, s->trace->n_tokens,
+                          s->trace->head_dim);
+    while (!s->quit) {
+        kvs_ui_tick(ui);
+        kvs_ui_draw(ui);
+        refresh();
+        int ch = getch();
+        if (ch == ERR || ch == KEY_RESIZE) continue;   // ncurses already resized stdscr
+        if (ch == '\r') ch = '\n';
+        if (kvs_ui_key(ui, ch) & KVS_KEY_QUIT) break;
+    }
+    kvs_prompt_shutdown(ui);
+    endwin();
+    delscreen(scr);
+    kvs_ui_free(ui);
+    return 0;
+}
+
+// ---- studio actions for app/cmd_ui.c ----
+static kvs_ui *studio(kvs_session *s, const char *cmd)
+{
+    if (!s->ui) kvs_errorf(s, "%s: only available in the studio", cmd);
+    return s->ui;
+}
+
+int kvs_studio_view(kvs_session *s, const char *name)
+{
+    kvs_ui *ui = studio(s, "view");
+    if (!ui) return -1;
+    if (kvs_ui_switch(ui, name)) {
+        char known[256] = "";
+        for (int i = 0; i < kvs_n_views; i++)
+            snprintf(known + strlen(known), sizeof known - strlen(known), "%s%s", i ? ", " : "",
+                     kvs_views[i]->name);
+        return kvs_errorf(s, "view: unknown view '%s' (known: %s)", name, known);
+    }
+    return 0;
+}
+
+int kvs_studio_run(kvs_session *s)
+{
+    kvs_ui *ui = studio(s, "run");
+    return ui ? kvs_lab_start_run(ui) : -1;
+}
+
+int kvs_studio_play(kvs_session *s, int speed)
+{
+    kvs_ui *ui = studio(s, "play");
+    if (!ui) return -1;
+    if (speed > 0) ui->dash.speed = speed;
+    return kvs_dash_play(ui, 1);
+}
+
+int kvs_studio_pause(kvs_session *s)
+{
+    kvs_ui *ui = studio(s, "pause");
+    return ui ? kvs_dash_pause(ui) : -1;
+}
+
+int kvs_studio_step(kvs_session *s, int n)
+{
+    kvs_ui *ui = studio(s, "step");
+    return ui ? kvs_dash_step(ui, n) : -1;
+}

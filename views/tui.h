@@ -1,0 +1,32 @@
+// tui.h — the studio: curses loop, views, the readline `:` prompt; and the
+// studio actions the command handlers of app/cmd_ui.c call.
+#ifndef KVS_TUI_H
+#define KVS_TUI_H
+#include "session.h"
+
+// Runs the studio on a terminal until quit. The session may already hold a
+// trace (or path names one to open). Returns the process exit status.
+// Refuses (message, status 2) when stdin/stdout is not a terminal or TERM is
+// missing/unknown; never lets curses exit the process.
+int kvs_tui_run(kvs_session *s, const char *path);
+
+// ---- studio actions (s->ui != NULL only while the studio runs) ----
+// Each returns 0, or -1 after printing an error through the session.
+int kvs_studio_view(kvs_session *s, const char *name);          // switch view
+int kvs_studio_run(kvs_session *s);                             // lab run on the worker thread
+int kvs_studio_play(kvs_session *s, int speed);                 // speed <= 0: keep the current one
+int kvs_studio_pause(kvs_session *s);
+int kvs_studio_step(kvs_session *s, int n);
+// Names of the views, NULL-terminated (completion, help, errors).
+const char *const *kvs_studio_view_names(void);
+
+// ---- used in batch too (no curses) ----
+// The measurement behind `run`: the quantize report of cfg on trace t turned
+// into a history row. p may be NULL (no progress, no cancel). Any thread.
+// Returns a kvq_status; the message is in kvq_last_error().
+int kvs_run_measure(const kvq_trace *t, const kvq_config *cfg, const kvq_artifacts *art,
+                    kvq_progress *p, kvs_run *r);
+// Writes the current plot of the studio (in batch: the rate-distortion plot
+// of the run history) as an SVG file, atomically.
+int kvs_plot_export_svg(kvs_session *s, const char *path);
+#endif

@@ -1,0 +1,247 @@
+// ui.h — studio internals shared by the files of views/: the UI state, the
+// views table, key tables, widgets, the worker-thread job, the `:` prompt.
+// Only the UI thread calls anything here except kvs_job_progress (worker).
+#ifndef KVS_UI_H
+#define KVS_UI_H
+#include <curses.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include "session.h"
+#include "stats.h"
+#include "calib/calib.h"
+
+// ---- key handling: every key handler returns these flags ----
+enum { KVS_KEY_UNHANDLED = 0, KVS_KEY_HANDLED = 1, KVS_KEY_REDRAW = 2, KVS_KEY_QUIT = 4 };
+
+typedef struct kvs_ui kvs_ui;
+
+// One row of a key table. Tables end with key == 0. The help view prints
+// these same rows, so what help says is what the dispatcher does.
+typedef struct kvs_keybind {
+    int key;              // curses key code or character
+    int alt_key;          // a second code for the same action (0 = none)
+    const char *label;    // "Space", "+/-"
+    const char *help;     // one line
+    int (*fn)(kvs_ui *ui, int key);
+} kvs_keybind;
+
+// A screen region, in stdscr cells.
+typedef struct kvs_rect { int y, x, h, w; } kvs_rect;
+
+typedef struct kvs_view {
+    const char *name;     // `view NAME`
+    const char *title;    // tab label
+    void (*draw)(kvs_ui *ui, kvs_rect r);
+    const kvs_keybind *keys;            // view keys (may be NULL)
+    int (*key)(kvs_ui *ui, int key);    // keys not in the table (may be NULL)
+} kvs_view;
+
+extern const kvs_view kvs_view_explorer, kvs_view_lab, kvs_view_dashboard, kvs_view_plots,
+    kvs_view_calibrate, kvs_view_help;
+extern const kvs_view *const kvs_views[];
+extern const int kvs_n_views;
+extern const kvs_keybind kvs_global_keys[];
+int kvs_view_index(const char *name);   // -1 when unknown
+int kvs_filter_start(kvs_ui *ui, int key);   // key handler: `/` starts filtering
+bool kvs_filter_match(const kvs_ui *ui, const char *text);   // case-insensitive substring
+
+// ---- colours: roles map to pairs (8/256 colours) or attributes (NO_COLOR) ----
+typedef enum {
+    KVS_C_NORMAL, KVS_C_TITLE, KVS_C_SEL, KVS_C_GOOD, KVS_C_WARN, KVS_C_BAD, KVS_C_ACCENT, KVS_C_DIM,
+    KVS_C_S1, KVS_C_S2, KVS_C_S3, KVS_C_S4, KVS_C_S5, KVS_C_S6,   // plot series
+    KVS_C_COUNT
+} kvs_color;
+#define KVS_N_SERIES 6
+void kvs_colors_init(kvs_ui *ui);
+attr_t kvs_attr(const kvs_ui *ui, kvs_color c);
+
+// ---- worker thread: one job at a time, generic over its function ----
+typedef struct kvs_job kvs_job;
+// Runs on the worker thread; must not touch curses. Returns a kvq_status;
+// on failure leave a message with kvq_error (thread-local, copied for the UI).
+typedef int (*kvs_job_fn)(kvs_job *j);
+// Runs on the UI thread after the worker finished (status in j->status).
+typedef void (*kvs_job_done_fn)(kvs_ui *ui, kvs_job *j);
+struct kvs_job {
+    char name[64];
+    kvs_job_fn fn;
+    kvs_job_done_fn done;
+    void *arg;                 // owned by the job's creator; freed in done
+    kvs_session *s;
+    pthread_t thread;
+    pthread_mutex_t mu;        // guards the progress fields below
+    bool running, finished;    // finished: worker returned, UI not yet told
+    volatile bool cancel;      // set by the UI; polled through kvs_job_progress
+    double fraction, eta_s, t_start, t_end;
+    char stage[64];
+    int status;
+    char msg[512];
+};
+// kvq_progress_fn for engine calls; user = the kvs_job.
+bool kvs_job_progress(double fraction, const char *stage, double eta_s, void *user);
+int kvs_job_start(kvs_ui *ui, const char *name, kvs_job_fn fn, kvs_job_done_fn done, void *arg);
+void kvs_job_poll(kvs_ui *ui);      // UI tick: joins a finished job and calls done
+void kvs_job_cancel(kvs_ui *ui);
+void kvs_job_wait(kvs_ui *ui);      // join (tests, quit)
+bool kvs_job_busy(const kvs_ui *ui);
+
+// ---- per-view state ----
+typedef struct kvs_explorer_state {
+    int layer, head;
+    bool values;               // show values instead of keys
+    int cached_layer, cached_head, cached_values;   // which stats are in st
+    bool have_stats;
+    kvq_head_stats st;
+    char err[256];
+    // grid summary (keys): d_eff and top outlier ratio per (layer, kv head),
+    // filled a few cells per frame so a large trace never stalls the UI
+    const void *grid_trace;    // trace the grid belongs to
+    float *grid_deff, *grid_ratio;   // (n_layers, n_kv_heads), NAN = not yet
+    int grid_todo;
+} kvs_explorer_state;
+
+typedef struct kvs_lab_state {
+    int method;                // index into kvq_methods
+    int row;                   // form cursor
+    int sel_run;               // history cursor
+    int cmp_run;               // run compared side by side (-1 none)
+    bool focus_history;
+    int first_row;             // scroll of the method list
+} kvs_lab_state;
+
+#define KVS_DASH_HIST 256
+typedef struct kvs_dash_state {
+    void *replay;              // kvq_replay (engine/replay.h), NULL when none
+    void *snap;                // kvq_replay_snapshot of the last step, owned
+    kvq_config cfg;            // config the replay was built with
+    bool playing, prefilling;  // prefilling: the worker owns the replay
+    bool play_after_prefill;
+    int speed;                 // tokens per tick (at most; a tick is ~100 ms)
+    int n_hist;                // histories over decode steps (oldest dropped)
+    float hist_cos[KVS_DASH_HIST], hist_attn[KVS_DASH_HIST], hist_mem[KVS_DASH_HIST],
+        hist_out[KVS_DASH_HIST];
+    char err[256];
+} kvs_dash_state;
+
+typedef struct kvs_plots_state {
+    int which;                 // index into the plots table (plots.c)
+    bool attn_axis;            // rate-distortion y axis: attention error instead of cosine
+    double *inertia;           // k-means convergence (n_inertia), owned
+    int n_inertia;
+    char kmeans_label[96];
+} kvs_plots_state;
+
+typedef struct kvs_calib_state {
+    int sel;                   // row of the calibrators table
+    kvq_calib_opts opts;
+    bool opts_ready;
+    char result[16][160];      // last result lines
+    int n_result;
+    char running[32];          // calibrator of the job in flight
+} kvs_calib_state;
+
+#define KVS_LOG_LINES 512
+struct kvs_ui {
+    kvs_session *s;
+    int view;
+    bool utf8, ascii_forced;
+    int colors;                // 0 (NO_COLOR or mono), 8 or 256
+    bool too_small;
+    // status line and log (every output line goes to both)
+    char status[512];
+    bool status_error;
+    char log[KVS_LOG_LINES][256];
+    bool log_err[KVS_LOG_LINES];
+    int log_n, log_head;       // ring buffer
+    pthread_mutex_t log_mu;    // engine log lines may come from the worker
+    bool status_dirty;
+    bool show_log;             // log overlay
+    int log_scroll;
+    // `:` prompt (prompt.c)
+    bool prompt_active;
+    bool prompt_ready;         // readline initialised
+    char history_path[KVQ_PATH_LEN];
+    // `/` filter of the current view's list (reset when the view changes)
+    bool filter_active;
+    char filter[64];
+    int help_scroll;
+    // quit confirmation while a job runs
+    bool confirm_quit;
+    kvs_job job;
+    kvs_explorer_state ex;
+    kvs_lab_state lab;
+    kvs_dash_state dash;
+    kvs_plots_state plots;
+    kvs_calib_state cal;
+};
+
+// ---- tui.c ----
+// Build the UI state for a session (no curses calls). Installs the output
+// sink and s->ui; kvs_ui_free restores them.
+kvs_ui *kvs_ui_new(kvs_session *s);
+void kvs_ui_free(kvs_ui *ui);
+void kvs_ui_draw(kvs_ui *ui);            // whole screen into stdscr (no refresh)
+int kvs_ui_key(kvs_ui *ui, int key);     // one key through prompt/view/global tables
+void kvs_ui_tick(kvs_ui *ui);            // jobs, replay, session->view changes
+void kvs_ui_set_status(kvs_ui *ui, bool is_error, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+int kvs_ui_switch(kvs_ui *ui, const char *name);   // 0 / -1
+int kvs_ui_exec(kvs_ui *ui, const char *line);     // kvs_exec_line + status/log routing
+const char *kvs_ui_log_line(const kvs_ui *ui, int i);   // i = 0 oldest
+
+// ---- widgets.c: everything clips to its rectangle ----
+void kvs_w_box(kvs_ui *ui, kvs_rect r, const char *title);
+kvs_rect kvs_w_inner(kvs_rect r);
+void kvs_w_text(kvs_ui *ui, int y, int x, int maxw, attr_t a, const char *fmt, ...)
+    __attribute__((format(printf, 6, 7)));
+// Horizontal bar of frac in [0,1] over w cells (eighth blocks in UTF-8).
+void kvs_w_hbar(kvs_ui *ui, int y, int x, int w, double frac, attr_t a);
+// Values resampled (max per bucket) to w cells of ▁..█ (ASCII ramp otherwise).
+void kvs_w_sparkline(kvs_ui *ui, int y, int x, int w, const float *v, int n, attr_t a);
+// Vertical bars of v (n values, resampled to r.w columns) from 0..vmax; bars
+// of columns containing a marked index use attr hi.
+void kvs_w_vbars(kvs_ui *ui, kvs_rect r, const float *v, int n, double vmax, const bool *mark,
+                 attr_t a, attr_t hi);
+
+// Line plot canvas: braille (2x4 dots per cell) in UTF-8, one char per cell otherwise.
+#define KVS_PLOT_MAX_W 256
+#define KVS_PLOT_MAX_H 96
+typedef struct kvs_plot {
+    kvs_rect r;                // plotting area (without axes)
+    double x0, x1, y0, y1;     // data ranges
+    bool braille;
+    int dw, dh;                // dots
+    uint8_t dots[KVS_PLOT_MAX_H][KVS_PLOT_MAX_W];      // braille bit masks per cell
+    int8_t series[KVS_PLOT_MAX_H][KVS_PLOT_MAX_W];     // series per cell (-1 empty)
+} kvs_plot;
+void kvs_plot_init(kvs_plot *p, kvs_rect r, bool braille, double x0, double x1, double y0, double y1);
+void kvs_plot_point(kvs_plot *p, double x, double y, int series);
+void kvs_plot_line(kvs_plot *p, double xa, double ya, double xb, double yb, int series);
+// Draws the dots plus axes labels around p->r (needs 8 columns left, 1 row below).
+void kvs_plot_draw(kvs_ui *ui, const kvs_plot *p, const char *xlabel, const char *ylabel);
+// Fixed-width table row: cells truncated/padded to widths (negative = right aligned).
+void kvs_w_row(kvs_ui *ui, int y, int x, int maxw, attr_t a, int n, const int *widths,
+               const char *const *cells);
+
+// ---- prompt.c: GNU readline (callback interface) on the status line ----
+void kvs_prompt_open(kvs_ui *ui);
+void kvs_prompt_open_text(kvs_ui *ui, const char *text);   // prefilled line
+int kvs_prompt_key(kvs_ui *ui, int key);
+void kvs_prompt_draw(kvs_ui *ui, int y);
+void kvs_prompt_shutdown(kvs_ui *ui);   // saves history
+// Completion candidates for the word at `start` in `line` (exposed for tests):
+// calls fn(word, user) per match. Returns the count.
+int kvs_prompt_complete(const char *line, int start, const char *text,
+                        void (*fn)(const char *word, void *user), void *user);
+
+// ---- views with extra entry points ----
+int kvs_lab_start_run(kvs_ui *ui);                       // lab.c: run current config
+int kvs_dash_play(kvs_ui *ui, int toggle_or_on);          // dashboard.c
+int kvs_dash_pause(kvs_ui *ui);
+int kvs_dash_step(kvs_ui *ui, int n);
+void kvs_dash_tick(kvs_ui *ui);
+void kvs_dash_free(kvs_ui *ui);
+void kvs_explorer_free(kvs_ui *ui);
+void kvs_plots_free(kvs_ui *ui);
+int kvs_calib_start(kvs_ui *ui, int row);                 // calibrate.c
+#endif

@@ -26,7 +26,7 @@ DEBS := libncurses-dev libreadline-dev liblapacke-dev libopenblas-dev libcmocka-
         libjansson-dev tmux pkg-config
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps run test unit e2e tui asan bench fuzz clean
+.PHONY: all deps run test unit e2e tui asan bench fuzz fuzz-build valgrind clean
 all: $(KVSTUDIO) $(TEST_BIN)
 
 deps:
@@ -88,3 +88,35 @@ clean:
 	rm -rf build build-asan build-fuzz
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+
+# ---- reliability (issue 9): libFuzzer targets and valgrind ----
+# `make fuzz FUZZ_SECONDS=N` builds fuzz/fuzz_*.c with clang into build-fuzz/
+# (ASan + UBSan + libFuzzer) and runs each target for N seconds on seeds from
+# tests/data/ and fuzz/corpus/ (fuzz/run.sh). Not part of `make test`.
+FUZZ_SECONDS ?= 60
+FUZZ_CC ?= clang-14
+FUZZ_SAN := -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+FUZZ_NAMES := $(patsubst fuzz/%.c,%,$(wildcard fuzz/fuzz_*.c))
+
+fuzz: deps
+	@command -v $(FUZZ_CC) >/dev/null || { $(SUDO) apt-get update -qq && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(FUZZ_CC); }
+	@$(MAKE) --no-print-directory BUILD=build-fuzz CC=$(FUZZ_CC) OPT=-O1 SAN="$(FUZZ_SAN)" fuzz-build
+	@bash fuzz/run.sh $(FUZZ_SECONDS) $(FUZZ_NAMES)
+
+fuzz-build: $(FUZZ_NAMES:%=$(BUILD)/fuzz/%)
+
+$(BUILD)/fuzz/%: fuzz/%.c fuzz/fuzz_util.h $(LIBAPP) $(LIBKVQ)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -fsanitize=fuzzer -o $@ $< $(LIBAPP) $(LIBKVQ) $(UI_LIBS) $(ENGINE_LIBS)
+
+# Every unit test binary under valgrind (memcheck, leaks included); only
+# OpenBLAS/ncurses internals are suppressed (tests/valgrind.supp).
+VALGRIND := valgrind --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite,indirect \
+            --suppressions=tests/valgrind.supp --quiet
+valgrind: deps
+	@command -v valgrind >/dev/null || { $(SUDO) apt-get update -qq && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind; }
+	@$(MAKE) --no-print-directory $(TEST_BIN)
+	@fail=0; for t in $(TEST_BIN); do echo "== valgrind $$t"; \
+	  KVQ_BUILD=$(BUILD) OPENBLAS_NUM_THREADS=1 $(VALGRIND) $$t || fail=1; done; exit $$fail

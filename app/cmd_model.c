@@ -2,10 +2,12 @@
 // ppl (loss and KL against the fp16 cache), generate (streamed text with
 // observers), capture (kvtrace file).
 //
-// Cache config: without --method the fp16 cache (the reference); with
-// --method the session's config with the given options applied. A key method
-// of fp16 without --value-bits keeps values fp16 too, so `--method fp16
-// --bits 16` is the unquantized run.
+// Cache config: without any cache option the fp16 cache (the reference);
+// with any (--method, --bits, --value-bits, --residual-length, ...) the
+// session's config with those applied. A key method of fp16 without
+// --value-bits keeps values fp16 too, so `--method fp16 --bits 16` is the
+// unquantized run. capture with a quantized cache records the model's exact
+// keys and queries of each layer, with earlier layers attending through it.
 #include <errno.h>
 #include <jansson.h>
 #include <math.h>
@@ -33,10 +35,13 @@ static bool has_opt(const kvs_args *a, const char *key)
 
 static int model_config(kvs_session *s, kvs_args *a, const char *cmd, kvq_config *cfg)
 {
-    bool method = has_opt(a, "method"), vbits = has_opt(a, "value-bits") || has_opt(a, "value_bits");
-    if (method) *cfg = s->cfg;
-    else kvq_model_cfg_reference(cfg);
+    bool vbits = has_opt(a, "value-bits");
+    int used_before = 0, used_after = 0;
+    for (int i = 0; i < a->nopt; i++) used_before += a->used[i];
+    *cfg = s->cfg;
     if (kvs_args_apply_config(s, a, cfg)) return -1;
+    for (int i = 0; i < a->nopt; i++) used_after += a->used[i];
+    if (used_after == used_before) kvq_model_cfg_reference(cfg);   // no cache option: the reference
     if (!strcmp(cfg->method, "fp16") && !vbits) {
         cfg->value_bits = 16;
         cfg->value_method[0] = 0;

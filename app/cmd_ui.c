@@ -189,10 +189,10 @@ int kvs_cmd_export(kvs_session *s, kvs_args *a)
     if (s->n_runs == 0) return kvs_errorf(s, "export: the run history is empty (`run` first)");
     kvq_atomic_file af;
     if (kvq_atomic_open(&af, path)) return kvs_errorf(s, "export: %s", kvq_last_error());
-    pthread_mutex_lock(&s->lock);
+    // runs are appended on the thread running commands, so no lock here (a
+    // studio worker may hold s->lock for minutes while it reads the trace)
     int rc = json ? export_json(s, af.fp) : export_csv(s, af.fp);
     int n = s->n_runs;
-    pthread_mutex_unlock(&s->lock);
     if (rc) {
         kvq_atomic_abort(&af);
         return kvs_errorf(s, "export: %s: write failed", path);

@@ -15,7 +15,10 @@ static const char *const opt_model[] = {"model", "text", "tokens", "method", "bi
                                         "output", "prompt", "max-tokens", "temperature", "seed", "out",
                                         NULL};
 static const char *const opt_calib[] = {"method", "trace", "output", "num-samples", "sequence-length",
-                                        "target-bits", "seed", NULL};
+                                        "target-bits", "seed", "max-iter", "layers", "n-queries",
+                                        "noise-scale", "min-bits", "max-bits", "per-head", "num-centroids",
+                                        "num-subspaces", "signal-bits", "noise-bits", "num-clusters", "quiet",
+                                        NULL};
 static const char *const opt_load[] = {"values", "dtype", NULL};
 
 // Keep sorted by area; `help` prints in this order.

@@ -298,9 +298,10 @@ kvq_status kvq_artifacts_load(const char *dir, kvq_artifacts **out)
     kvq_status s = KVQ_OK;
     const char *fmt = json_string_value(json_object_get(root, "format"));
     if (!json_is_object(root) || !fmt || strcmp(fmt, ART_FORMAT)) {
+        s = kvq_error(KVQ_ERR_FORMAT, "%s: 'format' is '%s', expected '%s'", mpath, fmt ? fmt : "(missing)",
+                      ART_FORMAT);
         json_decref(root);
-        return kvq_error(KVQ_ERR_FORMAT, "%s: 'format' is '%s', expected '%s'", mpath, fmt ? fmt : "(missing)",
-                         ART_FORMAT);
+        return s;
     }
     kvq_st *st = NULL;
     kvq_artifacts *a = NULL;

@@ -169,10 +169,12 @@ static kvq_status lanes_init(kvq_cache *c, kvq_head_store *s, int h)
     }
     size_t m = (size_t)c->cfg.max_seq_len;
     if (!m) return KVQ_OK;
-    // Preallocate so no growth happens up to max_seq_len (tail: the window,
-    // a partial group and one staging block; everything when nothing drains).
+    // Preallocate so no growth happens up to max_seq_len. The tail holds the
+    // window, a partial group and one incoming group; twice that lets the
+    // FIFO slide down instead of growing (lane_reserve). Never more than m:
+    // m tokens can never push a lane's end past m.
     size_t sinks = (size_t)c->cfg.sink_tokens < m ? (size_t)c->cfg.sink_tokens : m;
-    size_t tail = c->all_fp16 ? m : (size_t)c->cfg.residual_length + 2 * c->group;
+    size_t tail = c->all_fp16 ? m : 2 * ((size_t)c->cfg.residual_length + 2 * c->group);
     if (tail > m) tail = m;
     size_t comp = c->all_fp16 ? 0 : m;
     kvq_status st = KVQ_OK;
@@ -273,10 +275,10 @@ kvq_status kvq_cache_new_ex(const kvq_config *cfg, const kvq_artifacts *art, int
     if (qb < sizeof(float) * (size_t)head_dim) qb = sizeof(float) * (size_t)head_dim;
     c->qs_bytes = (qb + 15) / 16 * 16;
     c->blk = c_alloc(c, sizeof(float) * c->block * (size_t)head_dim);
-    c->scores = c_alloc(c, sizeof(float) * c->block);
-    c->acc = c_alloc(c, sizeof(float) * (size_t)head_dim);
-    c->qs_k = c_alloc(c, c->qs_bytes);
-    if (c->outliers) c->qs_o = c_alloc(c, c->qs_bytes);
+    c->scores = c_alloc(c, sizeof(float) * c->block * KVQ_ATTN_BATCH);
+    c->acc = c_alloc(c, sizeof(float) * (size_t)head_dim * KVQ_ATTN_BATCH);
+    c->qs_k = c_alloc(c, c->qs_bytes * KVQ_ATTN_BATCH);
+    if (c->outliers) c->qs_o = c_alloc(c, c->qs_bytes * KVQ_ATTN_BATCH);
     if (!c->blk || !c->scores || !c->acc || !c->qs_k || (c->outliers && !c->qs_o)) {
         kvq_cache_free(c);
         return kvq_error(KVQ_ERR_NOMEM, "cache: out of memory");
@@ -318,10 +320,10 @@ void kvq_cache_free(kvq_cache *c)
     c_free(c, c->oc, nh * sizeof *c->oc);
     c_free(c, c->hs, nh * sizeof *c->hs);
     c_free(c, c->blk, sizeof(float) * c->block * (size_t)c->d);
-    c_free(c, c->scores, sizeof(float) * c->block);
-    c_free(c, c->acc, sizeof(float) * (size_t)c->d);
-    c_free(c, c->qs_k, c->qs_bytes);
-    c_free(c, c->qs_o, c->qs_bytes);
+    c_free(c, c->scores, sizeof(float) * c->block * KVQ_ATTN_BATCH);
+    c_free(c, c->acc, sizeof(float) * (size_t)c->d * KVQ_ATTN_BATCH);
+    c_free(c, c->qs_k, c->qs_bytes * KVQ_ATTN_BATCH);
+    c_free(c, c->qs_o, c->qs_bytes * KVQ_ATTN_BATCH);
     kvq_allocator al = c->al;
     al.free(c, sizeof *c, al.user);
 }
@@ -551,61 +553,4 @@ int kvq_cache_visible(const kvq_cache *c)
 void kvq_cache_attach(kvq_cache *c, kvq_observers *obs)
 {
     if (c) c->obs = obs;
-}
-
-// ---- sets ----
-kvq_status kvq_cache_set_new_ex(const kvq_config *cfg, const kvq_artifacts *art, int n_layers,
-                                int n_kv_heads, int head_dim, const kvq_allocator *alloc,
-                                kvq_cache_set **out)
-{
-    *out = NULL;
-    if (n_layers < 1 || n_layers > KVQ_MAX_LAYERS)
-        return kvq_error(KVQ_ERR_ARG, "cache set: %d layers (expected 1..%d)", n_layers, KVQ_MAX_LAYERS);
-    kvq_cache_set *s = calloc(1, sizeof *s);
-    if (s) s->layers = calloc((size_t)n_layers, sizeof *s->layers);
-    if (!s || !s->layers) {
-        free(s);
-        return kvq_error(KVQ_ERR_NOMEM, "cache set: out of memory");
-    }
-    s->n_layers = n_layers;
-    for (int l = 0; l < n_layers; l++) {
-        kvq_status st = kvq_cache_new_ex(cfg, art, l, n_layers, n_kv_heads, head_dim, alloc, &s->layers[l]);
-        if (st) {
-            kvq_cache_set_free(s);
-            return st;
-        }
-    }
-    *out = s;
-    return KVQ_OK;
-}
-
-kvq_status kvq_cache_set_new(const kvq_config *cfg, const kvq_artifacts *art, int n_layers,
-                             int n_kv_heads, int head_dim, kvq_cache_set **out)
-{
-    return kvq_cache_set_new_ex(cfg, art, n_layers, n_kv_heads, head_dim, NULL, out);
-}
-
-void kvq_cache_set_free(kvq_cache_set *s)
-{
-    if (!s) return;
-    for (int l = 0; l < s->n_layers; l++) kvq_cache_free(s->layers[l]);
-    free(s->layers);
-    free(s);
-}
-
-void kvq_cache_set_reset(kvq_cache_set *s)
-{
-    for (int l = 0; s && l < s->n_layers; l++) kvq_cache_reset(s->layers[l]);
-}
-
-void kvq_cache_set_attach(kvq_cache_set *s, kvq_observers *obs)
-{
-    for (int l = 0; s && l < s->n_layers; l++) kvq_cache_attach(s->layers[l], obs);
-}
-
-size_t kvq_cache_set_bytes(const kvq_cache_set *s)
-{
-    size_t b = 0;
-    for (int l = 0; s && l < s->n_layers; l++) b += kvq_cache_bytes(s->layers[l]);
-    return b;
 }

@@ -63,7 +63,11 @@ kvq_status kvq_cache_attend(kvq_cache *c, const float *queries, int n_heads, int
                             const int32_t *positions, float *out);
 
 int kvq_cache_len(const kvq_cache *c);       // tokens appended (including evicted)
-size_t kvq_cache_bytes(const kvq_cache *c);  // bytes allocated right now (struct included)
+// Bytes allocated right now through the allocator: the struct, records, fp16
+// windows, tags, spare capacity (growth doubles; max_seq_len preallocates
+// exactly) and fixed scratch (about (KVQ_CACHE_BLOCK + 4) x head_dim floats
+// plus 4 query states). Method plans are not included.
+size_t kvq_cache_bytes(const kvq_cache *c);
 // Tokens attention can see now (sinks + retained window), <= len.
 int kvq_cache_visible(const kvq_cache *c);
 // Bytes per vector of the layer's key / value records (2*head_dim for fp16 streams).

@@ -10,90 +10,118 @@
 #include "cache_impl.h"
 #include "f16.h"
 
-// One block of consecutive positions [pos0, pos0 + n): scaled scores (masked
-// = -INFINITY) and, when asked for, the decoded values V: (n, d).
-typedef void (*chunk_fn)(void *u, const float *scores, const float *V, int32_t pos0, int n);
+// A batch of queries of one kv head walked together, so each value block is
+// decoded once for all of them (the query heads of a GQA group, and the
+// queries of a prefill chunk).
+typedef struct qbatch {
+    int n;
+    const float *q[KVQ_ATTN_BATCH];   // (d) each
+    int32_t p[KVQ_ATTN_BATCH];        // position of each query
+} qbatch;
+
+// One block of consecutive positions [pos0, pos0 + n): scores (n_batch,
+// c->block), scaled, masked = -INFINITY; V (n, d) decoded values when asked for.
+typedef void (*chunk_fn)(void *u, const qbatch *b, const float *scores, const float *V, int32_t pos0, int n);
 
 // fp16 rows of lanes lk/lv whose record 0 is position pos0, positions [lo, hi).
 static void walk_f16(kvq_cache *c, const kvq_lane *lk, const kvq_lane *lv, int pos0, int lo, int hi,
-                     const float *q, float scale, bool values, chunk_fn fn, void *u)
+                     const qbatch *b, float scale, bool values, chunk_fn fn, void *u)
 {
     size_t d = (size_t)c->d;
     for (int p = lo; p < hi;) {
         int k = hi - p < (int)c->block ? hi - p : (int)c->block;
         kvq_f16_row_to_f32(kvq_lane_at(lk, (size_t)(p - pos0)), c->blk, (size_t)k * d);
-        for (int j = 0; j < k; j++) {
-            const float *row = c->blk + (size_t)j * d;
-            float s = 0;
-            for (size_t t = 0; t < d; t++) s += q[t] * row[t];
-            c->scores[j] = s * scale;
+        for (int qi = 0; qi < b->n; qi++) {
+            float *sc = c->scores + (size_t)qi * c->block;
+            const float *q = b->q[qi];
+            for (int j = 0; j < k; j++) {
+                const float *row = c->blk + (size_t)j * d;
+                float s = 0;
+                for (size_t t = 0; t < d; t++) s += q[t] * row[t];
+                sc[j] = p + j > b->p[qi] ? -INFINITY : s * scale;
+            }
         }
         if (values) kvq_f16_row_to_f32(kvq_lane_at(lv, (size_t)(p - pos0)), c->blk, (size_t)k * d);
-        fn(u, c->scores, c->blk, p, k);
+        fn(u, b, c->scores, c->blk, p, k);
         p += k;
     }
 }
 
-// Every visible position <= p of kv head h, in position order.
-static void walk(kvq_cache *c, int h, const float *q, int32_t p, bool values, chunk_fn fn, void *u)
+// Every visible position <= max(p) of kv head h, in position order.
+static void walk(kvq_cache *c, int h, const qbatch *b, bool values, chunk_fn fn, void *u)
 {
     kvq_head_store *s = &c->hs[h];
     float scale = 1.0f / sqrtf((float)c->d);
-    int lim = p + 1 < c->len ? p + 1 : c->len;
+    int32_t pmax = -1;
+    for (int qi = 0; qi < b->n; qi++)
+        if (b->p[qi] > pmax) pmax = b->p[qi];
+    int lim = pmax + 1 < c->len ? pmax + 1 : c->len;
     if (lim <= 0) return;
-    walk_f16(c, &s->sink_k, &s->sink_v, 0, 0, c->n_sink < lim ? c->n_sink : lim, q, scale, values, fn, u);
+    walk_f16(c, &s->sink_k, &s->sink_v, 0, 0, c->n_sink < lim ? c->n_sink : lim, b, scale, values, fn, u);
     int fv = kvq_cache_first_visible(c, s);
     int nc = (int)s->cv.n;
     int lo = fv > s->base ? fv : s->base, hi = s->base + nc < lim ? s->base + nc : lim;
     if (lo < hi) {
-        kvq_codec_prepare(&c->kc[h], q, c->qs_k);
-        if (c->outliers) kvq_codec_prepare(&c->oc[h], q, c->qs_o);
+        for (int qi = 0; qi < b->n; qi++) {
+            kvq_codec_prepare(&c->kc[h], b->q[qi], c->qs_k + (size_t)qi * c->qs_bytes);
+            if (c->outliers) kvq_codec_prepare(&c->oc[h], b->q[qi], c->qs_o + (size_t)qi * c->qs_bytes);
+        }
         size_t g = c->group;
         size_t i = (size_t)(lo - s->base) / g * g, end = ((size_t)(hi - s->base) + g - 1) / g * g;
         while (i < end) {
             size_t k = end - i < c->block ? end - i : c->block;
-            kvq_comp_keys_score(c, h, c->qs_k, c->qs_o, i, k, c->scores);
-            for (size_t j = 0; j < k; j++) {
-                int pos = s->base + (int)(i + j);
-                c->scores[j] = pos < lo || pos >= hi ? -INFINITY : c->scores[j] * scale;
+            for (int qi = 0; qi < b->n; qi++) {
+                float *sc = c->scores + (size_t)qi * c->block;
+                kvq_comp_keys_score(c, h, c->qs_k + (size_t)qi * c->qs_bytes,
+                                    c->outliers ? c->qs_o + (size_t)qi * c->qs_bytes : NULL, i, k, sc);
+                for (size_t j = 0; j < k; j++) {
+                    int pos = s->base + (int)(i + j);
+                    sc[j] = pos < lo || pos >= hi || pos > b->p[qi] ? -INFINITY : sc[j] * scale;
+                }
             }
             if (values) kvq_codec_decode(&c->vc[h], kvq_lane_at(&s->cv, i), k, c->blk);
-            fn(u, c->scores, c->blk, s->base + (int32_t)i, (int)k);
+            fn(u, b, c->scores, c->blk, s->base + (int32_t)i, (int)k);
             i += k;
         }
     }
     int tpos0 = s->base + nc;
     lo = fv > tpos0 ? fv : tpos0;
-    if (lo < lim) walk_f16(c, &s->tail_k, &s->tail_v, tpos0, lo, lim, q, scale, values, fn, u);
+    if (lo < lim) walk_f16(c, &s->tail_k, &s->tail_v, tpos0, lo, lim, b, scale, values, fn, u);
 }
 
+// Online softmax states of a batch: running max m, sum l, acc (n, d).
 typedef struct online {
-    float m;
-    double l;
-    float *acc;   // (d)
+    float m[KVQ_ATTN_BATCH];
+    double l[KVQ_ATTN_BATCH];
+    float *acc;
     int d;
+    size_t block;
 } online;
 
-static void online_update(void *u, const float *sc, const float *V, int32_t pos0, int n)
+static void online_update(void *u, const qbatch *b, const float *scores, const float *V, int32_t pos0, int n)
 {
     (void)pos0;
     online *o = u;
-    float bm = -INFINITY;
-    for (int j = 0; j < n; j++)
-        if (sc[j] > bm) bm = sc[j];
-    if (bm == -INFINITY) return;
-    if (bm > o->m) {   // rescale what was accumulated under the old max
-        float corr = expf(o->m - bm);
-        o->l *= corr;
-        for (int t = 0; t < o->d; t++) o->acc[t] *= corr;
-        o->m = bm;
-    }
-    for (int j = 0; j < n; j++) {
-        if (sc[j] == -INFINITY) continue;
-        float w = expf(sc[j] - o->m);
-        o->l += w;
-        const float *v = V + (size_t)j * (size_t)o->d;
-        for (int t = 0; t < o->d; t++) o->acc[t] += w * v[t];
+    for (int qi = 0; qi < b->n; qi++) {
+        const float *sc = scores + (size_t)qi * o->block;
+        float *acc = o->acc + (size_t)qi * (size_t)o->d;
+        float bm = -INFINITY;
+        for (int j = 0; j < n; j++)
+            if (sc[j] > bm) bm = sc[j];
+        if (bm == -INFINITY) continue;
+        if (bm > o->m[qi]) {   // rescale what was accumulated under the old max
+            float corr = expf(o->m[qi] - bm);
+            o->l[qi] *= corr;
+            for (int t = 0; t < o->d; t++) acc[t] *= corr;
+            o->m[qi] = bm;
+        }
+        for (int j = 0; j < n; j++) {
+            if (sc[j] == -INFINITY) continue;
+            float w = expf(sc[j] - o->m[qi]);
+            o->l[qi] += w;
+            const float *v = V + (size_t)j * (size_t)o->d;
+            for (int t = 0; t < o->d; t++) acc[t] += w * v[t];
+        }
     }
 }
 
@@ -101,16 +129,28 @@ static void attend_fused(kvq_cache *c, const float *queries, int n_heads, int n_
                          const int32_t *positions, float *out)
 {
     size_t d = (size_t)c->d;
-    int per = n_heads / c->n_kv_heads;
-    for (int hq = 0; hq < n_heads; hq++)
-        for (int i = 0; i < n_q; i++) {
-            const float *q = queries + ((size_t)hq * (size_t)n_q + (size_t)i) * d;
-            float *o = out + ((size_t)hq * (size_t)n_q + (size_t)i) * d;
-            online st = {.m = -INFINITY, .l = 0, .acc = c->acc, .d = c->d};
-            memset(c->acc, 0, sizeof(float) * d);
-            walk(c, hq / per, q, positions[i], true, online_update, &st);
-            float inv = st.l > 0 ? (float)(1.0 / st.l) : 0.0f;
-            for (size_t t = 0; t < d; t++) o[t] = c->acc[t] * inv;
+    int per = n_heads / c->n_kv_heads, total = per * n_q;
+    for (int h = 0; h < c->n_kv_heads; h++)
+        // queries of the group in (head, query) order, KVQ_ATTN_BATCH at a time
+        for (int first = 0; first < total; first += KVQ_ATTN_BATCH) {
+            qbatch b = {.n = total - first < KVQ_ATTN_BATCH ? total - first : KVQ_ATTN_BATCH};
+            float *dst[KVQ_ATTN_BATCH];
+            online st = {.acc = c->acc, .d = c->d, .block = c->block};
+            for (int qi = 0; qi < b.n; qi++) {
+                int hq = h * per + (first + qi) / n_q, i = (first + qi) % n_q;
+                size_t row = ((size_t)hq * (size_t)n_q + (size_t)i) * d;
+                b.q[qi] = queries + row;
+                b.p[qi] = positions[i];
+                dst[qi] = out + row;
+                st.m[qi] = -INFINITY;
+                st.l[qi] = 0;
+            }
+            memset(c->acc, 0, sizeof(float) * d * (size_t)b.n);
+            walk(c, h, &b, true, online_update, &st);
+            for (int qi = 0; qi < b.n; qi++) {
+                float inv = st.l[qi] > 0 ? (float)(1.0 / st.l[qi]) : 0.0f;
+                for (size_t t = 0; t < d; t++) dst[qi][t] = c->acc[(size_t)qi * d + t] * inv;
+            }
         }
 }
 
@@ -208,9 +248,10 @@ typedef struct logit_sink {
     int n;
 } logit_sink;
 
-static void logit_collect(void *u, const float *sc, const float *V, int32_t pos0, int n)
+static void logit_collect(void *u, const qbatch *b, const float *sc, const float *V, int32_t pos0, int n)
 {
     (void)V;
+    (void)b;
     logit_sink *ls = u;
     for (int j = 0; j < n; j++) {
         if (sc[j] == -INFINITY) continue;
@@ -228,7 +269,8 @@ kvq_status kvq_cache_logits(kvq_cache *c, const float *q, int head, int n_heads,
         return kvq_error(KVQ_ERR_ARG, "cache logits: head %d of %d query heads (%d kv heads)", head,
                          n_heads, c ? c->n_kv_heads : 0);
     logit_sink ls = {logits, pos, 0};
-    walk(c, head / (n_heads / c->n_kv_heads), q, p, false, logit_collect, &ls);
+    qbatch b = {.n = 1, .q = {q}, .p = {p}};
+    walk(c, head / (n_heads / c->n_kv_heads), &b, false, logit_collect, &ls);
     *n = ls.n;
     return KVQ_OK;
 }

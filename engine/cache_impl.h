@@ -6,6 +6,9 @@
 #include "cache.h"
 #include "observe.h"
 
+// Queries attended together (one value decode per block serves them all).
+#define KVQ_ATTN_BATCH 4
+
 // A FIFO of fixed-size records: live records are [head, head + n) of buf
 // (cap records). Popping the front advances head; pushing slides the live
 // records down or doubles cap, so growth is amortized and a sliding window
@@ -50,10 +53,10 @@ struct kvq_cache {
     kvq_codec *kc, *vc, *oc;   // (n_kv_heads) key, value, outlier-key coders (oc NULL when off)
     kvq_head_store *hs;        // (n_kv_heads)
     float *blk;                // (block, d) staging: encode input, decoded keys/values
-    float *scores;             // (block)
-    float *acc;                // (d) online-softmax accumulator
-    uint8_t *qs_k, *qs_o;      // query states of kc and oc
-    size_t qs_bytes;
+    float *scores;             // (KVQ_ATTN_BATCH, block)
+    float *acc;                // (KVQ_ATTN_BATCH, d) online-softmax accumulators
+    uint8_t *qs_k, *qs_o;      // (KVQ_ATTN_BATCH, qs_bytes) query states of kc and oc
+    size_t qs_bytes;           // one query state, rounded up to 16
     kvq_observers *obs;
 };
 

@@ -85,6 +85,11 @@ void kvq_runner_set_tap(kvq_runner *r, kvq_model_tap_fn fn, void *user);
 // does. Attach at position 0 (KVQ_ERR_ARG otherwise); obs must outlive it.
 kvq_status kvq_runner_observe(kvq_runner *r, kvq_observers *obs);
 
+// Add N(0, sigma^2) noise to the post-RoPE keys of one layer before they
+// enter the cache (RateQuant sensitivities); layer -1 turns it off. The draw
+// stream restarts from seed here.
+void kvq_runner_set_key_noise(kvq_runner *r, int layer, double sigma, uint64_t seed);
+
 // Feed n tokens at the current position (ids checked against vocab_size).
 // logits: (n, vocab) when all_logits, else (vocab) for the last token only;
 // may be NULL. A single token takes the sgemv path (decode).
@@ -125,6 +130,16 @@ kvq_status kvq_model_ppl(const kvq_model *m, const kvq_config *cfg, const kvq_ar
 kvq_status kvq_model_capture(const kvq_model *m, const kvq_config *cfg, const kvq_artifacts *art,
                              const int32_t *tokens, int n, bool byte_level, const char *source,
                              const char *out_path, double *bits_out);
+
+// RateQuant sensitivities from the model itself: for each layer, noise of std
+// noise_scale x (that layer's post-RoPE key std over the text) is added to
+// its keys (fp16 cache elsewhere), and the mean KL(clean || noisy) of the
+// next-token distributions (bits per token, positions 0..n-2) is averaged
+// over num_samples draws. mean, std: (n_layers); std may be NULL. Holds the
+// clean logits (n x vocab floats).
+kvq_status kvq_model_sensitivities(const kvq_model *m, const int32_t *tokens, int n, double noise_scale,
+                                   int num_samples, uint64_t seed, kvq_progress *progress, double *mean,
+                                   double *std);
 
 // Token files for models without a built-in tokenizer: an I32 (or I64) .npy
 // vector, or whitespace-separated decimal integers. *tokens malloc'd.

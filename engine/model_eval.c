@@ -82,6 +82,89 @@ out:
     return s;
 }
 
+// ---- RateQuant sensitivities ----
+typedef struct {
+    size_t per_layer;   // key elements of one chunk token: n_kv_heads x head_dim
+    double sum[KVQ_MAX_LAYERS], sum2[KVQ_MAX_LAYERS], count[KVQ_MAX_LAYERS];
+} key_moments;
+
+static void moments_tap(void *user, int layer, int pos0, int n, const float *q, const float *k, const float *v)
+{
+    (void)pos0;
+    (void)q;
+    (void)v;
+    key_moments *km = user;
+    size_t len = (size_t)n * km->per_layer;
+    for (size_t i = 0; i < len; i++) {
+        km->sum[layer] += k[i];
+        km->sum2[layer] += (double)k[i] * k[i];
+    }
+    km->count[layer] += (double)len;
+}
+
+kvq_status kvq_model_sensitivities(const kvq_model *m, const int32_t *tokens, int n, double noise_scale,
+                                   int num_samples, uint64_t seed, kvq_progress *progress, double *mean,
+                                   double *std)
+{
+    int L = m->cfg.n_layers, V = m->cfg.vocab_size, chunk = 128;
+    if (n < 2) return kvq_error(KVQ_ERR_ARG, "sensitivities: %d tokens (expected at least 2)", n);
+    if (num_samples < 1 || !(noise_scale > 0))
+        return kvq_error(KVQ_ERR_ARG, "sensitivities: num_samples %d, noise_scale %g (expected >= 1 and > 0)",
+                         num_samples, noise_scale);
+    if ((size_t)n * V > ((size_t)1 << 28))
+        return kvq_error(KVQ_ERR_ARG, "sensitivities: %d tokens x vocab %d logits is too many (max 2^28)", n, V);
+    float *clean = malloc(sizeof(float) * (size_t)n * V), *noisy = malloc(sizeof(float) * (size_t)chunk * V);
+    key_moments *km = calloc(1, sizeof *km);
+    kvq_runner *r = NULL;
+    kvq_status s = KVQ_OK;
+    if (!clean || !noisy || !km) {
+        s = kvq_error(KVQ_ERR_NOMEM, "sensitivities: out of memory for %d x %d logits", n, V);
+        goto out;
+    }
+    kvq_config ref;
+    kvq_model_cfg_reference(&ref);
+    if ((s = kvq_runner_new(m, &ref, NULL, chunk, &r))) goto out;
+    km->per_layer = (size_t)m->cfg.n_kv_heads * m->cfg.head_dim;
+    kvq_runner_set_tap(r, moments_tap, km);
+    if ((s = kvq_runner_forward(r, tokens, n, true, clean))) goto out;
+    kvq_runner_set_tap(r, NULL, NULL);
+    kvq_progress_begin(progress);
+    for (int l = 0; l < L; l++) {
+        double mu = km->sum[l] / km->count[l];
+        double sigma = noise_scale * sqrt(fmax(km->sum2[l] / km->count[l] - mu * mu, 0.0));
+        double acc = 0, acc2 = 0;
+        for (int smp = 0; smp < num_samples; smp++) {
+            kvq_runner_reset(r);
+            kvq_runner_set_key_noise(r, l, sigma, seed + 1000003ull * (uint64_t)(l * num_samples + smp));
+            double kl = 0;
+            for (int p0 = 0; p0 < n; p0 += chunk) {
+                int step = n - p0 < chunk ? n - p0 : chunk;
+                if ((s = kvq_runner_forward(r, tokens + p0, step, true, noisy))) goto out;
+                for (int t = 0; t < step && p0 + t < n - 1; t++)
+                    kl += kvq_logits_kl_bits(clean + (size_t)(p0 + t) * V, noisy + (size_t)t * V, V);
+            }
+            kl /= n - 1;
+            acc += kl;
+            acc2 += kl * kl;
+            if (kvq_progress_report(progress, (double)(l * num_samples + smp + 1) / (L * num_samples),
+                                    "sensitivities")) {
+                s = kvq_error(KVQ_ERR_CANCELLED, "sensitivities: cancelled at layer %d", l);
+                goto out;
+            }
+        }
+        mean[l] = acc / num_samples;
+        if (std)
+            std[l] = num_samples > 1
+                         ? sqrt(fmax(acc2 - acc * acc / num_samples, 0.0) / (num_samples - 1)) : 0.0;
+    }
+out:
+    kvq_runner_free(r);
+    free(clean);
+    free(noisy);
+    free(km);
+    return s;
+}
+
 // ---- capture ----
 typedef struct {
     int n_tokens, hd, nh, nkv;

@@ -9,6 +9,7 @@
 #include <string.h>
 #include "model.h"
 #include "observe.h"
+#include "rng.h"
 
 struct kvq_runner {
     const kvq_model *m;
@@ -35,6 +36,9 @@ struct kvq_runner {
     int kv_cap;
     float *oex, *lex, *lhat;   // (head_dim), (kv_cap), (kv_cap)
     int32_t *lpos, *ident;     // (kv_cap)
+    int noise_layer;           // -1 = off
+    float noise_sigma;
+    kvq_rng noise_rng;
 };
 
 kvq_status kvq_runner_new(const kvq_model *m, const kvq_config *cfg, const kvq_artifacts *art, int max_chunk,
@@ -50,6 +54,7 @@ kvq_status kvq_runner_new(const kvq_model *m, const kvq_config *cfg, const kvq_a
     r->m = m;
     r->cfg = *cfg;
     r->max_chunk = max_chunk;
+    r->noise_layer = -1;
     kvq_status s = kvq_cache_set_new(cfg, art, c->n_layers, c->n_kv_heads, c->head_dim, &r->caches);
     if (s) {
         free(r);
@@ -210,6 +215,13 @@ void kvq_runner_set_tap(kvq_runner *r, kvq_model_tap_fn fn, void *user)
     r->tap_user = user;
 }
 
+void kvq_runner_set_key_noise(kvq_runner *r, int layer, double sigma, uint64_t seed)
+{
+    r->noise_layer = layer;
+    r->noise_sigma = (float)sigma;
+    kvq_rng_seed2(&r->noise_rng, seed, 0x6b65796e6f697365ull);   // "keynoise"
+}
+
 // ---- kernels ----
 // y (n, out) = x (n, in) . W^T with W (out, in); beta 1 accumulates (residual).
 static void linear(const float *x, const float *w, int n, int in, int outd, float beta, float *y)
@@ -297,6 +309,9 @@ static kvq_status forward_chunk(kvq_runner *r, const int32_t *tok, int n, bool a
         rope_to_heads(r, r->q, n, nh, r->qh);
         rope_to_heads(r, r->k, n, nkv, r->kh);
         to_heads(r->v, n, nkv, hd, r->vh);
+        if (l == r->noise_layer)
+            for (size_t i = 0; i < (size_t)nkv * n * hd; i++)
+                r->kh[i] += r->noise_sigma * (float)kvq_rng_gauss(&r->noise_rng);
         if (r->tap) r->tap(r->tap_user, l, r->pos, n, r->qh, r->kh, r->vh);
         kvq_cache *kc = r->caches->layers[l];
         bool exact = r->kx != NULL;

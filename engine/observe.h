@@ -47,8 +47,10 @@ typedef struct kvq_latency_report {
     long num_encode_calls, num_decode_calls;
 } kvq_latency_report;
 
-// Bytes are what the caches allocated (kvq_cache_bytes); fp16 is what the
-// same visible tokens take as fp16 K+V. MB = 2^20 bytes.
+// Bytes are what the caches allocated (kvq_cache_bytes: records, fp16
+// windows, side tables, spare capacity and each cache's fixed attention
+// scratch, which dominates below a few hundred tokens); fp16 is what the same
+// visible tokens take as fp16 K+V. MB = 2^20 bytes.
 typedef struct kvq_memory_report {
     double peak_compressed_mb, peak_fp16_mb, compression_ratio;
     long total_tokens;            // visible tokens of the longest layer at the last update
@@ -65,7 +67,10 @@ typedef struct kvq_key_norm_report {
     long per_layer_outlier_count[KVQ_MAX_LAYERS];
 } kvq_key_norm_report;
 
-// Against exact fp32 attention over the original keys and values.
+// Against exact fp32 attention over the original keys and values (all
+// positions <= the query's). KL and recall compare the two distributions over
+// the positions the cache still holds (both softmaxes renormalized there), so
+// a sliding window shows up in the output error, not in KL.
 typedef struct kvq_attention_report {
     double mean_output_rel_error;  // mean |o - o_hat| / |o|
     double mean_kl_divergence;     // mean KL(p_exact || p_hat), nats

@@ -12,10 +12,10 @@ struct kvq_replay {
     float *K, *V;          // (n_layers, n_kv, total, d) original
     float *Q;              // (n_layers, n_heads, n_queries, d) or NULL
     int *qidx;             // (total) query row at each position, -1 when none
-    int32_t *ident;        // (total) 0..total-1
     float *kstage, *vstage;   // (n_kv, total, d) staging for append
     float *qstage, *out;   // (n_heads, d)
     float *lhat, *lex;     // (total) logits
+    double *sall;          // (total) exact logits of every position
     int32_t *lpos;         // (total)
     float *oex;            // (d)
     kvq_cache_set *caches;
@@ -37,13 +37,13 @@ void kvq_replay_free(kvq_replay *r)
     free(r->V);
     free(r->Q);
     free(r->qidx);
-    free(r->ident);
     free(r->kstage);
     free(r->vstage);
     free(r->qstage);
     free(r->out);
     free(r->lhat);
     free(r->lex);
+    free(r->sall);
     free(r->lpos);
     free(r->oex);
     free(r);
@@ -105,21 +105,21 @@ kvq_status kvq_replay_new(const kvq_trace *t, const kvq_config *cfg, const kvq_a
     r->V = malloc(sizeof(float) * kv);
     if (r->n_queries) r->Q = malloc(sizeof(float) * NL * (size_t)r->n_heads * (size_t)r->n_queries * d);
     r->qidx = malloc(sizeof(int) * T);
-    r->ident = malloc(sizeof(int32_t) * T);
     r->kstage = malloc(sizeof(float) * (size_t)r->n_kv * T * d);
     r->vstage = malloc(sizeof(float) * (size_t)r->n_kv * T * d);
     r->qstage = malloc(sizeof(float) * (size_t)r->n_heads * d);
     r->out = malloc(sizeof(float) * (size_t)r->n_heads * d);
     r->lhat = malloc(sizeof(float) * T);
     r->lex = malloc(sizeof(float) * T);
+    r->sall = malloc(sizeof(double) * T);
     r->lpos = malloc(sizeof(int32_t) * T);
     r->oex = malloc(sizeof(float) * d);
-    if (!r->K || !r->V || (r->n_queries && !r->Q) || !r->qidx || !r->ident || !r->kstage || !r->vstage ||
-        !r->qstage || !r->out || !r->lhat || !r->lex || !r->lpos || !r->oex) {
+    if (!r->K || !r->V || (r->n_queries && !r->Q) || !r->qidx || !r->kstage || !r->vstage ||
+        !r->qstage || !r->out || !r->lhat || !r->lex || !r->sall || !r->lpos || !r->oex) {
         kvq_replay_free(r);
         return kvq_error(KVQ_ERR_NOMEM, "replay: out of memory");
     }
-    for (size_t i = 0; i < T; i++) r->qidx[i] = -1, r->ident[i] = (int32_t)i;
+    for (size_t i = 0; i < T; i++) r->qidx[i] = -1;
     for (int i = 0; i < r->n_queries; i++) {
         int32_t p = t->query_positions[i];
         if (p >= 0 && (size_t)p < T) r->qidx[p] = i;
@@ -151,6 +151,29 @@ static kvq_status append(kvq_replay *r, int l, int p0, int n)
     return kvq_cache_append(r->caches->layers[l], r->kstage, r->vstage, n);
 }
 
+// Exact attention of q at position p over the original keys 0..p (the
+// computation of kvq_attend_f32, keeping the logits): logits (p+1), out (d).
+static void exact(const kvq_replay *r, const float *q, const float *K, const float *V, int p, double *logits,
+                  float *out)
+{
+    size_t d = (size_t)r->d;
+    double scale = 1.0 / sqrt((double)r->d), m = -INFINITY, l = 0, acc[KVQ_MAX_HEAD_DIM] = {0};
+    for (int i = 0; i <= p; i++) {
+        const float *k = K + (size_t)i * d;
+        double s = 0;
+        for (size_t t = 0; t < d; t++) s += (double)q[t] * k[t];
+        logits[i] = s * scale;
+        if (logits[i] > m) m = logits[i];
+    }
+    for (int i = 0; i <= p; i++) {
+        double w = exp(logits[i] - m);
+        const float *v = V + (size_t)i * d;
+        l += w;
+        for (size_t t = 0; t < d; t++) acc[t] += w * v[t];
+    }
+    for (size_t t = 0; t < d; t++) out[t] = (float)(acc[t] / l);
+}
+
 // The decode query at position p of layer l through the cache, and against
 // exact attention when the attention observer is on.
 static kvq_status attend(kvq_replay *r, int l, int p)
@@ -166,20 +189,14 @@ static kvq_status attend(kvq_replay *r, int l, int p)
     kvq_status st = kvq_cache_attend(c, r->qstage, r->n_heads, 1, &pos, r->out);
     if (st || !(kvq_observers_which(r->obs) & KVQ_OBS_ATTENTION)) return st;
     int per = r->n_heads / r->n_kv;
-    float scale = 1.0f / sqrtf((float)r->d);
     for (int h = 0; h < r->n_heads && !st; h++) {
         const float *q = r->qstage + (size_t)h * d;
         const float *K = stream(r, r->K, r->n_kv, r->total, l, h / per);
         const float *V = stream(r, r->V, r->n_kv, r->total, l, h / per);
-        kvq_attend_f32(q, K, V, r->ident, p + 1, r->d, p, r->oex);
+        exact(r, q, K, V, p, r->sall, r->oex);
         int n = 0;
         st = kvq_cache_logits(c, q, h, r->n_heads, p, r->lhat, r->lpos, &n);
-        for (int i = 0; i < n && !st; i++) {
-            const float *k = K + (size_t)r->lpos[i] * d;
-            double s = 0;
-            for (size_t t = 0; t < d; t++) s += (double)q[t] * k[t];
-            r->lex[i] = (float)s * scale;
-        }
+        for (int i = 0; i < n && !st; i++) r->lex[i] = (float)r->sall[r->lpos[i]];
         if (!st) kvq_observe_attention(r->obs, l, r->oex, r->out + (size_t)h * d, r->lex, r->lhat, n);
     }
     return st;

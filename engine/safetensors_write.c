@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <jansson.h>
 #include "safetensors.h"
@@ -32,6 +33,11 @@ kvq_status kvq_atomic_open(kvq_atomic_file *af, const char *path)
     if (strlen(path) >= sizeof af->path)
         return kvq_error(KVQ_ERR_ARG, "%s: path longer than %d bytes", path, KVQ_PATH_LEN - 1);
     snprintf(af->path, sizeof af->path, "%s", path);
+    // Renaming over a device, FIFO or directory would replace the node
+    // itself (as root, `export json /dev/full` replaced /dev/full).
+    struct stat st;
+    if (stat(path, &st) == 0 && !S_ISREG(st.st_mode))
+        return kvq_error(KVQ_ERR_IO, "%s: exists and is not a regular file, expected a file path to write", path);
     snprintf(af->tmp, sizeof af->tmp, "%s.tmp.%ld.%u", path, (long)getpid(), atomic_fetch_add(&tmp_counter, 1));
     af->fp = fopen(af->tmp, "wb");
     if (!af->fp) return kvq_error(KVQ_ERR_IO, "%s: cannot create %s: %s", path, af->tmp, strerror(errno));

@@ -314,6 +314,25 @@ static void test_bytes_equal_counting_allocator(void **st)
         assert_true(cnt.live == 0);
         assert_int_equal(cnt.n_alloc, cnt.n_free);
     }
+    // max_seq_len preallocates: no allocation while appending up to it.
+    for (int mi = 0; mi < 3; mi++) {
+        counter cnt = {0};
+        kvq_allocator al = {count_alloc, count_free, &cnt};
+        kvq_config c;
+        base_cfg(&c, methods[mi], mi == 2 ? 8 : 2);
+        c.residual_length = 24;
+        c.sink_tokens = 4;
+        c.max_seq_len = n;
+        kvq_cache *a;
+        assert_int_equal(kvq_cache_new_ex(&c, NULL, 0, 1, KV, D, &al, &a), KVQ_OK);
+        long allocs = cnt.n_alloc;
+        assert_int_equal(append_range(a, K, V, n, 0, 100), KVQ_OK);
+        for (int p = 100; p < n; p++) assert_int_equal(append_range(a, K, V, n, p, 1), KVQ_OK);
+        assert_int_equal(cnt.n_alloc, allocs);
+        assert_true(kvq_cache_bytes(a) == (size_t)cnt.live);
+        kvq_cache_free(a);
+        assert_true(cnt.live == 0);
+    }
     free(K);
     free(V);
 }
@@ -354,6 +373,20 @@ static void test_sliding_window(void **st)
             for (int h = 0; h < NH; h++) {
                 direct(Q + h * D, K, V, n, h / (NH / KV), qp, keep, ref);
                 assert_true(rel_err(out + h * D, ref, D) <= 1e-3);
+            }
+            // logits: the visible positions in order, q . k / sqrt(d)
+            float lg[512];
+            int32_t lp[512];
+            int nl = 0;
+            assert_int_equal(kvq_cache_logits(a, Q, 0, NH, qp, lg, lp, &nl), KVQ_OK);
+            assert_int_equal(nl, kvq_cache_visible(a));
+            for (int i = 0, j = 0; i < n; i++) {
+                if (!keep[i]) continue;
+                assert_int_equal(lp[j], i);
+                double x = 0;
+                for (int t = 0; t < D; t++) x += (double)Q[t] * K[(size_t)i * D + t];
+                assert_true(fabs(lg[j] - x / sqrt((double)D)) < 1e-2 * (1 + fabs(x)));
+                j++;
             }
         }
     }

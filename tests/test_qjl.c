@@ -138,6 +138,38 @@ static void test_decode_matches_score_and_layout(void **state)
     free(k), free(dec), free(codes), free(qs);
 }
 
+static void test_other_head_dims(void **state)
+{
+    (void)state;
+    int dims[2] = {64, 256};
+    for (int t = 0; t < 2; t++) {
+        int d = dims[t], n = 2000;
+        kvq_quantizer q;
+        make(&q, d, 0, 0, 8);
+        float *k = malloc(sizeof(float) * (size_t)n * d), *qv = malloc(sizeof(float) * (size_t)d);
+        uint8_t *codes = malloc(q.bpv * (size_t)n);
+        void *qs = malloc(q.qbytes);
+        float *sc = malloc(sizeof(float) * (size_t)n);
+        kvq_rng r;
+        kvq_rng_seed(&r, 21);
+        for (int i = 0; i < n; i++) kvq_rng_unit_vector(&r, k + (size_t)i * d, d);
+        kvq_rng_unit_vector(&r, qv, d);
+        q.m->encode(q.plan, k, (size_t)n, codes);
+        q.m->prepare_query(q.plan, qv, qs);
+        q.m->score(q.plan, qs, codes, (size_t)n, sc);
+        double s = 0, s2 = 0;
+        for (int i = 0; i < n; i++) {
+            double e = sc[i] - dot(qv, k + (size_t)i * d, d);
+            s += e, s2 += e * e;
+        }
+        double mean = s / n, var = s2 / n - mean * mean;
+        assert_true(fabs(mean) < 3 * sqrt(var / n));
+        assert_true(var < 1.2 * (M_PI / 2) / d);   // (pi/2 |r|^2 - <q,r>^2)/m, m = d
+        kvq_quantizer_free(&q);
+        free(k), free(qv), free(codes), free(qs), free(sc);
+    }
+}
+
 static void test_outliers_kept_exactly(void **state)
 {
     (void)state;
@@ -193,6 +225,7 @@ int main(void)
         cmocka_unit_test(test_unbiased_random_vectors),
         cmocka_unit_test(test_unbiased_over_sketches),
         cmocka_unit_test(test_decode_matches_score_and_layout),
+        cmocka_unit_test(test_other_head_dims),
         cmocka_unit_test(test_outliers_kept_exactly),
         cmocka_unit_test(test_bad_args),
     };

@@ -199,6 +199,37 @@ static void test_decode_and_sizes(void **state)
     free(k), free(dec);
 }
 
+static void test_other_head_dims(void **state)
+{
+    (void)state;
+    int dims[2] = {64, 256};
+    for (int t = 0; t < 2; t++) {
+        int d = dims[t], n = 300;
+        float *k = malloc(sizeof(float) * (size_t)n * d), *y = malloc(sizeof(float) * (size_t)n * d);
+        kvq_rng r;
+        kvq_rng_seed(&r, 12);
+        kvq_rng_gauss_fill(&r, k, (size_t)n * d);
+        kvq_artifacts *a;
+        kvq_artifacts_new(&a);
+        kvq_train_rabitq_opts o = {.num_clusters = 4, .seed = 1};
+        assert_int_equal(kvq_train_rabitq_stream(k, (size_t)n, d, 0, 0, &o, a, NULL), KVQ_OK);
+        kvq_config_default(&cfg);
+        cfg.num_clusters = 4;
+        kvq_plan_params pp = {.bits = 3, .head_dim = d, .cfg = &cfg, .art = a};
+        kvq_quantizer q;
+        if (kvq_quantizer_init(&q, "rabitq", &pp)) fail_msg("%s", kvq_last_error());
+        uint8_t *codes = malloc(q.bpv * (size_t)n);
+        q.m->encode(q.plan, k, (size_t)n, codes);
+        q.m->decode(q.plan, codes, (size_t)n, y);
+        double e = 0, xx = 0;
+        for (size_t i = 0; i < (size_t)n * d; i++) e += pow(k[i] - y[i], 2), xx += (double)k[i] * k[i];
+        assert_true(e / xx < 0.045);   // 3-bit extended codes: 1 - <o_bar,o>^2 ~ 0.036
+        kvq_quantizer_free(&q);
+        kvq_artifacts_free(a);
+        free(k), free(y), free(codes);
+    }
+}
+
 static void test_needs_calibration(void **state)
 {
     (void)state;
@@ -271,6 +302,7 @@ int main(void)
         cmocka_unit_test(test_one_bit_bound),
         cmocka_unit_test(test_extended_bits),
         cmocka_unit_test(test_decode_and_sizes),
+        cmocka_unit_test(test_other_head_dims),
         cmocka_unit_test(test_needs_calibration),
         cmocka_unit_test(test_train_on_trace),
     };

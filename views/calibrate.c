@@ -6,6 +6,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include "tui.h"
 #include "ui.h"
 
 typedef struct {
@@ -52,6 +53,7 @@ static void calib_done(kvs_ui *ui, kvs_job *j)
         result_line(cs, "%s failed: %s", c->method, j->msg);
         kvs_ui_set_status(ui, true, "calibrate %s: %s", c->method, j->msg);
     } else {
+        kvs_dash_free(ui);   // a replay's plans may point into the old artifacts
         pthread_mutex_lock(&s->lock);
         kvq_artifacts_free(s->art);
         s->art = c->out;
@@ -66,6 +68,19 @@ static void calib_done(kvs_ui *ui, kvs_job *j)
     kvq_artifacts_free(c->out);
     free(c);
     j->arg = NULL;
+}
+
+int kvs_studio_calibrate(kvs_session *s, const char *method, const kvq_calib_opts *o)
+{
+    kvs_ui *ui = s->ui;
+    if (!ui) return kvs_errorf(s, "calibrate: only available in the studio");
+    const kvq_calibrator *c = kvq_calibrator_find(method);
+    if (!c) return kvs_errorf(s, "calibrate: unknown calibrator '%s'", method);
+    ui->cal.opts = *o;
+    ui->cal.opts_ready = true;
+    ui->cal.sel = (int)(c - kvq_calibrators);
+    kvs_ui_switch(ui, "calibrate");
+    return kvs_calib_start(ui, ui->cal.sel);
 }
 
 int kvs_calib_start(kvs_ui *ui, int row)
@@ -162,6 +177,21 @@ static void draw_artifacts(kvs_ui *ui, kvs_rect in, int y)
                 snprintf(line + strlen(line), sizeof line - strlen(line), " %6.1f", de[l * sh[1] + h]);
             kvs_w_text(ui, y++, in.x + 1, in.w - 2, A_NORMAL, "layer %-3d%s", l, line);
         }
+    }
+    char ename[96];   // SpectralQuant: the spectrum of the head selected in the explorer
+    snprintf(ename, sizeof ename, "spectral.eigenvalues.l%d.h%d", ui->ex.layer, ui->ex.head);
+    const float *ev = kvq_artifacts_get(a, ename, &nd, sh);
+    if (ev && nd == 1 && sh[0] > 0 && sh[0] <= KVQ_MAX_HEAD_DIM && y + 8 < in.y + in.h) {
+        float lg[KVQ_MAX_HEAD_DIM];
+        double e0 = ev[0] > 0 ? ev[0] : 1;
+        for (int i = 0; i < (int)sh[0]; i++) {
+            double v = ev[i] > 0 ? log10(ev[i] / e0) + 4 : 0;
+            lg[i] = (float)(v > 0 ? v : 0);
+        }
+        kvs_w_text(ui, y++, in.x + 1, in.w - 2, A_BOLD, "eigen spectrum, layer %d head %d (log10, 4 decades)",
+                   ui->ex.layer, ui->ex.head);
+        kvs_w_vbars(ui, (kvs_rect){y, in.x + 1, 5, in.w - 2}, lg, (int)sh[0], 4, NULL, kvs_attr(ui, KVS_C_S4), 0);
+        y += 6;
     }
     int n = kvq_artifacts_count(a);
     kvs_w_text(ui, y++, in.x + 1, in.w - 2, A_BOLD, "%d tensors", n);

@@ -102,6 +102,8 @@ static int ensure_replay(kvs_ui *ui, bool play)
     }
     d->replay = r;
     d->cfg = ui->s->cfg;
+    d->trace = ui->s->trace;
+    d->art = ui->s->art;
     d->n_hist = 0;
     d->prefilling = true;
     d->play_after_prefill = play;
@@ -116,6 +118,11 @@ static int ensure_replay(kvs_ui *ui, bool play)
 int kvs_dash_play(kvs_ui *ui, int toggle_or_on)
 {
     kvs_dash_state *d = &ui->dash;
+    if (ui->gen.running) {
+        kvs_ui_set_status(ui, true, "play: the model is generating (Esc stops it)");
+        return -1;
+    }
+    ui->gen.active = false;
     if (toggle_or_on == 0 && d->playing) return kvs_dash_pause(ui);
     if (d->replay && !d->prefilling && kvq_replay_done(d->replay)) {   // play again from the start
         kvq_replay_restart(d->replay, 0);
@@ -140,6 +147,11 @@ int kvs_dash_pause(kvs_ui *ui)
 int kvs_dash_step(kvs_ui *ui, int n)
 {
     kvs_dash_state *d = &ui->dash;
+    if (ui->gen.running) {
+        kvs_ui_set_status(ui, true, "step: the model is generating (Esc stops it)");
+        return -1;
+    }
+    ui->gen.active = false;
     d->playing = false;
     if (!d->replay) return ensure_replay(ui, false);   // the first step is the prefill
     if (d->prefilling) return 0;
@@ -154,7 +166,11 @@ int kvs_dash_step(kvs_ui *ui, int n)
 void kvs_dash_tick(kvs_ui *ui)
 {
     kvs_dash_state *d = &ui->dash;
-    if (d->replay && !d->prefilling && ui->s->trace == NULL) kvs_dash_free(ui);
+    // a new trace or new artifacts (the replay's plans point into them) end the replay
+    if (d->replay && !d->prefilling && (ui->s->trace != d->trace || ui->s->art != d->art)) {
+        kvs_dash_free(ui);
+        kvs_ui_set_status(ui, false, "replay reset: the trace or the artifacts changed");
+    }
     if (!d->playing || !d->replay || d->prefilling) return;
     double t0 = kvq_now_s();
     int stepped = 0;
@@ -177,6 +193,9 @@ void kvs_dash_tick(kvs_ui *ui)
 }
 
 // ---- panels ----
+// Histories behind the sparklines: the replay's, or none while generating.
+static const kvs_dash_state *hist;
+static const kvs_dash_state no_hist;
 static void layer_bars(kvs_ui *ui, kvs_rect r, int y, const double *v, int n, double vmax, kvs_color c,
                        const char *fmt)
 {
@@ -211,7 +230,7 @@ static void panel_distortion(kvs_ui *ui, kvs_rect b, const kvq_replay_snapshot *
                r->mean_relative_mse);
     kvs_w_text(ui, in.y + 2, in.x + 1, in.w - 1, kvs_attr(ui, KVS_C_DIM), "worst layer %d, %ld tokens",
                r->worst_layer, r->total_tokens_measured);
-    kvs_w_sparkline(ui, in.y + 3, in.x + 1, in.w - 2, ui->dash.hist_cos, ui->dash.n_hist, kvs_attr(ui, KVS_C_S1));
+    kvs_w_sparkline(ui, in.y + 3, in.x + 1, in.w - 2, hist->hist_cos, hist->n_hist, kvs_attr(ui, KVS_C_S1));
     // per-layer: 1 - cos (longer = worse)
     double e[KVQ_MAX_LAYERS];
     for (int l = 0; l < r->n_layers; l++) e[l] = 1 - r->per_layer_cosine_similarity[l];
@@ -227,11 +246,15 @@ static void panel_attention(kvs_ui *ui, kvs_rect b, const kvq_replay_snapshot *s
         kvs_w_text(ui, in.y, in.x + 1, in.w - 1, kvs_attr(ui, KVS_C_DIM), "the trace has no queries");
         return;
     }
+    if (r->num_queries == 0) {
+        kvs_w_text(ui, in.y, in.x + 1, in.w - 1, kvs_attr(ui, KVS_C_DIM), "measured from the first decode step");
+        return;
+    }
     kvs_w_text(ui, in.y, in.x + 1, in.w - 1, A_NORMAL, "output err %.4f  KL %.4g", r->mean_output_rel_error,
                r->mean_kl_divergence);
     kvs_w_text(ui, in.y + 1, in.x + 1, in.w - 1, A_NORMAL, "top-%d recall %.3f", r->topk, r->topk_recall);
     kvs_w_text(ui, in.y + 2, in.x + 1, in.w - 1, kvs_attr(ui, KVS_C_DIM), "%ld queries", r->num_queries);
-    kvs_w_sparkline(ui, in.y + 3, in.x + 1, in.w - 2, ui->dash.hist_attn, ui->dash.n_hist, kvs_attr(ui, KVS_C_S2));
+    kvs_w_sparkline(ui, in.y + 3, in.x + 1, in.w - 2, hist->hist_attn, hist->n_hist, kvs_attr(ui, KVS_C_S2));
     layer_bars(ui, in, in.y + 4, r->per_layer_output_rel_error, r->n_layers,
                vmax_of(r->per_layer_output_rel_error, r->n_layers), KVS_C_S2, "%8.5f");
 }
@@ -247,7 +270,7 @@ static void panel_memory(kvs_ui *ui, kvs_rect b, const kvq_replay_snapshot *sn)
                r->compression_ratio);
     kvs_w_text(ui, in.y + 2, in.x + 1, in.w - 1, kvs_attr(ui, KVS_C_DIM), "%.0f B/token, k %.2f v %.2f bits",
                r->bytes_per_token, sn->key_bpc, sn->value_bpc);
-    kvs_w_sparkline(ui, in.y + 3, in.x + 1, in.w - 2, ui->dash.hist_mem, ui->dash.n_hist, kvs_attr(ui, KVS_C_S3));
+    kvs_w_sparkline(ui, in.y + 3, in.x + 1, in.w - 2, hist->hist_mem, hist->n_hist, kvs_attr(ui, KVS_C_S3));
     layer_bars(ui, in, in.y + 4, r->per_layer_mb, r->n_layers, vmax_of(r->per_layer_mb, r->n_layers), KVS_C_S3,
                "%7.3fMB");
 }
@@ -263,7 +286,7 @@ static void panel_keynorm(kvs_ui *ui, kvs_rect b, const kvq_replay_snapshot *sn)
                "outliers %ld (%.2f%%), mean |k| %.3f", r->outlier_count, 100 * r->outlier_fraction,
                r->mean_outlier_norm);
     kvs_w_text(ui, in.y + 2, in.x + 1, in.w - 1, kvs_attr(ui, KVS_C_DIM), "%ld keys seen", r->total_keys);
-    kvs_w_sparkline(ui, in.y + 3, in.x + 1, in.w - 2, ui->dash.hist_out, ui->dash.n_hist, kvs_attr(ui, KVS_C_S4));
+    kvs_w_sparkline(ui, in.y + 3, in.x + 1, in.w - 2, hist->hist_out, hist->n_hist, kvs_attr(ui, KVS_C_S4));
     double c[KVQ_MAX_LAYERS];
     for (int l = 0; l < r->n_layers; l++) c[l] = (double)r->per_layer_outlier_count[l];
     layer_bars(ui, in, in.y + 4, c, r->n_layers, vmax_of(c, r->n_layers), KVS_C_S4, "%8.0f");
@@ -302,9 +325,58 @@ static void panel_replay(kvs_ui *ui, kvs_rect b, const kvq_replay_snapshot *sn)
     kvs_w_text(ui, in.y + 7, in.x + 1, in.w - 1, kvs_attr(ui, KVS_C_DIM), "then one token per step with its query");
 }
 
+// The generated text, newest at the bottom; bytes outside printable ASCII as '.'.
+static void panel_text(kvs_ui *ui, kvs_rect b, const char *text, int len)
+{
+    kvs_w_box(ui, b, ui->gen.running ? "generating (Esc stops)" : "generated text");
+    kvs_rect in = kvs_w_inner(b);
+    if (in.w < 4 || in.h < 1) return;
+    // wrap from the end backwards into at most in.h lines
+    char lines[64][256];
+    int nl = 0, w = in.w - 2 < 255 ? in.w - 2 : 255;
+    int end = len;
+    while (end > 0 && nl < in.h && nl < 64) {
+        int start = end;
+        while (start > 0 && text[start - 1] != '\n' && end - start < w) start--;
+        int k = 0;
+        for (int i = start; i < end; i++) {
+            unsigned char c = (unsigned char)text[i];
+            lines[nl][k++] = c >= 32 && c < 127 ? (char)c : c == '\t' ? ' ' : '.';
+        }
+        lines[nl++][k] = 0;
+        end = start > 0 && text[start - 1] == '\n' ? start - 1 : start;
+    }
+    for (int i = 0; i < nl; i++)   // lines[0] is the newest
+        kvs_w_text(ui, in.y + nl - 1 - i, in.x + 1, in.w - 2, A_NORMAL, "%s", lines[i]);
+}
+
 static void dash_draw(kvs_ui *ui, kvs_rect r)
 {
     kvs_dash_state *d = &ui->dash;
+    hist = ui->gen.active ? &no_hist : d;
+    if (ui->gen.active && ui->gen.snap) {   // generation mode: draw the worker's last copy
+        static kvq_replay_snapshot gs;
+        static char text[KVS_GEN_TEXT];
+        pthread_mutex_lock(&ui->job.mu);
+        bool have = ui->gen.have_snap;
+        if (have) gs = *(kvq_replay_snapshot *)ui->gen.snap;
+        int len = ui->gen.text_len;
+        memcpy(text, ui->gen.text, (size_t)len + 1);
+        pthread_mutex_unlock(&ui->job.mu);
+        int cw = r.w / 3, rh = r.h / 2;
+        if (!have) {
+            kvs_w_box(ui, (kvs_rect){r.y, r.x, rh, 2 * cw}, "generation");
+            kvs_w_text(ui, r.y + 2, r.x + 2, 2 * cw - 4, A_BOLD, "loading the model and running the prompt...");
+        } else {
+            panel_distortion(ui, (kvs_rect){r.y, r.x, rh, cw}, &gs);
+            panel_attention(ui, (kvs_rect){r.y, r.x + cw, rh, cw}, &gs);
+            panel_keynorm(ui, (kvs_rect){r.y + rh, r.x, r.h - rh, cw}, &gs);
+            panel_latency(ui, (kvs_rect){r.y + rh, r.x + cw, r.h - rh, cw}, &gs);
+        }
+        if (have) panel_memory(ui, (kvs_rect){r.y, r.x + 2 * cw, rh, r.w - 2 * cw}, &gs);
+        panel_text(ui, (kvs_rect){have ? r.y + rh : r.y, r.x + 2 * cw, have ? r.h - rh : r.h, r.w - 2 * cw}, text, len);
+        return;
+    }
     const kvq_replay_snapshot *sn = d->replay && !d->prefilling ? snap(ui) : NULL;
     if (!sn || !sn->total) {
         kvs_w_box(ui, r, "dashboard");
@@ -317,6 +389,9 @@ static void dash_draw(kvs_ui *ui, kvs_rect r)
                        ui->s->cfg.method, ui->s->cfg.bits, ui->s->cfg.value_bits);
         kvs_w_text(ui, in.y + 3, in.x + 2, in.w - 4, kvs_attr(ui, KVS_C_DIM),
                    "observers: distortion, latency, memory, key norms, attention against exact fp32");
+        kvs_w_text(ui, in.y + 4, in.x + 2, in.w - 4, kvs_attr(ui, KVS_C_DIM),
+                   "g: generate text with the model (%s) through the same caches instead",
+                   ui->gen.model_dir[0] ? ui->gen.model_dir : "sample_data/refmodel");
         if (d->err[0]) kvs_w_text(ui, in.y + 5, in.x + 2, in.w - 4, kvs_attr(ui, KVS_C_BAD), "%s", d->err);
         return;
     }
@@ -358,12 +433,20 @@ static int k_restart(kvs_ui *ui, int key)
     return KVS_KEY_REDRAW;
 }
 
+static int k_generate(kvs_ui *ui, int key)
+{
+    (void)key;
+    kvs_gen_start(ui);
+    return KVS_KEY_REDRAW;
+}
+
 static const kvs_keybind dash_keys[] = {
     {' ', 0, "Space", "play / pause", k_play},
     {'.', 0, ".", "step one token", k_step},
     {'+', '=', "+/-", "speed x2 / /2", k_speed},
     {'-', 0, NULL, NULL, k_speed},
     {'R', 0, "R", "restart with the current config", k_restart},
+    {'g', 0, "g", "generate text with the model instead", k_generate},
     {0, 0, NULL, NULL, NULL},
 };
 

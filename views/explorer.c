@@ -199,8 +199,8 @@ static void explorer_draw(kvs_ui *ui, kvs_rect r)
         return;
     }
     grid_fill(&ui->ex, t);
-    int gw = 5 + 3 + 11 * t->n_kv_heads + 2;
-    if (gw > r.w / 3) gw = r.w / 3;
+    int gw = 5 + 3 + 11 * t->n_kv_heads + 2;   // the grid gets what it needs, up to 2/5 of the width
+    if (gw > r.w * 2 / 5) gw = r.w * 2 / 5;
     if (gw < 26) gw = 26;
     draw_grid(ui, (kvs_rect){r.y, r.x, r.h, gw}, t);
     draw_head(ui, (kvs_rect){r.y, r.x + gw, r.h, r.w - gw});

@@ -71,7 +71,7 @@ static void help_draw(kvs_ui *ui, kvs_rect r)
 {
     static help_line keys[HELP_MAX], cmds[HELP_MAX];
     int nk = key_lines(ui, keys), nc = command_lines(ui, cmds);
-    int lw = r.w * 2 / 5;
+    int lw = r.w / 2 < 56 ? r.w / 2 : 56;
     kvs_rect lb = {r.y, r.x, r.h, lw}, rb = {r.y, r.x + lw, r.h, r.w - lw};
     kvs_w_box(ui, lb, "keys");
     kvs_w_box(ui, rb, "commands");

@@ -240,9 +240,7 @@ static void plots_draw(kvs_ui *ui, kvs_rect r)
     }
     chart *c = calloc(1, sizeof *c);
     if (!c) return;
-    pthread_mutex_lock(&ui->s->lock);
-    plots[ps->which].build(ui->s, ps, c);
-    pthread_mutex_unlock(&ui->s->lock);
+    plots[ps->which].build(ui->s, ps, c);   // runs change only on this thread: no lock
     draw_chart(ui, (kvs_rect){r.y + 1, r.x, r.h - 1, r.w}, c);
     free(c);
 }
@@ -338,9 +336,7 @@ int kvs_plot_export_svg(kvs_session *s, const char *path)
     int which = ps && ps->which >= 0 && ps->which < N_PLOTS ? ps->which : 0;
     chart *c = calloc(1, sizeof *c);
     if (!c) return kvs_errorf(s, "export: out of memory");
-    pthread_mutex_lock(&s->lock);
-    plots[which].build(s, ps, c);
-    pthread_mutex_unlock(&s->lock);
+    plots[which].build(s, ps, c);   // UI thread or batch: runs cannot change meanwhile
     kvq_atomic_file af;
     if (kvq_atomic_open(&af, path)) {
         free(c);

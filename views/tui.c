@@ -6,12 +6,14 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include "commands.h"
 #include "tui.h"
 #include "ui.h"
 
 #define MIN_W 80
+#define DEFAULT_TRACE "sample_data/traces/code-1k.safetensors"
 #define MIN_H 24
 
 const kvs_view *const kvs_views[] = {&kvs_view_explorer, &kvs_view_lab, &kvs_view_dashboard,
@@ -167,6 +169,7 @@ static void log_push(kvs_ui *ui, bool is_error, const char *line)
     if (ui->log_n == KVS_LOG_LINES) ui->log_head = (ui->log_head + 1) % KVS_LOG_LINES;
     else ui->log_n++;
     snprintf(ui->log[i], sizeof ui->log[i], "%s", line);
+    ui->log_total++;
     ui->log_err[i] = is_error;
 }
 
@@ -246,6 +249,7 @@ void kvs_ui_free(kvs_ui *ui)
     kvs_dash_free(ui);
     kvs_explorer_free(ui);
     kvs_plots_free(ui);
+    kvs_gen_free(ui);
     kvq_log_set(NULL, NULL);
     kvs_session *s = ui->s;
     kvs_session fresh;   // restore the batch sink
@@ -276,11 +280,17 @@ int kvs_ui_switch(kvs_ui *ui, const char *name)
 
 int kvs_ui_exec(kvs_ui *ui, const char *line)
 {
-    int before = ui->log_n;
     kvs_printf(ui->s, ":%s", line);
+    long before = ui->log_total;
+    // the worker holds the session lock while it reads the trace: replacing
+    // the trace or the artifacts would block the UI until the job ends
+    char word[32] = "";
+    sscanf(line, " %31s", word);
+    if (kvs_job_busy(ui) && (!strcmp(word, "load") || !strcmp(word, "load-artifacts")))
+        return kvs_errorf(ui->s, "%s: wait for %s to finish (Esc cancels it)", word, ui->job.name);
     int rc = kvs_exec_line(ui->s, line);
     // a command that printed a page (help, show, info) opens the log
-    if (ui->log_n - before > 3) {
+    if (ui->log_total - before > 3) {
         ui->show_log = true;
         ui->log_scroll = 0;
     }
@@ -522,6 +532,17 @@ int kvs_tui_run(kvs_session *s, const char *path)
     if (!term || !*term)
         return refuse(s, "TERM is not set: cannot start the studio (try TERM=xterm-256color, or use "
                          "--script FILE / a COMMAND for batch mode)");
+    // a model directory (config.json inside) opens the studio on the sample
+    // trace with that model for generation in the dashboard
+    char model_dir[KVQ_PATH_LEN] = "", cfg_json[KVQ_PATH_LEN + 16];
+    struct stat sb;
+    if (path && stat(path, &sb) == 0 && S_ISDIR(sb.st_mode)) {
+        snprintf(cfg_json, sizeof cfg_json, "%s/config.json", path);
+        if (access(cfg_json, R_OK))
+            return kvs_errorf(s, "%s: a directory without config.json is neither a trace nor a model", path), 1;
+        snprintf(model_dir, sizeof model_dir, "%s", path);
+        path = access(DEFAULT_TRACE, R_OK) == 0 ? DEFAULT_TRACE : NULL;
+    }
     if (path && kvs_session_load(s, path, NULL)) return 1;
     setlocale(LC_ALL, "");
     SCREEN *scr = newterm(term, stdout, stdin);
@@ -537,6 +558,7 @@ int kvs_tui_run(kvs_session *s, const char *path)
         delscreen(scr);
         return refuse(s, "out of memory");
     }
+    snprintf(ui->gen.model_dir, sizeof ui->gen.model_dir, "%s", model_dir);
     const char *cs = setlocale(LC_CTYPE, NULL);
     ui->utf8 = !ui->ascii_forced && cs && (strstr(cs, "UTF-8") || strstr(cs, "utf8") || strstr(cs, "UTF8"));
     cbreak();

@@ -17,6 +17,10 @@ int kvs_studio_run(kvs_session *s);                             // lab run on th
 int kvs_studio_play(kvs_session *s, int speed);                 // speed <= 0: keep the current one
 int kvs_studio_pause(kvs_session *s);
 int kvs_studio_step(kvs_session *s, int n);
+// Calibration on the worker thread with the calibration view's progress
+// bar (for `calibrate` while the studio runs). o: engine/calib/calib.h.
+struct kvq_calib_opts;
+int kvs_studio_calibrate(kvs_session *s, const char *method, const struct kvq_calib_opts *o);
 // Names of the views, NULL-terminated (completion, help, errors).
 const char *const *kvs_studio_view_names(void);
 

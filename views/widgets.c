@@ -85,9 +85,9 @@ static float bucket_max(const float *v, int n, int w, int i)
     int a = (int)((long)i * n / w), b = (int)((long)(i + 1) * n / w);
     if (b <= a) b = a + 1;
     if (b > n) b = n;
-    float m = v[a];
-    for (int k = a + 1; k < b; k++)
-        if (v[k] > m) m = v[k];
+    float m = NAN;
+    for (int k = a; k < b; k++)
+        if (isfinite(v[k]) && !(v[k] <= m)) m = v[k];   // NaN m: take the first finite value
     return m;
 }
 
@@ -95,8 +95,9 @@ void kvs_w_sparkline(kvs_ui *ui, int y, int x, int w, const float *v, int n, att
 {
     if (w <= 0 || n <= 0) return;
     if (w > n) w = n;
-    float lo = v[0], hi = v[0];
-    for (int i = 1; i < n; i++) {
+    float lo = INFINITY, hi = -INFINITY;
+    for (int i = 0; i < n; i++) {
+        if (!isfinite(v[i])) continue;   // NaN: not measured yet
         if (v[i] < lo) lo = v[i];
         if (v[i] > hi) hi = v[i];
     }
@@ -104,6 +105,10 @@ void kvs_w_sparkline(kvs_ui *ui, int y, int x, int w, const float *v, int n, att
     move(y, x);
     for (int i = 0; i < w; i++) {
         float m = bucket_max(v, n, w, i);
+        if (!isfinite(m)) {
+            addch(' ');
+            continue;
+        }
         double f = hi > lo ? (m - lo) / (hi - lo) : 0.5;
         if (ui->utf8) addstr(vblock[1 + (int)lround(f * 7)]);
         else addch((chtype)ascii_ramp[1 + (int)lround(f * 8)]);
@@ -122,7 +127,8 @@ void kvs_w_vbars(kvs_ui *ui, kvs_rect r, const float *v, int n, double vmax, con
         bool marked = false;
         int lo = (int)((long)i * n / w), up = (int)((long)(i + 1) * n / w);
         for (int k = lo; mark && k < (up > lo ? up : lo + 1) && k < n; k++) marked |= mark[k];
-        int eighths = (int)lround(fmin(1.0, m / vmax) * r.h * 8);
+        double fr = isfinite(m) && m > 0 ? fmin(1.0, m / vmax) : 0;
+        int eighths = (int)lround(fr * r.h * 8);
         attrset(marked ? hi : a);
         for (int row = 0; row < r.h; row++) {
             int e = eighths - 8 * row;

@@ -251,6 +251,23 @@ kvq_progress *kvq_subprogress_init(kvq_subprogress *s, kvq_progress *parent, dou
     return &s->p;
 }
 
+kvq_status kvq_artifacts_load_for_trace(const char *dir, const kvq_trace *t, kvq_artifacts **out)
+{
+    kvq_artifacts *a;
+    kvq_status s = kvq_artifacts_load(dir, &a);
+    if (s) {
+        *out = NULL;
+        return s;
+    }
+    if (t && (s = kvq_artifacts_match_trace(a, t))) {
+        kvq_artifacts_free(a);
+        *out = NULL;
+        return s;
+    }
+    *out = a;
+    return KVQ_OK;
+}
+
 // ---- attention measurements ----
 kvq_status kvq_calib_attention(const float *q, const int32_t *qpos, int nq, const float *k,
                                const float *v, int n, int d, float *out)

@@ -95,6 +95,9 @@ kvq_status kvq_calibrate(const char *method, const kvq_trace *t, const kvq_calib
 // kv heads, head_dim), else KVQ_ERR_SHAPE naming what differs. Artifacts
 // calibrated on fewer layers (opts.layers) mismatch on purpose.
 kvq_status kvq_artifacts_match_trace(const kvq_artifacts *a, const kvq_trace *t);
+// kvq_artifacts_load + kvq_artifacts_match_trace (t may be NULL: no check);
+// *out is NULL on any failure. For `--artifacts DIR` options.
+kvq_status kvq_artifacts_load_for_trace(const char *dir, const kvq_trace *t, kvq_artifacts **out);
 
 // A child progress that maps its [0,1] onto [f0,f1] of parent (stage
 // replaced by `stage` when non-NULL) and forwards cancellation; for handing

@@ -1,0 +1,154 @@
+#!/usr/bin/env bash
+# The bad-input matrix (issue 9): every case must end with a non-zero exit
+# and one clear line on stderr naming the culprit, never a crash. Inputs are
+# the malformed corpus of tests/data/ plus small traces built here with bash
+# (mk_st), so the script needs nothing but coreutils.
+. "$(dirname "$0")/lib.sh"
+D=tests/data
+K=$KVSTUDIO
+
+le64() { local n=$1 s="" i; for i in 0 1 2 3 4 5 6 7; do s="$s\\x$(printf %02x $(((n >> (8 * i)) & 255)))"; done; printf "$s"; }
+# mk_st OUT 'NAME:DTYPE:D0,D1,..;...': a kvtrace safetensors whose tensors
+# hold the byte 0x3c ('<'; F16 0x3c3c = 1.06) throughout.
+mk_st() {
+  local out=$1 spec=$2 h='{"__metadata__":{"format":"kvtrace","version":"1"}' off=0 t name dt shape n b d IFS=';'
+  for t in $spec; do
+    IFS=: read -r name dt shape <<<"$t"
+    n=1; IFS=, ; for d in $shape; do n=$((n * d)); done; IFS=';'
+    b=$((n * 2)); [ "$dt" = F32 ] && b=$((n * 4))
+    h="$h,\"$name\":{\"dtype\":\"$dt\",\"shape\":[$shape],\"data_offsets\":[$off,$((off + b))]}"
+    off=$((off + b))
+  done
+  h="$h}"
+  while [ $((${#h} % 8)) -ne 0 ]; do h="$h "; done
+  { le64 ${#h}; printf '%s' "$h"; head -c $off /dev/zero | tr '\0' '<'; } >"$out"
+}
+
+echo "-- every malformed file of tests/data (info)"
+for f in $D/st_*.safetensors $D/tr_*.safetensors $D/mlx_quantized.safetensors $D/npy_*.npy; do
+  case $(basename "$f") in tr_valid.* | npy_keys.* | npy_values.* | npy_values_mismatch.*) continue ;; esac
+  expect_fail "$(basename "$f")" "$(basename "$f"): " "$K" info "$f"
+done
+expect_fail "empty file" "file is 0 bytes" bash -c ": >'$TMP/zero.safetensors'; exec $K info '$TMP/zero.safetensors'"
+expect_fail "directory as trace" "$TMP" "$K" info "$TMP"
+expect_fail "missing trace" "nope.npy" "$K" info "$TMP/nope.npy"
+expect_fail "quantize on a malformed trace" "st_hole.safetensors" "$K" quantize $D/st_hole.safetensors --method turboquant_mse --bits 3
+
+echo "-- wrong shapes between keys, values and queries"
+mk_st "$TMP/kv.safetensors" 'layers.0.keys:F16:2,8,8;layers.0.values:F16:2,7,8'
+expect_fail "values tokens != keys tokens" "layers.0.values': n_tokens 7, expected 8" "$K" info "$TMP/kv.safetensors"
+mk_st "$TMP/vd.safetensors" 'layers.0.keys:F16:2,8,8;layers.0.values:F16:2,8,16'
+expect_fail "values head_dim != keys head_dim" "layers.0.values': head_dim 16, expected 8" "$K" info "$TMP/vd.safetensors"
+mk_st "$TMP/qd.safetensors" 'layers.0.keys:F16:2,8,8;layers.0.queries:F16:4,8,4'
+expect_fail "queries head_dim != keys head_dim" "layers.0.queries': head_dim 4, expected 8" "$K" info "$TMP/qd.safetensors"
+mk_st "$TMP/qh.safetensors" 'layers.0.keys:F16:2,8,8;layers.0.queries:F16:3,8,8'
+expect_fail "query heads not a multiple of kv heads" "n_heads 3 is not a multiple of n_kv_heads 2" "$K" info "$TMP/qh.safetensors"
+expect_fail "layers disagree on head_dim" "head_dim 16, expected 8" "$K" info $D/tr_head_dim_mismatch.safetensors
+printf 'load %s --values %s\n' $D/npy_keys.npy $D/npy_values_mismatch.npy >"$TMP/npyv.kvs"
+expect_fail "npy values tokens != keys tokens" "npy_values_mismatch.npy" "$K" --script "$TMP/npyv.kvs"
+mk_st "$TMP/rank.safetensors" 'layers.0.keys:F16:16,8'
+expect_fail "keys of rank 2" "has 2 dims, expected" "$K" info "$TMP/rank.safetensors"
+
+echo "-- NaN / Inf"
+expect_fail "NaN in keys" "NaN at head 1, token 3, channel 5" "$K" info $D/tr_nan_keys.safetensors
+expect_fail "Inf in values" "Inf at head 0, token 2, channel 7" "$K" info $D/tr_inf_values.safetensors
+expect_fail "NaN in npy" "NaN at layer 1, head 0, token 2, channel 3" "$K" info $D/npy_nan.npy
+mk_st "$TMP/nanq.safetensors" 'layers.0.keys:F16:2,8,8;layers.0.queries:F16:2,8,8'
+printf '\x00\x7e' | dd of="$TMP/nanq.safetensors" bs=1 seek=$(($(stat -c %s "$TMP/nanq.safetensors") - 2)) conv=notrunc status=none
+expect_fail "NaN in the last query" "layers.0.queries: NaN at head 1, query 7, channel 7" "$K" info "$TMP/nanq.safetensors"
+
+echo "-- empty traces"
+mk_st "$TMP/t0.safetensors" 'layers.0.keys:F16:2,0,8'
+expect_fail "zero tokens" "n_tokens is 0, expected at least 1" "$K" info "$TMP/t0.safetensors"
+mk_st "$TMP/h0.safetensors" 'layers.0.keys:F16:0,8,8'
+expect_fail "zero kv heads" "n_kv_heads is 0" "$K" info "$TMP/h0.safetensors"
+mk_st "$TMP/d0.safetensors" 'layers.0.keys:F16:2,8,0'
+expect_fail "zero head_dim" "head_dim is 0" "$K" info "$TMP/d0.safetensors"
+mk_st "$TMP/none.safetensors" ''
+expect_fail "no tensors at all" "no tensor 'layers.0.keys'" "$K" info "$TMP/none.safetensors"
+
+echo "-- methods and options"
+mk_st "$TMP/hd12.safetensors" 'layers.0.keys:F16:2,8,12;layers.0.values:F16:2,8,12'
+expect_fail "hadamard, head_dim 12" "use_hadamard needs head_dim a power of two, found 12" \
+  "$K" quantize "$TMP/hd12.safetensors" --method turboquant_mse --bits 3 --use-hadamard
+expect_fail "q4_0_hadamard, head_dim 12" "head_dim 12 is not a power of two" \
+  "$K" quantize "$TMP/hd12.safetensors" --method q4_0_hadamard --bits 4
+for b in 0 17; do
+  expect_fail "quantize --bits $b" "bits: '$b'" "$K" quantize $D/tr_valid.safetensors --method turboquant_mse --bits $b
+  expect_fail "--value-bits $b" "'$b'" "$K" quantize $D/tr_valid.safetensors --method turboquant_mse --bits 3 --value-bits $b
+  expect_fail "set bits=$b" "bits: '$b'" "$K" set bits=$b
+done
+expect_fail "bits beyond a method's range" "out of range for qjl" "$K" quantize $D/tr_valid.safetensors --method qjl --bits 3
+expect_fail "unknown method" "unknown method 'bogus' (known: " "$K" quantize $D/tr_valid.safetensors --method bogus --bits 3
+expect_fail "unknown method (method)" "bogus" "$K" method bogus
+expect_fail "unknown value method" "bogus" "$K" quantize $D/tr_valid.safetensors --method turboquant_mse --bits 3 --value-method bogus
+expect_fail "unknown option" "unknown option 'frob'" "$K" quantize $D/tr_valid.safetensors --method turboquant_mse --bits 3 --frob 2
+expect_fail "unknown config field" "frob" "$K" set frob=2
+expect_fail "non-numeric bits" "'three'" "$K" quantize $D/tr_valid.safetensors --method turboquant_mse --bits three
+expect_fail "unknown --dtype" "dtype" "$K" load $D/npy_keys.npy --dtype f8
+
+echo "-- artifacts"
+expect_ok "precompute on a 4-token trace" "$K" precompute --method rabitq --trace $D/tr_valid.safetensors --num-clusters 2 --output "$TMP/art"
+expect_fail "artifacts from another trace" "rabitq.centroids.l0.h0' has shape \[2,8\], expected \[16,128\]" \
+  "$K" quantize "$TRACE" --method rabitq --bits 3 --artifacts "$TMP/art"
+expect_fail "artifacts dir missing" "not an artifacts directory" "$K" load-artifacts "$TMP/noart"
+cp -r "$TMP/art" "$TMP/art_bad"; printf '{"format": "kvstudio-artifacts", "method": 3}' >"$TMP/art_bad/manifest.json"
+expect_fail "artifacts manifest malformed" "manifest.json: 'method' and 'version' must be strings" "$K" load-artifacts "$TMP/art_bad"
+cp -r "$TMP/art" "$TMP/art_trunc"; head -c 100 "$TMP/art/artifacts.safetensors" >"$TMP/art_trunc/artifacts.safetensors"
+expect_fail "artifacts tensors truncated" "art_trunc/artifacts.safetensors" "$K" load-artifacts "$TMP/art_trunc"
+expect_fail "needs calibration" "rabitq" "$K" quantize $D/tr_valid.safetensors --method rabitq --bits 3
+
+echo "-- model directories"
+M=sample_data/refmodel
+mkdir -p "$TMP/m"
+for f in config.json model.safetensors.index.json model-00001-of-00003.safetensors model-00002-of-00003.safetensors; do
+  ln -s "$PWD/$M/$f" "$TMP/m/$f"
+done
+TEXT=sample_data/texts/textwrap-1k.py
+expect_fail "model dir with a missing shard" "shard 'model-00003-of-00003.safetensors' listed in model.safetensors.index.json is missing" \
+  "$K" ppl --model "$TMP/m" --text "$TEXT"
+mkdir -p "$TMP/m2"; echo '{"model_type": "llama",' >"$TMP/m2/config.json"
+expect_fail "model config.json malformed" "m2/config.json" "$K" ppl --model "$TMP/m2" --text "$TEXT"
+expect_fail "model dir without config.json" "no config.json" "$K" ppl --model "$TMP" --text "$TEXT"
+
+echo "-- unwritable outputs"
+exp_script() { printf 'load %s\nquantize --method turboquant_mse --bits 3\nexport json %s\n' $D/tr_valid.safetensors "$1" >"$TMP/exp.kvs"; }
+mkdir -p "$TMP/ro"; chmod 555 "$TMP/ro"
+# root ignores directory permissions: run those cases as nobody
+AS=(); [ "$(id -u)" = 0 ] && AS=(setpriv --reuid=65534 --regid=65534 --clear-groups)
+chmod -R a+rX "$TMP"
+if [ "$(id -u)" != 0 ] || command -v setpriv >/dev/null; then
+  exp_script "$TMP/ro/runs.json"
+  expect_fail "export into a read-only dir" "ro/runs.json" "${AS[@]}" "$K" --script "$TMP/exp.kvs"
+  expect_fail "precompute into a read-only dir" "ro/art" "${AS[@]}" "$K" precompute --method rabitq \
+    --trace $D/tr_valid.safetensors --num-clusters 2 --output "$TMP/ro/art"
+  [ -z "$(ls "$TMP/ro")" ] && pass "read-only dir left empty" || fail "read-only dir holds $(ls "$TMP/ro")"
+fi
+# A full disk: RLIMIT_FSIZE 0 makes every write to a file fail (EFBIG); the
+# error line still reaches the terminal through a pipe.
+full() { bash -c 'trap "" XFSZ; (ulimit -f 0; exec "$@") 2>&1 >/dev/null | cat >&2; exit ${PIPESTATUS[0]}' full "$@"; }
+exp_script "$TMP/full/runs.json"; mkdir -p "$TMP/full"
+expect_fail "export onto a full disk" "full/runs.json" full "$K" --script "$TMP/exp.kvs"
+expect_fail "precompute onto a full disk" "write failed" full "$K" precompute --method rabitq \
+  --trace $D/tr_valid.safetensors --num-clusters 2 --output "$TMP/full/art"
+[ -z "$(ls "$TMP/full")" ] && pass "full disk: no partial file left" || fail "full disk left $(ls "$TMP/full")"
+# /dev/full itself: as root a private copy of the node, so a writer that
+# renamed over it could not replace the real one.
+DEVFULL=/dev/full
+[ "$(id -u)" = 0 ] && mknod "$TMP/devfull" c 1 7 && DEVFULL=$TMP/devfull
+exp_script "$DEVFULL"
+expect_fail "export to /dev/full" "devfull\|/dev/full" "$K" --script "$TMP/exp.kvs"
+[ -c "$DEVFULL" ] && pass "/dev/full still a device" || fail "/dev/full was replaced by a regular file"
+exp_script "$TMP/nodir/runs.json"
+expect_fail "export into a missing dir (stdin script)" "nodir/runs.json" bash -c "$K - <'$TMP/exp.kvs'"
+
+echo "-- scripts"
+printf 'load %s\ninfo\n\n# comment\nfrobnicate --x 1\ninfo\n' $D/tr_valid.safetensors >"$TMP/unk.kvs"
+expect_fail "unknown command at line 5" "unk.kvs:5: unknown command 'frobnicate'" "$K" --script "$TMP/unk.kvs"
+printf 'bits 3\nset "method=turboquant_mse\n' >"$TMP/quote.kvs"
+expect_fail "unterminated quote at line 2" "quote.kvs:2: unterminated \" quote" "$K" --script "$TMP/quote.kvs"
+printf 'bits 3\nquantize --method turboquant_mse\n' >"$TMP/notrace.kvs"
+expect_fail "quantize without a trace" "notrace.kvs:2: no trace loaded" "$K" --script "$TMP/notrace.kvs"
+head -c 3000 /dev/urandom | tr -d '\n' >"$TMP/noise.kvs"
+expect_fail "binary noise as a script" "noise.kvs:1: " "$K" --script "$TMP/noise.kvs"
+finish

@@ -1,0 +1,314 @@
+// test_artifacts.c — artifacts on disk: round trip of tensors and metadata,
+// byte-identical saves, atomic replacement (a failed save leaves the old
+// artifacts intact and no temp directory), refusal to replace a directory
+// holding other files, load errors that name what differs, and the
+// artifacts/trace match check.
+#include <dirent.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <cmocka.h>
+#include "artifacts.h"
+#include "calib/calib.h"
+
+#define CODE "sample_data/traces/code-1k.safetensors"
+
+static char root[256];
+
+static int setup(void **st)
+{
+    (void)st;
+    snprintf(root, sizeof root, "/tmp/kvq_test_artifacts.XXXXXX");
+    return mkdtemp(root) ? 0 : -1;
+}
+
+static int teardown(void **st)
+{
+    (void)st;
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+static void path_in(char *out, size_t n, const char *name) { snprintf(out, n, "%s/%s", root, name); }
+
+static kvq_artifacts *sample(float base)
+{
+    kvq_artifacts *a;
+    assert_int_equal(kvq_artifacts_new(&a), KVQ_OK);
+    float x[24];
+    for (int i = 0; i < 24; i++) x[i] = base + (float)i * 0.5f;
+    int64_t s1[1] = {24}, s3[3] = {2, 3, 4}, s0[1] = {0};
+    assert_int_equal(kvq_artifacts_put(a, "test.vec", x, 1, s1), KVQ_OK);
+    assert_int_equal(kvq_artifacts_put(a, "test.cube.l0.h1", x, 3, s3), KVQ_OK);
+    assert_int_equal(kvq_artifacts_put(a, "test.empty", x, 1, s0), KVQ_OK);
+    kvq_artifacts_set_meta(a, "method", "spectral");
+    kvq_artifacts_set_meta(a, "version", KVQ_VERSION);
+    kvq_artifacts_set_meta(a, "trace.layers", "6");
+    kvq_artifacts_set_meta(a, "trace.kv_heads", "2");
+    kvq_artifacts_set_meta(a, "trace.head_dim", "128");
+    kvq_artifacts_set_meta(a, "trace.path", CODE);
+    kvq_artifacts_set_meta(a, "option.seed", "42");
+    kvq_artifacts_set_meta(a, "note", "free-form");
+    return a;
+}
+
+static char *slurp(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *b = malloc((size_t)n + 1);
+    *len = fread(b, 1, (size_t)n, f);
+    b[*len] = 0;
+    fclose(f);
+    return b;
+}
+
+static void spit(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+// Entries of root whose name contains `part`.
+static int count_entries(const char *part)
+{
+    DIR *d = opendir(root);
+    struct dirent *e;
+    int n = 0;
+    while ((e = readdir(d)))
+        if (strstr(e->d_name, part)) n++;
+    closedir(d);
+    return n;
+}
+
+static void test_round_trip(void **st)
+{
+    (void)st;
+    char dir[320];
+    path_in(dir, sizeof dir, "rt");
+    kvq_artifacts *a = sample(1.0f), *b;
+    assert_int_equal(kvq_artifacts_save(a, dir), KVQ_OK);
+    assert_int_equal(kvq_artifacts_load(dir, &b), KVQ_OK);
+    assert_int_equal(kvq_artifacts_count(b), 3);
+    for (int i = 0; i < 3; i++) assert_string_equal(kvq_artifacts_name(a, i), kvq_artifacts_name(b, i));
+    int nd;
+    int64_t sh[8];
+    const float *x = kvq_artifacts_get(b, "test.cube.l0.h1", &nd, sh);
+    assert_true(x && nd == 3 && sh[0] == 2 && sh[1] == 3 && sh[2] == 4);
+    assert_memory_equal(x, kvq_artifacts_get(a, "test.cube.l0.h1", NULL, NULL), 24 * sizeof(float));
+    assert_non_null(kvq_artifacts_get(b, "test.empty", &nd, sh));
+    assert_true(nd == 1 && sh[0] == 0);
+    static const char *const keys[] = {"method", "version", "trace.layers", "trace.path", "option.seed", "note"};
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
+        assert_string_equal(kvq_artifacts_meta(a, keys[i]), kvq_artifacts_meta(b, keys[i]));
+    // saving what was loaded gives the same bytes (and two saves are identical)
+    char dir2[320], p1[400], p2[400];
+    path_in(dir2, sizeof dir2, "rt2");
+    assert_int_equal(kvq_artifacts_save(b, dir2), KVQ_OK);
+    static const char *const files[] = {"artifacts.safetensors", "manifest.json"};
+    for (int f = 0; f < 2; f++) {
+        size_t l1, l2;
+        snprintf(p1, sizeof p1, "%s/%s", dir, files[f]);
+        snprintf(p2, sizeof p2, "%s/%s", dir2, files[f]);
+        char *c1 = slurp(p1, &l1), *c2 = slurp(p2, &l2);
+        assert_true(c1 && c2 && l1 == l2 && memcmp(c1, c2, l1) == 0);
+        free(c1);
+        free(c2);
+    }
+    assert_int_equal(count_entries(".tmp."), 0);
+    kvq_artifacts_free(a);
+    kvq_artifacts_free(b);
+}
+
+static void test_replace_and_failed_save(void **st)
+{
+    (void)st;
+    char dir[320];
+    path_in(dir, sizeof dir, "rep");
+    kvq_artifacts *a = sample(1.0f), *b = sample(100.0f), *got;
+    assert_int_equal(kvq_artifacts_save(a, dir), KVQ_OK);
+    assert_int_equal(kvq_artifacts_save(b, dir), KVQ_OK);   // replaces
+    assert_int_equal(kvq_artifacts_load(dir, &got), KVQ_OK);
+    assert_true(kvq_artifacts_get(got, "test.vec", NULL, NULL)[0] == 100.0f);
+    kvq_artifacts_free(got);
+    // a save that fails half-way (the tensor writer rejects the name) leaves
+    // the previous artifacts loadable and no temp directory behind
+    int64_t one = 1;
+    float z = 0;
+    assert_int_equal(kvq_artifacts_put(a, "__metadata__", &z, 1, &one), KVQ_OK);
+    assert_int_not_equal(kvq_artifacts_save(a, dir), KVQ_OK);
+    assert_int_equal(kvq_artifacts_load(dir, &got), KVQ_OK);
+    assert_true(kvq_artifacts_get(got, "test.vec", NULL, NULL)[0] == 100.0f);
+    assert_int_equal(count_entries(".tmp."), 0);
+    assert_int_equal(count_entries(".old."), 0);
+    kvq_artifacts_free(got);
+    // never replace a directory that holds anything else
+    char other[320], keep[400];
+    path_in(other, sizeof other, "user_dir");
+    mkdir(other, 0777);
+    snprintf(keep, sizeof keep, "%s/notes.txt", other);
+    spit(keep, "mine");
+    assert_int_equal(kvq_artifacts_save(b, other), KVQ_ERR_IO);
+    assert_non_null(strstr(kvq_last_error(), "notes.txt"));
+    assert_int_equal(access(keep, F_OK), 0);
+    // a path that is a file
+    assert_int_equal(kvq_artifacts_save(b, keep), KVQ_ERR_IO);
+    assert_non_null(strstr(kvq_last_error(), "not a directory"));
+    assert_int_equal(kvq_artifacts_save(NULL, dir), KVQ_ERR_ARG);
+    kvq_artifacts_free(a);
+    kvq_artifacts_free(b);
+}
+
+// Replace the first occurrence of `from` in dir's manifest by `to`.
+static void edit_manifest(const char *dir, const char *from, const char *to)
+{
+    char p[400];
+    size_t n;
+    snprintf(p, sizeof p, "%s/manifest.json", dir);
+    char *t = slurp(p, &n), *at = strstr(t, from);
+    assert_non_null(at);
+    char *out = malloc(n + strlen(to) + 1);
+    size_t pre = (size_t)(at - t);
+    memcpy(out, t, pre);
+    strcpy(out + pre, to);
+    strcat(out, at + strlen(from));
+    spit(p, out);
+    free(t);
+    free(out);
+}
+
+static void test_load_errors(void **st)
+{
+    (void)st;
+    char dir[320], p[400];
+    kvq_artifacts *a = sample(1.0f), *got = (kvq_artifacts *)1;
+    path_in(dir, sizeof dir, "missing");
+    assert_int_equal(kvq_artifacts_load(dir, &got), KVQ_ERR_IO);
+    assert_null(got);
+    assert_non_null(strstr(kvq_last_error(), "precompute"));
+    struct { const char *from, *to; kvq_status want; const char *msg; } cases[] = {
+        {"\"test.cube.l0.h1\"", "\"test.cube.l9.h9\"", KVQ_ERR_FORMAT, "test.cube.l9.h9"},
+        {"        3,\n", "        5,\n", KVQ_ERR_SHAPE, "shape [2,5,4] in the manifest but [2,3,4]"},
+        {"kvstudio-artifacts", "something-else", KVQ_ERR_FORMAT, "something-else"},
+        {"{", "[", KVQ_ERR_FORMAT, "manifest.json"},
+        {"\"method\": \"spectral\"", "\"method\": 7", KVQ_ERR_FORMAT, "'method'"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "bad%zu", i);
+        path_in(dir, sizeof dir, name);
+        assert_int_equal(kvq_artifacts_save(a, dir), KVQ_OK);
+        edit_manifest(dir, cases[i].from, cases[i].to);
+        got = (kvq_artifacts *)1;
+        kvq_status s = kvq_artifacts_load(dir, &got);
+        if (s != cases[i].want || !strstr(kvq_last_error(), cases[i].msg))
+            fail_msg("case %zu: status %d, message '%s'", i, s, kvq_last_error());
+        assert_null(got);
+    }
+    // a tensor file that does not match the manifest's count
+    path_in(dir, sizeof dir, "short");
+    assert_int_equal(kvq_artifacts_save(a, dir), KVQ_OK);
+    kvq_artifacts *b = sample(1.0f);
+    int64_t one = 1;
+    float z = 3;
+    kvq_artifacts_put(b, "extra", &z, 1, &one);
+    char dir2[320];
+    path_in(dir2, sizeof dir2, "short2");
+    assert_int_equal(kvq_artifacts_save(b, dir2), KVQ_OK);
+    char from[400], to[400];
+    snprintf(from, sizeof from, "%s/artifacts.safetensors", dir2);
+    snprintf(to, sizeof to, "%s/artifacts.safetensors", dir);
+    assert_int_equal(rename(from, to), 0);
+    assert_int_equal(kvq_artifacts_load(dir, &got), KVQ_ERR_FORMAT);
+    assert_non_null(strstr(kvq_last_error(), "lists 3 tensors"));
+    // a truncated tensor file
+    path_in(dir, sizeof dir, "trunc");
+    assert_int_equal(kvq_artifacts_save(a, dir), KVQ_OK);
+    snprintf(p, sizeof p, "%s/artifacts.safetensors", dir);
+    assert_int_equal(truncate(p, 40), 0);
+    assert_int_not_equal(kvq_artifacts_load(dir, &got), KVQ_OK);
+    kvq_artifacts_free(a);
+    kvq_artifacts_free(b);
+}
+
+static void test_match_trace_and_plan(void **st)
+{
+    (void)st;
+    kvq_trace *t;
+    assert_int_equal(kvq_trace_open(CODE, NULL, &t), KVQ_OK);
+    kvq_calib_opts o;
+    kvq_calib_opts_default(&o);
+    kvq_artifacts *a, *b;
+    assert_int_equal(kvq_calibrate("spectral", t, &o, NULL, &a), KVQ_OK);
+    assert_int_equal(kvq_artifacts_match_trace(a, t), KVQ_OK);
+    char dir[320];
+    path_in(dir, sizeof dir, "spectral");
+    assert_int_equal(kvq_artifacts_save(a, dir), KVQ_OK);
+    assert_int_equal(kvq_artifacts_load(dir, &b), KVQ_OK);
+    assert_int_equal(kvq_artifacts_match_trace(b, t), KVQ_OK);
+    // plans built from loaded artifacts encode exactly as from the originals
+    kvq_config c;
+    kvq_config_default(&c);
+    kvq_plan_params pa = {.bits = 2, .head_dim = 128, .layer = 5, .kv_head = 1, .cfg = &c, .art = a}, pb = pa;
+    pb.art = b;
+    kvq_quantizer qa, qb;
+    assert_int_equal(kvq_quantizer_init(&qa, "spectral", &pa), KVQ_OK);
+    assert_int_equal(kvq_quantizer_init(&qb, "spectral", &pb), KVQ_OK);
+    float *k = malloc(sizeof(float) * 1024 * 128);
+    uint8_t *ca = malloc(qa.bpv * 1024), *cb = malloc(qb.bpv * 1024);
+    assert_int_equal(kvq_trace_keys(t, 5, 1, k), KVQ_OK);
+    qa.m->encode(qa.plan, k, 1024, ca);
+    qb.m->encode(qb.plan, k, 1024, cb);
+    assert_int_equal(qa.bpv, qb.bpv);
+    assert_memory_equal(ca, cb, qa.bpv * 1024);
+    free(k); free(ca); free(cb);
+    kvq_quantizer_free(&qa);
+    kvq_quantizer_free(&qb);
+    // what differs is named
+    kvq_artifacts_set_meta(b, "trace.layers", "4");
+    kvq_artifacts_set_meta(b, "trace.head_dim", "64");
+    assert_int_equal(kvq_artifacts_match_trace(b, t), KVQ_ERR_SHAPE);
+    assert_non_null(strstr(kvq_last_error(), "layers 4 vs 6"));
+    assert_non_null(strstr(kvq_last_error(), "head_dim 64 vs 128"));
+    assert_null(strstr(kvq_last_error(), "kv heads"));
+    char dir2[320];
+    path_in(dir2, sizeof dir2, "spectral_4layers");
+    assert_int_equal(kvq_artifacts_save(b, dir2), KVQ_OK);
+    kvq_artifacts *l = (kvq_artifacts *)1;
+    assert_int_equal(kvq_artifacts_load_for_trace(dir2, t, &l), KVQ_ERR_SHAPE);
+    assert_null(l);
+    assert_int_equal(kvq_artifacts_load_for_trace(dir2, NULL, &l), KVQ_OK);   // no trace: no check
+    kvq_artifacts_free(l);
+    assert_int_equal(kvq_artifacts_load_for_trace(dir, t, &l), KVQ_OK);
+    kvq_artifacts_free(l);
+    kvq_artifacts *e;
+    kvq_artifacts_new(&e);
+    assert_int_equal(kvq_artifacts_match_trace(e, t), KVQ_ERR_FORMAT);
+    kvq_artifacts_free(e);
+    kvq_artifacts_free(a);
+    kvq_artifacts_free(b);
+    kvq_trace_free(t);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_round_trip),
+        cmocka_unit_test(test_replace_and_failed_save),
+        cmocka_unit_test(test_load_errors),
+        cmocka_unit_test(test_match_trace_and_plan),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}

@@ -1,0 +1,543 @@
+// test_views.c — in-process render tests of the studio: every view drawn
+// into an ncurses screen on /dev/null (newterm + resizeterm), keys fed
+// through kvs_ui_key, jobs joined with kvs_job_wait, and the text read back
+// with mvinnstr / mvinchnstr.
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+#include <fcntl.h>
+#include <locale.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include "commands.h"
+#include "replay.h"
+#include "tui.h"
+#include "ui.h"
+
+#define TRACE "sample_data/traces/code-1k.safetensors"
+
+typedef struct {
+    kvs_session s;
+    kvs_ui *ui;
+    SCREEN *scr;
+    FILE *out, *in;
+    char state_dir[64];
+} fixture;
+
+static char screen[200 * 80 * 4];
+
+// The whole screen as text, one line per row.
+static const char *grab(kvs_ui *ui)
+{
+    kvs_ui_draw(ui);
+    size_t len = 0;
+    for (int y = 0; y < LINES; y++) {
+        char row[1024];
+        int n = mvinnstr(y, 0, row, (int)sizeof row - 1);
+        if (n < 0) n = 0;
+        row[n] = 0;
+        len += (size_t)snprintf(screen + len, sizeof screen - len, "%s\n", row);
+    }
+    return screen;
+}
+
+static void assert_shows(kvs_ui *ui, const char *text)
+{
+    const char *s = grab(ui);
+    if (!strstr(s, text)) {
+        print_message("---- screen ----\n%s---- expected: '%s'\n", s, text);
+        fail();
+    }
+}
+
+static void assert_hides(kvs_ui *ui, const char *text)
+{
+    const char *s = grab(ui);
+    if (strstr(s, text)) {
+        print_message("---- screen ----\n%s---- not expected: '%s'\n", s, text);
+        fail();
+    }
+}
+
+static void quiet_out(void *user, bool is_error, const char *line)
+{
+    (void)user, (void)is_error, (void)line;
+}
+
+static int setup(void **state)
+{
+    fixture *f = calloc(1, sizeof *f);
+    snprintf(f->state_dir, sizeof f->state_dir, "/tmp/kvs_test_views_XXXXXX");
+    assert_non_null(mkdtemp(f->state_dir));
+    setenv("XDG_STATE_HOME", f->state_dir, 1);
+    unsetenv("NO_COLOR");
+    kvs_session_init(&f->s);
+    f->s.out = quiet_out;
+    assert_int_equal(kvs_session_load(&f->s, TRACE, NULL), 0);
+    setlocale(LC_ALL, "C.UTF-8");
+    f->out = fopen("/dev/null", "w");
+    f->in = fopen("/dev/null", "r");
+    f->scr = newterm("xterm-256color", f->out, f->in);
+    assert_non_null(f->scr);
+    set_term(f->scr);
+    resizeterm(40, 120);
+    f->ui = kvs_ui_new(&f->s);
+    assert_non_null(f->ui);
+    f->ui->utf8 = true;
+    kvs_colors_init(f->ui);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture *f = *state;
+    kvs_prompt_shutdown(f->ui);
+    endwin();
+    kvs_ui_free(f->ui);
+    delscreen(f->scr);
+    fclose(f->out);
+    fclose(f->in);
+    kvs_session_free(&f->s);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", f->state_dir);
+    if (system(cmd)) { /* best effort */ }
+    free(f);
+    return 0;
+}
+
+static void keys(kvs_ui *ui, const char *k)
+{
+    for (; *k; k++) kvs_ui_key(ui, (unsigned char)*k);
+}
+
+// ---- views ----
+static void test_explorer(void **state)
+{
+    fixture *f = *state;
+    kvs_ui *ui = f->ui;
+    assert_shows(ui, "1 Explorer");
+    assert_shows(ui, "layers x kv heads");
+    assert_shows(ui, "layer 0, kv head 0: keys");
+    assert_shows(ui, "d_eff");
+    assert_shows(ui, "max |k| per channel");
+    for (int i = 0; i < 4; i++) grab(ui);   // the grid fills a few cells per frame
+    assert_hides(ui, "...");
+    kvs_ui_key(ui, 'j');
+    kvs_ui_key(ui, KEY_RIGHT);
+    assert_shows(ui, "layer 1, kv head 1: keys");
+    kvs_ui_key(ui, 'v');
+    assert_shows(ui, "layer 1, kv head 1: values");
+    assert_shows(ui, "max |v| per channel");
+    kvs_ui_key(ui, 'k');
+    kvs_ui_key(ui, 'k');   // clamps at layer 0
+    assert_shows(ui, "layer 0, kv head 1: values");
+}
+
+static void test_lab_run_and_compare(void **state)
+{
+    fixture *f = *state;
+    kvs_ui *ui = f->ui;
+    kvs_ui_key(ui, '2');
+    assert_string_equal(f->s.view, "lab");
+    assert_shows(ui, "config");
+    assert_shows(ui, "turboquant_mse");
+    assert_shows(ui, "TurboQuant Alg. 1");   // description from the traits table
+    assert_shows(ui, "no runs yet");
+    kvs_ui_key(ui, 'r');
+    assert_true(kvs_job_busy(ui));
+    kvs_job_wait(ui);
+    assert_int_equal(f->s.n_runs, 1);
+    assert_shows(ui, "run 1: turboquant_mse k3/v2, per layer");
+    assert_shows(ui, "turboquant_mse k3/v2");
+    assert_true(f->s.runs[0].key_cosine > 0.9 && f->s.runs[0].key_cosine < 1.0);
+    // the form: row 1 is bits; Right raises it through `set bits=4`
+    kvs_ui_key(ui, KEY_DOWN);
+    kvs_ui_key(ui, KEY_RIGHT);
+    assert_int_equal(f->s.cfg.bits, 4);
+    kvs_ui_key(ui, 'r');
+    kvs_job_wait(ui);
+    assert_int_equal(f->s.n_runs, 2);
+    assert_true(f->s.runs[1].key_cosine > f->s.runs[0].key_cosine);   // 4 bits beat 3
+    assert_shows(ui, "turboquant_mse k4/v2");
+    kvs_ui_key(ui, 'c');   // mark run 2, select run 1: side by side
+    assert_shows(ui, "vs run 2: per layer");
+    assert_shows(ui, "key cos A   key cos B");
+}
+
+static void test_plots_and_export(void **state)
+{
+    fixture *f = *state;
+    kvs_ui *ui = f->ui;
+    kvs_ui_key(ui, '4');
+    assert_shows(ui, "no runs yet");
+    assert_int_equal(kvs_exec_line(&f->s, "run"), 0);   // in the studio `run` goes to the worker
+    kvs_job_wait(ui);
+    assert_int_equal(kvs_exec_line(&f->s, "bits 2"), 0);
+    assert_int_equal(kvs_exec_line(&f->s, "run"), 0);
+    kvs_job_wait(ui);
+    assert_int_equal(f->s.n_runs, 2);
+    assert_shows(ui, "rate-distortion: key bits/coord vs key cosine");
+    assert_shows(ui, "turboquant_mse");
+    assert_shows(ui, "key bits per coordinate");
+    kvs_ui_key(ui, 'a');
+    assert_shows(ui, "attention output error");
+    kvs_ui_key(ui, KEY_RIGHT);
+    assert_shows(ui, "compression vs fp16");
+    assert_shows(ui, "2 turboquant_mse k2/v2");
+    kvs_ui_key(ui, KEY_RIGHT);
+    assert_shows(ui, "per-layer key bit allocation: uniform");
+    assert_shows(ui, "layer 5");
+    kvs_ui_key(ui, KEY_RIGHT);
+    assert_shows(ui, "k-means convergence");
+    kvs_ui_key(ui, '\n');
+    kvs_job_wait(ui);
+    assert_shows(ui, "keys of layer 0 head 0, k = 16");
+    assert_true(ui->plots.n_inertia >= 2);
+    assert_true(ui->plots.inertia[ui->plots.n_inertia - 1] <= ui->plots.inertia[0]);
+
+    char path[160], buf[4096];
+    snprintf(path, sizeof path, "%s/runs.json", f->state_dir);
+    char cmd[256];
+    snprintf(cmd, sizeof cmd, "export json %s", path);
+    assert_int_equal(kvs_exec_line(&f->s, cmd), 0);
+    FILE *j = fopen(path, "r");
+    assert_non_null(j);
+    size_t n = fread(buf, 1, sizeof buf - 1, j);
+    buf[n] = 0;
+    fclose(j);
+    assert_non_null(strstr(buf, "\"key_cosine\""));
+    assert_non_null(strstr(buf, "turboquant_mse k2/v2"));
+    snprintf(path, sizeof path, "%s/runs.csv", f->state_dir);
+    snprintf(cmd, sizeof cmd, "export csv %s", path);
+    assert_int_equal(kvs_exec_line(&f->s, cmd), 0);
+    FILE *c = fopen(path, "r");
+    assert_non_null(c);
+    int lines = 0;
+    while (fgets(buf, sizeof buf, c)) lines++;
+    fclose(c);
+    assert_int_equal(lines, 3);   // header + 2 runs
+    snprintf(path, sizeof path, "%s/plot.svg", f->state_dir);
+    snprintf(cmd, sizeof cmd, "export svg %s", path);
+    kvs_ui_key(ui, KEY_RIGHT);   // back to rate-distortion
+    assert_int_equal(kvs_exec_line(&f->s, cmd), 0);
+    FILE *g = fopen(path, "r");
+    assert_non_null(g);
+    n = fread(buf, 1, sizeof buf - 1, g);
+    buf[n] = 0;
+    fclose(g);
+    assert_non_null(strstr(buf, "<svg"));
+    assert_non_null(strstr(buf, "<polyline"));
+    assert_int_not_equal(kvs_exec_line(&f->s, "export pdf x.pdf"), 0);
+}
+
+static void test_dashboard(void **state)
+{
+    fixture *f = *state;
+    kvs_ui *ui = f->ui;
+    kvs_ui_key(ui, '3');
+    assert_shows(ui, "Space plays the trace");
+    kvs_ui_key(ui, '.');   // the first step is the prefill, on the worker
+    assert_true(kvs_job_busy(ui));
+    assert_shows(ui, "prefilling");
+    kvs_job_wait(ui);
+    assert_shows(ui, "token 512 / 1024");
+    assert_int_equal(kvs_exec_line(&f->s, "step 5"), 0);
+    assert_shows(ui, "token 517 / 1024");
+    assert_shows(ui, "distortion (keys)");
+    assert_shows(ui, "attention vs exact");
+    assert_shows(ui, "memory");
+    assert_shows(ui, "key norms");
+    assert_shows(ui, "latency");
+    assert_shows(ui, "paused");
+    kvs_ui_key(ui, '+');
+    assert_int_equal(ui->dash.speed, 8);
+    kvs_ui_key(ui, ' ');
+    assert_true(ui->dash.playing);
+    kvs_ui_tick(ui);
+    assert_true(kvq_replay_pos(ui->dash.replay) > 517);
+    assert_shows(ui, "playing");
+    kvs_ui_key(ui, ' ');
+    assert_false(ui->dash.playing);
+}
+
+static void test_generate(void **state)
+{
+    fixture *f = *state;
+    kvs_ui *ui = f->ui;
+    kvs_ui_key(ui, '3');
+    ui->gen.max_tokens = 12;
+    ui->gen.temperature = 0.01;   // near-greedy; still deterministic for the seed
+    kvs_ui_key(ui, 'g');
+    assert_true(ui->gen.running);
+    assert_int_not_equal(kvs_dash_play(ui, 1), 0);   // the replay waits while generating
+    kvs_job_wait(ui);
+    assert_false(ui->gen.running);
+    assert_true(ui->gen.have_snap);
+    assert_int_equal(ui->gen.text_len, (int)strlen("def fibonacci(n):\n") + 12);
+    assert_shows(ui, "generated text");
+    assert_shows(ui, "def fibonacci(n):");
+    assert_shows(ui, "distortion (keys)");
+    assert_shows(ui, "compression");
+    kvs_ui_key(ui, '.');   // replay keys bring the replay back
+    assert_false(ui->gen.active);
+    kvs_job_wait(ui);
+    assert_shows(ui, "token 512 / 1024");
+}
+
+static void test_calibrate_and_cancel(void **state)
+{
+    fixture *f = *state;
+    kvs_ui *ui = f->ui;
+    kvs_ui_key(ui, '5');
+    assert_shows(ui, "ratequant");
+    assert_shows(ui, "spectral");
+    assert_shows(ui, "no artifacts yet");
+    kvs_ui_key(ui, 'f');   // first 2 layers only
+    assert_int_equal(ui->cal.opts.layers, 2);
+    kvs_ui_key(ui, '\n');
+    assert_true(kvs_job_busy(ui));
+    assert_shows(ui, "calibrating ratequant");
+    kvs_ui_key(ui, 27);    // Esc cancels at the next progress report
+    kvs_job_wait(ui);
+    assert_shows(ui, "cancelled");
+    assert_null(f->s.art);
+    kvs_ui_key(ui, '\n');
+    kvs_job_wait(ui);
+    assert_non_null(f->s.art);
+    assert_shows(ui, "bit allocation per layer");
+    assert_shows(ui, "ratequant.bits");
+}
+
+static void test_help_and_filter(void **state)
+{
+    fixture *f = *state;
+    kvs_ui *ui = f->ui;
+    kvs_ui_key(ui, '?');
+    assert_shows(ui, "Keys everywhere");
+    assert_shows(ui, "quit (asks while a job runs)");   // from kvs_global_keys
+    assert_shows(ui, "load PATH");                      // from kvs_commands
+    assert_shows(ui, "step one token");                 // from the dashboard's key table
+    keys(ui, "/export");
+    assert_shows(ui, "export json|csv|svg PATH");
+    assert_hides(ui, "load PATH");
+    kvs_ui_key(ui, 27);
+    assert_shows(ui, "load PATH");
+}
+
+static void test_too_small_and_resize(void **state)
+{
+    fixture *f = *state;
+    resizeterm(20, 60);
+    assert_shows(f->ui, "terminal too small (need 80x24)");
+    resizeterm(40, 120);
+    assert_hides(f->ui, "terminal too small");
+    assert_shows(f->ui, "layers x kv heads");
+}
+
+static void test_no_color_and_ascii(void **state)
+{
+    fixture *f = *state;
+    kvs_ui *ui = f->ui;
+    setenv("NO_COLOR", "1", 1);
+    kvs_colors_init(ui);
+    unsetenv("NO_COLOR");
+    assert_int_equal(ui->colors, 0);
+    assert_int_equal(kvs_attr(ui, KVS_C_SEL), A_REVERSE);
+    ui->utf8 = false;
+    grab(ui);
+    chtype row[8];
+    mvinchnstr(1, 0, row, 4);
+    assert_int_equal((int)(row[0] & A_CHARTEXT), '+');
+    assert_int_equal((int)(row[1] & A_CHARTEXT), '-');
+    // selected grid cell carries the attribute, not a colour
+    assert_shows(ui, "layer 0, kv head 0: keys");
+}
+
+static void test_widgets(void **state)
+{
+    fixture *f = *state;
+    kvs_ui *ui = f->ui;
+    erase();
+    ui->utf8 = false;
+    const float v[] = {NAN, 0, 1, 2, 3, 4, 5, 6, 7, 8};
+    kvs_w_sparkline(ui, 0, 0, 10, v, 10, A_NORMAL);
+    char row[64];
+    mvinnstr(0, 0, row, 10);
+    assert_string_equal(row, " .:-=+*#%@");   // NaN blank, then the ASCII ramp
+    kvs_w_hbar(ui, 1, 0, 10, 0.5, A_NORMAL);
+    mvinnstr(1, 0, row, 10);
+    assert_string_equal(row, "#####.....");
+    ui->utf8 = true;
+    kvs_w_hbar(ui, 2, 0, 4, 0.5, A_NORMAL);
+    mvinnstr(2, 0, row, 30);
+    assert_int_equal(strncmp(row, "\u2588\u2588  ", 8), 0);   // 2 full blocks, 2 blanks
+    static kvs_plot p;
+    kvs_plot_init(&p, (kvs_rect){5, 10, 4, 8}, true, 0, 1, 0, 1);
+    kvs_plot_line(&p, 0, 0, 1, 1, 0);
+    assert_int_equal(p.dw, 16);
+    assert_int_equal(p.dh, 16);
+    assert_true(p.dots[3][0] & 0x40);    // (0,0) is the bottom-left dot of the bottom-left cell
+    assert_true(p.dots[0][7] & 0x08);    // (1,1) is the top-right dot of the top-right cell
+    assert_int_equal(p.dots[0][0], 0);   // nothing top-left
+    kvs_plot_draw(ui, &p, NULL, NULL);
+    mvinnstr(8, 10, row, 30);
+    assert_int_equal((unsigned char)row[0], 0xE2);   // U+28xx braille, UTF-8 E2 A0..A3 xx
+    assert_true((unsigned char)row[1] >= 0xA0 && (unsigned char)row[1] <= 0xA3);
+}
+
+// ---- the `:` prompt ----
+typedef struct {
+    char words[64][64];
+    int n;
+} words;
+
+static void collect(const char *w, void *user)
+{
+    words *ws = user;
+    if (ws->n < 64) snprintf(ws->words[ws->n++], 64, "%s", w);
+}
+
+static bool has(const words *ws, const char *w)
+{
+    for (int i = 0; i < ws->n; i++)
+        if (!strcmp(ws->words[i], w)) return true;
+    return false;
+}
+
+static void test_completion(void **state)
+{
+    (void)state;
+    words w = {0};
+    kvs_prompt_complete("me", 0, "me", collect, &w);
+    assert_int_equal(w.n, 2);
+    assert_true(has(&w, "method") && has(&w, "methods"));
+    w.n = 0;
+    kvs_prompt_complete("method turbo", 7, "turbo", collect, &w);
+    assert_int_equal(w.n, 3);
+    assert_true(has(&w, "turboquant_prod"));
+    w.n = 0;
+    kvs_prompt_complete("set bi", 4, "bi", collect, &w);
+    assert_true(has(&w, "bits=") && has(&w, "bit_allocation="));
+    w.n = 0;
+    kvs_prompt_complete("quantize --value-b", 9, "--value-b", collect, &w);
+    assert_true(has(&w, "--value-bits"));
+    w.n = 0;
+    kvs_prompt_complete("run method=q4", 4, "method=q4", collect, &w);
+    assert_true(has(&w, "method=q4_0") && has(&w, "method=q4_0_hadamard"));
+    w.n = 0;
+    kvs_prompt_complete("view pl", 5, "pl", collect, &w);
+    assert_int_equal(w.n, 1);
+    assert_true(has(&w, "plots"));
+    w.n = 0;
+    kvs_prompt_complete("load sample_data/traces/co", 5, "sample_data/traces/co", collect, &w);
+    assert_int_equal(w.n, 1);
+    assert_true(has(&w, "sample_data/traces/code-1k.safetensors"));
+}
+
+static void test_prompt_runs_commands(void **state)
+{
+    fixture *f = *state;
+    kvs_ui *ui = f->ui;
+    kvs_ui_key(ui, ':');
+    assert_true(ui->prompt_active);
+    keys(ui, "bits 5");
+    assert_shows(ui, ":bits 5");
+    kvs_ui_key(ui, KEY_LEFT);
+    kvs_ui_key(ui, KEY_BACKSPACE);   // readline editing: "bits5"
+    kvs_ui_key(ui, ' ');
+    kvs_ui_key(ui, '\n');
+    assert_false(ui->prompt_active);
+    assert_int_equal(f->s.cfg.bits, 5);
+    keys(ui, ":view plots\n");
+    assert_string_equal(kvs_views[ui->view]->name, "plots");
+    keys(ui, ":bits 99\n");            // an error lands in the status line, nothing crashes
+    assert_int_equal(f->s.cfg.bits, 5);
+    assert_true(ui->status_error);
+    kvs_ui_key(ui, ':');
+    kvs_ui_key(ui, KEY_UP);            // history: the last line
+    kvs_ui_key(ui, KEY_UP);
+    assert_shows(ui, ":view plots");
+    kvs_ui_key(ui, 27);
+    assert_false(ui->prompt_active);
+    char path[160];
+    snprintf(path, sizeof path, "%s/kvstudio/history", f->state_dir);
+    FILE *h = fopen(path, "r");
+    assert_non_null(h);
+    char buf[512];
+    size_t n = fread(buf, 1, sizeof buf - 1, h);
+    buf[n] = 0;
+    fclose(h);
+    assert_non_null(strstr(buf, "view plots"));
+    keys(ui, ":quit\n");
+    assert_true(f->s.quit);
+}
+
+static void test_quit_asks_while_a_job_runs(void **state)
+{
+    fixture *f = *state;
+    kvs_ui *ui = f->ui;
+    assert_int_equal(kvs_ui_key(ui, 'q') & KVS_KEY_QUIT, KVS_KEY_QUIT);
+    kvs_ui_key(ui, '5');
+    kvs_ui_key(ui, '\n');   // ratequant on the whole trace
+    assert_int_equal(kvs_ui_key(ui, 'q') & KVS_KEY_QUIT, 0);
+    assert_shows(ui, "quit anyway? y/n");
+    assert_int_equal(kvs_ui_key(ui, 'n') & KVS_KEY_QUIT, 0);
+    assert_int_equal(kvs_ui_key(ui, KEY_F(10)) & KVS_KEY_QUIT, 0);
+    assert_int_equal(kvs_ui_key(ui, 'y') & KVS_KEY_QUIT, KVS_KEY_QUIT);
+    kvs_job_cancel(ui);
+    kvs_job_wait(ui);
+}
+
+// ---- batch ----
+static void test_batch_run_and_refusal(void **state)
+{
+    (void)state;
+    kvs_session s;
+    kvs_session_init(&s);
+    s.out = quiet_out;
+    assert_int_not_equal(kvs_exec_line(&s, "run"), 0);   // no trace yet
+    assert_int_equal(kvs_exec_line(&s, "load " TRACE), 0);
+    assert_int_equal(kvs_exec_line(&s, "method q8_0"), 0);
+    assert_int_equal(kvs_exec_line(&s, "run"), 0);
+    assert_int_equal(s.n_runs, 1);
+    assert_true(s.runs[0].key_cosine > 0.999);
+    assert_true(s.runs[0].key_bits > 8.4 && s.runs[0].key_bits < 8.6);
+    assert_int_not_equal(kvs_exec_line(&s, "view plots"), 0);   // studio only
+    assert_int_not_equal(kvs_exec_line(&s, "play"), 0);
+    // the studio never starts without a terminal
+    int saved = dup(0);
+    int fd = open("/dev/null", O_RDONLY);
+    dup2(fd, 0);
+    assert_int_equal(kvs_tui_run(&s, NULL), 2);
+    dup2(saved, 0);
+    close(fd);
+    close(saved);
+    kvs_session_free(&s);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_explorer, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lab_run_and_compare, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_plots_and_export, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_dashboard, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_generate, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_calibrate_and_cancel, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_help_and_filter, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_too_small_and_resize, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_no_color_and_ascii, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_widgets, setup, teardown),
+        cmocka_unit_test(test_completion),
+        cmocka_unit_test_setup_teardown(test_prompt_runs_commands, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_quit_asks_while_a_job_runs, setup, teardown),
+        cmocka_unit_test(test_batch_run_and_refusal),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -48,11 +48,13 @@ $(LIBAPP): $(APP_OBJ)
 	@rm -f $@; ar rcs $@ $^
 
 $(KVSTUDIO): $(BUILD)/app/main.o $(LIBAPP) $(LIBKVQ)
-	$(CC) $(ALL_CFLAGS) -o $@ $^ $(UI_LIBS) $(ENGINE_LIBS)
+	@echo "LD $@"
+	@$(CC) $(ALL_CFLAGS) -o $@ $^ $(UI_LIBS) $(ENGINE_LIBS)
 
 $(BUILD)/tests/%: tests/%.c $(LIBAPP) $(LIBKVQ)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -Itests -o $@ $< $(LIBAPP) $(LIBKVQ) -lcmocka $(UI_LIBS) $(ENGINE_LIBS)
+	@echo "LD $@"
+	@$(CC) $(ALL_CFLAGS) -Itests -o $@ $< $(LIBAPP) $(LIBKVQ) -lcmocka $(UI_LIBS) $(ENGINE_LIBS)
 
 run: deps $(KVSTUDIO)
 	./$(KVSTUDIO) sample_data/traces/code-1k.safetensors

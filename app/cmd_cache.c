@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "artifacts.h"
+#include "calib/calib.h"
 #include "cmds.h"
 #include "replay.h"
 #include "safetensors.h"
@@ -239,7 +240,8 @@ int kvs_cmd_benchmark(kvs_session *s, kvs_args *a)
     if (seq_len > t->n_tokens)
         return kvs_errorf(s, "benchmark: --seq-len %ld exceeds the trace's %d tokens", seq_len, t->n_tokens);
     kvq_artifacts *own = NULL;
-    if (artdir && kvq_artifacts_load(artdir, &own)) return kvs_errorf(s, "benchmark: %s", kvq_last_error());
+    if (artdir && kvq_artifacts_load_for_trace(artdir, t, &own))
+        return kvs_errorf(s, "benchmark: %s", kvq_last_error());
     const kvq_artifacts *art = own ? own : s->art;
     kvq_replay_opts o;
     kvq_replay_opts_default(&o);

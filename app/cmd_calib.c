@@ -70,6 +70,13 @@ static void summary_ratequant(kvs_session *s, const kvq_artifacts *a)
         sum += bits[i];
     }
     kvs_printf(s, "mean bits %.4g (target %.4g)", sum / n, tb[0]);
+    if (H == 1) {   // the allocation in the form `set bit_allocation=...` takes
+        char line[1024];
+        size_t len = 0;
+        for (int i = 0; i < n && len < sizeof line; i++)
+            len += (size_t)snprintf(line + len, sizeof line - len, "%slayer_%d:%.0f", i ? "," : "", i, bits[i]);
+        kvs_printf(s, "bit_allocation %s", line);
+    }
 }
 
 // Spectrum per stream: d_eff, variance share of the top 8 dimensions, the

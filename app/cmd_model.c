@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "artifacts.h"
 #include "cmds.h"
 #include "model.h"
 #include "observe.h"
@@ -48,6 +49,17 @@ static int model_config(kvs_session *s, kvs_args *a, const char *cmd, kvq_config
     }
     const char *why = kvq_config_check(cfg);
     if (why) return kvs_errorf(s, "%s: %s", cmd, why);
+    return 0;
+}
+
+// --artifacts DIR (calibrated methods) or the session's artifacts.
+static int load_art(kvs_session *s, const char *dir, const char *cmd, kvq_artifacts **own, const kvq_artifacts **art)
+{
+    *own = NULL;
+    *art = s->art;
+    if (!dir) return 0;
+    if (kvq_artifacts_load(dir, own)) return kvs_errorf(s, "%s: %s", cmd, kvq_last_error());
+    *art = *own;
     return 0;
 }
 
@@ -139,11 +151,18 @@ int kvs_cmd_ppl(kvs_session *s, kvs_args *a)
     bool json = kvs_opt_flag(a, "json") || s->json;
     const char *text = kvs_opt_str(a, "text", NULL), *tokf = kvs_opt_str(a, "tokens", NULL);
     const char *output = kvs_opt_str(a, "output", NULL), *dir = kvs_opt_str(a, "model", NULL);
+    const char *artdir = kvs_opt_str(a, "artifacts", NULL);
     kvq_config cfg;
     kvq_model *m = NULL;
+    kvq_artifacts *own = NULL;
+    const kvq_artifacts *art;
     if (model_config(s, a, "ppl", &cfg) || kvs_args_check_unused(s, a, "ppl")) return -1;
     if (!!text == !!tokf) return kvs_errorf(s, "ppl: give one of --text FILE or --tokens FILE");
-    if (load_model(s, dir, "ppl", &m)) return -1;
+    if (load_art(s, artdir, "ppl", &own, &art)) return -1;
+    if (load_model(s, dir, "ppl", &m)) {
+        kvq_artifacts_free(own);
+        return -1;
+    }
     int32_t *tok = NULL;
     int n = 0, rc = -1;
     bool per_byte = text != NULL;
@@ -153,7 +172,7 @@ int kvs_cmd_ppl(kvs_session *s, kvs_args *a)
         goto out;
     }
     kvq_ppl_result r;
-    if (kvq_model_ppl(m, &cfg, s->art, tok, n, CMD_CHUNK, NULL, &r)) {
+    if (kvq_model_ppl(m, &cfg, art, tok, n, CMD_CHUNK, NULL, &r)) {
         kvs_errorf(s, "ppl: %s", kvq_last_error());
         goto out;
     }
@@ -195,6 +214,7 @@ int kvs_cmd_ppl(kvs_session *s, kvs_args *a)
 out:
     free(tok);
     kvq_model_free(m);
+    kvq_artifacts_free(own);
     return rc;
 }
 
@@ -289,7 +309,7 @@ static void print_reports(kvs_session *s, const kvq_report *r)
 int kvs_cmd_generate(kvs_session *s, kvs_args *a)
 {
     const char *prompt = kvs_opt_str(a, "prompt", NULL), *tokf = kvs_opt_str(a, "tokens", NULL);
-    const char *dir = kvs_opt_str(a, "model", NULL);
+    const char *dir = kvs_opt_str(a, "model", NULL), *artdir = kvs_opt_str(a, "artifacts", NULL);
     bool ok = true;
     long max_tokens = kvs_opt_int(s, a, "max-tokens", 64, 1, 1 << 20, &ok);
     double temp = kvs_opt_double(s, a, "temperature", 0.0, &ok);
@@ -301,7 +321,13 @@ int kvs_cmd_generate(kvs_session *s, kvs_args *a)
     if (!!prompt == !!tokf) return kvs_errorf(s, "generate: give one of --prompt TEXT or --tokens FILE");
     if (temp < 0) return kvs_errorf(s, "generate: --temperature %g is negative (expected >= 0; 0 = greedy)", temp);
     kvq_model *m = NULL;
-    if (load_model(s, dir, "generate", &m)) return -1;
+    kvq_artifacts *own = NULL;
+    const kvq_artifacts *art;
+    if (load_art(s, artdir, "generate", &own, &art)) return -1;
+    if (load_model(s, dir, "generate", &m)) {
+        kvq_artifacts_free(own);
+        return -1;
+    }
     int V = m->cfg.vocab_size, rc = -1, n = 0;
     int32_t *tok = NULL;
     kvq_runner *r = NULL;
@@ -332,7 +358,7 @@ int kvs_cmd_generate(kvs_session *s, kvs_args *a)
         kvs_errorf(s, "generate: empty prompt");
         goto out;
     }
-    if (kvq_runner_new(m, &cfg, s->art, CMD_CHUNK, &r)) {
+    if (kvq_runner_new(m, &cfg, art, CMD_CHUNK, &r)) {
         kvs_errorf(s, "generate: %s", kvq_last_error());
         goto out;
     }
@@ -390,6 +416,7 @@ out:
     kvq_runner_free(r);
     kvq_observers_free(obs);
     kvq_model_free(m);
+    kvq_artifacts_free(own);
     free(tok);
     free(logits);
     free(probs);
@@ -401,6 +428,7 @@ int kvs_cmd_capture(kvs_session *s, kvs_args *a)
 {
     const char *text = kvs_opt_str(a, "text", NULL), *outp = kvs_opt_str(a, "out", NULL);
     const char *tokarg = kvs_opt_str(a, "tokens", NULL), *dir = kvs_opt_str(a, "model", NULL);
+    const char *artdir = kvs_opt_str(a, "artifacts", NULL);
     kvq_config cfg;
     if (model_config(s, a, "capture", &cfg) || kvs_args_check_unused(s, a, "capture")) return -1;
     if (!outp) return kvs_errorf(s, "capture: --out TRACE.safetensors is required");
@@ -417,7 +445,13 @@ int kvs_cmd_capture(kvs_session *s, kvs_args *a)
     if (!text && !tokf) return kvs_errorf(s, "capture: give --text FILE (or --tokens FILE of token ids)");
     if (text && tokf) return kvs_errorf(s, "capture: give --text FILE or --tokens FILE, not both");
     kvq_model *m = NULL;
-    if (load_model(s, dir, "capture", &m)) return -1;
+    kvq_artifacts *own = NULL;
+    const kvq_artifacts *art;
+    if (load_art(s, artdir, "capture", &own, &art)) return -1;
+    if (load_model(s, dir, "capture", &m)) {
+        kvq_artifacts_free(own);
+        return -1;
+    }
     int32_t *tok = NULL;
     int n = 0, rc = -1;
     if (text ? text_tokens(s, "capture", m, text, &tok, &n) : file_tokens(s, "capture", m, tokf, &tok, &n)) goto out;
@@ -432,7 +466,7 @@ int kvs_cmd_capture(kvs_session *s, kvs_args *a)
     snprintf(source, sizeof source, "%s, first %d %s", base ? base + 1 : src, n, text ? "bytes" : "tokens");
     double bits = 0;
     double t0 = kvq_now_s();
-    if (kvq_model_capture(m, &cfg, s->art, tok, n, text != NULL, source, outp, &bits)) {
+    if (kvq_model_capture(m, &cfg, art, tok, n, text != NULL, source, outp, &bits)) {
         kvs_errorf(s, "capture: %s", kvq_last_error());
         goto out;
     }
@@ -445,5 +479,6 @@ int kvs_cmd_capture(kvs_session *s, kvs_args *a)
 out:
     free(tok);
     kvq_model_free(m);
+    kvq_artifacts_free(own);
     return rc;
 }

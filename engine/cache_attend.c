@@ -9,6 +9,9 @@
 #include <string.h>
 #include "cache_impl.h"
 #include "f16.h"
+#include "methods/turboquant_mse.h"
+#include "pool.h"
+#include "simd.h"
 
 // A batch of queries of one kv head walked together, so each value block is
 // decoded once for all of them (the query heads of a GQA group, and the
@@ -19,36 +22,55 @@ typedef struct qbatch {
     int32_t p[KVQ_ATTN_BATCH];        // position of each query
 } qbatch;
 
+// Working memory of one walk: the cache's own (serial use) or a task's
+// stack buffer (parallel use).
+typedef struct scratch {
+    float *blk;             // (block, d) decoded keys/values
+    float *scores;          // (KVQ_ATTN_BATCH, block)
+    uint8_t *qs_k, *qs_o;   // (KVQ_ATTN_BATCH, qs_bytes)
+} scratch;
+
 // One block of consecutive positions [pos0, pos0 + n): scores (n_batch,
-// c->block), scaled, masked = -INFINITY; V (n, d) decoded values when asked for.
-typedef void (*chunk_fn)(void *u, const qbatch *b, const float *scores, const float *V, int32_t pos0, int n);
+// block), scaled, masked = -INFINITY (the callee may overwrite them); V
+// (n, d) decoded values when asked for, or, when vrec is not NULL, the
+// value records of the block for a rotated-basis accumulation instead.
+typedef void (*chunk_fn)(void *u, const qbatch *b, float *scores, const float *V,
+                         const uint8_t *vrec, int32_t pos0, int n);
 
 // fp16 rows of lanes lk/lv whose record 0 is position pos0, positions [lo, hi).
-static void walk_f16(kvq_cache *c, const kvq_lane *lk, const kvq_lane *lv, int pos0, int lo, int hi,
-                     const qbatch *b, float scale, bool values, chunk_fn fn, void *u)
+static void walk_f16(kvq_cache *c, const scratch *w, const kvq_lane *lk, const kvq_lane *lv, int pos0,
+                     int lo, int hi, const qbatch *b, float scale, bool values, chunk_fn fn, void *u)
 {
     size_t d = (size_t)c->d;
     for (int p = lo; p < hi;) {
         int k = hi - p < (int)c->block ? hi - p : (int)c->block;
-        kvq_f16_row_to_f32(kvq_lane_at(lk, (size_t)(p - pos0)), c->blk, (size_t)k * d);
+        kvq_f16_row_to_f32(kvq_lane_at(lk, (size_t)(p - pos0)), w->blk, (size_t)k * d);
         for (int qi = 0; qi < b->n; qi++) {
-            float *sc = c->scores + (size_t)qi * c->block;
+            float *sc = w->scores + (size_t)qi * c->block;
             const float *q = b->q[qi];
             for (int j = 0; j < k; j++) {
-                const float *row = c->blk + (size_t)j * d;
+                const float *row = w->blk + (size_t)j * d;
                 float s = 0;
                 for (size_t t = 0; t < d; t++) s += q[t] * row[t];
                 sc[j] = p + j > b->p[qi] ? -INFINITY : s * scale;
             }
         }
-        if (values) kvq_f16_row_to_f32(kvq_lane_at(lv, (size_t)(p - pos0)), c->blk, (size_t)k * d);
-        fn(u, b, c->scores, c->blk, p, k);
+        if (values) kvq_f16_row_to_f32(kvq_lane_at(lv, (size_t)(p - pos0)), w->blk, (size_t)k * d);
+        fn(u, b, w->scores, w->blk, NULL, p, k);
         p += k;
     }
 }
 
-// Every visible position <= max(p) of kv head h, in position order.
-static void walk(kvq_cache *c, int h, const qbatch *b, bool values, chunk_fn fn, void *u)
+static bool rotated_values(const kvq_cache *c, int h)
+{
+    return !c->vc[h].raw16 && kvq_tq_mse_is(c->vc[h].q.m);
+}
+
+// Every visible position <= max(p) of kv head h within [r_lo, r_hi), in
+// position order. rot: values of the compressed region go to fn as records
+// (rotated accumulation) rather than decoded.
+static void walk(kvq_cache *c, const scratch *w, int h, const qbatch *b, bool values, bool rot,
+                 int r_lo, int r_hi, chunk_fn fn, void *u)
 {
     kvq_head_store *s = &c->hs[h];
     float scale = 1.0f / sqrtf((float)c->d);
@@ -56,102 +78,255 @@ static void walk(kvq_cache *c, int h, const qbatch *b, bool values, chunk_fn fn,
     for (int qi = 0; qi < b->n; qi++)
         if (b->p[qi] > pmax) pmax = b->p[qi];
     int lim = pmax + 1 < c->len ? pmax + 1 : c->len;
-    if (lim <= 0) return;
-    walk_f16(c, &s->sink_k, &s->sink_v, 0, 0, c->n_sink < lim ? c->n_sink : lim, b, scale, values, fn, u);
+    if (r_hi < lim) lim = r_hi;
+    if (lim <= r_lo) return;
+    int sink_hi = c->n_sink < lim ? c->n_sink : lim;
+    if (r_lo < sink_hi) walk_f16(c, w, &s->sink_k, &s->sink_v, 0, r_lo, sink_hi, b, scale, values, fn, u);
     int fv = kvq_cache_first_visible(c, s);
+    if (fv < r_lo) fv = r_lo;
     int nc = (int)s->cv.n;
     int lo = fv > s->base ? fv : s->base, hi = s->base + nc < lim ? s->base + nc : lim;
     if (lo < hi) {
+        const void *qsp[KVQ_ATTN_BATCH];
         for (int qi = 0; qi < b->n; qi++) {
-            kvq_codec_prepare(&c->kc[h], b->q[qi], c->qs_k + (size_t)qi * c->qs_bytes);
-            if (c->outliers) kvq_codec_prepare(&c->oc[h], b->q[qi], c->qs_o + (size_t)qi * c->qs_bytes);
+            qsp[qi] = w->qs_k + (size_t)qi * c->qs_bytes;
+            kvq_codec_prepare(&c->kc[h], b->q[qi], w->qs_k + (size_t)qi * c->qs_bytes);
+            if (c->outliers) kvq_codec_prepare(&c->oc[h], b->q[qi], w->qs_o + (size_t)qi * c->qs_bytes);
         }
+        bool multi = !c->outliers && !c->kc[h].raw16 && kvq_tq_mse_is(c->kc[h].q.m);
         size_t g = c->group;
         size_t i = (size_t)(lo - s->base) / g * g, end = ((size_t)(hi - s->base) + g - 1) / g * g;
         while (i < end) {
             size_t k = end - i < c->block ? end - i : c->block;
+            if (multi)
+                kvq_tq_mse_score_multi(c->kc[h].q.plan, qsp, b->n, kvq_lane_at(&s->ck, i), k, w->scores,
+                                       c->block);
             for (int qi = 0; qi < b->n; qi++) {
-                float *sc = c->scores + (size_t)qi * c->block;
-                kvq_comp_keys_score(c, h, c->qs_k + (size_t)qi * c->qs_bytes,
-                                    c->outliers ? c->qs_o + (size_t)qi * c->qs_bytes : NULL, i, k, sc);
+                float *sc = w->scores + (size_t)qi * c->block;
+                if (!multi)
+                    kvq_comp_keys_score(c, h, w->qs_k + (size_t)qi * c->qs_bytes,
+                                        c->outliers ? w->qs_o + (size_t)qi * c->qs_bytes : NULL, i, k, sc);
                 for (size_t j = 0; j < k; j++) {
                     int pos = s->base + (int)(i + j);
                     sc[j] = pos < lo || pos >= hi || pos > b->p[qi] ? -INFINITY : sc[j] * scale;
                 }
             }
-            if (values) kvq_codec_decode(&c->vc[h], kvq_lane_at(&s->cv, i), k, c->blk);
-            fn(u, b, c->scores, c->blk, s->base + (int32_t)i, (int)k);
+            const uint8_t *vrec = NULL;
+            if (values && rot) vrec = kvq_lane_at(&s->cv, i);
+            else if (values) kvq_codec_decode(&c->vc[h], kvq_lane_at(&s->cv, i), k, w->blk);
+            fn(u, b, w->scores, w->blk, vrec, s->base + (int32_t)i, (int)k);
             i += k;
         }
     }
     int tpos0 = s->base + nc;
     lo = fv > tpos0 ? fv : tpos0;
-    if (lo < lim) walk_f16(c, &s->tail_k, &s->tail_v, tpos0, lo, lim, b, scale, values, fn, u);
+    if (lo < lim) walk_f16(c, w, &s->tail_k, &s->tail_v, tpos0, lo, lim, b, scale, values, fn, u);
 }
 
-// Online softmax states of a batch: running max m, sum l, acc (n, d).
+// Online softmax state of a batch over one range of positions: running
+// max m, sum l, acc (n, d) of decoded values and acc_rot (n, d) of values
+// kept in the value method's rotated basis (turboquant_mse).
 typedef struct online {
     float m[KVQ_ATTN_BATCH];
     double l[KVQ_ATTN_BATCH];
-    float *acc;
+    float acc[KVQ_ATTN_BATCH * KVQ_MAX_HEAD_DIM];
+    float acc_rot[KVQ_ATTN_BATCH * KVQ_MAX_HEAD_DIM];
+    bool any_rot;
+    const void *vplan;   // turboquant_mse value plan when rotated
     int d;
     size_t block;
 } online;
 
-static void online_update(void *u, const qbatch *b, const float *scores, const float *V, int32_t pos0, int n)
+static void online_init(online *o, const kvq_cache *c, int h, int n)
+{
+    o->d = c->d;
+    o->block = c->block;
+    o->any_rot = false;
+    o->vplan = rotated_values(c, h) ? c->vc[h].q.plan : NULL;
+    for (int qi = 0; qi < n; qi++) {
+        o->m[qi] = -INFINITY;
+        o->l[qi] = 0;
+    }
+    memset(o->acc, 0, sizeof(float) * (size_t)c->d * (size_t)n);
+    memset(o->acc_rot, 0, sizeof(float) * (size_t)c->d * (size_t)n);
+}
+
+static void online_update(void *u, const qbatch *b, float *scores, const float *V, const uint8_t *vrec,
+                          int32_t pos0, int n)
 {
     (void)pos0;
     online *o = u;
+    const size_t d = (size_t)o->d;
     for (int qi = 0; qi < b->n; qi++) {
-        const float *sc = scores + (size_t)qi * o->block;
-        float *acc = o->acc + (size_t)qi * (size_t)o->d;
+        float *sc = scores + (size_t)qi * o->block;
+        float *acc = o->acc + (size_t)qi * d, *accr = o->acc_rot + (size_t)qi * d;
         float bm = -INFINITY;
         for (int j = 0; j < n; j++)
             if (sc[j] > bm) bm = sc[j];
-        if (bm == -INFINITY) continue;
+        if (bm == -INFINITY) {   // nothing visible in this block for this query
+            for (int j = 0; j < n; j++) sc[j] = 0.0f;
+            continue;
+        }
         if (bm > o->m[qi]) {   // rescale what was accumulated under the old max
             float corr = expf(o->m[qi] - bm);
             o->l[qi] *= corr;
-            for (int t = 0; t < o->d; t++) acc[t] *= corr;
+            for (size_t t = 0; t < d; t++) acc[t] *= corr;
+            if (o->any_rot)
+                for (size_t t = 0; t < d; t++) accr[t] *= corr;
             o->m[qi] = bm;
         }
+        // scores become the softmax weights (masked: exp(-inf) = 0)
+        for (int j = 0; j < n; j++) sc[j] -= o->m[qi];
+        kvq_exp_inplace(sc, (size_t)n);
+        double l = 0;
+        for (int j = 0; j < n; j++) l += sc[j];
+        o->l[qi] += l;
+        if (vrec) continue;
         for (int j = 0; j < n; j++) {
-            if (sc[j] == -INFINITY) continue;
-            float w = expf(sc[j] - o->m[qi]);
-            o->l[qi] += w;
-            const float *v = V + (size_t)j * (size_t)o->d;
-            for (int t = 0; t < o->d; t++) acc[t] += w * v[t];
+            float w = sc[j];
+            if (w == 0.0f) continue;
+            const float *v = V + (size_t)j * d;
+            for (size_t t = 0; t < d; t++) acc[t] += w * v[t];
         }
+    }
+    if (vrec) {
+        kvq_tq_mse_accumulate(o->vplan, vrec, (size_t)n, scores, o->block, b->n, o->acc_rot);
+        o->any_rot = true;
+    }
+}
+
+// ---- the fused path, cut into tasks ----
+// Task = (kv head, query batch, range of positions). The cut depends on the
+// data only (never on the thread count), and partial softmax states are
+// merged in a fixed order, so any number of threads gives the same bits.
+#define ATTN_MAX_TASKS 8
+#define ATTN_RANGE_MIN 4096          // positions per range at the least
+#define ATTN_TASK_SCRATCH (96 * 1024)
+
+typedef struct job {
+    kvq_cache *c;
+    const float *queries;
+    const int32_t *positions;
+    int n_q, per, total;       // queries per head, heads per kv head, per * n_q
+    int n_batches, n_ranges, lim;
+    int pair0;                 // first (kv head, batch) pair of this round
+    bool own_scratch;          // tasks use a stack buffer (else c's scratch, serially)
+    online *part;              // (tasks) partial states
+} job;
+
+static void job_batch(const job *j, int pair, int *h, qbatch *b)
+{
+    *h = pair / j->n_batches;
+    int first = (pair % j->n_batches) * KVQ_ATTN_BATCH;
+    b->n = j->total - first < KVQ_ATTN_BATCH ? j->total - first : KVQ_ATTN_BATCH;
+    size_t d = (size_t)j->c->d;
+    for (int qi = 0; qi < b->n; qi++) {
+        int hq = *h * j->per + (first + qi) / j->n_q, i = (first + qi) % j->n_q;
+        b->q[qi] = j->queries + ((size_t)hq * (size_t)j->n_q + (size_t)i) * d;
+        b->p[qi] = j->positions[i];
+    }
+}
+
+static size_t task_scratch_bytes(const kvq_cache *c)
+{
+    size_t qs = c->qs_bytes * KVQ_ATTN_BATCH * (c->outliers ? 2 : 1);
+    return sizeof(float) * c->block * ((size_t)c->d + KVQ_ATTN_BATCH) + qs + 64;
+}
+
+static void run_task(void *u, int t)
+{
+    const job *j = u;
+    kvq_cache *c = j->c;
+    int pair = j->pair0 + t / j->n_ranges, r = t % j->n_ranges, h;
+    qbatch b;
+    job_batch(j, pair, &h, &b);
+    int r_lo = (int)((long long)j->lim * r / j->n_ranges);
+    int r_hi = (int)((long long)j->lim * (r + 1) / j->n_ranges);
+    online *o = &j->part[t];
+    online_init(o, c, h, b.n);
+    if (j->own_scratch) {
+        _Alignas(64) uint8_t buf[ATTN_TASK_SCRATCH];
+        scratch w;
+        w.blk = (float *)(void *)buf;
+        w.scores = w.blk + c->block * (size_t)c->d;
+        w.qs_k = (uint8_t *)(w.scores + c->block * KVQ_ATTN_BATCH);
+        w.qs_o = w.qs_k + c->qs_bytes * KVQ_ATTN_BATCH;
+        walk(c, &w, h, &b, true, o->vplan != NULL, r_lo, r_hi, online_update, o);
+    } else {
+        scratch w = {c->blk, c->scores, c->qs_k, c->qs_o};
+        walk(c, &w, h, &b, true, o->vplan != NULL, r_lo, r_hi, online_update, o);
+    }
+}
+
+// Merge the ranges of one pair into out rows (fixed order).
+static void merge_pair(const job *j, int pair, const online *parts, float *out)
+{
+    kvq_cache *c = j->c;
+    size_t d = (size_t)c->d;
+    int h;
+    qbatch b;
+    job_batch(j, pair, &h, &b);
+    for (int qi = 0; qi < b.n; qi++) {
+        float m = -INFINITY;
+        for (int r = 0; r < j->n_ranges; r++)
+            if (parts[r].m[qi] > m) m = parts[r].m[qi];
+        float acc[KVQ_MAX_HEAD_DIM] = {0}, accr[KVQ_MAX_HEAD_DIM] = {0};
+        double l = 0;
+        bool any_rot = false;
+        if (m != -INFINITY)
+            for (int r = 0; r < j->n_ranges; r++) {
+                const online *o = &parts[r];
+                if (o->m[qi] == -INFINITY) continue;
+                float f = expf(o->m[qi] - m);
+                l += o->l[qi] * f;
+                for (size_t t = 0; t < d; t++) acc[t] += f * o->acc[(size_t)qi * d + t];
+                if (o->any_rot) {
+                    any_rot = true;
+                    for (size_t t = 0; t < d; t++) accr[t] += f * o->acc_rot[(size_t)qi * d + t];
+                }
+            }
+        if (any_rot) {   // the one inverse rotation of this query
+            float back[KVQ_MAX_HEAD_DIM];
+            kvq_tq_mse_unrotate(parts[0].vplan, accr, back);
+            for (size_t t = 0; t < d; t++) acc[t] += back[t];
+        }
+        float inv = l > 0 ? (float)(1.0 / l) : 0.0f;
+        int first = (pair % j->n_batches) * KVQ_ATTN_BATCH;
+        int hq = h * j->per + (first + qi) / j->n_q, i = (first + qi) % j->n_q;
+        float *dst = out + ((size_t)hq * (size_t)j->n_q + (size_t)i) * d;
+        for (size_t t = 0; t < d; t++) dst[t] = acc[t] * inv;
     }
 }
 
 static void attend_fused(kvq_cache *c, const float *queries, int n_heads, int n_q,
                          const int32_t *positions, float *out)
 {
-    size_t d = (size_t)c->d;
-    int per = n_heads / c->n_kv_heads, total = per * n_q;
-    for (int h = 0; h < c->n_kv_heads; h++)
-        // queries of the group in (head, query) order, KVQ_ATTN_BATCH at a time
-        for (int first = 0; first < total; first += KVQ_ATTN_BATCH) {
-            qbatch b = {.n = total - first < KVQ_ATTN_BATCH ? total - first : KVQ_ATTN_BATCH};
-            float *dst[KVQ_ATTN_BATCH];
-            online st = {.acc = c->acc, .d = c->d, .block = c->block};
-            for (int qi = 0; qi < b.n; qi++) {
-                int hq = h * per + (first + qi) / n_q, i = (first + qi) % n_q;
-                size_t row = ((size_t)hq * (size_t)n_q + (size_t)i) * d;
-                b.q[qi] = queries + row;
-                b.p[qi] = positions[i];
-                dst[qi] = out + row;
-                st.m[qi] = -INFINITY;
-                st.l[qi] = 0;
-            }
-            memset(c->acc, 0, sizeof(float) * d * (size_t)b.n);
-            walk(c, h, &b, true, online_update, &st);
-            for (int qi = 0; qi < b.n; qi++) {
-                float inv = st.l[qi] > 0 ? (float)(1.0 / st.l[qi]) : 0.0f;
-                for (size_t t = 0; t < d; t++) dst[qi][t] = c->acc[(size_t)qi * d + t] * inv;
-            }
-        }
+    job j = {.c = c, .queries = queries, .positions = positions, .n_q = n_q};
+    j.per = n_heads / c->n_kv_heads;
+    j.total = j.per * n_q;
+    if (j.total == 0) return;
+    j.n_batches = (j.total + KVQ_ATTN_BATCH - 1) / KVQ_ATTN_BATCH;
+    int32_t pmax = -1;
+    for (int i = 0; i < n_q; i++)
+        if (positions[i] > pmax) pmax = positions[i];
+    j.lim = pmax + 1 < c->len ? pmax + 1 : c->len;
+    if (j.lim < 0) j.lim = 0;
+    int pairs = c->n_kv_heads * j.n_batches;
+    j.n_ranges = j.lim / ATTN_RANGE_MIN;
+    if (j.n_ranges > ATTN_MAX_TASKS / pairs) j.n_ranges = ATTN_MAX_TASKS / pairs;
+    if (j.n_ranges < 1) j.n_ranges = 1;
+    j.own_scratch = task_scratch_bytes(c) <= ATTN_TASK_SCRATCH;
+    int per_round = ATTN_MAX_TASKS / j.n_ranges;
+    if (per_round < 1) per_round = 1;
+    online part[ATTN_MAX_TASKS];
+    j.part = part;
+    for (j.pair0 = 0; j.pair0 < pairs; j.pair0 += per_round) {
+        int np = pairs - j.pair0 < per_round ? pairs - j.pair0 : per_round;
+        if (j.own_scratch) kvq_parallel_for(np * j.n_ranges, run_task, &j);
+        else
+            for (int t = 0; t < np * j.n_ranges; t++) run_task(&j, t);
+        for (int p = 0; p < np; p++) merge_pair(&j, j.pair0 + p, part + p * j.n_ranges, out);
+    }
 }
 
 static kvq_status attend_reference(kvq_cache *c, const float *queries, int n_heads, int n_q,
@@ -248,9 +423,11 @@ typedef struct logit_sink {
     int n;
 } logit_sink;
 
-static void logit_collect(void *u, const qbatch *b, const float *sc, const float *V, int32_t pos0, int n)
+static void logit_collect(void *u, const qbatch *b, float *sc, const float *V, const uint8_t *vrec,
+                          int32_t pos0, int n)
 {
     (void)V;
+    (void)vrec;
     (void)b;
     logit_sink *ls = u;
     for (int j = 0; j < n; j++) {
@@ -270,7 +447,8 @@ kvq_status kvq_cache_logits(kvq_cache *c, const float *q, int head, int n_heads,
                          n_heads, c ? c->n_kv_heads : 0);
     logit_sink ls = {logits, pos, 0};
     qbatch b = {.n = 1, .q = {q}, .p = {p}};
-    walk(c, head / (n_heads / c->n_kv_heads), &b, false, logit_collect, &ls);
+    scratch w = {c->blk, c->scores, c->qs_k, c->qs_o};
+    walk(c, &w, head / (n_heads / c->n_kv_heads), &b, false, false, 0, c->len, logit_collect, &ls);
     *n = ls.n;
     return KVQ_OK;
 }

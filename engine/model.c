@@ -349,7 +349,7 @@ kvq_status kvq_model_load(const char *dir, kvq_model **out)
     size_t dl = strlen(m->dir);
     while (dl > 1 && m->dir[dl - 1] == '/') m->dir[--dl] = 0;
     const char *base = strrchr(m->dir, '/');
-    snprintf(m->name, sizeof m->name, "%s", base ? base + 1 : m->dir);
+    snprintf(m->name, sizeof m->name, "%.255s", base ? base + 1 : m->dir);   // name is 256 bytes
     shard_set ss = {.dir = m->dir};
     kvq_status s = kvq_model_config_load(m->dir, &m->cfg);
     if (s) goto fail;

@@ -141,6 +141,12 @@ kvq_status kvq_model_sensitivities(const kvq_model *m, const int32_t *tokens, in
                                    int num_samples, uint64_t seed, kvq_progress *progress, double *mean,
                                    double *std);
 
+// Speed of the runner with cfg's cache: prefill n_prefill tokens (chunks of
+// 128, token ids i % vocab: content does not matter for timing), then
+// n_decode single-token steps (greedy). Tokens per second of each phase.
+kvq_status kvq_model_speed(const kvq_model *m, const kvq_config *cfg, const kvq_artifacts *art, int n_prefill,
+                           int n_decode, double *prefill_tps, double *decode_tps);
+
 // Token files for models without a built-in tokenizer: an I32 (or I64) .npy
 // vector, or whitespace-separated decimal integers. *tokens malloc'd.
 kvq_status kvq_tokens_load(const char *path, int32_t **tokens, int *n);

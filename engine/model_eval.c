@@ -165,6 +165,42 @@ out:
     return s;
 }
 
+// ---- speed ----
+kvq_status kvq_model_speed(const kvq_model *m, const kvq_config *cfg, const kvq_artifacts *art, int n_prefill,
+                           int n_decode, double *prefill_tps, double *decode_tps)
+{
+    if (n_prefill < 1 || n_decode < 1)
+        return kvq_error(KVQ_ERR_ARG, "speed: %d prefill, %d decode tokens (expected >= 1 each)", n_prefill, n_decode);
+    int V = m->cfg.vocab_size;
+    int32_t *tok = malloc(sizeof(int32_t) * (size_t)n_prefill);
+    float *logits = malloc(sizeof(float) * (size_t)V);
+    kvq_runner *r = NULL;
+    kvq_status s = KVQ_OK;
+    if (!tok || !logits) {
+        s = kvq_error(KVQ_ERR_NOMEM, "speed: out of memory");
+        goto out;
+    }
+    for (int i = 0; i < n_prefill; i++) tok[i] = i % V;
+    if ((s = kvq_runner_new(m, cfg, art, 128, &r))) goto out;
+    double t0 = kvq_now_s();
+    if ((s = kvq_runner_forward(r, tok, n_prefill, false, logits))) goto out;
+    double t1 = kvq_now_s();
+    for (int i = 0; i < n_decode; i++) {
+        int32_t next = 0;
+        for (int j = 1; j < V; j++)
+            if (logits[j] > logits[next]) next = j;
+        if ((s = kvq_runner_forward(r, &next, 1, false, logits))) goto out;
+    }
+    double t2 = kvq_now_s();
+    *prefill_tps = n_prefill / fmax(t1 - t0, 1e-9);
+    *decode_tps = n_decode / fmax(t2 - t1, 1e-9);
+out:
+    kvq_runner_free(r);
+    free(tok);
+    free(logits);
+    return s;
+}
+
 // ---- capture ----
 typedef struct {
     int n_tokens, hd, nh, nkv;

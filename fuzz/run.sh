@@ -22,7 +22,9 @@ for name in "$@"; do
     [ -f "$f" ] && cp -f "$f" "$work/seed-$(basename "$f")"
   done
   dict=()
-  [ -f "fuzz/$name.dict" ] && dict=(-dict="fuzz/$name.dict")
+  d=fuzz/json.dict   # every reader but the command language takes JSON headers
+  [ $name = fuzz_commands ] && d=fuzz/fuzz_commands.dict
+  [ -f "$d" ] && dict=(-dict="$d")
   echo "== $name ($secs s)"
   if "$bin" "$work" "${dict[@]}" -max_total_time="$secs" -timeout=20 -rss_limit_mb=2048 -max_len=65536 \
        -artifact_prefix="$B/crashes/$name-" -print_final_stats=1 >"$B/$name.log" 2>&1; then

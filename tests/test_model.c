@@ -117,6 +117,11 @@ static void test_chunk_vs_step(void **st)
     kvq_runner_free(a);
     kvq_runner_free(b);
     free(tok);
+    // The speed probe runs both phases (no timing asserted).
+    double ptps = 0, dtps = 0;
+    assert_int_equal(kvq_model_speed(g_model, &c, NULL, 130, 2, &ptps, &dtps), KVQ_OK);
+    assert_true(ptps > 0 && dtps > 0);
+    assert_int_equal(kvq_model_speed(g_model, &c, NULL, 0, 2, &ptps, &dtps), KVQ_ERR_ARG);
 }
 
 // A quantized cache moves the loss and has a positive KL; fp16 has none.

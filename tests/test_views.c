@@ -168,6 +168,19 @@ static void test_lab_run_and_compare(void **state)
     kvs_ui_key(ui, 'c');   // mark run 2, select run 1: side by side
     assert_shows(ui, "vs run 2: per layer");
     assert_shows(ui, "key cos A   key cos B");
+    // the method picker: Enter on the method row, / filters, Enter picks
+    kvs_ui_key(ui, KEY_UP);
+    kvs_ui_key(ui, '\n');
+    assert_shows(ui, "key method  (Enter picks");
+    assert_shows(ui, "polarquant");
+    keys(ui, "/q4\n");
+    assert_shows(ui, "q4_0_hadamard");
+    assert_hides(ui, "polarquant");
+    kvs_ui_key(ui, KEY_DOWN);   // q4_0 -> iq4_nl
+    kvs_ui_key(ui, '\n');
+    assert_string_equal(f->s.cfg.method, "iq4_nl");
+    assert_int_equal(f->s.cfg.bits, 4);   // clamped to the method's range
+    assert_shows(ui, "method             iq4_nl");
 }
 
 static void test_plots_and_export(void **state)
@@ -430,6 +443,13 @@ static void test_completion(void **state)
     w.n = 0;
     kvs_prompt_complete("run method=q4", 4, "method=q4", collect, &w);
     assert_true(has(&w, "method=q4_0") && has(&w, "method=q4_0_hadamard"));
+    w.n = 0;
+    kvs_prompt_complete("calibrate spec", 10, "spec", collect, &w);
+    assert_int_equal(w.n, 1);
+    assert_true(has(&w, "spectral"));
+    w.n = 0;
+    kvs_prompt_complete("calibrate ratequant target", 20, "target", collect, &w);
+    assert_true(has(&w, "target-bits="));
     w.n = 0;
     kvs_prompt_complete("view pl", 5, "pl", collect, &w);
     assert_int_equal(w.n, 1);

@@ -77,8 +77,39 @@ static int form_rows(kvs_ui *ui, const char **rows, int max)
 
 static const kvq_method *cur_method(const kvs_ui *ui) { return kvq_method_find(ui->s->cfg.method); }
 
+static bool pick_visible(const kvs_ui *ui, int i)
+{
+    char both[256];
+    snprintf(both, sizeof both, "%s %s", kvq_methods[i].name, kvq_methods[i].description);
+    return kvs_filter_match(ui, both);
+}
+
+static void draw_picker(kvs_ui *ui, kvs_rect r)
+{
+    kvs_w_box(ui, r, ui->lab.pick_value ? "value method  (Enter picks, Esc back, / filter)" :
+                                          "key method  (Enter picks, Esc back, / filter)");
+    kvs_rect in = kvs_w_inner(r);
+    int y = in.y;
+    for (int i = 0; !pick_visible(ui, ui->lab.pick) && i < kvq_n_methods; i++)   // the filter hid the cursor
+        if (pick_visible(ui, i)) ui->lab.pick = i;
+    for (int i = 0; i < kvq_n_methods && y < in.y + in.h; i++) {
+        if (!pick_visible(ui, i)) continue;
+        const kvq_method *m = &kvq_methods[i];
+        bool sel = i == ui->lab.pick;
+        kvs_w_text(ui, y, in.x, in.w, sel ? kvs_attr(ui, KVS_C_SEL) : A_NORMAL, " %-16s %d..%-2d %s", m->name,
+                   m->min_bits, m->max_bits, m->needs_calibration ? "cal" : "");
+        y++;
+        if (sel && y < in.y + in.h)   // the description of the one under the cursor
+            kvs_w_text(ui, y++, in.x + 3, in.w - 3, kvs_attr(ui, KVS_C_DIM), "%s", m->description);
+    }
+}
+
 static void draw_form(kvs_ui *ui, kvs_rect r)
 {
+    if (ui->lab.picking) {
+        draw_picker(ui, r);
+        return;
+    }
     kvs_w_box(ui, r, "config  (Left/Right change, Enter edit)");
     kvs_rect in = kvs_w_inner(r);
     const kvq_method *m = cur_method(ui);
@@ -112,6 +143,14 @@ static const kvs_run *run_at(const kvs_ui *ui, int i)
     return i >= 0 && i < ui->s->n_runs ? &ui->s->runs[i] : NULL;
 }
 
+// Bars show 1 - cos on a log scale, 1e-4..1: longer = worse, and a few
+// thousandths apart still look different.
+static double err_frac(double cos)
+{
+    double e = 1 - cos;
+    return e > 1e-4 ? (log10(e) + 4) / 4 : 0;
+}
+
 static void draw_results(kvs_ui *ui, kvs_rect r)
 {
     int sel = ui->lab.sel_run < 0 ? ui->s->n_runs - 1 : ui->lab.sel_run;
@@ -136,24 +175,22 @@ static void draw_results(kvs_ui *ui, kvs_rect r)
     kvs_w_text(ui, y++, in.x + 1, in.w - 2, A_NORMAL, "q.k rel error %.4f   attention error %.4f   compression %.2fx",
                a->ip_rel_error, a->attn_rel_error, a->compression);
     if (b) kvs_w_text(ui, y++, in.x + 1, in.w - 2, kvs_attr(ui, KVS_C_S2),
-                      "vs %s: keys %.3f bits cos %.4f  ip err %.4f  attn err %.4f  %.2fx", b->label, b->key_bits,
+                      "vs %s: k %.3f bits cos %.4f ip %.4f attn %.4f %.2fx", b->label, b->key_bits,
                       b->key_cosine, b->ip_rel_error, b->attn_rel_error, b->compression);
     y++;
-    kvs_w_text(ui, y++, in.x + 1, in.w - 2, kvs_attr(ui, KVS_C_TITLE), b ? "layer  key cos A   key cos B    delta" :
-               "layer  key cos     key rel mse");
+    kvs_w_text(ui, y++, in.x + 1, in.w - 2, kvs_attr(ui, KVS_C_TITLE), b ? "layer  key cos A   key cos B    delta   (bars: 1 - cos, log)" :
+               "layer  key cos     key rel mse   (bars: 1 - cos, log)");
     int bw = in.w - (b ? 38 : 34);
     for (int l = 0; l < a->n_layers && y < in.y + in.h; l++, y++) {
         double ca = a->layer_key_cosine[l];
         if (b && l < b->n_layers) {
             double cb = b->layer_key_cosine[l];
             kvs_w_text(ui, y, in.x + 1, 36, A_NORMAL, "%5d  %9.5f  %9.5f  %+8.5f", l, ca, cb, ca - cb);
-            kvs_w_hbar(ui, y, in.x + 38, bw / 2, ca, kvs_attr(ui, KVS_C_S1));
-            kvs_w_hbar(ui, y, in.x + 38 + bw / 2 + 1, bw / 2 - 1, cb, kvs_attr(ui, KVS_C_S2));
+            kvs_w_hbar(ui, y, in.x + 38, bw / 2, err_frac(ca), kvs_attr(ui, KVS_C_S1));
+            kvs_w_hbar(ui, y, in.x + 38 + bw / 2 + 1, bw / 2 - 1, err_frac(cb), kvs_attr(ui, KVS_C_S2));
         } else {
             kvs_w_text(ui, y, in.x + 1, 32, A_NORMAL, "%5d  %9.5f   %10.4g", l, ca, a->layer_key_rel_mse[l]);
-            // bars show 1 - cos on a log scale: longer = worse, 1e-4..1
-            double e = 1 - ca;
-            double f = e > 1e-4 ? (log10(e) + 4) / 4 : 0;
+            double f = err_frac(ca);
             kvs_w_hbar(ui, y, in.x + 34, bw, f, f > 0.6 ? kvs_attr(ui, KVS_C_BAD) : kvs_attr(ui, KVS_C_GOOD));
         }
     }
@@ -173,7 +210,7 @@ static void draw_history(kvs_ui *ui, kvs_rect r)
         const kvs_run *x = &ui->s->runs[i];
         char c[9][32];
         snprintf(c[0], 32, "%d", i + 1);
-        snprintf(c[1], 32, "%s", x->label);
+        snprintf(c[1], 32, "%.31s", x->label);
         snprintf(c[2], 32, "%.3f", x->key_bits);
         snprintf(c[3], 32, "%.3f", x->value_bits);
         snprintf(c[4], 32, "%.4f", x->key_cosine);
@@ -214,6 +251,7 @@ static const int value_bits_cycle[] = {2, 3, 4, 8, 16};
 
 static int lab_change(kvs_ui *ui, int key)
 {
+    if (ui->lab.picking) return KVS_KEY_HANDLED;
     const char *rows[128];
     int n = form_rows(ui, rows, 128);
     if (!n) return KVS_KEY_HANDLED;
@@ -256,9 +294,29 @@ static int lab_change(kvs_ui *ui, int key)
 static int lab_edit(kvs_ui *ui, int key)
 {
     (void)key;
+    kvs_lab_state *l = &ui->lab;
+    if (l->picking) {   // Enter picks the method under the cursor
+        if (!pick_visible(ui, l->pick)) return KVS_KEY_HANDLED;
+        l->picking = false;
+        ui->filter[0] = 0;
+        ui->filter_active = false;
+        if (l->pick_value) exec_fmt(ui, "set value_method=%s", kvq_methods[l->pick].name);
+        else exec_fmt(ui, "method %s", kvq_methods[l->pick].name);
+        return KVS_KEY_REDRAW;
+    }
     const char *rows[128];
     int n = form_rows(ui, rows, 128);
     if (!n) return KVS_KEY_HANDLED;
+    const char *f = rows[l->row];
+    if (!strcmp(f, "method") || !strcmp(f, "value_method")) {   // open the picker
+        l->pick_value = f[0] == 'v';
+        const kvq_method *m = kvq_method_find(l->pick_value ? ui->s->cfg.value_method : ui->s->cfg.method);
+        l->pick = m ? (int)(m - kvq_methods) : 0;
+        l->picking = true;
+        ui->filter[0] = 0;
+        ui->filter_active = false;
+        return KVS_KEY_REDRAW;
+    }
     char line[640], v[512];
     kvq_config_get(&ui->s->cfg, rows[ui->lab.row], v, sizeof v);
     if (!strcmp(rows[ui->lab.row], "method")) snprintf(line, sizeof line, "method %s", v);
@@ -267,11 +325,30 @@ static int lab_edit(kvs_ui *ui, int key)
     return KVS_KEY_REDRAW;
 }
 
+static int lab_escape(kvs_ui *ui, int key)
+{
+    (void)key;
+    if (!ui->lab.picking) return KVS_KEY_UNHANDLED;   // the global Esc
+    ui->lab.picking = false;
+    ui->filter[0] = 0;
+    return KVS_KEY_REDRAW;
+}
+
 static int lab_move(kvs_ui *ui, int key)
 {
+    kvs_lab_state *l = &ui->lab;
+    bool up = key == KEY_UP || key == 'k';
+    if (l->picking) {   // next visible method in that direction
+        for (int i = l->pick + (up ? -1 : 1); i >= 0 && i < kvq_n_methods; i += up ? -1 : 1)
+            if (pick_visible(ui, i)) {
+                l->pick = i;
+                break;
+            }
+        return KVS_KEY_REDRAW;
+    }
     const char *rows[128];
     int n = form_rows(ui, rows, 128);
-    if (key == KEY_UP || key == 'k') ui->lab.row = ui->lab.row > 0 ? ui->lab.row - 1 : 0;
+    if (up) ui->lab.row = ui->lab.row > 0 ? ui->lab.row - 1 : 0;
     else ui->lab.row = ui->lab.row + 1 < n ? ui->lab.row + 1 : ui->lab.row;
     return KVS_KEY_REDRAW;
 }
@@ -316,12 +393,13 @@ static const kvs_keybind lab_keys[] = {
     {KEY_DOWN, 'j', NULL, NULL, lab_move},
     {KEY_LEFT, 'h', "Left/Right", "change value", lab_change},
     {KEY_RIGHT, 'l', NULL, NULL, lab_change},
-    {'\n', KEY_ENTER, "Enter", "edit on the command line", lab_edit},
+    {'\n', KEY_ENTER, "Enter", "pick a method / edit on the command line", lab_edit},
+    {27, 0, NULL, NULL, lab_escape},
     {'r', 0, "r", "run on the trace", lab_run_key},
     {'[', 0, "[ ]", "select run", lab_select_run},
     {']', 0, NULL, NULL, lab_select_run},
     {'c', 0, "c", "compare side by side", lab_compare},
-    {'/', 0, "/", "filter fields", kvs_filter_start},
+    {'/', 0, "/", "filter fields or methods", kvs_filter_start},
     {0, 0, NULL, NULL, NULL},
 };
 

@@ -88,7 +88,7 @@ static void build_compression(const kvs_session *s, const kvs_plots_state *ps, c
     snprintf(c->xlabel, sizeof c->xlabel, "x");
     for (int i = 0; i < s->n_runs && c->n_bars < MAX_BARS; i++) {
         const kvs_run *r = &s->runs[i];
-        snprintf(c->bar_label[c->n_bars], sizeof c->bar_label[0], "%d %s", i + 1, r->label);
+        snprintf(c->bar_label[c->n_bars], sizeof c->bar_label[0], "%d %.48s", i + 1, r->label);
         c->bar_v[c->n_bars] = r->compression;
         const kvq_method *m = kvq_method_find(r->cfg.method);
         c->bar_color[c->n_bars++] = m ? (int)(m - kvq_methods) : 0;

@@ -129,11 +129,14 @@ int kvs_prompt_complete(const char *line, int start, const char *text,
         for (int i = 0; i < kvq_n_methods; i++) offer(&c, "", kvq_methods[i].name, "");
         return c.n;
     }
-    if (!strcmp(cmd, "calibrate")) {
-        for (int i = 0; i < kvq_n_methods; i++)
-            if (kvq_methods[i].needs_calibration || argi > 1) offer(&c, "", kvq_methods[i].name, "");
-        if (argi > 1)
-            for (int i = 0; k->options && k->options[i]; i++) offer(&c, "", k->options[i], "=");
+    if (!strcmp(cmd, "calibrate")) {   // calibrator, then its options as k=v
+        if (argi == 1)
+            for (int i = 0; i < kvq_n_calibrators; i++) offer(&c, "", kvq_calibrators[i].name, "");
+        const char *const *co = kvq_calib_opts_names();
+        for (int i = 0; argi > 1 && co[i]; i++) {
+            dashed(d, sizeof d, co[i]);
+            offer(&c, "", d, "=");
+        }
         return c.n;
     }
     if (!strcmp(cmd, "view")) {
@@ -375,6 +378,7 @@ void kvs_prompt_shutdown(kvs_ui *ui)
 {
     if (ui->prompt_active) prompt_close(ui);
     if (ui->prompt_ready && ui->history_path[0]) history_truncate_file(ui->history_path, 1000);
+    if (ui->prompt_ready) clear_history();   // the next studio reads its own file again
     for (int i = 0; i < g_cands.n; i++) free(g_cands.v[i]);
     free(g_cands.v);
     g_cands = (strvec){0};

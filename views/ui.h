@@ -106,7 +106,10 @@ typedef struct kvs_lab_state {
     int sel_run;               // history cursor
     int cmp_run;               // run compared side by side (-1 none)
     bool focus_history;
-    int first_row;             // scroll of the method list
+    int first_row;             // scroll of the form
+    bool picking;              // the method picker replaces the form
+    bool pick_value;           // picking value_method instead of method
+    int pick;                  // cursor in kvq_methods
 } kvs_lab_state;
 
 #define KVS_DASH_HIST 256
@@ -194,7 +197,7 @@ struct kvs_ui {
     kvs_calib_state cal;
 };
 
-// ---- tui.c ----
+// ---- tui.c (kvs_ui_draw: frame.c) ----
 // Build the UI state for a session (no curses calls). Installs the output
 // sink and s->ui; kvs_ui_free restores them.
 kvs_ui *kvs_ui_new(kvs_session *s);

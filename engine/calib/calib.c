@@ -33,7 +33,7 @@ static const opt_field opt_fields[] = {
     OI(min_bits, 1, 8),
     OI(max_bits, 1, 8),
     {"per_head", O_BOOL, offsetof(kvq_calib_opts, per_head), 0, 1},
-    OI(num_centroids, 2, 65536),
+    OI(num_centroids, 0, 65536),   // 0 = the method's default (vecinfer 256, commvq 4)
     OI(num_subspaces, 0, KVQ_MAX_HEAD_DIM),
     OI(signal_bits, 0, 8),
     OI(noise_bits, 0, 8),
@@ -51,7 +51,6 @@ void kvq_calib_opts_default(kvq_calib_opts *o)
     o->noise_scale = 0.1;
     o->min_bits = 1;
     o->max_bits = 4;
-    o->num_centroids = 256;
     o->signal_bits = 4;
     o->noise_bits = 1;
     o->num_clusters = 16;
@@ -272,6 +271,7 @@ kvq_status kvq_artifacts_load_for_trace(const char *dir, const kvq_trace *t, kvq
 kvq_status kvq_calib_attention(const float *q, const int32_t *qpos, int nq, const float *k,
                                const float *v, int n, int d, float *out)
 {
+    if (nq <= 0 || n <= 0) return KVQ_OK;
     float *s = malloc(sizeof(float) * (size_t)nq * (size_t)n);
     if (!s) return kvq_error(KVQ_ERR_NOMEM, "attention: out of memory (%d x %d scores)", nq, n);
     // s (nq, n) = q k^T / sqrt(d)

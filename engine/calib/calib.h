@@ -27,6 +27,8 @@
 //   spectral.mean.l{l}.h{h}        (d)      key mean removed before rotating
 //   spectral.eigenvalues.l{l}.h{h} (d)      descending
 //   spectral.d_eff                 (L, H)   (sum l)^2 / sum l^2
+//   rabitq.centroids.l{l}.h{h}     (num_clusters, d)   calib/train_rabitq.h
+//   commvq.codebooks.l{l}.h{h}     (R, C, d)           calib/train_commvq.h
 // Metadata: method, version, trace.path, trace.layers, trace.kv_heads,
 // trace.head_dim, trace.tokens, option.<name> for every option.
 #ifndef KVQ_CALIB_H
@@ -58,7 +60,7 @@ typedef struct kvq_calib_opts {
     int min_bits, max_bits; // allocation range (1, 4)
     bool per_head;          // allocate per (layer, kv head) instead of per layer
     // vecinfer
-    int num_centroids;      // per subspace (default 256)
+    int num_centroids;      // 0 = method default (vecinfer 256 per subspace, commvq 4)
     int num_subspaces;      // 0 = derived from target_bits: bits x d / log2(C)
     // spectral
     int signal_bits, noise_bits;   // (4, 1)

@@ -42,7 +42,7 @@ static int log2_exact(int c)
 
 kvq_status kvq_calib_vecinfer(const kvq_trace *t, const kvq_calib_opts *o, kvq_progress *p, kvq_artifacts *out)
 {
-    int d = t->head_dim, H = t->n_kv_heads, C = o->num_centroids, lc = log2_exact(C);
+    int d = t->head_dim, H = t->n_kv_heads, C = o->num_centroids ? o->num_centroids : 256, lc = log2_exact(C);
     int L = o->layers ? o->layers : t->n_layers;
     int n = o->sequence_length && o->sequence_length < t->n_tokens ? o->sequence_length : t->n_tokens;
     if (d < 2 || (d & (d - 1)))

@@ -4,6 +4,7 @@
 #include <string.h>
 #include "pack.h"
 #include "rng.h"
+#include "simd.h"
 #include "tq_common.h"
 
 uint64_t tq_stream_seed(const kvq_plan_params *p, uint32_t tag)
@@ -141,4 +142,111 @@ float tq_core_lut_dot(const tq_core *c, const float *lut, const uint8_t *packed)
     for (int j = 0; j < nh; j++, lut += kh) acc += lut[codes[j]];
     for (int j = nh; j < c->d; j++, lut += kl) acc += lut[codes[j]];
     return acc;
+}
+
+// ---- row kernels: scalar references and dispatch (contract in tq_common.h) ----
+float tq_norm(const float *x, int d)
+{
+    double s[8] = {0};
+    for (int j = 0; j < d; j++) s[j & 7] += (double)x[j] * x[j];
+    return (float)sqrt(((s[0] + s[4]) + (s[2] + s[6])) + ((s[1] + s[5]) + (s[3] + s[7])));
+}
+
+void tq_core_encode_rows_ref(const tq_core *c, const float *x, size_t n, uint8_t *rec, size_t rec_bytes)
+{
+    const int d = c->d;
+    const size_t cb = tq_core_code_bytes(c);
+    float y[TQ_CHUNK * KVQ_MAX_HEAD_DIM];   // (chunk, d) rotated rows
+    for (size_t i0 = 0; i0 < n; i0 += TQ_CHUNK) {
+        size_t m = n - i0 < TQ_CHUNK ? n - i0 : TQ_CHUNK;
+        // Rotation is linear: rotate x and scale by 1/|x| afterwards.
+        kvq_rotation_apply_batch(&c->rot, x + i0 * d, y, m);
+        for (size_t i = 0; i < m; i++) {
+            float *yi = y + i * d;
+            float norm = tq_norm(x + (i0 + i) * d, d), inv = norm > 0.0f ? 1.0f / norm : 0.0f;
+            for (int j = 0; j < d; j++) yi[j] *= inv;
+            uint8_t *r = rec + (i0 + i) * rec_bytes;
+            tq_core_quantize(c, yi, r, NULL);
+            tq_put_f16(r + cb, norm);
+        }
+    }
+}
+
+void tq_core_decode_rows_ref(const tq_core *c, const uint8_t *rec, size_t rec_bytes, size_t n, float *x)
+{
+    const int d = c->d;
+    const size_t cb = tq_core_code_bytes(c);
+    float y[TQ_CHUNK * KVQ_MAX_HEAD_DIM];
+    for (size_t i0 = 0; i0 < n; i0 += TQ_CHUNK) {
+        size_t m = n - i0 < TQ_CHUNK ? n - i0 : TQ_CHUNK;
+        for (size_t i = 0; i < m; i++) {
+            const uint8_t *r = rec + (i0 + i) * rec_bytes;
+            float norm = tq_get_f16(r + cb);
+            tq_core_dequantize(c, r, y + i * d);
+            for (int j = 0; j < d; j++) y[i * d + j] *= norm;
+        }
+        kvq_rotation_apply_t_batch(&c->rot, y, x + i0 * d, m);
+    }
+}
+
+void tq_core_score_rows_ref(const tq_core *c, const float *const *qr, int nq, const uint8_t *rec,
+                            size_t rec_bytes, size_t n, float *scores, size_t lds)
+{
+    const size_t cb = tq_core_code_bytes(c);
+    float yhat[KVQ_MAX_HEAD_DIM];
+    for (size_t i = 0; i < n; i++) {
+        const uint8_t *r = rec + i * rec_bytes;
+        tq_core_dequantize(c, r, yhat);
+        float norm = tq_get_f16(r + cb);
+        for (int q = 0; q < nq; q++) {
+            float acc = 0.0f;
+            for (int j = 0; j < c->d; j++) acc += qr[q][j] * yhat[j];
+            scores[(size_t)q * lds + i] = norm * acc;
+        }
+    }
+}
+
+void tq_core_accumulate_rows_ref(const tq_core *c, const uint8_t *rec, size_t rec_bytes, size_t n,
+                                 const float *w, size_t ldw, int nq, float *acc)
+{
+    const size_t cb = tq_core_code_bytes(c);
+    const int d = c->d;
+    float yhat[KVQ_MAX_HEAD_DIM];
+    for (size_t i = 0; i < n; i++) {
+        const uint8_t *r = rec + i * rec_bytes;
+        tq_core_dequantize(c, r, yhat);
+        float norm = tq_get_f16(r + cb);
+        for (int q = 0; q < nq; q++) {
+            float wn = w[(size_t)q * ldw + i] * norm;
+            if (wn == 0.0f) continue;   // masked positions
+            float *a = acc + (size_t)q * d;
+            for (int j = 0; j < d; j++) a[j] += wn * yhat[j];
+        }
+    }
+}
+
+void tq_core_encode_rows(const tq_core *c, const float *x, size_t n, uint8_t *rec, size_t rec_bytes)
+{
+    if (tq_core_grouped(c) && kvq_simd_avx2()) tq_encode_rows_avx2(c, x, n, rec, rec_bytes);
+    else tq_core_encode_rows_ref(c, x, n, rec, rec_bytes);
+}
+
+void tq_core_decode_rows(const tq_core *c, const uint8_t *rec, size_t rec_bytes, size_t n, float *x)
+{
+    if (tq_core_grouped(c) && kvq_simd_avx2()) tq_decode_rows_avx2(c, rec, rec_bytes, n, x);
+    else tq_core_decode_rows_ref(c, rec, rec_bytes, n, x);
+}
+
+void tq_core_score_rows(const tq_core *c, const float *const *qr, int nq, const uint8_t *rec,
+                        size_t rec_bytes, size_t n, float *scores, size_t lds)
+{
+    if (tq_core_grouped(c) && kvq_simd_avx2()) tq_score_rows_avx2(c, qr, nq, rec, rec_bytes, n, scores, lds);
+    else tq_core_score_rows_ref(c, qr, nq, rec, rec_bytes, n, scores, lds);
+}
+
+void tq_core_accumulate_rows(const tq_core *c, const uint8_t *rec, size_t rec_bytes, size_t n,
+                             const float *w, size_t ldw, int nq, float *acc)
+{
+    if (tq_core_grouped(c) && kvq_simd_avx2()) tq_accumulate_rows_avx2(c, rec, rec_bytes, n, w, ldw, nq, acc);
+    else tq_core_accumulate_rows_ref(c, rec, rec_bytes, n, w, ldw, nq, acc);
 }

@@ -15,6 +15,7 @@
 // low-width codes, each segment starting on a byte boundary.
 #ifndef KVQ_TQ_COMMON_H
 #define KVQ_TQ_COMMON_H
+#include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
 #include "f16.h"
@@ -65,6 +66,56 @@ void tq_core_dequantize(const tq_core *c, const uint8_t *packed, float *yhat);
 void tq_core_build_lut(const tq_core *c, const float *qr, float *lut);
 // sum_j lut[j][code_j] = qr . yhat, straight from the packed codes.
 float tq_core_lut_dot(const tq_core *c, const float *lut, const uint8_t *packed);
+
+// ---- row kernels of the turboquant_mse record [packed codes][fp16 |x|] ----
+// Each dispatches to an AVX2 kernel (tq_simd.c) when kvq_simd_avx2() and the
+// core is "grouped", else runs its scalar reference (the _ref function, the
+// spec; tests/test_simd.c compares the two). Encode and decode are
+// bit-identical to their references; scores and accumulations agree to
+// float rounding (FMA, 8 partial sums).
+//
+// Grouped: no mixed channels, bits 1..4, d % 8 == 0. Then coordinates
+// 8g..8g+7 are exactly the `bits` bytes at offset g * bits of the packed
+// codes (LSB first), so 8 codes are one little-endian word.
+static inline bool tq_core_grouped(const tq_core *c)
+{
+    return c->n_hi == 0 && c->bits <= 4 && c->d % 8 == 0;
+}
+// |x| computed one fixed way: 8 double partial sums (coordinate j into
+// lane j % 8), combined as ((s0+s4)+(s2+s6)) + ((s1+s5)+(s3+s7)), which
+// the AVX2 path reproduces exactly.
+float tq_norm(const float *x, int d);
+// x: (n, d) -> rec: (n, rec_bytes), codes then the fp16 norm at code bytes.
+void tq_core_encode_rows(const tq_core *c, const float *x, size_t n, uint8_t *rec, size_t rec_bytes);
+void tq_core_encode_rows_ref(const tq_core *c, const float *x, size_t n, uint8_t *rec,
+                             size_t rec_bytes);
+// rec: (n, rec_bytes) -> x: (n, d), back in the original basis.
+void tq_core_decode_rows(const tq_core *c, const uint8_t *rec, size_t rec_bytes, size_t n, float *x);
+void tq_core_decode_rows_ref(const tq_core *c, const uint8_t *rec, size_t rec_bytes, size_t n,
+                             float *x);
+// scores[q * lds + i] = |k_i| (qr[q] . yhat_i) for q < nq <= 8, i < n;
+// qr[q]: (d) a rotated query R q. The reference sums in coordinate order,
+// the same products as the LUT, so it equals tq_core_lut_dot exactly.
+void tq_core_score_rows(const tq_core *c, const float *const *qr, int nq, const uint8_t *rec,
+                        size_t rec_bytes, size_t n, float *scores, size_t lds);
+void tq_core_score_rows_ref(const tq_core *c, const float *const *qr, int nq, const uint8_t *rec,
+                            size_t rec_bytes, size_t n, float *scores, size_t lds);
+// acc[q * d + j] += sum_i w[q * ldw + i] |v_i| yhat_i[j], q < nq <= 8: the
+// softmax-weighted sum of values kept in the ROTATED basis (one inverse
+// rotation per query at the very end instead of one per value vector).
+void tq_core_accumulate_rows(const tq_core *c, const uint8_t *rec, size_t rec_bytes, size_t n,
+                             const float *w, size_t ldw, int nq, float *acc);
+void tq_core_accumulate_rows_ref(const tq_core *c, const uint8_t *rec, size_t rec_bytes, size_t n,
+                                 const float *w, size_t ldw, int nq, float *acc);
+
+// AVX2 kernels (tq_simd.c); only called when kvq_simd_avx2() && tq_core_grouped().
+void tq_encode_rows_avx2(const tq_core *c, const float *x, size_t n, uint8_t *rec, size_t rec_bytes);
+void tq_decode_rows_avx2(const tq_core *c, const uint8_t *rec, size_t rec_bytes, size_t n, float *x);
+void tq_score_rows_avx2(const tq_core *c, const float *const *qr, int nq, const uint8_t *rec,
+                        size_t rec_bytes, size_t n, float *scores, size_t lds);
+void tq_accumulate_rows_avx2(const tq_core *c, const uint8_t *rec, size_t rec_bytes, size_t n,
+                             const float *w, size_t ldw, int nq, float *acc);
+float tq_norm_avx2(const float *x, int d);
 
 // Norms are stored as IEEE fp16 (2 bytes, unaligned, little-endian).
 static inline void tq_put_f16(uint8_t *dst, float v)

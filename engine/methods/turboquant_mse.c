@@ -6,10 +6,14 @@
 // Record (bytes_per_vector): [packed codes: tq_core_code_bytes][|x|: fp16]
 // e.g. d=128, bits=3: 48 + 2 = 50 bytes = 3.125 bits per coordinate.
 // Query state: the LUT lut[j][k] = (R q)_j level_k (tq_core lut_floats),
-// so score(k) = |k| sum_j lut[j][code_j] = q . decode(k) without a decode.
+// so score(k) = |k| sum_j lut[j][code_j] = q . decode(k) without a decode
+// (the scalar spec), then R q itself, which the AVX2 kernel multiplies with
+// 8 levels at a time (vpermps of the codebook by the codes).
 #include <math.h>
 #include <stdlib.h>
+#include "simd.h"
 #include "tq_common.h"
+#include "turboquant_mse.h"
 
 typedef struct {
     tq_core core;
@@ -46,67 +50,77 @@ size_t kvq_tq_mse_bytes_per_vector(const void *plan) { return ((const tq_mse_pla
 void kvq_tq_mse_encode(const void *plan, const float *x, size_t n, uint8_t *codes)
 {
     const tq_mse_plan *p = plan;
-    const tq_core *c = &p->core;
-    const int d = c->d;
-    const size_t cb = tq_core_code_bytes(c);
-    float y[TQ_CHUNK * KVQ_MAX_HEAD_DIM];   // (chunk, d) rotated rows
-    for (size_t i0 = 0; i0 < n; i0 += TQ_CHUNK) {
-        size_t m = n - i0 < TQ_CHUNK ? n - i0 : TQ_CHUNK;
-        // Rotation is linear: rotate x and scale by 1/|x| afterwards.
-        kvq_rotation_apply_batch(&c->rot, x + i0 * d, y, m);
-        for (size_t i = 0; i < m; i++) {
-            const float *xi = x + (i0 + i) * d;
-            float *yi = y + i * d;
-            double nn = 0.0;
-            for (int j = 0; j < d; j++) nn += (double)xi[j] * xi[j];
-            float norm = (float)sqrt(nn), inv = norm > 0.0f ? 1.0f / norm : 0.0f;
-            for (int j = 0; j < d; j++) yi[j] *= inv;
-            uint8_t *rec = codes + (i0 + i) * p->bpv;
-            tq_core_quantize(c, yi, rec, NULL);
-            tq_put_f16(rec + cb, norm);
-        }
-    }
+    tq_core_encode_rows(&p->core, x, n, codes, p->bpv);
 }
 
 void kvq_tq_mse_decode(const void *plan, const uint8_t *codes, size_t n, float *x)
 {
     const tq_mse_plan *p = plan;
-    const tq_core *c = &p->core;
-    const int d = c->d;
-    const size_t cb = tq_core_code_bytes(c);
-    float y[TQ_CHUNK * KVQ_MAX_HEAD_DIM];
-    for (size_t i0 = 0; i0 < n; i0 += TQ_CHUNK) {
-        size_t m = n - i0 < TQ_CHUNK ? n - i0 : TQ_CHUNK;
-        for (size_t i = 0; i < m; i++) {
-            const uint8_t *rec = codes + (i0 + i) * p->bpv;
-            float norm = tq_get_f16(rec + cb);
-            tq_core_dequantize(c, rec, y + i * d);
-            for (int j = 0; j < d; j++) y[i * d + j] *= norm;
-        }
-        kvq_rotation_apply_t_batch(&c->rot, y, x + i0 * d, m);
-    }
+    tq_core_decode_rows(&p->core, codes, p->bpv, n, x);
 }
 
+// Query state: the LUT (lut_floats), then R q (d) for the AVX2 kernels.
 size_t kvq_tq_mse_query_bytes(const void *plan)
 {
-    return ((const tq_mse_plan *)plan)->core.lut_floats * sizeof(float);
+    const tq_core *c = &((const tq_mse_plan *)plan)->core;
+    return (c->lut_floats + (size_t)c->d) * sizeof(float);
+}
+
+static const float *query_rotated(const tq_core *c, const void *qs)
+{
+    return (const float *)qs + c->lut_floats;
 }
 
 void kvq_tq_mse_prepare_query(const void *plan, const float *q, void *qs)
 {
     const tq_mse_plan *p = plan;
-    float qr[KVQ_MAX_HEAD_DIM];
+    float *qr = (float *)qs + p->core.lut_floats;
     kvq_rotation_apply(&p->core.rot, q, qr);
     tq_core_build_lut(&p->core, qr, qs);
 }
+
+static bool fast_scores(const tq_core *c) { return tq_core_grouped(c) && kvq_simd_avx2(); }
 
 void kvq_tq_mse_score(const void *plan, const void *qs, const uint8_t *codes, size_t n,
                       float *scores)
 {
     const tq_mse_plan *p = plan;
+    if (fast_scores(&p->core)) {
+        const float *qr = query_rotated(&p->core, qs);
+        tq_core_score_rows(&p->core, &qr, 1, codes, p->bpv, n, scores, n);
+        return;
+    }
     const size_t cb = tq_core_code_bytes(&p->core);
     for (size_t i = 0; i < n; i++) {
         const uint8_t *rec = codes + i * p->bpv;
         scores[i] = tq_get_f16(rec + cb) * tq_core_lut_dot(&p->core, qs, rec);
     }
+}
+
+// ---- fused-attention extensions (turboquant_mse.h) ----
+bool kvq_tq_mse_is(const kvq_method *m) { return m && m->encode == kvq_tq_mse_encode; }
+
+void kvq_tq_mse_score_multi(const void *plan, const void *const *qs, int nq, const uint8_t *codes,
+                            size_t n, float *scores, size_t lds)
+{
+    const tq_mse_plan *p = plan;
+    if (fast_scores(&p->core)) {
+        const float *qr[8];
+        for (int q = 0; q < nq && q < 8; q++) qr[q] = query_rotated(&p->core, qs[q]);
+        tq_core_score_rows(&p->core, qr, nq < 8 ? nq : 8, codes, p->bpv, n, scores, lds);
+        return;
+    }
+    for (int q = 0; q < nq; q++) kvq_tq_mse_score(plan, qs[q], codes, n, scores + (size_t)q * lds);
+}
+
+void kvq_tq_mse_accumulate(const void *plan, const uint8_t *codes, size_t n, const float *w,
+                           size_t ldw, int nq, float *acc)
+{
+    const tq_mse_plan *p = plan;
+    tq_core_accumulate_rows(&p->core, codes, p->bpv, n, w, ldw, nq, acc);
+}
+
+void kvq_tq_mse_unrotate(const void *plan, const float *acc, float *out)
+{
+    kvq_rotation_apply_t(&((const tq_mse_plan *)plan)->core.rot, acc, out);
 }

@@ -91,6 +91,9 @@ echo "-- artifacts"
 expect_ok "precompute on a 4-token trace" "$K" precompute --method rabitq --trace $D/tr_valid.safetensors --num-clusters 2 --output "$TMP/art"
 expect_fail "artifacts from another trace" "rabitq.centroids.l0.h0' has shape \[2,8\], expected \[16,128\]" \
   "$K" quantize "$TRACE" --method rabitq --bits 3 --artifacts "$TMP/art"
+printf 'load %s\nload-artifacts %s\n' "$TRACE" "$TMP/art" >"$TMP/la.kvs"
+expect_fail "load-artifacts from another trace" "la.kvs:2: load-artifacts: rabitq artifacts do not match trace .*layers 2 vs 6, head_dim 8 vs 128" \
+  "$K" --script "$TMP/la.kvs"
 expect_fail "artifacts dir missing" "not an artifacts directory" "$K" load-artifacts "$TMP/noart"
 cp -r "$TMP/art" "$TMP/art_bad"; printf '{"format": "kvstudio-artifacts", "method": 3}' >"$TMP/art_bad/manifest.json"
 expect_fail "artifacts manifest malformed" "manifest.json: 'method' and 'version' must be strings" "$K" load-artifacts "$TMP/art_bad"

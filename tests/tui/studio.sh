@@ -141,6 +141,14 @@ keys q
 wait_file "$TMP/rc"
 [ "$(cat "$TMP/rc")" = 0 ] || fail "exit status $(cat "$TMP/rc"), expected 0"
 
+step "Ctrl-C quits cleanly too"
+T new-window -t "$S" -c "$PWD" \
+    "env TERM=xterm-256color XDG_STATE_HOME='$TMP/state' '$KVSTUDIO' $TRACE; echo \$? > '$TMP/rc0'; sleep 600"
+wait_for "layers x kv heads"
+keys C-c
+wait_file "$TMP/rc0"
+[ "$(cat "$TMP/rc0")" = 0 ] || fail "Ctrl-C: exit status $(cat "$TMP/rc0"), expected 0"
+
 step "unknown and missing TERM are clear errors"
 T new-window -t "$S" -c "$PWD" \
     "env TERM=no-such-terminal-kvs '$KVSTUDIO' $TRACE 2> '$TMP/err1'; echo \$? > '$TMP/rc1'; sleep 600"
@@ -156,5 +164,11 @@ grep -q "TERM is not set" "$TMP/err2" || fail "missing TERM: $(cat "$TMP/err2")"
 step "no terminal: batch mode, never curses"
 out=$(printf 'version\n' | "$KVSTUDIO" 2>&1) || fail "batch via stdin failed: $out"
 [ "$out" = "kvstudio 0.1.0" ] || case "$out" in kvstudio\ *) ;; *) fail "batch via stdin: '$out'";; esac
+
+out=$(printf 'load %s\nmethod q4_0\nbits 4\nrun\nexport json %s\nexport svg %s\n' "$TRACE" "$TMP/runs.json" \
+      "$TMP/rd.svg" | "$KVSTUDIO" 2>&1) || fail "batch run/export failed: $out"
+echo "$out" | grep -q "^run 1: q4_0 k4/v2" || fail "batch run: '$out'"
+grep -q '"label": "q4_0 k4/v2"' "$TMP/runs.json" || fail "runs.json lacks the run"
+grep -q "<polyline" "$TMP/rd.svg" || fail "rd.svg lacks the curve"
 
 echo "PASS: studio through tmux"

@@ -1,0 +1,141 @@
+// pool.c — persistent worker threads for kvq_parallel_for (contract in pool.h).
+// One job at a time: a caller that finds the pool taken runs its tasks
+// inline, so nested or concurrent calls cost parallelism, never correctness.
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include "pool.h"
+
+// Worker stacks: kernels keep scratch on the stack (TQ_CHUNK rows, attention
+// blocks), a few hundred KB at most.
+#define POOL_STACK_BYTES (4u << 20)
+
+static atomic_int g_set;   // kvq_threads_set value, 0 = env/default
+
+static struct {
+    pthread_mutex_t mu;      // guards everything below but the job counters
+    pthread_cond_t wake, done;
+    pthread_t tid[KVQ_MAX_THREADS];
+    int n_workers;           // started
+    int want;                // workers the current job may use
+    unsigned long gen;       // job generation: workers wait for it to change
+    bool stop;
+    // the job
+    kvq_task_fn fn;
+    void *ctx;
+    int n_tasks;
+    atomic_int next;         // next task to take
+    int active;              // workers inside the current job
+} P = {.mu = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER,
+       .done = PTHREAD_COND_INITIALIZER};
+
+static pthread_mutex_t g_busy = PTHREAD_MUTEX_INITIALIZER;   // one job at a time
+
+int kvq_threads(void)
+{
+    int n = atomic_load(&g_set);
+    if (n <= 0) {
+        const char *e = getenv("KVQ_THREADS");
+        n = e ? atoi(e) : 1;
+    }
+    if (n < 1) n = 1;
+    return n > KVQ_MAX_THREADS ? KVQ_MAX_THREADS : n;
+}
+
+void kvq_threads_set(int n) { atomic_store(&g_set, n > 0 ? n : 0); }
+
+static void run_tasks(void)
+{
+    for (;;) {
+        int t = atomic_fetch_add(&P.next, 1);
+        if (t >= P.n_tasks) return;
+        P.fn(P.ctx, t);
+    }
+}
+
+static void *worker(void *arg)
+{
+    int id = (int)(intptr_t)arg;
+    unsigned long seen = 0;
+    pthread_mutex_lock(&P.mu);
+    for (;;) {
+        while (!P.stop && (P.gen == seen || id >= P.want)) {
+            if (P.gen != seen) seen = P.gen;   // a job not meant for this worker
+            else pthread_cond_wait(&P.wake, &P.mu);
+        }
+        if (P.stop) break;
+        seen = P.gen;
+        P.active++;
+        pthread_mutex_unlock(&P.mu);
+        run_tasks();
+        pthread_mutex_lock(&P.mu);
+        if (--P.active == 0) pthread_cond_broadcast(&P.done);
+    }
+    pthread_mutex_unlock(&P.mu);
+    return NULL;
+}
+
+// Called with g_busy held. Returns the workers available (may be fewer).
+static int ensure_workers(int n)
+{
+    pthread_mutex_lock(&P.mu);
+    if (P.n_workers < n) {
+        pthread_attr_t at;
+        pthread_attr_init(&at);
+        pthread_attr_setstacksize(&at, POOL_STACK_BYTES);
+        while (P.n_workers < n &&
+               pthread_create(&P.tid[P.n_workers], &at, worker, (void *)(intptr_t)P.n_workers) == 0)
+            P.n_workers++;
+        pthread_attr_destroy(&at);
+    }
+    int have = P.n_workers < n ? P.n_workers : n;
+    pthread_mutex_unlock(&P.mu);
+    return have;
+}
+
+void kvq_parallel_for(int n_tasks, kvq_task_fn fn, void *ctx)
+{
+    if (n_tasks <= 0) return;
+    int nt = kvq_threads();
+    int workers = (nt < n_tasks ? nt : n_tasks) - 1;
+    if (workers <= 0 || pthread_mutex_trylock(&g_busy) != 0) {
+        for (int t = 0; t < n_tasks; t++) fn(ctx, t);
+        return;
+    }
+    workers = ensure_workers(workers);
+    pthread_mutex_lock(&P.mu);
+    P.fn = fn;
+    P.ctx = ctx;
+    P.n_tasks = n_tasks;
+    atomic_store(&P.next, 0);
+    P.want = workers;
+    P.gen++;
+    pthread_cond_broadcast(&P.wake);
+    pthread_mutex_unlock(&P.mu);
+    run_tasks();
+    // Every task is taken; wait for workers still inside one. A worker that
+    // wakes late finds the counter exhausted and leaves at once.
+    pthread_mutex_lock(&P.mu);
+    while (P.active > 0) pthread_cond_wait(&P.done, &P.mu);
+    P.want = 0;
+    pthread_mutex_unlock(&P.mu);
+    pthread_mutex_unlock(&g_busy);
+}
+
+void kvq_threads_shutdown(void)
+{
+    pthread_mutex_lock(&g_busy);
+    pthread_mutex_lock(&P.mu);
+    P.stop = true;
+    pthread_cond_broadcast(&P.wake);
+    int n = P.n_workers;
+    pthread_mutex_unlock(&P.mu);
+    for (int i = 0; i < n; i++) pthread_join(P.tid[i], NULL);
+    pthread_mutex_lock(&P.mu);
+    P.n_workers = 0;
+    P.stop = false;
+    pthread_mutex_unlock(&P.mu);
+    pthread_mutex_unlock(&g_busy);
+}

@@ -1,0 +1,31 @@
+// pool.h — a small persistent pthread pool that splits engine work (heads,
+// token blocks, encode chunks) over threads. The engine uses it only where
+// the result does not depend on the thread count: work is cut into tasks
+// by the data size alone, and each task writes its own output, so 1 and N
+// threads give bit-identical results.
+//
+// Thread count: kvq_threads_set(n) (n >= 1); 0 or never set = the env var
+// KVQ_THREADS, else 1 (determinism and no surprise CPU use in tests).
+// Workers are started lazily on the first parallel call with more than one
+// thread and live until kvq_threads_shutdown() (or process exit).
+#ifndef KVQ_POOL_H
+#define KVQ_POOL_H
+
+#define KVQ_MAX_THREADS 64
+
+// Threads the next parallel call may use (>= 1, <= KVQ_MAX_THREADS).
+int kvq_threads(void);
+// n >= 1 fixes the count; n <= 0 returns to KVQ_THREADS / 1. Thread-safe.
+void kvq_threads_set(int n);
+// Stops and joins the workers (tests and valgrind runs); a later parallel
+// call starts them again.
+void kvq_threads_shutdown(void);
+
+// fn(ctx, t) for every t in [0, n_tasks): the caller runs tasks too and
+// returns when all are done. Tasks are taken in increasing order from a
+// shared counter. If the pool is busy (another thread's call, or a call
+// from inside a task) or cannot start, the tasks run inline on the caller:
+// never a deadlock, never a failure. fn must not longjmp out.
+typedef void (*kvq_task_fn)(void *ctx, int task);
+void kvq_parallel_for(int n_tasks, kvq_task_fn fn, void *ctx);
+#endif

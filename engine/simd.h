@@ -1,0 +1,34 @@
+// simd.h — runtime CPU dispatch for the engine's fast paths.
+//
+// No global -march flag: CI machines differ. Fast kernels are compiled per
+// function with KVQ_TARGET_AVX2 (__attribute__((target("avx2,fma"))))
+// and chosen at run time when kvq_simd_avx2() is true. Every fast kernel has
+// its plain scalar reference beside it (the spec), and tests/test_simd.c
+// checks each against it.
+//
+// kvq_simd_avx2(): the CPU has AVX2 + FMA, and neither the env var
+// KVQ_SIMD=0 nor kvq_simd_force_scalar(true) turned the fast paths off.
+#ifndef KVQ_SIMD_H
+#define KVQ_SIMD_H
+#include <stdbool.h>
+#include <stddef.h>
+
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+#define KVQ_HAVE_X86 1
+#define KVQ_TARGET_AVX2 __attribute__((target("avx2,fma")))
+#else
+#define KVQ_HAVE_X86 0
+#define KVQ_TARGET_AVX2
+#endif
+
+bool kvq_simd_avx2(void);
+// Tests and benchmarks: true forces every dispatcher to its scalar reference.
+void kvq_simd_force_scalar(bool on);
+// "avx2" or "scalar": what the dispatchers pick right now.
+const char *kvq_simd_name(void);
+
+// out[i] = exp(x[i]) for n floats; -INFINITY -> 0. The AVX2 path is a
+// Cody-Waite range reduction + degree-6 polynomial (max rel error ~2e-7 for
+// x in [-87, 88]); the scalar path is expf. Used by the online softmax.
+void kvq_exp_inplace(float *x, size_t n);
+#endif

@@ -8,6 +8,7 @@
 #include "artifacts.h"
 #include "calib/calib.h"
 #include "cmds.h"
+#include "tui.h"
 #include "pack.h"
 
 // Progress lines at most every 10% once a run has taken over 2 s, so short
@@ -242,6 +243,7 @@ int kvs_cmd_calibrate(kvs_session *s, kvs_args *a)
     if (read_opts(s, a, "calibrate", &o) || kvs_args_check_unused(s, a, "calibrate")) return -1;
     if (a->npos != 1) return kvs_errorf(s, "calibrate: expected one METHOD (usage: calibrate METHOD [k=v ...])");
     if (!s->trace) return kvs_errorf(s, "calibrate: no trace loaded (run `load PATH` first)");
+    if (s->ui) return kvs_studio_calibrate(s, a->pos[0], &o);   // worker thread + progress bar
     kvq_artifacts *art = NULL;
     if (run_calibration(s, "calibrate", a->pos[0], s->trace, &o, &art)) return -1;
     pthread_mutex_lock(&s->lock);

@@ -44,18 +44,13 @@ static void walk_f16(kvq_cache *c, const scratch *w, const kvq_lane *lk, const k
     size_t d = (size_t)c->d;
     for (int p = lo; p < hi;) {
         int k = hi - p < (int)c->block ? hi - p : (int)c->block;
-        kvq_f16_row_to_f32(kvq_lane_at(lk, (size_t)(p - pos0)), w->blk, (size_t)k * d);
+        kvq_f16_to_f32_fast(kvq_lane_at(lk, (size_t)(p - pos0)), w->blk, (size_t)k * d);
         for (int qi = 0; qi < b->n; qi++) {
             float *sc = w->scores + (size_t)qi * c->block;
-            const float *q = b->q[qi];
-            for (int j = 0; j < k; j++) {
-                const float *row = w->blk + (size_t)j * d;
-                float s = 0;
-                for (size_t t = 0; t < d; t++) s += q[t] * row[t];
-                sc[j] = p + j > b->p[qi] ? -INFINITY : s * scale;
-            }
+            kvq_dot_rows(b->q[qi], w->blk, (size_t)k, d, sc);
+            for (int j = 0; j < k; j++) sc[j] = p + j > b->p[qi] ? -INFINITY : sc[j] * scale;
         }
-        if (values) kvq_f16_row_to_f32(kvq_lane_at(lv, (size_t)(p - pos0)), w->blk, (size_t)k * d);
+        if (values) kvq_f16_to_f32_fast(kvq_lane_at(lv, (size_t)(p - pos0)), w->blk, (size_t)k * d);
         fn(u, b, w->scores, w->blk, NULL, p, k);
         p += k;
     }
@@ -94,6 +89,7 @@ static void walk(kvq_cache *c, const scratch *w, int h, const qbatch *b, bool va
             if (c->outliers) kvq_codec_prepare(&c->oc[h], b->q[qi], w->qs_o + (size_t)qi * c->qs_bytes);
         }
         bool multi = !c->outliers && !c->kc[h].raw16 && kvq_tq_mse_is(c->kc[h].q.m);
+        bool raw_k = !c->outliers && c->kc[h].raw16;
         size_t g = c->group;
         size_t i = (size_t)(lo - s->base) / g * g, end = ((size_t)(hi - s->base) + g - 1) / g * g;
         while (i < end) {
@@ -101,9 +97,12 @@ static void walk(kvq_cache *c, const scratch *w, int h, const qbatch *b, bool va
             if (multi)
                 kvq_tq_mse_score_multi(c->kc[h].q.plan, qsp, b->n, kvq_lane_at(&s->ck, i), k, w->scores,
                                        c->block);
+            else if (raw_k)   // fp16 keys: convert the block once for all queries
+                kvq_f16_to_f32_fast(kvq_lane_at(&s->ck, i), w->blk, k * (size_t)c->d);
             for (int qi = 0; qi < b->n; qi++) {
                 float *sc = w->scores + (size_t)qi * c->block;
-                if (!multi)
+                if (raw_k) kvq_dot_rows(b->q[qi], w->blk, k, (size_t)c->d, sc);
+                else if (!multi)
                     kvq_comp_keys_score(c, h, w->qs_k + (size_t)qi * c->qs_bytes,
                                         c->outliers ? w->qs_o + (size_t)qi * c->qs_bytes : NULL, i, k, sc);
                 for (size_t j = 0; j < k; j++) {
@@ -113,6 +112,8 @@ static void walk(kvq_cache *c, const scratch *w, int h, const qbatch *b, bool va
             }
             const uint8_t *vrec = NULL;
             if (values && rot) vrec = kvq_lane_at(&s->cv, i);
+            else if (values && c->vc[h].raw16)
+                kvq_f16_to_f32_fast(kvq_lane_at(&s->cv, i), w->blk, k * (size_t)c->d);
             else if (values) kvq_codec_decode(&c->vc[h], kvq_lane_at(&s->cv, i), k, w->blk);
             fn(u, b, w->scores, w->blk, vrec, s->base + (int32_t)i, (int)k);
             i += k;
@@ -181,13 +182,7 @@ static void online_update(void *u, const qbatch *b, float *scores, const float *
         double l = 0;
         for (int j = 0; j < n; j++) l += sc[j];
         o->l[qi] += l;
-        if (vrec) continue;
-        for (int j = 0; j < n; j++) {
-            float w = sc[j];
-            if (w == 0.0f) continue;
-            const float *v = V + (size_t)j * d;
-            for (size_t t = 0; t < d; t++) acc[t] += w * v[t];
-        }
+        if (!vrec) kvq_axpy_rows(sc, V, (size_t)n, d, acc);
     }
     if (vrec) {
         kvq_tq_mse_accumulate(o->vplan, vrec, (size_t)n, scores, o->block, b->n, o->acc_rot);

@@ -62,7 +62,7 @@ void kvq_model_free(kvq_model *m);
 // ---- running (model_run.c) ----
 // Called after RoPE for every layer and chunk: q (n_heads, n, head_dim),
 // k and v (n_kv_heads, n, head_dim), for absolute positions pos0..pos0+n-1.
-// Pointers are valid during the call only.
+// Pointers are valid during the call only; k includes key noise when set.
 typedef void (*kvq_model_tap_fn)(void *user, int layer, int pos0, int n, const float *q,
                                  const float *k, const float *v);
 

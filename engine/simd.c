@@ -1,7 +1,9 @@
 // simd.c — CPU feature detection, the scalar switch, vectorized exp.
 #include <math.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdlib.h>
+#include "f16.h"
 #include "simd.h"
 #if KVQ_HAVE_X86
 #include <immintrin.h>
@@ -18,7 +20,8 @@ bool kvq_simd_avx2(void)
         c = 0;
 #if KVQ_HAVE_X86
         __builtin_cpu_init();
-        c = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? 1 : 0;
+        c = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+                    __builtin_cpu_supports("f16c") ? 1 : 0;
 #endif
         const char *e = getenv("KVQ_SIMD");
         if (e && e[0] == '0') c = 0;
@@ -72,4 +75,117 @@ void kvq_exp_inplace(float *x, size_t n)
     }
 #endif
     for (size_t i = 0; i < n; i++) x[i] = expf(x[i]);
+}
+
+// ---- dense kernels ----
+void kvq_dot_rows_ref(const float *q, const float *X, size_t n, size_t d, float *out)
+{
+    for (size_t j = 0; j < n; j++) {
+        const float *x = X + j * d;
+        float s = 0;
+        for (size_t t = 0; t < d; t++) s += q[t] * x[t];
+        out[j] = s;
+    }
+}
+
+void kvq_axpy_rows_ref(const float *w, const float *X, size_t n, size_t d, float *acc)
+{
+    for (size_t j = 0; j < n; j++) {
+        if (w[j] == 0.0f) continue;
+        const float *x = X + j * d;
+        for (size_t t = 0; t < d; t++) acc[t] += w[j] * x[t];
+    }
+}
+
+#if KVQ_HAVE_X86
+KVQ_TARGET_AVX2 static void f16_avx2(const uint8_t *src, float *dst, size_t n)
+{
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(src + 2 * i))));
+    if (i < n) kvq_f16_row_to_f32(src + 2 * i, dst + i, n - i);
+}
+
+static inline __attribute__((always_inline)) KVQ_TARGET_AVX2 float hsum8(__m256 v)
+{
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+KVQ_TARGET_AVX2 static void dot_avx2(const float *q, const float *X, size_t n, size_t d, float *out)
+{
+    for (size_t j = 0; j < n; j++) {
+        const float *x = X + j * d;
+        __m256 a = _mm256_setzero_ps(), b = _mm256_setzero_ps();
+        size_t t = 0;
+        for (; t + 16 <= d; t += 16) {
+            a = _mm256_fmadd_ps(_mm256_loadu_ps(q + t), _mm256_loadu_ps(x + t), a);
+            b = _mm256_fmadd_ps(_mm256_loadu_ps(q + t + 8), _mm256_loadu_ps(x + t + 8), b);
+        }
+        float s = hsum8(_mm256_add_ps(a, b));
+        for (; t < d; t++) s += q[t] * x[t];
+        out[j] = s;
+    }
+}
+
+KVQ_TARGET_AVX2 static void axpy_avx2(const float *w, const float *X, size_t n, size_t d, float *acc)
+{
+    size_t t = 0;
+    for (; t + 32 <= d; t += 32) {   // 4 accumulators held across all rows
+        __m256 a0 = _mm256_loadu_ps(acc + t), a1 = _mm256_loadu_ps(acc + t + 8);
+        __m256 a2 = _mm256_loadu_ps(acc + t + 16), a3 = _mm256_loadu_ps(acc + t + 24);
+        for (size_t j = 0; j < n; j++) {
+            if (w[j] == 0.0f) continue;
+            __m256 wj = _mm256_set1_ps(w[j]);
+            const float *x = X + j * d + t;
+            a0 = _mm256_fmadd_ps(wj, _mm256_loadu_ps(x), a0);
+            a1 = _mm256_fmadd_ps(wj, _mm256_loadu_ps(x + 8), a1);
+            a2 = _mm256_fmadd_ps(wj, _mm256_loadu_ps(x + 16), a2);
+            a3 = _mm256_fmadd_ps(wj, _mm256_loadu_ps(x + 24), a3);
+        }
+        _mm256_storeu_ps(acc + t, a0);
+        _mm256_storeu_ps(acc + t + 8, a1);
+        _mm256_storeu_ps(acc + t + 16, a2);
+        _mm256_storeu_ps(acc + t + 24, a3);
+    }
+    for (size_t j = 0; j < n && t < d; j++) {
+        if (w[j] == 0.0f) continue;
+        for (size_t u = t; u < d; u++) acc[u] += w[j] * X[j * d + u];
+    }
+}
+#endif
+
+void kvq_f16_to_f32_fast(const void *src, float *dst, size_t n)
+{
+#if KVQ_HAVE_X86
+    if (kvq_simd_avx2()) {
+        f16_avx2(src, dst, n);
+        return;
+    }
+#endif
+    kvq_f16_row_to_f32(src, dst, n);
+}
+
+void kvq_dot_rows(const float *q, const float *X, size_t n, size_t d, float *out)
+{
+#if KVQ_HAVE_X86
+    if (kvq_simd_avx2()) {
+        dot_avx2(q, X, n, d, out);
+        return;
+    }
+#endif
+    kvq_dot_rows_ref(q, X, n, d, out);
+}
+
+void kvq_axpy_rows(const float *w, const float *X, size_t n, size_t d, float *acc)
+{
+#if KVQ_HAVE_X86
+    if (kvq_simd_avx2()) {
+        axpy_avx2(w, X, n, d, acc);
+        return;
+    }
+#endif
+    kvq_axpy_rows_ref(w, X, n, d, acc);
 }

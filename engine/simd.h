@@ -6,7 +6,7 @@
 // its plain scalar reference beside it (the spec), and tests/test_simd.c
 // checks each against it.
 //
-// kvq_simd_avx2(): the CPU has AVX2 + FMA, and neither the env var
+// kvq_simd_avx2(): the CPU has AVX2 + FMA + F16C, and neither the env var
 // KVQ_SIMD=0 nor kvq_simd_force_scalar(true) turned the fast paths off.
 #ifndef KVQ_SIMD_H
 #define KVQ_SIMD_H
@@ -15,10 +15,20 @@
 
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
 #define KVQ_HAVE_X86 1
-#define KVQ_TARGET_AVX2 __attribute__((target("avx2,fma")))
+#define KVQ_TARGET_AVX2 __attribute__((target("avx2,fma,f16c")))
 #else
 #define KVQ_HAVE_X86 0
 #define KVQ_TARGET_AVX2
+
+// ---- small dense kernels of the attention paths (scalar _ref beside) ----
+// f16 (unaligned little-endian) -> f32, n values; exact either way.
+void kvq_f16_to_f32_fast(const void *src, float *dst, size_t n);
+// out[j] = q . X_j for rows X: (n, d); the reference sums in coordinate order.
+void kvq_dot_rows(const float *q, const float *X, size_t n, size_t d, float *out);
+void kvq_dot_rows_ref(const float *q, const float *X, size_t n, size_t d, float *out);
+// acc (d) += sum_j w[j] X_j over rows X: (n, d); zero weights are skipped.
+void kvq_axpy_rows(const float *w, const float *X, size_t n, size_t d, float *acc);
+void kvq_axpy_rows_ref(const float *w, const float *X, size_t n, size_t d, float *acc);
 #endif
 
 bool kvq_simd_avx2(void);
@@ -31,4 +41,14 @@ const char *kvq_simd_name(void);
 // Cody-Waite range reduction + degree-6 polynomial (max rel error ~2e-7 for
 // x in [-87, 88]); the scalar path is expf. Used by the online softmax.
 void kvq_exp_inplace(float *x, size_t n);
+
+// ---- small dense kernels of the attention paths (scalar _ref beside) ----
+// f16 (unaligned little-endian) -> f32, n values; exact either way.
+void kvq_f16_to_f32_fast(const void *src, float *dst, size_t n);
+// out[j] = q . X_j for rows X: (n, d); the reference sums in coordinate order.
+void kvq_dot_rows(const float *q, const float *X, size_t n, size_t d, float *out);
+void kvq_dot_rows_ref(const float *q, const float *X, size_t n, size_t d, float *out);
+// acc (d) += sum_j w[j] X_j over rows X: (n, d); zero weights are skipped.
+void kvq_axpy_rows(const float *w, const float *X, size_t n, size_t d, float *acc);
+void kvq_axpy_rows_ref(const float *w, const float *X, size_t n, size_t d, float *acc);
 #endif

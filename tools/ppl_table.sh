@@ -23,7 +23,7 @@ cell() {
       local b kl
       b=$(sed -n 's/.*"bits_per_byte": \([0-9.e+-]*\).*/\1/p' <<<"$j")
       kl=$(sed -n 's/.*"kl_divergence": \([0-9.e+-]*\).*/\1/p' <<<"$j")
-      out+=$(printf ' %.4f / %.4f |' "$b" "$kl")
+      out+=$(printf ' %.4f / %.5f |' "$b" "$kl")
     else
       out+=" n/a |"
       echo "ppl $* on $t: $(tail -1 <<<"$j")" >&2

@@ -331,23 +331,27 @@ static void panel_text(kvs_ui *ui, kvs_rect b, const char *text, int len)
     kvs_w_box(ui, b, ui->gen.running ? "generating (Esc stops)" : "generated text");
     kvs_rect in = kvs_w_inner(b);
     if (in.w < 4 || in.h < 1) return;
-    // wrap from the end backwards into at most in.h lines
-    char lines[64][256];
-    int nl = 0, w = in.w - 2 < 255 ? in.w - 2 : 255;
-    int end = len;
-    while (end > 0 && nl < in.h && nl < 64) {
-        int start = end;
-        while (start > 0 && text[start - 1] != '\n' && end - start < w) start--;
-        int k = 0;
-        for (int i = start; i < end; i++) {
-            unsigned char c = (unsigned char)text[i];
-            lines[nl][k++] = c >= 32 && c < 127 ? (char)c : c == '\t' ? ' ' : '.';
+    // wrap forward at the panel width, keep the last in.h lines in a ring
+    enum { MAXL = 64 };
+    static char lines[MAXL][256];
+    int h = in.h < MAXL ? in.h : MAXL, w = in.w - 2 < 255 ? in.w - 2 : 255;
+    int nl = 0, k = 0;
+    lines[0][0] = 0;
+    for (int i = 0; i <= len; i++) {
+        unsigned char c = i < len ? (unsigned char)text[i] : 0;
+        bool brk = i == len || c == '\n' || k == w;
+        if (brk) {
+            lines[nl % h][k] = 0;
+            if (i == len) break;
+            nl++;
+            k = 0;
+            if (c == '\n') continue;
         }
-        lines[nl++][k] = 0;
-        end = start > 0 && text[start - 1] == '\n' ? start - 1 : start;
+        lines[nl % h][k++] = c >= 32 && c < 127 ? (char)c : c == '\t' ? ' ' : '.';
     }
-    for (int i = 0; i < nl; i++)   // lines[0] is the newest
-        kvs_w_text(ui, in.y + nl - 1 - i, in.x + 1, in.w - 2, A_NORMAL, "%s", lines[i]);
+    int total = nl + 1, first = total > h ? total - h : 0;
+    for (int i = first; i < total; i++)
+        kvs_w_text(ui, in.y + i - first, in.x + 1, in.w - 2, A_NORMAL, "%s", lines[i % h]);
 }
 
 static void dash_draw(kvs_ui *ui, kvs_rect r)

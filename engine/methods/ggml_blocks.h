@@ -49,4 +49,15 @@ float kvq_ggml_iq4_nl_dot(const uint8_t *blk, const float *q);
 // ggml's best_index_int8 on the iq4_nl grid: x picks level i once it reaches
 // the midpoint of grid[i-1] and grid[i] (ties go up).
 int kvq_ggml_iq4_nl_index(float x);
+
+// ---- rows of nb blocks (a record): AVX2 when kvq_simd_avx2(), else the
+// block functions above in order (the scalar reference). Quantize and
+// dequantize are bit-identical either way; the dot differs by float
+// rounding only (8 partial sums, FMA). Kernels in ggml_simd.c.
+void kvq_ggml_q4_0_quantize_row(const float *x, uint8_t *row, int nb);
+void kvq_ggml_q4_0_dequantize_row(const uint8_t *row, float *y, int nb);
+float kvq_ggml_q4_0_dot_row(const uint8_t *row, const float *q, int nb);
+void kvq_ggml_q8_0_quantize_row(const float *x, uint8_t *row, int nb);
+void kvq_ggml_q8_0_dequantize_row(const uint8_t *row, float *y, int nb);
+float kvq_ggml_q8_0_dot_row(const uint8_t *row, const float *q, int nb);
 #endif

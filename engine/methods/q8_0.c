@@ -39,15 +39,14 @@ size_t kvq_q8_0_bytes_per_vector(const void *plan)
 void kvq_q8_0_encode(const void *plan, const float *x, size_t n, uint8_t *codes)
 {
     const size_t nb = n * (size_t)((const q8_0_plan *)plan)->nblk;
-    for (size_t b = 0; b < nb; b++)
-        kvq_ggml_q8_0_quantize(x + b * KVQ_GGML_QK, codes + b * KVQ_GGML_Q8_0_BYTES);
+    // a batch is one long ggml row: blocks back to back
+    kvq_ggml_q8_0_quantize_row(x, codes, (int)nb);
 }
 
 void kvq_q8_0_decode(const void *plan, const uint8_t *codes, size_t n, float *x)
 {
     const size_t nb = n * (size_t)((const q8_0_plan *)plan)->nblk;
-    for (size_t b = 0; b < nb; b++)
-        kvq_ggml_q8_0_dequantize(codes + b * KVQ_GGML_Q8_0_BYTES, x + b * KVQ_GGML_QK);
+    kvq_ggml_q8_0_dequantize_row(codes, x, (int)nb);
 }
 
 size_t kvq_q8_0_query_bytes(const void *plan)
@@ -66,9 +65,6 @@ void kvq_q8_0_score(const void *plan, const void *qs, const uint8_t *codes, size
     const float *q = qs;
     for (size_t i = 0; i < n; i++) {
         const uint8_t *c = codes + i * (size_t)nblk * KVQ_GGML_Q8_0_BYTES;
-        float acc = 0.0f;
-        for (int b = 0; b < nblk; b++)
-            acc += kvq_ggml_q8_0_dot(c + (size_t)b * KVQ_GGML_Q8_0_BYTES, q + b * KVQ_GGML_QK);
-        scores[i] = acc;
+        scores[i] = kvq_ggml_q8_0_dot_row(c, q, nblk);
     }
 }

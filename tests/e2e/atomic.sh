@@ -64,7 +64,7 @@ done
 
 echo "-- export"
 mkscript() { # mkscript FILE N_RUNS
-  { echo "load $TRACE"; for b in $(seq 2 $((1 + $2))); do echo "quantize --method turboquant_mse --bits $b"; done
+  { echo "load $TRACE"; for b in $(seq 2 $((1 + $2))); do echo "quantize --method turboquant_mse --bits $b --tokens 256"; done
     echo "export json $TMP/e.json"; } >"$1"
 }
 mkscript "$TMP/old.kvs" 1

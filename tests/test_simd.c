@@ -1,0 +1,259 @@
+// test_simd.c — every fast path against its scalar reference: the
+// turboquant_mse row kernels (encode and decode bit-identical, scores and
+// rotated-basis value sums to float rounding), the vectorized exp, fused
+// attention over long contexts (several position ranges merged) against the
+// reference attention, the same bits at 1 and 2 threads, and the pool.
+// On a CPU without AVX2 both sides are the scalar path and the comparisons
+// hold trivially (the test says so).
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+#include "cache.h"
+#include "kvq.h"
+#include "methods/tq_common.h"
+#include "pool.h"
+#include "rng.h"
+#include "simd.h"
+
+#define D 128
+
+static float *gauss_rows(size_t n, int d, uint64_t seed)
+{
+    float *x = malloc(sizeof(float) * n * (size_t)d);
+    kvq_rng r;
+    kvq_rng_seed(&r, seed);
+    for (size_t i = 0; i < n * (size_t)d; i++) x[i] = (float)kvq_rng_gauss(&r) * ((i % 16 == 3) ? 5.0f : 1.0f);
+    return x;
+}
+
+static void core_for(tq_core *c, kvq_config *cfg, int bits, bool had, int d)
+{
+    kvq_config_default(cfg);
+    cfg->use_hadamard = had;
+    kvq_plan_params pp = {.bits = bits, .head_dim = d, .cfg = cfg};
+    if (tq_core_init(c, &pp, bits, 0, "test")) fail_msg("tq_core_init: %s", kvq_last_error());
+}
+
+static void test_dispatch(void **st)
+{
+    (void)st;
+    printf("  simd: %s\n", kvq_simd_name());
+    kvq_simd_force_scalar(true);
+    assert_false(kvq_simd_avx2());
+    assert_string_equal(kvq_simd_name(), "scalar");
+    kvq_simd_force_scalar(false);
+}
+
+// Encode and decode: bit-identical to the references, every width 1..4,
+// Hadamard and dense, d 128 and 64, n not a multiple of the chunk.
+static void test_tq_encode_decode_exact(void **st)
+{
+    (void)st;
+    const size_t n = 203;
+    int dims[2] = {128, 64};
+    for (int di = 0; di < 2; di++)
+        for (int had = 0; had < 2; had++)
+            for (int bits = 1; bits <= 4; bits++) {
+                int d = dims[di];
+                kvq_config cfg;
+                tq_core c;
+                core_for(&c, &cfg, bits, had, d);
+                assert_true(tq_core_grouped(&c));
+                size_t rb = tq_core_code_bytes(&c) + 2;
+                float *x = gauss_rows(n, d, 7 + (uint64_t)bits);
+                memset(x, 0, sizeof(float) * (size_t)d);   // a zero vector
+                uint8_t *a = calloc(n, rb), *b = calloc(n, rb);
+                float *ya = malloc(sizeof(float) * n * d), *yb = malloc(sizeof(float) * n * d);
+                tq_core_encode_rows(&c, x, n, a, rb);
+                tq_core_encode_rows_ref(&c, x, n, b, rb);
+                if (memcmp(a, b, n * rb)) fail_msg("encode d %d bits %d had %d differs", d, bits, had);
+                tq_core_decode_rows(&c, a, rb, n, ya);
+                tq_core_decode_rows_ref(&c, a, rb, n, yb);
+                if (memcmp(ya, yb, sizeof(float) * n * d)) fail_msg("decode d %d bits %d had %d differs", d, bits, had);
+                if (kvq_simd_avx2())
+                    for (size_t i = 0; i < n; i++) assert_true(tq_norm(x + i * d, d) == tq_norm_avx2(x + i * d, d));
+                free(x), free(a), free(b), free(ya), free(yb);
+                tq_core_free(&c);
+            }
+}
+
+static double rel(double a, double b, double scale) { return fabs(a - b) / (scale > 1e-30 ? scale : 1e-30); }
+
+// Scores and rotated accumulations: within float rounding of the references,
+// and the references equal the LUT path exactly.
+static void test_tq_score_accumulate(void **st)
+{
+    (void)st;
+    const size_t n = 300;
+    for (int bits = 1; bits <= 4; bits++) {
+        kvq_config cfg;
+        tq_core c;
+        core_for(&c, &cfg, bits, true, D);
+        size_t rb = tq_core_code_bytes(&c) + 2;
+        float *x = gauss_rows(n, D, 11), *q = gauss_rows(5, D, 12);
+        uint8_t *rec = malloc(n * rb);
+        tq_core_encode_rows_ref(&c, x, n, rec, rb);
+        float qr[5][D];
+        const float *qp[5];
+        for (int k = 0; k < 5; k++) {
+            kvq_rotation_apply(&c.rot, q + k * D, qr[k]);
+            qp[k] = qr[k];
+        }
+        float *sa = malloc(sizeof(float) * 5 * n), *sb = malloc(sizeof(float) * 5 * n);
+        float *lut = malloc(sizeof(float) * c.lut_floats);
+        tq_core_score_rows(&c, qp, 5, rec, rb, n, sa, n);
+        tq_core_score_rows_ref(&c, qp, 5, rec, rb, n, sb, n);
+        double worst = 0;
+        for (int k = 0; k < 5; k++) {
+            tq_core_build_lut(&c, qr[k], lut);
+            for (size_t i = 0; i < n; i++) {
+                const uint8_t *r = rec + i * rb;
+                float lut_s = tq_get_f16(r + tq_core_code_bytes(&c)) * tq_core_lut_dot(&c, lut, r);
+                assert_true(lut_s == sb[k * n + i]);   // reference == LUT spec, bit for bit
+                double scale = 0;
+                for (int j = 0; j < D; j++) scale += fabs(qr[k][j]);
+                scale *= tq_get_f16(r + tq_core_code_bytes(&c));
+                double e = rel(sa[k * n + i], sb[k * n + i], scale);
+                if (e > worst) worst = e;
+            }
+        }
+        if (worst > 1e-5) fail_msg("bits %d: fast scores differ by %.3g", bits, worst);
+        // weights with zeros (masked) and a spread of magnitudes
+        float *w = malloc(sizeof(float) * 5 * n);
+        kvq_rng r;
+        kvq_rng_seed(&r, 5);
+        for (size_t i = 0; i < 5 * n; i++) w[i] = (i % 7 == 0) ? 0.0f : (float)exp(-4.0 * kvq_rng_uniform(&r));
+        float *aa = calloc(5 * D, sizeof(float)), *ab = calloc(5 * D, sizeof(float));
+        tq_core_accumulate_rows(&c, rec, rb, n, w, n, 5, aa);
+        tq_core_accumulate_rows_ref(&c, rec, rb, n, w, n, 5, ab);
+        double werr = 0, mag = 0;
+        for (int k = 0; k < 5 * D; k++) {
+            werr = fmax(werr, fabs(aa[k] - ab[k]));
+            mag = fmax(mag, fabs(ab[k]));
+        }
+        if (werr > 1e-5 * mag) fail_msg("bits %d: accumulate differs by %.3g of %.3g", bits, werr, mag);
+        printf("  bits %d: score max rel diff %.2e, accumulate %.2e\n", bits, worst, werr / mag);
+        free(x), free(q), free(rec), free(sa), free(sb), free(lut), free(w), free(aa), free(ab);
+        tq_core_free(&c);
+    }
+}
+
+static void test_exp(void **st)
+{
+    (void)st;
+    float x[1000], y[1000];
+    for (int i = 0; i < 1000; i++) x[i] = y[i] = -90.0f + 0.178f * (float)i;   // -90 .. 88
+    x[3] = y[3] = -INFINITY;
+    kvq_exp_inplace(x, 1000);
+    kvq_simd_force_scalar(true);
+    kvq_exp_inplace(y, 1000);
+    kvq_simd_force_scalar(false);
+    assert_true(x[3] == 0.0f && y[3] == 0.0f);
+    double worst = 0;
+    for (int i = 0; i < 1000; i++) {
+        if (y[i] < 1e-37f) {   // denormal range: the fast path flushes to 0
+            assert_true(x[i] < 1e-37f);
+            continue;
+        }
+        double e = fabs((double)x[i] - y[i]) / y[i];
+        if (e > worst) worst = e;
+    }
+    printf("  exp: max rel diff %.2e\n", worst);
+    assert_true(worst < 1e-6);
+}
+
+static int g_hits[64];
+static void count_task(void *u, int t)
+{
+    (void)u;
+    g_hits[t]++;
+}
+
+static void test_pool(void **st)
+{
+    (void)st;
+    memset(g_hits, 0, sizeof g_hits);
+    kvq_threads_set(2);
+    assert_int_equal(kvq_threads(), 2);
+    for (int r = 0; r < 50; r++) kvq_parallel_for(64, count_task, NULL);
+    for (int t = 0; t < 64; t++) assert_int_equal(g_hits[t], 50);
+    kvq_threads_set(0);
+    kvq_threads_shutdown();
+}
+
+// Long-context fused attention (several ranges merged, rotated values) vs
+// the reference, and bit-identical outputs at 1 and 2 threads and with the
+// scalar kernels vs the reference too.
+static void test_fused_long(void **st)
+{
+    (void)st;
+    const int kv = 2, nh = 4, n = 9000;
+    float *K = gauss_rows((size_t)kv * n, D, 21), *V = gauss_rows((size_t)kv * n, D, 22);
+    float *Q = gauss_rows(nh * 2, D, 23);
+    const char *vm[2] = {"turboquant_mse", "q4_0"};
+    for (int vi = 0; vi < 2; vi++)
+        for (int scalar = 0; scalar < 2; scalar++) {
+            kvq_simd_force_scalar(scalar);
+            kvq_config cf, cr;
+            kvq_config_default(&cf);
+            snprintf(cf.method, sizeof cf.method, "turboquant_mse");
+            snprintf(cf.value_method, sizeof cf.value_method, "%s", vm[vi]);
+            cf.bits = 3;
+            cf.value_bits = vi ? 4 : 2;
+            cf.residual_length = 100;
+            cf.sink_tokens = 4;
+            cf.use_fused_sdpa = true;
+            cr = cf;
+            cr.use_fused_sdpa = false;
+            kvq_cache *a, *b;
+            assert_int_equal(kvq_cache_new(&cf, NULL, 1, 4, kv, D, &a), KVQ_OK);
+            assert_int_equal(kvq_cache_new(&cr, NULL, 1, 4, kv, D, &b), KVQ_OK);
+            assert_int_equal(kvq_cache_append(a, K, V, n), KVQ_OK);
+            assert_int_equal(kvq_cache_append(b, K, V, n), KVQ_OK);
+            int32_t pos[2] = {n - 1, 5000};
+            float o1[4 * 2 * D], o2[4 * 2 * D], orf[4 * 2 * D];
+            kvq_threads_set(1);
+            assert_int_equal(kvq_cache_attend(a, Q, nh, 2, pos, o1), KVQ_OK);
+            kvq_threads_set(2);
+            assert_int_equal(kvq_cache_attend(a, Q, nh, 2, pos, o2), KVQ_OK);
+            kvq_threads_set(0);
+            assert_int_equal(kvq_cache_attend(b, Q, nh, 2, pos, orf), KVQ_OK);
+            assert_memory_equal(o1, o2, sizeof o1);
+            double worst = 0;
+            for (int r = 0; r < nh * 2; r++) {
+                double e = 0, nn = 0;
+                for (int t = 0; t < D; t++) {
+                    e += (o1[r * D + t] - orf[r * D + t]) * (double)(o1[r * D + t] - orf[r * D + t]);
+                    nn += (double)orf[r * D + t] * orf[r * D + t];
+                }
+                worst = fmax(worst, sqrt(e / nn));
+            }
+            printf("  fused %s values, %s kernels, %d tokens: 1 == 2 threads, vs reference %.2e\n", vm[vi],
+                   scalar ? "scalar" : kvq_simd_name(), n, worst);
+            assert_true(worst < 1e-4);
+            kvq_cache_free(a);
+            kvq_cache_free(b);
+        }
+    kvq_simd_force_scalar(false);
+    kvq_threads_shutdown();
+    free(K), free(V), free(Q);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_dispatch),
+        cmocka_unit_test(test_tq_encode_decode_exact),
+        cmocka_unit_test(test_tq_score_accumulate),
+        cmocka_unit_test(test_exp),
+        cmocka_unit_test(test_pool),
+        cmocka_unit_test(test_fused_long),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

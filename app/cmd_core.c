@@ -127,8 +127,11 @@ int kvs_cmd_help(kvs_session *s, kvs_args *a)
         return kvs_exec_argv(s, 2, argv);
     }
     kvs_printf(s, "commands (each also works as `kvstudio COMMAND ...` and in scripts):");
-    for (int i = 0; i < kvs_n_commands; i++)
-        kvs_printf(s, "  %-58s %s", kvs_commands[i].usage, kvs_commands[i].help);
+    for (int i = 0; i < kvs_n_commands; i++) {
+        const kvs_command *c = &kvs_commands[i];
+        if (strlen(c->usage) <= 44) kvs_printf(s, "  %-44s %s", c->usage, c->help);
+        else kvs_printf(s, "  %s\n  %-44s %s", c->usage, "", c->help);   // long usage: help below
+    }
     return 0;
 }
 

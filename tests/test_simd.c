@@ -16,6 +16,8 @@
 #include <cmocka.h>
 #include "cache.h"
 #include "kvq.h"
+#include "f16.h"
+#include "methods/ggml_blocks.h"
 #include "methods/tq_common.h"
 #include "pool.h"
 #include "rng.h"
@@ -144,6 +146,88 @@ static void test_tq_score_accumulate(void **st)
     }
 }
 
+
+// ggml rows: quantize/dequantize bit-identical to the per-block reference on
+// Gaussian blocks, blocks with exact rounding ties (x * id = k + 0.5), equal
+// magnitudes of both signs (the first must win), zeros; dots to rounding.
+static void test_ggml_rows(void **st)
+{
+    (void)st;
+    const size_t nb = 400;
+    float *x = gauss_rows(nb, 32, 31);
+    for (int j = 0; j < 32; j++) {
+        x[32 * 1 + j] = 0.0f;                                     // all zero
+        x[32 * 2 + j] = (j == 5) ? -3.0f : (j == 9) ? 3.0f : 0.1f;  // -max first
+        x[32 * 3 + j] = (j == 5) ? 3.0f : (j == 9) ? -3.0f : 0.1f;  // +max first
+        x[32 * 4 + j] = 127.0f * (float)(j - 16) / 16.0f + 0.5f;   // q8_0 ties: x*id = k + .5
+        x[32 * 5 + j] = (float)(j % 17) - 8.0f + 0.5f;             // q4_0 ties
+    }
+    x[32 * 4 + 31] = 127.0f;
+    uint8_t *ra = malloc(nb * 34), *rb = malloc(nb * 34);
+    float *ya = malloc(sizeof(float) * nb * 32), *yb = malloc(sizeof(float) * nb * 32);
+    float *q = gauss_rows(nb, 32, 32);
+    // q4_0
+    kvq_ggml_q4_0_quantize_row(x, ra, nb);
+    for (size_t k = 0; k < nb; k++) kvq_ggml_q4_0_quantize(x + 32 * k, rb + 18 * k);
+    assert_memory_equal(ra, rb, nb * 18);
+    kvq_ggml_q4_0_dequantize_row(ra, ya, nb);
+    for (size_t k = 0; k < nb; k++) kvq_ggml_q4_0_dequantize(ra + 18 * k, yb + 32 * k);
+    assert_memory_equal(ya, yb, sizeof(float) * nb * 32);
+    double worst = 0;
+    for (size_t k = 0; k + 4 <= nb; k += 4) {
+        float a = kvq_ggml_q4_0_dot_row(ra + 18 * k, q + 32 * k, 4), b = 0, mag = 0;
+        for (size_t t = 0; t < 4; t++) b += kvq_ggml_q4_0_dot(ra + 18 * (k + t), q + 32 * (k + t));
+        for (size_t t = 0; t < 128; t++) mag += fabsf(q[32 * k + t] * yb[32 * k + t]);
+        worst = fmax(worst, rel(a, b, mag));
+    }
+    printf("  q4_0 row dot max rel diff %.2e\n", worst);
+    assert_true(worst < 1e-5);
+    // q8_0
+    kvq_ggml_q8_0_quantize_row(x, ra, nb);
+    for (size_t k = 0; k < nb; k++) kvq_ggml_q8_0_quantize(x + 32 * k, rb + 34 * k);
+    assert_memory_equal(ra, rb, nb * 34);
+    kvq_ggml_q8_0_dequantize_row(ra, ya, nb);
+    for (size_t k = 0; k < nb; k++) kvq_ggml_q8_0_dequantize(ra + 34 * k, yb + 32 * k);
+    assert_memory_equal(ya, yb, sizeof(float) * nb * 32);
+    worst = 0;
+    for (size_t k = 0; k + 4 <= nb; k += 4) {
+        float a = kvq_ggml_q8_0_dot_row(ra + 34 * k, q + 32 * k, 4), b = 0, mag = 0;
+        for (size_t t = 0; t < 4; t++) b += kvq_ggml_q8_0_dot(ra + 34 * (k + t), q + 32 * (k + t));
+        for (size_t t = 0; t < 128; t++) mag += fabsf(q[32 * k + t] * yb[32 * k + t]);
+        worst = fmax(worst, rel(a, b, mag));
+    }
+    printf("  q8_0 row dot max rel diff %.2e\n", worst);
+    assert_true(worst < 1e-5);
+    free(x), free(ra), free(rb), free(ya), free(yb), free(q);
+}
+
+// fp16 rows, dot rows, weighted row sums against their references.
+static void test_dense_kernels(void **st)
+{
+    (void)st;
+    const size_t n = 37, d = 136;   // d not a multiple of 32: tails
+    float *X = gauss_rows(n, (int)d, 41), *q = gauss_rows(1, (int)d, 42);
+    uint16_t *h = malloc(sizeof(uint16_t) * n * d);
+    kvq_f32_row_to_f16(X, h, n * d);
+    float *a = malloc(sizeof(float) * n * d), *b = malloc(sizeof(float) * n * d);
+    kvq_f16_to_f32_fast(h, a, n * d - 3);
+    kvq_f16_row_to_f32(h, b, n * d - 3);
+    assert_memory_equal(a, b, sizeof(float) * (n * d - 3));
+    float sa[37], sb[37], w[37], acca[136] = {0}, accb[136] = {0};
+    kvq_dot_rows(q, X, n, d, sa);
+    kvq_dot_rows_ref(q, X, n, d, sb);
+    for (size_t j = 0; j < n; j++) {
+        double mag = 0;
+        for (size_t t = 0; t < d; t++) mag += fabs(q[t] * X[j * d + t]);
+        assert_true(rel(sa[j], sb[j], mag) < 1e-5);
+        w[j] = j % 5 == 0 ? 0.0f : 1.0f / (float)(j + 1);
+    }
+    kvq_axpy_rows(w, X, n, d, acca);
+    kvq_axpy_rows_ref(w, X, n, d, accb);
+    for (size_t t = 0; t < d; t++) assert_true(fabs(acca[t] - accb[t]) < 1e-5 * (1 + fabs(accb[t])));
+    free(X), free(q), free(h), free(a), free(b);
+}
+
 static void test_exp(void **st)
 {
     (void)st;
@@ -251,6 +335,8 @@ int main(void)
         cmocka_unit_test(test_dispatch),
         cmocka_unit_test(test_tq_encode_decode_exact),
         cmocka_unit_test(test_tq_score_accumulate),
+        cmocka_unit_test(test_ggml_rows),
+        cmocka_unit_test(test_dense_kernels),
         cmocka_unit_test(test_exp),
         cmocka_unit_test(test_pool),
         cmocka_unit_test(test_fused_long),

@@ -54,10 +54,10 @@ int kvq_ggml_iq4_nl_index(float x);
 // block functions above in order (the scalar reference). Quantize and
 // dequantize are bit-identical either way; the dot differs by float
 // rounding only (8 partial sums, FMA). Kernels in ggml_simd.c.
-void kvq_ggml_q4_0_quantize_row(const float *x, uint8_t *row, int nb);
-void kvq_ggml_q4_0_dequantize_row(const uint8_t *row, float *y, int nb);
-float kvq_ggml_q4_0_dot_row(const uint8_t *row, const float *q, int nb);
-void kvq_ggml_q8_0_quantize_row(const float *x, uint8_t *row, int nb);
-void kvq_ggml_q8_0_dequantize_row(const uint8_t *row, float *y, int nb);
-float kvq_ggml_q8_0_dot_row(const uint8_t *row, const float *q, int nb);
+void kvq_ggml_q4_0_quantize_row(const float *x, uint8_t *row, size_t nb);
+void kvq_ggml_q4_0_dequantize_row(const uint8_t *row, float *y, size_t nb);
+float kvq_ggml_q4_0_dot_row(const uint8_t *row, const float *q, size_t nb);
+void kvq_ggml_q8_0_quantize_row(const float *x, uint8_t *row, size_t nb);
+void kvq_ggml_q8_0_dequantize_row(const uint8_t *row, float *y, size_t nb);
+float kvq_ggml_q8_0_dot_row(const uint8_t *row, const float *q, size_t nb);
 #endif

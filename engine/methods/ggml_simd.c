@@ -44,10 +44,10 @@ INL void q4_bytes(const uint8_t *blk, __m128i *v0, __m128i *v1)
     *v1 = _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(b, 4), m), e);
 }
 
-KVQ_TARGET_AVX2 static float q4_0_dot_avx2(const uint8_t *row, const float *q, int nb)
+KVQ_TARGET_AVX2 static float q4_0_dot_avx2(const uint8_t *row, const float *q, size_t nb)
 {
     __m256 acc = _mm256_setzero_ps();
-    for (int k = 0; k < nb; k++, row += KVQ_GGML_Q4_0_BYTES, q += KVQ_GGML_QK) {
+    for (size_t k = 0; k < nb; k++, row += KVQ_GGML_Q4_0_BYTES, q += KVQ_GGML_QK) {
         __m128i v0, v1;
         __m256 f0, f1, f2, f3;
         q4_bytes(row, &v0, &v1);
@@ -62,9 +62,9 @@ KVQ_TARGET_AVX2 static float q4_0_dot_avx2(const uint8_t *row, const float *q, i
     return hsum8(acc);
 }
 
-KVQ_TARGET_AVX2 static void q4_0_dequantize_avx2(const uint8_t *row, float *y, int nb)
+KVQ_TARGET_AVX2 static void q4_0_dequantize_avx2(const uint8_t *row, float *y, size_t nb)
 {
-    for (int k = 0; k < nb; k++, row += KVQ_GGML_Q4_0_BYTES, y += KVQ_GGML_QK) {
+    for (size_t k = 0; k < nb; k++, row += KVQ_GGML_Q4_0_BYTES, y += KVQ_GGML_QK) {
         __m128i v0, v1;
         __m256 f0, f1, f2, f3, d = _mm256_set1_ps(blk_d(row));
         q4_bytes(row, &v0, &v1);
@@ -77,10 +77,10 @@ KVQ_TARGET_AVX2 static void q4_0_dequantize_avx2(const uint8_t *row, float *y, i
     }
 }
 
-KVQ_TARGET_AVX2 static float q8_0_dot_avx2(const uint8_t *row, const float *q, int nb)
+KVQ_TARGET_AVX2 static float q8_0_dot_avx2(const uint8_t *row, const float *q, size_t nb)
 {
     __m256 acc = _mm256_setzero_ps();
-    for (int k = 0; k < nb; k++, row += KVQ_GGML_Q8_0_BYTES, q += KVQ_GGML_QK) {
+    for (size_t k = 0; k < nb; k++, row += KVQ_GGML_Q8_0_BYTES, q += KVQ_GGML_QK) {
         __m256 f0, f1, f2, f3;
         bytes_to_f(_mm_loadu_si128((const __m128i *)(const void *)(row + 2)), &f0, &f1);
         bytes_to_f(_mm_loadu_si128((const __m128i *)(const void *)(row + 18)), &f2, &f3);
@@ -93,9 +93,9 @@ KVQ_TARGET_AVX2 static float q8_0_dot_avx2(const uint8_t *row, const float *q, i
     return hsum8(acc);
 }
 
-KVQ_TARGET_AVX2 static void q8_0_dequantize_avx2(const uint8_t *row, float *y, int nb)
+KVQ_TARGET_AVX2 static void q8_0_dequantize_avx2(const uint8_t *row, float *y, size_t nb)
 {
-    for (int k = 0; k < nb; k++, row += KVQ_GGML_Q8_0_BYTES, y += KVQ_GGML_QK) {
+    for (size_t k = 0; k < nb; k++, row += KVQ_GGML_Q8_0_BYTES, y += KVQ_GGML_QK) {
         __m256 f0, f1, f2, f3, d = _mm256_set1_ps(blk_d(row));
         bytes_to_f(_mm_loadu_si128((const __m128i *)(const void *)(row + 2)), &f0, &f1);
         bytes_to_f(_mm_loadu_si128((const __m128i *)(const void *)(row + 18)), &f2, &f3);
@@ -139,9 +139,9 @@ static void put_f16(uint8_t *p, float v)
     p[1] = (uint8_t)(h >> 8);
 }
 
-KVQ_TARGET_AVX2 static void q4_0_quantize_avx2(const float *x, uint8_t *row, int nb)
+KVQ_TARGET_AVX2 static void q4_0_quantize_avx2(const float *x, uint8_t *row, size_t nb)
 {
-    for (int k = 0; k < nb; k++, x += KVQ_GGML_QK, row += KVQ_GGML_Q4_0_BYTES) {
+    for (size_t k = 0; k < nb; k++, x += KVQ_GGML_QK, row += KVQ_GGML_Q4_0_BYTES) {
         float amax, max;
         if (!block_absmax(x, &amax, &max)) {
             kvq_ggml_q4_0_quantize(x, row);
@@ -162,9 +162,9 @@ KVQ_TARGET_AVX2 static void q4_0_quantize_avx2(const float *x, uint8_t *row, int
     }
 }
 
-KVQ_TARGET_AVX2 static void q8_0_quantize_avx2(const float *x, uint8_t *row, int nb)
+KVQ_TARGET_AVX2 static void q8_0_quantize_avx2(const float *x, uint8_t *row, size_t nb)
 {
-    for (int k = 0; k < nb; k++, x += KVQ_GGML_QK, row += KVQ_GGML_Q8_0_BYTES) {
+    for (size_t k = 0; k < nb; k++, x += KVQ_GGML_QK, row += KVQ_GGML_Q8_0_BYTES) {
         float amax, max;
         if (!block_absmax(x, &amax, &max)) {
             kvq_ggml_q8_0_quantize(x, row);
@@ -173,23 +173,25 @@ KVQ_TARGET_AVX2 static void q8_0_quantize_avx2(const float *x, uint8_t *row, int
         const float d = amax / 127.0f;
         const float id = d != 0.0f ? 1.0f / d : 0.0f;
         put_f16(row, d);
-        const __m256 vid = _mm256_set1_ps(id), sign = _mm256_set1_ps(-0.0f), half = _mm256_set1_ps(0.5f);
+        const __m256 vid = _mm256_set1_ps(id), sign = _mm256_set1_ps(-0.0f);
+        const __m256 half = _mm256_set1_ps(0.5f), one = _mm256_set1_ps(1.0f);
         int32_t c[32];
         for (int j = 0; j < 4; j++) {
-            // roundf: half away from zero = trunc(|t| + 0.5) with t's sign;
-            // |t| + 0.5 is exact below 2^23, and |t| <= 127 here.
+            // roundf (half away from zero), exactly: trunc(t), plus sign(t)
+            // when |t - trunc(t)| >= 0.5 (that difference is exact).
             __m256 t = _mm256_mul_ps(_mm256_loadu_ps(x + 8 * j), vid);
-            __m256 a = _mm256_round_ps(_mm256_add_ps(_mm256_andnot_ps(sign, t), half),
-                                       _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
-            a = _mm256_or_ps(a, _mm256_and_ps(sign, t));
-            _mm256_storeu_si256((__m256i *)(void *)(c + 8 * j), _mm256_cvttps_epi32(a));
+            __m256 tr = _mm256_round_ps(t, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+            __m256 fr = _mm256_andnot_ps(sign, _mm256_sub_ps(t, tr));
+            __m256 up = _mm256_and_ps(_mm256_cmp_ps(fr, half, _CMP_GE_OQ),
+                                      _mm256_or_ps(one, _mm256_and_ps(sign, t)));
+            _mm256_storeu_si256((__m256i *)(void *)(c + 8 * j), _mm256_cvttps_epi32(_mm256_add_ps(tr, up)));
         }
         for (int j = 0; j < 32; j++) row[2 + j] = (uint8_t)(int8_t)c[j];
     }
 }
 #endif
 
-void kvq_ggml_q4_0_quantize_row(const float *x, uint8_t *row, int nb)
+void kvq_ggml_q4_0_quantize_row(const float *x, uint8_t *row, size_t nb)
 {
 #if KVQ_HAVE_X86
     if (kvq_simd_avx2()) {
@@ -197,10 +199,10 @@ void kvq_ggml_q4_0_quantize_row(const float *x, uint8_t *row, int nb)
         return;
     }
 #endif
-    for (int k = 0; k < nb; k++) kvq_ggml_q4_0_quantize(x + k * KVQ_GGML_QK, row + k * KVQ_GGML_Q4_0_BYTES);
+    for (size_t k = 0; k < nb; k++) kvq_ggml_q4_0_quantize(x + k * KVQ_GGML_QK, row + k * KVQ_GGML_Q4_0_BYTES);
 }
 
-void kvq_ggml_q4_0_dequantize_row(const uint8_t *row, float *y, int nb)
+void kvq_ggml_q4_0_dequantize_row(const uint8_t *row, float *y, size_t nb)
 {
 #if KVQ_HAVE_X86
     if (kvq_simd_avx2()) {
@@ -208,20 +210,20 @@ void kvq_ggml_q4_0_dequantize_row(const uint8_t *row, float *y, int nb)
         return;
     }
 #endif
-    for (int k = 0; k < nb; k++) kvq_ggml_q4_0_dequantize(row + k * KVQ_GGML_Q4_0_BYTES, y + k * KVQ_GGML_QK);
+    for (size_t k = 0; k < nb; k++) kvq_ggml_q4_0_dequantize(row + k * KVQ_GGML_Q4_0_BYTES, y + k * KVQ_GGML_QK);
 }
 
-float kvq_ggml_q4_0_dot_row(const uint8_t *row, const float *q, int nb)
+float kvq_ggml_q4_0_dot_row(const uint8_t *row, const float *q, size_t nb)
 {
 #if KVQ_HAVE_X86
     if (kvq_simd_avx2()) return q4_0_dot_avx2(row, q, nb);
 #endif
     float acc = 0.0f;
-    for (int k = 0; k < nb; k++) acc += kvq_ggml_q4_0_dot(row + k * KVQ_GGML_Q4_0_BYTES, q + k * KVQ_GGML_QK);
+    for (size_t k = 0; k < nb; k++) acc += kvq_ggml_q4_0_dot(row + k * KVQ_GGML_Q4_0_BYTES, q + k * KVQ_GGML_QK);
     return acc;
 }
 
-void kvq_ggml_q8_0_quantize_row(const float *x, uint8_t *row, int nb)
+void kvq_ggml_q8_0_quantize_row(const float *x, uint8_t *row, size_t nb)
 {
 #if KVQ_HAVE_X86
     if (kvq_simd_avx2()) {
@@ -229,10 +231,10 @@ void kvq_ggml_q8_0_quantize_row(const float *x, uint8_t *row, int nb)
         return;
     }
 #endif
-    for (int k = 0; k < nb; k++) kvq_ggml_q8_0_quantize(x + k * KVQ_GGML_QK, row + k * KVQ_GGML_Q8_0_BYTES);
+    for (size_t k = 0; k < nb; k++) kvq_ggml_q8_0_quantize(x + k * KVQ_GGML_QK, row + k * KVQ_GGML_Q8_0_BYTES);
 }
 
-void kvq_ggml_q8_0_dequantize_row(const uint8_t *row, float *y, int nb)
+void kvq_ggml_q8_0_dequantize_row(const uint8_t *row, float *y, size_t nb)
 {
 #if KVQ_HAVE_X86
     if (kvq_simd_avx2()) {
@@ -240,15 +242,15 @@ void kvq_ggml_q8_0_dequantize_row(const uint8_t *row, float *y, int nb)
         return;
     }
 #endif
-    for (int k = 0; k < nb; k++) kvq_ggml_q8_0_dequantize(row + k * KVQ_GGML_Q8_0_BYTES, y + k * KVQ_GGML_QK);
+    for (size_t k = 0; k < nb; k++) kvq_ggml_q8_0_dequantize(row + k * KVQ_GGML_Q8_0_BYTES, y + k * KVQ_GGML_QK);
 }
 
-float kvq_ggml_q8_0_dot_row(const uint8_t *row, const float *q, int nb)
+float kvq_ggml_q8_0_dot_row(const uint8_t *row, const float *q, size_t nb)
 {
 #if KVQ_HAVE_X86
     if (kvq_simd_avx2()) return q8_0_dot_avx2(row, q, nb);
 #endif
     float acc = 0.0f;
-    for (int k = 0; k < nb; k++) acc += kvq_ggml_q8_0_dot(row + k * KVQ_GGML_Q8_0_BYTES, q + k * KVQ_GGML_QK);
+    for (size_t k = 0; k < nb; k++) acc += kvq_ggml_q8_0_dot(row + k * KVQ_GGML_Q8_0_BYTES, q + k * KVQ_GGML_QK);
     return acc;
 }

@@ -40,13 +40,13 @@ void kvq_q4_0_encode(const void *plan, const float *x, size_t n, uint8_t *codes)
 {
     const size_t nb = n * (size_t)((const q4_0_plan *)plan)->nblk;
     // a batch is one long ggml row: blocks back to back
-    kvq_ggml_q4_0_quantize_row(x, codes, (int)nb);
+    kvq_ggml_q4_0_quantize_row(x, codes, nb);
 }
 
 void kvq_q4_0_decode(const void *plan, const uint8_t *codes, size_t n, float *x)
 {
     const size_t nb = n * (size_t)((const q4_0_plan *)plan)->nblk;
-    kvq_ggml_q4_0_dequantize_row(codes, x, (int)nb);
+    kvq_ggml_q4_0_dequantize_row(codes, x, nb);
 }
 
 size_t kvq_q4_0_query_bytes(const void *plan)
@@ -65,6 +65,6 @@ void kvq_q4_0_score(const void *plan, const void *qs, const uint8_t *codes, size
     const float *q = qs;
     for (size_t i = 0; i < n; i++) {
         const uint8_t *c = codes + i * (size_t)nblk * KVQ_GGML_Q4_0_BYTES;
-        scores[i] = kvq_ggml_q4_0_dot_row(c, q, nblk);
+        scores[i] = kvq_ggml_q4_0_dot_row(c, q, (size_t)nblk);
     }
 }

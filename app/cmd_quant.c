@@ -49,6 +49,8 @@ static json_t *stream_json(const kvq_quantreport_stream *st)
 {
     json_t *o = json_object();
     json_object_set_new(o, "bits_per_coord", jnum(st->bits_per_coord));
+    json_object_set_new(o, "side_bytes", jnum(st->side_bytes));
+    json_object_set_new(o, "bits_per_coord_with_side", jnum(st->bits_per_coord_with_side));
     json_object_set_new(o, "relative_mse", jnum(st->relative_mse));
     json_object_set_new(o, "cosine", jnum(st->cosine));
     return o;
@@ -113,7 +115,11 @@ static void report_text(kvs_session *s, const kvq_trace *t, const kvq_quantrepor
         report_row(s, name, ly->key_bits, &ly->keys, &ly->values, ly->ip_relative_error);
     }
     report_row(s, "all", 0, &r->keys, &r->values, r->ip_relative_error);
-    kvs_printf(s, "(bits = bytes held x 8 / coordinates; rel_mse = mean |x - x^|^2/|x|^2; "
+    kvs_printf(s, "side tables (rotations, codebooks, centroids): keys %.0f bytes, values %.0f bytes; "
+                  "with them %.3f / %.3f bits/coord at %d tokens",
+               r->keys.side_bytes, r->values.side_bytes, r->keys.bits_per_coord_with_side,
+               r->values.bits_per_coord_with_side, r->n_tokens);
+    kvs_printf(s, "(bits = record bytes held x 8 / coordinates; rel_mse = mean |x - x^|^2/|x|^2; "
                   "q.k error = sqrt(sum (s^ - s)^2 / sum s^2))");
 }
 

@@ -532,7 +532,7 @@ kvq_status kvq_cache_append(kvq_cache *c, const float *keys, const float *values
     if (c->obs) {
         int vis = kvq_cache_visible(c);
         size_t f16 = (size_t)vis * (size_t)c->n_kv_heads * d * 2 * 2;
-        kvq_observe_memory(c->obs, c->layer, c->bytes, f16, vis);
+        kvq_observe_memory(c->obs, c->layer, c->bytes + kvq_cache_side_bytes(c), f16, vis);
     }
     return KVQ_OK;
 }
@@ -540,6 +540,16 @@ kvq_status kvq_cache_append(kvq_cache *c, const float *keys, const float *values
 // ---- queries about the cache ----
 int kvq_cache_len(const kvq_cache *c) { return c ? c->len : 0; }
 size_t kvq_cache_bytes(const kvq_cache *c) { return c ? c->bytes : 0; }
+
+size_t kvq_cache_side_bytes(const kvq_cache *c)
+{
+    size_t b = 0;
+    for (int h = 0; c && h < c->n_kv_heads; h++) {
+        b += c->kc[h].q.side + c->vc[h].q.side;
+        if (c->oc) b += c->oc[h].q.side;
+    }
+    return b;
+}
 size_t kvq_cache_key_bpv(const kvq_cache *c) { return c->kc[0].bpv; }
 size_t kvq_cache_value_bpv(const kvq_cache *c) { return c->vc[0].bpv; }
 

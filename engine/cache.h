@@ -68,6 +68,10 @@ int kvq_cache_len(const kvq_cache *c);       // tokens appended (including evict
 // exactly) and fixed scratch (about (KVQ_CACHE_BLOCK + 4) x head_dim floats
 // plus 4 query states). Method plans are not included.
 size_t kvq_cache_bytes(const kvq_cache *c);
+// Bytes of the method plans' side tables (rotations, codebooks, centroids,
+// eigenbases, sketches) of this layer's streams; the memory observer reports
+// kvq_cache_bytes + this, since a deployment holds both.
+size_t kvq_cache_side_bytes(const kvq_cache *c);
 // Tokens attention can see now (sinks + retained window), <= len.
 int kvq_cache_visible(const kvq_cache *c);
 // Bytes per vector of the layer's key / value records (2*head_dim for fp16 streams).

@@ -160,6 +160,10 @@ typedef struct kvq_method {
     // tokens). Then n is always a multiple of it and records are laid out
     // group after group; the cache keeps a partial group in fp16 meanwhile.
     size_t (*group_vectors)(const void *plan);
+    // Optional (NULL = 0): bytes of per-stream side tables the plan holds and a
+    // deployment must keep beside the records (rotation matrix or signs,
+    // codebooks, centroids, eigenbases, sketch matrices). Memory figures add it.
+    size_t (*side_bytes)(const void *plan);
 } kvq_method;
 
 extern const kvq_method kvq_methods[];
@@ -175,6 +179,7 @@ typedef struct kvq_quantizer {
     size_t bpv;       // bytes per vector
     size_t qbytes;    // query state bytes
     size_t group;     // vectors per encode group (1 for most methods)
+    size_t side;      // side-table bytes of this stream (see side_bytes)
     int head_dim;
     int bits;
 } kvq_quantizer;

@@ -39,5 +39,10 @@ static inline int kvq_codebook_index(const kvq_codebook *cb, float x)
 // start at the means of equal-count cells, at most iters rounds (<= 0: 100),
 // stop early at a fixed point. x: (n), n >= 2^bits; x is not modified
 // (a sorted copy is made: allocates, plan time only). cb->mse = empirical.
+// Bytes a codebook needs at run time: its levels and thresholds as floats.
+static inline size_t kvq_codebook_bytes(const kvq_codebook *cb)
+{
+    return cb->n > 0 ? sizeof(float) * (size_t)(2 * cb->n - 1) : 0;
+}
 kvq_status kvq_lloydmax_fit(kvq_codebook *cb, const float *x, size_t n, int bits, int iters);
 #endif

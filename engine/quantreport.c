@@ -19,7 +19,7 @@ void kvq_quantreport_opts_default(kvq_quantreport_opts *o)
 
 // Running sums of one scope (a layer, or everything).
 typedef struct {
-    double rel_se, cos, bytes, coords;
+    double rel_se, cos, bytes, coords, side;
     long n, n_vec; // n: vectors with x != 0 (the means' denominator)
 } acc_stream;
 
@@ -31,6 +31,7 @@ typedef struct {
 static void acc_stream_add(acc_stream *a, const acc_stream *b)
 {
     a->rel_se += b->rel_se, a->cos += b->cos, a->bytes += b->bytes, a->coords += b->coords;
+    a->side += b->side;
     a->n += b->n, a->n_vec += b->n_vec;
 }
 
@@ -40,6 +41,8 @@ static void stream_finish(const acc_stream *a, kvq_quantreport_stream *s)
     s->bytes = a->bytes;
     s->coords = a->coords;
     s->bits_per_coord = a->coords > 0 ? a->bytes * 8.0 / a->coords : NAN;
+    s->side_bytes = a->side;
+    s->bits_per_coord_with_side = a->coords > 0 ? (a->bytes + a->side) * 8.0 / a->coords : NAN;
     s->relative_mse = a->n ? a->rel_se / (double)a->n : NAN;
     s->cosine = a->n ? a->cos / (double)a->n : NAN;
 }
@@ -65,6 +68,7 @@ static size_t stream_code(const kvq_quantizer *q, const float *x, int n, uint8_t
     for (size_t i = n_enc * (size_t)d; i < (size_t)n * (size_t)d; i++)
         xhat[i] = kvq_f16_to_f32(kvq_f32_to_f16(x[i]));
     a->bytes += (double)n_enc * (double)q->bpv + (double)((size_t)n - n_enc) * 2.0 * d;
+    a->side += (double)q->side;   // one plan per stream
     a->coords += (double)n * d;
     a->n_vec += n;
     for (int i = 0; i < n; i++) {

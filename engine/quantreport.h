@@ -17,6 +17,8 @@
 //                     side data). Grouped methods (KIVI keys) encode whole
 //                     groups; a tail of n_tokens % group tokens is held in
 //                     fp16 (as the cache does) and counted at 16 bits.
+//   bits_per_coord_with_side adds the plans' side tables (kvq_method
+//                     side_bytes), amortized over this trace's tokens.
 //   relative_mse    = mean |x - x_hat|^2 / |x|^2 (vectors with x = 0 skipped)
 //   cosine          = mean x . x_hat / (|x| |x_hat|) (0 when x_hat = 0,
 //                     vectors with x = 0 skipped)
@@ -44,7 +46,9 @@ typedef struct kvq_quantreport_stream {
     double bits_per_coord;
     double relative_mse;
     double cosine;
-    double bytes;   // bytes held
+    double bytes;   // bytes held in records
+    double side_bytes;              // the plans' side tables (rotations, codebooks...), once per stream
+    double bits_per_coord_with_side; // (bytes + side_bytes) x 8 / coords: depends on the token count
     double coords;  // coordinates held (vectors x head_dim)
     long n_vectors; // 0 (and NAN figures) for values of a trace without values
 } kvq_quantreport_stream;

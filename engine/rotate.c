@@ -153,3 +153,9 @@ void kvq_rotation_apply_t_batch(const kvq_rotation *r, const float *y, float *x,
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, d, d, 1.0f, y, d, r->mat, d,
                 0.0f, x, d);
 }
+
+size_t kvq_rotation_bytes(const kvq_rotation *r)
+{
+    if (!r || r->d <= 0) return 0;
+    return sizeof(float) * (r->hadamard ? (size_t)r->d : (size_t)r->d * (size_t)r->d);
+}

@@ -20,6 +20,8 @@ typedef struct kvq_rotation {
 // different seeds (kvq_rng_seed2 streams) for unrelated purposes.
 kvq_status kvq_rotation_new(kvq_rotation *r, int d, bool hadamard, uint64_t seed);
 void kvq_rotation_free(kvq_rotation *r);
+// Bytes the rotation holds: d x d floats dense, d sign floats Hadamard.
+size_t kvq_rotation_bytes(const kvq_rotation *r);
 // y = R x, y^T = x^T R^T; x and y: (d), may not alias
 void kvq_rotation_apply(const kvq_rotation *r, const float *x, float *y);
 // x = R^T y (inverse)

@@ -113,6 +113,33 @@ static void test_quantizer_bits_range(void **st)
     assert_int_equal(kvq_quantizer_init(&q, "nope", &p), KVQ_ERR_UNKNOWN_METHOD);
 }
 
+// Side tables are counted: a dense rotation holds d x d floats, Hadamard d signs.
+static void test_side_bytes(void **st)
+{
+    (void)st;
+    kvq_config c;
+    kvq_config_default(&c);
+    kvq_quantizer q;
+    kvq_plan_params p = {.bits = 3, .head_dim = 128, .cfg = &c};
+    const size_t cb3 = sizeof(float) * (2 * 8 - 1);   // 8 levels + 7 thresholds
+    c.use_hadamard = false;
+    assert_int_equal(kvq_quantizer_init(&q, "turboquant_mse", &p), KVQ_OK);
+    assert_int_equal(q.side, sizeof(float) * 128 * 128 + cb3);
+    kvq_quantizer_free(&q);
+    c.use_hadamard = true;
+    assert_int_equal(kvq_quantizer_init(&q, "turboquant_mse", &p), KVQ_OK);
+    assert_int_equal(q.side, sizeof(float) * 128 + cb3);
+    kvq_quantizer_free(&q);
+    p.bits = 8;
+    assert_int_equal(kvq_quantizer_init(&q, "q8_0", &p), KVQ_OK);
+    assert_int_equal(q.side, 0);
+    kvq_quantizer_free(&q);
+    p.bits = 1;
+    assert_int_equal(kvq_quantizer_init(&q, "qjl", &p), KVQ_OK);
+    assert_int_equal(q.side, sizeof(float) * 128 * 128);   // the sketch matrix
+    kvq_quantizer_free(&q);
+}
+
 static bool cancel_at_half(double f, const char *stage, double eta, void *user)
 {
     (void)stage;
@@ -139,7 +166,7 @@ int main(void)
         cmocka_unit_test(test_status_strings),    cmocka_unit_test(test_config_defaults_valid),
         cmocka_unit_test(test_config_set_get),    cmocka_unit_test(test_config_bad_values),
         cmocka_unit_test(test_methods_table),     cmocka_unit_test(test_quantizer_bits_range),
-        cmocka_unit_test(test_progress),
+        cmocka_unit_test(test_progress),          cmocka_unit_test(test_side_bytes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -43,6 +43,16 @@ static int log2_exact(int c)
 kvq_status kvq_calib_vecinfer(const kvq_trace *t, const kvq_calib_opts *o, kvq_progress *p, kvq_artifacts *out)
 {
     int d = t->head_dim, H = t->n_kv_heads, C = o->num_centroids ? o->num_centroids : 256, lc = log2_exact(C);
+    // Without an explicit size, take the largest codebook (<= 256) whose subspace count
+    // divides head_dim at this rate: 3 bits on d = 128 gives 64 subspaces x 64 centroids.
+    if (!o->num_centroids && !o->num_subspaces)
+        for (int c = 256; c >= 2; c /= 2)
+            if (kvq_vecinfer_subspaces((int)lround(o->target_bits), d, c) &&
+                fabs(o->target_bits - lround(o->target_bits)) < 1e-9) {
+                C = c;
+                lc = log2_exact(C);
+                break;
+            }
     int L = o->layers ? o->layers : t->n_layers;
     int n = o->sequence_length && o->sequence_length < t->n_tokens ? o->sequence_length : t->n_tokens;
     if (d < 2 || (d & (d - 1)))

@@ -208,3 +208,9 @@ void kvq_commvq_score(const void *plan, const void *qs, const uint8_t *codes, si
         scores[t] = s;
     }
 }
+
+size_t kvq_commvq_side_bytes(const void *plan)
+{
+    const commvq_plan *p = plan;
+    return sizeof(float) * (size_t)p->R * (size_t)p->C * (size_t)p->d;   // codebooks (norms are derived)
+}

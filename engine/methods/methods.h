@@ -58,4 +58,16 @@ KVQ_METHOD_DECLARE(commvq)
 KVQ_METHOD_DECLARE(vecinfer)
 KVQ_METHOD_DECLARE(spectral)
 KVQ_METHOD_DECLARE(ratequant)
+// Side-table bytes (see kvq_method.side_bytes) of the methods that hold some.
+size_t kvq_q4_0_hadamard_side_bytes(const void *plan);
+size_t kvq_tq_mse_side_bytes(const void *plan);
+size_t kvq_tq_prod_side_bytes(const void *plan);
+size_t kvq_tq_rvq_side_bytes(const void *plan);
+size_t kvq_qjl_side_bytes(const void *plan);
+size_t kvq_polarquant_side_bytes(const void *plan);
+size_t kvq_rabitq_side_bytes(const void *plan);
+size_t kvq_commvq_side_bytes(const void *plan);
+size_t kvq_vecinfer_side_bytes(const void *plan);
+size_t kvq_spectral_side_bytes(const void *plan);
+size_t kvq_ratequant_side_bytes(const void *plan);
 #endif

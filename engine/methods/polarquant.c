@@ -279,3 +279,12 @@ void kvq_polarquant_score(const void *plan, const void *qs, const uint8_t *codes
         scores[t] = s;
     }
 }
+
+size_t kvq_polarquant_side_bytes(const void *plan)
+{
+    const pq_plan *p = plan;
+    size_t b = kvq_rotation_bytes(&p->rot);
+    for (int l = 1; l <= PQ_L; l++)   // cos/sin tables and thresholds per level
+        b += sizeof(float) * (3 * (size_t)p->n[l] - 1);
+    return b;
+}

@@ -108,3 +108,8 @@ void kvq_q4_0_hadamard_score(const void *plan, const void *qs, const uint8_t *co
         scores[i] = acc;
     }
 }
+
+size_t kvq_q4_0_hadamard_side_bytes(const void *plan)
+{
+    return kvq_rotation_bytes(&((const q4h_plan *)plan)->rot);
+}

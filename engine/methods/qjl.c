@@ -200,3 +200,9 @@ void kvq_qjl_score(const void *plan, const void *qs, const uint8_t *codes, size_
         scores[t] = s;
     }
 }
+
+size_t kvq_qjl_side_bytes(const void *plan)
+{
+    const qjl_plan *p = plan;
+    return sizeof(float) * (size_t)p->m * (size_t)p->d;   // the sketch matrix S
+}

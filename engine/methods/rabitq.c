@@ -303,3 +303,9 @@ void kvq_rabitq_score(const void *plan, const void *qs, const uint8_t *codes, si
         scores[t] = cq[f.cluster < p->C ? f.cluster : 0] + f.rnorm * est;
     }
 }
+
+size_t kvq_rabitq_side_bytes(const void *plan)
+{
+    const rabitq_plan *p = plan;
+    return sizeof(float) * (size_t)p->C * (size_t)p->d + kvq_rotation_bytes(&p->rot);
+}

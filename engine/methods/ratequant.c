@@ -135,3 +135,9 @@ void kvq_ratequant_score(const void *plan, const void *qs, const uint8_t *codes,
     const rq_plan *p = plan;
     p->inner->score(p->inner_plan, qs, codes, n, scores);
 }
+
+size_t kvq_ratequant_side_bytes(const void *plan)
+{
+    const rq_plan *p = plan;
+    return p->inner->side_bytes ? p->inner->side_bytes(p->inner_plan) : 0;
+}

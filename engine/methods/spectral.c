@@ -214,3 +214,11 @@ void kvq_spectral_score(const void *plan, const void *qs, const uint8_t *codes, 
         scores[v] = s;
     }
 }
+
+size_t kvq_spectral_side_bytes(const void *plan)
+{
+    const sp_plan *p = plan;
+    size_t b = sizeof(float) * ((size_t)p->d * (size_t)p->d + 2 * (size_t)p->d) + (size_t)p->d;   // basis, mean, sigma, bits
+    for (int w = 1; w <= KVQ_SPECTRAL_MAX_BITS; w++) b += kvq_codebook_bytes(&p->cb[w]);
+    return b;
+}

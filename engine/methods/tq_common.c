@@ -147,9 +147,10 @@ float tq_core_lut_dot(const tq_core *c, const float *lut, const uint8_t *packed)
 // ---- row kernels: scalar references and dispatch (contract in tq_common.h) ----
 float tq_norm(const float *x, int d)
 {
-    double s[8] = {0};
-    for (int j = 0; j < d; j++) s[j & 7] += (double)x[j] * x[j];
-    return (float)sqrt(((s[0] + s[4]) + (s[2] + s[6])) + ((s[1] + s[5]) + (s[3] + s[7])));
+    double s[16] = {0}, t[4];
+    for (int j = 0; j < d; j++) s[j & 15] += (double)x[j] * x[j];
+    for (int l = 0; l < 4; l++) t[l] = (s[l] + s[l + 8]) + (s[l + 4] + s[l + 12]);
+    return (float)sqrt((t[0] + t[2]) + (t[1] + t[3]));
 }
 
 void tq_core_encode_rows_ref(const tq_core *c, const float *x, size_t n, uint8_t *rec, size_t rec_bytes)

@@ -56,10 +56,13 @@ INL __m256 group_levels(__m256i idx, __m256 lv0, __m256 lv1, int bits)
     return _mm256_blendv_ps(a, b, _mm256_castsi256_ps(_mm256_slli_epi32(idx, 28)));
 }
 
+// The codebook in registers. Below 8 levels it is repeated to fill 8 lanes,
+// so an index whose bits above `bits` hold a neighbour's code still picks
+// the right level (vpermps reads 3 index bits): no mask needed.
 INL void load_levels(const tq_core *c, __m256 *lv0, __m256 *lv1)
 {
     float l[16] = {0};
-    memcpy(l, c->cb_lo.levels, sizeof(float) * (size_t)c->cb_lo.n);
+    for (int i = 0; i < 16; i++) l[i] = c->cb_lo.levels[i % c->cb_lo.n];
     *lv0 = _mm256_loadu_ps(l);
     *lv1 = _mm256_loadu_ps(l + 8);
 }
@@ -72,24 +75,33 @@ INL float hsum(__m256 v)
     return _mm_cvtss_f32(s);
 }
 
-// Same partial sums and combination order as tq_norm (bit-identical).
+// Same partial sums and combination order as tq_norm (bit-identical):
+// four independent chains of 4 lanes, so the adds are not latency-bound.
 AVX2 float tq_norm_avx2(const float *x, int d)
 {
-    __m256d a = _mm256_setzero_pd(), b = _mm256_setzero_pd();
+    __m256d a0 = _mm256_setzero_pd(), a1 = a0, a2 = a0, a3 = a0;
     int j = 0;
-    for (; j + 8 <= d; j += 8) {
-        __m256 v = _mm256_loadu_ps(x + j);
-        __m256d lo = _mm256_cvtps_pd(_mm256_castps256_ps128(v));
-        __m256d hi = _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1));
+    for (; j + 16 <= d; j += 16) {
+        __m256 u = _mm256_loadu_ps(x + j), v = _mm256_loadu_ps(x + j + 8);
+        __m256d p0 = _mm256_cvtps_pd(_mm256_castps256_ps128(u));
+        __m256d p1 = _mm256_cvtps_pd(_mm256_extractf128_ps(u, 1));
+        __m256d p2 = _mm256_cvtps_pd(_mm256_castps256_ps128(v));
+        __m256d p3 = _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1));
         // No FMA: the reference rounds the product (exact here) then adds.
-        a = _mm256_add_pd(a, _mm256_mul_pd(lo, lo));
-        b = _mm256_add_pd(b, _mm256_mul_pd(hi, hi));
+        a0 = _mm256_add_pd(a0, _mm256_mul_pd(p0, p0));
+        a1 = _mm256_add_pd(a1, _mm256_mul_pd(p1, p1));
+        a2 = _mm256_add_pd(a2, _mm256_mul_pd(p2, p2));
+        a3 = _mm256_add_pd(a3, _mm256_mul_pd(p3, p3));
     }
-    double s[8];
-    _mm256_storeu_pd(s, a);
-    _mm256_storeu_pd(s + 4, b);
-    for (; j < d; j++) s[j & 7] += (double)x[j] * x[j];
-    return (float)sqrt(((s[0] + s[4]) + (s[2] + s[6])) + ((s[1] + s[5]) + (s[3] + s[7])));
+    double s[16];
+    _mm256_storeu_pd(s, a0);
+    _mm256_storeu_pd(s + 4, a1);
+    _mm256_storeu_pd(s + 8, a2);
+    _mm256_storeu_pd(s + 12, a3);
+    for (; j < d; j++) s[j & 15] += (double)x[j] * x[j];
+    double t[4];
+    for (int l = 0; l < 4; l++) t[l] = (s[l] + s[l + 8]) + (s[l + 4] + s[l + 12]);
+    return (float)sqrt((t[0] + t[2]) + (t[1] + t[3]));
 }
 
 // In-register unnormalized Walsh-Hadamard transform of v (m = d / 8
@@ -115,27 +127,68 @@ INL void fwht_regs(__m256 *v, int m)
 }
 
 // Branchless nearest level: the index is the count of bounds below y
-// (what kvq_codebook_index's binary search finds), packed into the group word.
-INL void quantize_regs(const tq_core *c, const __m256 *y, int m, uint8_t *packed)
+// (what kvq_codebook_index's binary search finds).
+INL __m256i level_count(__m256 y, const __m256 *bd, int nb)
 {
-    const int bits = c->bits, nb = c->cb_lo.n - 1;
+    __m256i cnt = _mm256_setzero_si256();
+    for (int k = 0; k < nb; k++)
+        cnt = _mm256_sub_epi32(cnt, _mm256_castps_si256(_mm256_cmp_ps(y, bd[k], _CMP_GT_OQ)));
+    return cnt;
+}
+
+// Codes of 4 groups -> 4 * bits packed bytes. The shifted codes of a group
+// do not overlap, so OR = ADD and two rounds of hadd + a lane fold give the
+// 4 group words; a byte shuffle drops their empty top bytes.
+INL void pack4(__m256i c0, __m256i c1, __m256i c2, __m256i c3, __m256i shifts, uint8_t *out, const int bits)
+{
+    __m256i h01 = _mm256_hadd_epi32(_mm256_sllv_epi32(c0, shifts), _mm256_sllv_epi32(c1, shifts));
+    __m256i h23 = _mm256_hadd_epi32(_mm256_sllv_epi32(c2, shifts), _mm256_sllv_epi32(c3, shifts));
+    __m256i h = _mm256_hadd_epi32(h01, h23);   // [g0 g1 g2 g3 | g0 g1 g2 g3] halves
+    __m128i w = _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
+    switch (bits) {
+    case 1: {
+        w = _mm_shuffle_epi8(w, _mm_setr_epi8(0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1));
+        uint32_t v = (uint32_t)_mm_cvtsi128_si32(w);
+        memcpy(out, &v, 4);
+        break;
+    }
+    case 2:
+        w = _mm_shuffle_epi8(w, _mm_setr_epi8(0, 1, 4, 5, 8, 9, 12, 13, -1, -1, -1, -1, -1, -1, -1, -1));
+        _mm_storel_epi64((__m128i *)(void *)out, w);
+        break;
+    case 3: {
+        w = _mm_shuffle_epi8(w, _mm_setr_epi8(0, 1, 2, 4, 5, 6, 8, 9, 10, 12, 13, 14, -1, -1, -1, -1));
+        _mm_storel_epi64((__m128i *)(void *)out, w);
+        uint32_t v = (uint32_t)_mm_extract_epi32(w, 2);
+        memcpy(out + 8, &v, 4);
+        break;
+    }
+    default: _mm_storeu_si128((__m128i *)(void *)out, w); break;
+    }
+}
+
+// y: m = d/8 registers of rotated unit-scale coordinates -> packed codes.
+INL void quantize_regs(const tq_core *c, const __m256 *y, int m, uint8_t *packed, const int bits)
+{
+    const int nb = (1 << bits) - 1;
     const __m256i shifts = lane_shifts(bits);
     __m256 bd[15];
     for (int k = 0; k < nb; k++) bd[k] = _mm256_set1_ps(c->cb_lo.bounds[k]);
-    for (int g = 0; g < m; g++) {
-        __m256i cnt = _mm256_setzero_si256();
-        for (int k = 0; k < nb; k++)
-            cnt = _mm256_sub_epi32(cnt, _mm256_castps_si256(_mm256_cmp_ps(y[g], bd[k], _CMP_GT_OQ)));
-        __m256i w = _mm256_sllv_epi32(cnt, shifts);
+    int g = 0;
+    for (; g + 4 <= m; g += 4)
+        pack4(level_count(y[g], bd, nb), level_count(y[g + 1], bd, nb), level_count(y[g + 2], bd, nb),
+              level_count(y[g + 3], bd, nb), shifts, packed + (size_t)g * bits, bits);
+    for (; g < m; g++) {   // d % 32 != 0: one group at a time
+        __m256i w = _mm256_sllv_epi32(level_count(y[g], bd, nb), shifts);
         __m128i o = _mm_or_si128(_mm256_castsi256_si128(w), _mm256_extracti128_si256(w, 1));
         o = _mm_or_si128(o, _mm_shuffle_epi32(o, 0x4E));
         o = _mm_or_si128(o, _mm_shuffle_epi32(o, 0xB1));
         uint32_t word = (uint32_t)_mm_cvtsi128_si32(o);
-        memcpy(packed + (size_t)g * (size_t)bits, &word, (size_t)bits);
+        for (int b = 0; b < bits; b++) packed[(size_t)g * bits + b] = (uint8_t)(word >> (8 * b));
     }
 }
 
-AVX2 void tq_encode_rows_avx2(const tq_core *c, const float *x, size_t n, uint8_t *rec, size_t rec_bytes)
+INL void encode_rows_k(const tq_core *c, const float *x, size_t n, uint8_t *rec, size_t rec_bytes, const int bits)
 {
     const int d = c->d, m = d / 8;
     const size_t cb = tq_core_code_bytes(c);
@@ -152,7 +205,7 @@ AVX2 void tq_encode_rows_avx2(const tq_core *c, const float *x, size_t n, uint8_
             fwht_regs(v, m);
             for (int g = 0; g < m; g++) v[g] = _mm256_mul_ps(_mm256_mul_ps(v[g], s), vi);
             uint8_t *r = rec + i * rec_bytes;
-            quantize_regs(c, v, m, r);
+            quantize_regs(c, v, m, r, bits);
             tq_put_f16(r + cb, norm);
         }
         return;
@@ -166,9 +219,19 @@ AVX2 void tq_encode_rows_avx2(const tq_core *c, const float *x, size_t n, uint8_
             __m256 vi = _mm256_set1_ps(inv);
             for (int g = 0; g < m; g++) v[g] = _mm256_mul_ps(_mm256_loadu_ps(y + i * d + 8 * g), vi);
             uint8_t *r = rec + (i0 + i) * rec_bytes;
-            quantize_regs(c, v, m, r);
+            quantize_regs(c, v, m, r, bits);
             tq_put_f16(r + cb, norm);
         }
+    }
+}
+
+AVX2 void tq_encode_rows_avx2(const tq_core *c, const float *x, size_t n, uint8_t *rec, size_t rec_bytes)
+{
+    switch (c->bits) {
+    case 1: encode_rows_k(c, x, n, rec, rec_bytes, 1); break;
+    case 2: encode_rows_k(c, x, n, rec, rec_bytes, 2); break;
+    case 3: encode_rows_k(c, x, n, rec, rec_bytes, 3); break;
+    default: encode_rows_k(c, x, n, rec, rec_bytes, 4); break;
     }
 }
 
@@ -235,23 +298,97 @@ INL void score_rows_k(const tq_core *c, const float *const *qr, const int nq, co
     }
 }
 
-#define SCORE_CASES(NQ)                                                                        \
-    switch (c->bits) {                                                                         \
-    case 1: score_rows_k(c, qr, NQ, rec, rec_bytes, n, scores, lds, 1); break;                 \
-    case 2: score_rows_k(c, qr, NQ, rec, rec_bytes, n, scores, lds, 2); break;                 \
-    case 3: score_rows_k(c, qr, NQ, rec, rec_bytes, n, scores, lds, 3); break;                 \
-    default: score_rows_k(c, qr, NQ, rec, rec_bytes, n, scores, lds, 4); break;                \
+// The words of 8 consecutive groups (codes of coordinates 64s..64s+63),
+// one per lane; p points at the first group's bytes. Reads exactly the
+// 8 * bits bytes of those groups.
+INL __m256i set_words(const uint8_t *p, const int bits)
+{
+    switch (bits) {
+    case 1: return _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(const void *)p));
+    case 2: return _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(const void *)p));
+    case 3: {
+        __m128i lo = _mm_loadu_si128((const __m128i *)(const void *)p);
+        __m128i hi = _mm_loadu_si128((const __m128i *)(const void *)(p + 8));
+        const __m256i sh = _mm256_setr_epi8(0, 1, 2, -1, 3, 4, 5, -1, 6, 7, 8, -1, 9, 10, 11, -1,
+                                            4, 5, 6, -1, 7, 8, 9, -1, 10, 11, 12, -1, 13, 14, 15, -1);
+        return _mm256_shuffle_epi8(_mm256_set_m128i(hi, lo), sh);
     }
+    default: return _mm256_loadu_si256((const __m256i *)(const void *)p);
+    }
+}
+
+// Levels of code k (0..7) of the 8 group words in w: vpermps reads only
+// the low 3 bits of each shifted word; 4 bits take the 4th bit as the blend
+// mask (shifted into the sign bit).
+INL __m256 levels_at(__m256i w, const int k, const int bits, __m256 lv0, __m256 lv1)
+{
+    __m256i sh = _mm256_srli_epi32(w, k * bits);
+    __m256 a = _mm256_permutevar8x32_ps(lv0, sh);
+    if (bits < 4) return a;
+    __m256 b = _mm256_permutevar8x32_ps(lv1, sh);
+    return _mm256_blendv_ps(a, b, _mm256_castsi256_ps(_mm256_slli_epi32(w, 28 - 4 * k)));
+}
+
+// Transposed scoring (d % 64 == 0): lane g of a vector holds coordinate
+// 8g + k of a 64-coordinate set, so one load + shuffle yields the words of
+// 8 groups and each k costs a shift, a mask, a vpermps and the FMAs; the
+// query is transposed to match (qt: (sets, 8, 8) per query).
+INL void score_rows_t(const tq_core *c, const float *qt, const int nq, const uint8_t *rec,
+                      size_t rec_bytes, size_t n, float *scores, size_t lds, const int bits)
+{
+    const int sets = c->d / 64, d = c->d;
+    const size_t cb = tq_core_code_bytes(c);
+    __m256 lv0, lv1;
+    load_levels(c, &lv0, &lv1);
+    for (size_t i = 0; i < n; i++) {
+        const uint8_t *r = rec + i * rec_bytes;
+        __m256 acc[4];
+        for (int q = 0; q < nq; q++) acc[q] = _mm256_setzero_ps();
+        for (int st = 0; st < sets; st++) {
+            __m256i w = set_words(r + (size_t)st * 8 * bits, bits);
+            for (int k = 0; k < 8; k++) {
+                __m256 lv = levels_at(w, k, bits, lv0, lv1);
+                for (int q = 0; q < nq; q++)
+                    acc[q] = _mm256_fmadd_ps(_mm256_loadu_ps(qt + (size_t)q * d + st * 64 + k * 8), lv, acc[q]);
+            }
+        }
+        uint16_t h;
+        memcpy(&h, r + cb, 2);
+        float norm = _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(h)));
+        for (int q = 0; q < nq; q++) scores[(size_t)q * lds + i] = norm * hsum(acc[q]);
+    }
+}
+
+#define SCORE_B(K, Q, NQ)                                                          \
+    switch (c->bits) {                                                             \
+    case 1: K(c, Q, NQ, rec, rec_bytes, n, scores, lds, 1); break;                 \
+    case 2: K(c, Q, NQ, rec, rec_bytes, n, scores, lds, 2); break;                 \
+    case 3: K(c, Q, NQ, rec, rec_bytes, n, scores, lds, 3); break;                 \
+    default: K(c, Q, NQ, rec, rec_bytes, n, scores, lds, 4); break;                \
+    }
+#define SCORE_NQ(K, Q)                                                             \
+    if (k == 4) { SCORE_B(K, Q, 4) }                                               \
+    else if (k == 3) { SCORE_B(K, Q, 3) }                                          \
+    else if (k == 2) { SCORE_B(K, Q, 2) }                                          \
+    else { SCORE_B(K, Q, 1) }
 
 AVX2 void tq_score_rows_avx2(const tq_core *c, const float *const *qr, int nq, const uint8_t *rec,
                              size_t rec_bytes, size_t n, float *scores, size_t lds)
 {
+    const int d = c->d;
+    float qt[4 * KVQ_MAX_HEAD_DIM];
     while (nq > 0) {
         int k = nq >= 4 ? 4 : nq;
-        if (k == 4) { SCORE_CASES(4) }
-        else if (k == 3) { SCORE_CASES(3) }
-        else if (k == 2) { SCORE_CASES(2) }
-        else { SCORE_CASES(1) }
+        if (d % 64 == 0) {
+            for (int q = 0; q < k; q++)   // qt[q][st][kk][g] = qr[q][64 st + 8 g + kk]
+                for (int st = 0; st < d / 64; st++)
+                    for (int kk = 0; kk < 8; kk++)
+                        for (int g = 0; g < 8; g++)
+                            qt[q * d + st * 64 + kk * 8 + g] = qr[q][st * 64 + g * 8 + kk];
+            SCORE_NQ(score_rows_t, qt)
+        } else {
+            SCORE_NQ(score_rows_k, qr)
+        }
         qr += k;
         scores += (size_t)k * lds;
         nq -= k;
@@ -280,13 +417,48 @@ INL void accumulate_k(const tq_core *c, const uint8_t *rec, size_t rec_bytes, si
     }
 }
 
-#define ACC_CASES(NQ, REC, K, WN, ACC)                                  \
+// Transposed accumulation (d % 64 == 0): per 64-coordinate set and half
+// (k 0..3 or 4..7), the nq x 4 accumulators stay in registers over the
+// tokens; at = (nq, sets, 8, 8) transposed sums, untransposed by the caller.
+INL void accumulate_t(const tq_core *c, const uint8_t *rec, size_t rec_bytes, size_t n,
+                      const float *wn, const int nq, float *at, const int bits)
+{
+    const int sets = c->d / 64, d = c->d;
+    __m256 lv0, lv1;
+    load_levels(c, &lv0, &lv1);
+    for (int st = 0; st < sets; st++)
+        for (int half = 0; half < 2; half++) {
+            __m256 a[4][4];
+            for (int q = 0; q < nq; q++)
+                for (int k = 0; k < 4; k++) a[q][k] = _mm256_setzero_ps();
+            const uint8_t *p = rec + (size_t)st * 8 * bits;
+            for (size_t i = 0; i < n; i++, p += rec_bytes) {
+                __m256i w = set_words(p, bits);
+                __m256 wq[4];
+                for (int q = 0; q < nq; q++) wq[q] = _mm256_broadcast_ss(wn + (size_t)q * n + i);
+                for (int k = 0; k < 4; k++) {
+                    __m256 lv = levels_at(w, half * 4 + k, bits, lv0, lv1);
+                    for (int q = 0; q < nq; q++) a[q][k] = _mm256_fmadd_ps(wq[q], lv, a[q][k]);
+                }
+            }
+            for (int q = 0; q < nq; q++)
+                for (int k = 0; k < 4; k++)
+                    _mm256_storeu_ps(at + (size_t)q * d + st * 64 + (half * 4 + k) * 8, a[q][k]);
+        }
+}
+
+#define ACC_B(K, NQ, REC, KN, WN, ACC)                                  \
     switch (c->bits) {                                                  \
-    case 1: accumulate_k(c, REC, rec_bytes, K, WN, NQ, ACC, 1); break;  \
-    case 2: accumulate_k(c, REC, rec_bytes, K, WN, NQ, ACC, 2); break;  \
-    case 3: accumulate_k(c, REC, rec_bytes, K, WN, NQ, ACC, 3); break;  \
-    default: accumulate_k(c, REC, rec_bytes, K, WN, NQ, ACC, 4); break; \
+    case 1: K(c, REC, rec_bytes, KN, WN, NQ, ACC, 1); break;            \
+    case 2: K(c, REC, rec_bytes, KN, WN, NQ, ACC, 2); break;            \
+    case 3: K(c, REC, rec_bytes, KN, WN, NQ, ACC, 3); break;            \
+    default: K(c, REC, rec_bytes, KN, WN, NQ, ACC, 4); break;           \
     }
+#define ACC_NQ(K, REC, KN, WN, ACC)                                     \
+    if (qn == 4) { ACC_B(K, 4, REC, KN, WN, ACC) }                      \
+    else if (qn == 3) { ACC_B(K, 3, REC, KN, WN, ACC) }                 \
+    else if (qn == 2) { ACC_B(K, 2, REC, KN, WN, ACC) }                 \
+    else { ACC_B(K, 1, REC, KN, WN, ACC) }
 
 #define ACC_CHUNK 64
 
@@ -294,22 +466,33 @@ AVX2 void tq_accumulate_rows_avx2(const tq_core *c, const uint8_t *rec, size_t r
                                   const float *w, size_t ldw, int nq, float *acc)
 {
     const size_t cb = tq_core_code_bytes(c);
+    const int d = c->d;
+    const bool tr = d % 64 == 0;
     float wn[8 * ACC_CHUNK];   // (nq, k) weights times norms
+    float at[4 * KVQ_MAX_HEAD_DIM];
     for (size_t i0 = 0; i0 < n; i0 += ACC_CHUNK) {
         size_t k = n - i0 < ACC_CHUNK ? n - i0 : ACC_CHUNK;
         const uint8_t *r0 = rec + i0 * rec_bytes;
         for (size_t i = 0; i < k; i++) {
-            float norm = tq_get_f16(r0 + i * rec_bytes + cb);
+            uint16_t h;
+            memcpy(&h, r0 + i * rec_bytes + cb, 2);
+            float norm = _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(h)));
             for (int q = 0; q < nq; q++) wn[(size_t)q * k + i] = w[(size_t)q * ldw + i0 + i] * norm;
         }
         for (int q0 = 0; q0 < nq; q0 += 4) {
             int qn = nq - q0 < 4 ? nq - q0 : 4;
             const float *wq = wn + (size_t)q0 * k;
-            float *aq = acc + (size_t)q0 * (size_t)c->d;
-            if (qn == 4) { ACC_CASES(4, r0, k, wq, aq) }
-            else if (qn == 3) { ACC_CASES(3, r0, k, wq, aq) }
-            else if (qn == 2) { ACC_CASES(2, r0, k, wq, aq) }
-            else { ACC_CASES(1, r0, k, wq, aq) }
+            float *aq = acc + (size_t)q0 * (size_t)d;
+            if (!tr) {
+                ACC_NQ(accumulate_k, r0, k, wq, aq)
+                continue;
+            }
+            ACC_NQ(accumulate_t, r0, k, wq, at)
+            for (int q = 0; q < qn; q++)   // at[q][st][kk][g] -> coordinate 64 st + 8 g + kk
+                for (int st = 0; st < d / 64; st++)
+                    for (int kk = 0; kk < 8; kk++)
+                        for (int g = 0; g < 8; g++)
+                            aq[(size_t)q * d + st * 64 + g * 8 + kk] += at[q * d + st * 64 + kk * 8 + g];
         }
     }
 }

@@ -124,3 +124,10 @@ void kvq_tq_mse_unrotate(const void *plan, const float *acc, float *out)
 {
     kvq_rotation_apply_t(&((const tq_mse_plan *)plan)->core.rot, acc, out);
 }
+
+size_t kvq_tq_mse_side_bytes(const void *plan)
+{
+    const tq_core *c = &((const tq_mse_plan *)plan)->core;
+    return kvq_rotation_bytes(&c->rot) + kvq_codebook_bytes(&c->cb_lo) +
+           (c->n_hi ? kvq_codebook_bytes(&c->cb_hi) : 0);
+}

@@ -236,3 +236,13 @@ void kvq_tq_prod_score(const void *plan, const void *qs, const uint8_t *codes, s
         scores[i] = s;
     }
 }
+
+size_t kvq_tq_prod_side_bytes(const void *plan)
+{
+    const tq_prod_plan *p = plan;
+    size_t b = sizeof(float) * (size_t)p->m * (size_t)p->d;   // the sketch matrix S
+    if (p->has_mse)
+        b += kvq_rotation_bytes(&p->core.rot) + kvq_codebook_bytes(&p->core.cb_lo) +
+             (p->core.n_hi ? kvq_codebook_bytes(&p->core.cb_hi) : 0);
+    return b;
+}

@@ -186,3 +186,11 @@ void kvq_tq_rvq_score(const void *plan, const void *qs, const uint8_t *codes, si
         scores[i] = tq_get_f16(rec + p->passes * p->pass_bytes) * acc;
     }
 }
+
+size_t kvq_tq_rvq_side_bytes(const void *plan)
+{
+    const tq_rvq_plan *p = plan;
+    size_t b = kvq_rotation_bytes(&p->rot);
+    for (int i = 0; i < p->passes; i++) b += kvq_codebook_bytes(&p->cb[i]);
+    return b;
+}

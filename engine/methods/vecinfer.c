@@ -195,3 +195,9 @@ void kvq_vecinfer_score(const void *plan, const void *qs, const uint8_t *codes, 
         scores[v] = s;
     }
 }
+
+size_t kvq_vecinfer_side_bytes(const void *plan)
+{
+    const vi_plan *p = plan;
+    return sizeof(float) * ((size_t)p->d + (size_t)p->M * (size_t)p->C * (size_t)p->sd);   // lambda + codebooks
+}

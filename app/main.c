@@ -9,6 +9,25 @@
 
 #define DEFAULT_TRACE "sample_data/traces/code-1k.safetensors"
 
+// The sample trace, found from the working directory or next to the binary
+// (build/kvstudio -> ../sample_data), so `kvstudio` works from anywhere in a checkout.
+static const char *default_trace(char *buf, size_t n)
+{
+    if (access(DEFAULT_TRACE, R_OK) == 0) return DEFAULT_TRACE;
+    char exe[KVQ_PATH_LEN];
+    ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (len > 0) {
+        exe[len] = 0;
+        char *slash = strrchr(exe, '/');
+        if (slash) {
+            *slash = 0;
+            snprintf(buf, n, "%s/../%s", exe, DEFAULT_TRACE);
+            if (access(buf, R_OK) == 0) return buf;
+        }
+    }
+    return DEFAULT_TRACE;   // the studio then reports it missing
+}
+
 static void usage(kvs_session *s)
 {
     kvs_printf(s, "kvstudio %s — KV-cache quantization engine and calibration studio", KVQ_VERSION);
@@ -43,7 +62,8 @@ int main(int argc, char **argv)
     int rc = 0;
     bool tty = isatty(0) && isatty(1);
     if (argc == 1) {
-        rc = tty ? kvs_tui_run(&s, DEFAULT_TRACE) : run_script_path(&s, "-");
+        char buf[KVQ_PATH_LEN + 64];
+        rc = tty ? kvs_tui_run(&s, default_trace(buf, sizeof buf)) : run_script_path(&s, "-");
     } else if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
         usage(&s);
     } else if (!strcmp(argv[1], "--version")) {

@@ -1,14 +1,26 @@
 // cache_attend.c — attention over the compressed cache. The fused path
-// scores keys straight from their records (method score()) and decodes
-// values one block at a time inside an online softmax (running max and sum),
-// so no fp32 copy of K or V ever exists; the reference path decodes the
-// visible tokens and runs kvq_attend_f32, the spec the fused path is tested
-// against.
+// scores keys straight from their records (method score(); turboquant_mse
+// keys: all queries of a batch per pass over the codes) and folds values in
+// block by block inside an online softmax (running max and sum), so no fp32
+// copy of K or V ever exists. turboquant_mse values are not decoded at all:
+// their softmax-weighted levels are summed in the rotated basis and each
+// query pays one inverse rotation at the end (a rotation is linear, and
+// every value of a stream shares it). The reference path decodes the visible
+// tokens and runs kvq_attend_f32, the spec the fused path is tested against.
+//
+// Threads: the fused path is cut into tasks (kv head, query batch, range of
+// positions) by the data alone, run through kvq_parallel_for, and partial
+// softmax states are merged in a fixed order: any thread count gives the
+// same bits. Tasks keep their scratch on their own stack (<= 96 KB) and the
+// caller's stack holds the partial states (8 x ~8 KB at head_dim 256); a
+// configuration whose scratch would not fit runs the tasks serially on the
+// cache's scratch instead.
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include "cache_impl.h"
 #include "f16.h"
+#include "methods/methods.h"
 #include "methods/turboquant_mse.h"
 #include "pool.h"
 #include "simd.h"
@@ -56,6 +68,12 @@ static void walk_f16(kvq_cache *c, const scratch *w, const kvq_lane *lk, const k
     }
 }
 
+// Records that are plain f16 rows: raw fp16 streams and the fp16 method.
+static bool f16_rows(const kvq_codec *k)
+{
+    return k->raw16 || k->q.m->encode == kvq_fp16_encode;
+}
+
 static bool rotated_values(const kvq_cache *c, int h)
 {
     return !c->vc[h].raw16 && kvq_tq_mse_is(c->vc[h].q.m);
@@ -89,7 +107,7 @@ static void walk(kvq_cache *c, const scratch *w, int h, const qbatch *b, bool va
             if (c->outliers) kvq_codec_prepare(&c->oc[h], b->q[qi], w->qs_o + (size_t)qi * c->qs_bytes);
         }
         bool multi = !c->outliers && !c->kc[h].raw16 && kvq_tq_mse_is(c->kc[h].q.m);
-        bool raw_k = !c->outliers && c->kc[h].raw16;
+        bool raw_k = !c->outliers && f16_rows(&c->kc[h]);
         size_t g = c->group;
         size_t i = (size_t)(lo - s->base) / g * g, end = ((size_t)(hi - s->base) + g - 1) / g * g;
         while (i < end) {
@@ -112,7 +130,7 @@ static void walk(kvq_cache *c, const scratch *w, int h, const qbatch *b, bool va
             }
             const uint8_t *vrec = NULL;
             if (values && rot) vrec = kvq_lane_at(&s->cv, i);
-            else if (values && c->vc[h].raw16)
+            else if (values && f16_rows(&c->vc[h]))
                 kvq_f16_to_f32_fast(kvq_lane_at(&s->cv, i), w->blk, k * (size_t)c->d);
             else if (values) kvq_codec_decode(&c->vc[h], kvq_lane_at(&s->cv, i), k, w->blk);
             fn(u, b, w->scores, w->blk, vrec, s->base + (int32_t)i, (int)k);
@@ -134,6 +152,7 @@ typedef struct online {
     float acc_rot[KVQ_ATTN_BATCH * KVQ_MAX_HEAD_DIM];
     bool any_rot;
     const void *vplan;   // turboquant_mse value plan when rotated
+    bool vperm;          // acc_rot in that plan's permuted order
     int d;
     size_t block;
 } online;
@@ -144,6 +163,7 @@ static void online_init(online *o, const kvq_cache *c, int h, int n)
     o->block = c->block;
     o->any_rot = false;
     o->vplan = rotated_values(c, h) ? c->vc[h].q.plan : NULL;
+    o->vperm = o->vplan && kvq_tq_mse_acc_permuted(o->vplan);
     for (int qi = 0; qi < n; qi++) {
         o->m[qi] = -INFINITY;
         o->l[qi] = 0;
@@ -185,7 +205,7 @@ static void online_update(void *u, const qbatch *b, float *scores, const float *
         if (!vrec) kvq_axpy_rows(sc, V, (size_t)n, d, acc);
     }
     if (vrec) {
-        kvq_tq_mse_accumulate(o->vplan, vrec, (size_t)n, scores, o->block, b->n, o->acc_rot);
+        kvq_tq_mse_accumulate(o->vplan, vrec, (size_t)n, scores, o->block, b->n, o->acc_rot, o->vperm);
         o->any_rot = true;
     }
 }
@@ -282,7 +302,7 @@ static void merge_pair(const job *j, int pair, const online *parts, float *out)
             }
         if (any_rot) {   // the one inverse rotation of this query
             float back[KVQ_MAX_HEAD_DIM];
-            kvq_tq_mse_unrotate(parts[0].vplan, accr, back);
+            kvq_tq_mse_unrotate(parts[0].vplan, accr, back, parts[0].vperm);
             for (size_t t = 0; t < d; t++) acc[t] += back[t];
         }
         float inv = l > 0 ? (float)(1.0 / l) : 0.0f;

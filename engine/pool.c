@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include "kvq.h"
 #include "pool.h"
 
 // Worker stacks: kernels keep scratch on the stack (TQ_CHUNK rows, attention
@@ -138,4 +139,46 @@ void kvq_threads_shutdown(void)
     P.stop = false;
     pthread_mutex_unlock(&P.mu);
     pthread_mutex_unlock(&g_busy);
+}
+
+// ---- parallel encode / decode ----
+typedef struct par_codec {
+    const kvq_quantizer *q;
+    const float *x;
+    float *y;
+    const uint8_t *cin;
+    uint8_t *cout;
+    size_t n, blk;
+} par_codec;
+
+static void enc_task(void *u, int t)
+{
+    const par_codec *p = u;
+    size_t i0 = (size_t)t * p->blk, k = p->n - i0 < p->blk ? p->n - i0 : p->blk;
+    p->q->m->encode(p->q->plan, p->x + i0 * (size_t)p->q->head_dim, k, p->cout + i0 * p->q->bpv);
+}
+
+static void dec_task(void *u, int t)
+{
+    const par_codec *p = u;
+    size_t i0 = (size_t)t * p->blk, k = p->n - i0 < p->blk ? p->n - i0 : p->blk;
+    p->q->m->decode(p->q->plan, p->cin + i0 * p->q->bpv, k, p->y + i0 * (size_t)p->q->head_dim);
+}
+
+static size_t par_block(const kvq_quantizer *q)
+{
+    size_t g = q->group ? q->group : 1;
+    return (KVQ_PAR_BLOCK + g - 1) / g * g;
+}
+
+void kvq_encode_parallel(const kvq_quantizer *q, const float *x, size_t n, uint8_t *codes)
+{
+    par_codec p = {.q = q, .x = x, .cout = codes, .n = n, .blk = par_block(q)};
+    kvq_parallel_for((int)((n + p.blk - 1) / p.blk), enc_task, &p);
+}
+
+void kvq_decode_parallel(const kvq_quantizer *q, const uint8_t *codes, size_t n, float *x)
+{
+    par_codec p = {.q = q, .y = x, .cin = codes, .n = n, .blk = par_block(q)};
+    kvq_parallel_for((int)((n + p.blk - 1) / p.blk), dec_task, &p);
 }

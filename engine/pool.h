@@ -10,6 +10,8 @@
 // thread and live until kvq_threads_shutdown() (or process exit).
 #ifndef KVQ_POOL_H
 #define KVQ_POOL_H
+#include <stddef.h>
+#include <stdint.h>
 
 #define KVQ_MAX_THREADS 64
 
@@ -28,4 +30,14 @@ void kvq_threads_shutdown(void);
 // never a deadlock, never a failure. fn must not longjmp out.
 typedef void (*kvq_task_fn)(void *ctx, int task);
 void kvq_parallel_for(int n_tasks, kvq_task_fn fn, void *ctx);
+
+// A quantizer's encode / decode of n vectors split over the pool in blocks
+// of KVQ_PAR_BLOCK vectors (rounded to the method's group). Plans may be used
+// from several threads at once (kvq.h), records are independent, so the
+// output is the same bytes as one q->m->encode / decode call.
+// x: (n, head_dim) row-major; codes: (n, q->bpv).
+#define KVQ_PAR_BLOCK 512
+struct kvq_quantizer;
+void kvq_encode_parallel(const struct kvq_quantizer *q, const float *x, size_t n, uint8_t *codes);
+void kvq_decode_parallel(const struct kvq_quantizer *q, const uint8_t *codes, size_t n, float *x);
 #endif

@@ -6,6 +6,7 @@
 #include "f16.h"
 #include "simd.h"
 #if KVQ_HAVE_X86
+#include <cpuid.h>
 #include <immintrin.h>
 #endif
 
@@ -20,8 +21,10 @@ bool kvq_simd_avx2(void)
         c = 0;
 #if KVQ_HAVE_X86
         __builtin_cpu_init();
-        c = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-                    __builtin_cpu_supports("f16c") ? 1 : 0;
+        // F16C through cpuid: clang-14's __builtin_cpu_supports does not know it.
+        unsigned a, b, cx, dx;
+        bool f16c = __get_cpuid(1, &a, &b, &cx, &dx) && (cx & (1u << 29));
+        c = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && f16c ? 1 : 0;
 #endif
         const char *e = getenv("KVQ_SIMD");
         if (e && e[0] == '0') c = 0;

@@ -241,13 +241,44 @@ void tq_core_decode_rows(const tq_core *c, const uint8_t *rec, size_t rec_bytes,
 void tq_core_score_rows(const tq_core *c, const float *const *qr, int nq, const uint8_t *rec,
                         size_t rec_bytes, size_t n, float *scores, size_t lds)
 {
-    if (tq_core_grouped(c) && kvq_simd_avx2()) tq_score_rows_avx2(c, qr, nq, rec, rec_bytes, n, scores, lds);
+    if (tq_core_grouped(c) && kvq_simd_avx2()) tq_score_rows_avx2(c, qr, nq, rec, rec_bytes, n, scores, lds, false);
     else tq_core_score_rows_ref(c, qr, nq, rec, rec_bytes, n, scores, lds);
 }
 
 void tq_core_accumulate_rows(const tq_core *c, const uint8_t *rec, size_t rec_bytes, size_t n,
                              const float *w, size_t ldw, int nq, float *acc)
 {
-    if (tq_core_grouped(c) && kvq_simd_avx2()) tq_accumulate_rows_avx2(c, rec, rec_bytes, n, w, ldw, nq, acc);
+    if (tq_core_grouped(c) && kvq_simd_avx2()) tq_accumulate_rows_avx2(c, rec, rec_bytes, n, w, ldw, nq, acc, false);
     else tq_core_accumulate_rows_ref(c, rec, rec_bytes, n, w, ldw, nq, acc);
+}
+
+bool tq_core_permuted(const tq_core *c)
+{
+    return tq_core_grouped(c) && c->d % 64 == 0 && kvq_simd_avx2();
+}
+
+void tq_permute(int d, const float *x, float *xp)
+{
+    for (int s = 0; s < d; s += 64)
+        for (int k = 0; k < 8; k++)
+            for (int g = 0; g < 8; g++) xp[s + 8 * k + g] = x[s + 8 * g + k];
+}
+
+void tq_unpermute(int d, const float *xp, float *x)
+{
+    for (int s = 0; s < d; s += 64)
+        for (int k = 0; k < 8; k++)
+            for (int g = 0; g < 8; g++) x[s + 8 * g + k] = xp[s + 8 * k + g];
+}
+
+void tq_core_score_rows_p(const tq_core *c, const float *const *qp, int nq, const uint8_t *rec,
+                          size_t rec_bytes, size_t n, float *scores, size_t lds)
+{
+    tq_score_rows_avx2(c, qp, nq, rec, rec_bytes, n, scores, lds, true);
+}
+
+void tq_core_accumulate_rows_p(const tq_core *c, const uint8_t *rec, size_t rec_bytes, size_t n,
+                               const float *w, size_t ldw, int nq, float *accp)
+{
+    tq_accumulate_rows_avx2(c, rec, rec_bytes, n, w, ldw, nq, accp, true);
 }

@@ -81,9 +81,9 @@ static inline bool tq_core_grouped(const tq_core *c)
 {
     return c->n_hi == 0 && c->bits <= 4 && c->d % 8 == 0;
 }
-// |x| computed one fixed way: 8 double partial sums (coordinate j into
-// lane j % 8), combined as ((s0+s4)+(s2+s6)) + ((s1+s5)+(s3+s7)), which
-// the AVX2 path reproduces exactly.
+// |x| computed one fixed way: 16 double partial sums s (coordinate j into
+// s[j % 16]), t_l = (s_l + s_l+8) + (s_l+4 + s_l+12), |x|^2 = (t0 + t2) +
+// (t1 + t3): the AVX2 path's 4 independent chains, reproduced exactly.
 float tq_norm(const float *x, int d);
 // x: (n, d) -> rec: (n, rec_bytes), codes then the fp16 norm at code bytes.
 void tq_core_encode_rows(const tq_core *c, const float *x, size_t n, uint8_t *rec, size_t rec_bytes);
@@ -108,13 +108,29 @@ void tq_core_accumulate_rows(const tq_core *c, const uint8_t *rec, size_t rec_by
 void tq_core_accumulate_rows_ref(const tq_core *c, const uint8_t *rec, size_t rec_bytes, size_t n,
                                  const float *w, size_t ldw, int nq, float *acc);
 
+// The AVX2 kernels' coordinate order when d % 64 == 0 ("permuted"): entry
+// 64 s + 8 k + g holds coordinate 64 s + 8 g + k, so 8 lanes = code k of
+// 8 groups. Queries prepared once in that order and accumulators kept in it
+// for a whole attention spare a transposition per block of tokens.
+// tq_core_permuted: the fast kernels run and use it (grouped, AVX2, d % 64).
+bool tq_core_permuted(const tq_core *c);
+void tq_permute(int d, const float *x, float *xp);     // natural -> permuted (d % 64 == 0)
+void tq_unpermute(int d, const float *xp, float *x);   // permuted -> natural
+// The same as tq_core_score_rows / tq_core_accumulate_rows with qp and acc
+// in the permuted order; only when tq_core_permuted(c).
+void tq_core_score_rows_p(const tq_core *c, const float *const *qp, int nq, const uint8_t *rec,
+                          size_t rec_bytes, size_t n, float *scores, size_t lds);
+void tq_core_accumulate_rows_p(const tq_core *c, const uint8_t *rec, size_t rec_bytes, size_t n,
+                               const float *w, size_t ldw, int nq, float *accp);
+
 // AVX2 kernels (tq_simd.c); only called when kvq_simd_avx2() && tq_core_grouped().
+// perm: q / acc are in the permuted order (requires d % 64 == 0).
 void tq_encode_rows_avx2(const tq_core *c, const float *x, size_t n, uint8_t *rec, size_t rec_bytes);
 void tq_decode_rows_avx2(const tq_core *c, const uint8_t *rec, size_t rec_bytes, size_t n, float *x);
 void tq_score_rows_avx2(const tq_core *c, const float *const *qr, int nq, const uint8_t *rec,
-                        size_t rec_bytes, size_t n, float *scores, size_t lds);
+                        size_t rec_bytes, size_t n, float *scores, size_t lds, bool perm);
 void tq_accumulate_rows_avx2(const tq_core *c, const uint8_t *rec, size_t rec_bytes, size_t n,
-                             const float *w, size_t ldw, int nq, float *acc);
+                             const float *w, size_t ldw, int nq, float *acc, bool perm);
 float tq_norm_avx2(const float *x, int d);
 
 // Norms are stored as IEEE fp16 (2 bytes, unaligned, little-endian).

@@ -373,18 +373,16 @@ INL void score_rows_t(const tq_core *c, const float *qt, const int nq, const uin
     else { SCORE_B(K, Q, 1) }
 
 AVX2 void tq_score_rows_avx2(const tq_core *c, const float *const *qr, int nq, const uint8_t *rec,
-                             size_t rec_bytes, size_t n, float *scores, size_t lds)
+                             size_t rec_bytes, size_t n, float *scores, size_t lds, bool perm)
 {
     const int d = c->d;
     float qt[4 * KVQ_MAX_HEAD_DIM];
     while (nq > 0) {
         int k = nq >= 4 ? 4 : nq;
         if (d % 64 == 0) {
-            for (int q = 0; q < k; q++)   // qt[q][st][kk][g] = qr[q][64 st + 8 g + kk]
-                for (int st = 0; st < d / 64; st++)
-                    for (int kk = 0; kk < 8; kk++)
-                        for (int g = 0; g < 8; g++)
-                            qt[q * d + st * 64 + kk * 8 + g] = qr[q][st * 64 + g * 8 + kk];
+            for (int q = 0; q < k; q++)   // the kernel reads the 4 queries back to back
+                if (perm) memcpy(qt + q * d, qr[q], sizeof(float) * (size_t)d);
+                else tq_permute(d, qr[q], qt + q * d);
             SCORE_NQ(score_rows_t, qt)
         } else {
             SCORE_NQ(score_rows_k, qr)
@@ -419,7 +417,7 @@ INL void accumulate_k(const tq_core *c, const uint8_t *rec, size_t rec_bytes, si
 
 // Transposed accumulation (d % 64 == 0): per 64-coordinate set and half
 // (k 0..3 or 4..7), the nq x 4 accumulators stay in registers over the
-// tokens; at = (nq, sets, 8, 8) transposed sums, untransposed by the caller.
+// tokens; at = (nq, sets, 8, 8) permuted sums, added to.
 INL void accumulate_t(const tq_core *c, const uint8_t *rec, size_t rec_bytes, size_t n,
                       const float *wn, const int nq, float *at, const int bits)
 {
@@ -430,7 +428,8 @@ INL void accumulate_t(const tq_core *c, const uint8_t *rec, size_t rec_bytes, si
         for (int half = 0; half < 2; half++) {
             __m256 a[4][4];
             for (int q = 0; q < nq; q++)
-                for (int k = 0; k < 4; k++) a[q][k] = _mm256_setzero_ps();
+                for (int k = 0; k < 4; k++)
+                    a[q][k] = _mm256_loadu_ps(at + (size_t)q * d + st * 64 + (half * 4 + k) * 8);
             const uint8_t *p = rec + (size_t)st * 8 * bits;
             for (size_t i = 0; i < n; i++, p += rec_bytes) {
                 __m256i w = set_words(p, bits);
@@ -463,7 +462,7 @@ INL void accumulate_t(const tq_core *c, const uint8_t *rec, size_t rec_bytes, si
 #define ACC_CHUNK 64
 
 AVX2 void tq_accumulate_rows_avx2(const tq_core *c, const uint8_t *rec, size_t rec_bytes, size_t n,
-                                  const float *w, size_t ldw, int nq, float *acc)
+                                  const float *w, size_t ldw, int nq, float *acc, bool perm)
 {
     const size_t cb = tq_core_code_bytes(c);
     const int d = c->d;
@@ -487,12 +486,17 @@ AVX2 void tq_accumulate_rows_avx2(const tq_core *c, const uint8_t *rec, size_t r
                 ACC_NQ(accumulate_k, r0, k, wq, aq)
                 continue;
             }
+            if (perm) {   // accumulate straight into the caller's permuted sums
+                ACC_NQ(accumulate_t, r0, k, wq, aq)
+                continue;
+            }
+            memset(at, 0, sizeof(float) * (size_t)qn * (size_t)d);
             ACC_NQ(accumulate_t, r0, k, wq, at)
-            for (int q = 0; q < qn; q++)   // at[q][st][kk][g] -> coordinate 64 st + 8 g + kk
-                for (int st = 0; st < d / 64; st++)
-                    for (int kk = 0; kk < 8; kk++)
-                        for (int g = 0; g < 8; g++)
-                            aq[(size_t)q * d + st * 64 + g * 8 + kk] += at[q * d + st * 64 + kk * 8 + g];
+            float nat[KVQ_MAX_HEAD_DIM];
+            for (int q = 0; q < qn; q++) {
+                tq_unpermute(d, at + q * d, nat);
+                for (int t = 0; t < d; t++) aq[(size_t)q * d + t] += nat[t];
+            }
         }
     }
 }
@@ -504,9 +508,9 @@ void tq_encode_rows_avx2(const tq_core *c, const float *x, size_t n, uint8_t *re
 void tq_decode_rows_avx2(const tq_core *c, const uint8_t *rec, size_t rec_bytes, size_t n, float *x)
 { tq_core_decode_rows_ref(c, rec, rec_bytes, n, x); }
 void tq_score_rows_avx2(const tq_core *c, const float *const *qr, int nq, const uint8_t *rec,
-                        size_t rec_bytes, size_t n, float *scores, size_t lds)
-{ tq_core_score_rows_ref(c, qr, nq, rec, rec_bytes, n, scores, lds); }
+                        size_t rec_bytes, size_t n, float *scores, size_t lds, bool perm)
+{ (void)perm; tq_core_score_rows_ref(c, qr, nq, rec, rec_bytes, n, scores, lds); }
 void tq_accumulate_rows_avx2(const tq_core *c, const uint8_t *rec, size_t rec_bytes, size_t n,
-                             const float *w, size_t ldw, int nq, float *acc)
-{ tq_core_accumulate_rows_ref(c, rec, rec_bytes, n, w, ldw, nq, acc); }
+                             const float *w, size_t ldw, int nq, float *acc, bool perm)
+{ (void)perm; tq_core_accumulate_rows_ref(c, rec, rec_bytes, n, w, ldw, nq, acc); }
 #endif

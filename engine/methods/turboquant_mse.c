@@ -59,11 +59,12 @@ void kvq_tq_mse_decode(const void *plan, const uint8_t *codes, size_t n, float *
     tq_core_decode_rows(&p->core, codes, p->bpv, n, x);
 }
 
-// Query state: the LUT (lut_floats), then R q (d) for the AVX2 kernels.
+// Query state: the LUT (lut_floats), then R q (d), then R q in the AVX2
+// kernels' permuted order (d; a copy when d % 64 != 0).
 size_t kvq_tq_mse_query_bytes(const void *plan)
 {
     const tq_core *c = &((const tq_mse_plan *)plan)->core;
-    return (c->lut_floats + (size_t)c->d) * sizeof(float);
+    return (c->lut_floats + 2 * (size_t)c->d) * sizeof(float);
 }
 
 static const float *query_rotated(const tq_core *c, const void *qs)
@@ -71,23 +72,44 @@ static const float *query_rotated(const tq_core *c, const void *qs)
     return (const float *)qs + c->lut_floats;
 }
 
+static const float *query_permuted(const tq_core *c, const void *qs)
+{
+    return (const float *)qs + c->lut_floats + c->d;
+}
+
 void kvq_tq_mse_prepare_query(const void *plan, const float *q, void *qs)
 {
     const tq_mse_plan *p = plan;
-    float *qr = (float *)qs + p->core.lut_floats;
+    const int d = p->core.d;
+    float *qr = (float *)qs + p->core.lut_floats, *qp = qr + d;
     kvq_rotation_apply(&p->core.rot, q, qr);
     tq_core_build_lut(&p->core, qr, qs);
+    if (d % 64 == 0) tq_permute(d, qr, qp);
+    else memcpy(qp, qr, sizeof(float) * (size_t)d);
 }
 
 static bool fast_scores(const tq_core *c) { return tq_core_grouped(c) && kvq_simd_avx2(); }
+
+// nq <= 8 queries from their states, by the fastest path available.
+static void score_states(const tq_mse_plan *p, const void *const *qs, int nq, const uint8_t *codes,
+                         size_t n, float *scores, size_t lds)
+{
+    const float *q[8];
+    if (tq_core_permuted(&p->core)) {
+        for (int i = 0; i < nq; i++) q[i] = query_permuted(&p->core, qs[i]);
+        tq_core_score_rows_p(&p->core, q, nq, codes, p->bpv, n, scores, lds);
+    } else {
+        for (int i = 0; i < nq; i++) q[i] = query_rotated(&p->core, qs[i]);
+        tq_core_score_rows(&p->core, q, nq, codes, p->bpv, n, scores, lds);
+    }
+}
 
 void kvq_tq_mse_score(const void *plan, const void *qs, const uint8_t *codes, size_t n,
                       float *scores)
 {
     const tq_mse_plan *p = plan;
     if (fast_scores(&p->core)) {
-        const float *qr = query_rotated(&p->core, qs);
-        tq_core_score_rows(&p->core, &qr, 1, codes, p->bpv, n, scores, n);
+        score_states(p, &qs, 1, codes, n, scores, n);
         return;
     }
     const size_t cb = tq_core_code_bytes(&p->core);
@@ -105,24 +127,35 @@ void kvq_tq_mse_score_multi(const void *plan, const void *const *qs, int nq, con
 {
     const tq_mse_plan *p = plan;
     if (fast_scores(&p->core)) {
-        const float *qr[8];
-        for (int q = 0; q < nq && q < 8; q++) qr[q] = query_rotated(&p->core, qs[q]);
-        tq_core_score_rows(&p->core, qr, nq < 8 ? nq : 8, codes, p->bpv, n, scores, lds);
+        for (int q0 = 0; q0 < nq; q0 += 8)
+            score_states(p, qs + q0, nq - q0 < 8 ? nq - q0 : 8, codes, n, scores + (size_t)q0 * lds, lds);
         return;
     }
     for (int q = 0; q < nq; q++) kvq_tq_mse_score(plan, qs[q], codes, n, scores + (size_t)q * lds);
 }
 
-void kvq_tq_mse_accumulate(const void *plan, const uint8_t *codes, size_t n, const float *w,
-                           size_t ldw, int nq, float *acc)
+bool kvq_tq_mse_acc_permuted(const void *plan)
 {
-    const tq_mse_plan *p = plan;
-    tq_core_accumulate_rows(&p->core, codes, p->bpv, n, w, ldw, nq, acc);
+    return tq_core_permuted(&((const tq_mse_plan *)plan)->core);
 }
 
-void kvq_tq_mse_unrotate(const void *plan, const float *acc, float *out)
+void kvq_tq_mse_accumulate(const void *plan, const uint8_t *codes, size_t n, const float *w,
+                           size_t ldw, int nq, float *acc, bool permuted)
 {
-    kvq_rotation_apply_t(&((const tq_mse_plan *)plan)->core.rot, acc, out);
+    const tq_mse_plan *p = plan;
+    if (permuted) tq_core_accumulate_rows_p(&p->core, codes, p->bpv, n, w, ldw, nq, acc);
+    else tq_core_accumulate_rows(&p->core, codes, p->bpv, n, w, ldw, nq, acc);
+}
+
+void kvq_tq_mse_unrotate(const void *plan, const float *acc, float *out, bool permuted)
+{
+    const tq_core *c = &((const tq_mse_plan *)plan)->core;
+    float nat[KVQ_MAX_HEAD_DIM];
+    if (permuted) {
+        tq_unpermute(c->d, acc, nat);
+        acc = nat;
+    }
+    kvq_rotation_apply_t(&c->rot, acc, out);
 }
 
 size_t kvq_tq_mse_side_bytes(const void *plan)

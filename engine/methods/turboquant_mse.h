@@ -14,10 +14,16 @@ bool kvq_tq_mse_is(const kvq_method *m);
 // the AVX2 path decodes each record once for all nq queries.
 void kvq_tq_mse_score_multi(const void *plan, const void *const *qs, int nq, const uint8_t *codes,
                             size_t n, float *scores, size_t lds);
-// acc (nq, head_dim) += sum_i w[q * ldw + i] R decode(v_i): value records
-// weighted and summed in the ROTATED basis, no per-vector inverse rotation.
+// Value accumulators of one attention: acc (nq, head_dim) in the plan's
+// accumulator order, permuted (the AVX2 kernels' order, no transposition per
+// block) when kvq_tq_mse_acc_permuted() says so at the start, else natural.
+// Pass the same flag to every accumulate and unrotate of those sums;
+// elementwise operations (rescaling, weighted merging) do not care.
+bool kvq_tq_mse_acc_permuted(const void *plan);
+// acc += sum_i w[q * ldw + i] R decode(v_i): value records weighted and
+// summed in the ROTATED basis, no per-vector inverse rotation.
 void kvq_tq_mse_accumulate(const void *plan, const uint8_t *codes, size_t n, const float *w,
-                           size_t ldw, int nq, float *acc);
-// out (head_dim) = R^T acc: an accumulator back to the original basis.
-void kvq_tq_mse_unrotate(const void *plan, const float *acc, float *out);
+                           size_t ldw, int nq, float *acc, bool permuted);
+// out (head_dim) = R^T acc: one query's sums back to the original basis.
+void kvq_tq_mse_unrotate(const void *plan, const float *acc, float *out, bool permuted);
 #endif

@@ -54,25 +54,28 @@ void kvs_session_add_run(kvs_session *s, const kvs_run *r)
     pthread_mutex_unlock(&s->lock);
 }
 
-void kvs_printf(kvs_session *s, const char *fmt, ...)
+static void out_v(kvs_session *s, bool is_error, const char *fmt, va_list ap)
 {
     char buf[4096];
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    s->out(s->out_user, is_error, buf);
+}
+
+void kvs_printf(kvs_session *s, const char *fmt, ...)
+{
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(buf, sizeof buf, fmt, ap);
+    out_v(s, false, fmt, ap);
     va_end(ap);
-    s->out(s->out_user, false, buf);
 }
 
 void kvs_puts(kvs_session *s, const char *text) { s->out(s->out_user, false, text); }
 
 int kvs_errorf(kvs_session *s, const char *fmt, ...)
 {
-    char buf[2048];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(buf, sizeof buf, fmt, ap);
+    out_v(s, true, fmt, ap);
     va_end(ap);
-    s->out(s->out_user, true, buf);
     return -1;
 }

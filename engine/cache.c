@@ -343,9 +343,9 @@ void kvq_cache_reset(kvq_cache *c)
     c->n_sink = 0;
 }
 
-// ---- append ----
-// Compressed-key runs: walk tags of [idx, idx+n), normal records from ck and
-// outlier records from ok, each run handed to `run` with its record pointer.
+// ---- compressed keys ----
+// Token idx's record is in ck (tag 0) or ok (tag 1, outlier token); ranges
+// are walked in runs of equal tags so each run is one codec call.
 static void split_index(const kvq_cache *c, const kvq_head_store *s, size_t idx, size_t *ni, size_t *oi)
 {
     size_t o = 0;
@@ -355,46 +355,58 @@ static void split_index(const kvq_cache *c, const kvq_head_store *s, size_t idx,
     *ni = idx - o;
 }
 
-void kvq_comp_keys_decode(const kvq_cache *c, int h, size_t idx, size_t n, float *x)
+// Length of the run of equal tags (*tag) at token idx + i, capped at idx + n.
+static size_t tag_run(const kvq_head_store *s, size_t idx, size_t i, size_t n, uint8_t *tag)
 {
-    const kvq_head_store *s = &c->hs[h];
+    *tag = *kvq_lane_at(&s->tags, idx + i);
+    size_t r = 1;
+    while (i + r < n && *kvq_lane_at(&s->tags, idx + i + r) == *tag) r++;
+    return r;
+}
+
+// r records from record `rec` of ck (or ok when outlier): scored against qs
+// into out (r) when score, else decoded into out (r, d).
+static void keys_run(const kvq_cache *c, int h, bool outlier, bool score, const void *qs, size_t rec,
+                     size_t r, float *out)
+{
+    const kvq_codec *k = outlier ? &c->oc[h] : &c->kc[h];
+    const uint8_t *codes = kvq_lane_at(outlier ? &c->hs[h].ok : &c->hs[h].ck, rec);
+    if (score) kvq_codec_score(k, qs, codes, r, out);
+    else kvq_codec_decode(k, codes, r, out);
+}
+
+static void comp_keys(const kvq_cache *c, int h, bool score, const void *qs_k, const void *qs_o,
+                      size_t idx, size_t n, float *out)
+{
     if (!c->outliers) {
-        kvq_codec_decode(&c->kc[h], kvq_lane_at(&s->ck, idx), n, x);
+        keys_run(c, h, false, score, qs_k, idx, n, out);
         return;
     }
+    const kvq_head_store *s = &c->hs[h];
+    const size_t stride = score ? 1 : (size_t)c->d;   // floats of out per token
     size_t ni, oi;
     split_index(c, s, idx, &ni, &oi);
     for (size_t i = 0; i < n;) {
-        uint8_t tag = *kvq_lane_at(&s->tags, idx + i);
-        size_t r = 1;
-        while (i + r < n && *kvq_lane_at(&s->tags, idx + i + r) == tag) r++;
-        float *dst = x + i * (size_t)c->d;
-        if (tag) kvq_codec_decode(&c->oc[h], kvq_lane_at(&s->ok, oi), r, dst), oi += r;
-        else kvq_codec_decode(&c->kc[h], kvq_lane_at(&s->ck, ni), r, dst), ni += r;
+        uint8_t tag;
+        size_t r = tag_run(s, idx, i, n, &tag);
+        keys_run(c, h, tag, score, tag ? qs_o : qs_k, tag ? oi : ni, r, out + i * stride);
+        *(tag ? &oi : &ni) += r;
         i += r;
     }
+}
+
+void kvq_comp_keys_decode(const kvq_cache *c, int h, size_t idx, size_t n, float *x)
+{
+    comp_keys(c, h, false, NULL, NULL, idx, n, x);
 }
 
 void kvq_comp_keys_score(const kvq_cache *c, int h, const void *qs_k, const void *qs_o, size_t idx,
                          size_t n, float *scores)
 {
-    const kvq_head_store *s = &c->hs[h];
-    if (!c->outliers) {
-        kvq_codec_score(&c->kc[h], qs_k, kvq_lane_at(&s->ck, idx), n, scores);
-        return;
-    }
-    size_t ni, oi;
-    split_index(c, s, idx, &ni, &oi);
-    for (size_t i = 0; i < n;) {
-        uint8_t tag = *kvq_lane_at(&s->tags, idx + i);
-        size_t r = 1;
-        while (i + r < n && *kvq_lane_at(&s->tags, idx + i + r) == tag) r++;
-        if (tag) kvq_codec_score(&c->oc[h], qs_o, kvq_lane_at(&s->ok, oi), r, scores + i), oi += r;
-        else kvq_codec_score(&c->kc[h], qs_k, kvq_lane_at(&s->ck, ni), r, scores + i), ni += r;
-        i += r;
-    }
+    comp_keys(c, h, true, qs_k, qs_o, idx, n, scores);
 }
 
+// ---- append ----
 // Move whole groups of the tail beyond residual_length into compressed storage.
 static kvq_status drain(kvq_cache *c, int h)
 {
@@ -416,9 +428,8 @@ static kvq_status drain(kvq_cache *c, int h)
             kvq_codec_encode(&c->kc[h], c->blk, k, lane_push(&s->ck, k));
         } else {
             for (size_t i = 0; i < k;) {
-                uint8_t tag = *kvq_lane_at(&s->tags, idx + i);
-                size_t r = 1;
-                while (i + r < k && *kvq_lane_at(&s->tags, idx + i + r) == tag) r++;
+                uint8_t tag;
+                size_t r = tag_run(s, idx, i, k, &tag);
                 if (tag) kvq_codec_encode(&c->oc[h], c->blk + i * d, r, lane_push(&s->ok, r));
                 else kvq_codec_encode(&c->kc[h], c->blk + i * d, r, lane_push(&s->ck, r));
                 i += r;

@@ -22,4 +22,17 @@ void kvq_f16_row_to_f32(const void *src, float *dst, size_t n);
 void kvq_bf16_row_to_f32(const void *src, float *dst, size_t n);
 void kvq_f32_row_to_f16(const float *src, uint16_t *dst, size_t n);
 void kvq_f32_row_to_bf16(const float *src, uint16_t *dst, size_t n);
+
+// One half at an unaligned little-endian address (norms and scales inside
+// quantized records).
+static inline void kvq_f16_store(uint8_t *dst, float v)
+{
+    uint16_t h = kvq_f32_to_f16(v);
+    dst[0] = (uint8_t)(h & 0xff);
+    dst[1] = (uint8_t)(h >> 8);
+}
+static inline float kvq_f16_load(const uint8_t *src)
+{
+    return kvq_f16_to_f32((uint16_t)(src[0] | (src[1] << 8)));
+}
 #endif

@@ -212,31 +212,23 @@ static void lm_memo_put(kvq_density dens, double param, int bits, int uniform,
     pthread_mutex_unlock(&lm_memo_lock);
 }
 
-kvq_status kvq_lloydmax_solve(kvq_codebook *cb, kvq_density dens, double param, int bits)
+// Lloyd-Max levels c[0..n) of the table's density; returns their MSE.
+static double lloyd_levels(const lm_table *t, int n, double *c)
 {
-    memset(cb, 0, sizeof *cb);
-    kvq_status s = lm_check(dens, param, bits);
-    if (s) return s;
-    if (lm_memo_get(dens, param, bits, 0, cb)) return KVQ_OK;
-    lm_table t;
-    s = lm_table_new(&t, dens, param);
-    if (s) return s;
-
-    const int n = 1 << bits;
-    const double z = t.p[0][LM_GRID];
-    const double sd = sqrt(t.p[2][LM_GRID] / z);
-    double c[256], thr[257], part[257][3];
+    const double z = t->p[0][LM_GRID];
+    const double sd = sqrt(t->p[2][LM_GRID] / z);
+    double thr[257], part[257][3];
     for (int j = 0; j < n; j++)   // Panter-Dite start: cell centres of f^(1/3) quantiles
-        c[j] = lm_quantile(&t, 3, t.p[3][LM_GRID] * (j + 0.5) / n);
-    thr[0] = t.lo;
-    thr[n] = t.hi;
+        c[j] = lm_quantile(t, 3, t->p[3][LM_GRID] * (j + 0.5) / n);
+    thr[0] = t->lo;
+    thr[n] = t->hi;
     part[0][0] = part[0][1] = part[0][2] = 0.0;
-    for (int k = 0; k < 3; k++) part[n][k] = t.p[k][LM_GRID];
+    for (int k = 0; k < 3; k++) part[n][k] = t->p[k][LM_GRID];
 
     for (int it = 0; it < LM_MAX_ITERS; it++) {
         for (int j = 1; j < n; j++) {
             thr[j] = 0.5 * (c[j - 1] + c[j]);
-            lm_partial(&t, thr[j], part[j]);
+            lm_partial(t, thr[j], part[j]);
         }
         double move = 0.0;
         for (int j = 0; j < n; j++) {
@@ -253,57 +245,69 @@ kvq_status kvq_lloydmax_solve(kvq_codebook *cb, kvq_density dens, double param, 
         }
         if (move < LM_TOL * sd) break;
     }
-    cb_store(cb, bits, c, lm_mse(&t, c, n));
-    lm_table_free(&t);
-    lm_memo_put(dens, param, bits, 0, cb);
-    return KVQ_OK;
+    return lm_mse(t, c, n);
 }
 
-kvq_status kvq_uniform_solve(kvq_codebook *cb, kvq_density dens, double param, int bits)
+// Midrise uniform levels of the given step into c; returns their MSE.
+static double uniform_mse(const lm_table *t, int n, double step, double *c)
 {
-    memset(cb, 0, sizeof *cb);
-    kvq_status s = lm_check(dens, param, bits);
-    if (s) return s;
-    if (lm_memo_get(dens, param, bits, 1, cb)) return KVQ_OK;
-    lm_table t;
-    s = lm_table_new(&t, dens, param);
-    if (s) return s;
-    const int n = 1 << bits;
-    const double sd = sqrt(t.p[2][LM_GRID] / t.p[0][LM_GRID]);
-    double c[256] = {0};
+    for (int j = 0; j < n; j++) c[j] = ((double)j - 0.5 * (n - 1)) * step;
+    return lm_mse(t, c, n);
+}
+
+// Best midrise uniform levels c[0..n) of the table's density; returns their MSE.
+static double uniform_levels(const lm_table *t, int n, double *c)
+{
+    const double sd = sqrt(t->p[2][LM_GRID] / t->p[0][LM_GRID]);
     // Golden-section search of the step: the MSE of a midrise uniform
     // quantizer is unimodal in the step for these log-concave densities.
     double a = 1e-3 * sd, b = 8.0 * sd / n * 4.0, g = 0.5 * (sqrt(5.0) - 1.0);
-    double x1 = b - g * (b - a), x2 = a + g * (b - a), f1, f2;
-#define UNI_MSE(step, out)                                                       \
-    do {                                                                          \
-        for (int j = 0; j < n; j++) c[j] = ((double)j - 0.5 * (n - 1)) * (step); \
-        (out) = lm_mse(&t, c, n);                                                 \
-    } while (0)
-    UNI_MSE(x1, f1);
-    UNI_MSE(x2, f2);
+    double x1 = b - g * (b - a), x2 = a + g * (b - a);
+    double f1 = uniform_mse(t, n, x1, c), f2 = uniform_mse(t, n, x2, c);
     for (int it = 0; it < 200 && b - a > 1e-10 * sd; it++) {
         if (f1 < f2) {
             b = x2;
             x2 = x1;
             f2 = f1;
             x1 = b - g * (b - a);
-            UNI_MSE(x1, f1);
+            f1 = uniform_mse(t, n, x1, c);
         } else {
             a = x1;
             x1 = x2;
             f1 = f2;
             x2 = a + g * (b - a);
-            UNI_MSE(x2, f2);
+            f2 = uniform_mse(t, n, x2, c);
         }
     }
-    double mse;
-    UNI_MSE(0.5 * (a + b), mse);
-#undef UNI_MSE
+    return uniform_mse(t, n, 0.5 * (a + b), c);
+}
+
+static kvq_status solve_memoized(kvq_codebook *cb, kvq_density dens, double param, int bits,
+                                 int uniform)
+{
+    memset(cb, 0, sizeof *cb);
+    kvq_status s = lm_check(dens, param, bits);
+    if (s) return s;
+    if (lm_memo_get(dens, param, bits, uniform, cb)) return KVQ_OK;
+    lm_table t;
+    s = lm_table_new(&t, dens, param);
+    if (s) return s;
+    double c[256] = {0};
+    double mse = uniform ? uniform_levels(&t, 1 << bits, c) : lloyd_levels(&t, 1 << bits, c);
     cb_store(cb, bits, c, mse);
     lm_table_free(&t);
-    lm_memo_put(dens, param, bits, 1, cb);
+    lm_memo_put(dens, param, bits, uniform, cb);
     return KVQ_OK;
+}
+
+kvq_status kvq_lloydmax_solve(kvq_codebook *cb, kvq_density dens, double param, int bits)
+{
+    return solve_memoized(cb, dens, param, bits, 0);
+}
+
+kvq_status kvq_uniform_solve(kvq_codebook *cb, kvq_density dens, double param, int bits)
+{
+    return solve_memoized(cb, dens, param, bits, 1);
 }
 
 static int cmp_float(const void *a, const void *b)

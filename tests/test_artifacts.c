@@ -16,6 +16,7 @@
 #include <cmocka.h>
 #include "artifacts.h"
 #include "calib/calib.h"
+#include "test_util.h"
 
 #define CODE "sample_data/traces/code-1k.safetensors"
 
@@ -24,16 +25,13 @@ static char root[256];
 static int setup(void **st)
 {
     (void)st;
-    snprintf(root, sizeof root, "/tmp/kvq_test_artifacts.XXXXXX");
-    return mkdtemp(root) ? 0 : -1;
+    return tu_tmpdir_new(root, sizeof root, "artifacts");
 }
 
 static int teardown(void **st)
 {
     (void)st;
-    char cmd[512];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
-    return system(cmd) == 0 ? 0 : -1;
+    return tu_rm_rf(root);
 }
 
 static void path_in(char *out, size_t n, const char *name) { snprintf(out, n, "%s/%s", root, name); }
@@ -57,20 +55,6 @@ static kvq_artifacts *sample(float base)
     kvq_artifacts_set_meta(a, "option.seed", "42");
     kvq_artifacts_set_meta(a, "note", "free-form");
     return a;
-}
-
-static char *slurp(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *b = malloc((size_t)n + 1);
-    *len = fread(b, 1, (size_t)n, f);
-    b[*len] = 0;
-    fclose(f);
-    return b;
 }
 
 static void spit(const char *path, const char *text)
@@ -122,7 +106,7 @@ static void test_round_trip(void **st)
         size_t l1, l2;
         snprintf(p1, sizeof p1, "%s/%s", dir, files[f]);
         snprintf(p2, sizeof p2, "%s/%s", dir2, files[f]);
-        char *c1 = slurp(p1, &l1), *c2 = slurp(p2, &l2);
+        char *c1 = tu_slurp(p1, &l1), *c2 = tu_slurp(p2, &l2);
         assert_true(c1 && c2 && l1 == l2 && memcmp(c1, c2, l1) == 0);
         free(c1);
         free(c2);
@@ -177,7 +161,7 @@ static void edit_manifest(const char *dir, const char *from, const char *to)
     char p[400];
     size_t n;
     snprintf(p, sizeof p, "%s/manifest.json", dir);
-    char *t = slurp(p, &n), *at = strstr(t, from);
+    char *t = tu_slurp(p, &n), *at = strstr(t, from);
     assert_non_null(at);
     char *out = malloc(n + strlen(to) + 1);
     size_t pre = (size_t)(at - t);

@@ -15,6 +15,7 @@
 #include "calib/train_commvq.h"
 #include "methods/commvq.h"
 #include "trace.h"
+#include "test_util.h"
 
 static kvq_config cfg;
 static float *keys, *queries, *heldout;   // code-1k l1 h0 keys/queries, prose-1k l1 h0 keys
@@ -64,13 +65,6 @@ static kvq_status make(kvq_quantizer *q, int bits, const kvq_artifacts *a)
     return kvq_quantizer_init(q, "commvq", &pp);
 }
 
-static double dot(const float *a, const float *b, int d)
-{
-    double s = 0;
-    for (int i = 0; i < d; i++) s += (double)a[i] * b[i];
-    return s;
-}
-
 static void test_em_decreases_error(void **state)
 {
     (void)state;
@@ -105,7 +99,7 @@ static void test_encode_decode_score(void **state)
     q.m->decode(q.plan, codes, (size_t)N, dec);
     double e = 0, xx = 0, rel = 0;
     for (int i = 0; i < N; i++) {
-        double ei = 0, xi = dot(keys + (size_t)i * D, keys + (size_t)i * D, D);
+        double ei = 0, xi = tu_dot(keys + (size_t)i * D, keys + (size_t)i * D, D);
         for (int j = 0; j < D; j++) ei += pow(dec[(size_t)i * D + j] - keys[(size_t)i * D + j], 2);
         e += ei, xx += xi, rel += ei / xi;
     }
@@ -118,7 +112,7 @@ static void test_encode_decode_score(void **state)
     q.m->decode(q.plan, codes, (size_t)N, dec);
     double hrel = 0;
     for (int i = 0; i < N; i++) {
-        double ei = 0, xi = dot(heldout + (size_t)i * D, heldout + (size_t)i * D, D);
+        double ei = 0, xi = tu_dot(heldout + (size_t)i * D, heldout + (size_t)i * D, D);
         for (int j = 0; j < D; j++) ei += pow(dec[(size_t)i * D + j] - heldout[(size_t)i * D + j], 2);
         hrel += ei / xi;
     }
@@ -131,7 +125,7 @@ static void test_encode_decode_score(void **state)
     q.m->prepare_query(q.plan, queries + 100 * (size_t)D, qs);
     q.m->score(q.plan, qs, codes, (size_t)N, sc);
     for (int i = 0; i < N; i++) {
-        double ref = dot(queries + 100 * (size_t)D, dec + (size_t)i * D, D);
+        double ref = tu_dot(queries + 100 * (size_t)D, dec + (size_t)i * D, D);
         assert_true(fabs(ref - sc[i]) < 1e-3 * (1 + fabs(ref)));
     }
     kvq_quantizer_free(&q);
@@ -165,7 +159,7 @@ static void test_rope_commutes(void **state)
         for (int i = 0; i < M; i++) {
             memcpy(rk, dec + (size_t)i * D, sizeof(float) * (size_t)D);
             kvq_commvq_rope(rk, D, pos[p], 10000.0);
-            double ref = dot(queries + 5 * (size_t)D, rk, D);
+            double ref = tu_dot(queries + 5 * (size_t)D, rk, D);
             assert_true(fabs(ref - sc[i]) < 2e-3 * (1 + fabs(ref)));
         }
         // (b) the 2x2 blocks commute with RoPE: decoding the same codes with

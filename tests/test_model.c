@@ -155,9 +155,9 @@ static void test_sensitivities(void **st)
     int n;
     int32_t *tok = read_bytes("sample_data/texts/gpl3-2048-3071.txt", &n);
     double a[6], b[6], big[6], sd[6];
-    assert_int_equal(kvq_model_sensitivities(g_model, tok, 128, 0.1, 2, 7, NULL, a, sd), KVQ_OK);
-    assert_int_equal(kvq_model_sensitivities(g_model, tok, 128, 0.1, 2, 7, NULL, b, NULL), KVQ_OK);
-    assert_int_equal(kvq_model_sensitivities(g_model, tok, 128, 0.4, 1, 7, NULL, big, NULL), KVQ_OK);
+    assert_int_equal(kvq_model_sensitivities(g_model, tok, 64, 0.1, 2, 7, NULL, a, sd), KVQ_OK);
+    assert_int_equal(kvq_model_sensitivities(g_model, tok, 64, 0.1, 2, 7, NULL, b, NULL), KVQ_OK);
+    assert_int_equal(kvq_model_sensitivities(g_model, tok, 64, 0.4, 1, 7, NULL, big, NULL), KVQ_OK);
     printf("sensitivities (KL bits, noise 0.1):");
     for (int l = 0; l < 6; l++) printf(" %.5f", a[l]);
     printf("\n");

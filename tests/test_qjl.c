@@ -13,6 +13,7 @@
 #include <cmocka.h>
 #include "kvq.h"
 #include "rng.h"
+#include "test_util.h"
 
 static kvq_config cfg;
 
@@ -25,13 +26,6 @@ static void make(kvq_quantizer *q, int d, int m, int outliers, uint64_t seed)
     kvq_plan_params pp = {.bits = 1, .head_dim = d, .cfg = &cfg};
     kvq_status s = kvq_quantizer_init(q, "qjl", &pp);
     if (s) fail_msg("%s", kvq_last_error());
-}
-
-static double dot(const float *a, const float *b, int d)
-{
-    double s = 0;
-    for (int i = 0; i < d; i++) s += (double)a[i] * b[i];
-    return s;
 }
 
 static void test_unbiased_random_vectors(void **state)
@@ -55,7 +49,7 @@ static void test_unbiased_random_vectors(void **state)
         q.m->prepare_query(q.plan, qi, qs);
         float est;
         q.m->score(q.plan, qs, codes + (size_t)i * q.bpv, 1, &est);
-        double e = est - dot(qi, ki, D);
+        double e = est - tu_dot(qi, ki, D);
         se += e, se2 += e * e;
         // residual r = k without its 4 largest |k_i| (what the sketch carries)
         float rr[D];
@@ -66,8 +60,8 @@ static void test_unbiased_random_vectors(void **state)
                 if (fabsf(rr[j]) > fabsf(rr[b])) b = j;
             rr[b] = 0;
         }
-        double qr = dot(qi, rr, D);
-        pred_var += (M_PI / 2 * dot(rr, rr, D) - qr * qr) / D;
+        double qr = tu_dot(qi, rr, D);
+        pred_var += (M_PI / 2 * tu_dot(rr, rr, D) - qr * qr) / D;
     }
     double mean = se / N, var = se2 / N - mean * mean, sem = sqrt(var / N);
     pred_var /= N;
@@ -90,7 +84,7 @@ static void test_unbiased_over_sketches(void **state)
     kvq_rng_unit_vector(&r, k, D);
     kvq_rng_unit_vector(&r, qv, D);
     for (int i = 0; i < D; i++) qv[i] = 0.6f * k[i] + 0.8f * qv[i];   // correlated pair
-    double truth = dot(qv, k, D), s = 0, s2 = 0;
+    double truth = tu_dot(qv, k, D), s = 0, s2 = 0;
     for (int t = 0; t < SEEDS; t++) {
         kvq_quantizer q;
         make(&q, D, 32, 0, 1000 + (uint64_t)t);
@@ -131,7 +125,7 @@ static void test_decode_matches_score_and_layout(void **state)
     q.m->prepare_query(q.plan, qv, qs);
     q.m->score(q.plan, qs, codes, N, sc);
     for (int i = 0; i < N; i++) {
-        double viadec = dot(qv, dec + (size_t)i * D, D);
+        double viadec = tu_dot(qv, dec + (size_t)i * D, D);
         assert_true(fabs(viadec - sc[i]) < 1e-3 * (1 + fabs(viadec)));
     }
     kvq_quantizer_free(&q);
@@ -159,7 +153,7 @@ static void test_other_head_dims(void **state)
         q.m->score(q.plan, qs, codes, (size_t)n, sc);
         double s = 0, s2 = 0;
         for (int i = 0; i < n; i++) {
-            double e = sc[i] - dot(qv, k + (size_t)i * d, d);
+            double e = sc[i] - tu_dot(qv, k + (size_t)i * d, d);
             s += e, s2 += e * e;
         }
         double mean = s / n, var = s2 / n - mean * mean;
@@ -196,7 +190,7 @@ static void test_outliers_kept_exactly(void **state)
             float est;
             q.m->prepare_query(q.plan, qv + (size_t)i * D, qs);
             q.m->score(q.plan, qs, codes + (size_t)i * q.bpv, 1, &est);
-            double e = est - dot(qv + (size_t)i * D, k + (size_t)i * D, D);
+            double e = est - tu_dot(qv + (size_t)i * D, k + (size_t)i * D, D);
             e2 += e * e;
         }
         mse[v] = e2 / N;

@@ -16,17 +16,11 @@
 #include "methods/rabitq.h"
 #include "rng.h"
 #include "trace.h"
+#include "test_util.h"
 
 enum { D = 128, NK = 1000, NQ = 100, NC = 8 };
 
 static kvq_config cfg;
-
-static double dot(const float *a, const float *b, int d)
-{
-    double s = 0;
-    for (int i = 0; i < d; i++) s += (double)a[i] * b[i];
-    return s;
-}
 
 // Clustered keys: NC centres of norm ~3 plus unit-scale Gaussian spread.
 static float *clustered_keys(uint64_t seed)
@@ -101,14 +95,14 @@ static bound_stats measure(int bits, bool hadamard)
             for (int j = 0; j < D; j++) o[j] /= (float)sqrt(nn);
             const float *qsf = qs;
             double est = (sc[i] - qsf[D + 1 + f.cluster]) / f.rnorm;   // score = <c,q> + |r| est
-            double err = est - dot(o, qt, D);
+            double err = est - tu_dot(o, qt, D);
             double bound = kvq_rabitq_error_bound(f.ipo, D, 1.9);
             inside += fabs(err) <= bound;
             inside26 += fabs(err) <= kvq_rabitq_error_bound(f.ipo, D, 2.6);
             // err = (sqrt(1-ipo^2)/ipo) <e1, q>, e1 uniform on the unit sphere
             // of o's complement: <e1,q> ~ |q_perp| N(0, 1/(d-1)), so the bound
             // holds with probability erf(eps0 / (sqrt 2 |q_perp|)).
-            double oq = dot(o, qt, D), qperp = sqrt(fmax(1e-12, 1 - oq * oq));
+            double oq = tu_dot(o, qt, D), qperp = sqrt(fmax(1e-12, 1 - oq * oq));
             pred += erf(1.9 / (sqrt(2.0) * qperp));
             total++;
             s += err, s2 += err * err;
@@ -186,7 +180,7 @@ static void test_decode_and_sizes(void **state)
         for (int i = 0; i < NK; i++) {
             double ee = 0;
             for (int j = 0; j < D; j++) ee += pow(dec[(size_t)i * D + j] - k[(size_t)i * D + j], 2);
-            e += ee / dot(k + (size_t)i * D, k + (size_t)i * D, D);
+            e += ee / tu_dot(k + (size_t)i * D, k + (size_t)i * D, D);
         }
         e /= NK;
         assert_true(e < prev);
@@ -281,7 +275,7 @@ static void test_train_on_trace(void **state)
         q.m->prepare_query(q.plan, qv, qs);
         q.m->score(q.plan, qs, codes, n, sc);
         for (size_t i = 0; i < n; i++) {
-            double tr = dot(qv, k + i * t->head_dim, t->head_dim);
+            double tr = tu_dot(qv, k + i * t->head_dim, t->head_dim);
             num += (sc[i] - tr) * (sc[i] - tr);
             den += tr * tr;
         }

@@ -24,6 +24,9 @@
 #define LLVMFuzzerTestOneInput fuzz_one_commands
 #include "../fuzz/fuzz_commands.c"
 #undef LLVMFuzzerTestOneInput
+#define LLVMFuzzerTestOneInput fuzz_one_tokens
+#include "../fuzz/fuzz_tokens.c"
+#undef LLVMFuzzerTestOneInput
 
 #include <dirent.h>
 #include <setjmp.h>
@@ -107,12 +110,20 @@ static void test_commands(void **state)
     assert_true(replay_dir("fuzz/corpus/fuzz_commands", "", fuzz_one_commands) >= 1);
 }
 
+static void test_tokens(void **state)
+{
+    (void)state;
+    replay_dir("tests/data/regress/fuzz_tokens", "", fuzz_one_tokens);
+    assert_true(replay_dir("fuzz/corpus/fuzz_tokens", "", fuzz_one_tokens) >= 3);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_safetensors), cmocka_unit_test(test_npy),
         cmocka_unit_test(test_trace),       cmocka_unit_test(test_artifacts),
         cmocka_unit_test(test_model_config), cmocka_unit_test(test_commands),
+        cmocka_unit_test(test_tokens),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

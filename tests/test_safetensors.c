@@ -15,30 +15,20 @@
 #include <cmocka.h>
 #include "f16.h"
 #include "safetensors.h"
+#include "test_util.h"
 
 static char tmpdir[64];
 
 static int setup(void **state)
 {
     (void)state;
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/kvq_test_st_XXXXXX");
-    return mkdtemp(tmpdir) ? 0 : -1;
+    return tu_tmpdir_new(tmpdir, sizeof tmpdir, "st");
 }
 
 static int teardown(void **state)
 {
     (void)state;
-    DIR *d = opendir(tmpdir);
-    struct dirent *e;
-    char p[512];
-    while (d && (e = readdir(d))) {
-        if (e->d_name[0] == '.') continue;
-        snprintf(p, sizeof p, "%s/%s", tmpdir, e->d_name);
-        unlink(p);
-    }
-    if (d) closedir(d);
-    rmdir(tmpdir);
-    return 0;
+    return tu_rm_rf(tmpdir);
 }
 
 static int count_tmp_files(void)
@@ -49,23 +39,6 @@ static int count_tmp_files(void)
     while (d && (e = readdir(d))) n += strstr(e->d_name, ".tmp.") != NULL;
     if (d) closedir(d);
     return n;
-}
-
-static uint8_t *slurp(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    uint8_t *b = malloc((size_t)n + 1);
-    if (b && fread(b, 1, (size_t)n, f) != (size_t)n) {
-        free(b);
-        b = NULL;
-    }
-    fclose(f);
-    *len = (size_t)n;
-    return b;
 }
 
 static void spit(const char *path, const void *b, size_t n)
@@ -156,7 +129,7 @@ static void test_every_truncation(void **state)
 {
     (void)state;
     size_t len;
-    uint8_t *b = slurp("tests/data/tr_valid.safetensors", &len);
+    uint8_t *b = tu_slurp("tests/data/tr_valid.safetensors", &len);
     assert_non_null(b);
     char path[128];
     snprintf(path, sizeof path, "%s/cut.safetensors", tmpdir);
@@ -189,7 +162,7 @@ static void test_mutations(void **state)
 {
     (void)state;
     size_t len;
-    uint8_t *b = slurp("tests/data/tr_valid.safetensors", &len);
+    uint8_t *b = tu_slurp("tests/data/tr_valid.safetensors", &len);
     assert_non_null(b);
     size_t hend = 8;
     for (int i = 0; i < 8; i++) hend += (size_t)b[i] << (8 * i);
@@ -285,7 +258,7 @@ static void test_write_round_trip(void **state)
     assert_int_equal(kvq_st_write(path, t, n, mk, mv, 2), KVQ_OK);
     assert_int_equal(count_tmp_files(), 0);
     size_t len;
-    uint8_t *raw = slurp(path, &len);
+    uint8_t *raw = tu_slurp(path, &len);
     assert_non_null(raw);
     uint64_t hl = 0;
     for (int i = 7; i >= 0; i--) hl = (hl << 8) | raw[i];
@@ -360,14 +333,14 @@ static void test_atomic_helpers(void **state)
     assert_int_equal(access(path, F_OK), -1);   // invisible until commit
     assert_int_equal(kvq_atomic_commit(&af), KVQ_OK);
     size_t n;
-    char *b = (char *)slurp(path, &n);
+    char *b = (char *)tu_slurp(path, &n);
     assert_int_equal(n, 6);
     assert_memory_equal(b, "second", 6);
     free(b);
     assert_int_equal(kvq_atomic_open(&af, path), KVQ_OK);   // replace
     fputs("3", af.fp);
     assert_int_equal(kvq_atomic_commit(&af), KVQ_OK);
-    b = (char *)slurp(path, &n);
+    b = (char *)tu_slurp(path, &n);
     assert_int_equal(n, 1);
     free(b);
     assert_int_equal(count_tmp_files(), 0);

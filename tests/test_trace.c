@@ -18,30 +18,20 @@
 #include "f16.h"
 #include "npy.h"
 #include "trace.h"
+#include "test_util.h"
 
 static char tmpdir[64];
 
 static int setup(void **state)
 {
     (void)state;
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/kvq_test_trace_XXXXXX");
-    return mkdtemp(tmpdir) ? 0 : -1;
+    return tu_tmpdir_new(tmpdir, sizeof tmpdir, "trace");
 }
 
 static int teardown(void **state)
 {
     (void)state;
-    DIR *d = opendir(tmpdir);
-    struct dirent *e;
-    char p[512];
-    while (d && (e = readdir(d))) {
-        if (e->d_name[0] == '.') continue;
-        snprintf(p, sizeof p, "%s/%s", tmpdir, e->d_name);
-        unlink(p);
-    }
-    if (d) closedir(d);
-    rmdir(tmpdir);
-    return 0;
+    return tu_rm_rf(tmpdir);
 }
 
 // The corpus generator's values: ((7l + 3h + 5t + d + salt) mod 17 - 8) / 8.

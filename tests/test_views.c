@@ -18,6 +18,7 @@
 #include "replay.h"
 #include "tui.h"
 #include "ui.h"
+#include "test_util.h"
 
 #define TRACE "sample_data/traces/code-1k.safetensors"
 
@@ -104,9 +105,7 @@ static int teardown(void **state)
     fclose(f->out);
     fclose(f->in);
     kvs_session_free(&f->s);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", f->state_dir);
-    if (system(cmd)) { /* best effort */ }
+    tu_rm_rf(f->state_dir);   // best effort
     free(f);
     return 0;
 }

@@ -176,37 +176,3 @@ done:
     free(s.W), free(s.wn), free(s.code), free(s.res), free(s.G), free(s.acc), free(s.cnt);
     return st;
 }
-
-typedef struct { kvq_progress *parent; double lo, hi; } sub_progress;
-
-static bool sub_report(double f, const char *stage, double eta, void *user)
-{
-    (void)eta;
-    sub_progress *sp = user;
-    return kvq_progress_report(sp->parent, sp->lo + f * (sp->hi - sp->lo), stage);
-}
-
-kvq_status kvq_train_commvq(const kvq_trace *t, const kvq_train_commvq_opts *o,
-                            kvq_artifacts *art)
-{
-    size_t n = (size_t)t->n_tokens;
-    float *keys = malloc(sizeof(float) * n * (size_t)t->head_dim);
-    if (!keys) return kvq_error(KVQ_ERR_NOMEM, "commvq calibration: out of memory");
-    int total = t->n_layers * t->n_kv_heads;
-    kvq_status s = KVQ_OK;
-    kvq_progress_begin(o->progress);
-    for (int l = 0; l < t->n_layers && !s; l++)
-        for (int h = 0; h < t->n_kv_heads && !s; h++) {
-            int idx = l * t->n_kv_heads + h;
-            s = kvq_trace_keys(t, l, h, keys);
-            if (s) break;
-            sub_progress sp = {o->progress, (double)idx / total, (double)(idx + 1) / total};
-            kvq_progress prog = {.fn = sub_report, .user = &sp};
-            kvq_train_commvq_opts so = *o;
-            so.seed = o->seed + (uint64_t)idx;
-            so.progress = o->progress ? &prog : NULL;
-            s = kvq_train_commvq_stream(keys, n, t->head_dim, l, h, &so, art, NULL);
-        }
-    free(keys);
-    return s;
-}

@@ -38,7 +38,7 @@ typedef struct kvq_commvq_train_log {
 kvq_status kvq_train_commvq_stream(const float *keys, size_t n, int d, int layer, int kv_head,
                                    const kvq_train_commvq_opts *o, kvq_artifacts *art,
                                    kvq_commvq_train_log *log);
-// Every layer and kv head of a trace; stream (l, h) seeded seed + l * n_kv_heads + h.
+// Every layer and kv head of a trace (train_wire.c); stream (l, h) seeded seed + l * n_kv_heads + h.
 kvq_status kvq_train_commvq(const kvq_trace *t, const kvq_train_commvq_opts *o,
                             kvq_artifacts *art);
 #endif

@@ -23,7 +23,7 @@ typedef struct kvq_train_rabitq_opts {
 kvq_status kvq_train_rabitq_stream(const float *keys, size_t n, int d, int layer, int kv_head,
                                    const kvq_train_rabitq_opts *o, kvq_artifacts *art,
                                    double *inertia);
-// Every layer and kv head of a trace (keys of all tokens). Stream (l, h) is
+// Every layer and kv head of a trace (keys of all tokens; train_wire.c). Stream (l, h) is
 // seeded with seed + l * n_kv_heads + h so streams differ but runs repeat.
 kvq_status kvq_train_rabitq(const kvq_trace *t, const kvq_train_rabitq_opts *o,
                             kvq_artifacts *art);

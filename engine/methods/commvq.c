@@ -59,33 +59,33 @@ static double gain(const float *e, const float *w, float wn, int d)
     return 2 * dot - wn;
 }
 
+// The codeword of Wr (C, d) with the highest gain for res, starting from
+// (best, bg) and switching only on a strict improvement.
+static int best_codeword(const float *res, const float *Wr, const float *wn, int C, int d, int best,
+                         double bg)
+{
+    for (int c = 0; c < C; c++) {
+        double g = gain(res, Wr + (size_t)c * d, wn[c], d);
+        if (g > bg) bg = g, best = c;
+    }
+    return best;
+}
+
 void kvq_commvq_encode_one(const float *W, const float *wnorm, int R, int C, int d,
                            const float *x, int sweeps, uint16_t *codes)
 {
     float res[KVQ_MAX_HEAD_DIM];   // x - sum of chosen codewords
     memcpy(res, x, sizeof(float) * (size_t)d);
-    for (int r = 0; r < R; r++) {
-        const float *Wr = W + (size_t)r * C * d;
-        int best = 0;
-        double bg = -INFINITY;
-        for (int c = 0; c < C; c++) {
-            double g = gain(res, Wr + (size_t)c * d, wnorm[r * C + c], d);
-            if (g > bg) bg = g, best = c;
-        }
-        codes[r] = (uint16_t)best;
-        const float *w = Wr + (size_t)best * d;
-        for (int j = 0; j < d; j++) res[j] -= w[j];
-    }
-    for (int s = 0; s < sweeps; s++)
+    for (int s = -1; s < sweeps; s++)   // s = -1: the greedy first pick
         for (int r = 0; r < R; r++) {
-            const float *Wr = W + (size_t)r * C * d;
-            const float *cur = Wr + (size_t)codes[r] * d;
-            for (int j = 0; j < d; j++) res[j] += cur[j];   // target without codebook r
-            int best = codes[r];
-            double bg = gain(res, cur, wnorm[r * C + codes[r]], d);
-            for (int c = 0; c < C; c++) {
-                double g = gain(res, Wr + (size_t)c * d, wnorm[r * C + c], d);
-                if (g > bg) bg = g, best = c;
+            const float *Wr = W + (size_t)r * C * d, *wn = wnorm + r * C;
+            int best;
+            if (s < 0) {
+                best = best_codeword(res, Wr, wn, C, d, 0, -INFINITY);
+            } else {
+                const float *cur = Wr + (size_t)codes[r] * d;
+                for (int j = 0; j < d; j++) res[j] += cur[j];   // target without codebook r
+                best = best_codeword(res, Wr, wn, C, d, codes[r], gain(res, cur, wn[codes[r]], d));
             }
             codes[r] = (uint16_t)best;
             const float *w = Wr + (size_t)best * d;

@@ -4,6 +4,7 @@
 // a*b + c into FMA, and the f16 conversion rounds to nearest even as
 // GGML_FP32_TO_FP16 does.
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 #include "f16.h"
 #include "ggml_blocks.h"
@@ -11,29 +12,20 @@
 const int8_t kvq_iq4nl_grid[16] = {-127, -104, -83, -65, -49, -35, -22, -10,
                                    1,    13,   25,  38,  53,  69,  89,  113};
 
-static void put_f16(uint8_t *p, float v)
-{
-    uint16_t h = kvq_f32_to_f16(v);
-    p[0] = (uint8_t)(h & 0xff);
-    p[1] = (uint8_t)(h >> 8);
-}
-
-static float get_f16(const uint8_t *p) { return kvq_f16_to_f32((uint16_t)(p[0] | (p[1] << 8))); }
-
 void kvq_ggml_q8_0_quantize(const float *x, uint8_t *blk)
 {
     float amax = 0.0f;
     for (int j = 0; j < KVQ_GGML_QK; j++) amax = fmaxf(amax, fabsf(x[j]));
     const float d = amax / 127.0f;
     const float id = d != 0.0f ? 1.0f / d : 0.0f;
-    put_f16(blk, d);
+    kvq_f16_store(blk, d);
     // ggml quantizes with the f32 scale and stores it rounded to f16.
     for (int j = 0; j < KVQ_GGML_QK; j++) blk[2 + j] = (uint8_t)(int8_t)roundf(x[j] * id);
 }
 
 void kvq_ggml_q8_0_dequantize(const uint8_t *blk, float *y)
 {
-    const float d = get_f16(blk);
+    const float d = kvq_f16_load(blk);
     for (int j = 0; j < KVQ_GGML_QK; j++) y[j] = (float)(int8_t)blk[2 + j] * d;
 }
 
@@ -41,7 +33,7 @@ float kvq_ggml_q8_0_dot(const uint8_t *blk, const float *q)
 {
     float acc = 0.0f;
     for (int j = 0; j < KVQ_GGML_QK; j++) acc += (float)(int8_t)blk[2 + j] * q[j];
-    return acc * get_f16(blk);
+    return acc * kvq_f16_load(blk);
 }
 
 void kvq_ggml_q4_0_quantize(const float *x, uint8_t *blk)
@@ -54,7 +46,7 @@ void kvq_ggml_q4_0_quantize(const float *x, uint8_t *blk)
         }
     const float d = max / -8.0f;
     const float id = d != 0.0f ? 1.0f / d : 0.0f;
-    put_f16(blk, d);
+    kvq_f16_store(blk, d);
     for (int j = 0; j < KVQ_GGML_QK / 2; j++) {
         int lo = (int8_t)(x[j] * id + 8.5f), hi = (int8_t)(x[j + 16] * id + 8.5f);
         lo = lo < 15 ? lo : 15;
@@ -65,7 +57,7 @@ void kvq_ggml_q4_0_quantize(const float *x, uint8_t *blk)
 
 void kvq_ggml_q4_0_dequantize(const uint8_t *blk, float *y)
 {
-    const float d = get_f16(blk);
+    const float d = kvq_f16_load(blk);
     for (int j = 0; j < KVQ_GGML_QK / 2; j++) {
         y[j] = (float)((blk[2 + j] & 0x0f) - 8) * d;
         y[j + 16] = (float)((blk[2 + j] >> 4) - 8) * d;
@@ -77,7 +69,7 @@ float kvq_ggml_q4_0_dot(const uint8_t *blk, const float *q)
     float acc = 0.0f;
     for (int j = 0; j < KVQ_GGML_QK / 2; j++)
         acc += (float)((blk[2 + j] & 0x0f) - 8) * q[j] + (float)((blk[2 + j] >> 4) - 8) * q[j + 16];
-    return acc * get_f16(blk);
+    return acc * kvq_f16_load(blk);
 }
 
 int kvq_ggml_iq4_nl_index(float x)
@@ -136,7 +128,7 @@ void kvq_ggml_iq4_nl_quantize(const float *x, uint8_t *blk, int ntry)
             }
         }
     }
-    put_f16(blk, d);
+    kvq_f16_store(blk, d);
     if (ntry > 0) {
         const float id = d != 0.0f ? 1.0f / d : 0.0f;
         for (int j = 0; j < KVQ_GGML_QK; j++) L[j] = (uint8_t)kvq_ggml_iq4_nl_index(id * x[j]);
@@ -146,7 +138,7 @@ void kvq_ggml_iq4_nl_quantize(const float *x, uint8_t *blk, int ntry)
 
 void kvq_ggml_iq4_nl_dequantize(const uint8_t *blk, float *y)
 {
-    const float d = get_f16(blk);
+    const float d = kvq_f16_load(blk);
     for (int j = 0; j < KVQ_GGML_QK / 2; j++) {
         y[j] = d * (float)kvq_iq4nl_grid[blk[2 + j] & 0x0f];
         y[j + 16] = d * (float)kvq_iq4nl_grid[blk[2 + j] >> 4];
@@ -159,5 +151,21 @@ float kvq_ggml_iq4_nl_dot(const uint8_t *blk, const float *q)
     for (int j = 0; j < KVQ_GGML_QK / 2; j++)
         acc += (float)kvq_iq4nl_grid[blk[2 + j] & 0x0f] * q[j] +
                (float)kvq_iq4nl_grid[blk[2 + j] >> 4] * q[j + 16];
-    return acc * get_f16(blk);
+    return acc * kvq_f16_load(blk);
+}
+
+kvq_status kvq_ggml_plan_new(const kvq_plan_params *pp, const char *who, void **plan)
+{
+    *plan = NULL;
+    const int d = pp->head_dim;
+    if (d <= 0 || d > KVQ_MAX_HEAD_DIM || d % KVQ_GGML_QK)
+        return kvq_error(KVQ_ERR_ARG,
+                         "%s: head_dim %d is not a multiple of %d in %d..%d (ggml blocks)", who, d,
+                         KVQ_GGML_QK, KVQ_GGML_QK, KVQ_MAX_HEAD_DIM);
+    kvq_ggml_plan *p = malloc(sizeof *p);
+    if (!p) return kvq_error(KVQ_ERR_NOMEM, "%s: out of memory", who);
+    p->d = d;
+    p->nblk = d / KVQ_GGML_QK;
+    *plan = p;
+    return KVQ_OK;
 }

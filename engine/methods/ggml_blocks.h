@@ -17,6 +17,7 @@
 #ifndef KVQ_GGML_BLOCKS_H
 #define KVQ_GGML_BLOCKS_H
 #include <stdint.h>
+#include "kvq.h"
 
 #define KVQ_GGML_QK 32
 #define KVQ_GGML_Q8_0_BYTES 34
@@ -60,4 +61,12 @@ float kvq_ggml_q4_0_dot_row(const uint8_t *row, const float *q, size_t nb);
 void kvq_ggml_q8_0_quantize_row(const float *x, uint8_t *row, size_t nb);
 void kvq_ggml_q8_0_dequantize_row(const uint8_t *row, float *y, size_t nb);
 float kvq_ggml_q8_0_dot_row(const uint8_t *row, const float *q, size_t nb);
+
+// ---- the plan of the plain block methods (q8_0, q4_0, iq4_nl): the shape
+// only. plan_new checks head_dim (a multiple of 32, at most KVQ_MAX_HEAD_DIM;
+// `who` names the method in the message); free it with free().
+typedef struct kvq_ggml_plan {
+    int d, nblk;   // head_dim, blocks per record
+} kvq_ggml_plan;
+kvq_status kvq_ggml_plan_new(const kvq_plan_params *pp, const char *who, void **plan);
 #endif

@@ -44,66 +44,65 @@ INL void q4_bytes(const uint8_t *blk, __m128i *v0, __m128i *v1)
     *v1 = _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(b, 4), m), e);
 }
 
-KVQ_TARGET_AVX2 static float q4_0_dot_avx2(const uint8_t *row, const float *q, size_t nb)
+// The 32 values of one q4_0 (q4) or q8_0 block as four vectors of 8 floats,
+// before the scale; q4 is a constant after inlining, so no branch remains.
+INL void block_floats(const uint8_t *blk, bool q4, __m256 f[4])
 {
+    __m128i v0, v1;
+    if (q4) {
+        q4_bytes(blk, &v0, &v1);
+    } else {
+        v0 = _mm_loadu_si128((const __m128i *)(const void *)(blk + 2));
+        v1 = _mm_loadu_si128((const __m128i *)(const void *)(blk + 18));
+    }
+    bytes_to_f(v0, &f[0], &f[1]);
+    bytes_to_f(v1, &f[2], &f[3]);
+}
+
+INL float dot_blocks(const uint8_t *row, const float *q, size_t nb, bool q4)
+{
+    const size_t bytes = q4 ? KVQ_GGML_Q4_0_BYTES : KVQ_GGML_Q8_0_BYTES;
     __m256 acc = _mm256_setzero_ps();
-    for (size_t k = 0; k < nb; k++, row += KVQ_GGML_Q4_0_BYTES, q += KVQ_GGML_QK) {
-        __m128i v0, v1;
-        __m256 f0, f1, f2, f3;
-        q4_bytes(row, &v0, &v1);
-        bytes_to_f(v0, &f0, &f1);
-        bytes_to_f(v1, &f2, &f3);
-        __m256 s = _mm256_mul_ps(f0, _mm256_loadu_ps(q));
-        s = _mm256_fmadd_ps(f1, _mm256_loadu_ps(q + 8), s);
-        s = _mm256_fmadd_ps(f2, _mm256_loadu_ps(q + 16), s);
-        s = _mm256_fmadd_ps(f3, _mm256_loadu_ps(q + 24), s);
+    for (size_t k = 0; k < nb; k++, row += bytes, q += KVQ_GGML_QK) {
+        __m256 f[4];
+        block_floats(row, q4, f);
+        __m256 s = _mm256_mul_ps(f[0], _mm256_loadu_ps(q));
+        s = _mm256_fmadd_ps(f[1], _mm256_loadu_ps(q + 8), s);
+        s = _mm256_fmadd_ps(f[2], _mm256_loadu_ps(q + 16), s);
+        s = _mm256_fmadd_ps(f[3], _mm256_loadu_ps(q + 24), s);
         acc = _mm256_fmadd_ps(_mm256_set1_ps(blk_d(row)), s, acc);
     }
     return hsum8(acc);
+}
+
+INL void dequantize_blocks(const uint8_t *row, float *y, size_t nb, bool q4)
+{
+    const size_t bytes = q4 ? KVQ_GGML_Q4_0_BYTES : KVQ_GGML_Q8_0_BYTES;
+    for (size_t k = 0; k < nb; k++, row += bytes, y += KVQ_GGML_QK) {
+        __m256 f[4], d = _mm256_set1_ps(blk_d(row));
+        block_floats(row, q4, f);
+        for (int j = 0; j < 4; j++) _mm256_storeu_ps(y + 8 * j, _mm256_mul_ps(f[j], d));
+    }
+}
+
+KVQ_TARGET_AVX2 static float q4_0_dot_avx2(const uint8_t *row, const float *q, size_t nb)
+{
+    return dot_blocks(row, q, nb, true);
 }
 
 KVQ_TARGET_AVX2 static void q4_0_dequantize_avx2(const uint8_t *row, float *y, size_t nb)
 {
-    for (size_t k = 0; k < nb; k++, row += KVQ_GGML_Q4_0_BYTES, y += KVQ_GGML_QK) {
-        __m128i v0, v1;
-        __m256 f0, f1, f2, f3, d = _mm256_set1_ps(blk_d(row));
-        q4_bytes(row, &v0, &v1);
-        bytes_to_f(v0, &f0, &f1);
-        bytes_to_f(v1, &f2, &f3);
-        _mm256_storeu_ps(y, _mm256_mul_ps(f0, d));
-        _mm256_storeu_ps(y + 8, _mm256_mul_ps(f1, d));
-        _mm256_storeu_ps(y + 16, _mm256_mul_ps(f2, d));
-        _mm256_storeu_ps(y + 24, _mm256_mul_ps(f3, d));
-    }
+    dequantize_blocks(row, y, nb, true);
 }
 
 KVQ_TARGET_AVX2 static float q8_0_dot_avx2(const uint8_t *row, const float *q, size_t nb)
 {
-    __m256 acc = _mm256_setzero_ps();
-    for (size_t k = 0; k < nb; k++, row += KVQ_GGML_Q8_0_BYTES, q += KVQ_GGML_QK) {
-        __m256 f0, f1, f2, f3;
-        bytes_to_f(_mm_loadu_si128((const __m128i *)(const void *)(row + 2)), &f0, &f1);
-        bytes_to_f(_mm_loadu_si128((const __m128i *)(const void *)(row + 18)), &f2, &f3);
-        __m256 s = _mm256_mul_ps(f0, _mm256_loadu_ps(q));
-        s = _mm256_fmadd_ps(f1, _mm256_loadu_ps(q + 8), s);
-        s = _mm256_fmadd_ps(f2, _mm256_loadu_ps(q + 16), s);
-        s = _mm256_fmadd_ps(f3, _mm256_loadu_ps(q + 24), s);
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(blk_d(row)), s, acc);
-    }
-    return hsum8(acc);
+    return dot_blocks(row, q, nb, false);
 }
 
 KVQ_TARGET_AVX2 static void q8_0_dequantize_avx2(const uint8_t *row, float *y, size_t nb)
 {
-    for (size_t k = 0; k < nb; k++, row += KVQ_GGML_Q8_0_BYTES, y += KVQ_GGML_QK) {
-        __m256 f0, f1, f2, f3, d = _mm256_set1_ps(blk_d(row));
-        bytes_to_f(_mm_loadu_si128((const __m128i *)(const void *)(row + 2)), &f0, &f1);
-        bytes_to_f(_mm_loadu_si128((const __m128i *)(const void *)(row + 18)), &f2, &f3);
-        _mm256_storeu_ps(y, _mm256_mul_ps(f0, d));
-        _mm256_storeu_ps(y + 8, _mm256_mul_ps(f1, d));
-        _mm256_storeu_ps(y + 16, _mm256_mul_ps(f2, d));
-        _mm256_storeu_ps(y + 24, _mm256_mul_ps(f3, d));
-    }
+    dequantize_blocks(row, y, nb, false);
 }
 
 // Largest |x| of a block and the signed value of its first occurrence; false
@@ -132,13 +131,6 @@ INL bool block_absmax(const float *x, float *amax, float *max)
     return true;
 }
 
-static void put_f16(uint8_t *p, float v)
-{
-    uint16_t h = kvq_f32_to_f16(v);
-    p[0] = (uint8_t)(h & 0xff);
-    p[1] = (uint8_t)(h >> 8);
-}
-
 KVQ_TARGET_AVX2 static void q4_0_quantize_avx2(const float *x, uint8_t *row, size_t nb)
 {
     for (size_t k = 0; k < nb; k++, x += KVQ_GGML_QK, row += KVQ_GGML_Q4_0_BYTES) {
@@ -149,7 +141,7 @@ KVQ_TARGET_AVX2 static void q4_0_quantize_avx2(const float *x, uint8_t *row, siz
         }
         const float d = max / -8.0f;
         const float id = d != 0.0f ? 1.0f / d : 0.0f;
-        put_f16(row, d);
+        kvq_f16_store(row, d);
         const __m256 vid = _mm256_set1_ps(id), h = _mm256_set1_ps(8.5f);
         const __m256i fifteen = _mm256_set1_epi32(15);
         int32_t c[32];
@@ -172,7 +164,7 @@ KVQ_TARGET_AVX2 static void q8_0_quantize_avx2(const float *x, uint8_t *row, siz
         }
         const float d = amax / 127.0f;
         const float id = d != 0.0f ? 1.0f / d : 0.0f;
-        put_f16(row, d);
+        kvq_f16_store(row, d);
         const __m256 vid = _mm256_set1_ps(id), sign = _mm256_set1_ps(-0.0f);
         const __m256 half = _mm256_set1_ps(0.5f), one = _mm256_set1_ps(1.0f);
         int32_t c[32];

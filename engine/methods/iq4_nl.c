@@ -9,50 +9,35 @@
 #include "ggml_blocks.h"
 #include "methods.h"
 
-typedef struct {
-    int d, nblk;
-} iq4_nl_plan;
-
 kvq_status kvq_iq4_nl_plan_new(const kvq_plan_params *pp, void **plan)
 {
-    *plan = NULL;
-    const int d = pp->head_dim;
-    if (d <= 0 || d > KVQ_MAX_HEAD_DIM || d % KVQ_GGML_QK)
-        return kvq_error(KVQ_ERR_ARG,
-                         "iq4_nl: head_dim %d is not a multiple of %d in %d..%d (ggml blocks)", d,
-                         KVQ_GGML_QK, KVQ_GGML_QK, KVQ_MAX_HEAD_DIM);
-    iq4_nl_plan *p = malloc(sizeof *p);
-    if (!p) return kvq_error(KVQ_ERR_NOMEM, "iq4_nl: out of memory");
-    p->d = d;
-    p->nblk = d / KVQ_GGML_QK;
-    *plan = p;
-    return KVQ_OK;
+    return kvq_ggml_plan_new(pp, "iq4_nl", plan);
 }
 
 void kvq_iq4_nl_plan_free(void *plan) { free(plan); }
 
 size_t kvq_iq4_nl_bytes_per_vector(const void *plan)
 {
-    return (size_t)KVQ_GGML_IQ4_NL_BYTES * (size_t)((const iq4_nl_plan *)plan)->nblk;
+    return (size_t)KVQ_GGML_IQ4_NL_BYTES * (size_t)((const kvq_ggml_plan *)plan)->nblk;
 }
 
 void kvq_iq4_nl_encode(const void *plan, const float *x, size_t n, uint8_t *codes)
 {
-    const size_t nb = n * (size_t)((const iq4_nl_plan *)plan)->nblk;
+    const size_t nb = n * (size_t)((const kvq_ggml_plan *)plan)->nblk;
     for (size_t b = 0; b < nb; b++)
         kvq_ggml_iq4_nl_quantize(x + b * KVQ_GGML_QK, codes + b * KVQ_GGML_IQ4_NL_BYTES, -1);
 }
 
 void kvq_iq4_nl_decode(const void *plan, const uint8_t *codes, size_t n, float *x)
 {
-    const size_t nb = n * (size_t)((const iq4_nl_plan *)plan)->nblk;
+    const size_t nb = n * (size_t)((const kvq_ggml_plan *)plan)->nblk;
     for (size_t b = 0; b < nb; b++)
         kvq_ggml_iq4_nl_dequantize(codes + b * KVQ_GGML_IQ4_NL_BYTES, x + b * KVQ_GGML_QK);
 }
 
 size_t kvq_iq4_nl_query_bytes(const void *plan)
 {
-    return sizeof(float) * (size_t)((const iq4_nl_plan *)plan)->d;
+    return sizeof(float) * (size_t)((const kvq_ggml_plan *)plan)->d;
 }
 
 void kvq_iq4_nl_prepare_query(const void *plan, const float *q, void *qs)
@@ -63,7 +48,7 @@ void kvq_iq4_nl_prepare_query(const void *plan, const float *q, void *qs)
 void kvq_iq4_nl_score(const void *plan, const void *qs, const uint8_t *codes, size_t n,
                       float *scores)
 {
-    const int nblk = ((const iq4_nl_plan *)plan)->nblk;
+    const int nblk = ((const kvq_ggml_plan *)plan)->nblk;
     const float *q = qs;
     for (size_t i = 0; i < n; i++) {
         const uint8_t *c = codes + i * (size_t)nblk * KVQ_GGML_IQ4_NL_BYTES;

@@ -65,23 +65,14 @@ size_t kvq_kivi_group_vectors(const void *plan)
     return ((const kivi_plan *)plan)->per_token ? 1 : KIVI_GROUP;
 }
 
-static void put_f16(uint8_t *p, float v)
-{
-    uint16_t h = kvq_f32_to_f16(v);
-    p[0] = (uint8_t)(h & 0xff);
-    p[1] = (uint8_t)(h >> 8);
-}
-
-static float get_f16(const uint8_t *p) { return kvq_f16_to_f32((uint16_t)(p[0] | (p[1] << 8))); }
-
 // Stores (scale, min) of the range [mn, mx] at sm (4 bytes) and returns the
 // stored values, which the codes must be computed against.
 static void range_store(float mn, float mx, int qmax, uint8_t *sm, float *scale, float *min)
 {
-    put_f16(sm, (mx - mn) / (float)qmax);
-    put_f16(sm + 2, mn);
-    *scale = get_f16(sm);
-    *min = get_f16(sm + 2);
+    kvq_f16_store(sm, (mx - mn) / (float)qmax);
+    kvq_f16_store(sm + 2, mn);
+    *scale = kvq_f16_load(sm);
+    *min = kvq_f16_load(sm + 2);
 }
 
 static uint8_t code_of(float x, float scale, float min, int qmax)
@@ -123,8 +114,8 @@ static void keys_decode_group(const kivi_plan *p, const uint8_t *g, float *x)
     const uint8_t *rows = g + 4 * (size_t)d;
     float scale[KVQ_MAX_HEAD_DIM], min[KVQ_MAX_HEAD_DIM];
     for (int c = 0; c < d; c++) {
-        scale[c] = get_f16(g + 2 * c);
-        min[c] = get_f16(g + 2 * (size_t)d + 2 * c);
+        scale[c] = kvq_f16_load(g + 2 * c);
+        min[c] = kvq_f16_load(g + 2 * (size_t)d + 2 * c);
     }
     uint8_t codes[KVQ_MAX_HEAD_DIM];
     for (int t = 0; t < KIVI_GROUP; t++) {
@@ -141,8 +132,8 @@ static void keys_score_group(const kivi_plan *p, const float *q, const uint8_t *
     const uint8_t *rows = g + 4 * (size_t)d;
     float qs[KVQ_MAX_HEAD_DIM], qm = 0.0f;
     for (int c = 0; c < d; c++) {
-        qs[c] = q[c] * get_f16(g + 2 * c);
-        qm += q[c] * get_f16(g + 2 * (size_t)d + 2 * c);
+        qs[c] = q[c] * kvq_f16_load(g + 2 * c);
+        qm += q[c] * kvq_f16_load(g + 2 * (size_t)d + 2 * c);
     }
     uint8_t codes[KVQ_MAX_HEAD_DIM];
     for (int t = 0; t < KIVI_GROUP; t++) {
@@ -177,7 +168,7 @@ static void values_decode_one(const kivi_plan *p, const uint8_t *r, float *x)
     uint8_t codes[KVQ_MAX_HEAD_DIM];
     kvq_unpack(r + (size_t)p->d / 8, (size_t)p->d, p->bits, codes);
     for (int g = 0; g < p->d / KIVI_GROUP; g++) {
-        const float scale = get_f16(r + 4 * g), min = get_f16(r + 4 * g + 2);
+        const float scale = kvq_f16_load(r + 4 * g), min = kvq_f16_load(r + 4 * g + 2);
         for (int c = g * KIVI_GROUP; c < (g + 1) * KIVI_GROUP; c++)
             x[c] = min + scale * (float)codes[c];
     }
@@ -244,7 +235,7 @@ void kvq_kivi_score(const void *plan, const void *qs, const uint8_t *codes, size
         for (int g = 0; g < p->d / KIVI_GROUP; g++) {
             float dot = 0.0f;
             for (int c = g * KIVI_GROUP; c < (g + 1) * KIVI_GROUP; c++) dot += q[c] * (float)c8[c];
-            acc += get_f16(r + 4 * g) * dot + get_f16(r + 4 * g + 2) * q[p->d + g];
+            acc += kvq_f16_load(r + 4 * g) * dot + kvq_f16_load(r + 4 * g + 2) * q[p->d + g];
         }
         scores[i] = acc;
     }

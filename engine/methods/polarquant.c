@@ -17,7 +17,6 @@
 // each level packed at its bits (pack.h). Bit mapping in polarquant.h.
 #include <math.h>
 #include <stdlib.h>
-#include <string.h>
 #include "f16.h"
 #include "methods.h"
 #include "pack.h"
@@ -196,34 +195,25 @@ void kvq_polarquant_encode(const void *plan, const float *x, size_t n, uint8_t *
             kvq_pack(c, (size_t)m, p->bits[l], rec + p->off[l]);
             src = r;
         }
-        for (int j = 0; j < d / 16; j++) {
-            uint16_t h = kvq_f32_to_f16(r[j]);
-            memcpy(rec + 2 * j, &h, 2);
-        }
+        for (int j = 0; j < d / 16; j++) kvq_f16_store(rec + 2 * j, r[j]);
     }
 }
 
-// Radii of level 1 (d/2) from the top radii and the angle codes of levels 4..2.
+// Radii of level 1 into r (d/2) from the top radii and the angle codes of levels 4..2.
 static void level1_radii(const pq_plan *p, const uint8_t *rec, float *r)
 {
     const int d = p->d;
-    float tmp[KVQ_MAX_HEAD_DIM / 2];
     uint8_t c[KVQ_MAX_HEAD_DIM / 2];
-    for (int j = 0; j < d / 16; j++) {
-        uint16_t h;
-        memcpy(&h, rec + 2 * j, 2);
-        tmp[j] = kvq_f16_to_f32(h);
-    }
+    for (int j = 0; j < d / 16; j++) r[j] = kvq_f16_load(rec + 2 * j);
     for (int l = PQ_L; l >= 2; l--) {
         int m = d >> l;
         kvq_unpack(rec + p->off[l], (size_t)m, p->bits[l], c);
         for (int j = m - 1; j >= 0; j--) {   // backwards: children overwrite parents in place
-            float R = tmp[j];
-            tmp[2 * j] = R * p->cosv[l][c[j]];
-            tmp[2 * j + 1] = R * p->sinv[l][c[j]];
+            float R = r[j];
+            r[2 * j] = R * p->cosv[l][c[j]];
+            r[2 * j + 1] = R * p->sinv[l][c[j]];
         }
     }
-    memcpy(r, tmp, sizeof(float) * (size_t)(d / 2));
 }
 
 void kvq_polarquant_decode(const void *plan, const uint8_t *codes, size_t n, float *x)

@@ -9,49 +9,34 @@
 #include "ggml_blocks.h"
 #include "methods.h"
 
-typedef struct {
-    int d, nblk;
-} q4_0_plan;
-
 kvq_status kvq_q4_0_plan_new(const kvq_plan_params *pp, void **plan)
 {
-    *plan = NULL;
-    const int d = pp->head_dim;
-    if (d <= 0 || d > KVQ_MAX_HEAD_DIM || d % KVQ_GGML_QK)
-        return kvq_error(KVQ_ERR_ARG,
-                         "q4_0: head_dim %d is not a multiple of %d in %d..%d (ggml blocks)", d,
-                         KVQ_GGML_QK, KVQ_GGML_QK, KVQ_MAX_HEAD_DIM);
-    q4_0_plan *p = malloc(sizeof *p);
-    if (!p) return kvq_error(KVQ_ERR_NOMEM, "q4_0: out of memory");
-    p->d = d;
-    p->nblk = d / KVQ_GGML_QK;
-    *plan = p;
-    return KVQ_OK;
+    return kvq_ggml_plan_new(pp, "q4_0", plan);
 }
 
 void kvq_q4_0_plan_free(void *plan) { free(plan); }
 
 size_t kvq_q4_0_bytes_per_vector(const void *plan)
 {
-    return (size_t)KVQ_GGML_Q4_0_BYTES * (size_t)((const q4_0_plan *)plan)->nblk;
+    return (size_t)KVQ_GGML_Q4_0_BYTES * (size_t)((const kvq_ggml_plan *)plan)->nblk;
 }
 
 void kvq_q4_0_encode(const void *plan, const float *x, size_t n, uint8_t *codes)
 {
-    const size_t nb = n * (size_t)((const q4_0_plan *)plan)->nblk;
+    const size_t nb = n * (size_t)((const kvq_ggml_plan *)plan)->nblk;
     // a batch is one long ggml row: blocks back to back
     kvq_ggml_q4_0_quantize_row(x, codes, nb);
 }
 
 void kvq_q4_0_decode(const void *plan, const uint8_t *codes, size_t n, float *x)
 {
-    const size_t nb = n * (size_t)((const q4_0_plan *)plan)->nblk;
+    const size_t nb = n * (size_t)((const kvq_ggml_plan *)plan)->nblk;
     kvq_ggml_q4_0_dequantize_row(codes, x, nb);
 }
 
 size_t kvq_q4_0_query_bytes(const void *plan)
 {
-    return sizeof(float) * (size_t)((const q4_0_plan *)plan)->d;
+    return sizeof(float) * (size_t)((const kvq_ggml_plan *)plan)->d;
 }
 
 void kvq_q4_0_prepare_query(const void *plan, const float *q, void *qs)
@@ -61,7 +46,7 @@ void kvq_q4_0_prepare_query(const void *plan, const float *q, void *qs)
 
 void kvq_q4_0_score(const void *plan, const void *qs, const uint8_t *codes, size_t n, float *scores)
 {
-    const int nblk = ((const q4_0_plan *)plan)->nblk;
+    const int nblk = ((const kvq_ggml_plan *)plan)->nblk;
     const float *q = qs;
     for (size_t i = 0; i < n; i++) {
         const uint8_t *c = codes + i * (size_t)nblk * KVQ_GGML_Q4_0_BYTES;

@@ -65,9 +65,7 @@ void kvq_q4_0_hadamard_encode(const void *plan, const float *x, size_t n, uint8_
     float y[KVQ_MAX_HEAD_DIM];
     for (size_t i = 0; i < n; i++) {
         kvq_rotation_apply(&p->rot, x + i * (size_t)p->d, y);
-        for (int b = 0; b < p->nblk; b++)
-            kvq_ggml_q4_0_quantize(y + b * KVQ_GGML_QK,
-                                   codes + i * bpv + (size_t)b * KVQ_GGML_Q4_0_BYTES);
+        kvq_ggml_q4_0_quantize_row(y, codes + i * bpv, (size_t)p->nblk);
     }
 }
 
@@ -77,9 +75,7 @@ void kvq_q4_0_hadamard_decode(const void *plan, const uint8_t *codes, size_t n, 
     const size_t bpv = kvq_q4_0_hadamard_bytes_per_vector(plan);
     float y[KVQ_MAX_HEAD_DIM];
     for (size_t i = 0; i < n; i++) {
-        for (int b = 0; b < p->nblk; b++)
-            kvq_ggml_q4_0_dequantize(codes + i * bpv + (size_t)b * KVQ_GGML_Q4_0_BYTES,
-                                     y + b * KVQ_GGML_QK);
+        kvq_ggml_q4_0_dequantize_row(codes + i * bpv, y, (size_t)p->nblk);
         kvq_rotation_apply_t(&p->rot, y, x + i * (size_t)p->d);
     }
 }

@@ -81,19 +81,6 @@ void kvq_qjl_plan_free(void *plan)
 
 size_t kvq_qjl_bytes_per_vector(const void *plan) { return ((const qjl_plan *)plan)->bpv; }
 
-static void put_f16(uint8_t *dst, float v)
-{
-    uint16_t h = kvq_f32_to_f16(v);
-    memcpy(dst, &h, 2);
-}
-
-static float get_f16(const uint8_t *src)
-{
-    uint16_t h;
-    memcpy(&h, src, 2);
-    return kvq_f16_to_f32(h);
-}
-
 // Indices of the o largest |x_i| (ties to the lower index), by selection: o is small.
 static void top_abs(const float *x, int d, int o, int *idx)
 {
@@ -120,12 +107,12 @@ void kvq_qjl_encode(const void *plan, const float *x, size_t n, uint8_t *codes)
         top_abs(k, d, o, idx);
         for (int j = 0; j < o; j++) {
             rec[p->off_idx + (size_t)j] = (uint8_t)idx[j];
-            put_f16(rec + p->off_val + 2 * (size_t)j, k[idx[j]]);
+            kvq_f16_store(rec + p->off_val + 2 * (size_t)j, k[idx[j]]);
             r[idx[j]] = 0;
         }
         double nn = 0;
         for (int i = 0; i < d; i++) nn += (double)r[i] * r[i];
-        put_f16(rec, (float)sqrt(nn));
+        kvq_f16_store(rec, (float)sqrt(nn));
         uint8_t *sg = rec + p->off_sign;
         memset(sg, 0, kvq_pack_bytes((size_t)m, 1));
         for (int i = 0; i < m; i++) {
@@ -147,14 +134,15 @@ void kvq_qjl_decode(const void *plan, const uint8_t *codes, size_t n, float *x)
         const uint8_t *rec = codes + t * p->bpv;
         float *k = x + t * (size_t)d;
         const uint8_t *sg = rec + p->off_sign;
-        float scale = (float)(sqrt(M_PI / 2) / m) * get_f16(rec);
+        float scale = (float)(sqrt(M_PI / 2) / m) * kvq_f16_load(rec);
         memset(k, 0, sizeof(float) * (size_t)d);
         for (int i = 0; i < m; i++) {
             const float *s = p->S + (size_t)i * d;
             float sign = (sg[i >> 3] >> (i & 7)) & 1 ? scale : -scale;
             for (int j = 0; j < d; j++) k[j] += sign * s[j];
         }
-        for (int j = 0; j < o; j++) k[rec[p->off_idx + (size_t)j]] += get_f16(rec + p->off_val + 2 * (size_t)j);
+        for (int j = 0; j < o; j++)
+            k[rec[p->off_idx + (size_t)j]] += kvq_f16_load(rec + p->off_val + 2 * (size_t)j);
     }
 }
 
@@ -194,9 +182,9 @@ void kvq_qjl_score(const void *plan, const void *qs, const uint8_t *codes, size_
         float pos = 0;
         for (int i = 0; i < p->m; i++)
             if ((sg[i >> 3] >> (i & 7)) & 1) pos += sq[i];
-        float s = c * get_f16(rec) * (2 * pos - sq[p->m]);
+        float s = c * kvq_f16_load(rec) * (2 * pos - sq[p->m]);
         for (int j = 0; j < p->o; j++)
-            s += q[rec[p->off_idx + (size_t)j]] * get_f16(rec + p->off_val + 2 * (size_t)j);
+            s += q[rec[p->off_idx + (size_t)j]] * kvq_f16_load(rec + p->off_val + 2 * (size_t)j);
         scores[t] = s;
     }
 }

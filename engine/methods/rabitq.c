@@ -90,19 +90,6 @@ void kvq_rabitq_plan_free(void *plan)
 
 size_t kvq_rabitq_bytes_per_vector(const void *plan) { return ((const rabitq_plan *)plan)->bpv; }
 
-static void put_f16(uint8_t *dst, float v)
-{
-    uint16_t h = kvq_f32_to_f16(v);
-    memcpy(dst, &h, 2);
-}
-
-static float get_f16(const uint8_t *src)
-{
-    uint16_t h;
-    memcpy(&h, src, 2);
-    return kvq_f16_to_f32(h);
-}
-
 // ---- extended code search: min-heap of each coordinate's next crossing ----
 typedef struct { float t; int i; } crossing;
 
@@ -197,9 +184,9 @@ void kvq_rabitq_encode(const void *plan, const float *x, size_t n, uint8_t *code
         double ynorm = sqrt(s2);
         uint16_t cl = (uint16_t)best;
         memcpy(rec, &cl, 2);
-        put_f16(rec + 2, rnorm);
-        put_f16(rec + 4, (float)(s1 / ynorm));
-        if (B > 1) put_f16(rec + 6, (float)ynorm);
+        kvq_f16_store(rec + 2, rnorm);
+        kvq_f16_store(rec + 4, (float)(s1 / ynorm));
+        if (B > 1) kvq_f16_store(rec + 6, (float)ynorm);
         kvq_pack(u, (size_t)d, B, rec + p->off_codes);
     }
 }
@@ -209,8 +196,8 @@ void kvq_rabitq_read_record(const void *plan, const uint8_t *rec, kvq_rabitq_rec
     uint16_t cl;
     memcpy(&cl, rec, 2);
     out->cluster = cl;
-    out->rnorm = get_f16(rec + 2);
-    out->ipo = get_f16(rec + 4);
+    out->rnorm = kvq_f16_load(rec + 2);
+    out->ipo = kvq_f16_load(rec + 4);
     (void)plan;
 }
 
@@ -228,7 +215,7 @@ double kvq_rabitq_error_bound(double ipo, int d, double eps0)
 
 static float code_norm(const rabitq_plan *p, const uint8_t *rec)
 {
-    return p->B > 1 ? get_f16(rec + 6) : 0.5f * sqrtf((float)p->d);
+    return p->B > 1 ? kvq_f16_load(rec + 6) : 0.5f * sqrtf((float)p->d);
 }
 
 void kvq_rabitq_decode(const void *plan, const uint8_t *codes, size_t n, float *x)

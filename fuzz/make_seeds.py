@@ -78,3 +78,13 @@ scripts = {
 }
 for k, v in scripts.items():
     out("fuzz_commands", k, v)
+
+# ---- token files
+out("fuzz_tokens", "text", "72 101 108 108 111\n32 119\t111 114 108 100 10\n")
+for ver, dt, shape in ((1, "<i4", "(5,)"), (2, "<i8", "(1, 5)")):
+    h = "{'descr': '%s', 'fortran_order': False, 'shape': %s, }" % (dt, shape)
+    pre = 10 if ver == 1 else 12
+    h += " " * (-(pre + len(h) + 1) % 64) + "\n"
+    hl = struct.pack("<H", len(h)) if ver == 1 else struct.pack("<I", len(h))
+    vals = struct.pack("<5i" if dt == "<i4" else "<5q", 72, 101, 108, 108, 111)
+    out("fuzz_tokens", "npy_v%d_%s" % (ver, dt[1:]), b"\x93NUMPY" + bytes([ver, 0]) + hl + h.encode() + vals)

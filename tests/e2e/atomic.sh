@@ -13,7 +13,8 @@ K=$KVSTUDIO
 RANDOM=9
 N=${ATOMIC_ROUNDS:-6}
 now_ms() { echo $(($(date +%s%N) / 1000000)); }
-alive() { local st; st=$(ps -o stat= -p "$1" 2>/dev/null) && [ "${st#Z}" = "$st" ]; }
+# /proc only (no procps on a bare CI machine): running and not a zombie
+alive() { local st; st=$(sed -n 's/.*) \(.\).*/\1/p' "/proc/$1/stat" 2>/dev/null) && [ -n "$st" ] && [ "$st" != Z ]; }
 # wait up to MS milliseconds while PID runs
 wait_ms() { local end=$(($(now_ms) + $2)); while alive "$1" && [ "$(now_ms)" -lt "$end" ]; do sleep 0.005; done; }
 # killed_run MS CMD...: run CMD, kill -9 it after MS milliseconds unless done
@@ -31,7 +32,7 @@ slow_run() {
   strace -f -qq -o /dev/null -e trace=write -e inject=write:delay_enter=20000 "$@" >/dev/null 2>&1 &
   local sp=$!
   wait_ms $sp "$ms"
-  local cp; cp=$(pgrep -P $sp)
+  local cp; cp=$(cat /proc/$sp/task/*/children 2>/dev/null)
   [ -n "$cp" ] && kill -9 $cp 2>/dev/null
   wait $sp 2>/dev/null
 }

@@ -80,12 +80,12 @@ for b in 0 17; do
 done
 expect_fail "bits beyond a method's range" "out of range for qjl" "$K" quantize $D/tr_valid.safetensors --method qjl --bits 3
 expect_fail "unknown method" "unknown method 'bogus' (known: " "$K" quantize $D/tr_valid.safetensors --method bogus --bits 3
-expect_fail "unknown method (method)" "bogus" "$K" method bogus
-expect_fail "unknown value method" "bogus" "$K" quantize $D/tr_valid.safetensors --method turboquant_mse --bits 3 --value-method bogus
+expect_fail "unknown method (method)" "method: unknown method 'bogus'" "$K" method bogus
+expect_fail "unknown value method" "value_method: unknown method 'bogus'" "$K" quantize $D/tr_valid.safetensors --method turboquant_mse --bits 3 --value-method bogus
 expect_fail "unknown option" "unknown option 'frob'" "$K" quantize $D/tr_valid.safetensors --method turboquant_mse --bits 3 --frob 2
-expect_fail "unknown config field" "frob" "$K" set frob=2
+expect_fail "unknown config field" "set: unknown option 'frob' (known: method, bits" "$K" set frob=2
 expect_fail "non-numeric bits" "'three'" "$K" quantize $D/tr_valid.safetensors --method turboquant_mse --bits three
-expect_fail "unknown --dtype" "dtype" "$K" load $D/npy_keys.npy --dtype f8
+expect_fail "unknown --dtype" "--dtype 'f8' unknown (expected bf16)" "$K" load $D/npy_keys.npy --dtype f8
 
 echo "-- artifacts"
 expect_ok "precompute on a 4-token trace" "$K" precompute --method rabitq --trace $D/tr_valid.safetensors --num-clusters 2 --output "$TMP/art"
@@ -99,7 +99,7 @@ cp -r "$TMP/art" "$TMP/art_bad"; printf '{"format": "kvstudio-artifacts", "metho
 expect_fail "artifacts manifest malformed" "manifest.json: 'method' and 'version' must be strings" "$K" load-artifacts "$TMP/art_bad"
 cp -r "$TMP/art" "$TMP/art_trunc"; head -c 100 "$TMP/art/artifacts.safetensors" >"$TMP/art_trunc/artifacts.safetensors"
 expect_fail "artifacts tensors truncated" "art_trunc/artifacts.safetensors" "$K" load-artifacts "$TMP/art_trunc"
-expect_fail "needs calibration" "rabitq" "$K" quantize $D/tr_valid.safetensors --method rabitq --bits 3
+expect_fail "needs calibration" "rabitq.centroids.l0.h0' missing: run .kvstudio precompute" "$K" quantize $D/tr_valid.safetensors --method rabitq --bits 3
 
 echo "-- model directories"
 M=sample_data/refmodel
@@ -110,6 +110,9 @@ done
 TEXT=sample_data/texts/textwrap-1k.py
 expect_fail "model dir with a missing shard" "shard 'model-00003-of-00003.safetensors' listed in model.safetensors.index.json is missing" \
   "$K" ppl --model "$TMP/m" --text "$TEXT"
+cp -r "$TMP/m" "$TMP/m3"; head -c 100000 "$M/model-00003-of-00003.safetensors" >"$TMP/m3/model-00003-of-00003.safetensors"
+expect_fail "model dir with a truncated shard" "model-00003-of-00003.safetensors: tensor '.*run past the end of the file" \
+  "$K" ppl --model "$TMP/m3" --text "$TEXT"
 mkdir -p "$TMP/m2"; echo '{"model_type": "llama",' >"$TMP/m2/config.json"
 expect_fail "model config.json malformed" "m2/config.json" "$K" ppl --model "$TMP/m2" --text "$TEXT"
 expect_fail "model dir without config.json" "no config.json" "$K" ppl --model "$TMP" --text "$TEXT"

@@ -68,7 +68,7 @@ unit: $(TEST_BIN)
 	@fail=0; for t in $(TEST_BIN); do echo "== $$t"; KVQ_BUILD=$(BUILD) $$t || fail=1; done; exit $$fail
 
 e2e: $(KVSTUDIO)
-	@fail=0; for t in $(sort $(wildcard tests/e2e/*.sh)); do echo "== $$t"; KVSTUDIO=./$(KVSTUDIO) bash $$t || fail=1; done; exit $$fail
+	@fail=0; for t in $(sort $(filter-out tests/e2e/lib.sh,$(wildcard tests/e2e/*.sh))); do echo "== $$t"; KVSTUDIO=./$(KVSTUDIO) bash $$t || fail=1; done; exit $$fail
 
 tui: $(KVSTUDIO)
 	@fail=0; for t in $(sort $(wildcard tests/tui/*.sh)); do echo "== $$t"; KVSTUDIO=./$(KVSTUDIO) bash $$t || fail=1; done; exit $$fail

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "artifacts.h"
+#include "calib/calib.h"
 #include "cmds.h"
 #include "quantreport.h"
 
@@ -186,8 +187,8 @@ int kvs_cmd_quantize(kvs_session *s, kvs_args *a)
 
     kvq_artifacts *own = NULL;
     const kvq_artifacts *art = s->art;
-    if (!art && cfg.artifacts[0]) {
-        if (kvq_artifacts_load(cfg.artifacts, &own))
+    if (cfg.artifacts[0] && strcmp(cfg.artifacts, s->art_dir)) {   // an explicit directory wins
+        if (kvq_artifacts_load_for_trace(cfg.artifacts, t, &own))
             return kvs_errorf(s, "quantize: %s", kvq_last_error());
         art = own;
     }

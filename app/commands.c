@@ -7,13 +7,14 @@
 #include "cmds.h"
 
 static const char *const opt_json[] = {"json", NULL};
-static const char *const opt_quant[] = {"method", "bits", "value-bits", "json", "layers", "tokens", NULL};
+static const char *const opt_quant[] = {"method", "bits", "value-bits", "artifacts", "json", "layers", "tokens",
+                                        "queries", NULL};
 static const char *const opt_bench[] = {"trace", "method", "bits", "value-bits", "seq-len", "num-runs",
                                         "output", "artifacts", NULL};
-static const char *const opt_compare[] = {"trace", "methods", "bits", "value-bits", "output", NULL};
+static const char *const opt_compare[] = {"trace", "methods", "bits", "value-bits", "output", "json", NULL};
 static const char *const opt_model[] = {"model", "text", "tokens", "method", "bits", "value-bits",
                                         "output", "prompt", "max-tokens", "temperature", "seed", "out",
-                                        NULL};
+                                        "artifacts", "json", NULL};
 static const char *const opt_calib[] = {"method", "trace", "output", "num-samples", "sequence-length",
                                         "target-bits", "seed", "max-iter", "layers", "n-queries",
                                         "noise-scale", "min-bits", "max-bits", "per-head", "num-centroids",

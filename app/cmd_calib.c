@@ -32,7 +32,8 @@ static bool on_progress(double fraction, const char *stage, double eta_s, void *
 }
 
 // Calibration options from the command's options (every kvq_calib_opts
-// name, dashes or underscores, as --key value or key=value).
+// name, dashes or underscores, as --key value or key=value), plus `model`
+// (a checkpoint directory: ratequant sensitivities from the model).
 static int read_opts(kvs_session *s, kvs_args *a, const char *cmd, kvq_calib_opts *o)
 {
     kvq_calib_opts_default(o);
@@ -41,6 +42,20 @@ static int read_opts(kvs_session *s, kvs_args *a, const char *cmd, kvq_calib_opt
         const char *v = kvs_opt_str(a, names[i], NULL);
         if (v && kvq_calib_opts_set(o, names[i], v)) return kvs_errorf(s, "%s: %s", cmd, kvq_last_error());
     }
+    const char *model = kvs_opt_str(a, "model", NULL);
+    if (model && (!model[0] || strlen(model) >= sizeof o->model))
+        return kvs_errorf(s, "%s: model: expected a checkpoint directory of 1..%zu characters", cmd,
+                          sizeof o->model - 1);
+    if (model) snprintf(o->model, sizeof o->model, "%s", model);
+    return 0;
+}
+
+// Only RateQuant reads opts.model; elsewhere it would be silently ignored.
+static int check_model_opt(kvs_session *s, const char *cmd, const char *method, const kvq_calib_opts *o)
+{
+    if (o->model[0] && method && strcmp(method, "ratequant"))
+        return kvs_errorf(s, "%s: model applies to ratequant only (sensitivities from the model), not to %s", cmd,
+                          method);
     return 0;
 }
 
@@ -59,6 +74,12 @@ static void summary_ratequant(kvs_session *s, const kvq_artifacts *a)
     const float *tb = tensor(a, "ratequant.target_bits", NULL, NULL);
     if (!bits || !sens || !cv || !tb) return;
     int H = nd == 2 ? (int)sh[1] : 1, n = (int)sh[0] * H;
+    const char *src = kvq_artifacts_meta(a, "sensitivity_source"), *model = kvq_artifacts_meta(a, "option.model");
+    if (src && !strcmp(src, "model"))
+        kvs_printf(s, "sensitivities from the model %s: KL of next-token distributions, bits/token (keys only)",
+                   model ? model : "?");
+    else
+        kvs_printf(s, "sensitivities from the trace: relative attention-output change");
     kvs_printf(s, "%-16s %4s  %-19s %10s  %8s %7s %8s", "unit", "bits", "sensitivity (keys)", "(values)", "alpha",
                "beta", "fit err");
     double sum = 0;
@@ -223,6 +244,7 @@ int kvs_cmd_precompute(kvs_session *s, kvs_args *a)
         return kvs_errorf(s, "precompute: --method, --trace and --output are required (usage: precompute --method "
                           "{vecinfer,spectral,ratequant,rabitq,commvq} --trace T --output DIR)");
     if (a->npos) return kvs_errorf(s, "precompute: unexpected argument '%s'", a->pos[0]);
+    if (check_model_opt(s, "precompute", method, &o)) return -1;
     kvq_trace *t;
     if (kvq_trace_open(trace, NULL, &t)) return kvs_errorf(s, "precompute: %s", kvq_last_error());
     kvq_artifacts *art = NULL;
@@ -242,6 +264,7 @@ int kvs_cmd_calibrate(kvs_session *s, kvs_args *a)
     kvq_calib_opts o;
     if (read_opts(s, a, "calibrate", &o) || kvs_args_check_unused(s, a, "calibrate")) return -1;
     if (a->npos != 1) return kvs_errorf(s, "calibrate: expected one METHOD (usage: calibrate METHOD [k=v ...])");
+    if (check_model_opt(s, "calibrate", a->pos[0], &o)) return -1;
     if (!s->trace) return kvs_errorf(s, "calibrate: no trace loaded (run `load PATH` first)");
     if (s->ui) return kvs_studio_calibrate(s, a->pos[0], &o);   // worker thread + progress bar
     kvq_artifacts *art = NULL;

@@ -19,7 +19,7 @@ static const char *const opt_calib[] = {"method", "trace", "output", "num-sample
                                         "target-bits", "seed", "max-iter", "layers", "n-queries",
                                         "noise-scale", "min-bits", "max-bits", "per-head", "num-centroids",
                                         "num-subspaces", "signal-bits", "noise-bits", "num-clusters", "quiet",
-                                        NULL};
+                                        "model", NULL};
 static const char *const opt_load[] = {"values", "dtype", NULL};
 
 // Keep sorted by area; `help` prints in this order.

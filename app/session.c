@@ -51,7 +51,9 @@ void kvs_session_add_run(kvs_session *s, const kvs_run *r)
         s->n_runs--;
     }
     s->runs[s->n_runs++] = *r;
+    int saved = kvs_session_history_save_locked(s);
     pthread_mutex_unlock(&s->lock);
+    if (saved) kvs_errorf(s, "run history not saved: %s", kvq_last_error());
 }
 
 static void out_v(kvs_session *s, bool is_error, const char *fmt, va_list ap)

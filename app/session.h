@@ -43,6 +43,7 @@ typedef struct kvs_session {
     kvs_out_fn out;              // where command output goes (stdout in batch)
     void *out_user;
     pthread_mutex_t lock;        // guards runs/trace while a worker thread is active
+    char runs_path[KVQ_PATH_LEN];   // run history file ("" = not persisted)
     void *ui;                    // the studio's private state, NULL in batch
 } kvs_session;
 
@@ -52,6 +53,17 @@ void kvs_session_free(kvs_session *s);
 int kvs_session_load(kvs_session *s, const char *path, const kvq_trace_opts *opts);
 // Append a run (drops the oldest when full). Thread-safe.
 void kvs_session_add_run(kvs_session *s, const kvs_run *r);
+
+// Persist the run history in `path` (JSON, rewritten atomically after every
+// run, so a crash of the studio or a worker loses nothing finished) and load
+// the runs already there. A missing file is fine; an unreadable one is
+// reported and left alone (renamed to path.bad). Returns runs loaded or -1.
+int kvs_session_history_open(kvs_session *s, const char *path);
+// Rewrites the history file now; the caller holds s->lock. 0 / -1.
+int kvs_session_history_save_locked(kvs_session *s);
+// The default place: $XDG_STATE_HOME/kvstudio/runs.json (or
+// ~/.local/state/kvstudio/runs.json), directories created. false when neither is set.
+bool kvs_state_path(const char *name, char *buf, size_t n);
 
 // Output: one line per call (no trailing newline needed). printf-style.
 void kvs_printf(kvs_session *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -274,6 +274,11 @@ static kvq_status load_tensors(kvq_artifacts *a, const char *mpath, json_t *list
         float *buf = malloc(sizeof(float) * (t->nelem ? t->nelem : 1));
         if (!buf) return kvq_error(KVQ_ERR_NOMEM, "artifacts: out of memory");
         kvq_status s = kvq_st_read_f32(t, 0, t->nelem, buf);
+        bool is_nan = false;
+        size_t bad = s ? t->nelem : kvq_scan_nonfinite(buf, t->nelem, KVQ_DT_F32, false, &is_nan);
+        if (!s && bad < t->nelem)   // a poisoned codebook would quantize everything to garbage
+            s = kvq_error(KVQ_ERR_NONFINITE, "%s: tensor '%s': %s at element %zu (expected finite values)",
+                          st->path, name, is_nan ? "NaN" : "Inf", bad);
         if (!s) s = kvq_artifacts_put(a, name, buf, nd, sh);
         free(buf);
         if (s) return s;

@@ -362,7 +362,7 @@ static kvq_status read_all(const char *path, char **buf, size_t *len)
 
 static kvq_status tokens_npy(const char *path, const char *b, size_t len, int32_t **tokens, int *n)
 {
-    if (len < 10 || b[6] < 1 || b[6] > 3)
+    if (len < 10 || b[6] < 1 || b[6] > 3 || (b[6] > 1 && len < 12))
         return kvq_error(KVQ_ERR_FORMAT, "%s: bad .npy header (expected version 1..3)", path);
     const unsigned char *u = (const unsigned char *)b;
     size_t hl, off;

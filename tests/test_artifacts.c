@@ -4,6 +4,7 @@
 // holding other files, load errors that name what differs, and the
 // artifacts/trace match check.
 #include <dirent.h>
+#include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -227,6 +228,24 @@ static void test_load_errors(void **st)
     kvq_artifacts_free(b);
 }
 
+// A NaN in a saved codebook is refused on load, naming the tensor.
+static void test_nonfinite_refused(void **st)
+{
+    (void)st;
+    char dir[320];
+    path_in(dir, sizeof dir, "nan");
+    kvq_artifacts *a = sample(1.0f), *b = NULL;
+    const float bad[3] = {1.0f, NAN, 2.0f};
+    const int64_t sh[1] = {3};
+    assert_int_equal(kvq_artifacts_put(a, "test.poisoned", bad, 1, sh), KVQ_OK);
+    assert_int_equal(kvq_artifacts_save(a, dir), KVQ_OK);
+    assert_int_equal(kvq_artifacts_load(dir, &b), KVQ_ERR_NONFINITE);
+    assert_null(b);
+    assert_non_null(strstr(kvq_last_error(), "test.poisoned"));
+    assert_non_null(strstr(kvq_last_error(), "NaN at element 1"));
+    kvq_artifacts_free(a);
+}
+
 static void test_match_trace_and_plan(void **st)
 {
     (void)st;
@@ -293,6 +312,7 @@ int main(void)
         cmocka_unit_test(test_replace_and_failed_save),
         cmocka_unit_test(test_load_errors),
         cmocka_unit_test(test_match_trace_and_plan),
+        cmocka_unit_test(test_nonfinite_refused),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -18,6 +18,7 @@
 #include <string.h>
 #include <cmocka.h>
 #include "calib/calib.h"
+#include "model.h"
 #include "rng.h"
 
 #define CODE "sample_data/traces/code-1k.safetensors"
@@ -583,6 +584,81 @@ static void test_commvq_row(void **st)
     kvq_trace_free(t);
 }
 
+// ---- RateQuant sensitivities from the model (sample_data/refmodel made the
+// sample traces); 64 tokens, 1 draw per layer to stay fast ----
+#define REFMODEL "sample_data/refmodel"
+
+static void test_ratequant_model(void **st)
+{
+    (void)st;
+    kvq_trace *t = open_trace(CODE);
+    kvq_calib_opts o;
+    kvq_calib_opts_default(&o);
+    o.num_samples = 1;
+    o.sequence_length = 64;
+    o.target_bits = 2.5;
+    snprintf(o.model, sizeof o.model, "%s", REFMODEL);
+    kvq_artifacts *a = calibrate("ratequant", t, &o);
+    int nd;
+    int64_t sh[8];
+    const float *bits = kvq_artifacts_get(a, "ratequant.bits", &nd, sh);
+    const float *sens = kvq_artifacts_get(a, "ratequant.sensitivity", NULL, NULL);
+    assert_true(bits && sens && nd == 1 && sh[0] == t->n_layers);
+    double sum = 0;
+    for (int l = 0; l < t->n_layers; l++) {
+        print_message("figure: model sensitivity layer_%d: %.3g bits/token KL, gain %.3g, %g bits\n", l, sens[l * 4],
+                      sens[l * 4 + 3], bits[l]);
+        assert_true(sens[l * 4] > 0 && isfinite(sens[l * 4]) && sens[l * 4 + 3] > 0);
+        assert_true(sens[l * 4 + 1] == 0 && sens[l * 4 + 2] == 0);   // 1 draw; keys only
+        sum += bits[l];
+    }
+    assert_true(fabs(sum / t->n_layers - 2.5) < 1e-9);
+    assert_string_equal(kvq_artifacts_meta(a, "sensitivity_source"), "model");
+    assert_string_equal(kvq_artifacts_meta(a, "option.model"), REFMODEL);
+    // the entry point on a loaded model gives the calibrator's numbers
+    kvq_model *m;
+    assert_int_equal(kvq_model_load(REFMODEL, &m), KVQ_OK);
+    kvq_rq_sensitivity rs[KVQ_MAX_LAYERS];
+    double gain[KVQ_MAX_LAYERS];
+    assert_int_equal(kvq_ratequant_model_sensitivities(t, m, &o, NULL, rs, gain), KVQ_OK);
+    for (int l = 0; l < t->n_layers; l++) {
+        assert_true(fabs(rs[l].mean - sens[l * 4]) <= 1e-6 * fabs(rs[l].mean));
+        assert_true(fabs(gain[l] - sens[l * 4 + 3]) <= 1e-6 * gain[l]);
+        // noise energy relative to the keys is close to noise_scale^2
+        assert_true(gain[l] > rs[l].mean / 0.011 && gain[l] < rs[l].mean / 0.005);
+    }
+    kvq_artifacts_free(a);
+    // errors: per_head, no tokens, cancellation, a trace of another shape
+    o.per_head = true;
+    assert_int_equal(kvq_ratequant_model_sensitivities(t, m, &o, NULL, rs, gain), KVQ_ERR_UNSUPPORTED);
+    assert_non_null(strstr(kvq_last_error(), "per_head"));
+    o.per_head = false;
+    int32_t *tok = t->tokens;
+    t->tokens = NULL;
+    assert_int_equal(kvq_calibrate("ratequant", t, &o, NULL, &a), KVQ_ERR_FORMAT);
+    assert_non_null(strstr(kvq_last_error(), "no 'tokens' tensor"));
+    t->tokens = tok;
+    prog_state pc = {.monotone = true, .cancel_at = 2};   // 1 = loading, 2 = the first noisy run
+    kvq_progress pcan = {.fn = prog_fn, .user = &pc};
+    assert_int_equal(kvq_calibrate("ratequant", t, &o, &pcan, &a), KVQ_ERR_CANCELLED);
+    assert_null(a);
+    kvq_trace *small = open_trace("tests/data/tr_valid.safetensors");
+    assert_int_equal(kvq_calibrate("ratequant", small, &o, NULL, &a), KVQ_ERR_SHAPE);
+    print_message("shape mismatch: %s\n", kvq_last_error());
+    assert_non_null(strstr(kvq_last_error(), "layers 6 vs 2, head_dim 128 vs 8 (model vs trace)"));
+    assert_int_equal(kvq_ratequant_model_sensitivities(small, m, &o, NULL, rs, gain), KVQ_ERR_SHAPE);
+    // without a model the source is the trace
+    o.model[0] = 0;
+    o.layers = 1;
+    a = calibrate("ratequant", t, &o);
+    assert_string_equal(kvq_artifacts_meta(a, "sensitivity_source"), "trace");
+    assert_null(kvq_artifacts_meta(a, "option.model"));
+    kvq_artifacts_free(a);
+    kvq_trace_free(small);
+    kvq_model_free(m);
+    kvq_trace_free(t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -591,6 +667,7 @@ int main(void)
         cmocka_unit_test(test_ratequant_code),
         cmocka_unit_test(test_ratequant_prose),
         cmocka_unit_test(test_ratequant_per_head),
+        cmocka_unit_test(test_ratequant_model),
         cmocka_unit_test(test_vecinfer_transform_exact),
         cmocka_unit_test(test_vecinfer_needs_calibration),
         cmocka_unit_test(test_vecinfer_calibrated),

@@ -464,6 +464,10 @@ int kvs_tui_run(kvs_session *s, const char *path)
         kvs_ui_set_status(ui, false, "loaded %s: %d layers x %d kv heads, %d tokens, head_dim %d  (? help, : command)",
                           s->trace->path, s->trace->n_layers, s->trace->n_kv_heads, s->trace->n_tokens,
                           s->trace->head_dim);
+    char hist[KVQ_PATH_LEN];
+    int prior = kvs_state_path("runs.json", hist, sizeof hist) ? kvs_session_history_open(s, hist) : 0;
+    if (prior > 0)
+        kvs_ui_set_status(ui, false, "%d earlier runs restored from %s (lab and plots)", prior, hist);
     struct sigaction old_int, old_term, old_hup;
     g_sigint = g_sigterm = 0;
     signals_install(&old_int, &old_term, &old_hup);

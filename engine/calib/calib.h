@@ -16,7 +16,9 @@
 //   ratequant.target_bits   (1)  the mean the allocation was made for
 //   ratequant.sensitivity   (L, 4) or (L, H, 4): mean, std (keys perturbed),
 //                           mean (values perturbed), gain = key mean / relative
-//                           key noise energy (the allocation's weight)
+//                           key noise energy (the allocation's weight); with
+//                           opts.model: KL bits/token, its std, 0, gain
+//                           (metadata sensitivity_source = model | trace)
 //   ratequant.curve         (L, 3) or (L, H, 3): alpha, beta, fit error of
 //                           D(r) = alpha exp(-beta r)
 //   ratequant.rates         (R)  and ratequant.distortion (L[, H], R): measured D
@@ -66,6 +68,13 @@ typedef struct kvq_calib_opts {
     int signal_bits, noise_bits;   // (4, 1)
     // rabitq / commvq
     int num_clusters;       // RaBitQ IVF centroids (16)
+    // ratequant: a Llama checkpoint directory (model.h). When set, the
+    // sensitivities come from the model (KL of its next-token distributions
+    // under per-layer key noise, on the trace's `tokens`) instead of the
+    // trace's attention outputs; "" = from the trace. Not in the option table
+    // (a path, not a number): callers set it directly; the ratequant
+    // calibrator records it as metadata option.model and sensitivity_source.
+    char model[KVQ_PATH_LEN];
 } kvq_calib_opts;
 
 void kvq_calib_opts_default(kvq_calib_opts *o);
@@ -152,8 +161,23 @@ typedef struct kvq_rq_curve {
     double rate[KVQ_RQ_MAX_RATES], dist[KVQ_RQ_MAX_RATES];   // measured points
 } kvq_rq_curve;
 // out: (units) with units = layers, or layers x kv_heads when o->per_head.
+// With o->model set, the model-based sensitivities below (loads the model).
 kvq_status kvq_ratequant_sensitivities(const kvq_trace *t, const kvq_calib_opts *o, kvq_progress *p,
                                        kvq_rq_sensitivity *out);
+// Sensitivities from a loaded model m (borrowed): per layer of the first
+// o->layers, mean/std over o->num_samples draws of the KL (bits per token) of
+// m's next-token distributions when that layer's post-RoPE keys get noise of
+// noise_scale x their std (kvq_model_sensitivities), run on the trace's
+// `tokens` (the first o->sequence_length). value_mean is 0 (keys only).
+// gain (optional, (layers)): KL per unit of relative key noise energy,
+// noise_scale^2 x var / mean square of the layer's trace keys, the weight
+// the allocation uses. Errors: KVQ_ERR_SHAPE when m's layers, kv heads or
+// head_dim differ from t's; KVQ_ERR_FORMAT when t has no `tokens` tensor;
+// KVQ_ERR_UNSUPPORTED with o->per_head (the model's noise is per layer).
+struct kvq_model;
+kvq_status kvq_ratequant_model_sensitivities(const kvq_trace *t, const struct kvq_model *m,
+                                             const kvq_calib_opts *o, kvq_progress *p, kvq_rq_sensitivity *out,
+                                             double *gain);
 // Key relative MSE of turboquant_mse at each rate (fractional rates through
 // outlier_channels = frac x head_dim channels at floor(r)+1 bits), then the
 // least-squares fit of log D = log alpha - beta r. out: (units).

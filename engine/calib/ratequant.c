@@ -6,12 +6,16 @@
 // Why the weight is gain = attention error / relative key noise energy: the
 // attention-output error of a small key perturbation grows linearly with its
 // energy, so gain x D(b) predicts the error of a quantizer whose relative MSE
-// is D(b); the allocation minimizes the sum of those predictions.
+// is D(b); the allocation minimizes the sum of those predictions. With a
+// model (opts.model) the measured error is the KL of the final next-token
+// distributions instead, which is also linear in small noise energies, so
+// the same weight and allocation apply.
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "calib.h"
+#include "model.h"
 #include "rng.h"
 
 enum { RQ_STREAM_NOISE = 0x52514e };
@@ -174,12 +178,97 @@ static kvq_status sensitivities(const kvq_trace *t, const kvq_calib_opts *o, kvq
     return s;
 }
 
+// ---- sensitivities from the model ----
+// Checked against config.json alone, so a wrong pairing fails before the
+// weights are read.
+static kvq_status model_check(const kvq_trace *t, const kvq_model_config *c, const char *dir,
+                              const kvq_calib_opts *o)
+{
+    static const char *const what[] = {"layers", "kv heads", "head_dim"};
+    int have[3] = {c->n_layers, c->n_kv_heads, c->head_dim}, want[3] = {t->n_layers, t->n_kv_heads, t->head_dim};
+    char diff[160] = "";
+    size_t len = 0;
+    for (int i = 0; i < 3; i++)
+        if (have[i] != want[i] && len < sizeof diff)
+            len += (size_t)snprintf(diff + len, sizeof diff - len, "%s%s %d vs %d", len ? ", " : "", what[i],
+                                    have[i], want[i]);
+    if (len)
+        return kvq_error(KVQ_ERR_SHAPE, "ratequant: model %s does not match trace %s: %s (model vs trace)", dir,
+                         t->path, diff);
+    if (o->per_head)
+        return kvq_error(KVQ_ERR_UNSUPPORTED, "ratequant: per_head with model=%s: the model's key noise is per "
+                         "layer (drop per_head, or model for trace-based per-head sensitivities)", dir);
+    if (!t->tokens)
+        return kvq_error(KVQ_ERR_FORMAT, "%s: no 'tokens' tensor (model sensitivities run %s on the token ids the "
+                         "trace was captured from)", t->path, dir);
+    return KVQ_OK;
+}
+
+kvq_status kvq_ratequant_model_sensitivities(const kvq_trace *t, const kvq_model *m, const kvq_calib_opts *o,
+                                             kvq_progress *p, kvq_rq_sensitivity *out, double *gain)
+{
+    kvq_status s = model_check(t, &m->cfg, m->dir, o);
+    if (s) return s;
+    int L = o->layers ? o->layers : t->n_layers, n = tokens_used(t, o);
+    int S = o->num_samples > 0 ? o->num_samples : 1, nl = m->cfg.n_layers;
+    double *mean = malloc(sizeof(double) * (size_t)nl), *sd = malloc(sizeof(double) * (size_t)nl);
+    float *k = malloc(sizeof(float) * (size_t)t->n_tokens * t->head_dim);
+    if (!mean || !sd || !k) s = kvq_error(KVQ_ERR_NOMEM, "ratequant: out of memory");
+    if (!s) s = kvq_model_sensitivities(m, t->tokens, n, o->noise_scale, S, o->seed, p, mean, sd);
+    for (int l = 0; l < L && !s; l++) {
+        // relative noise energy the model injected: (noise_scale x std)^2 over
+        // the mean square, both over every kv head of the layer's keys
+        double sum = 0, sum2 = 0, cnt = (double)n * t->head_dim * t->n_kv_heads;
+        for (int h = 0; h < t->n_kv_heads && !s; h++) {
+            s = kvq_trace_keys(t, l, h, k);
+            for (size_t i = 0; !s && i < (size_t)n * t->head_dim; i++) {
+                sum += k[i];
+                sum2 += (double)k[i] * k[i];
+            }
+        }
+        double mu = sum / cnt, ms = sum2 / cnt, rho = o->noise_scale * o->noise_scale * fmax(ms - mu * mu, 0) / ms;
+        out[l].mean = mean[l];
+        out[l].std = sd[l];
+        out[l].value_mean = 0;
+        snprintf(out[l].name, sizeof out[l].name, "layer_%d", l);
+        if (gain) gain[l] = ms > 0 && rho > 0 ? mean[l] / rho : mean[l];
+    }
+    free(mean); free(sd); free(k);
+    return s;
+}
+
+// Loads o->model for the call; progress: loading at f0, the model's noise
+// runs over [f0, f1].
+static kvq_status model_sensitivities(const kvq_trace *t, const kvq_calib_opts *o, kvq_progress *p, double f0,
+                                      double f1, kvq_rq_sensitivity *out, double *gain)
+{
+    kvq_model_config mc;
+    kvq_status s = kvq_model_config_load(o->model, &mc);
+    if (!s) s = model_check(t, &mc, o->model, o);
+    if (s) return s;
+    if (kvq_progress_report(p, f0, "loading model"))
+        return kvq_error(KVQ_ERR_CANCELLED, "ratequant calibration cancelled");
+    kvq_model *m;
+    if ((s = kvq_model_load(o->model, &m))) return s;
+    kvq_subprogress sp;
+    s = kvq_ratequant_model_sensitivities(t, m, o, kvq_subprogress_init(&sp, p, f0, f1, "sensitivity (model)"), out,
+                                          gain);
+    kvq_model_free(m);
+    return s;
+}
+
+static kvq_status any_sensitivities(const kvq_trace *t, const kvq_calib_opts *o, kvq_progress *p, double f0,
+                                    double f1, kvq_rq_sensitivity *out, double *gain)
+{
+    return o->model[0] ? model_sensitivities(t, o, p, f0, f1, out, gain) : sensitivities(t, o, p, f0, f1, out, gain);
+}
+
 kvq_status kvq_ratequant_sensitivities(const kvq_trace *t, const kvq_calib_opts *o, kvq_progress *p,
                                        kvq_rq_sensitivity *out)
 {
     double *gain = malloc(sizeof(double) * (size_t)n_units(t, o));
     if (!gain) return kvq_error(KVQ_ERR_NOMEM, "ratequant: out of memory");
-    kvq_status s = sensitivities(t, o, p, 0, 1, out, gain);
+    kvq_status s = any_sensitivities(t, o, p, 0, 1, out, gain);
     free(gain);
     return s;
 }
@@ -325,7 +414,7 @@ kvq_status kvq_calib_ratequant(const kvq_trace *t, const kvq_calib_opts *o, kvq_
     float *buf = malloc(sizeof(float) * (size_t)n * (R > 4 ? R : 4));
     kvq_status s = (!sens || !cv || !gain || !bits || !buf) ? kvq_error(KVQ_ERR_NOMEM, "ratequant: out of memory")
                                                               : KVQ_OK;
-    if (!s) s = sensitivities(t, o, p, 0.0, 0.6, sens, gain);
+    if (!s) s = any_sensitivities(t, o, p, 0.0, 0.6, sens, gain);
     if (!s) s = curves(t, o, default_rates, R, p, 0.6, 0.98, cv);
     if (!s) s = kvq_ratequant_allocate(gain, cv, n, o->target_bits, o->min_bits, o->max_bits, bits);
     int64_t sh3[3] = {L, H, 0}, sh2[2] = {L, 0};
@@ -371,6 +460,8 @@ kvq_status kvq_calib_ratequant(const kvq_trace *t, const kvq_calib_opts *o, kvq_
         for (int r = 0; r < R; r++) rf[r] = (float)default_rates[r];
         s = kvq_artifacts_put(out, "ratequant.rates", rf, 1, &nr);
     }
+    if (!s) s = kvq_artifacts_set_meta(out, "sensitivity_source", o->model[0] ? "model" : "trace");
+    if (!s && o->model[0]) s = kvq_artifacts_set_meta(out, "option.model", o->model);
     free(sens); free(cv); free(gain); free(bits); free(buf);
     return s;
 }

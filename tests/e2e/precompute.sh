@@ -30,6 +30,18 @@ cmp -s "$TMP/v1/artifacts.safetensors" "$TMP/v3/artifacts.safetensors" && fail "
 expect_ok "precompute ratequant" "${P[@]}" --method ratequant --num-samples 2 --target-bits 2.5 --output "$TMP/rq"
 expect_out "allocation table" "^layer_5 "
 expect_out "mean hits the target" "mean bits 2.5 (target 2.5)"
+expect_ok "ratequant sensitivities from the model" "${P[@]}" --method ratequant --model sample_data/refmodel \
+  --num-samples 1 --sequence-length 64 --target-bits 3 --output "$TMP/rqm"
+expect_out "model named" "sensitivities from the model sample_data/refmodel"
+expect_out "model allocation hits the target" "mean bits 3 (target 3)"
+grep -q '"sensitivity_source": "model"' "$TMP/rqm/manifest.json" && grep -q '"model": "sample_data/refmodel"' \
+  "$TMP/rqm/manifest.json" && pass "manifest records the model" || fail "manifest records the model"
+grep -q '"sensitivity_source": "trace"' "$TMP/rq/manifest.json" && pass "manifest records the trace source" ||
+  fail "manifest records the trace source"
+expect_fail "model/trace shape mismatch" "layers 6 vs 2, head_dim 128 vs 8 (model vs trace)" "$KVSTUDIO" precompute \
+  --method ratequant --trace tests/data/tr_valid.safetensors --model sample_data/refmodel --output "$TMP/x"
+expect_fail "model for another method" "model applies to ratequant only" "${P[@]}" --method spectral \
+  --model sample_data/refmodel --output "$TMP/x"
 expect_ok "precompute rabitq" "${P[@]}" --method rabitq --layers 1 --output "$TMP/rb"
 expect_out "rabitq tensors" "rabitq.centroids.l0.h1 *(16, 128)"
 

@@ -71,7 +71,7 @@ e2e: $(KVSTUDIO)
 	@fail=0; for t in $(sort $(filter-out tests/e2e/lib.sh,$(wildcard tests/e2e/*.sh))); do echo "== $$t"; KVSTUDIO=./$(KVSTUDIO) bash $$t || fail=1; done; exit $$fail
 
 tui: $(KVSTUDIO)
-	@fail=0; for t in $(sort $(wildcard tests/tui/*.sh)); do echo "== $$t"; KVSTUDIO=./$(KVSTUDIO) bash $$t || fail=1; done; exit $$fail
+	@fail=0; for t in $(sort $(filter-out tests/tui/lib.sh,$(wildcard tests/tui/*.sh))); do echo "== $$t"; KVSTUDIO=./$(KVSTUDIO) bash $$t || fail=1; done; exit $$fail
 
 asan: deps
 	@$(MAKE) --no-print-directory BUILD=build-asan OPT=-O1 \

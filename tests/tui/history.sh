@@ -2,51 +2,8 @@
 # history.sh — nothing lost: a run finished in the lab survives kill -9 of the
 # studio and is restored on the next start (runs.json under XDG_STATE_HOME is
 # rewritten atomically after every run). Skips (exit 0) only without tmux.
-set -u
-KVSTUDIO=${KVSTUDIO:-./build/kvstudio}
-TRACE=sample_data/traces/code-1k.safetensors
-command -v tmux >/dev/null 2>&1 || { echo "SKIP: tmux is not installed"; exit 0; }
-[ -x "$KVSTUDIO" ] || { echo "FAIL: $KVSTUDIO not built"; exit 1; }
-KVSTUDIO=$(cd "$(dirname "$KVSTUDIO")" && pwd)/$(basename "$KVSTUDIO")
-
-TMP=$(mktemp -d)
-SOCK="$TMP/tmux.sock"
 S=kvstudio-history
-T() { tmux -S "$SOCK" -f /dev/null "$@"; }
-cleanup() { T kill-server >/dev/null 2>&1; rm -rf "$TMP"; }
-trap cleanup EXIT
-
-screen() { T capture-pane -p -t "$S" 2>/dev/null; }
-fail() {
-    echo "FAIL: $*"
-    echo "---- screen ----"
-    screen
-    exit 1
-}
-# wait_for TEXT [SECONDS]: poll the pane until TEXT shows (fixed string)
-wait_for() {
-    local text=$1 deadline=$((SECONDS + ${2:-30}))
-    until screen | grep -qF -- "$text"; do
-        [ $SECONDS -ge $deadline ] && fail "timed out waiting for '$text'"
-        sleep 0.05
-    done
-}
-wait_gone() {
-    local text=$1 deadline=$((SECONDS + ${2:-30}))
-    while screen | grep -qF -- "$text"; do
-        [ $SECONDS -ge $deadline ] && fail "timed out waiting for '$text' to go away"
-        sleep 0.05
-    done
-}
-wait_file() {
-    local f=$1 deadline=$((SECONDS + ${2:-30}))
-    until [ -s "$f" ]; do
-        [ $SECONDS -ge $deadline ] && fail "timed out waiting for $f"
-        sleep 0.05
-    done
-}
-keys() { T send-keys -t "$S" "$@"; }
-step() { echo "  - $*"; }
+. "$(dirname "$0")/lib.sh"
 
 mkdir -p "$TMP/state"
 start() {

@@ -4,34 +4,8 @@
 # the studio must stay up the whole time, then Escape + q must quit with
 # status 0 (answering y when it asks because a job is still running).
 # Skips (exit 0) only when tmux is missing.
-set -u
-KVSTUDIO=${KVSTUDIO:-./build/kvstudio}
-TRACE=sample_data/traces/code-1k.safetensors
-command -v tmux >/dev/null 2>&1 || { echo "SKIP: tmux is not installed"; exit 0; }
-[ -x "$KVSTUDIO" ] || { echo "FAIL: $KVSTUDIO not built"; exit 1; }
-KVSTUDIO=$(cd "$(dirname "$KVSTUDIO")" && pwd)/$(basename "$KVSTUDIO")
-
-TMP=$(mktemp -d)
-SOCK="$TMP/tmux.sock"
 S=kvstudio-stress
-T() { tmux -S "$SOCK" -f /dev/null "$@"; }
-cleanup() { T kill-server >/dev/null 2>&1; rm -rf "$TMP"; }
-trap cleanup EXIT
-screen() { T capture-pane -p -t "$S" 2>/dev/null; }
-fail() {
-    echo "FAIL: $*"
-    echo "---- screen ----"
-    screen
-    [ -s "$TMP/err" ] && { echo "---- stderr ----"; head -c 2000 "$TMP/err"; }
-    exit 1
-}
-wait_for() {
-    local text=$1 deadline=$((SECONDS + ${2:-30}))
-    until screen | grep -qF -- "$text"; do
-        [ $SECONDS -ge $deadline ] && fail "timed out waiting for '$text'"
-        sleep 0.05
-    done
-}
+. "$(dirname "$0")/lib.sh"
 alive() { [ ! -e "$TMP/rc" ] || fail "the studio exited (status $(cat "$TMP/rc")) $1"; }
 
 mkdir -p "$TMP/state" "$TMP/cwd"

@@ -19,17 +19,6 @@
 #include "replay.h"
 #include "safetensors.h"
 
-static bool has_opt(const kvs_args *a, const char *key)
-{
-    for (int i = 0; i < a->nopt; i++) {
-        const char *x = a->key[i], *y = key;
-        for (; *x && *y; x++, y++)
-            if ((*x == '_' ? '-' : *x) != (*y == '_' ? '-' : *y)) break;
-        if (!*x && !*y) return true;
-    }
-    return false;
-}
-
 // --trace T (read before the unused-option check), else the first
 // positional, else the session's trace.
 static int bench_trace(kvs_session *s, kvs_args *a, const char *path)
@@ -228,7 +217,7 @@ int kvs_cmd_benchmark(kvs_session *s, kvs_args *a)
     bool json = kvs_opt_flag(a, "json") || s->json;
     const char *tpath = kvs_opt_str(a, "trace", NULL);
     if (!ok) return -1;
-    bool method = has_opt(a, "method"), bits = has_opt(a, "bits"), vbits = has_opt(a, "value-bits");
+    bool method = kvs_opt_given(a, "method"), bits = kvs_opt_given(a, "bits"), vbits = kvs_opt_given(a, "value-bits");
     kvq_config cfg = s->cfg;
     if (kvs_args_apply_config(s, a, &cfg) || kvs_args_check_unused(s, a, "benchmark")) return -1;
     if (bench_trace(s, a, tpath)) return -1;
@@ -309,7 +298,7 @@ int kvs_cmd_compare(kvs_session *s, kvs_args *a)
     bool json = kvs_opt_flag(a, "json") || s->json;
     const char *tpath = kvs_opt_str(a, "trace", NULL);
     if (!ok) return -1;
-    bool vbits = has_opt(a, "value-bits");
+    bool vbits = kvs_opt_given(a, "value-bits");
     kvq_config base = s->cfg;
     if (kvs_args_apply_config(s, a, &base) || kvs_args_check_unused(s, a, "compare")) return -1;
     if (bench_trace(s, a, tpath)) return -1;

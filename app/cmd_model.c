@@ -23,20 +23,9 @@
 
 #define CMD_CHUNK 128   // prefill chunk: the cache sees the text as a real prompt would arrive
 
-static bool has_opt(const kvs_args *a, const char *key)
-{
-    for (int i = 0; i < a->nopt; i++) {
-        const char *x = a->key[i], *y = key;
-        for (; *x && *y; x++, y++)
-            if ((*x == '_' ? '-' : *x) != (*y == '_' ? '-' : *y)) break;
-        if (!*x && !*y) return true;
-    }
-    return false;
-}
-
 static int model_config(kvs_session *s, kvs_args *a, const char *cmd, kvq_config *cfg)
 {
-    bool vbits = has_opt(a, "value-bits");
+    bool vbits = kvs_opt_given(a, "value-bits");
     int used_before = 0, used_after = 0;
     for (int i = 0; i < a->nopt; i++) used_before += a->used[i];
     *cfg = s->cfg;
@@ -314,7 +303,7 @@ int kvs_cmd_generate(kvs_session *s, kvs_args *a)
     long max_tokens = kvs_opt_int(s, a, "max-tokens", 64, 1, 1 << 20, &ok);
     double temp = kvs_opt_double(s, a, "temperature", 0.0, &ok);
     long seed = kvs_opt_int(s, a, "seed", 0, 0, 0x7fffffffL, &ok);
-    bool seeded = has_opt(a, "seed");
+    bool seeded = kvs_opt_given(a, "seed");
     if (!ok) return -1;
     kvq_config cfg;
     if (model_config(s, a, "generate", &cfg) || kvs_args_check_unused(s, a, "generate")) return -1;

@@ -12,13 +12,6 @@
 #include "cmds.h"
 #include "quantreport.h"
 
-static bool has_opt(const kvs_args *a, const char *key)
-{
-    for (int i = 0; i < a->nopt; i++)
-        if (strcmp(a->key[i], key) == 0) return true;
-    return false;
-}
-
 // "0,2-4" -> mask over n layers. -1 (message printed) when malformed.
 static int parse_layers(kvs_session *s, const char *spec, int n, bool *mask)
 {
@@ -165,7 +158,7 @@ int kvs_cmd_quantize(kvs_session *s, kvs_args *a)
     o.queries_per_head = (int)kvs_opt_int(s, a, "queries", o.queries_per_head, 0, INT_MAX, &ok);
     const char *layers = kvs_opt_str(a, "layers", NULL);
     if (!ok) return -1;
-    const bool bits_given = has_opt(a, "bits");
+    const bool bits_given = kvs_opt_given(a, "bits");
     kvq_config cfg = s->cfg;
     if (kvs_args_apply_config(s, a, &cfg) || kvs_args_check_unused(s, a, "quantize")) return -1;
     if (a->npos > 1)

@@ -150,6 +150,13 @@ static int opt_index(kvs_args *a, const char *key)
     return -1;
 }
 
+bool kvs_opt_given(const kvs_args *a, const char *key)
+{
+    for (int i = 0; i < a->nopt; i++)
+        if (keys_equal(a->key[i], key)) return true;
+    return false;
+}
+
 const char *kvs_opt_str(kvs_args *a, const char *key, const char *def)
 {
     int i = opt_index(a, key);

@@ -37,6 +37,8 @@ const kvs_command *kvs_command_find(const char *name);
 // from the *_int/_double forms through *ok = false.
 const char *kvs_opt_str(kvs_args *a, const char *key, const char *def);
 bool kvs_opt_flag(kvs_args *a, const char *key);
+// Whether an option was given at all (does not mark it used).
+bool kvs_opt_given(const kvs_args *a, const char *key);
 long kvs_opt_int(kvs_session *s, kvs_args *a, const char *key, long def, long lo, long hi, bool *ok);
 double kvs_opt_double(kvs_session *s, kvs_args *a, const char *key, double def, bool *ok);
 // Error for the first option no getter consumed; call after reading options.

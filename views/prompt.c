@@ -218,20 +218,7 @@ static char **attempt(const char *text, int start, int end)
 // ---- lifecycle ----
 static void history_file(kvs_ui *ui)
 {
-    const char *xdg = getenv("XDG_STATE_HOME"), *home = getenv("HOME");
-    char dir[KVQ_PATH_LEN - 16];
-    if (xdg && *xdg) snprintf(dir, sizeof dir, "%s/kvstudio", xdg);
-    else if (home && *home) snprintf(dir, sizeof dir, "%s/.local/state/kvstudio", home);
-    else return;
-    // mkdir -p
-    for (char *p = dir + 1; *p; p++)
-        if (*p == '/') {
-            *p = 0;
-            mkdir(dir, 0700);
-            *p = '/';
-        }
-    if (mkdir(dir, 0700) && errno != EEXIST) return;
-    snprintf(ui->history_path, sizeof ui->history_path, "%s/history", dir);
+    if (!kvs_state_path("history", ui->history_path, sizeof ui->history_path)) ui->history_path[0] = 0;
 }
 
 static void prompt_init(kvs_ui *ui)

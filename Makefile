@@ -4,13 +4,14 @@ BUILD   ?= build
 OPT     ?= -O2
 SAN     ?=
 CFLAGS  ?= $(OPT) -g
+PKG_CONFIG ?= pkg-config
 WARN    := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Werror
 CPPFLAGS := -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -Iengine -Iapp -Iviews \
-            -I/usr/include/x86_64-linux-gnu $(shell pkg-config --cflags ncursesw 2>/dev/null)
+            -I/usr/include/x86_64-linux-gnu $(shell $(PKG_CONFIG) --cflags ncursesw 2>/dev/null)
 ALL_CFLAGS := $(CPPFLAGS) $(CFLAGS) $(WARN) $(SAN) -pthread -MMD -MP
-BLAS_LIBS := $(shell pkg-config --libs lapacke openblas 2>/dev/null || echo -llapacke -lopenblas)
+BLAS_LIBS := $(shell $(PKG_CONFIG) --libs lapacke openblas 2>/dev/null || echo -llapacke -lopenblas)
 ENGINE_LIBS := $(BLAS_LIBS) -ljansson -lm -pthread
-UI_LIBS := $(shell pkg-config --libs ncursesw 2>/dev/null || echo -lncursesw -ltinfo) -lreadline
+UI_LIBS := $(shell $(PKG_CONFIG) --libs ncursesw 2>/dev/null || echo -lncursesw -ltinfo) -lreadline
 
 ENGINE_SRC := $(wildcard engine/*.c engine/methods/*.c engine/calib/*.c)
 APP_SRC    := $(filter-out app/main.c,$(wildcard app/*.c)) $(wildcard views/*.c)
@@ -23,11 +24,25 @@ LIBAPP     := $(BUILD)/libkvapp.a
 KVSTUDIO   := $(BUILD)/kvstudio
 
 DEBS := libncurses-dev libreadline-dev liblapacke-dev libopenblas-dev libcmocka-dev \
-        libjansson-dev tmux pkg-config
+        libjansson-dev tmux pkg-config python3
+# pkg-config module -> the package of DEBS that ships it; check-deps looks these up
+# before anything compiles, so a machine without them is told to run `make deps`
+# instead of failing on a missing header.
+BUILD_PCS := ncursesw:libncurses-dev readline:libreadline-dev lapacke:liblapacke-dev \
+             openblas:libopenblas-dev cmocka:libcmocka-dev jansson:libjansson-dev
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps run test unit e2e tui asan bench fuzz fuzz-build valgrind clean
+.PHONY: all deps check-deps run test unit e2e tui asan bench fuzz fuzz-build valgrind clean
 all: $(KVSTUDIO) $(TEST_BIN)
+
+# Without pkg-config itself the modules cannot be asked: dpkg says which packages are absent.
+check-deps:
+	@missing=""; pc=1; command -v $(PKG_CONFIG) >/dev/null 2>&1 || { pc=0; missing=" pkg-config"; }; \
+	for e in $(BUILD_PCS); do \
+	  if [ $$pc = 1 ]; then $(PKG_CONFIG) --exists $${e%%:*} || missing="$$missing $${e#*:}"; \
+	  else dpkg -s $${e#*:} >/dev/null 2>&1 || missing="$$missing $${e#*:}"; fi; \
+	done; \
+	[ -z "$$missing" ] || { echo "missing packages:$$missing; run \`make deps\` (apt-get install, via sudo when not root)" >&2; exit 2; }
 
 deps:
 	@missing=""; for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -36,7 +51,7 @@ deps:
 	  $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi
 
-$(BUILD)/%.o: %.c
+$(BUILD)/%.o: %.c | check-deps
 	@mkdir -p $(dir $@)
 	@echo "CC $<"
 	@$(CC) $(ALL_CFLAGS) -c $< -o $@
@@ -56,7 +71,9 @@ $(BUILD)/tests/%: tests/%.c $(LIBAPP) $(LIBKVQ)
 	@echo "LD $@"
 	@$(CC) $(ALL_CFLAGS) -Itests -o $@ $< $(LIBAPP) $(LIBKVQ) -lcmocka $(UI_LIBS) $(ENGINE_LIBS)
 
-run: deps $(KVSTUDIO)
+# the build runs in a second make, after deps: pkg-config's flags are read when make starts
+run: deps
+	@$(MAKE) --no-print-directory $(KVSTUDIO)
 	./$(KVSTUDIO) sample_data/traces/code-1k.safetensors
 
 # unit tests (cmocka), then end-to-end batch scripts, then the TUI through tmux

@@ -92,8 +92,24 @@ class QueryHook:
         self.handle.remove()
 
 
+def require_packages():
+    """One line naming what is missing instead of an ImportError traceback."""
+    import importlib
+    missing = []
+    for mod in ("torch", "transformers", "safetensors"):
+        try:
+            importlib.import_module(mod)
+        except ImportError:
+            missing.append(mod)
+    if missing:
+        print(f"capture_kv: needs the Python package{'s' if len(missing) > 1 else ''} {', '.join(missing)} "
+              f"(pip install {' '.join(missing)})", file=sys.stderr)
+        sys.exit(2)
+
+
 def main(argv=None):
     a = parse_args(argv)
+    require_packages()
     import torch
     from safetensors.torch import save_file
     from transformers import AutoConfig, AutoModelForCausalLM

@@ -10,14 +10,19 @@ relative Frobenius error. Token ids must match. Exit status 0 when every
 element satisfies |a-b| <= ulps * ulp16(max(|a|,|b|)) + atol (defaults 2 ulps,
 2^-7) and every tensor's relative Frobenius error is <= rel (default 2^-11,
 the F16 unit roundoff): "equal within F16 rounding". 1 otherwise, 2 on a bad
-file.
+file or without numpy.
 """
 import argparse
 import json
 import struct
 import sys
 
-import numpy as np
+try:
+    import numpy as np
+except ImportError:
+    print("compare_traces: needs the Python package numpy (apt-get install python3-numpy, "
+          "or pip install numpy)", file=sys.stderr)
+    sys.exit(2)
 
 DTYPES = {"F16": np.float16, "BF16": None, "F32": np.float32, "I32": np.int32, "I64": np.int64}
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # history.sh — nothing lost: a run finished in the lab survives kill -9 of the
 # studio and is restored on the next start (runs.json under XDG_STATE_HOME is
-# rewritten atomically after every run). Skips (exit 0) only without tmux.
+# rewritten atomically after every run).
 S=kvstudio-history
 . "$(dirname "$0")/lib.sh"
 
@@ -10,7 +10,12 @@ start() {
     T new-session -d -s "$S" -x 120 -y 40 -c "$PWD" \
         "env TERM=xterm-256color XDG_STATE_HOME='$TMP/state' '$KVSTUDIO' $TRACE; sleep 600"
 }
-studio_pid() { pgrep -f "^$KVSTUDIO $TRACE" | head -1; }
+# the pane's shell runs 'env ... kvstudio ...; sleep 600': its child is the studio
+studio_pid() {
+    local sh pid
+    sh=$(T display-message -p -t "$S" '#{pane_pid}') && pid=$(child_pid "$sh") &&
+        [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = kvstudio ] && echo "$pid"
+}
 start
 step "run a method in the lab"
 wait_for "layers x kv heads"
@@ -32,7 +37,9 @@ keys 2
 wait_for "turboquant_mse k3/v2"
 
 step "a corrupt history is set aside, not fatal"
-kill -9 "$(studio_pid)"
+pid=$(studio_pid)
+[ -n "$pid" ] || fail "studio process not found"
+kill -9 "$pid"
 T kill-session -t "$S"
 echo '{"runs": [' > "$TMP/state/kvstudio/runs.json"
 start

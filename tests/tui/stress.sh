@@ -3,7 +3,6 @@
 # 20 random resizes (down to 12x5, up to 220x70) through tmux, fixed seed;
 # the studio must stay up the whole time, then Escape + q must quit with
 # status 0 (answering y when it asks because a job is still running).
-# Skips (exit 0) only when tmux is missing.
 S=kvstudio-stress
 . "$(dirname "$0")/lib.sh"
 alive() { [ ! -e "$TMP/rc" ] || fail "the studio exited (status $(cat "$TMP/rc")) $1"; }

@@ -2,7 +2,7 @@
 # studio.sh — the studio end to end through tmux: start it on the sample
 # trace in a detached 120x40 session, drive it with send-keys, assert on
 # capture-pane text (polling with a deadline, never fixed sleeps), and check
-# the exit status. Skips (exit 0) only when tmux is missing.
+# the exit status.
 S=kvstudio-test
 . "$(dirname "$0")/lib.sh"
 

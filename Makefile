@@ -56,6 +56,12 @@ $(BUILD)/tests/%: tests/%.c $(LIBAPP) $(LIBKVQ)
 	@echo "LD $@"
 	@$(CC) $(ALL_CFLAGS) -Itests -o $@ $< $(LIBAPP) $(LIBKVQ) -lcmocka $(UI_LIBS) $(ENGINE_LIBS)
 
+# test_bench checks the bench's timing core (bench/bench_core.c) on a fake clock
+$(BUILD)/tests/test_bench: tests/test_bench.c $(BUILD)/bench/bench_core.o $(LIBAPP) $(LIBKVQ)
+	@mkdir -p $(dir $@)
+	@echo "LD $@"
+	@$(CC) $(ALL_CFLAGS) -Itests -Ibench -o $@ $< $(BUILD)/bench/bench_core.o $(LIBAPP) $(LIBKVQ) -lcmocka $(UI_LIBS) $(ENGINE_LIBS)
+
 run: deps $(KVSTUDIO)
 	./$(KVSTUDIO) sample_data/traces/code-1k.safetensors
 
@@ -82,9 +88,9 @@ bench: deps $(BUILD)/bench/bench
 	@mkdir -p bench
 	./$(BUILD)/bench/bench
 
-$(BUILD)/bench/bench: bench/bench.c $(LIBAPP) $(LIBKVQ)
+$(BUILD)/bench/bench: bench/bench.c bench/bench_core.c bench/bench_core.h $(LIBAPP) $(LIBKVQ)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -O3 -o $@ $< $(LIBAPP) $(LIBKVQ) $(UI_LIBS) $(ENGINE_LIBS)
+	$(CC) $(ALL_CFLAGS) -O3 -o $@ bench/bench.c bench/bench_core.c $(LIBAPP) $(LIBKVQ) $(UI_LIBS) $(ENGINE_LIBS)
 
 clean:
 	rm -rf build build-asan build-fuzz

@@ -226,12 +226,14 @@ static void pass_enc(void *u, int i)
     codec_ctx *c = u;
     kvq_encode_parallel(&c->q, c->x, c->n, c->codes);
 }
+
 static void pass_dec(void *u, int i)
 {
     (void)i;
     codec_ctx *c = u;
     kvq_decode_parallel(&c->q, c->codes, c->n, c->y);
 }
+
 static void pass_score(void *u, int i)
 {
     (void)i;
@@ -468,6 +470,7 @@ static void f32k_task(void *u, int h)
     for (int j = 0; j < per; j++)
         for (int t = 0; t < D; t++) c->out[((size_t)h * per + j) * D + t] = acc[j][t] * (float)(1.0 / l[j]);
 }
+
 typedef struct att_ctx {
     f32_ctx *f;
     kvq_cache *cache;
@@ -500,6 +503,7 @@ static void f32v_task(void *u, int hq)
     for (int i = 0; i < n; i++) l += S[i];
     cblas_sgemv(CblasRowMajor, CblasTrans, n, D, (float)(1.0 / l), V, D, S, 1, 0.0f, c->out + (size_t)hq * D, 1);
 }
+
 static void pass_f32v(void *u, int i)
 {
     (void)i;
@@ -562,6 +566,7 @@ static kvq_cache *make_cache(const cache_spec *s, int n)
     free(v);
     return c;
 }
+
 static const int g_ctx[] = {1024, 4096, 16384, 65536};
 
 // passes = 65536 / n decode steps per call, so a call lasts long enough to time

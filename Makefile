@@ -88,9 +88,9 @@ bench: deps $(BUILD)/bench/bench
 	@mkdir -p bench
 	./$(BUILD)/bench/bench
 
-$(BUILD)/bench/bench: bench/bench.c bench/bench_core.c bench/bench_core.h $(LIBAPP) $(LIBKVQ)
+$(BUILD)/bench/bench: bench/bench.c $(BUILD)/bench/bench_core.o $(LIBAPP) $(LIBKVQ)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -O3 -o $@ bench/bench.c bench/bench_core.c $(LIBAPP) $(LIBKVQ) $(UI_LIBS) $(ENGINE_LIBS)
+	$(CC) $(ALL_CFLAGS) -O3 -o $@ $< $(BUILD)/bench/bench_core.o $(LIBAPP) $(LIBKVQ) $(UI_LIBS) $(ENGINE_LIBS)
 
 clean:
 	rm -rf build build-asan build-fuzz

@@ -308,7 +308,7 @@ static bool on_grid_progress(double fraction, const char *stage, double eta_s, v
     grid_progress *g = user;
     double done = (g->cell + (fraction < 1 ? fraction : 1)) / g->n_cells, el = kvq_now_s() - g->t0;
     if (done >= g->next && done < 1.0) {
-        g->next = floor(done * 10 + 1) / 10;
+        g->next = done + 0.1;
         if (el > 2.0)
             kvs_printf(g->s, "compare: %3.0f%% (cell %d of %d, about %.0f s left)", 100 * done, g->cell + 1,
                        g->n_cells, done > 0 ? el * (1 - done) / done : 0.0);

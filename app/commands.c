@@ -163,6 +163,13 @@ static bool in_names(const char *const *names, const char *key)
     return false;
 }
 
+const kvs_option *kvs_command_option(const kvs_command *c, const char *key)
+{
+    const kvs_option *o = option_find(c->options, key);
+    if (!o && (c->groups & KVS_OPTS_TRACE)) o = option_find(opts_load, key);
+    return o;
+}
+
 // Which group declares key (KVS_OPTS_*), 0 when none of c's groups does.
 static unsigned group_of(const kvs_command *c, const char *key)
 {
@@ -233,7 +240,7 @@ static int check_value(kvs_session *s, const kvs_command *c, const kvs_option *o
     case KVS_OPT_STRING:
         if (!*v) return kvs_errorf(s, "%s: --%s: empty value (expected %s)", c->name, o->name, o->arg);
         if (o->choices && !one_of(o->choices, v))
-            return kvs_errorf(s, "%s: --%s: '%s' is not one of %s", c->name, o->name, v, o->choices);
+            return kvs_errorf(s, "%s: --%s '%s' unknown (expected %s)", c->name, o->name, v, o->choices);
         return 0;
     case KVS_OPT_LIST: {
         int items = 0;
@@ -257,6 +264,26 @@ static int check_value(kvs_session *s, const kvs_command *c, const kvs_option *o
     return 0;
 }
 
+// "quantize: unknown option 'frob' (known: tokens, layers, ..., method, bits, ...)"
+static int unknown_option(kvs_session *s, const kvs_command *c, const char *key)
+{
+    char known[1024] = "";
+    size_t len = 0;
+    const kvs_option *tables[2] = {c->options, (c->groups & KVS_OPTS_TRACE) ? opts_load : NULL};
+    for (int t = 0; t < 2; t++)
+        for (const kvs_option *o = tables[t]; o && o->name && len < sizeof known; o++)
+            len += (size_t)snprintf(known + len, sizeof known - len, "%s%s", len ? ", " : "", o->name);
+    const char *const *groups[2] = {(c->groups & KVS_OPTS_CONFIG) ? kvq_config_field_names() : NULL,
+                                    (c->groups & KVS_OPTS_CALIB) ? kvq_calib_opts_names() : NULL};
+    for (int g = 0; g < 2; g++)
+        for (int i = 0; groups[g] && groups[g][i] && len < sizeof known; i++)
+            if (!option_find(c->options, groups[g][i]))
+                len += (size_t)snprintf(known + len, sizeof known - len, "%s%s", len ? ", " : "", groups[g][i]);
+    if (c->groups & KVS_OPTS_CALIB && len < sizeof known) snprintf(known + len, sizeof known - len, ", model");
+    if (!known[0]) return kvs_errorf(s, "%s: unknown option '%s' (%s takes no options)", c->name, key, c->name);
+    return kvs_errorf(s, "%s: unknown option '%s' (known: %s)", c->name, key, known);
+}
+
 int kvs_args_parse(kvs_session *s, const kvs_command *c, int argc, char **argv, kvs_args *a)
 {
     memset(a, 0, sizeof *a);
@@ -276,8 +303,7 @@ int kvs_args_parse(kvs_session *s, const kvs_command *c, int argc, char **argv, 
         char *eq = strchr(key, '=');
         if (eq) *eq = 0, val = eq + 1;
         const kvs_option *o = option_find(c->options, key);
-        if (!o && !group_of(c, key))
-            return kvs_errorf(s, "%s: unknown option '%s' (`%s --help` lists its options)", c->name, key, c->name);
+        if (!o && !group_of(c, key)) return unknown_option(s, c, key);
         if (!val) {   // --key VALUE; a flag takes none
             bool next = i + 1 < argc && !(argv[i + 1][0] == '-' && argv[i + 1][1] == '-');
             if (o && o->kind == KVS_OPT_FLAG) val = "true";
@@ -466,7 +492,7 @@ void kvs_command_print_help(kvs_session *s, const kvs_command *c)
         }
     }
     if (c->groups & KVS_OPTS_CONFIG) {
-        kvs_printf(s, "config options (kvq_config fields, --key VALUE or key=VALUE; `show` prints the current values):");
+        kvs_printf(s, "config options (kvq_config fields, as --KEY VALUE or KEY=VALUE; `show` prints the current values):");
         const char *const *names = kvq_config_field_names();
         for (int i = 0; names[i]; i++) {
             kvq_config_field_info fi;
@@ -481,7 +507,7 @@ void kvs_command_print_help(kvs_session *s, const kvs_command *c)
     }
     if (c->groups & KVS_OPTS_CALIB) {
         kvs_printf(s, "calibration options (KEY=VALUE or --KEY VALUE; README \"Calibration\" describes them):");
-        name_lines(s, kvq_calib_opts_names(), "", "model");
+        name_lines(s, kvq_calib_opts_names(), "--", "model");
     }
 }
 

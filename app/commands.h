@@ -71,6 +71,9 @@ void kvs_command_usage(const kvs_command *c, char *buf, size_t n);
 // unknown options and malformed values are errors naming the option and
 // what was expected. Keeps pointers into argv (and writes NULs into it).
 int kvs_args_parse(kvs_session *s, const kvs_command *c, int argc, char **argv, kvs_args *a);
+// The table entry of option key for c (own, or the load group's); NULL for
+// config/calibration fields and options c does not take.
+const kvs_option *kvs_command_option(const kvs_command *c, const char *key);
 // Print `COMMAND --help`: usage, help, and every option with its value.
 void kvs_command_print_help(kvs_session *s, const kvs_command *c);
 

@@ -485,7 +485,7 @@ void kvs_command_print_help(kvs_session *s, const kvs_command *c)
         }
     }
     if (c->groups & KVS_OPTS_TRACE) {
-        kvs_printf(s, "load options (how a TRACE given here is read, as `load`):");
+        kvs_printf(s, "load options (how the trace given here is read, as by `load`):");
         for (const kvs_option *o = opts_load; o->name; o++) {
             own_values(o, v, sizeof v);
             option_line(s, o->name, o->arg, v, o->help);
@@ -506,7 +506,8 @@ void kvs_command_print_help(kvs_session *s, const kvs_command *c)
         }
     }
     if (c->groups & KVS_OPTS_CALIB) {
-        kvs_printf(s, "calibration options (KEY=VALUE or --KEY VALUE; README \"Calibration\" describes them):");
+        kvs_printf(s, "calibration options (KEY=VALUE or --KEY VALUE; kvq_calib_opts in engine/calib/calib.h "
+                      "describes each):");
         name_lines(s, kvq_calib_opts_names(), "--", "model");
     }
 }

@@ -21,11 +21,7 @@
 
 // --trace T (read before the unused-option check), else the first
 // positional, else the session's trace.
-static int bench_trace(kvs_session *s, kvs_args *a, const char *path)
-{
-    if (path) return kvs_session_load(s, path, NULL);
-    return kvs_args_trace(s, a);
-}
+static int bench_trace(kvs_session *s, kvs_args *a, const char *path) { return kvs_args_trace_from(s, a, path); }
 
 static void clamp_bits(kvq_config *c)
 {
@@ -169,11 +165,11 @@ static double encode_vps(const kvq_replay_snapshot *sn, const kvq_trace *t)
     return lt->total_encode_ms > 0 ? vec / (lt->total_encode_ms / 1e3) : NAN;
 }
 
-static void print_summary(kvs_session *s, const kvq_config *c, const kvq_trace *t, const kvq_replay_snapshot *sn,
-                          int runs, double wall)
+static void print_summary(kvs_session *s, const char *cmd, const kvq_config *c, const kvq_trace *t,
+                          const kvq_replay_snapshot *sn, int runs, double wall)
 {
     const kvq_report *r = &sn->report;
-    kvs_printf(s, "benchmark  %s k%d/v%d on %s: %d tokens (prefill %d, decode %d), %d run%s, %.2f s",
+    kvs_printf(s, "%-10s %s k%d/v%d on %s: %d tokens (prefill %d, decode %d), %d run%s, %.2f s", cmd,
                c->method, c->bits, c->value_bits, t->path, sn->total, sn->total / 2, sn->total - sn->total / 2, runs,
                runs == 1 ? "" : "s", wall);
     kvs_printf(s, "bits       keys %.3f, values %.3f per coordinate (records)", sn->key_bpc, sn->value_bpc);
@@ -208,29 +204,29 @@ static void print_summary(kvs_session *s, const kvq_config *c, const kvq_trace *
                    m->per_layer_mb[l], lt->per_layer_encode_ms[l], k->per_layer_outlier_count[l]);
 }
 
-int kvs_cmd_benchmark(kvs_session *s, kvs_args *a)
+// benchmark, and `replay` outside the studio (cmd "replay", no options:
+// the session's trace and config, as the dashboard would replay them).
+static int bench_run(kvs_session *s, kvs_args *a, const char *cmd)
 {
-    bool ok = true;
-    long seq_len = kvs_opt_int(s, a, "seq-len", 0, 0, 1 << 24, &ok);
-    long runs = kvs_opt_int(s, a, "num-runs", 1, 1, 1000, &ok);
+    long seq_len = kvs_opt_int(a, "seq-len", 0);
+    long runs = kvs_opt_int(a, "num-runs", 1);
     const char *out = kvs_opt_str(a, "output", NULL), *artdir = kvs_opt_str(a, "artifacts", NULL);
     bool json = kvs_opt_flag(a, "json") || s->json;
     const char *tpath = kvs_opt_str(a, "trace", NULL);
-    if (!ok) return -1;
     bool method = kvs_opt_given(a, "method"), bits = kvs_opt_given(a, "bits"), vbits = kvs_opt_given(a, "value-bits");
     kvq_config cfg = s->cfg;
-    if (kvs_args_apply_config(s, a, &cfg) || kvs_args_check_unused(s, a, "benchmark")) return -1;
+    if (kvs_args_apply_config(s, a, &cfg) || kvs_args_check_unused(s, a, cmd)) return -1;
     if (bench_trace(s, a, tpath)) return -1;
     if (method && !bits) clamp_bits(&cfg);
     if (!strcmp(cfg.method, "fp16") && !vbits) cfg.value_bits = 16;
     const char *why = kvq_config_check(&cfg);
-    if (why) return kvs_errorf(s, "benchmark: %s", why);
+    if (why) return kvs_errorf(s, "%s: %s", cmd, why);
     const kvq_trace *t = s->trace;
     if (seq_len > t->n_tokens)
-        return kvs_errorf(s, "benchmark: --seq-len %ld exceeds the trace's %d tokens", seq_len, t->n_tokens);
+        return kvs_errorf(s, "%s: --seq-len %ld exceeds the trace's %d tokens", cmd, seq_len, t->n_tokens);
     kvq_artifacts *own = NULL;
     if (artdir && kvq_artifacts_load_for_trace(artdir, t, &own))
-        return kvs_errorf(s, "benchmark: %s", kvq_last_error());
+        return kvs_errorf(s, "%s: %s", cmd, kvq_last_error());
     const kvq_artifacts *art = own ? own : s->art;
     kvq_replay_opts o;
     kvq_replay_opts_default(&o);
@@ -240,13 +236,13 @@ int kvs_cmd_benchmark(kvs_session *s, kvs_args *a)
     int rc = -1;
     double t0 = kvq_now_s();
     if (kvq_replay_new(t, &cfg, art, &o, &r)) {
-        kvs_errorf(s, "benchmark: %s", kvq_last_error());
+        kvs_errorf(s, "%s: %s", cmd, kvq_last_error());
         goto done;
     }
     for (long i = 0; i < runs; i++) {
         if (i) kvq_replay_restart(r, KVQ_OBS_LATENCY);   // latency averages over every run
         if (kvq_replay_run(r, NULL)) {
-            kvs_errorf(s, "benchmark: %s", kvq_last_error());
+            kvs_errorf(s, "%s: %s", cmd, kvq_last_error());
             goto done;
         }
     }
@@ -255,13 +251,13 @@ int kvs_cmd_benchmark(kvs_session *s, kvs_args *a)
     double wall = kvq_now_s() - t0;
     json_t *root = report_json(&cfg, t, sn.total, (int)runs, &sn);
     if (!root) {
-        kvs_errorf(s, "benchmark: cannot build the JSON report");
+        kvs_errorf(s, "%s: cannot build the JSON report", cmd);
         goto done;
     }
-    if (!json) print_summary(s, &cfg, t, &sn, (int)runs, wall);
+    if (!json) print_summary(s, cmd, &cfg, t, &sn, (int)runs, wall);
     rc = 0;
-    if (json && write_json(s, "benchmark", NULL, root)) rc = -1;
-    if (out && write_json(s, "benchmark", out, root)) rc = -1;
+    if (json && write_json(s, cmd, NULL, root)) rc = -1;
+    if (out && write_json(s, cmd, out, root)) rc = -1;
     if (out && !rc && !json) kvs_printf(s, "report     %s", out);
     json_decref(root);
     kvs_run run;
@@ -271,6 +267,14 @@ done:
     kvq_replay_free(r);
     kvq_artifacts_free(own);
     return rc;
+}
+
+int kvs_cmd_benchmark(kvs_session *s, kvs_args *a) { return bench_run(s, a, "benchmark"); }
+
+int kvs_replay_batch(kvs_session *s)
+{
+    kvs_args none = {.cmd = kvs_command_find("replay")};
+    return bench_run(s, &none, "replay");
 }
 
 // ---- compare ----
@@ -289,15 +293,36 @@ static int split_list(char *buf, char **items, int max)
 
 #define CMP_MAX 64
 
+// Progress of the whole grid: a line at most every 10% once it has taken
+// over 2 s (as precompute does), with the time left estimated from the
+// cells done so far. Text mode only: --json keeps stdout one JSON document.
+typedef struct {
+    kvs_session *s;
+    int cell, n_cells;
+    double t0, next;
+} grid_progress;
+
+static bool on_grid_progress(double fraction, const char *stage, double eta_s, void *user)
+{
+    (void)stage, (void)eta_s;
+    grid_progress *g = user;
+    double done = (g->cell + (fraction < 1 ? fraction : 1)) / g->n_cells, el = kvq_now_s() - g->t0;
+    if (done >= g->next && done < 1.0) {
+        g->next = done + 0.1;
+        if (el > 2.0)
+            kvs_printf(g->s, "compare: %3.0f%% (cell %d of %d, about %.0f s left)", 100 * done, g->cell + 1,
+                       g->n_cells, done > 0 ? el * (1 - done) / done : 0.0);
+    }
+    return false;
+}
+
 int kvs_cmd_compare(kvs_session *s, kvs_args *a)
 {
-    bool ok = true;
-    long seq_len = kvs_opt_int(s, a, "seq-len", 0, 0, 1 << 24, &ok);
+    long seq_len = kvs_opt_int(a, "seq-len", 0);
     const char *ml = kvs_opt_str(a, "methods", NULL), *bl = kvs_opt_str(a, "bits", "2,3,4");
     const char *out = kvs_opt_str(a, "output", NULL);
     bool json = kvs_opt_flag(a, "json") || s->json;
     const char *tpath = kvs_opt_str(a, "trace", NULL);
-    if (!ok) return -1;
     bool vbits = kvs_opt_given(a, "value-bits");
     kvq_config base = s->cfg;
     if (kvs_args_apply_config(s, a, &base) || kvs_args_check_unused(s, a, "compare")) return -1;
@@ -307,7 +332,8 @@ int kvs_cmd_compare(kvs_session *s, kvs_args *a)
         return kvs_errorf(s, "compare: --seq-len %ld exceeds the trace's %d tokens", seq_len, t->n_tokens);
     char mbuf[1024], bbuf[256];
     char *names[CMP_MAX], *bitv[CMP_MAX];
-    int nm = 0;
+    const char *skipped[CMP_MAX];   // methods of the default list that cannot run: no artifacts
+    int nm = 0, ns = 0;
     if (ml) {
         snprintf(mbuf, sizeof mbuf, "%s", ml);
         nm = split_list(mbuf, names, CMP_MAX);
@@ -319,6 +345,7 @@ int kvs_cmd_compare(kvs_session *s, kvs_args *a)
     } else {   // every method that runs without calibration, or with the session's artifacts
         for (int i = 0; i < kvq_n_methods && nm < CMP_MAX; i++)
             if (!kvq_methods[i].needs_calibration || s->art) names[nm++] = (char *)kvq_methods[i].name;
+            else skipped[ns++] = kvq_methods[i].name;
     }
     snprintf(bbuf, sizeof bbuf, "%s", bl);
     int nb = split_list(bbuf, bitv, CMP_MAX);
@@ -332,6 +359,13 @@ int kvs_cmd_compare(kvs_session *s, kvs_args *a)
             return kvs_errorf(s, "compare: --bits: '%s' is not a bit width in 1..16", bitv[i]);
         bits[i] = (int)b;
     }
+    int n_cells = 0;
+    for (int mi = 0; mi < nm; mi++) {
+        const kvq_method *m = kvq_method_find(names[mi]);
+        n_cells += m->min_bits == m->max_bits ? 1 : nb;
+    }
+    grid_progress gp = {.s = s, .n_cells = n_cells, .t0 = kvq_now_s(), .next = 0.1};
+    kvq_progress prog = {.fn = on_grid_progress, .user = &gp};
     json_t *rows = json_array();
     if (!json) {
         kvs_printf(s, "compare on %s, %d tokens (prefill half, decode the rest)", t->path,
@@ -357,7 +391,8 @@ int kvs_cmd_compare(kvs_session *s, kvs_args *a)
             o.obs.warmup_calls = 0;   // throughput counts every encode
             o.obs.seed = c.seed;
             kvq_status st = why ? kvq_error(KVQ_ERR_ARG, "%s", why) : kvq_replay_new(t, &c, s->art, &o, &r);
-            if (!st) st = kvq_replay_run(r, NULL);
+            if (!st) st = kvq_replay_run(r, json ? NULL : &prog);
+            gp.cell++;
             if (st) {
                 if (!json) kvs_printf(s, "%-16s %4d  failed: %s", c.method, c.bits, kvq_last_error());
                 json_array_append_new(rows, json_pack("{s:s, s:i, s:s}", "method", c.method, "bits", c.bits,
@@ -386,6 +421,15 @@ int kvs_cmd_compare(kvs_session *s, kvs_args *a)
             kvs_session_add_run(s, &run);
             n_ok++;
         }
+    }
+    // The default grid leaves out calibrated methods when the session has no
+    // artifacts; each left-out cell is named with the reason, in both forms.
+    static const char why_skip[] = "needs calibration artifacts (`load-artifacts DIR` or `calibrate METHOD` first)";
+    for (int i = 0; i < ns; i++) {
+        if (!json) kvs_printf(s, "%-16s %4s  skipped (bits %s): %s", skipped[i], "-", bl, why_skip);
+        for (int bi = 0; bi < nb; bi++)
+            json_array_append_new(rows, json_pack("{s:s, s:i, s:s}", "method", skipped[i], "bits", bits[bi],
+                                                  "skipped", why_skip));
     }
     int rc = 0;
     json_t *root = json_pack("{s:s, s:i, s:o}", "trace", t->path, "seq_len", seq_len ? (int)seq_len : t->n_tokens,

@@ -8,14 +8,8 @@
 
 int kvs_cmd_load(kvs_session *s, kvs_args *a)
 {
-    kvq_trace_opts o = {0};
-    o.values_path = kvs_opt_str(a, "values", NULL);
-    const char *dt = kvs_opt_str(a, "dtype", NULL);
-    if (dt && strcmp(dt, "bf16")) return kvs_errorf(s, "load: --dtype '%s' unknown (expected bf16)", dt);
-    o.npy_dtype_bf16 = dt != NULL;
-    if (kvs_args_check_unused(s, a, "load")) return -1;
     if (a->npos != 1) return kvs_errorf(s, "load: expected one PATH (usage: load PATH)");
-    if (kvs_session_load(s, a->pos[0], &o)) return -1;
+    if (kvs_args_trace(s, a) || kvs_args_check_unused(s, a, "load")) return -1;
     const kvq_trace *t = s->trace;
     kvs_printf(s, "loaded %s: %d layers, %d heads, %d kv heads, %d tokens, head_dim %d", t->path,
                t->n_layers, t->n_heads, t->n_kv_heads, t->n_tokens, t->head_dim);
@@ -123,14 +117,17 @@ int kvs_cmd_help(kvs_session *s, kvs_args *a)
     if (a->npos > 0) {
         const kvs_command *c = kvs_command_find(a->pos[0]);
         if (!c) return kvs_errorf(s, "help: unknown command '%s'", a->pos[0]);
-        char *argv[] = {(char *)c->name, "--help"};
-        return kvs_exec_argv(s, 2, argv);
+        kvs_command_print_help(s, c);
+        return 0;
     }
-    kvs_printf(s, "commands (each also works as `kvstudio COMMAND ...` and in scripts):");
+    kvs_printf(s, "commands (each also works as `kvstudio COMMAND ...` and in scripts, except where marked):");
     for (int i = 0; i < kvs_n_commands; i++) {
         const kvs_command *c = &kvs_commands[i];
-        if (strlen(c->usage) <= 44) kvs_printf(s, "  %-44s %s", c->usage, c->help);
-        else kvs_printf(s, "  %s\n  %-44s %s", c->usage, "", c->help);   // long usage: help below
+        char u[1024], h[512];
+        kvs_command_usage(c, u, sizeof u);
+        snprintf(h, sizeof h, "%s%s", c->help, c->studio_only ? " (studio only)" : "");
+        if (strlen(u) <= 44) kvs_printf(s, "  %-44s %s", u, h);
+        else kvs_printf(s, "  %s\n  %-44s %s", u, "", h);   // long usage: help below
     }
     return 0;
 }
@@ -184,6 +181,26 @@ int kvs_cmd_set(kvs_session *s, kvs_args *a)
     return 0;
 }
 
+// A config field as its JSON type: numbers, bools, a list of per-layer bits.
+static json_t *field_json(const kvq_config *c, const char *name)
+{
+    char v[1024];
+    kvq_config_field_info fi;
+    if (kvq_config_get(c, name, v, sizeof v) || kvq_config_field_describe(name, &fi)) return json_null();
+    switch (fi.kind) {
+    case KVQ_FIELD_INT: return json_integer(strtol(v, NULL, 10));
+    case KVQ_FIELD_U64: return json_integer((json_int_t)strtoull(v, NULL, 10));
+    case KVQ_FIELD_BOOL: return json_boolean(!strcmp(v, "true"));
+    case KVQ_FIELD_LIST: {
+        json_t *l = json_array();
+        for (int i = 0; i < c->n_bit_allocation; i++) json_array_append_new(l, json_integer(c->bit_allocation[i]));
+        return l;
+    }
+    case KVQ_FIELD_STR: break;
+    }
+    return json_string(v);
+}
+
 int kvs_cmd_show(kvs_session *s, kvs_args *a)
 {
     bool json = kvs_opt_flag(a, "json") || s->json;
@@ -193,7 +210,7 @@ int kvs_cmd_show(kvs_session *s, kvs_args *a)
     for (int i = 0; names[i]; i++) {
         char v[1024];
         kvq_config_get(&s->cfg, names[i], v, sizeof v);
-        if (json) json_object_set_new(o, names[i], json_string(v));
+        if (json) json_object_set_new(o, names[i], field_json(&s->cfg, names[i]));
         else kvs_printf(s, "  %-18s %s", names[i], v);
     }
     if (json) {

@@ -299,12 +299,10 @@ int kvs_cmd_generate(kvs_session *s, kvs_args *a)
 {
     const char *prompt = kvs_opt_str(a, "prompt", NULL), *tokf = kvs_opt_str(a, "tokens", NULL);
     const char *dir = kvs_opt_str(a, "model", NULL), *artdir = kvs_opt_str(a, "artifacts", NULL);
-    bool ok = true;
-    long max_tokens = kvs_opt_int(s, a, "max-tokens", 64, 1, 1 << 20, &ok);
-    double temp = kvs_opt_double(s, a, "temperature", 0.0, &ok);
-    long seed = kvs_opt_int(s, a, "seed", 0, 0, 0x7fffffffL, &ok);
+    long max_tokens = kvs_opt_int(a, "max-tokens", 64);
+    double temp = kvs_opt_double(a, "temperature", 0.0);
+    long seed = kvs_opt_int(a, "seed", 0);
     bool seeded = kvs_opt_given(a, "seed");
-    if (!ok) return -1;
     kvq_config cfg;
     if (model_config(s, a, "generate", &cfg) || kvs_args_check_unused(s, a, "generate")) return -1;
     if (!!prompt == !!tokf) return kvs_errorf(s, "generate: give one of --prompt TEXT or --tokens FILE");

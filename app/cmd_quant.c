@@ -151,19 +151,15 @@ static void record_run(kvs_session *s, const kvq_config *cfg, const kvq_quantrep
 int kvs_cmd_quantize(kvs_session *s, kvs_args *a)
 {
     const bool json = kvs_opt_flag(a, "json") || s->json;
-    bool ok = true;
     kvq_quantreport_opts o;
     kvq_quantreport_opts_default(&o);
-    o.max_tokens = (int)kvs_opt_int(s, a, "tokens", 0, 0, INT_MAX, &ok);
-    o.queries_per_head = (int)kvs_opt_int(s, a, "queries", o.queries_per_head, 0, INT_MAX, &ok);
+    o.max_tokens = (int)kvs_opt_int(a, "tokens", 0);
+    o.queries_per_head = (int)kvs_opt_int(a, "queries", o.queries_per_head);
     const char *layers = kvs_opt_str(a, "layers", NULL);
-    if (!ok) return -1;
     const bool bits_given = kvs_opt_given(a, "bits");
     kvq_config cfg = s->cfg;
     if (kvs_args_apply_config(s, a, &cfg) || kvs_args_check_unused(s, a, "quantize")) return -1;
-    if (a->npos > 1)
-        return kvs_errorf(s, "quantize: expected at most one TRACE, got %d (usage: %s)", a->npos,
-                          kvs_command_find("quantize")->usage);
+    if (a->npos > 1) return kvs_errorf(s, "quantize: expected at most one TRACE, got %d", a->npos);
     const kvq_method *m;
     if (kvq_method_lookup(cfg.method, &m)) return kvs_errorf(s, "quantize: %s", kvq_last_error());
     if (!bits_given && (cfg.bits < m->min_bits || cfg.bits > m->max_bits))

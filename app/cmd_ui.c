@@ -1,6 +1,6 @@
 // cmd_ui.c — studio actions as commands: view, run, replay/play, pause,
-// step, export. `run` and `export` also work in batch (scripts, stdin);
-// the rest need the studio (views/tui.h).
+// step, export. `run`, `replay` and `export` also work in batch (scripts,
+// stdin); the rest need the studio (views/tui.h) and say why in batch.
 #include <jansson.h>
 #include <math.h>
 #include <stdlib.h>
@@ -91,7 +91,10 @@ int kvs_cmd_replay(kvs_session *s, kvs_args *a)
         ok = *end == 0 && speed >= 1 && speed <= 4096;
     }
     if (!ok) return kvs_errorf(s, "replay: SPEED '%s' is not an integer in 1..4096", a->pos[0]);
-    return kvs_studio_play(s, (int)speed);
+    if (s->ui) return kvs_studio_play(s, (int)speed);
+    // batch: no dashboard to pace, so the replay runs to the end at full speed
+    if (!s->trace) return kvs_errorf(s, "replay: no trace loaded (`load TRACE` first)");
+    return kvs_replay_batch(s);
 }
 
 int kvs_cmd_pause(kvs_session *s, kvs_args *a)

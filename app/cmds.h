@@ -16,6 +16,10 @@ KVS_CMD(precompute) KVS_CMD(calibrate) KVS_CMD(save) KVS_CMD(load_artifacts)
 KVS_CMD(view) KVS_CMD(run) KVS_CMD(replay) KVS_CMD(pause) KVS_CMD(step) KVS_CMD(export)
 #undef KVS_CMD
 
+// `replay` outside the studio (cmd_cache.c): the session's trace and config
+// replayed to the end through the benchmark machinery; prints its report.
+int kvs_replay_batch(kvs_session *s);
+
 // Placeholder for a command whose area has not landed yet.
 #define KVS_CMD_STUB(name)                                                        \
     int kvs_cmd_##name(kvs_session *s, kvs_args *a)                               \

@@ -45,6 +45,11 @@ static void usage(kvs_session *s)
 static int run_script_path(kvs_session *s, const char *path)
 {
     if (strcmp(path, "-") == 0) return kvs_run_script(s, stdin, "<stdin>") ? 1 : 0;
+    struct stat st;
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {   // fopen would succeed and read nothing
+        kvs_errorf(s, "%s: is a directory (expected a script file)", path);
+        return 1;
+    }
     FILE *f = fopen(path, "r");
     if (!f) {
         kvs_errorf(s, "%s: cannot open script: %s", path, strerror(errno));

@@ -17,16 +17,21 @@ typedef struct {
     size_t size;       // F_STR buffer size
     long lo, hi;       // F_INT range
     const char *help;
+    const int *only;   // F_INT: the allowed values within lo..hi (0-terminated), NULL = all
 } field;
 
-#define FI(n, lo, hi, h) {#n, F_INT, offsetof(kvq_config, n), 0, lo, hi, h}
-#define FB(n, h) {#n, F_BOOL, offsetof(kvq_config, n), 0, 0, 1, h}
-#define FS(n, h) {#n, F_STR, offsetof(kvq_config, n), sizeof(((kvq_config *)0)->n), 0, 0, h}
+#define FI(n, lo, hi, h) {#n, F_INT, offsetof(kvq_config, n), 0, lo, hi, h, NULL}
+#define FB(n, h) {#n, F_BOOL, offsetof(kvq_config, n), 0, 0, 1, h, NULL}
+#define FS(n, h) {#n, F_STR, offsetof(kvq_config, n), sizeof(((kvq_config *)0)->n), 0, 0, h, NULL}
+
+// Value widths the value codecs are built and documented for (README, the
+// lab's value_bits cycle); 16 = fp16. The one list: set, check and help use it.
+static const int value_bits_allowed[] = {2, 3, 4, 8, 16, 0};
 
 static const field fields[] = {
     FS(method, "key quantization method"),
     FI(bits, 1, 16, "key bits per coordinate"),
-    FI(value_bits, 1, 16, "value bits (16 = fp16)"),
+    {"value_bits", F_INT, offsetof(kvq_config, value_bits), 0, 2, 16, "value bits (16 = fp16)", value_bits_allowed},
     FS(value_method, "value method (default turboquant_mse)"),
     FI(num_residuals, 1, 8, "turboquant_rvq passes"),
     FB(use_hadamard, "randomized Hadamard instead of a dense rotation"),
@@ -35,7 +40,7 @@ static const field fields[] = {
     FS(rotations, "SpectralQuant rotation artifact path"),
     FS(artifacts, "calibration artifact directory"),
     {"bit_allocation", F_BITMAP, offsetof(kvq_config, bit_allocation), 0, 1, 16,
-     "per-layer key bits, e.g. 2,3,3,2 or layer_0:2,layer_1:3"},
+     "per-layer key bits, e.g. 2,3,3,2 or layer_0:2,layer_1:3", NULL},
     FI(outlier_bits, 0, 16, "bits for outlier tokens (0 = off)"),
     FI(outlier_channels, 0, KVQ_MAX_HEAD_DIM, "channels kept at bits+1 (mixed precision)"),
     FI(sketch_dim, 0, KVQ_MAX_SKETCH_DIM, "QJL sketch size m (0 = head_dim)"),
@@ -45,7 +50,7 @@ static const field fields[] = {
     FB(use_fused_sdpa, "score from codes inside the online softmax"),
     FI(signal_bits, 0, 8, "SpectralQuant signal bits"),
     FI(noise_bits, 0, 8, "SpectralQuant noise bits"),
-    {"seed", F_U64, offsetof(kvq_config, seed), 0, 0, 0, "random seed"},
+    {"seed", F_U64, offsetof(kvq_config, seed), 0, 0, 0, "random seed", NULL},
     FI(residual_length, 0, 1 << 24, "recent tokens kept in fp16"),
     FI(sink_tokens, 0, 1 << 24, "first tokens kept in fp16"),
     FI(protect_layers, 0, KVQ_MAX_LAYERS, "first/last layers left fp16"),
@@ -89,6 +94,28 @@ static const field *field_find(const char *key)
     for (size_t k = 0; k < N_FIELDS; k++)
         if (strcmp(fields[k].name, norm) == 0) return &fields[k];
     return NULL;
+}
+
+static bool int_allowed(const field *f, long v)
+{
+    if (v < f->lo || v > f->hi) return false;
+    if (!f->only) return true;
+    for (const int *p = f->only; *p; p++)
+        if (*p == v) return true;
+    return false;
+}
+
+// "2, 3, 4, 8 or 16" / "1..16"
+static void int_values(const field *f, char *buf, size_t n)
+{
+    if (!f->only) {
+        snprintf(buf, n, "%ld..%ld", f->lo, f->hi);
+        return;
+    }
+    size_t len = 0;
+    buf[0] = 0;
+    for (const int *p = f->only; *p && len < n; p++)
+        len += (size_t)snprintf(buf + len, n - len, "%s%d", p == f->only ? "" : p[1] ? ", " : " or ", *p);
 }
 
 static bool parse_long(const char *s, long *out)
@@ -152,8 +179,12 @@ kvq_status kvq_config_set(kvq_config *c, const char *key, const char *value)
     long v;
     switch (f->type) {
     case F_INT:
-        if (!parse_long(value, &v) || v < f->lo || v > f->hi)
-            return kvq_error(KVQ_ERR_ARG, "%s: '%s' is not an integer in %ld..%ld", f->name, value, f->lo, f->hi);
+        if (!parse_long(value, &v) || !int_allowed(f, v)) {
+            char allowed[96];
+            int_values(f, allowed, sizeof allowed);
+            if (f->only) return kvq_error(KVQ_ERR_ARG, "%s: '%s' is not one of %s", f->name, value, allowed);
+            return kvq_error(KVQ_ERR_ARG, "%s: '%s' is not an integer in %s", f->name, value, allowed);
+        }
         *(int *)p = (int)v;
         return KVQ_OK;
     case F_BOOL:
@@ -206,6 +237,25 @@ kvq_status kvq_config_get(const kvq_config *c, const char *key, char *buf, size_
     return KVQ_OK;
 }
 
+kvq_status kvq_config_field_describe(const char *key, kvq_config_field_info *out)
+{
+    const field *f = field_find(key);
+    if (!f) return kvq_error(KVQ_ERR_ARG, "unknown option '%s'", key);
+    static const kvq_field_kind kinds[] = {[F_INT] = KVQ_FIELD_INT, [F_BOOL] = KVQ_FIELD_BOOL,
+                                           [F_STR] = KVQ_FIELD_STR, [F_U64] = KVQ_FIELD_U64,
+                                           [F_BITMAP] = KVQ_FIELD_LIST};
+    out->kind = kinds[f->type];
+    out->help = f->help;
+    switch (f->type) {
+    case F_INT: int_values(f, out->values, sizeof out->values); break;
+    case F_BOOL: snprintf(out->values, sizeof out->values, "true or false"); break;
+    case F_STR: snprintf(out->values, sizeof out->values, "text"); break;
+    case F_U64: snprintf(out->values, sizeof out->values, "integer >= 0"); break;
+    case F_BITMAP: snprintf(out->values, sizeof out->values, "list of %ld..%ld, or none", f->lo, f->hi); break;
+    }
+    return KVQ_OK;
+}
+
 const char *kvq_config_check(const kvq_config *c)
 {
     static _Thread_local char msg[512];
@@ -220,8 +270,11 @@ const char *kvq_config_check(const kvq_config *c)
                  m->min_bits, m->max_bits);
         return msg;
     }
-    if (c->value_bits != 16 && (c->value_bits < 1 || c->value_bits > 8)) {
-        snprintf(msg, sizeof msg, "value_bits: %d out of range (expected 1..8 or 16)", c->value_bits);
+    const field *vb = field_find("value_bits");
+    if (!int_allowed(vb, c->value_bits)) {
+        char allowed[96];
+        int_values(vb, allowed, sizeof allowed);
+        snprintf(msg, sizeof msg, "value_bits: %d is not one of %s", c->value_bits, allowed);
         return msg;
     }
     if (c->value_method[0] && !kvq_method_find(c->value_method)) {

@@ -117,6 +117,15 @@ kvq_status kvq_config_set(kvq_config *c, const char *key, const char *value);
 const char *const *kvq_config_field_names(void);
 // Current value of a field as text into buf; KVQ_ERR_ARG when unknown.
 kvq_status kvq_config_get(const kvq_config *c, const char *key, char *buf, size_t n);
+// What a field holds, for help text and typed output (JSON numbers/bools).
+typedef enum { KVQ_FIELD_INT, KVQ_FIELD_BOOL, KVQ_FIELD_STR, KVQ_FIELD_U64, KVQ_FIELD_LIST } kvq_field_kind;
+typedef struct kvq_config_field_info {
+    kvq_field_kind kind;
+    const char *help;       // one line (static)
+    char values[96];        // accepted values: "1..16", "2, 3, 4, 8 or 16", "true or false", "text"
+} kvq_config_field_info;
+// KVQ_ERR_ARG when key is not a field (dashes accepted for underscores).
+kvq_status kvq_config_field_describe(const char *key, kvq_config_field_info *out);
 
 // ---- calibration artifacts (opaque; engine/artifacts.c) ----
 typedef struct kvq_artifacts kvq_artifacts;

@@ -307,6 +307,25 @@ static int is_npy(const char *path)
     return memcmp(magic, "\x93NUMPY", 6) == 0;
 }
 
+// Before parsing: a file that is neither .npy nor .safetensors by name and
+// has no safetensors JSON header ('{' after the 8-byte length) is not a
+// trace, and saying so beats a "header length" from its first 8 bytes of
+// text. Files named .safetensors go to the parser for its exact message.
+static kvq_status sniff_trace(const char *path)
+{
+    size_t n = strlen(path);
+    if (n >= 12 && strcmp(path + n - 12, ".safetensors") == 0) return KVQ_OK;
+    FILE *f = fopen(path, "rb");
+    if (!f) return KVQ_OK;   // the parser reports why it cannot be opened
+    unsigned char head[9];
+    size_t got = fread(head, 1, sizeof head, f);
+    bool dir = got == 0 && ferror(f) && errno == EISDIR;
+    fclose(f);
+    if (dir) return kvq_error(KVQ_ERR_FORMAT, "%s: is a directory, not a safetensors, npy or mlx_lm cache file", path);
+    if (got == sizeof head && head[8] == '{') return KVQ_OK;
+    return kvq_error(KVQ_ERR_FORMAT, "%s: not a safetensors, npy or mlx_lm cache file", path);
+}
+
 kvq_status kvq_trace_open(const char *path, const kvq_trace_opts *opts, kvq_trace **out)
 {
     *out = NULL;
@@ -325,7 +344,7 @@ kvq_status kvq_trace_open(const char *path, const kvq_trace_opts *opts, kvq_trac
     if (is_npy(path)) {
         t->kind = KVQ_TRACE_NPY;
         s = kvq_trace_load_npy(t, path, opts);
-    } else if ((s = kvq_st_open(path, &im->st)) == KVQ_OK) {
+    } else if ((s = sniff_trace(path)) == KVQ_OK && (s = kvq_st_open(path, &im->st)) == KVQ_OK) {
         const char *fmt = kvq_st_meta(im->st, "format");
         int quantized;
         if (fmt && strcmp(fmt, "kvtrace") == 0) {

@@ -439,6 +439,18 @@ static void test_completion(void **state)
     w.n = 0;
     kvs_prompt_complete("quantize --value-b", 9, "--value-b", collect, &w);
     assert_true(has(&w, "--value-bits"));
+    // options come from each command's table: what the parser accepts
+    w.n = 0;
+    kvs_prompt_complete("ppl --prom", 4, "--prom", collect, &w);
+    assert_int_equal(w.n, 0);
+    kvs_prompt_complete("generate --prom", 9, "--prom", collect, &w);
+    assert_int_equal(w.n, 1);
+    assert_true(has(&w, "--prompt"));
+    w.n = 0;
+    kvs_prompt_complete("info --me", 5, "--me", collect, &w);
+    assert_int_equal(w.n, 0);
+    kvs_prompt_complete("quantize --val", 9, "--val", collect, &w);
+    assert_true(has(&w, "--values") && has(&w, "--value-bits") && has(&w, "--value-method"));
     w.n = 0;
     kvs_prompt_complete("run method=q4", 4, "method=q4", collect, &w);
     assert_true(has(&w, "method=q4_0") && has(&w, "method=q4_0_hadamard"));

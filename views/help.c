@@ -55,10 +55,11 @@ static int command_lines(kvs_ui *ui, help_line *l)
     add(l, &n, KVS_C_TITLE, "Commands (: prompt, --script FILE, stdin, `kvstudio CMD`)", NULL, 0);
     for (int i = 0; i < kvs_n_commands; i++) {
         const kvs_command *c = &kvs_commands[i];
-        char both[512];
-        snprintf(both, sizeof both, "%s %s", c->usage, c->help);
+        char both[512], usage[sizeof l[0].text - 2];
+        kvs_command_usage(c, usage, sizeof usage);
+        snprintf(both, sizeof both, "%s %s", usage, c->help);
         if (!kvs_filter_match(ui, both)) continue;
-        add(l, &n, KVS_C_ACCENT, c->usage, NULL, 0);
+        add(l, &n, KVS_C_ACCENT, usage, NULL, 0);
         add(l, &n, KVS_C_NORMAL, "", c->help, 3);
     }
     add(l, &n, KVS_C_NORMAL, "", NULL, 0);

@@ -116,12 +116,25 @@ int kvs_prompt_complete(const char *line, int start, const char *text,
         }
         return c.n;
     }
-    if (text[0] == '-') {   // options of the command, then config fields
-        for (int i = 0; k && k->options && k->options[i]; i++) offer(&c, "--", k->options[i], "");
-        for (int i = 0; fields[i]; i++) {
+    if (text[0] == '-') {   // the options the parser accepts: the command's own, then its groups'
+        if (!k) return 0;
+        for (const kvs_option *o = k->options; o && o->name; o++) offer(&c, "--", o->name, "");
+        if (k->groups & KVS_OPTS_TRACE) {
+            offer(&c, "--", "values", "");
+            offer(&c, "--", "dtype", "");
+        }
+        for (int i = 0; (k->groups & KVS_OPTS_CONFIG) && fields[i]; i++) {
             dashed(d, sizeof d, fields[i]);
+            bool own = false;
+            for (const kvs_option *o = k->options; o && o->name; o++) own |= !strcmp(o->name, d);
+            if (!own) offer(&c, "--", d, "");
+        }
+        const char *const *co = kvq_calib_opts_names();
+        for (int i = 0; (k->groups & KVS_OPTS_CALIB) && co[i]; i++) {
+            dashed(d, sizeof d, co[i]);
             offer(&c, "--", d, "");
         }
+        if (k->groups & KVS_OPTS_CALIB) offer(&c, "--", "model", "");
         return c.n;
     }
     if (!k) return 0;

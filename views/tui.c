@@ -467,7 +467,8 @@ int kvs_tui_run(kvs_session *s, const char *path)
     char hist[KVQ_PATH_LEN];
     int prior = kvs_state_path("runs.json", hist, sizeof hist) ? kvs_session_history_open(s, hist) : 0;
     if (prior > 0)
-        kvs_ui_set_status(ui, false, "%d earlier runs restored from %s (lab and plots)", prior, hist);
+        kvs_ui_set_status(ui, false, "%d earlier run%s restored from %s (lab and plots)", prior, prior == 1 ? "" : "s",
+                          hist);
     struct sigaction old_int, old_term, old_hup;
     g_sigint = g_sigterm = 0;
     signals_install(&old_int, &old_term, &old_hup);

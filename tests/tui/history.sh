@@ -32,7 +32,7 @@ kill -9 "$pid"
 T kill-session -t "$S"
 ls "$TMP/state/kvstudio/" | grep -q 'tmp' && fail "a temp file was left behind"
 start
-wait_for "1 earlier runs restored"
+wait_for "1 earlier run restored"
 keys 2
 wait_for "turboquant_mse k3/v2"
 

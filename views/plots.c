@@ -111,7 +111,7 @@ static void build_rd(const kvs_session *s, const kvs_plots_state *ps, chart *c)
     }
     for (int k = 0; k < c->n_series; k++) sort_series(&c->s[k]);
     if (!c->n_series)
-        snprintf(c->empty, sizeof c->empty, "no runs with a %s yet: %s", ym->name,
+        snprintf(c->empty, sizeof c->empty, "no runs with %s yet: %s", ym->name,
                  ax == 0 || ax == 1 ? "run methods in the lab (2 Lab, r) or `run`" : "`benchmark` or `compare` a config");
 }
 

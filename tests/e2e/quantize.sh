@@ -42,7 +42,7 @@ expect_ok "quantize in a script uses the session config" "$KVSTUDIO" --script "$
 expect_out "second uses iq4_nl" "keys iq4_nl at 4 bits"
 
 expect_fail "unknown method" "unknown method 'nope'" "$KVSTUDIO" quantize "$TRACE" --method nope --bits 2
-expect_fail "bits out of range" "bits: 3 out of range for q8_0" "$KVSTUDIO" quantize "$TRACE" --method q8_0 --bits 3
+expect_fail "bits out of range" "bits: q8_0 has a fixed width of 8 bits" "$KVSTUDIO" quantize "$TRACE" --method q8_0 --bits 3
 expect_fail "value bits out of range" "value_bits" "$KVSTUDIO" quantize "$TRACE" --method q8_0 --bits 8 --value-bits 12
 expect_fail "needs calibration" "calibrat" "$KVSTUDIO" quantize "$TRACE" --method spectral --bits 3
 expect_fail "bad layers" "layers" "$KVSTUDIO" quantize "$TRACE" --method q8_0 --bits 8 --layers 9

@@ -406,10 +406,13 @@ static void dash_draw(kvs_ui *ui, kvs_rect r)
         kvs_rect in = kvs_w_inner(r);
         if (d->prefilling)
             kvs_w_text(ui, in.y + 1, in.x + 2, in.w - 4, A_BOLD, "prefilling the caches on the worker thread...");
-        else
+        else {
+            char label[256], id[16];
+            kvq_artifacts_id(ui->s->art, id, sizeof id);
             kvs_w_text(ui, in.y + 1, in.x + 2, in.w - 4, A_BOLD,
-                       "Space plays the trace through the caches of the current config (%s k%d/v%d); . steps",
-                       ui->s->cfg.method, ui->s->cfg.bits, ui->s->cfg.value_bits);
+                       "Space plays the trace through the caches of the current config (%s); . steps",
+                       kvq_config_label(&ui->s->cfg, id, label, sizeof label));
+        }
         kvs_w_text(ui, in.y + 3, in.x + 2, in.w - 4, kvs_attr(ui, KVS_C_DIM),
                    "observers: distortion, latency, memory, key norms, attention against exact fp32");
         kvs_w_text(ui, in.y + 4, in.x + 2, in.w - 4, kvs_attr(ui, KVS_C_DIM),

@@ -174,14 +174,14 @@ static void build_kmeans(const kvs_session *s, const kvs_plots_state *ps, chart 
     snprintf(c->title, sizeof c->title, "k-means convergence: %s",
              ps && ps->n_inertia ? ps->kmeans_label : "(press Enter to run on the explorer's head)");
     snprintf(c->xlabel, sizeof c->xlabel, "iteration");
-    snprintf(c->ylabel, sizeof c->ylabel, "inertia");
+    snprintf(c->ylabel, sizeof c->ylabel, "%s", kvq_metrics[KVQ_M_INERTIA].name);
     if (!ps || !ps->n_inertia) {
         snprintf(c->empty, sizeof c->empty,
                  "press Enter: k-means (k = 16) on the keys of the head selected in the explorer");
         return;
     }
     c->n_series = 1;
-    snprintf(c->s[0].name, sizeof c->s[0].name, "inertia");
+    snprintf(c->s[0].name, sizeof c->s[0].name, "%s", kvq_metrics[KVQ_M_INERTIA].name);
     for (int i = 0; i < ps->n_inertia && i < MAX_POINTS; i++) {
         c->s[0].x[i] = i + 1;
         c->s[0].y[i] = ps->inertia[i];

@@ -177,10 +177,17 @@ int kvs_cmd_set(kvs_session *s, kvs_args *a)
     if (a->npos) return kvs_errorf(s, "set: expected KEY=VALUE, got '%s'", a->pos[0]);
     if (!a->nopt) return kvs_errorf(s, "set: expected KEY=VALUE ...");
     kvq_config c = s->cfg;
-    for (int i = 0; i < a->nopt; i++)
+    bool method = false, bits = false, changed = false;
+    for (int i = 0; i < a->nopt; i++) {
         if (kvq_config_set(&c, a->key[i], a->val[i])) return kvs_errorf(s, "set: %s", kvq_last_error());
-    const char *why = kvq_config_check(&c);
+        method |= !strcmp(a->key[i], "method");
+        bits |= !strcmp(a->key[i], "bits");
+    }
+    const char *why = method ? kvq_config_fit_bits(&c, bits, &changed) : NULL;   // as `method NAME` does
+    if (!why) why = kvq_config_check(&c);
     if (why) return kvs_errorf(s, "set: %s", why);
+    if (changed) kvs_printf(s, "set: bits %d -> %d (%s takes %d..%d bits)", s->cfg.bits, c.bits, c.method,
+                            kvq_method_find(c.method)->min_bits, kvq_method_find(c.method)->max_bits);
     s->cfg = c;
     return 0;
 }

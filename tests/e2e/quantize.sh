@@ -54,6 +54,10 @@ grep -q '"turboquant_mse k3/v2 outlier_channels=32"' "$TMP/runs.csv" && pass "cs
 grep -q '"attention_key_error": 0\.' "$TMP/runs.json" && grep -q '"output_error": null' "$TMP/runs.json" \
   && pass "json: lab runs have attention error (keys), no output error" || fail "json metric keys"
 grep -qi 'nan' "$TMP/runs.csv" "$TMP/runs.json" && fail "nan in exports" || pass "no nan in exports"
+printf 'set method=fp16\nshow\n' >"$TMP/s.kvs"
+expect_ok "set method=fp16 takes 16 bits" "$KVSTUDIO" --script "$TMP/s.kvs"
+expect_out "set reports the width" "^set: bits 3 -> 16 (fp16 takes 16..16 bits)"
+expect_fail "set conflicting width" "set: bits: q4_0 has a fixed width of 4 bits" "$KVSTUDIO" set method=q4_0 bits=3
 
 expect_fail "unknown method" "unknown method 'nope'" "$KVSTUDIO" quantize "$TRACE" --method nope --bits 2
 expect_fail "bits out of range" "bits: q8_0 has a fixed width of 8 bits" "$KVSTUDIO" quantize "$TRACE" --method q8_0 --bits 3

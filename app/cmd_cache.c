@@ -37,9 +37,11 @@ static json_t *layer_array(const double *v, int n)
     return a;
 }
 
-static json_t *report_json(const kvq_config *c, const kvq_trace *t, int seq_len, int runs,
+static json_t *report_json(const kvq_config *c, const kvq_artifacts *art, const kvq_trace *t, int seq_len, int runs,
                            const kvq_replay_snapshot *sn)
 {
+    char label[256], id[16];
+    kvq_artifacts_id(art, id, sizeof id);
     const kvq_report *r = &sn->report;
     int nl = sn->n_layers;
     json_t *cfg = json_pack("{s:s, s:i, s:i, s:s, s:i, s:i, s:i, s:i, s:i, s:b, s:b, s:I}", "method", c->method,
@@ -49,6 +51,7 @@ static json_t *report_json(const kvq_config *c, const kvq_trace *t, int seq_len,
                             c->protect_layers, "sliding_window", c->sliding_window, "outlier_bits", c->outlier_bits,
                             "use_hadamard", c->use_hadamard, "use_fused_sdpa", c->use_fused_sdpa, "seed",
                             (json_int_t)c->seed);
+    json_object_set_new(cfg, "label", json_string(kvq_config_label(c, id, label, sizeof label)));
     json_object_set_new(cfg, "trace", json_string(t->path));
     json_object_set_new(cfg, "seq_len", json_integer(seq_len));
     json_object_set_new(cfg, "num_runs", json_integer(runs));
@@ -265,7 +268,7 @@ int kvs_cmd_benchmark(kvs_session *s, kvs_args *a)
     kvq_replay_snapshot sn;
     kvq_replay_snapshot_get(r, &sn);
     double wall = kvq_now_s() - t0;
-    json_t *root = report_json(&cfg, t, sn.total, (int)runs, &sn);
+    json_t *root = report_json(&cfg, art, t, sn.total, (int)runs, &sn);
     if (!root) {
         kvs_errorf(s, "benchmark: cannot build the JSON report");
         goto done;

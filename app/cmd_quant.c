@@ -51,9 +51,13 @@ static json_t *stream_json(const kvq_quantreport_stream *st)
     return o;
 }
 
-static json_t *report_json(const kvq_trace *t, const kvq_quantreport *r)
+static json_t *report_json(const kvq_trace *t, const kvq_config *cfg, const kvq_artifacts *art,
+                           const kvq_quantreport *r)
 {
     json_t *o = json_object();
+    char label[256], id[16];
+    kvq_artifacts_id(art, id, sizeof id);
+    json_object_set_new(o, "label", json_string(kvq_config_label(cfg, id, label, sizeof label)));
     json_object_set_new(o, "trace", json_string(t->path));
     json_object_set_new(o, "method", json_string(r->method));
     json_object_set_new(o, "bits", json_integer(r->bits));
@@ -205,7 +209,7 @@ int kvs_cmd_quantize(kvs_session *s, kvs_args *a)
         return kvs_errorf(s, "quantize: %s", kvq_last_error());
     }
     if (json) {
-        json_t *root = report_json(t, r);
+        json_t *root = report_json(t, &cfg, art, r);
         char *txt = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
         if (txt) kvs_puts(s, txt);
         free(txt);

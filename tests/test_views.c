@@ -282,6 +282,23 @@ static void test_dashboard(void **state)
     assert_false(ui->dash.playing);
 }
 
+// Issue 17: every token held in fp16 sinks: the dashboard says n/a, never nan.
+static void test_dashboard_all_fp16(void **state)
+{
+    fixture *f = *state;
+    kvs_ui *ui = f->ui;
+    assert_int_equal(kvs_exec_line(&f->s, "set sink_tokens=1024"), 0);
+    kvs_ui_key(ui, '3');
+    assert_shows(ui, "sink_tokens=1024");   // the label says what runs
+    kvs_ui_key(ui, '.');
+    kvs_job_wait(ui);
+    assert_int_equal(kvs_exec_line(&f->s, "step 3"), 0);
+    assert_shows(ui, "key cosine n/a");
+    assert_shows(ui, "no key compressed yet");
+    assert_hides(ui, "nan");
+    assert_int_equal(kvs_exec_line(&f->s, "set sink_tokens=0"), 0);
+}
+
 static void test_generate(void **state)
 {
     fixture *f = *state;
@@ -344,6 +361,15 @@ static void test_help_and_filter(void **state)
     assert_hides(ui, "load PATH");
     kvs_ui_key(ui, 27);
     assert_shows(ui, "load PATH");
+    // the metrics glossary comes from the table in engine/metrics.c
+    keys(ui, "/mean |o - o^|");
+    assert_shows(ui, "Metrics (KL in bits everywhere)");
+    assert_shows(ui, "output error");
+    assert_hides(ui, "attention error (keys)");
+    kvs_ui_key(ui, 27);
+    keys(ui, "/attention KL");
+    assert_shows(ui, "attention KL (bits)");
+    kvs_ui_key(ui, 27);
 }
 
 static void test_too_small_and_resize(void **state)
@@ -550,6 +576,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_explorer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lab_run_and_compare, setup, teardown),
         cmocka_unit_test_setup_teardown(test_plots_and_export, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_dashboard_all_fp16, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dashboard, setup, teardown),
         cmocka_unit_test_setup_teardown(test_generate, setup, teardown),
         cmocka_unit_test_setup_teardown(test_calibrate_and_cancel, setup, teardown),

@@ -207,7 +207,7 @@ static void layer_bars(kvs_ui *ui, kvs_rect r, int y, const double *v, int n, do
         double x = v[l];
         kvs_w_text(ui, y, r.x + 1, 4, kvs_attr(ui, KVS_C_DIM), "L%-3d", l);
         if (!isfinite(x)) {
-            kvs_w_text(ui, y, r.x + 5, 6, kvs_attr(ui, KVS_C_DIM), "   -");
+            kvs_w_text(ui, y, r.x + 5, 6, kvs_attr(ui, KVS_C_DIM), " n/a");   // not measured: never nan
             continue;
         }
         kvs_w_hbar(ui, y, r.x + 5, r.w - 16, vmax > 0 ? x / vmax : 0, kvs_attr(ui, c));
@@ -277,13 +277,17 @@ static void panel_memory(kvs_ui *ui, kvs_rect b, const kvq_replay_snapshot *sn)
     kvs_w_box(ui, b, "memory");
     kvs_rect in = kvs_w_inner(b);
     const kvq_memory_report *r = &sn->report.memory;
-    kvs_w_text(ui, in.y, in.x + 1, in.w - 1, A_NORMAL, "%.3f MB vs fp16 %.3f MB", r->peak_compressed_mb,
-               r->peak_fp16_mb);
-    char cc[96];
+    char cc[96], fp[96];
+    kvs_w_text(ui, in.y, in.x + 1, in.w - 1, A_NORMAL, "%s vs %s",
+               kvq_metric_fmt_named(KVQ_M_CACHE_MB, r->peak_compressed_mb, cc, sizeof cc),
+               kvq_metric_fmt_unit(KVQ_M_FP16_MB, r->peak_fp16_mb, fp, sizeof fp));
     kvs_w_text(ui, in.y + 1, in.x + 1, in.w - 1, kvs_attr(ui, KVS_C_GOOD) | A_BOLD, "%s",
                kvq_metric_fmt_named(KVQ_M_CACHE_COMPRESSION, r->compression_ratio, cc, sizeof cc));
-    kvs_w_text(ui, in.y + 2, in.x + 1, in.w - 1, kvs_attr(ui, KVS_C_DIM), "%.0f B/token, k %.2f v %.2f bits",
-               r->bytes_per_token, sn->key_bpc, sn->value_bpc);
+    char kb[32], vb[32];
+    kvs_w_text(ui, in.y + 2, in.x + 1, in.w - 1, kvs_attr(ui, KVS_C_DIM), "%s, %s %s, %s %s",
+               kvq_metric_fmt_unit(KVQ_M_BYTES_PER_TOKEN, r->bytes_per_token, cc, sizeof cc),
+               kvq_metrics[KVQ_M_KEY_BITS].name, kvq_metric_fmt(KVQ_M_KEY_BITS, sn->key_bpc, kb, sizeof kb),
+               kvq_metrics[KVQ_M_VALUE_BITS].name, kvq_metric_fmt(KVQ_M_VALUE_BITS, sn->value_bpc, vb, sizeof vb));
     kvs_w_sparkline(ui, in.y + 3, in.x + 1, in.w - 2, hist->hist_mem, hist->n_hist, kvs_attr(ui, KVS_C_S3));
     layer_bars(ui, in, in.y + 4, r->per_layer_mb, r->n_layers, vmax_of(r->per_layer_mb, r->n_layers), KVS_C_S3,
                "%7.3fMB");
@@ -294,11 +298,14 @@ static void panel_keynorm(kvs_ui *ui, kvs_rect b, const kvq_replay_snapshot *sn)
     kvs_w_box(ui, b, "key norms");
     kvs_rect in = kvs_w_inner(b);
     const kvq_key_norm_report *r = &sn->report.key_norm;
-    kvs_w_text(ui, in.y, in.x + 1, in.w - 1, A_NORMAL, "|k| mean %.3f std %.3f max %.3f", r->mean_key_norm,
+    char kn[96], of[96];
+    kvs_w_text(ui, in.y, in.x + 1, in.w - 1, A_NORMAL, "%s (std %.3f max %.3f)",
+               kvq_metric_fmt_named(KVQ_M_KEY_NORM, r->total_keys ? r->mean_key_norm : NAN, kn, sizeof kn),
                r->std_key_norm, r->max_key_norm);
     kvs_w_text(ui, in.y + 1, in.x + 1, in.w - 1, r->outlier_count ? kvs_attr(ui, KVS_C_WARN) : A_NORMAL,
-               "outliers %ld (%.2f%%), mean |k| %.3f", r->outlier_count, 100 * r->outlier_fraction,
-               r->mean_outlier_norm);
+               "%s (%ld), mean outlier norm %.3f",
+               kvq_metric_fmt_named(KVQ_M_OUTLIER_FRACTION, r->total_keys ? 100 * r->outlier_fraction : NAN, of,
+                                    sizeof of), r->outlier_count, r->mean_outlier_norm);
     kvs_w_text(ui, in.y + 2, in.x + 1, in.w - 1, kvs_attr(ui, KVS_C_DIM), "%ld keys seen", r->total_keys);
     kvs_w_sparkline(ui, in.y + 3, in.x + 1, in.w - 2, hist->hist_out, hist->n_hist, kvs_attr(ui, KVS_C_S4));
     double c[KVQ_MAX_LAYERS];

@@ -189,6 +189,14 @@ static void build_kmeans(const kvs_session *s, const kvs_plots_state *ps, chart 
     }
 }
 
+// A bar's value with the chart's unit; n/a when not measured (never nan).
+static const char *bar_value(const chart *c, int i, char *buf, size_t n)
+{
+    if (isfinite(c->bar_v[i])) snprintf(buf, n, "%.2f%s", c->bar_v[i], c->xlabel);
+    else snprintf(buf, n, "n/a");
+    return buf;
+}
+
 static const plot_kind plots[] = {
     {"rd", "rate-distortion", build_rd},
     {"compression", "compression", build_compression},
@@ -238,7 +246,8 @@ static void draw_chart(kvs_ui *ui, kvs_rect r, const chart *c)
             kvs_w_text(ui, y, in.x + 1, lw, A_NORMAL, "%-30.30s", c->bar_label[i]);
             kvs_w_hbar(ui, y, in.x + lw + 2, in.w - lw - 12, c->bar_v[i] / m,
                        kvs_attr(ui, (kvs_color)(KVS_C_S1 + c->bar_color[i] % KVS_N_SERIES)));
-            kvs_w_text(ui, y, in.x + in.w - 9, 9, A_BOLD, "%7.2f%s", c->bar_v[i], c->xlabel);
+            char v[96];
+            kvs_w_text(ui, y, in.x + in.w - 9, 9, A_BOLD, "%7s", bar_value(c, i, v, sizeof v));
         }
         return;
     }
@@ -316,13 +325,14 @@ static void svg_chart(FILE *f, const chart *c)
         double m = bars_max(c);
         double bh = (double)ph / (c->n_bars ? c->n_bars : 1);
         for (int i = 0; i < c->n_bars; i++) {
+            char v[96];
             double y = T + i * bh, w = isfinite(c->bar_v[i]) ? c->bar_v[i] / m * (pw - 60) : 0;
             fprintf(f, "<text x=\"%d\" y=\"%.1f\" text-anchor=\"end\">", L + 150, y + bh * 0.65);
             svg_text(f, c->bar_label[i]);
             fprintf(f, "</text>\n<rect x=\"%d\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"%s\"/>\n"
-                       "<text x=\"%.1f\" y=\"%.1f\">%.2f%s</text>\n",
+                       "<text x=\"%.1f\" y=\"%.1f\">%s</text>\n",
                     L + 156, y + bh * 0.15, w, bh * 0.7, svg_colors[c->bar_color[i] % 10], L + 160 + w,
-                    y + bh * 0.65, c->bar_v[i], c->xlabel);
+                    y + bh * 0.65, bar_value(c, i, v, sizeof v));
         }
         fputs("</svg>\n", f);
         return;

@@ -24,11 +24,25 @@
 #define BEGIN "<!-- BEGIN metrics table (generated from engine/metrics.c: build/tests/test_metrics --write) -->"
 #define END "<!-- END metrics table -->"
 
+// Markdown cell text: '|' (norms in the formulas) escaped so the table holds.
+static const char *cell(const char *in, char *out, size_t n)
+{
+    size_t k = 0;
+    for (; *in && k + 3 < n; in++) {
+        if (*in == '|') out[k++] = '\\';
+        out[k++] = *in;
+    }
+    out[k] = 0;
+    return out;
+}
+
 // One row of the doc's table for metric m.
 static void doc_row(const kvq_metric *m, char *buf, size_t n)
 {
-    snprintf(buf, n, "| %s | `%s` | %s%s%s | %s | %s | %s |\n", m->name, m->json, m->report[0] ? "`" : "",
-             m->report[0] ? m->report : "-", m->report[0] ? "`" : "", m->unit[0] ? m->unit : "-", m->formula, m->over);
+    char a[128], f[512], o[512];
+    snprintf(buf, n, "| %s | `%s` | %s%s%s | %s | %s | %s |\n", cell(m->name, a, sizeof a), m->json,
+             m->report[0] ? "`" : "", m->report[0] ? m->report : "-", m->report[0] ? "`" : "",
+             m->unit[0] ? m->unit : "-", cell(m->formula, f, sizeof f), cell(m->over, o, sizeof o));
 }
 
 static char *doc_table(void)

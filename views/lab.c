@@ -155,7 +155,7 @@ static void draw_results(kvs_ui *ui, kvs_rect r)
     int sel = ui->lab.sel_run < 0 ? ui->s->n_runs - 1 : ui->lab.sel_run;
     const kvs_run *a = run_at(ui, sel), *b = run_at(ui, ui->lab.cmp_run);
     if (b == a) b = NULL;
-    char title[160];
+    char title[320];
     if (a && b) snprintf(title, sizeof title, "run %d vs run %d: per layer", sel + 1, ui->lab.cmp_run + 1);
     else if (a) snprintf(title, sizeof title, "run %d: %s, per layer", sel + 1, a->label);
     else snprintf(title, sizeof title, "results");

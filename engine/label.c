@@ -107,8 +107,8 @@ const char *kvq_config_fit_bits(kvq_config *c, bool bits_given, bool *changed)
     int want = c->bits;
     if (m->min_bits == m->max_bits) {
         if (bits_given && c->bits != m->min_bits) {
-            snprintf(msg, sizeof msg, "bits: %s has a fixed width of %d bits (got %d; leave bits out to take it)",
-                     m->name, m->min_bits, c->bits);
+            snprintf(msg, sizeof msg, "bits: %s has a fixed width of %d bit%s (got %d; leave bits out to take it)",
+                     m->name, m->min_bits, m->min_bits == 1 ? "" : "s", c->bits);
             return msg;
         }
         want = m->min_bits;

@@ -221,22 +221,26 @@ static void draw_history(kvs_ui *ui, kvs_rect r)
     enum { NC = 2 + sizeof col / sizeof col[0] };
     int w[NC] = {-3, 26};
     const char *hdr[NC] = {"#", "run"};
+    int used = 3 + 1 + 1;
     for (int k = 2; k < NC; k++) {
         hdr[k] = kvq_metrics[col[k - 2]].name;
         w[k] = -(int)strlen(hdr[k]) - 1;
+        used += -w[k] + 1;
     }
+    // the label gets whatever the metric columns leave (the full label is in the results title)
+    w[1] = in.w - 1 - used > 26 ? (in.w - 1 - used < 255 ? in.w - 1 - used : 255) : 26;
     kvs_w_row(ui, in.y, in.x + 1, in.w - 1, kvs_attr(ui, KVS_C_TITLE), NC, w, hdr);
     int n = ui->s->n_runs, rows = in.h - 1;
     int sel = ui->lab.sel_run < 0 ? n - 1 : ui->lab.sel_run;
     int first = sel >= rows ? sel - rows + 1 : 0;
     for (int i = first; i < n && i - first < rows; i++) {
         const kvs_run *x = &ui->s->runs[i];
-        char c[NC][40];
-        snprintf(c[0], 40, "%d", i + 1);
-        snprintf(c[1], 40, "%.39s", x->label);
+        char c[NC][256];
+        snprintf(c[0], 256, "%d", i + 1);
+        snprintf(c[1], 256, "%s", x->label);
         const double v[] = {x->key_bits, x->key_cosine, x->qk_error, x->attn_key_error, x->output_error,
                             x->compression};
-        for (int k = 2; k < NC; k++) kvq_metric_fmt(col[k - 2], v[k - 2], c[k], 40);
+        for (int k = 2; k < NC; k++) kvq_metric_fmt(col[k - 2], v[k - 2], c[k], 256);
         const char *cells[NC];
         for (int k = 0; k < NC; k++) cells[k] = c[k];
         attr_t a = i == sel ? kvs_attr(ui, KVS_C_SEL) : i == ui->lab.cmp_run ? kvs_attr(ui, KVS_C_S2) : A_NORMAL;

@@ -63,6 +63,9 @@ const char *kvq_config_label(const kvq_config *c, const char *art_id, char *buf,
     if (!n) return buf;
     buf[0] = 0;
     size_t len = 0;
+    // artifacts are part of the configuration only where a method reads them
+    const kvq_method *km = kvq_method_find(c->method), *vm = c->value_method[0] ? kvq_method_find(c->value_method) : NULL;
+    if (!(km && km->needs_calibration) && !(vm && vm->needs_calibration && c->value_bits != 16)) art_id = NULL;
     char kb[32];
     if (c->n_bit_allocation > 0) {
         double sum = 0;

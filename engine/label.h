@@ -14,7 +14,8 @@ void kvq_artifacts_id(const kvq_artifacts *a, char *buf, size_t n);
 // "<method> k<mean>/v<vb> alloc 1/2/3/3/3/3"; then every other config field
 // that differs from kvq_config_default as " field=value" (value_method,
 // outlier_channels, sink_tokens, sliding_window, ...), and " art=<id>" when
-// art_id is non-empty (it replaces the artifact paths). Fits in n (truncated
+// art_id is non-empty and the key or value method reads artifacts
+// (needs_calibration; the id then replaces the artifact paths). Fits in n (truncated
 // with "..." when n is too small). Returns buf.
 const char *kvq_config_label(const kvq_config *c, const char *art_id, char *buf, size_t n);
 

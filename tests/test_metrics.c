@@ -155,6 +155,8 @@ static void test_labels_differ(void **st)
     // artifacts: the id tells two calibrations apart
     kvq_config_label(&c, "0123abcd", lx, sizeof lx);
     assert_non_null(strstr(lx, " art=0123abcd"));
+    kvq_config_label(&base, "0123abcd", lx, sizeof lx);   // turboquant_mse reads no artifacts
+    assert_string_equal(lx, "turboquant_mse k3/v2");
     // truncation is marked, never silent
     char small[24];
     kvq_config_label(&c, "", small, sizeof small);

@@ -16,20 +16,13 @@
 #include "artifacts.h"
 #include "calib/calib.h"
 #include "cmds.h"
+#include "label.h"
 #include "replay.h"
 #include "safetensors.h"
 
 // --trace T (read before the unused-option check), else the first
 // positional, else the session's trace.
 static int bench_trace(kvs_session *s, kvs_args *a, const char *path) { return kvs_args_trace_from(s, a, path); }
-
-static void clamp_bits(kvq_config *c)
-{
-    const kvq_method *m = kvq_method_find(c->method);
-    if (!m) return;
-    if (c->bits < m->min_bits) c->bits = m->min_bits;
-    if (c->bits > m->max_bits) c->bits = m->max_bits;
-}
 
 static json_t *num(double x) { return isfinite(x) ? json_real(x) : json_null(); }
 
@@ -40,9 +33,11 @@ static json_t *layer_array(const double *v, int n)
     return a;
 }
 
-static json_t *report_json(const kvq_config *c, const kvq_trace *t, int seq_len, int runs,
+static json_t *report_json(const kvq_config *c, const kvq_artifacts *art, const kvq_trace *t, int seq_len, int runs,
                            const kvq_replay_snapshot *sn)
 {
+    char label[256], id[16];
+    kvq_artifacts_id(art, id, sizeof id);
     const kvq_report *r = &sn->report;
     int nl = sn->n_layers;
     json_t *cfg = json_pack("{s:s, s:i, s:i, s:s, s:i, s:i, s:i, s:i, s:i, s:b, s:b, s:I}", "method", c->method,
@@ -52,6 +47,7 @@ static json_t *report_json(const kvq_config *c, const kvq_trace *t, int seq_len,
                             c->protect_layers, "sliding_window", c->sliding_window, "outlier_bits", c->outlier_bits,
                             "use_hadamard", c->use_hadamard, "use_fused_sdpa", c->use_fused_sdpa, "seed",
                             (json_int_t)c->seed);
+    json_object_set_new(cfg, "label", json_string(kvq_config_label(c, id, label, sizeof label)));
     json_object_set_new(cfg, "trace", json_string(t->path));
     json_object_set_new(cfg, "seq_len", json_integer(seq_len));
     json_object_set_new(cfg, "num_runs", json_integer(runs));
@@ -98,8 +94,9 @@ static json_t *report_json(const kvq_config *c, const kvq_trace *t, int seq_len,
                            num(k->outlier_fraction), "mean_outlier_norm", num(k->mean_outlier_norm),
                            "per_layer_outlier_count", po, "total_keys", (json_int_t)k->total_keys);
     const kvq_attention_report *at = &r->attention;
-    json_t *att = json_pack("{s:o, s:o, s:o, s:i, s:I, s:o, s:o, s:o}", "mean_output_rel_error",
+    json_t *att = json_pack("{s:o, s:o, s:s, s:o, s:i, s:I, s:o, s:o, s:o}", "mean_output_rel_error",
                             num(at->mean_output_rel_error), "mean_kl_divergence", num(at->mean_kl_divergence),
+                            "kl_unit", kvq_metrics[KVQ_M_ATTN_KL].unit,
                             "topk_recall", num(at->topk_recall), "topk", at->topk, "num_queries",
                             (json_int_t)at->num_queries, "per_layer_output_rel_error",
                             layer_array(at->per_layer_output_rel_error, nl), "per_layer_kl_divergence",
@@ -134,21 +131,22 @@ static int write_json(kvs_session *s, const char *cmd, const char *path, json_t 
 }
 
 // The session's run record for one replay.
-static void fill_run(kvs_run *run, const kvq_config *c, const kvq_replay_snapshot *sn, double vps)
+static void fill_run(kvs_run *run, const kvq_config *c, const kvq_artifacts *art, const kvq_replay_snapshot *sn,
+                     double vps)
 {
-    memset(run, 0, sizeof *run);
     const kvq_report *r = &sn->report;
-    run->cfg = *c;
-    snprintf(run->label, sizeof run->label, "%s k%d/v%d (cache)", c->method, c->bits, c->value_bits);
+    kvs_run_init(run, c, art, "replay");
     run->key_bits = sn->key_bpc;
     run->value_bits = sn->value_bpc;
     run->key_rel_mse = r->distortion.mean_relative_mse;
-    run->value_rel_mse = NAN;
     run->key_cosine = r->distortion.mean_cosine_similarity;
-    run->value_cosine = NAN;
-    run->ip_rel_error = r->distortion.mean_ip_error;
-    run->attn_rel_error = r->attention.num_queries ? r->attention.mean_output_rel_error : NAN;
-    run->compression = r->memory.compression_ratio;
+    run->probe_error = r->distortion.mean_ip_error;
+    if (r->attention.num_queries) {
+        run->output_error = r->attention.mean_output_rel_error;
+        run->attn_kl = r->attention.mean_kl_divergence;
+    }
+    run->compression = sn->key_bpc + sn->value_bpc > 0 ? 32.0 / (sn->key_bpc + sn->value_bpc) : NAN;
+    run->cache_compression = r->memory.compression_ratio;
     run->encode_vps = vps;
     run->n_layers = sn->n_layers;
     for (int l = 0; l < sn->n_layers && l < KVQ_MAX_LAYERS; l++) {
@@ -165,43 +163,60 @@ static double encode_vps(const kvq_replay_snapshot *sn, const kvq_trace *t)
     return lt->total_encode_ms > 0 ? vec / (lt->total_encode_ms / 1e3) : NAN;
 }
 
-static void print_summary(kvs_session *s, const char *cmd, const kvq_config *c, const kvq_trace *t,
+// One "name value unit" phrase of metric id into slot i of mv[] (engine/metrics.h); n/a for NaN.
+#define MV(i, id, v) kvq_metric_fmt_named(KVQ_M_##id, v, mv[i], sizeof mv[i])
+
+static void print_summary(kvs_session *s, const char *cmd, const kvq_config *c, const kvq_artifacts *art, const kvq_trace *t,
                           const kvq_replay_snapshot *sn, int runs, double wall)
 {
     const kvq_report *r = &sn->report;
-    kvs_printf(s, "%-10s %s k%d/v%d on %s: %d tokens (prefill %d, decode %d), %d run%s, %.2f s", cmd,
-               c->method, c->bits, c->value_bits, t->path, sn->total, sn->total / 2, sn->total - sn->total / 2, runs,
-               runs == 1 ? "" : "s", wall);
-    kvs_printf(s, "bits       keys %.3f, values %.3f per coordinate (records)", sn->key_bpc, sn->value_bpc);
+    char label[256], id[16], mv[8][128];
+    kvq_artifacts_id(art, id, sizeof id);
+    kvs_printf(s, "%-10s %s on %s: %d tokens (prefill %d, decode %d), %d run%s, %.2f s", cmd,
+               kvq_config_label(c, id, label, sizeof label), t->path, sn->total, sn->total / 2,
+               sn->total - sn->total / 2, runs, runs == 1 ? "" : "s", wall);
+    kvs_printf(s, "bits       %s, %s, %s (records)", MV(0, KEY_BITS, sn->key_bpc), MV(1, VALUE_BITS, sn->value_bpc),
+               MV(2, COMPRESSION, sn->key_bpc + sn->value_bpc > 0 ? 32.0 / (sn->key_bpc + sn->value_bpc) : NAN));
     const kvq_memory_report *m = &r->memory;
-    kvs_printf(s, "memory     peak %.3f MB vs %.3f MB fp16: %.2fx, %.1f bytes/token (all layers, K+V)",
-               m->peak_compressed_mb, m->peak_fp16_mb, m->compression_ratio, m->bytes_per_token);
+    kvs_printf(s, "memory     %s vs %s: %s, %s (all layers, K+V)", MV(0, CACHE_MB, m->peak_compressed_mb),
+               MV(1, FP16_MB, m->peak_fp16_mb), MV(2, CACHE_COMPRESSION, m->compression_ratio),
+               MV(3, BYTES_PER_TOKEN, m->bytes_per_token));
     const kvq_distortion_report *d = &r->distortion;
     if (d->total_tokens_measured)
-        kvs_printf(s, "distortion key cosine mean %.4f min %.4f, rel MSE %.4f, ip error %.4f (worst layer %d, %ld keys)",
-                   d->mean_cosine_similarity, d->min_cosine_similarity, d->mean_relative_mse, d->mean_ip_error,
-                   d->worst_layer, d->total_tokens_measured);
+        kvs_printf(s, "distortion %s, %s, %s, %s (worst layer %d; %ld compressed keys measured)",
+                   MV(0, KEY_COSINE, d->mean_cosine_similarity), MV(1, KEY_COSINE_MIN, d->min_cosine_similarity),
+                   MV(2, KEY_REL_MSE, d->mean_relative_mse), MV(3, PROBE_ERROR, d->mean_ip_error), d->worst_layer,
+                   d->total_tokens_measured);
     else
-        kvs_printf(s, "distortion no key was compressed (fp16 windows/protected layers hold every token)");
+        kvs_printf(s, "distortion %s: no key was compressed (fp16 windows/protected layers hold every token)",
+                   MV(0, KEY_COSINE, NAN));
     const kvq_attention_report *at = &r->attention;
     if (at->num_queries)
-        kvs_printf(s, "attention  output rel error %.4f, KL %.5f, top-%d recall %.3f (%ld queries)",
-                   at->mean_output_rel_error, at->mean_kl_divergence, at->topk, at->topk_recall, at->num_queries);
+        kvs_printf(s, "attention  %s, %s, %s (k = %d, %ld queries)", MV(0, OUTPUT_ERROR, at->mean_output_rel_error),
+                   MV(1, ATTN_KL, at->mean_kl_divergence), MV(2, TOPK_RECALL, at->topk_recall), at->topk, at->num_queries);
     else
         kvs_printf(s, "attention  not measured (the trace has no queries)");
     const kvq_latency_report *lt = &r->latency;
-    kvs_printf(s, "latency    encode mean %.3f ms p99 %.3f ms (%ld calls), attend mean %.3f ms (%ld calls), "
-               "%.0f vectors/s", lt->mean_encode_ms, lt->p99_encode_ms, lt->num_encode_calls, lt->mean_decode_ms,
-               lt->num_decode_calls, encode_vps(sn, t));
+    kvs_printf(s, "latency    %s, %s (%ld calls), %s (%ld calls), %s", MV(0, ENCODE_MS, lt->mean_encode_ms),
+               MV(1, ENCODE_P99_MS, lt->p99_encode_ms), lt->num_encode_calls, MV(2, ATTEND_MS, lt->mean_decode_ms),
+               lt->num_decode_calls, MV(3, ENCODE_VPS, encode_vps(sn, t)));
     const kvq_key_norm_report *k = &r->key_norm;
-    kvs_printf(s, "key norms  mean %.2f std %.2f max %.2f, outliers %ld (%.2f%%), mean outlier norm %.2f",
-               k->mean_key_norm, k->std_key_norm, k->max_key_norm, k->outlier_count, 100 * k->outlier_fraction,
+    kvs_printf(s, "key norms  %s (std %.2f, max %.2f), %s (%ld), mean outlier norm %.2f",
+               MV(0, KEY_NORM, k->total_keys ? k->mean_key_norm : NAN), k->std_key_norm, k->max_key_norm,
+               MV(1, OUTLIER_FRACTION, k->total_keys ? 100 * k->outlier_fraction : NAN), k->outlier_count,
                k->mean_outlier_norm);
-    kvs_printf(s, "layer  key cos   attn err  KL        recall  MB      encode ms  outliers");
-    for (int l = 0; l < sn->n_layers; l++)
-        kvs_printf(s, "%5d  %-8.4f  %-8.4f  %-8.5f  %-6.3f  %-6.3f  %-9.2f  %ld", l, d->per_layer_cosine_similarity[l],
-                   at->per_layer_output_rel_error[l], at->per_layer_kl_divergence[l], at->per_layer_topk_recall[l],
-                   m->per_layer_mb[l], lt->per_layer_encode_ms[l], k->per_layer_outlier_count[l]);
+    kvs_printf(s, "layer  %-10s  %-12s  %-12s  %-12s  %-7s  %-9s  %s", kvq_metrics[KVQ_M_KEY_COSINE].name,
+               kvq_metrics[KVQ_M_OUTPUT_ERROR].name, kvq_metrics[KVQ_M_ATTN_KL].name,
+               kvq_metrics[KVQ_M_TOPK_RECALL].name, "MB", "encode ms", "outliers");
+    for (int l = 0; l < sn->n_layers; l++) {
+        char c1[32], c2[32], c3[32], c4[32];
+        kvs_printf(s, "%5d  %-10s  %-12s  %-12s  %-12s  %-7.3f  %-9.2f  %ld", l,
+                   kvq_metric_fmt(KVQ_M_KEY_COSINE, d->per_layer_cosine_similarity[l], c1, sizeof c1),
+                   kvq_metric_fmt(KVQ_M_OUTPUT_ERROR, at->per_layer_output_rel_error[l], c2, sizeof c2),
+                   kvq_metric_fmt(KVQ_M_ATTN_KL, at->per_layer_kl_divergence[l], c3, sizeof c3),
+                   kvq_metric_fmt(KVQ_M_TOPK_RECALL, at->per_layer_topk_recall[l], c4, sizeof c4), m->per_layer_mb[l],
+                   lt->per_layer_encode_ms[l], k->per_layer_outlier_count[l]);
+    }
 }
 
 // benchmark, and `replay` outside the studio (cmd "replay", no options:
@@ -217,9 +232,9 @@ static int bench_run(kvs_session *s, kvs_args *a, const char *cmd)
     kvq_config cfg = s->cfg;
     if (kvs_args_apply_config(s, a, &cfg) || kvs_args_check_unused(s, a, cmd)) return -1;
     if (bench_trace(s, a, tpath)) return -1;
-    if (method && !bits) clamp_bits(&cfg);
+    const char *why = method ? kvq_config_fit_bits(&cfg, bits, NULL) : NULL;
     if (!strcmp(cfg.method, "fp16") && !vbits) cfg.value_bits = 16;
-    const char *why = kvq_config_check(&cfg);
+    if (!why) why = kvq_config_check(&cfg);
     if (why) return kvs_errorf(s, "%s: %s", cmd, why);
     const kvq_trace *t = s->trace;
     if (seq_len > t->n_tokens)
@@ -249,19 +264,19 @@ static int bench_run(kvs_session *s, kvs_args *a, const char *cmd)
     kvq_replay_snapshot sn;
     kvq_replay_snapshot_get(r, &sn);
     double wall = kvq_now_s() - t0;
-    json_t *root = report_json(&cfg, t, sn.total, (int)runs, &sn);
+    json_t *root = report_json(&cfg, art, t, sn.total, (int)runs, &sn);
     if (!root) {
         kvs_errorf(s, "%s: cannot build the JSON report", cmd);
         goto done;
     }
-    if (!json) print_summary(s, cmd, &cfg, t, &sn, (int)runs, wall);
+    if (!json) print_summary(s, cmd, &cfg, art, t, &sn, (int)runs, wall);
     rc = 0;
     if (json && write_json(s, cmd, NULL, root)) rc = -1;
     if (out && write_json(s, cmd, out, root)) rc = -1;
     if (out && !rc && !json) kvs_printf(s, "report     %s", out);
     json_decref(root);
     kvs_run run;
-    fill_run(&run, &cfg, &sn, encode_vps(&sn, t));
+    fill_run(&run, &cfg, art, &sn, encode_vps(&sn, t));
     kvs_session_add_run(s, &run);
 done:
     kvq_replay_free(r);
@@ -370,8 +385,10 @@ int kvs_cmd_compare(kvs_session *s, kvs_args *a)
     if (!json) {
         kvs_printf(s, "compare on %s, %d tokens (prefill half, decode the rest)", t->path,
                    seq_len ? (int)seq_len : t->n_tokens);
-        kvs_printf(s, "%-16s %4s %7s %7s %7s %8s %9s %12s", "method", "bits", "k b/c", "v b/c", "ratio", "key cos",
-                   "attn err", "encode vec/s");
+        kvs_printf(s, "%-16s %4s %10s %10s %17s %10s %12s %12s %17s", "method", "bits", kvq_metrics[KVQ_M_KEY_BITS].name,
+                   kvq_metrics[KVQ_M_VALUE_BITS].name, kvq_metrics[KVQ_M_CACHE_COMPRESSION].name,
+                   kvq_metrics[KVQ_M_KEY_COSINE].name, kvq_metrics[KVQ_M_OUTPUT_ERROR].name,
+                   kvq_metrics[KVQ_M_ATTN_KL].name, kvq_metrics[KVQ_M_ENCODE_VPS].name);
     }
     int n_ok = 0;
     for (int mi = 0; mi < nm; mi++) {
@@ -404,20 +421,29 @@ int kvs_cmd_compare(kvs_session *s, kvs_args *a)
             kvq_replay_snapshot_get(r, &sn);
             kvq_replay_free(r);
             const kvq_report *rp = &sn.report;
-            double vps = encode_vps(&sn, t), aerr = rp->attention.num_queries ? rp->attention.mean_output_rel_error : NAN;
-            if (!json)
-                kvs_printf(s, "%-16s %4d %7.3f %7.3f %6.2fx %8.4f %9.4f %12.0f", c.method, c.bits, sn.key_bpc,
-                           sn.value_bpc, rp->memory.compression_ratio, rp->distortion.mean_cosine_similarity, aerr, vps);
-            json_array_append_new(
-                rows, json_pack("{s:s, s:i, s:i, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o}", "method", c.method, "bits",
-                                c.bits, "value_bits", c.value_bits, "key_bits_per_coord", num(sn.key_bpc),
-                                "value_bits_per_coord", num(sn.value_bpc), "compression_ratio",
-                                num(rp->memory.compression_ratio), "key_cosine",
-                                num(rp->distortion.mean_cosine_similarity), "attention_output_rel_error", num(aerr),
-                                "attention_kl", num(rp->attention.mean_kl_divergence), "topk_recall",
-                                num(rp->attention.topk_recall), "encode_vectors_per_s", num(vps)));
+            double vps = encode_vps(&sn, t);
             kvs_run run;
-            fill_run(&run, &c, &sn, vps);
+            fill_run(&run, &c, s->art, &sn, vps);
+            if (!json) {
+                char f[7][32];
+                kvs_printf(s, "%-16s %4d %10s %10s %17s %10s %12s %12s %17s", c.method, c.bits,
+                           kvq_metric_fmt(KVQ_M_KEY_BITS, run.key_bits, f[0], 32),
+                           kvq_metric_fmt(KVQ_M_VALUE_BITS, run.value_bits, f[1], 32),
+                           kvq_metric_fmt_unit(KVQ_M_CACHE_COMPRESSION, run.cache_compression, f[2], 32),
+                           kvq_metric_fmt(KVQ_M_KEY_COSINE, run.key_cosine, f[3], 32),
+                           kvq_metric_fmt(KVQ_M_OUTPUT_ERROR, run.output_error, f[4], 32),
+                           kvq_metric_fmt(KVQ_M_ATTN_KL, run.attn_kl, f[5], 32),
+                           kvq_metric_fmt(KVQ_M_ENCODE_VPS, vps, f[6], 32));
+            }
+            json_t *row = json_pack("{s:s, s:s, s:i, s:i}", "label", run.label, "method", c.method, "bits", c.bits,
+                                    "value_bits", c.value_bits);
+            for (int k = 0; k < kvs_run_n_fields(); k++) {
+                double v = kvs_run_field(&run, k);
+                if (isfinite(v) || kvs_run_field_metric(k) == KVQ_M_OUTPUT_ERROR)
+                    json_object_set_new(row, kvq_metrics[kvs_run_field_metric(k)].json, num(v));
+            }
+            json_object_set_new(row, kvq_metrics[KVQ_M_TOPK_RECALL].json, num(rp->attention.topk_recall));
+            json_array_append_new(rows, row);
             kvs_session_add_run(s, &run);
             n_ok++;
         }

@@ -8,6 +8,7 @@
 #include "artifacts.h"
 #include "calib/calib.h"
 #include "cmds.h"
+#include "metrics.h"
 #include "tui.h"
 #include "pack.h"
 
@@ -75,19 +76,19 @@ static void summary_ratequant(kvs_session *s, const kvq_artifacts *a)
     if (!bits || !sens || !cv || !tb) return;
     int H = nd == 2 ? (int)sh[1] : 1, n = (int)sh[0] * H;
     const char *src = kvq_artifacts_meta(a, "sensitivity_source"), *model = kvq_artifacts_meta(a, "option.model");
+    const kvq_metric *ks = &kvq_metrics[src && !strcmp(src, "model") ? KVQ_M_KEY_SENS_KL : KVQ_M_KEY_SENS_ATTN];
     if (src && !strcmp(src, "model"))
-        kvs_printf(s, "sensitivities from the model %s: KL of next-token distributions, bits/token (keys only)",
-                   model ? model : "?");
+        kvs_printf(s, "sensitivities from the model %s: %s in %s (keys only)", model ? model : "?", ks->name, ks->unit);
     else
-        kvs_printf(s, "sensitivities from the trace: relative attention-output change");
-    kvs_printf(s, "%-16s %4s  %-19s %10s  %8s %7s %8s", "unit", "bits", "sensitivity (keys)", "(values)", "alpha",
-               "beta", "fit err");
+        kvs_printf(s, "sensitivities from the trace: %s = %s", ks->name, ks->formula);
+    kvs_printf(s, "%-16s %4s  %-31s %29s  %8s %7s %20s", "unit", "bits", ks->name,
+               kvq_metrics[KVQ_M_VALUE_SENS_ATTN].name, "alpha", "beta", kvq_metrics[KVQ_M_RQ_FIT_ERROR].name);
     double sum = 0;
     for (int i = 0; i < n; i++) {
         char name[48];
         if (H > 1) snprintf(name, sizeof name, "layer_%d.head_%d", i / H, i % H);
         else snprintf(name, sizeof name, "layer_%d", i);
-        kvs_printf(s, "%-16s %4.0f  %9.3g +- %-6.2g %10.3g  %8.4f %7.4f %8.4f", name, bits[i], sens[i * 4],
+        kvs_printf(s, "%-16s %4.0f  %9.3g +- %-18.2g %29.3g  %8.4f %7.4f %20.4f", name, bits[i], sens[i * 4],
                    sens[i * 4 + 1], sens[i * 4 + 2], cv[i * 3], cv[i * 3 + 1], cv[i * 3 + 2]);
         sum += bits[i];
     }
@@ -111,8 +112,9 @@ static void summary_spectral(kvs_session *s, const kvq_artifacts *a, const kvq_c
     const float *deff = tensor(a, "spectral.d_eff", &nd, sh);
     if (!deff || nd != 2) return;
     int L = (int)sh[0], H = (int)sh[1];
-    kvs_printf(s, "%5s %4s %6s %9s %7s %8s  bits of the leading dims at %g bits/coord", "layer", "head", "d_eff",
-               "top-8 var", "signal", "s/n rate", o->target_bits);
+    kvs_printf(s, "%5s %4s %6s %20s %7s %8s  bits of the leading dims at %g bits/coord", "layer", "head",
+               kvq_metrics[KVQ_M_D_EFF].name, kvq_metrics[KVQ_M_TOP8_VARIANCE].name, "signal", "s/n rate",
+               o->target_bits);
     for (int l = 0; l < L; l++)
         for (int h = 0; h < H; h++) {
             char name[96];
@@ -137,7 +139,7 @@ static void summary_spectral(kvs_session *s, const kvq_artifacts *a, const kvq_c
             size_t len = 0;
             for (int i = 0; i < d && i < 24 && len < sizeof row; i++)
                 len += (size_t)snprintf(row + len, sizeof row - len, "%d", bits[i]);
-            kvs_printf(s, "%5d %4d %6.1f %8.1f%% %7d %8.3f  %s...", l, h, deff[l * H + h], tot > 0 ? 100 * top / tot : 0,
+            kvs_printf(s, "%5d %4d %6.1f %19.1f%% %7d %8.3f  %s...", l, h, deff[l * H + h], tot > 0 ? 100 * top / tot : 0,
                        nsig, (double)sn / (double)d, row);
         }
 }
@@ -154,7 +156,7 @@ static void summary_vecinfer(kvs_session *s, const kvq_artifacts *a, const kvq_t
     int lc = 0;
     while ((1 << lc) < C) lc++;
     kvs_printf(s, "%d subspaces x %d centroids per layer = %g bits/coord", M, C, (double)M * lc / d);
-    kvs_printf(s, "%5s %13s %15s", "layer", "lambda range", "codebook usage");
+    kvs_printf(s, "%5s %13s %15s", "layer", "lambda range", kvq_metrics[KVQ_M_CODEBOOK_USAGE].name);
     kvq_config cfg;
     kvq_config_default(&cfg);
     float *k = t ? malloc(sizeof(float) * (size_t)t->n_tokens * d) : NULL;

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "cmds.h"
+#include "label.h"
 #include "stats.h"
 
 int kvs_cmd_load(kvs_session *s, kvs_args *a)
@@ -173,10 +174,17 @@ int kvs_cmd_set(kvs_session *s, kvs_args *a)
     if (a->npos) return kvs_errorf(s, "set: expected KEY=VALUE, got '%s'", a->pos[0]);
     if (!a->nopt) return kvs_errorf(s, "set: expected KEY=VALUE ...");
     kvq_config c = s->cfg;
-    for (int i = 0; i < a->nopt; i++)
+    bool method = false, bits = false, changed = false;
+    for (int i = 0; i < a->nopt; i++) {
         if (kvq_config_set(&c, a->key[i], a->val[i])) return kvs_errorf(s, "set: %s", kvq_last_error());
-    const char *why = kvq_config_check(&c);
+        method |= !strcmp(a->key[i], "method");
+        bits |= !strcmp(a->key[i], "bits");
+    }
+    const char *why = method ? kvq_config_fit_bits(&c, bits, &changed) : NULL;   // as `method NAME` does
+    if (!why) why = kvq_config_check(&c);
     if (why) return kvs_errorf(s, "set: %s", why);
+    if (changed) kvs_printf(s, "set: bits %d -> %d (%s takes %d..%d bits)", s->cfg.bits, c.bits, c.method,
+                            kvq_method_find(c.method)->min_bits, kvq_method_find(c.method)->max_bits);
     s->cfg = c;
     return 0;
 }
@@ -235,10 +243,16 @@ int kvs_cmd_method(kvs_session *s, kvs_args *a)
         if (kvq_method_lookup(a->pos[0], &m)) return kvs_errorf(s, "method: %s", kvq_last_error());
         kvq_config c = s->cfg;
         strcpy(c.method, m->name);
-        if (c.bits < m->min_bits) c.bits = m->min_bits;   // keep bits valid for the new method
-        if (c.bits > m->max_bits) c.bits = m->max_bits;
-        const char *why = kvq_config_check(&c);
+        bool changed;
+        const char *why = kvq_config_fit_bits(&c, false, &changed);   // keep bits valid for the new method
+        if (!why) why = kvq_config_check(&c);
         if (why) return kvs_errorf(s, "method: %s", why);
+        if (changed && m->min_bits == m->max_bits)   // never silently: the width is part of what runs next
+            kvs_printf(s, "method %s: bits %d -> %d (%s has a fixed width of %d bits)", m->name, s->cfg.bits, c.bits,
+                       m->name, m->min_bits);
+        else if (changed)
+            kvs_printf(s, "method %s: bits %d -> %d (%s takes %d..%d bits)", m->name, s->cfg.bits, c.bits, m->name,
+                       m->min_bits, m->max_bits);
         s->cfg = c;
         return 0;
     }

@@ -16,6 +16,8 @@
 #include <string.h>
 #include "artifacts.h"
 #include "cmds.h"
+#include "label.h"
+#include "metrics.h"
 #include "model.h"
 #include "observe.h"
 #include "rng.h"
@@ -23,7 +25,29 @@
 
 #define CMD_CHUNK 128   // prefill chunk: the cache sees the text as a real prompt would arrive
 
-static int model_config(kvs_session *s, kvs_args *a, const char *cmd, kvq_config *cfg)
+// The header line that says where each key field of the cache config came
+// from, printed every time: "cache from --value-bits 4; session config:
+// method turboquant_mse, bits 3, value_method turboquant_mse".
+static void cfg_origin(kvs_args *a, const kvq_config *c, bool reference, char *buf, size_t n)
+{
+    if (reference) {
+        snprintf(buf, n, "no cache option given: the fp16 reference cache (method fp16, bits 16, value_bits 16)");
+        return;
+    }
+    static const char *const opt[] = {"method", "bits", "value-bits", "value-method"};
+    char given[256] = "", dflt[256] = "";
+    for (int i = 0; i < 4; i++) {
+        char v[KVQ_NAME_LEN + 8];
+        kvq_config_get(c, opt[i], v, sizeof v);
+        if (i == 3 && !v[0]) snprintf(v, sizeof v, "%s", c->value_bits == 16 ? "fp16" : "turboquant_mse");
+        char *dst = kvs_opt_given(a, opt[i]) ? given : dflt;
+        size_t len = strlen(dst);
+        snprintf(dst + len, 256 - len, "%s%s %s", len ? ", " : "", opt[i], v);
+    }
+    snprintf(buf, n, "given: %s; from the session config: %s", given[0] ? given : "none", dflt[0] ? dflt : "none");
+}
+
+static int model_config(kvs_session *s, kvs_args *a, const char *cmd, kvq_config *cfg, bool *reference)
 {
     bool vbits = kvs_opt_given(a, "value-bits");
     int used_before = 0, used_after = 0;
@@ -31,12 +55,14 @@ static int model_config(kvs_session *s, kvs_args *a, const char *cmd, kvq_config
     *cfg = s->cfg;
     if (kvs_args_apply_config(s, a, cfg)) return -1;
     for (int i = 0; i < a->nopt; i++) used_after += a->used[i];
-    if (used_after == used_before) kvq_model_cfg_reference(cfg);   // no cache option: the reference
+    *reference = used_after == used_before;
+    if (*reference) kvq_model_cfg_reference(cfg);   // no cache option: the reference
+    const char *why = *reference ? NULL : kvq_config_fit_bits(cfg, kvs_opt_given(a, "bits"), NULL);
     if (!strcmp(cfg->method, "fp16") && !vbits) {
         cfg->value_bits = 16;
         cfg->value_method[0] = 0;
     }
-    const char *why = kvq_config_check(cfg);
+    if (!why) why = kvq_config_check(cfg);
     if (why) return kvs_errorf(s, "%s: %s", cmd, why);
     return 0;
 }
@@ -52,10 +78,11 @@ static int load_art(kvs_session *s, const char *dir, const char *cmd, kvq_artifa
     return 0;
 }
 
-static void cfg_label(const kvq_config *c, char *buf, size_t n)
+static void cfg_label(const kvq_config *c, const kvq_artifacts *art, char *buf, size_t n)
 {
-    if (kvq_model_cfg_is_fp16(c)) snprintf(buf, n, "fp16");
-    else snprintf(buf, n, "%s k%d/v%d", c->method, c->bits, c->value_bits);
+    char id[16];
+    kvq_artifacts_id(art, id, sizeof id);
+    kvq_config_label(c, id, buf, n);
 }
 
 static int load_model(kvs_session *s, const char *dir, const char *cmd, kvq_model **m)
@@ -145,7 +172,8 @@ int kvs_cmd_ppl(kvs_session *s, kvs_args *a)
     kvq_model *m = NULL;
     kvq_artifacts *own = NULL;
     const kvq_artifacts *art;
-    if (model_config(s, a, "ppl", &cfg) || kvs_args_check_unused(s, a, "ppl")) return -1;
+    bool reference;
+    if (model_config(s, a, "ppl", &cfg, &reference) || kvs_args_check_unused(s, a, "ppl")) return -1;
     if (!!text == !!tokf) return kvs_errorf(s, "ppl: give one of --text FILE or --tokens FILE");
     if (load_art(s, artdir, "ppl", &own, &art)) return -1;
     if (load_model(s, dir, "ppl", &m)) {
@@ -165,16 +193,20 @@ int kvs_cmd_ppl(kvs_session *s, kvs_args *a)
         kvs_errorf(s, "ppl: %s", kvq_last_error());
         goto out;
     }
-    char label[96];
-    cfg_label(&cfg, label, sizeof label);
-    const char *unit = per_byte ? "bits_per_byte" : "bits_per_token";
+    char label[256], origin[600];
+    cfg_label(&cfg, art, label, sizeof label);
+    cfg_origin(a, &cfg, reference, origin, sizeof origin);
+    const kvq_metric *loss = &kvq_metrics[per_byte ? KVQ_M_BITS_PER_BYTE : KVQ_M_BITS_PER_TOKEN];
+    const kvq_metric *kl = &kvq_metrics[KVQ_M_NEXT_TOKEN_KL];
+    const char *unit = loss->report;
     if (json || output) {
         json_t *o = json_pack("{s:s, s:s, s:i, s:s, s:s, s:i, s:i}", "model", m->dir, per_byte ? "text" : "tokens_file",
                               per_byte ? text : tokf, "n_tokens", n, "cache", label, "method", cfg.method, "bits",
                               cfg.bits, "value_bits", cfg.value_bits);
         json_object_set_new(o, unit, json_real(r.bits_per_token));
         json_object_set_new(o, per_byte ? "fp16_bits_per_byte" : "fp16_bits_per_token", json_real(r.ref_bits_per_token));
-        json_object_set_new(o, "kl_divergence", json_real(r.kl_bits));
+        json_object_set_new(o, "cache_origin", json_string(origin));
+        json_object_set_new(o, kl->report, json_real(r.kl_bits));
         json_object_set_new(o, "kl_unit", json_string("bits per token, KL(fp16 || cache)"));
         json_object_set_new(o, "prefill_tokens_per_s", json_real(r.prefill_s > 0 ? n / r.prefill_s : 0));
         int w = 0;
@@ -184,19 +216,21 @@ int kvs_cmd_ppl(kvs_session *s, kvs_args *a)
         if (w) goto out;
     }
     if (!json) {
-        const char *u = per_byte ? "bits/byte " : "bits/token";
         kvs_printf(s, "model      %s (%d layers, %d heads, %d kv heads, head_dim %d, %.1fM params)", m->dir,
                    m->cfg.n_layers, m->cfg.n_heads, m->cfg.n_kv_heads, m->cfg.head_dim, m->n_params / 1e6);
         kvs_printf(s, "input      %s (%d %s)", per_byte ? text : tokf, n, per_byte ? "bytes" : "tokens");
         kvs_printf(s, "cache      %s", label);
+        kvs_printf(s, "config     %s", origin);
+        char f[3][32];
         if (kvq_model_cfg_is_fp16(&cfg)) {
-            kvs_printf(s, "%s %.4f", u, r.bits_per_token);
+            kvs_printf(s, "%-10s %s", loss->name, kvq_metric_fmt(loss->id, r.bits_per_token, f[0], 32));
         } else {
-            kvs_printf(s, "%s %.4f (fp16 %.4f, %+.4f)", u, r.bits_per_token, r.ref_bits_per_token,
-                       r.bits_per_token - r.ref_bits_per_token);
-            kvs_printf(s, "KL         %.5f bits/token, KL(fp16 || %s)", r.kl_bits, label);
+            kvs_printf(s, "%-10s %s (fp16 %s, %+.4f)", loss->name, kvq_metric_fmt(loss->id, r.bits_per_token, f[0], 32),
+                       kvq_metric_fmt(loss->id, r.ref_bits_per_token, f[1], 32), r.bits_per_token - r.ref_bits_per_token);
+            kvs_printf(s, "%s %s, KL(fp16 || %s)", kl->name, kvq_metric_fmt_unit(kl->id, r.kl_bits, f[2], 32), label);
         }
-        kvs_printf(s, "speed      %.0f tokens/s (chunks of %d)", r.prefill_s > 0 ? n / r.prefill_s : 0.0, CMD_CHUNK);
+        kvs_printf(s, "%-10s %.0f tokens/s (chunks of %d)", kvq_metrics[KVQ_M_TOKENS_PER_S].name,
+                   r.prefill_s > 0 ? n / r.prefill_s : 0.0, CMD_CHUNK);
         if (output) kvs_printf(s, "wrote      %s", output);
     }
     rc = 0;
@@ -264,34 +298,40 @@ static void stream_end(kvs_session *s, stream_buf *sb)
     }
 }
 
+#define MV(i, id, v) kvq_metric_fmt_named(KVQ_M_##id, v, mv[i], sizeof mv[i])
+
 static void print_reports(kvs_session *s, const kvq_report *r)
 {
+    char mv[8][128];
     if ((r->which & KVQ_OBS_DISTORTION) && r->distortion.total_tokens_measured > 0) {
         const kvq_distortion_report *d = &r->distortion;
-        kvs_printf(s, "distortion  keys cosine mean %.4f min %.4f, rel MSE %.4f, |ip err| %.4f, worst layer %d (%ld keys)",
-                   d->mean_cosine_similarity, d->min_cosine_similarity, d->mean_relative_mse, d->mean_ip_error,
-                   d->worst_layer, d->total_tokens_measured);
+        kvs_printf(s, "distortion  %s, %s, %s, %s (worst layer %d; %ld compressed keys measured)",
+                   MV(0, KEY_COSINE, d->mean_cosine_similarity), MV(1, KEY_COSINE_MIN, d->min_cosine_similarity),
+                   MV(2, KEY_REL_MSE, d->mean_relative_mse), MV(3, PROBE_ERROR, d->mean_ip_error), d->worst_layer,
+                   d->total_tokens_measured);
     }
     if (r->which & KVQ_OBS_LATENCY) {
         const kvq_latency_report *l = &r->latency;
-        kvs_printf(s, "latency     encode mean %.3f ms (p99 %.3f), attend mean %.3f ms, slowest layer %d",
-                   l->mean_encode_ms, l->p99_encode_ms, l->mean_decode_ms, l->slowest_layer);
+        kvs_printf(s, "latency     %s, %s, %s, slowest layer %d", MV(0, ENCODE_MS, l->mean_encode_ms),
+                   MV(1, ENCODE_P99_MS, l->p99_encode_ms), MV(2, ATTEND_MS, l->mean_decode_ms), l->slowest_layer);
     }
     if (r->which & KVQ_OBS_MEMORY) {
         const kvq_memory_report *mr = &r->memory;
-        kvs_printf(s, "memory      peak %.3f MB vs fp16 %.3f MB (%.2fx), %.0f bytes/token, %ld tokens",
-                   mr->peak_compressed_mb, mr->peak_fp16_mb, mr->compression_ratio, mr->bytes_per_token,
-                   mr->total_tokens);
+        kvs_printf(s, "memory      %s vs %s: %s, %s, %ld tokens", MV(0, CACHE_MB, mr->peak_compressed_mb),
+                   MV(1, FP16_MB, mr->peak_fp16_mb), MV(2, CACHE_COMPRESSION, mr->compression_ratio),
+                   MV(3, BYTES_PER_TOKEN, mr->bytes_per_token), mr->total_tokens);
     }
     if (r->which & KVQ_OBS_KEY_NORM) {
         const kvq_key_norm_report *k = &r->key_norm;
-        kvs_printf(s, "key norms   mean %.3f std %.3f max %.3f, outliers %ld of %ld (%.2f%%)", k->mean_key_norm,
-                   k->std_key_norm, k->max_key_norm, k->outlier_count, k->total_keys, 100 * k->outlier_fraction);
+        kvs_printf(s, "key norms   %s (std %.3f, max %.3f), %s (%ld of %ld)",
+                   MV(0, KEY_NORM, k->total_keys ? k->mean_key_norm : NAN), k->std_key_norm, k->max_key_norm,
+                   MV(1, OUTLIER_FRACTION, k->total_keys ? 100 * k->outlier_fraction : NAN), k->outlier_count,
+                   k->total_keys);
     }
     if ((r->which & KVQ_OBS_ATTENTION) && r->attention.num_queries > 0) {
         const kvq_attention_report *at = &r->attention;
-        kvs_printf(s, "attention   output rel err %.4f, KL %.5f nats, top-%d recall %.3f (%ld queries)",
-                   at->mean_output_rel_error, at->mean_kl_divergence, at->topk, at->topk_recall, at->num_queries);
+        kvs_printf(s, "attention   %s, %s, %s (k = %d, %ld queries)", MV(0, OUTPUT_ERROR, at->mean_output_rel_error),
+                   MV(1, ATTN_KL, at->mean_kl_divergence), MV(2, TOPK_RECALL, at->topk_recall), at->topk, at->num_queries);
     }
 }
 
@@ -304,7 +344,8 @@ int kvs_cmd_generate(kvs_session *s, kvs_args *a)
     long seed = kvs_opt_int(a, "seed", 0);
     bool seeded = kvs_opt_given(a, "seed");
     kvq_config cfg;
-    if (model_config(s, a, "generate", &cfg) || kvs_args_check_unused(s, a, "generate")) return -1;
+    bool reference;
+    if (model_config(s, a, "generate", &cfg, &reference) || kvs_args_check_unused(s, a, "generate")) return -1;
     if (!!prompt == !!tokf) return kvs_errorf(s, "generate: give one of --prompt TEXT or --tokens FILE");
     if (temp < 0) return kvs_errorf(s, "generate: --temperature %g is negative (expected >= 0; 0 = greedy)", temp);
     kvq_model *m = NULL;
@@ -363,8 +404,11 @@ int kvs_cmd_generate(kvs_session *s, kvs_args *a)
     }
     kvq_rng rng;
     kvq_rng_seed(&rng, seeded ? (uint64_t)seed : cfg.seed);
-    char label[96];
-    cfg_label(&cfg, label, sizeof label);
+    char label[256], origin[600];
+    cfg_label(&cfg, art, label, sizeof label);
+    cfg_origin(a, &cfg, reference, origin, sizeof origin);
+    kvs_printf(s, "cache       %s", label);   // the header, before the text streams
+    kvs_printf(s, "config      %s", origin);
     stream_buf sb = {.len = 0};
     bool bytes = byte_level(m);
     for (int i = 0; i < n; i++) stream_token(s, &sb, bytes, tok[i]);
@@ -393,7 +437,7 @@ int kvs_cmd_generate(kvs_session *s, kvs_args *a)
     double t_decode = kvq_now_s() - t0;
     stream_end(s, &sb);
     kvs_printf(s, "%s", "");
-    kvs_printf(s, "cache       %s; prefill %d tokens at %.0f tok/s, decode %ld tokens at %.1f tok/s", label, n,
+    kvs_printf(s, "speed       prefill %d tokens at %.0f tokens/s, decode %ld tokens at %.1f tokens/s", n,
                t_prefill > 0 ? n / t_prefill : 0.0, made, (made > 1 && t_decode > 0) ? (made - 1) / t_decode : 0.0);
     kvq_report rep;
     kvq_observers_report(obs, &rep);
@@ -417,7 +461,8 @@ int kvs_cmd_capture(kvs_session *s, kvs_args *a)
     const char *tokarg = kvs_opt_str(a, "tokens", NULL), *dir = kvs_opt_str(a, "model", NULL);
     const char *artdir = kvs_opt_str(a, "artifacts", NULL);
     kvq_config cfg;
-    if (model_config(s, a, "capture", &cfg) || kvs_args_check_unused(s, a, "capture")) return -1;
+    bool reference;
+    if (model_config(s, a, "capture", &cfg, &reference) || kvs_args_check_unused(s, a, "capture")) return -1;
     if (!outp) return kvs_errorf(s, "capture: --out TRACE.safetensors is required");
     // --tokens N limits the text; --tokens FILE gives token ids (non-byte-level models).
     long limit = 0;
@@ -457,8 +502,8 @@ int kvs_cmd_capture(kvs_session *s, kvs_args *a)
         kvs_errorf(s, "capture: %s", kvq_last_error());
         goto out;
     }
-    char label[96];
-    cfg_label(&cfg, label, sizeof label);
+    char label[256];
+    cfg_label(&cfg, art, label, sizeof label);
     kvs_printf(s, "wrote %s: %d layers, %d heads, %d kv heads, head_dim %d, %d tokens, F16 (cache %s, %.1f s)", outp,
                m->cfg.n_layers, m->cfg.n_heads, m->cfg.n_kv_heads, m->cfg.head_dim, n, label, kvq_now_s() - t0);
     kvs_printf(s, "loss  %.4f %s", bits, text ? "bits/byte" : "bits/token");

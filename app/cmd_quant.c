@@ -10,6 +10,7 @@
 #include "artifacts.h"
 #include "calib/calib.h"
 #include "cmds.h"
+#include "label.h"
 #include "quantreport.h"
 
 // "0,2-4" -> mask over n layers. -1 (message printed) when malformed.
@@ -50,9 +51,13 @@ static json_t *stream_json(const kvq_quantreport_stream *st)
     return o;
 }
 
-static json_t *report_json(const kvq_trace *t, const kvq_quantreport *r)
+static json_t *report_json(const kvq_trace *t, const kvq_config *cfg, const kvq_artifacts *art,
+                           const kvq_quantreport *r)
 {
     json_t *o = json_object();
+    char label[256], id[16];
+    kvq_artifacts_id(art, id, sizeof id);
+    json_object_set_new(o, "label", json_string(kvq_config_label(cfg, id, label, sizeof label)));
     json_object_set_new(o, "trace", json_string(t->path));
     json_object_set_new(o, "method", json_string(r->method));
     json_object_set_new(o, "bits", json_integer(r->bits));
@@ -78,30 +83,40 @@ static json_t *report_json(const kvq_trace *t, const kvq_quantreport *r)
     return o;
 }
 
+// One row of the table: every figure through its metric's format ("n/a" for NaN).
 static void report_row(kvs_session *s, const char *name, int kbits, const kvq_quantreport_stream *k,
                        const kvq_quantreport_stream *v, double ip)
 {
-    char kb[16] = "";
+    char kb[16] = "", c[7][32];
     if (kbits > 0) snprintf(kb, sizeof kb, "%d", kbits);
-    kvs_printf(s, "%5s %5s  %8.3f %10.5f %8.5f  %8.3f %10.5f %8.5f  %10.5f", name, kb,
-               k->bits_per_coord, k->relative_mse, k->cosine, v->bits_per_coord, v->relative_mse,
-               v->cosine, ip);
+    kvs_printf(s, "%5s %5s  %10s %12s %11s  %10s %13s %12s  %10s", name, kb,
+               kvq_metric_fmt(KVQ_M_KEY_BITS, k->bits_per_coord, c[0], 32),
+               kvq_metric_fmt(KVQ_M_KEY_REL_MSE, k->relative_mse, c[1], 32),
+               kvq_metric_fmt(KVQ_M_KEY_COSINE, k->cosine, c[2], 32),
+               kvq_metric_fmt(KVQ_M_VALUE_BITS, v->bits_per_coord, c[3], 32),
+               kvq_metric_fmt(KVQ_M_VALUE_REL_MSE, v->relative_mse, c[4], 32),
+               kvq_metric_fmt(KVQ_M_VALUE_COSINE, v->cosine, c[5], 32), kvq_metric_fmt(KVQ_M_QK_ERROR, ip, c[6], 32));
 }
 
-static void report_text(kvs_session *s, const kvq_trace *t, const kvq_quantreport *r)
+static void report_text(kvs_session *s, const kvq_trace *t, const kvq_config *cfg, const kvq_artifacts *art,
+                        const kvq_quantreport *r)
 {
-    char vdesc[KVQ_NAME_LEN + 32];
+    char vdesc[KVQ_NAME_LEN + 32], label[256], id[16];
     if (r->value_bits == 16)
         snprintf(vdesc, sizeof vdesc, "fp16");
     else
         snprintf(vdesc, sizeof vdesc, "%s at %d bits", r->value_method, r->value_bits);
     kvs_printf(s, "quantize %s: keys %s at %d bits, values %s", t->path, r->method, r->bits, vdesc);
+    kvq_artifacts_id(art, id, sizeof id);
+    kvs_printf(s, "config   %s", kvq_config_label(cfg, id, label, sizeof label));
     kvs_printf(
-        s, "%d layers x %d kv heads, %d tokens, head_dim %d; q.k error over %ld (query, key) pairs",
-        r->n_layers, r->n_kv_heads, r->n_tokens, r->head_dim, r->n_pairs);
+        s, "%d layers x %d kv heads, %d tokens, head_dim %d; %s over %ld (query, key) pairs",
+        r->n_layers, r->n_kv_heads, r->n_tokens, r->head_dim, kvq_metrics[KVQ_M_QK_ERROR].name, r->n_pairs);
     kvs_printf(s, "%s", "");
-    kvs_printf(s, "%5s %5s  %8s %10s %8s  %8s %10s %8s  %10s", "layer", "kbits", "K bits",
-               "K rel_mse", "K cos", "V bits", "V rel_mse", "V cos", "q.k error");
+    kvs_printf(s, "%5s %5s  %10s %12s %11s  %10s %13s %12s  %10s", "layer", "kbits", kvq_metrics[KVQ_M_KEY_BITS].name,
+               kvq_metrics[KVQ_M_KEY_REL_MSE].name, kvq_metrics[KVQ_M_KEY_COSINE].name,
+               kvq_metrics[KVQ_M_VALUE_BITS].name, kvq_metrics[KVQ_M_VALUE_REL_MSE].name,
+               kvq_metrics[KVQ_M_VALUE_COSINE].name, kvq_metrics[KVQ_M_QK_ERROR].name);
     for (int i = 0; i < r->n_layers; i++) {
         const kvq_quantreport_layer *ly = &r->layers[i];
         char name[16];
@@ -109,33 +124,31 @@ static void report_text(kvs_session *s, const kvq_trace *t, const kvq_quantrepor
         report_row(s, name, ly->key_bits, &ly->keys, &ly->values, ly->ip_relative_error);
     }
     report_row(s, "all", 0, &r->keys, &r->values, r->ip_relative_error);
+    char ks[32], vs[32];
     kvs_printf(s, "side tables (rotations, codebooks, centroids): keys %.0f bytes, values %.0f bytes; "
-                  "with them %.3f / %.3f bits/coord at %d tokens",
-               r->keys.side_bytes, r->values.side_bytes, r->keys.bits_per_coord_with_side,
-               r->values.bits_per_coord_with_side, r->n_tokens);
-    kvs_printf(s, "(bits = record bytes held x 8 / coordinates; rel_mse = mean |x - x^|^2/|x|^2; "
-                  "q.k error = sqrt(sum (s^ - s)^2 / sum s^2))");
+                  "%s %s, %s %s at %d tokens",
+               r->keys.side_bytes, r->values.side_bytes, kvq_metrics[KVQ_M_KEY_BITS_SIDE].name,
+               kvq_metric_fmt(KVQ_M_KEY_BITS_SIDE, r->keys.bits_per_coord_with_side, ks, sizeof ks),
+               kvq_metrics[KVQ_M_VALUE_BITS_SIDE].name,
+               kvq_metric_fmt(KVQ_M_VALUE_BITS_SIDE, r->values.bits_per_coord_with_side, vs, sizeof vs), r->n_tokens);
+    const kvq_metric *b = &kvq_metrics[KVQ_M_KEY_BITS], *m = &kvq_metrics[KVQ_M_KEY_REL_MSE],
+                     *q = &kvq_metrics[KVQ_M_QK_ERROR];
+    kvs_printf(s, "(%s in %s = %s; %s = %s; %s = %s)", b->name, b->unit, b->formula, m->name, m->formula, q->name,
+               q->formula);
 }
 
-static void record_run(kvs_session *s, const kvq_config *cfg, const kvq_quantreport *q,
+static void record_run(kvs_session *s, const kvq_config *cfg, const kvq_artifacts *art, const kvq_quantreport *q,
                        int n_layers)
 {
     kvs_run r;
-    memset(&r, 0, sizeof r);
-    r.cfg = *cfg;
-    if (cfg->n_bit_allocation > 0)
-        snprintf(r.label, sizeof r.label, "%s alloc/v%d", q->method, q->value_bits);
-    else
-        snprintf(r.label, sizeof r.label, "%s k%d/v%d", q->method, q->bits, q->value_bits);
+    kvs_run_init(&r, cfg, art, "encode");
     r.key_bits = q->keys.bits_per_coord;
     r.value_bits = q->values.bits_per_coord;
     r.key_rel_mse = q->keys.relative_mse;
     r.value_rel_mse = q->values.relative_mse;
     r.key_cosine = q->keys.cosine;
     r.value_cosine = q->values.cosine;
-    r.ip_rel_error = q->ip_relative_error;
-    r.attn_rel_error = NAN;
-    r.encode_vps = NAN;
+    r.qk_error = q->ip_relative_error;
     const double held = q->keys.bytes + q->values.bytes;
     r.compression = held > 0 ? 2.0 * (q->keys.coords + q->values.coords) / held : NAN;
     // per-layer arrays are indexed by trace layer; layers left out are NAN
@@ -162,9 +175,8 @@ int kvs_cmd_quantize(kvs_session *s, kvs_args *a)
     if (a->npos > 1) return kvs_errorf(s, "quantize: expected at most one TRACE, got %d", a->npos);
     const kvq_method *m;
     if (kvq_method_lookup(cfg.method, &m)) return kvs_errorf(s, "quantize: %s", kvq_last_error());
-    if (!bits_given && (cfg.bits < m->min_bits || cfg.bits > m->max_bits))
-        cfg.bits = cfg.bits < m->min_bits ? m->min_bits : m->max_bits; // as `method NAME` does
-    const char *why = kvq_config_check(&cfg);
+    const char *why = kvq_config_fit_bits(&cfg, bits_given, NULL);   // as `method NAME` does
+    if (!why) why = kvq_config_check(&cfg);
     if (why) return kvs_errorf(s, "quantize: %s", why);
     if (kvs_args_trace(s, a)) return -1;
     const kvq_trace *t = s->trace;
@@ -187,21 +199,22 @@ int kvs_cmd_quantize(kvs_session *s, kvs_args *a)
         return kvs_errorf(s, "quantize: out of memory");
     }
     kvq_status st = kvq_quantreport_run(t, &cfg, art, &o, NULL, r);
-    kvq_artifacts_free(own);
     if (st) {
+        kvq_artifacts_free(own);
         free(r);
         return kvs_errorf(s, "quantize: %s", kvq_last_error());
     }
     if (json) {
-        json_t *root = report_json(t, r);
+        json_t *root = report_json(t, &cfg, art, r);
         char *txt = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
         if (txt) kvs_puts(s, txt);
         free(txt);
         json_decref(root);
     } else {
-        report_text(s, t, r);
+        report_text(s, t, &cfg, art, r);
     }
-    record_run(s, &cfg, r, t->n_layers);
+    record_run(s, &cfg, art, r, t->n_layers);
+    kvq_artifacts_free(own);
     free(r);
     return 0;
 }

@@ -25,39 +25,44 @@ int kvs_run_measure(const kvq_trace *t, const kvq_config *cfg, const kvq_artifac
         free(q);
         return st;
     }
-    memset(r, 0, sizeof *r);
-    r->cfg = *cfg;
-    if (cfg->n_bit_allocation > 0)
-        snprintf(r->label, sizeof r->label, "%s alloc/v%d", q->method, q->value_bits);
-    else
-        snprintf(r->label, sizeof r->label, "%s k%d/v%d", q->method, q->bits, q->value_bits);
+    kvs_run_init(r, cfg, art, "encode");
     r->key_bits = q->keys.bits_per_coord;
     r->value_bits = q->values.bits_per_coord;
     r->key_rel_mse = q->keys.relative_mse;
     r->value_rel_mse = q->values.relative_mse;
     r->key_cosine = q->keys.cosine;
     r->value_cosine = q->values.cosine;
-    r->ip_rel_error = q->ip_relative_error;
+    r->qk_error = q->ip_relative_error;
     double held = q->keys.bytes + q->values.bytes, fp16 = 2 * (q->keys.coords + q->values.coords);
     r->compression = held > 0 ? fp16 / held : NAN;
-    r->encode_vps = NAN;
     r->n_layers = q->n_layers;
     for (int i = 0; i < q->n_layers && i < KVQ_MAX_LAYERS; i++) {
         r->layer_key_rel_mse[i] = q->layers[i].keys.relative_mse;
         r->layer_key_cosine[i] = q->layers[i].keys.cosine;
     }
     free(q);
-    r->attn_rel_error = NAN;
     if (t->n_queries > 0 && !(p && p->fn && p->fn(1.0, "attention", -1, p->user))) {
         kvq_calib_opts o;
         kvq_calib_opts_default(&o);
         o.n_queries = RUN_ATTN_QUERIES;
         kvq_attn_eval *ev = calloc(1, sizeof *ev);
-        if (ev && kvq_calib_eval_keys(t, cfg, art, &o, ev) == KVQ_OK) r->attn_rel_error = ev->attn_rel_error;
+        if (ev && kvq_calib_eval_keys(t, cfg, art, &o, ev) == KVQ_OK) r->attn_key_error = ev->attn_rel_error;
         free(ev);
         kvq_clear_error();   // a missing attention figure is not a failed run
     }
     return KVQ_OK;
+}
+
+void kvs_run_summary(const kvs_run *r, char *buf, size_t n)
+{
+    size_t len = (size_t)snprintf(buf, n, "%s ", r->label);
+    for (int i = 0; i < kvs_run_n_fields() && len < n; i++) {
+        double v = kvs_run_field(r, i);
+        if (!isfinite(v)) continue;   // what this kind of run does not measure
+        char one[64];
+        kvq_metric_id id = kvs_run_field_metric(i);
+        len += (size_t)snprintf(buf + len, n - len, " %s %s", kvq_metrics[id].name, kvq_metric_fmt_unit(id, v, one, sizeof one));
+    }
 }
 
 int kvs_cmd_view(kvs_session *s, kvs_args *a)
@@ -74,9 +79,9 @@ int kvs_cmd_run(kvs_session *s, kvs_args *a)
     kvs_run r;
     if (kvs_run_measure(s->trace, &s->cfg, s->art, NULL, &r)) return kvs_errorf(s, "run: %s", kvq_last_error());
     kvs_session_add_run(s, &r);
-    kvs_printf(s, "run %d: %s  key %.3f bits cos %.4f  value %.3f bits cos %.4f  ip err %.4f  attn err %.4f  %.2fx",
-               s->n_runs, r.label, r.key_bits, r.key_cosine, r.value_bits, r.value_cosine, r.ip_rel_error,
-               r.attn_rel_error, r.compression);
+    char line[1024];
+    kvs_run_summary(&r, line, sizeof line);
+    kvs_printf(s, "run %d: %s", s->n_runs, line);
     return 0;
 }
 
@@ -128,19 +133,13 @@ static int export_json(kvs_session *s, FILE *f)
         json_object_set_new(o, "method", json_string(r->cfg.method));
         json_object_set_new(o, "bits", json_integer(r->cfg.bits));
         json_object_set_new(o, "value_bits", json_integer(r->cfg.value_bits));
-        json_object_set_new(o, "key_bits_per_coord", num(r->key_bits));
-        json_object_set_new(o, "value_bits_per_coord", num(r->value_bits));
-        json_object_set_new(o, "key_relative_mse", num(r->key_rel_mse));
-        json_object_set_new(o, "value_relative_mse", num(r->value_rel_mse));
-        json_object_set_new(o, "key_cosine", num(r->key_cosine));
-        json_object_set_new(o, "value_cosine", num(r->value_cosine));
-        json_object_set_new(o, "ip_relative_error", num(r->ip_rel_error));
-        json_object_set_new(o, "attention_relative_error", num(r->attn_rel_error));
-        json_object_set_new(o, "compression_ratio", num(r->compression));
+        json_object_set_new(o, "source", json_string(r->source));
+        for (int k = 0; k < kvs_run_n_fields(); k++)
+            json_object_set_new(o, kvq_metrics[kvs_run_field_metric(k)].json, num(kvs_run_field(r, k)));
         json_t *pl = json_array();
         for (int l = 0; l < r->n_layers; l++)
-            json_array_append_new(pl, json_pack("{s:i, s:o, s:o}", "layer", l, "key_relative_mse",
-                                                num(r->layer_key_rel_mse[l]), "key_cosine",
+            json_array_append_new(pl, json_pack("{s:i, s:o, s:o}", "layer", l, kvq_metrics[KVQ_M_KEY_REL_MSE].json,
+                                                num(r->layer_key_rel_mse[l]), kvq_metrics[KVQ_M_KEY_COSINE].json,
                                                 num(r->layer_key_cosine[l])));
         json_object_set_new(o, "per_layer", pl);
         json_t *cfg = json_object();
@@ -162,17 +161,28 @@ static int export_json(kvs_session *s, FILE *f)
 
 static void csv_num(FILE *f, double v) { isfinite(v) ? fprintf(f, ",%.8g", v) : fputs(",", f); }
 
+// CSV fields: label in quotes (quotes doubled), NaN as an empty cell.
+static void csv_str(FILE *f, const char *v)
+{
+    fputc('"', f);
+    for (; *v; v++) {
+        if (*v == '"') fputc('"', f);
+        fputc(*v, f);
+    }
+    fputc('"', f);
+}
+
 static int export_csv(kvs_session *s, FILE *f)
 {
-    fputs("run,label,method,bits,value_bits,key_bits_per_coord,value_bits_per_coord,key_relative_mse,"
-          "value_relative_mse,key_cosine,value_cosine,ip_relative_error,attention_relative_error,"
-          "compression_ratio\n", f);
+    fputs("run,label,source,method,bits,value_bits", f);
+    for (int k = 0; k < kvs_run_n_fields(); k++) fprintf(f, ",%s", kvq_metrics[kvs_run_field_metric(k)].json);
+    fputc('\n', f);
     for (int i = 0; i < s->n_runs; i++) {
         const kvs_run *r = &s->runs[i];
-        fprintf(f, "%d,\"%s\",%s,%d,%d", i + 1, r->label, r->cfg.method, r->cfg.bits, r->cfg.value_bits);
-        const double v[] = {r->key_bits, r->value_bits, r->key_rel_mse, r->value_rel_mse, r->key_cosine,
-                            r->value_cosine, r->ip_rel_error, r->attn_rel_error, r->compression};
-        for (size_t k = 0; k < sizeof v / sizeof v[0]; k++) csv_num(f, v[k]);
+        fprintf(f, "%d,", i + 1);
+        csv_str(f, r->label);
+        fprintf(f, ",%s,%s,%d,%d", r->source, r->cfg.method, r->cfg.bits, r->cfg.value_bits);
+        for (int k = 0; k < kvs_run_n_fields(); k++) csv_num(f, kvs_run_field(r, k));
         fputc('\n', f);
     }
     return ferror(f) ? -1 : 0;

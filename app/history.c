@@ -3,11 +3,14 @@
 #include <errno.h>
 #include <jansson.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include "label.h"
+#include "metrics.h"
 #include "safetensors.h"
 #include "session.h"
 
@@ -36,6 +39,53 @@ static double get_num(json_t *o, const char *k)
     return json_is_number(v) ? json_number_value(v) : NAN;
 }
 
+// The run record's figures, each under its metric's JSON key. v1/v1_replay:
+// the key version 1 of runs.json used (before one vocabulary), for encode and
+// replay runs: v1 kept two different metrics under one key ("attn_rel_error"
+// was the lab's attention error (keys) or a replay's output error), told
+// apart by the " (cache)" suffix v1 gave replay labels.
+typedef struct {
+    kvq_metric_id id;
+    size_t off;
+    const char *v1, *v1_replay;
+} run_field;
+#define RF(id, field, v1, v1r) {KVQ_M_##id, offsetof(kvs_run, field), v1, v1r}
+static const run_field run_fields[] = {
+    RF(KEY_BITS, key_bits, "key_bits", "key_bits"),
+    RF(VALUE_BITS, value_bits, "value_bits", "value_bits"),
+    RF(KEY_REL_MSE, key_rel_mse, "key_rel_mse", "key_rel_mse"),
+    RF(VALUE_REL_MSE, value_rel_mse, "value_rel_mse", "value_rel_mse"),
+    RF(KEY_COSINE, key_cosine, "key_cosine", "key_cosine"),
+    RF(VALUE_COSINE, value_cosine, "value_cosine", "value_cosine"),
+    RF(QK_ERROR, qk_error, "ip_rel_error", NULL),
+    RF(PROBE_ERROR, probe_error, NULL, "ip_rel_error"),
+    RF(ATTN_KEY_ERROR, attn_key_error, "attn_rel_error", NULL),
+    RF(OUTPUT_ERROR, output_error, NULL, "attn_rel_error"),
+    RF(ATTN_KL, attn_kl, NULL, NULL),
+    RF(COMPRESSION, compression, "compression", NULL),
+    RF(CACHE_COMPRESSION, cache_compression, NULL, "compression"),
+    RF(ENCODE_VPS, encode_vps, "encode_vps", "encode_vps"),
+};
+#define N_RUN_FIELDS (sizeof run_fields / sizeof run_fields[0])
+
+static double *field_at(kvs_run *r, const run_field *f) { return (double *)((char *)r + f->off); }
+static double field_get(const kvs_run *r, const run_field *f) { return *(const double *)((const char *)r + f->off); }
+
+void kvs_run_init(kvs_run *r, const kvq_config *cfg, const kvq_artifacts *art, const char *source)
+{
+    memset(r, 0, sizeof *r);
+    r->cfg = *cfg;
+    char id[16];
+    kvq_artifacts_id(art, id, sizeof id);
+    kvq_config_label(cfg, id, r->label, sizeof r->label);
+    snprintf(r->source, sizeof r->source, "%s", source);
+    for (size_t i = 0; i < N_RUN_FIELDS; i++) *field_at(r, &run_fields[i]) = NAN;
+}
+
+int kvs_run_n_fields(void) { return (int)N_RUN_FIELDS; }
+kvq_metric_id kvs_run_field_metric(int i) { return run_fields[i].id; }
+double kvs_run_field(const kvs_run *r, int i) { return field_get(r, &run_fields[i]); }
+
 static json_t *run_to_json(const kvs_run *r)
 {
     json_t *cfg = json_object();
@@ -51,23 +101,24 @@ static json_t *run_to_json(const kvs_run *r)
     }
     json_t *o = json_object();
     json_object_set_new(o, "label", json_string(r->label));
+    json_object_set_new(o, "source", json_string(r->source));
     json_object_set_new(o, "config", cfg);
-    json_object_set_new(o, "key_bits", num(r->key_bits));
-    json_object_set_new(o, "value_bits", num(r->value_bits));
-    json_object_set_new(o, "key_rel_mse", num(r->key_rel_mse));
-    json_object_set_new(o, "value_rel_mse", num(r->value_rel_mse));
-    json_object_set_new(o, "key_cosine", num(r->key_cosine));
-    json_object_set_new(o, "value_cosine", num(r->value_cosine));
-    json_object_set_new(o, "ip_rel_error", num(r->ip_rel_error));
-    json_object_set_new(o, "attn_rel_error", num(r->attn_rel_error));
-    json_object_set_new(o, "compression", num(r->compression));
-    json_object_set_new(o, "encode_vps", num(r->encode_vps));
-    json_object_set_new(o, "layer_key_rel_mse", lm);
-    json_object_set_new(o, "layer_key_cosine", lc);
+    for (size_t i = 0; i < N_RUN_FIELDS; i++)
+        json_object_set_new(o, kvq_metrics[run_fields[i].id].json, num(field_get(r, &run_fields[i])));
+    json_t *pl = json_object();
+    json_object_set_new(pl, kvq_metrics[KVQ_M_KEY_REL_MSE].json, lm);
+    json_object_set_new(pl, kvq_metrics[KVQ_M_KEY_COSINE].json, lc);
+    json_object_set_new(o, "per_layer", pl);
     return o;
 }
 
-static bool run_from_json(json_t *o, kvs_run *r)
+static bool ends_with(const char *s, const char *tail)
+{
+    size_t a = strlen(s), b = strlen(tail);
+    return a >= b && !strcmp(s + a - b, tail);
+}
+
+static bool run_from_json(json_t *o, int version, kvs_run *r)
 {
     memset(r, 0, sizeof *r);
     kvq_config_default(&r->cfg);
@@ -77,18 +128,23 @@ static bool run_from_json(json_t *o, kvs_run *r)
     json_t *v;
     json_object_foreach(cfg, key, v)
         if (!json_is_string(v) || kvq_config_set(&r->cfg, key, json_string_value(v))) return false;
-    snprintf(r->label, sizeof r->label, "%s", json_string_value(label));
-    r->key_bits = get_num(o, "key_bits");
-    r->value_bits = get_num(o, "value_bits");
-    r->key_rel_mse = get_num(o, "key_rel_mse");
-    r->value_rel_mse = get_num(o, "value_rel_mse");
-    r->key_cosine = get_num(o, "key_cosine");
-    r->value_cosine = get_num(o, "value_cosine");
-    r->ip_rel_error = get_num(o, "ip_rel_error");
-    r->attn_rel_error = get_num(o, "attn_rel_error");
-    r->compression = get_num(o, "compression");
-    r->encode_vps = get_num(o, "encode_vps");
-    json_t *lm = json_object_get(o, "layer_key_rel_mse"), *lc = json_object_get(o, "layer_key_cosine");
+    const char *lab = json_string_value(label);
+    json_t *src = json_object_get(o, "source");
+    bool replay = version < 2 ? ends_with(lab, " (cache)") : json_is_string(src) && !strcmp(json_string_value(src), "replay");
+    snprintf(r->source, sizeof r->source, "%s", replay ? "replay" : "encode");
+    if (version < 2) kvq_config_label(&r->cfg, NULL, r->label, sizeof r->label);   // v1 labels hid the config
+    else snprintf(r->label, sizeof r->label, "%s", lab);
+    for (size_t i = 0; i < N_RUN_FIELDS; i++) {
+        const run_field *f = &run_fields[i];
+        const char *k = version < 2 ? (replay ? f->v1_replay : f->v1) : kvq_metrics[f->id].json;
+        *field_at(r, f) = k ? get_num(o, k) : NAN;
+    }
+    // v1 replay runs stored the cache's compression only; the record one follows from the bits
+    if (version < 2 && replay && isfinite(r->key_bits) && isfinite(r->value_bits))
+        r->compression = 32.0 / (r->key_bits + r->value_bits);
+    json_t *pl = json_object_get(o, "per_layer");
+    json_t *lm = version < 2 ? json_object_get(o, "layer_key_rel_mse") : json_object_get(pl, kvq_metrics[KVQ_M_KEY_REL_MSE].json);
+    json_t *lc = version < 2 ? json_object_get(o, "layer_key_cosine") : json_object_get(pl, kvq_metrics[KVQ_M_KEY_COSINE].json);
     size_t n = json_array_size(lm);
     if (n > KVQ_MAX_LAYERS || json_array_size(lc) != n) return false;
     r->n_layers = (int)n;
@@ -105,7 +161,7 @@ int kvs_session_history_save_locked(kvs_session *s)
     if (!s->runs_path[0]) return 0;
     json_t *arr = json_array();
     for (int i = 0; i < s->n_runs; i++) json_array_append_new(arr, run_to_json(&s->runs[i]));
-    json_t *root = json_pack("{s:s, s:i, s:o}", "format", "kvstudio-runs", "version", 1, "runs", arr);
+    json_t *root = json_pack("{s:s, s:i, s:o}", "format", "kvstudio-runs", "version", 2, "runs", arr);
     char *txt = json_dumps(root, JSON_INDENT(1) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(9));
     json_decref(root);
     kvq_atomic_file af;
@@ -136,11 +192,13 @@ int kvs_session_history_open(kvs_session *s, const char *path)
         json_decref(root);
         goto bad;
     }
+    json_t *ver = json_object_get(root, "version");
+    int version = json_is_integer(ver) ? (int)json_integer_value(ver) : 1;
     int loaded = 0;
     pthread_mutex_lock(&s->lock);
     for (size_t i = 0; i < json_array_size(runs) && s->n_runs < KVS_MAX_RUNS; i++) {
         kvs_run r;
-        if (run_from_json(json_array_get(runs, i), &r)) {
+        if (run_from_json(json_array_get(runs, i), version, &r)) {
             s->runs[s->n_runs++] = r;
             loaded++;
         }

@@ -7,21 +7,29 @@
 #include <stdio.h>
 #include <pthread.h>
 #include "kvq.h"
+#include "metrics.h"
 #include "trace.h"
 
-// One finished run of a method on the trace (kvstudio quantize / lab "run").
-// Kept as plain numbers so the history can be shown, compared and exported.
+// One finished run of a method on the trace (kvstudio quantize / lab "run" /
+// benchmark / compare). Kept as plain numbers so the history can be shown,
+// compared and exported; every figure is one metric of engine/metrics.h
+// (named in the comment), NAN when that kind of run does not measure it.
 #define KVS_MAX_RUNS 256
 typedef struct kvs_run {
     kvq_config cfg;
-    char label[96];            // "turboquant_mse k3/v2"
-    double key_bits, value_bits;     // bits per coordinate actually held
-    double key_rel_mse, value_rel_mse;
-    double key_cosine, value_cosine;
-    double ip_rel_error;        // relative error of q . k estimates
-    double attn_rel_error;      // attention output error, NAN when not measured
-    double compression;         // fp16 bytes / held bytes (K+V), NAN when not measured
-    double encode_vps;          // encode throughput, vectors/s, NAN when not measured
+    char label[256];           // kvq_config_label: the whole configuration
+    char source[16];           // "encode" (quantize, lab run) or "replay" (benchmark, compare)
+    double key_bits, value_bits;     // KVQ_M_KEY_BITS, KVQ_M_VALUE_BITS
+    double key_rel_mse, value_rel_mse;   // KVQ_M_KEY_REL_MSE, KVQ_M_VALUE_REL_MSE
+    double key_cosine, value_cosine;     // KVQ_M_KEY_COSINE, KVQ_M_VALUE_COSINE
+    double qk_error;            // KVQ_M_QK_ERROR (encode runs)
+    double probe_error;         // KVQ_M_PROBE_ERROR (replay runs)
+    double attn_key_error;      // KVQ_M_ATTN_KEY_ERROR (lab run)
+    double output_error;        // KVQ_M_OUTPUT_ERROR (replay runs)
+    double attn_kl;             // KVQ_M_ATTN_KL, bits (replay runs)
+    double compression;         // KVQ_M_COMPRESSION: 32 / (key bits + value bits)
+    double cache_compression;   // KVQ_M_CACHE_COMPRESSION (replay runs)
+    double encode_vps;          // KVQ_M_ENCODE_VPS (replay runs)
     int n_layers;
     double layer_key_rel_mse[KVQ_MAX_LAYERS];
     double layer_key_cosine[KVQ_MAX_LAYERS];
@@ -53,6 +61,14 @@ void kvs_session_free(kvs_session *s);
 int kvs_session_load(kvs_session *s, const char *path, const kvq_trace_opts *opts);
 // Append a run (drops the oldest when full). Thread-safe.
 void kvs_session_add_run(kvs_session *s, const kvs_run *r);
+// Sets every figure of r to NAN (no metric measured yet) and r->cfg = *cfg,
+// r->label from kvq_config_label (art: the artifacts the run used, or NULL).
+void kvs_run_init(kvs_run *r, const kvq_config *cfg, const kvq_artifacts *art, const char *source);
+// The run's figures as a table (history, exports, the lab's history view):
+// field i holds metric kvs_run_field_metric(i).
+int kvs_run_n_fields(void);
+kvq_metric_id kvs_run_field_metric(int i);
+double kvs_run_field(const kvs_run *r, int i);
 
 // Persist the run history in `path` (JSON, rewritten atomically after every
 // run, so a crash of the studio or a worker loses nothing finished) and load

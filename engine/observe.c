@@ -326,7 +326,7 @@ void kvq_observe_attention(kvq_observers *o, int layer, const float *out_exact, 
     for (int i = 0; i < k; i++)
         for (int j = 0; j < k; j++) hit += ia[i] == ib[j];
     o->a_err[layer] += oo > 0 ? sqrt(ee / oo) : sqrt(ee);
-    o->a_kl[layer] += kl > 0 ? kl : 0;   // rounding can make a zero KL slightly negative
+    o->a_kl[layer] += kl > 0 ? kl / M_LN2 : 0;   // bits (the one KL unit); rounding can make a zero KL slightly negative
     o->a_rec[layer] += (double)hit / k;
     o->a_n[layer]++;
 }

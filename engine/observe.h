@@ -73,7 +73,7 @@ typedef struct kvq_key_norm_report {
 // a sliding window shows up in the output error, not in KL.
 typedef struct kvq_attention_report {
     double mean_output_rel_error;  // mean |o - o_hat| / |o|
-    double mean_kl_divergence;     // mean KL(p_exact || p_hat), nats
+    double mean_kl_divergence;     // mean KL(p_exact || p_hat), bits (log2)
     double topk_recall;            // mean |top-k(exact) & top-k(hat)| / k
     int topk;
     long num_queries;

@@ -213,7 +213,7 @@ static void test_attention_metrics(void **st)
     for (int i = 0; i < 20; i++) l2[i] = -l1[i];
     kvq_observe_attention(obs, 0, o1, o1, l1, l2, 20);
     kvq_observers_report(obs, &r);
-    double kl = 0.5 * log(2.0) + 0.5 * log(2.0 / 3.0);
+    double kl = (0.5 * log(2.0) + 0.5 * log(2.0 / 3.0)) / log(2.0);   // bits
     assert_true(fabs(r.attention.per_layer_kl_divergence[1] - kl) < 1e-6);
     assert_true(fabs(r.attention.per_layer_output_rel_error[1] - 0.1) < 1e-6);
     assert_true(r.attention.per_layer_topk_recall[1] == 1.0);

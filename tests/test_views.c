@@ -166,7 +166,7 @@ static void test_lab_run_and_compare(void **state)
     assert_shows(ui, "turboquant_mse k4/v2");
     kvs_ui_key(ui, 'c');   // mark run 2, select run 1: side by side
     assert_shows(ui, "vs run 2: per layer");
-    assert_shows(ui, "key cos A   key cos B");
+    assert_shows(ui, "key cosine A  key cosine B");
     // the method picker: Enter on the method row, / filters, Enter picks
     kvs_ui_key(ui, KEY_UP);
     kvs_ui_key(ui, '\n');
@@ -187,20 +187,24 @@ static void test_plots_and_export(void **state)
     fixture *f = *state;
     kvs_ui *ui = f->ui;
     kvs_ui_key(ui, '4');
-    assert_shows(ui, "no runs yet");
+    assert_shows(ui, "no runs with key cosine yet");
     assert_int_equal(kvs_exec_line(&f->s, "run"), 0);   // in the studio `run` goes to the worker
     kvs_job_wait(ui);
     assert_int_equal(kvs_exec_line(&f->s, "bits 2"), 0);
     assert_int_equal(kvs_exec_line(&f->s, "run"), 0);
     kvs_job_wait(ui);
     assert_int_equal(f->s.n_runs, 2);
-    assert_shows(ui, "rate-distortion: key bits/coord vs key cosine");
-    assert_shows(ui, "turboquant_mse");
-    assert_shows(ui, "key bits per coordinate");
+    assert_shows(ui, "rate-distortion: key bits vs key cosine");
+    assert_shows(ui, "turboquant_mse v2");   // one curve per configuration up to its key bits
+    assert_shows(ui, "key bits (bits/coord)");
+    kvs_ui_key(ui, 'a');   // the lab's metric, under its own name
+    assert_shows(ui, "key bits vs attention error (keys)");
+    kvs_ui_key(ui, 'a');   // lab runs have no replay figure: nothing plotted under that name
+    assert_shows(ui, "no runs with output error yet");
     kvs_ui_key(ui, 'a');
-    assert_shows(ui, "attention output error");
+    kvs_ui_key(ui, 'a');   // back to key cosine
     kvs_ui_key(ui, KEY_RIGHT);
-    assert_shows(ui, "compression vs fp16");
+    assert_shows(ui, "compression: fp16 K+V bytes / record bytes held");
     assert_shows(ui, "2 turboquant_mse k2/v2");
     kvs_ui_key(ui, KEY_RIGHT);
     assert_shows(ui, "per-layer key bit allocation: uniform");
@@ -278,6 +282,23 @@ static void test_dashboard(void **state)
     assert_false(ui->dash.playing);
 }
 
+// Issue 17: every token held in fp16 sinks: the dashboard says n/a, never nan.
+static void test_dashboard_all_fp16(void **state)
+{
+    fixture *f = *state;
+    kvs_ui *ui = f->ui;
+    assert_int_equal(kvs_exec_line(&f->s, "set sink_tokens=1024"), 0);
+    kvs_ui_key(ui, '3');
+    assert_shows(ui, "sink_tokens=1024");   // the label says what runs
+    kvs_ui_key(ui, '.');
+    kvs_job_wait(ui);
+    assert_int_equal(kvs_exec_line(&f->s, "step 3"), 0);
+    assert_shows(ui, "key cosine n/a");
+    assert_shows(ui, "no key compressed yet");
+    assert_hides(ui, "nan");
+    assert_int_equal(kvs_exec_line(&f->s, "set sink_tokens=0"), 0);
+}
+
 static void test_generate(void **state)
 {
     fixture *f = *state;
@@ -340,6 +361,15 @@ static void test_help_and_filter(void **state)
     assert_hides(ui, "load PATH");
     kvs_ui_key(ui, 27);
     assert_shows(ui, "load PATH");
+    // the metrics glossary comes from the table in engine/metrics.c
+    keys(ui, "/mean |o - o^|");
+    assert_shows(ui, "Metrics (KL in bits everywhere)");
+    assert_shows(ui, "output error");
+    assert_hides(ui, "attention error (keys)");
+    kvs_ui_key(ui, 27);
+    keys(ui, "/attention KL");
+    assert_shows(ui, "attention KL (bits)");
+    kvs_ui_key(ui, 27);
 }
 
 static void test_too_small_and_resize(void **state)
@@ -558,6 +588,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_explorer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lab_run_and_compare, setup, teardown),
         cmocka_unit_test_setup_teardown(test_plots_and_export, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_dashboard_all_fp16, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dashboard, setup, teardown),
         cmocka_unit_test_setup_teardown(test_generate, setup, teardown),
         cmocka_unit_test_setup_teardown(test_calibrate_and_cancel, setup, teardown),

@@ -6,6 +6,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include "label.h"
 #include "replay.h"
 #include "tui.h"
 #include "ui.h"
@@ -186,9 +187,12 @@ void kvs_dash_tick(kvs_ui *ui)
     if (kvq_replay_done(d->replay)) {
         d->playing = false;
         const kvq_replay_snapshot *sn = snap(ui);
-        kvs_ui_set_status(ui, false, "replay done: %d tokens, %.2fx compression, key cos %.4f, attention error %.4f",
-                          sn->pos, sn->report.memory.compression_ratio,
-                          sn->report.distortion.mean_cosine_similarity, sn->report.attention.mean_output_rel_error);
+        char fa[96], fb[96], c[96];
+        kvs_ui_set_status(ui, false, "replay done: %d tokens, %s, %s, %s", sn->pos,
+                          kvq_metric_fmt_named(KVQ_M_CACHE_COMPRESSION, sn->report.memory.compression_ratio, fa, sizeof fa),
+                          kvq_metric_fmt_named(KVQ_M_KEY_COSINE, sn->report.distortion.mean_cosine_similarity, fb, sizeof fb),
+                          kvq_metric_fmt_named(KVQ_M_OUTPUT_ERROR, sn->report.attention.num_queries ?
+                                               sn->report.attention.mean_output_rel_error : NAN, c, sizeof c));
     }
 }
 
@@ -203,7 +207,7 @@ static void layer_bars(kvs_ui *ui, kvs_rect r, int y, const double *v, int n, do
         double x = v[l];
         kvs_w_text(ui, y, r.x + 1, 4, kvs_attr(ui, KVS_C_DIM), "L%-3d", l);
         if (!isfinite(x)) {
-            kvs_w_text(ui, y, r.x + 5, 6, kvs_attr(ui, KVS_C_DIM), "   -");
+            kvs_w_text(ui, y, r.x + 5, 6, kvs_attr(ui, KVS_C_DIM), " n/a");   // not measured: never nan
             continue;
         }
         kvs_w_hbar(ui, y, r.x + 5, r.w - 16, vmax > 0 ? x / vmax : 0, kvs_attr(ui, c));
@@ -224,12 +228,18 @@ static void panel_distortion(kvs_ui *ui, kvs_rect b, const kvq_replay_snapshot *
     kvs_w_box(ui, b, "distortion (keys)");
     kvs_rect in = kvs_w_inner(b);
     const kvq_distortion_report *r = &sn->report.distortion;
-    kvs_w_text(ui, in.y, in.x + 1, in.w - 1, A_NORMAL, "cos mean %.4f  min %.4f", r->mean_cosine_similarity,
-               r->min_cosine_similarity);
-    kvs_w_text(ui, in.y + 1, in.x + 1, in.w - 1, A_NORMAL, "ip err %.4f  rel mse %.4g", r->mean_ip_error,
-               r->mean_relative_mse);
-    kvs_w_text(ui, in.y + 2, in.x + 1, in.w - 1, kvs_attr(ui, KVS_C_DIM), "worst layer %d, %ld tokens",
-               r->worst_layer, r->total_tokens_measured);
+    char fa[96], fb[96];
+    kvs_w_text(ui, in.y, in.x + 1, in.w - 1, A_NORMAL, "%s  %s",
+               kvq_metric_fmt_named(KVQ_M_KEY_COSINE, r->mean_cosine_similarity, fa, sizeof fa),
+               kvq_metric_fmt(KVQ_M_KEY_COSINE_MIN, r->min_cosine_similarity, fb, sizeof fb));
+    kvs_w_text(ui, in.y + 1, in.x + 1, in.w - 1, A_NORMAL, "%s  %s",
+               kvq_metric_fmt_named(KVQ_M_PROBE_ERROR, r->mean_ip_error, fa, sizeof fa),
+               kvq_metric_fmt_named(KVQ_M_KEY_REL_MSE, r->mean_relative_mse, fb, sizeof fb));
+    if (r->total_tokens_measured)
+        kvs_w_text(ui, in.y + 2, in.x + 1, in.w - 1, kvs_attr(ui, KVS_C_DIM), "worst layer %d; %ld compressed keys",
+                   r->worst_layer, r->total_tokens_measured);
+    else
+        kvs_w_text(ui, in.y + 2, in.x + 1, in.w - 1, kvs_attr(ui, KVS_C_DIM), "no key compressed yet (all fp16)");
     kvs_w_sparkline(ui, in.y + 3, in.x + 1, in.w - 2, hist->hist_cos, hist->n_hist, kvs_attr(ui, KVS_C_S1));
     // per-layer: 1 - cos (longer = worse)
     double e[KVQ_MAX_LAYERS];
@@ -250,9 +260,12 @@ static void panel_attention(kvs_ui *ui, kvs_rect b, const kvq_replay_snapshot *s
         kvs_w_text(ui, in.y, in.x + 1, in.w - 1, kvs_attr(ui, KVS_C_DIM), "measured from the first decode step");
         return;
     }
-    kvs_w_text(ui, in.y, in.x + 1, in.w - 1, A_NORMAL, "output err %.4f  KL %.4g", r->mean_output_rel_error,
-               r->mean_kl_divergence);
-    kvs_w_text(ui, in.y + 1, in.x + 1, in.w - 1, A_NORMAL, "top-%d recall %.3f", r->topk, r->topk_recall);
+    char fa[96], fb[96];
+    kvs_w_text(ui, in.y, in.x + 1, in.w - 1, A_NORMAL, "%s  %s",
+               kvq_metric_fmt_named(KVQ_M_OUTPUT_ERROR, r->mean_output_rel_error, fa, sizeof fa),
+               kvq_metric_fmt_named(KVQ_M_ATTN_KL, r->mean_kl_divergence, fb, sizeof fb));
+    kvs_w_text(ui, in.y + 1, in.x + 1, in.w - 1, A_NORMAL, "%s (k = %d)",
+               kvq_metric_fmt_named(KVQ_M_TOPK_RECALL, r->topk_recall, fa, sizeof fa), r->topk);
     kvs_w_text(ui, in.y + 2, in.x + 1, in.w - 1, kvs_attr(ui, KVS_C_DIM), "%ld queries", r->num_queries);
     kvs_w_sparkline(ui, in.y + 3, in.x + 1, in.w - 2, hist->hist_attn, hist->n_hist, kvs_attr(ui, KVS_C_S2));
     layer_bars(ui, in, in.y + 4, r->per_layer_output_rel_error, r->n_layers,
@@ -264,12 +277,17 @@ static void panel_memory(kvs_ui *ui, kvs_rect b, const kvq_replay_snapshot *sn)
     kvs_w_box(ui, b, "memory");
     kvs_rect in = kvs_w_inner(b);
     const kvq_memory_report *r = &sn->report.memory;
-    kvs_w_text(ui, in.y, in.x + 1, in.w - 1, A_NORMAL, "%.3f MB vs fp16 %.3f MB", r->peak_compressed_mb,
-               r->peak_fp16_mb);
-    kvs_w_text(ui, in.y + 1, in.x + 1, in.w - 1, kvs_attr(ui, KVS_C_GOOD) | A_BOLD, "compression %.2fx",
-               r->compression_ratio);
-    kvs_w_text(ui, in.y + 2, in.x + 1, in.w - 1, kvs_attr(ui, KVS_C_DIM), "%.0f B/token, k %.2f v %.2f bits",
-               r->bytes_per_token, sn->key_bpc, sn->value_bpc);
+    char cc[96], fp[96];
+    kvs_w_text(ui, in.y, in.x + 1, in.w - 1, A_NORMAL, "%s vs %s",
+               kvq_metric_fmt_named(KVQ_M_CACHE_MB, r->peak_compressed_mb, cc, sizeof cc),
+               kvq_metric_fmt_unit(KVQ_M_FP16_MB, r->peak_fp16_mb, fp, sizeof fp));
+    kvs_w_text(ui, in.y + 1, in.x + 1, in.w - 1, kvs_attr(ui, KVS_C_GOOD) | A_BOLD, "%s",
+               kvq_metric_fmt_named(KVQ_M_CACHE_COMPRESSION, r->compression_ratio, cc, sizeof cc));
+    char kb[32], vb[32];
+    kvs_w_text(ui, in.y + 2, in.x + 1, in.w - 1, kvs_attr(ui, KVS_C_DIM), "%s, %s %s, %s %s",
+               kvq_metric_fmt_unit(KVQ_M_BYTES_PER_TOKEN, r->bytes_per_token, cc, sizeof cc),
+               kvq_metrics[KVQ_M_KEY_BITS].name, kvq_metric_fmt(KVQ_M_KEY_BITS, sn->key_bpc, kb, sizeof kb),
+               kvq_metrics[KVQ_M_VALUE_BITS].name, kvq_metric_fmt(KVQ_M_VALUE_BITS, sn->value_bpc, vb, sizeof vb));
     kvs_w_sparkline(ui, in.y + 3, in.x + 1, in.w - 2, hist->hist_mem, hist->n_hist, kvs_attr(ui, KVS_C_S3));
     layer_bars(ui, in, in.y + 4, r->per_layer_mb, r->n_layers, vmax_of(r->per_layer_mb, r->n_layers), KVS_C_S3,
                "%7.3fMB");
@@ -280,11 +298,14 @@ static void panel_keynorm(kvs_ui *ui, kvs_rect b, const kvq_replay_snapshot *sn)
     kvs_w_box(ui, b, "key norms");
     kvs_rect in = kvs_w_inner(b);
     const kvq_key_norm_report *r = &sn->report.key_norm;
-    kvs_w_text(ui, in.y, in.x + 1, in.w - 1, A_NORMAL, "|k| mean %.3f std %.3f max %.3f", r->mean_key_norm,
+    char kn[96], of[96];
+    kvs_w_text(ui, in.y, in.x + 1, in.w - 1, A_NORMAL, "%s (std %.3f max %.3f)",
+               kvq_metric_fmt_named(KVQ_M_KEY_NORM, r->total_keys ? r->mean_key_norm : NAN, kn, sizeof kn),
                r->std_key_norm, r->max_key_norm);
     kvs_w_text(ui, in.y + 1, in.x + 1, in.w - 1, r->outlier_count ? kvs_attr(ui, KVS_C_WARN) : A_NORMAL,
-               "outliers %ld (%.2f%%), mean |k| %.3f", r->outlier_count, 100 * r->outlier_fraction,
-               r->mean_outlier_norm);
+               "%s (%ld), mean outlier norm %.3f",
+               kvq_metric_fmt_named(KVQ_M_OUTLIER_FRACTION, r->total_keys ? 100 * r->outlier_fraction : NAN, of,
+                                    sizeof of), r->outlier_count, r->mean_outlier_norm);
     kvs_w_text(ui, in.y + 2, in.x + 1, in.w - 1, kvs_attr(ui, KVS_C_DIM), "%ld keys seen", r->total_keys);
     kvs_w_sparkline(ui, in.y + 3, in.x + 1, in.w - 2, hist->hist_out, hist->n_hist, kvs_attr(ui, KVS_C_S4));
     double c[KVQ_MAX_LAYERS];
@@ -297,9 +318,12 @@ static void panel_latency(kvs_ui *ui, kvs_rect b, const kvq_replay_snapshot *sn)
     kvs_w_box(ui, b, "latency");
     kvs_rect in = kvs_w_inner(b);
     const kvq_latency_report *r = &sn->report.latency;
-    kvs_w_text(ui, in.y, in.x + 1, in.w - 1, A_NORMAL, "encode %.3f ms (p99 %.3f)", r->mean_encode_ms,
-               r->p99_encode_ms);
-    kvs_w_text(ui, in.y + 1, in.x + 1, in.w - 1, A_NORMAL, "attend %.3f ms", r->mean_decode_ms);
+    char fa[96], fb[96];
+    kvs_w_text(ui, in.y, in.x + 1, in.w - 1, A_NORMAL, "%s (%s)",
+               kvq_metric_fmt_named(KVQ_M_ENCODE_MS, r->mean_encode_ms, fa, sizeof fa),
+               kvq_metric_fmt_named(KVQ_M_ENCODE_P99_MS, r->p99_encode_ms, fb, sizeof fb));
+    kvs_w_text(ui, in.y + 1, in.x + 1, in.w - 1, A_NORMAL, "%s",
+               kvq_metric_fmt_named(KVQ_M_ATTEND_MS, r->mean_decode_ms, fa, sizeof fa));
     kvs_w_text(ui, in.y + 2, in.x + 1, in.w - 1, kvs_attr(ui, KVS_C_DIM), "%ld encodes, %ld attends; slowest L%d",
                r->num_encode_calls, r->num_decode_calls, r->slowest_layer);
     layer_bars(ui, in, in.y + 4, r->per_layer_encode_ms, r->n_layers, vmax_of(r->per_layer_encode_ms, r->n_layers),
@@ -311,8 +335,10 @@ static void panel_replay(kvs_ui *ui, kvs_rect b, const kvq_replay_snapshot *sn)
     kvs_dash_state *d = &ui->dash;
     kvs_w_box(ui, b, "replay");
     kvs_rect in = kvs_w_inner(b);
-    kvs_w_text(ui, in.y, in.x + 1, in.w - 1, kvs_attr(ui, KVS_C_ACCENT) | A_BOLD, "%s k%d/v%d", d->cfg.method,
-               d->cfg.bits, d->cfg.value_bits);
+    char label[256], id[16];
+    kvq_artifacts_id(ui->s->art, id, sizeof id);
+    kvs_w_text(ui, in.y, in.x + 1, in.w - 1, kvs_attr(ui, KVS_C_ACCENT) | A_BOLD, "%s",
+               kvq_config_label(&d->cfg, id, label, sizeof label));
     const char *state = d->prefilling ? "prefilling..." : d->playing ? "playing" :
                         sn && sn->total && sn->pos >= sn->total ? "done" : "paused";
     kvs_w_text(ui, in.y + 1, in.x + 1, in.w - 1, A_BOLD, "%s  speed %d tok/tick", state, d->speed);
@@ -387,10 +413,13 @@ static void dash_draw(kvs_ui *ui, kvs_rect r)
         kvs_rect in = kvs_w_inner(r);
         if (d->prefilling)
             kvs_w_text(ui, in.y + 1, in.x + 2, in.w - 4, A_BOLD, "prefilling the caches on the worker thread...");
-        else
+        else {
+            char label[256], id[16];
+            kvq_artifacts_id(ui->s->art, id, sizeof id);
             kvs_w_text(ui, in.y + 1, in.x + 2, in.w - 4, A_BOLD,
-                       "Space plays the trace through the caches of the current config (%s k%d/v%d); . steps",
-                       ui->s->cfg.method, ui->s->cfg.bits, ui->s->cfg.value_bits);
+                       "Space plays the trace through the caches of the current config (%s); . steps",
+                       kvq_config_label(&ui->s->cfg, id, label, sizeof label));
+        }
         kvs_w_text(ui, in.y + 3, in.x + 2, in.w - 4, kvs_attr(ui, KVS_C_DIM),
                    "observers: distortion, latency, memory, key norms, attention against exact fp32");
         kvs_w_text(ui, in.y + 4, in.x + 2, in.w - 4, kvs_attr(ui, KVS_C_DIM),

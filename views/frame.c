@@ -3,6 +3,7 @@
 // status line (or the `:` prompt), the log overlay and the "terminal too
 // small" screen.
 #include <string.h>
+#include "label.h"
 #include "ui.h"
 
 #define MIN_W 80
@@ -24,10 +25,12 @@ static void draw_tabs(kvs_ui *ui)
     }
     attrset(A_NORMAL);
     const kvs_session *s = ui->s;
-    char right[160];
+    char right[160], label[96], id[16];
     const char *tp = s->trace ? strrchr(s->trace->path, '/') : NULL;
     tp = tp ? tp + 1 : s->trace ? s->trace->path : "no trace";
-    snprintf(right, sizeof right, "%.60s  %s k%d/v%d ", tp, s->cfg.method, s->cfg.bits, s->cfg.value_bits);
+    kvq_artifacts_id(s->art, id, sizeof id);
+    kvq_config_label(&s->cfg, id, label, sizeof label);   // the whole config, "..." when it does not fit
+    snprintf(right, sizeof right, "%.60s  %s ", tp, label);
     int rx = COLS - (int)strlen(right);
     if (rx > x + 1) {
         attrset(kvs_attr(ui, KVS_C_ACCENT));

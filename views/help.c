@@ -3,6 +3,7 @@
 // help cannot drift from behaviour. `/` filters both columns.
 #include <string.h>
 #include "commands.h"
+#include "metrics.h"
 #include "ui.h"
 
 typedef struct {
@@ -10,7 +11,7 @@ typedef struct {
     kvs_color color;
 } help_line;
 
-#define HELP_MAX 256
+#define HELP_MAX 512
 
 static void add(help_line *l, int *n, kvs_color c, const char *a, const char *b, int wa)
 {
@@ -65,6 +66,19 @@ static int command_lines(kvs_ui *ui, help_line *l)
     add(l, &n, KVS_C_NORMAL, "", NULL, 0);
     add(l, &n, KVS_C_DIM, "COMMAND --help describes its options; Tab completes", NULL, 0);
     add(l, &n, KVS_C_DIM, "commands, methods, options and paths.", NULL, 0);
+    // the glossary: every metric as engine/metrics.c defines it (docs/METRICS.md)
+    add(l, &n, KVS_C_NORMAL, "", NULL, 0);
+    add(l, &n, KVS_C_TITLE, "Metrics (KL in bits everywhere)", NULL, 0);
+    for (int i = 0; i < KVQ_M_COUNT; i++) {
+        const kvq_metric *m = &kvq_metrics[i];
+        char head[96], both[640];
+        snprintf(head, sizeof head, "%s%s%s%s", m->name, m->unit[0] ? " (" : "", m->unit, m->unit[0] ? ")" : "");
+        snprintf(both, sizeof both, "%s %s %s", head, m->formula, m->over);
+        if (!kvs_filter_match(ui, both)) continue;
+        add(l, &n, KVS_C_ACCENT, head, NULL, 0);
+        add(l, &n, KVS_C_NORMAL, "", m->formula, 3);
+        add(l, &n, KVS_C_DIM, "", m->over, 3);
+    }
     return n;
 }
 

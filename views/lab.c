@@ -39,10 +39,9 @@ static void lab_done(kvs_ui *ui, kvs_job *j)
     } else {
         kvs_session_add_run(ui->s, &l->run);
         ui->lab.sel_run = ui->s->n_runs - 1;
-        const kvs_run *r = &l->run;
-        kvs_ui_set_status(ui, false, "run %d: %s  key %.3f bits cos %.4f  value %.3f bits  ip err %.4f  %.2fx  (%.1f s)",
-                          ui->s->n_runs, r->label, r->key_bits, r->key_cosine, r->value_bits, r->ip_rel_error,
-                          r->compression, j->t_end - j->t_start);
+        char line[1024];
+        kvs_run_summary(&l->run, line, sizeof line);
+        kvs_ui_set_status(ui, false, "run %d: %s  (%.1f s)", ui->s->n_runs, line, j->t_end - j->t_start);
     }
     free(l);
     j->arg = NULL;
@@ -156,7 +155,7 @@ static void draw_results(kvs_ui *ui, kvs_rect r)
     int sel = ui->lab.sel_run < 0 ? ui->s->n_runs - 1 : ui->lab.sel_run;
     const kvs_run *a = run_at(ui, sel), *b = run_at(ui, ui->lab.cmp_run);
     if (b == a) b = NULL;
-    char title[160];
+    char title[320];
     if (a && b) snprintf(title, sizeof title, "run %d vs run %d: per layer", sel + 1, ui->lab.cmp_run + 1);
     else if (a) snprintf(title, sizeof title, "run %d: %s, per layer", sel + 1, a->label);
     else snprintf(title, sizeof title, "results");
@@ -168,28 +167,44 @@ static void draw_results(kvs_ui *ui, kvs_rect r)
         return;
     }
     int y = in.y;
-    kvs_w_text(ui, y++, in.x + 1, in.w - 2, A_NORMAL, "keys   %.3f bits/coord  cos %.4f  rel mse %.4g", a->key_bits,
-               a->key_cosine, a->key_rel_mse);
-    kvs_w_text(ui, y++, in.x + 1, in.w - 2, A_NORMAL, "values %.3f bits/coord  cos %.4f  rel mse %.4g", a->value_bits,
-               a->value_cosine, a->value_rel_mse);
-    kvs_w_text(ui, y++, in.x + 1, in.w - 2, A_NORMAL, "q.k rel error %.4f   attention error %.4f   compression %.2fx",
-               a->ip_rel_error, a->attn_rel_error, a->compression);
-    if (b) kvs_w_text(ui, y++, in.x + 1, in.w - 2, kvs_attr(ui, KVS_C_S2),
-                      "vs %s: k %.3f bits cos %.4f ip %.4f attn %.4f %.2fx", b->label, b->key_bits,
-                      b->key_cosine, b->ip_rel_error, b->attn_rel_error, b->compression);
+    // every figure the run measured, "name value unit", wrapped to the panel
+    char line[512] = "";
+    size_t len = 0;
+    for (int i = 0; i < kvs_run_n_fields(); i++) {
+        double v = kvs_run_field(a, i);
+        if (!isfinite(v)) continue;
+        char one[128];
+        kvq_metric_fmt_named(kvs_run_field_metric(i), v, one, sizeof one);
+        if (len && len + strlen(one) + 3 > (size_t)(in.w - 2)) {
+            kvs_w_text(ui, y++, in.x + 1, in.w - 2, A_NORMAL, "%s", line);
+            len = 0;
+        }
+        len += (size_t)snprintf(line + len, sizeof line - len, "%s%s", len ? "   " : "", one);
+    }
+    if (len) kvs_w_text(ui, y++, in.x + 1, in.w - 2, A_NORMAL, "%s", line);
+    if (b) {
+        char other[1024];
+        kvs_run_summary(b, other, sizeof other);
+        kvs_w_text(ui, y++, in.x + 1, in.w - 2, kvs_attr(ui, KVS_C_S2), "vs %s", other);
+    }
     y++;
-    kvs_w_text(ui, y++, in.x + 1, in.w - 2, kvs_attr(ui, KVS_C_TITLE), b ? "layer  key cos A   key cos B    delta   (bars: 1 - cos, log)" :
-               "layer  key cos     key rel mse   (bars: 1 - cos, log)");
+    kvs_w_text(ui, y++, in.x + 1, in.w - 2, kvs_attr(ui, KVS_C_TITLE), b ? "layer  key cosine A  key cosine B  delta   (bars: 1 - cos, log)" :
+               "layer  key cosine  key rel MSE   (bars: 1 - cos, log)");
     int bw = in.w - (b ? 38 : 34);
     for (int l = 0; l < a->n_layers && y < in.y + in.h; l++, y++) {
         double ca = a->layer_key_cosine[l];
         if (b && l < b->n_layers) {
             double cb = b->layer_key_cosine[l];
-            kvs_w_text(ui, y, in.x + 1, 36, A_NORMAL, "%5d  %9.5f  %9.5f  %+8.5f", l, ca, cb, ca - cb);
+            char fa[32], fb[32];
+            kvs_w_text(ui, y, in.x + 1, 36, A_NORMAL, "%5d  %-12s  %-12s  %+8.5f", l,
+                       kvq_metric_fmt(KVQ_M_KEY_COSINE, ca, fa, sizeof fa), kvq_metric_fmt(KVQ_M_KEY_COSINE, cb, fb, sizeof fb),
+                       ca - cb);
             kvs_w_hbar(ui, y, in.x + 38, bw / 2, err_frac(ca), kvs_attr(ui, KVS_C_S1));
             kvs_w_hbar(ui, y, in.x + 38 + bw / 2 + 1, bw / 2 - 1, err_frac(cb), kvs_attr(ui, KVS_C_S2));
         } else {
-            kvs_w_text(ui, y, in.x + 1, 32, A_NORMAL, "%5d  %9.5f   %10.4g", l, ca, a->layer_key_rel_mse[l]);
+            char fa[32], fm[32];
+            kvs_w_text(ui, y, in.x + 1, 32, A_NORMAL, "%5d  %-10s  %-12s", l, kvq_metric_fmt(KVQ_M_KEY_COSINE, ca, fa, sizeof fa),
+                       kvq_metric_fmt(KVQ_M_KEY_REL_MSE, a->layer_key_rel_mse[l], fm, sizeof fm));
             double f = err_frac(ca);
             kvs_w_hbar(ui, y, in.x + 34, bw, f, f > 0.6 ? kvs_attr(ui, KVS_C_BAD) : kvs_attr(ui, KVS_C_GOOD));
         }
@@ -200,28 +215,36 @@ static void draw_history(kvs_ui *ui, kvs_rect r)
 {
     kvs_w_box(ui, r, "run history  ([ ] select, c compare, r run)");
     kvs_rect in = kvs_w_inner(r);
-    static const int w[] = {-3, 26, -7, -7, -8, -8, -8, -8, -7};
-    static const char *const hdr[] = {"#", "run", "k bits", "v bits", "key cos", "val cos", "ip err", "attn err", "ratio"};
-    kvs_w_row(ui, in.y, in.x + 1, in.w - 1, kvs_attr(ui, KVS_C_TITLE), 9, w, hdr);
+    // the figures of every run kind, headed by their metric names; n/a where a run kind does not measure it
+    static const kvq_metric_id col[] = {KVQ_M_KEY_BITS, KVQ_M_KEY_COSINE, KVQ_M_QK_ERROR, KVQ_M_ATTN_KEY_ERROR,
+                                        KVQ_M_OUTPUT_ERROR, KVQ_M_COMPRESSION};
+    enum { NC = 2 + sizeof col / sizeof col[0] };
+    int w[NC] = {-3, 26};
+    const char *hdr[NC] = {"#", "run"};
+    int used = 3 + 1 + 1;
+    for (int k = 2; k < NC; k++) {
+        hdr[k] = kvq_metrics[col[k - 2]].name;
+        w[k] = -(int)strlen(hdr[k]) - 1;
+        used += -w[k] + 1;
+    }
+    // the label gets whatever the metric columns leave (the full label is in the results title)
+    w[1] = in.w - 1 - used > 26 ? (in.w - 1 - used < 255 ? in.w - 1 - used : 255) : 26;
+    kvs_w_row(ui, in.y, in.x + 1, in.w - 1, kvs_attr(ui, KVS_C_TITLE), NC, w, hdr);
     int n = ui->s->n_runs, rows = in.h - 1;
     int sel = ui->lab.sel_run < 0 ? n - 1 : ui->lab.sel_run;
     int first = sel >= rows ? sel - rows + 1 : 0;
     for (int i = first; i < n && i - first < rows; i++) {
         const kvs_run *x = &ui->s->runs[i];
-        char c[9][32];
-        snprintf(c[0], 32, "%d", i + 1);
-        snprintf(c[1], 32, "%.31s", x->label);
-        snprintf(c[2], 32, "%.3f", x->key_bits);
-        snprintf(c[3], 32, "%.3f", x->value_bits);
-        snprintf(c[4], 32, "%.4f", x->key_cosine);
-        snprintf(c[5], 32, "%.4f", x->value_cosine);
-        snprintf(c[6], 32, "%.4f", x->ip_rel_error);
-        snprintf(c[7], 32, "%.4f", x->attn_rel_error);
-        snprintf(c[8], 32, "%.2fx", x->compression);
-        const char *cells[9];
-        for (int k = 0; k < 9; k++) cells[k] = c[k];
+        char c[NC][256];
+        snprintf(c[0], 256, "%d", i + 1);
+        snprintf(c[1], 256, "%s", x->label);
+        const double v[] = {x->key_bits, x->key_cosine, x->qk_error, x->attn_key_error, x->output_error,
+                            x->compression};
+        for (int k = 2; k < NC; k++) kvq_metric_fmt(col[k - 2], v[k - 2], c[k], 256);
+        const char *cells[NC];
+        for (int k = 0; k < NC; k++) cells[k] = c[k];
         attr_t a = i == sel ? kvs_attr(ui, KVS_C_SEL) : i == ui->lab.cmp_run ? kvs_attr(ui, KVS_C_S2) : A_NORMAL;
-        kvs_w_row(ui, in.y + 1 + i - first, in.x + 1, in.w - 1, a, 9, w, cells);
+        kvs_w_row(ui, in.y + 1 + i - first, in.x + 1, in.w - 1, a, NC, w, cells);
     }
     if (!n) kvs_w_text(ui, in.y + 1, in.x + 1, in.w - 2, kvs_attr(ui, KVS_C_DIM), "empty");
 }

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "artifacts.h"
+#include "label.h"
 #include "calib/kmeans.h"
 #include "safetensors.h"
 #include "tui.h"
@@ -17,18 +18,18 @@
 #define MAX_BARS KVS_MAX_RUNS
 
 typedef struct {
-    char name[KVQ_NAME_LEN];
+    char name[272];
     int n;
     double x[MAX_POINTS], y[MAX_POINTS];
 } series;
 
 typedef struct {
     bool bars;                 // horizontal bars instead of lines
-    char title[128], xlabel[64], ylabel[64];
+    char title[192], xlabel[64], ylabel[64];
     int n_series;
     series s[MAX_SERIES];
     int n_bars;
-    char bar_label[MAX_BARS][64];
+    char bar_label[MAX_BARS][272];
     double bar_v[MAX_BARS];
     int bar_color[MAX_BARS];
     char empty[160];           // why there is nothing to plot ("" when there is)
@@ -49,23 +50,57 @@ static void sort_series(series *s)
         }
 }
 
+// The rate-distortion y axes `a` cycles through: one metric each, never two
+// metrics on one axis (lab runs measure attention error (keys), replays
+// measure output error).
+static const kvq_metric_id rd_axes[] = {KVQ_M_KEY_COSINE, KVQ_M_ATTN_KEY_ERROR, KVQ_M_OUTPUT_ERROR, KVQ_M_ATTN_KL};
+#define N_RD_AXES ((int)(sizeof rd_axes / sizeof rd_axes[0]))
+
+static double run_metric(const kvs_run *r, kvq_metric_id id)
+{
+    for (int i = 0; i < kvs_run_n_fields(); i++)
+        if (kvs_run_field_metric(i) == id) return kvs_run_field(r, i);
+    return NAN;
+}
+
+// One curve per configuration up to its key bits: the run label with the
+// key width left out ("turboquant_mse v2 outlier_channels=48").
+static void series_name(const kvs_run *r, char *buf, size_t n)
+{
+    char lab[256];
+    if (r->cfg.n_bit_allocation) {   // an allocation is its own point: its label names it
+        snprintf(buf, n, "%s", r->label);
+        return;
+    }
+    kvq_config c = r->cfg;
+    c.bits = 0;
+    kvq_config_label(&c, "", lab, sizeof lab);
+    const char *art = strstr(r->label, " art=");   // the id stays with the run's label
+    char *k = strstr(lab, " k0/");
+    if (k) memmove(k + 1, k + 4, strlen(k + 4) + 1);
+    snprintf(buf, n, "%s%s", lab, art ? art : "");
+}
+
 static void build_rd(const kvs_session *s, const kvs_plots_state *ps, chart *c)
 {
-    bool attn = ps && ps->attn_axis;
-    snprintf(c->title, sizeof c->title, "rate-distortion: key bits/coord vs %s, one curve per method",
-             attn ? "attention output error" : "key cosine");
-    snprintf(c->xlabel, sizeof c->xlabel, "key bits per coordinate");
-    snprintf(c->ylabel, sizeof c->ylabel, attn ? "attn err" : "key cos");
+    int ax = ps && ps->y_axis > 0 && ps->y_axis < N_RD_AXES ? ps->y_axis : 0;
+    const kvq_metric *ym = &kvq_metrics[rd_axes[ax]], *xm = &kvq_metrics[KVQ_M_KEY_BITS];
+    snprintf(c->title, sizeof c->title, "rate-distortion: %s vs %s, one curve per configuration", xm->name, ym->name);
+    snprintf(c->xlabel, sizeof c->xlabel, "%s (%s)", xm->name, xm->unit);
+    if (ym->unit[0]) snprintf(c->ylabel, sizeof c->ylabel, "%s (%s)", ym->name, ym->unit);
+    else snprintf(c->ylabel, sizeof c->ylabel, "%s", ym->name);
     for (int i = 0; i < s->n_runs; i++) {
         const kvs_run *r = &s->runs[i];
-        double y = attn ? r->attn_rel_error : r->key_cosine;
+        double y = run_metric(r, ym->id);
         if (!isfinite(y) || !isfinite(r->key_bits)) continue;
+        char name[sizeof c->s[0].name];
+        series_name(r, name, sizeof name);
         int k = 0;
-        while (k < c->n_series && strcmp(c->s[k].name, r->cfg.method)) k++;
+        while (k < c->n_series && strcmp(c->s[k].name, name)) k++;
         if (k == c->n_series) {
             if (k == MAX_SERIES) continue;
             c->n_series++;
-            snprintf(c->s[k].name, sizeof c->s[k].name, "%s", r->cfg.method);
+            snprintf(c->s[k].name, sizeof c->s[k].name, "%s", name);
             c->s[k].n = 0;
         }
         series *sr = &c->s[k];
@@ -76,19 +111,20 @@ static void build_rd(const kvs_session *s, const kvs_plots_state *ps, chart *c)
     }
     for (int k = 0; k < c->n_series; k++) sort_series(&c->s[k]);
     if (!c->n_series)
-        snprintf(c->empty, sizeof c->empty, "no runs%s yet: run methods in the lab (2 Lab, r) or `run`",
-                 attn ? " with an attention figure" : "");
+        snprintf(c->empty, sizeof c->empty, "no runs with %s yet: %s", ym->name,
+                 ax == 0 || ax == 1 ? "run methods in the lab (2 Lab, r) or `run`" : "`benchmark` or `compare` a config");
 }
 
 static void build_compression(const kvs_session *s, const kvs_plots_state *ps, chart *c)
 {
     (void)ps;
     c->bars = true;
-    snprintf(c->title, sizeof c->title, "compression vs fp16 K+V (bytes held, every run)");
-    snprintf(c->xlabel, sizeof c->xlabel, "x");
+    const kvq_metric *cm = &kvq_metrics[KVQ_M_COMPRESSION];
+    snprintf(c->title, sizeof c->title, "%s: %s, every run", cm->name, cm->formula);
+    snprintf(c->xlabel, sizeof c->xlabel, "%s", cm->unit);
     for (int i = 0; i < s->n_runs && c->n_bars < MAX_BARS; i++) {
         const kvs_run *r = &s->runs[i];
-        snprintf(c->bar_label[c->n_bars], sizeof c->bar_label[0], "%d %.48s", i + 1, r->label);
+        snprintf(c->bar_label[c->n_bars], sizeof c->bar_label[0], "%d %s", i + 1, r->label);
         c->bar_v[c->n_bars] = r->compression;
         const kvq_method *m = kvq_method_find(r->cfg.method);
         c->bar_color[c->n_bars++] = m ? (int)(m - kvq_methods) : 0;
@@ -138,19 +174,27 @@ static void build_kmeans(const kvs_session *s, const kvs_plots_state *ps, chart 
     snprintf(c->title, sizeof c->title, "k-means convergence: %s",
              ps && ps->n_inertia ? ps->kmeans_label : "(press Enter to run on the explorer's head)");
     snprintf(c->xlabel, sizeof c->xlabel, "iteration");
-    snprintf(c->ylabel, sizeof c->ylabel, "inertia");
+    snprintf(c->ylabel, sizeof c->ylabel, "%s", kvq_metrics[KVQ_M_INERTIA].name);
     if (!ps || !ps->n_inertia) {
         snprintf(c->empty, sizeof c->empty,
                  "press Enter: k-means (k = 16) on the keys of the head selected in the explorer");
         return;
     }
     c->n_series = 1;
-    snprintf(c->s[0].name, sizeof c->s[0].name, "inertia");
+    snprintf(c->s[0].name, sizeof c->s[0].name, "%s", kvq_metrics[KVQ_M_INERTIA].name);
     for (int i = 0; i < ps->n_inertia && i < MAX_POINTS; i++) {
         c->s[0].x[i] = i + 1;
         c->s[0].y[i] = ps->inertia[i];
         c->s[0].n++;
     }
+}
+
+// A bar's value with the chart's unit; n/a when not measured (never nan).
+static const char *bar_value(const chart *c, int i, char *buf, size_t n)
+{
+    if (isfinite(c->bar_v[i])) snprintf(buf, n, "%.2f%s", c->bar_v[i], c->xlabel);
+    else snprintf(buf, n, "n/a");
+    return buf;
 }
 
 static const plot_kind plots[] = {
@@ -202,11 +246,12 @@ static void draw_chart(kvs_ui *ui, kvs_rect r, const chart *c)
             kvs_w_text(ui, y, in.x + 1, lw, A_NORMAL, "%-30.30s", c->bar_label[i]);
             kvs_w_hbar(ui, y, in.x + lw + 2, in.w - lw - 12, c->bar_v[i] / m,
                        kvs_attr(ui, (kvs_color)(KVS_C_S1 + c->bar_color[i] % KVS_N_SERIES)));
-            kvs_w_text(ui, y, in.x + in.w - 9, 9, A_BOLD, "%7.2f%s", c->bar_v[i], c->xlabel);
+            char v[96];
+            kvs_w_text(ui, y, in.x + in.w - 9, 9, A_BOLD, "%7s", bar_value(c, i, v, sizeof v));
         }
         return;
     }
-    int legend_w = 22;
+    int legend_w = 34;
     kvs_rect pr = {in.y + 1, in.x + 9, in.h - 3, in.w - 9 - legend_w - 1};
     static kvs_plot p;   // large dot buffers: keep off the stack
     double x0, x1, y0, y1;
@@ -223,7 +268,7 @@ static void draw_chart(kvs_ui *ui, kvs_rect r, const chart *c)
     int lx = in.x + in.w - legend_w;
     for (int k = 0; k < c->n_series && k < in.h; k++)
         kvs_w_text(ui, in.y + 1 + k, lx, legend_w, kvs_attr(ui, (kvs_color)(KVS_C_S1 + k % KVS_N_SERIES)),
-                   "%s %-16.16s %d", ui->utf8 ? "\xe2\x94\x81\xe2\x94\x81" : "--", c->s[k].name, c->s[k].n);
+                   "%s %-26.26s %d", ui->utf8 ? "\xe2\x94\x81\xe2\x94\x81" : "--", c->s[k].name, c->s[k].n);
 }
 
 static void plots_draw(kvs_ui *ui, kvs_rect r)
@@ -280,13 +325,14 @@ static void svg_chart(FILE *f, const chart *c)
         double m = bars_max(c);
         double bh = (double)ph / (c->n_bars ? c->n_bars : 1);
         for (int i = 0; i < c->n_bars; i++) {
+            char v[96];
             double y = T + i * bh, w = isfinite(c->bar_v[i]) ? c->bar_v[i] / m * (pw - 60) : 0;
             fprintf(f, "<text x=\"%d\" y=\"%.1f\" text-anchor=\"end\">", L + 150, y + bh * 0.65);
             svg_text(f, c->bar_label[i]);
             fprintf(f, "</text>\n<rect x=\"%d\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"%s\"/>\n"
-                       "<text x=\"%.1f\" y=\"%.1f\">%.2f%s</text>\n",
+                       "<text x=\"%.1f\" y=\"%.1f\">%s</text>\n",
                     L + 156, y + bh * 0.15, w, bh * 0.7, svg_colors[c->bar_color[i] % 10], L + 160 + w,
-                    y + bh * 0.65, c->bar_v[i], c->xlabel);
+                    y + bh * 0.65, bar_value(c, i, v, sizeof v));
         }
         fputs("</svg>\n", f);
         return;
@@ -419,7 +465,7 @@ static int k_next(kvs_ui *ui, int key)
 static int k_axis(kvs_ui *ui, int key)
 {
     (void)key;
-    ui->plots.attn_axis = !ui->plots.attn_axis;
+    ui->plots.y_axis = (ui->plots.y_axis + 1) % N_RD_AXES;
     ui->plots.which = 0;
     return KVS_KEY_REDRAW;
 }
@@ -440,7 +486,7 @@ static int k_enter(kvs_ui *ui, int key)
 static const kvs_keybind plots_keys[] = {
     {KEY_RIGHT, 'l', "Left/Right", "next / previous plot", k_next},
     {KEY_LEFT, 'h', NULL, NULL, k_next},
-    {'a', 0, "a", "y axis: key cosine <-> attention error", k_axis},
+    {'a', 0, "a", "rate-distortion y axis: key cosine, attention error (keys), output error, attention KL", k_axis},
     {'\n', KEY_ENTER, "Enter", "run k-means (k-means plot)", k_enter},
     {0, 0, NULL, NULL, NULL},
 };

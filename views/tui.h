@@ -30,6 +30,9 @@ const char *const *kvs_studio_view_names(void);
 // Returns a kvq_status; the message is in kvq_last_error().
 int kvs_run_measure(const kvq_trace *t, const kvq_config *cfg, const kvq_artifacts *art,
                     kvq_progress *p, kvs_run *r);
+// One line: the run's label, then every figure it measured as "name value unit"
+// (metric names from engine/metrics.h). Used by `run` and the lab's status line.
+void kvs_run_summary(const kvs_run *r, char *buf, size_t n);
 // Writes the current plot of the studio (in batch: the rate-distortion plot
 // of the run history) as an SVG file, atomically.
 int kvs_plot_export_svg(kvs_session *s, const char *path);

@@ -145,7 +145,7 @@ typedef struct kvs_gen_state {
 
 typedef struct kvs_plots_state {
     int which;                 // index into the plots table (plots.c)
-    bool attn_axis;            // rate-distortion y axis: attention error instead of cosine
+    int y_axis;                // rate-distortion y axis: index into kvs_rd_axes (plots.c)
     double *inertia;           // k-means convergence (n_inertia), owned
     int n_inertia;
     char kmeans_label[96];

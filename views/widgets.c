@@ -262,5 +262,5 @@ void kvs_plot_draw(kvs_ui *ui, const kvs_plot *p, const char *xlabel, const char
     snprintf(b, sizeof b, "%.3g", p->x1);
     kvs_w_text(ui, r.y + r.h + 1, r.x + r.w - (int)strlen(b), 10, dim, "%s", b);
     if (xlabel) kvs_w_text(ui, r.y + r.h + 1, r.x + (r.w - (int)strlen(xlabel)) / 2, r.w, dim, "%s", xlabel);
-    if (ylabel) kvs_w_text(ui, r.y + r.h / 2, r.x - 8, 7, dim, "%.7s", ylabel);
+    if (ylabel) kvs_w_text(ui, r.y - 1, r.x - 8, r.w + 8, dim, "%s", ylabel);   // the row above: the whole name
 }

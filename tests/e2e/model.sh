@@ -11,17 +11,26 @@ head -c 256 "$CODE" >"$TMP/code256.txt"
 
 expect_ok "ppl fp16 textwrap" "$KVSTUDIO" ppl --model "$M" --text "$CODE" --method fp16 --bits 16
 expect_out "reference 1.5130 bits/byte" "^bits/byte  1\.51[23]"
-expect_out "no KL line for fp16" "^cache      fp16$"
+expect_out "no KL line for fp16" "^cache      fp16 k16/v16$"
 
 expect_ok "ppl q8_0 json" "$KVSTUDIO" ppl --model "$M" --text "$TMP/code256.txt" --method q8_0 --bits 8 \
   --value-bits 8 --output "$TMP/ppl.json"
 expect_out "delta vs fp16" "^bits/byte  [0-9.]* (fp16 1\.71"
-expect_out "KL line" "^KL         0\.[0-9]* bits/token"
+expect_out "KL line" "^next-token KL 0\.[0-9]* bits/token"
 [ -s "$TMP/ppl.json" ] && pass "report written" || fail "report written"
 ls "$TMP" | grep -q '\.tmp\.' && fail "temp file left behind" || pass "no temp file left"
 grep -q '"bits_per_byte": 1\.7' "$TMP/ppl.json" && pass "json bits_per_byte" || fail "json bits_per_byte"
 grep -q '"kl_divergence": [0-9]' "$TMP/ppl.json" && pass "json kl_divergence" || fail "json kl_divergence"
 grep -q '"kl_divergence": 0\.0,' "$TMP/ppl.json" && fail "q8_0 KL is exactly 0" || pass "q8_0 KL > 0"
+
+# issue 17: fixed-width methods take their width; defaults are said every time
+expect_ok "ppl --method fp16 without --bits" "$KVSTUDIO" ppl --model "$M" --text "$TMP/code256.txt" --method fp16
+expect_out "fp16 label" "^cache      fp16 k16/v16$"
+expect_fail "conflicting width" "bits: q4_0 has a fixed width of 4 bits" "$KVSTUDIO" ppl --model "$M" \
+  --text "$TMP/code256.txt" --method q4_0 --bits 3
+expect_ok "ppl --value-bits only" "$KVSTUDIO" ppl --model "$M" --text "$TMP/code256.txt" --value-bits 4
+expect_out "keys default said" "^config     given: value-bits 4; from the session config: method turboquant_mse, bits 3"
+expect_out "label" "^cache      turboquant_mse k3/v4$"
 
 # The same bytes as a token file give bits/token = bits/byte.
 od -An -tu1 -v "$TMP/code256.txt" >"$TMP/tok.txt"
@@ -31,16 +40,18 @@ expect_out "fp16 kl 0" '"kl_divergence": 0\.0'
 
 expect_ok "generate greedy" "$KVSTUDIO" generate --model "$M" --prompt "def wrap(text):" --max-tokens 24
 expect_out "prompt echoed" "^def wrap(text):"
-expect_out "cache line" "^cache       fp16; prefill 15 tokens .* decode 24 tokens"
+expect_out "cache line" "^cache       fp16 k16/v16 use_fused_sdpa=false$"
+expect_out "reference said" "^config      no cache option given: the fp16 reference cache"
+expect_out "speed line" "^speed       prefill 15 tokens .* decode 24 tokens"
 expect_out "memory report" "^memory      peak"
-expect_out "attention report" "^attention   output rel err 0\.0"
+expect_out "attention report" "^attention   output error 0\.0"
 cp "$TMP/out" "$TMP/gen1"
 expect_ok "generate deterministic" "$KVSTUDIO" generate --model "$M" --prompt "def wrap(text):" --max-tokens 24
 [ "$(head -c 60 "$TMP/gen1")" = "$(head -c 60 "$TMP/out")" ] && pass "same text twice" || fail "same text twice"
 expect_ok "generate sampled tq" "$KVSTUDIO" generate --model "$M" --prompt "import " --max-tokens 16 \
   --temperature 0.8 --seed 3 --method turboquant_mse --bits 3 --value-bits 2
 expect_out "quantized cache line" "^cache       turboquant_mse k3/v2"
-expect_out "distortion report" "^distortion  keys cosine mean 0\.9"
+expect_out "distortion report" "^distortion  key cosine 0\.9"
 
 expect_ok "capture 128" "$KVSTUDIO" capture --model "$M" --text "$CODE" --out "$TMP/cap.safetensors" --tokens 128
 expect_out "capture summary" "128 tokens, F16"

@@ -41,8 +41,26 @@ expect_ok "quantize in a script uses the session config" "$KVSTUDIO" --script "$
 [ "$(grep -c '^  all ' "$TMP/out")" -eq 2 ] && pass "two reports" || fail "two reports"
 expect_out "second uses iq4_nl" "keys iq4_nl at 4 bits"
 
+# issue 17: `method q4_0` reports its width change; labels and exports carry the whole config
+printf 'load %s\nmethod q4_0\nrun\nmethod turboquant_mse\nbits 3\nset outlier_channels=32\nrun\nexport csv %s\nexport json %s\n' \
+  "$TRACE" "$TMP/runs.csv" "$TMP/runs.json" >"$TMP/m.kvs"
+expect_ok "method q4_0 in a script" "$KVSTUDIO" --script "$TMP/m.kvs"
+expect_out "width change reported" "^method q4_0: bits 3 -> 4 (q4_0 has a fixed width of 4 bits)"
+expect_out "run line names metrics" "^run 1: q4_0 k4/v2  key bits 4.500 bits/coord .*q.k error .*attention error (keys) "
+expect_out "label with outlier channels" "^run 2: turboquant_mse k3/v2 outlier_channels=32 "
+head -1 "$TMP/runs.csv" | grep -q ',key_bits_per_coord,.*,qk_error,.*,attention_key_error,output_error,' \
+  && pass "csv columns are metric keys" || fail "csv header: $(head -1 "$TMP/runs.csv")"
+grep -q '"turboquant_mse k3/v2 outlier_channels=32"' "$TMP/runs.csv" && pass "csv label" || fail "csv label"
+grep -q '"attention_key_error": 0\.' "$TMP/runs.json" && grep -q '"output_error": null' "$TMP/runs.json" \
+  && pass "json: lab runs have attention error (keys), no output error" || fail "json metric keys"
+grep -qi 'nan' "$TMP/runs.csv" "$TMP/runs.json" && fail "nan in exports" || pass "no nan in exports"
+printf 'set method=fp16\nshow\n' >"$TMP/s.kvs"
+expect_ok "set method=fp16 takes 16 bits" "$KVSTUDIO" --script "$TMP/s.kvs"
+expect_out "set reports the width" "^set: bits 3 -> 16 (fp16 takes 16..16 bits)"
+expect_fail "set conflicting width" "set: bits: q4_0 has a fixed width of 4 bits" "$KVSTUDIO" set method=q4_0 bits=3
+
 expect_fail "unknown method" "unknown method 'nope'" "$KVSTUDIO" quantize "$TRACE" --method nope --bits 2
-expect_fail "bits out of range" "bits: 3 out of range for q8_0" "$KVSTUDIO" quantize "$TRACE" --method q8_0 --bits 3
+expect_fail "bits out of range" "bits: q8_0 has a fixed width of 8 bits" "$KVSTUDIO" quantize "$TRACE" --method q8_0 --bits 3
 expect_fail "value bits out of range" "value_bits" "$KVSTUDIO" quantize "$TRACE" --method q8_0 --bits 8 --value-bits 12
 expect_fail "needs calibration" "calibrat" "$KVSTUDIO" quantize "$TRACE" --method spectral --bits 3
 expect_fail "bad layers" "layers" "$KVSTUDIO" quantize "$TRACE" --method q8_0 --bits 8 --layers 9

@@ -9,10 +9,10 @@ CPPFLAGS := -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -Iengine -Iapp 
             -I/usr/include/x86_64-linux-gnu $(shell pkg-config --cflags ncursesw 2>/dev/null)
 ALL_CFLAGS := $(CPPFLAGS) $(CFLAGS) $(WARN) $(SAN) -pthread -MMD -MP
 BLAS_LIBS := $(shell pkg-config --libs lapacke openblas 2>/dev/null || echo -llapacke -lopenblas)
-ENGINE_LIBS := $(BLAS_LIBS) -ljansson -lm -pthread
+ENGINE_LIBS := $(BLAS_LIBS) -ljansson -lpcre2-8 -lutf8proc -lm -pthread
 UI_LIBS := $(shell pkg-config --libs ncursesw 2>/dev/null || echo -lncursesw -ltinfo) -lreadline
 
-ENGINE_SRC := $(wildcard engine/*.c engine/methods/*.c engine/calib/*.c)
+ENGINE_SRC := $(wildcard engine/*.c engine/methods/*.c engine/calib/*.c engine/tok/*.c)
 APP_SRC    := $(filter-out app/main.c,$(wildcard app/*.c)) $(wildcard views/*.c)
 TEST_SRC   := $(wildcard tests/test_*.c)
 ENGINE_OBJ := $(ENGINE_SRC:%.c=$(BUILD)/%.o)
@@ -23,7 +23,10 @@ LIBAPP     := $(BUILD)/libkvapp.a
 KVSTUDIO   := $(BUILD)/kvstudio
 
 DEBS := libncurses-dev libreadline-dev liblapacke-dev libopenblas-dev libcmocka-dev \
-        libjansson-dev tmux pkg-config
+        libjansson-dev tmux pkg-config libpcre2-dev libutf8proc-dev
+# Node.js and npm run the tokenizer reference test (tests/tok/); Debian's
+# packages are installed only when no node/npm is on PATH already.
+NODE_DEBS := nodejs npm
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: all deps run test unit e2e tui asan bench fuzz fuzz-build valgrind clean
@@ -31,6 +34,7 @@ all: $(KVSTUDIO) $(TEST_BIN)
 
 deps:
 	@missing=""; for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	{ command -v node && command -v npm; } >/dev/null 2>&1 || missing="$$missing $(NODE_DEBS)"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
 	  $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \

@@ -82,9 +82,14 @@ asan: deps
 	  SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
 	  all unit e2e
 
-bench: deps $(BUILD)/bench/bench
+bench: deps $(BUILD)/bench/bench $(BUILD)/bench/tok_bench
 	@mkdir -p bench
 	./$(BUILD)/bench/bench
+	bash bench/tok_bench.sh $(BUILD)
+
+$(BUILD)/bench/tok_bench: bench/tok_bench.c $(LIBKVQ)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -O3 -o $@ $< $(LIBKVQ) $(ENGINE_LIBS)
 
 $(BUILD)/bench/bench: bench/bench.c $(LIBAPP) $(LIBKVQ)
 	@mkdir -p $(dir $@)

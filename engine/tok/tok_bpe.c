@@ -127,7 +127,7 @@ static tok_cand heap_pop(tok_cand *h, int *n)
 static void try_pair(const kvq_tok *t, const tok_sym *sym, int l, tok_cand *heap, int *nh)
 {
     int r = sym[l].next;
-    if (r < 0 || sym[l].id < 0 || sym[r].id < 0) return;
+    if (r < 0 || sym[l].id < 0 || sym[r].id < 0 || !t->merges.n) return;   // no merges: no table either
     uint64_t k = (uint64_t)(uint32_t)sym[l].id << 32 | (uint32_t)sym[r].id;
     uint32_t i = merges_slot(&t->merges, k);
     if (t->merges.key[i] == EMPTY_KEY) return;

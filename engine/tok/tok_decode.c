@@ -74,13 +74,6 @@ void tok_decoder_free(kvq_tok *t)
     t->n_dec = 0;
 }
 
-static bool is_added(const kvq_tok *t, int32_t id)
-{
-    for (int i = 0; i < t->n_added; i++)
-        if (t->added[i].id == id) return true;
-    return false;
-}
-
 static kvq_status step(const kvq_tok *t, const tok_dec *d, bool first, bool fused, const tok_buf *in, tok_buf *out)
 {
     kvq_status st = KVQ_OK;
@@ -138,7 +131,7 @@ static kvq_status piece(const kvq_tok *t, int32_t id, bool first, tok_buf *out)
     size_t len;
     const char *s = kvq_tok_token(t, id, &len);
     if (!s) return kvq_error(KVQ_ERR_ARG, "decode: id %d is outside the vocabulary (0..%d)", id, t->vocab.n_ids - 1);
-    if (t->n_dec == 0 || is_added(t, id)) return tok_buf_put(out, s, len);
+    if (t->n_dec == 0 || t->is_added[id]) return tok_buf_put(out, s, len);
     tok_buf a = {0}, b = {0};
     kvq_status st = tok_buf_put(&a, s, len);
     bool fused = false;

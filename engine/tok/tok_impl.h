@@ -106,6 +106,7 @@ struct kvq_tok {
     uint8_t unicode_byte[324]; // byte-level decode: code point (< 324) -> byte
     tok_trie raw_trie, norm_trie;
     tok_added *added; int n_added;   // indexed by the trie's payload
+    uint8_t *is_added;               // per id: 1 for an added token (decode prints it verbatim)
     tok_norm norm[TOK_MAX_STEPS]; int n_norm;
     tok_pre pre[TOK_MAX_STEPS]; int n_pre;
     tok_dec dec[TOK_MAX_STEPS]; int n_dec;

@@ -1,5 +1,6 @@
 // tok_load.c — reading tokenizer.json (+ tokenizer_config.json) into a kvq_tok.
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,6 +37,20 @@ static int32_t config_token(const kvq_tok *t, json_t *cfg, const char *key)
     return tok_vocab_find(&t->vocab, json_string_value(v), json_string_length(v));
 }
 
+// The last error with "where: " in front (the message is copied first: the
+// error buffer is both source and destination).
+static kvq_status prefix_error(kvq_status st, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static kvq_status prefix_error(kvq_status st, const char *fmt, ...)
+{
+    char why[256], where[KVQ_PATH_LEN + 128];
+    snprintf(why, sizeof why, "%s", kvq_last_error());
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(where, sizeof where, fmt, ap);
+    va_end(ap);
+    return kvq_error(st, "%s: %s", where, why);
+}
+
 static kvq_status load_vocab(kvq_tok *t, json_t *vocab, const char *path)
 {
     if (!json_is_object(vocab)) return kvq_error(KVQ_ERR_FORMAT, "%s: model.vocab: expected an object", path);
@@ -45,7 +60,7 @@ static kvq_status load_vocab(kvq_tok *t, json_t *vocab, const char *path)
         if (!json_is_integer(v))
             return kvq_error(KVQ_ERR_FORMAT, "%s: model.vocab[\"%s\"]: expected an integer id", path, k);
         if (tok_vocab_set(&t->vocab, k, json_object_iter_key_len(it), (int32_t)json_integer_value(v)))
-            return kvq_error(KVQ_ERR_FORMAT, "%s: model.vocab[\"%s\"]: %s", path, k, kvq_last_error());
+            return prefix_error(KVQ_ERR_FORMAT, "%s: model.vocab[\"%s\"]", path, k);
     }
     return KVQ_OK;
 }
@@ -116,8 +131,7 @@ static kvq_status load_added(kvq_tok *t, json_t *added, const char *path)
         json_t *nz = json_object_get(a, "normalized");
         bool normalized = json_is_boolean(nz) ? json_is_true(nz) : !ad->special;
         if (len == 0) continue;
-        if (tok_vocab_set(&t->vocab, s, len, ad->id))
-            return kvq_error(KVQ_ERR_FORMAT, "%s: added_tokens[%zu]: %s", path, i, kvq_last_error());
+        if (tok_vocab_set(&t->vocab, s, len, ad->id)) return prefix_error(KVQ_ERR_FORMAT, "%s: added_tokens[%zu]", path, i);
         if (normalized && t->n_norm) {   // matched after the normalizer, in its output's spelling
             tok_buf nb = {0};
             st = tok_normalize(t, t->md, s, len, &nb);
@@ -266,6 +280,12 @@ kvq_status kvq_tok_load(const char *path, kvq_tok **out)
     int n = t->vocab.n_ids;
     while (n > 0 && !t->vocab.str[n - 1].len) n--;
     t->vocab.n_ids = n;
+    if (!(t->is_added = calloc((size_t)(n ? n : 1), 1))) {
+        st = kvq_error(KVQ_ERR_NOMEM, "%s: out of memory", t->path);
+        goto fail;
+    }
+    for (int i = 0; i < t->n_added; i++)
+        if (t->added[i].id < n) t->is_added[t->added[i].id] = 1;
     char cpath[KVQ_PATH_LEN + 32];
     snprintf(cpath, sizeof cpath, "%s/tokenizer_config.json", dir);
     if (stat(cpath, &sb) == 0) {
@@ -296,6 +316,7 @@ void kvq_tok_free(kvq_tok *t)
     free(t->raw_trie.node);
     free(t->norm_trie.node);
     free(t->added);
+    free(t->is_added);
     tok_steps_free(t);
     tok_decoder_free(t);
     tok_cache_free(&t->cache);

@@ -157,24 +157,31 @@ static size_t next_cp(const char *s, size_t len, size_t pos)
     return pos;
 }
 
-// Next match at or after pos: [*ms, *me), false when none. re NULL: literal lit.
-static bool find(const pcre2_code *re, pcre2_match_data *md, const char *lit, size_t lit_len, const char *s,
+// Next match at or after pos: [*ms, *me); 1 found, 0 none, -1 a PCRE2
+// failure (match limit: the error is set). re NULL: literal lit.
+static int find(const pcre2_code *re, pcre2_match_data *md, const char *lit, size_t lit_len, const char *s,
                  size_t len, size_t pos, size_t *ms, size_t *me)
 {
     if (!re) {
-        if (!lit_len || pos + lit_len > len) return false;
+        if (!lit_len || pos + lit_len > len) return 0;
         const char *h = memmem(s + pos, len - pos, lit, lit_len);
-        if (!h) return false;
+        if (!h) return 0;
         *ms = (size_t)(h - s);
         *me = *ms + lit_len;
-        return true;
+        return 1;
     }
     int rc = pcre2_match(re, (PCRE2_SPTR)s, len, pos, PCRE2_NO_UTF_CHECK, md, NULL);
-    if (rc < 0) return false;   // no match (or a match-limit error: treated as no further match)
+    if (rc == PCRE2_ERROR_NOMATCH) return 0;
+    if (rc < 0) {
+        PCRE2_UCHAR msg[160];
+        pcre2_get_error_message(rc, msg, sizeof msg);
+        kvq_error(KVQ_ERR_NUMERIC, "tokenizer pattern on a piece of %zu bytes: %s", len, (const char *)msg);
+        return -1;
+    }
     PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
     *ms = ov[0];
     *me = ov[1];
-    return true;
+    return 1;
 }
 
 kvq_status tok_split_any(const pcre2_code *re, pcre2_match_data *md, const char *lit, size_t lit_len,
@@ -183,7 +190,9 @@ kvq_status tok_split_any(const pcre2_code *re, pcre2_match_data *md, const char 
     kvq_status st;
     const char *s = buf->p + off;
     size_t pos = 0, prev = 0, ms, me;
-    while (pos <= len && find(re, md, lit, lit_len, s, len, pos, &ms, &me)) {
+    int f;
+    while (pos <= len && (f = find(re, md, lit, lit_len, s, len, pos, &ms, &me))) {
+        if (f < 0) return KVQ_ERR_NUMERIC;
         if (mode != TOK_SPLIT_MATCHES && ms > prev && (st = tok_pieces_add(out, off + prev, ms - prev))) return st;
         if (mode != TOK_SPLIT_REMOVED && me > ms && (st = tok_pieces_add(out, off + ms, me - ms))) return st;
         prev = me;
@@ -198,7 +207,9 @@ kvq_status tok_regex_replace(const pcre2_code *re, pcre2_match_data *md, const c
 {
     kvq_status st;
     size_t pos = 0, prev = 0, ms, me;
-    while (pos <= len && find(re, md, lit, lit_len, s, len, pos, &ms, &me)) {
+    int f;
+    while (pos <= len && (f = find(re, md, lit, lit_len, s, len, pos, &ms, &me))) {
+        if (f < 0) return KVQ_ERR_NUMERIC;
         if ((st = tok_buf_put(out, s + prev, ms - prev)) || (st = tok_buf_put(out, b, blen))) return st;
         prev = me;
         if (me == ms) {   // empty match: keep the next character, go on after it

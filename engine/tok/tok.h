@@ -31,7 +31,9 @@
 typedef struct kvq_tok kvq_tok;
 
 // path: a tokenizer.json file, or a directory holding one. A
-// tokenizer_config.json next to it (optional) names bos_token/eos_token.
+// tokenizer_config.json next to it (optional) names bos_token/eos_token;
+// its add_bos_token/add_eos_token are not applied (tokenizers.js does not
+// apply them either): the post-processor decides what encode adds.
 // *out owned by the caller (kvq_tok_free). Not safe to share between
 // threads: encode keeps a word cache.
 kvq_status kvq_tok_load(const char *path, kvq_tok **out);

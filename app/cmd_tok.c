@@ -9,6 +9,8 @@
 #include "cmds.h"
 #include "tok/tok.h"
 
+const char *const kvs_opt_tokenize[] = {"tokenizer", "text", "no-special", "each-line", "json", NULL};
+
 // Whole file into memory (*len bytes, NUL-terminated).
 static int read_file(kvs_session *s, const char *cmd, const char *path, char **buf, size_t *len)
 {

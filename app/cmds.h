@@ -13,6 +13,7 @@ KVS_CMD(quantize)
 KVS_CMD(benchmark) KVS_CMD(compare)
 KVS_CMD(ppl) KVS_CMD(generate) KVS_CMD(capture)
 KVS_CMD(tokenize)
+extern const char *const kvs_opt_tokenize[];   // cmd_tok.c
 KVS_CMD(precompute) KVS_CMD(calibrate) KVS_CMD(save) KVS_CMD(load_artifacts)
 KVS_CMD(view) KVS_CMD(run) KVS_CMD(replay) KVS_CMD(pause) KVS_CMD(step) KVS_CMD(export)
 #undef KVS_CMD

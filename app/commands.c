@@ -21,7 +21,6 @@ static const char *const opt_calib[] = {"method", "trace", "output", "num-sample
                                         "num-subspaces", "signal-bits", "noise-bits", "num-clusters", "quiet",
                                         "model", NULL};
 static const char *const opt_load[] = {"values", "dtype", NULL};
-static const char *const opt_tok[] = {"tokenizer", "text", "no-special", "each-line", "json", NULL};
 
 // Keep sorted by area; `help` prints in this order.
 const kvs_command kvs_commands[] = {
@@ -64,8 +63,8 @@ const kvs_command kvs_commands[] = {
      .help = "run the model and write a kvtrace file", .options = opt_model, .run = kvs_cmd_capture,
      .batch_ok = true},
     {.name = "tokenize", .usage = "tokenize --tokenizer PATH (--text FILE | STRING) [--no-special] [--each-line] [--json]",
-     .help = "token ids of a text under a Hugging Face tokenizer.json", .options = opt_tok, .run = kvs_cmd_tokenize,
-     .batch_ok = true},
+     .help = "token ids of a text under a Hugging Face tokenizer.json", .options = kvs_opt_tokenize,
+     .run = kvs_cmd_tokenize, .batch_ok = true},
     {.name = "precompute",
      .usage = "precompute --method {vecinfer,spectral,ratequant,rabitq,commvq} --trace T --output DIR",
      .help = "calibrate and write artifacts atomically", .options = opt_calib, .run = kvs_cmd_precompute,

@@ -10,10 +10,10 @@ CPPFLAGS := -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -Iengine -Iapp 
             -I/usr/include/x86_64-linux-gnu $(shell $(PKG_CONFIG) --cflags ncursesw 2>/dev/null)
 ALL_CFLAGS := $(CPPFLAGS) $(CFLAGS) $(WARN) $(SAN) -pthread -MMD -MP
 BLAS_LIBS := $(shell $(PKG_CONFIG) --libs lapacke openblas 2>/dev/null || echo -llapacke -lopenblas)
-ENGINE_LIBS := $(BLAS_LIBS) -ljansson -lm -pthread
+ENGINE_LIBS := $(BLAS_LIBS) -ljansson -lpcre2-8 -lutf8proc -lm -pthread
 UI_LIBS := $(shell $(PKG_CONFIG) --libs ncursesw 2>/dev/null || echo -lncursesw -ltinfo) -lreadline
 
-ENGINE_SRC := $(wildcard engine/*.c engine/methods/*.c engine/calib/*.c)
+ENGINE_SRC := $(wildcard engine/*.c engine/methods/*.c engine/calib/*.c engine/tok/*.c)
 APP_SRC    := $(filter-out app/main.c,$(wildcard app/*.c)) $(wildcard views/*.c)
 TEST_SRC   := $(wildcard tests/test_*.c)
 ENGINE_OBJ := $(ENGINE_SRC:%.c=$(BUILD)/%.o)
@@ -24,12 +24,16 @@ LIBAPP     := $(BUILD)/libkvapp.a
 KVSTUDIO   := $(BUILD)/kvstudio
 
 DEBS := libncurses-dev libreadline-dev liblapacke-dev libopenblas-dev libcmocka-dev \
-        libjansson-dev tmux pkg-config python3
+        libjansson-dev libpcre2-dev libutf8proc-dev tmux pkg-config python3
 # pkg-config module -> the package of DEBS that ships it; check-deps looks these up
 # before anything compiles, so a machine without them is told to run `make deps`
 # instead of failing on a missing header.
 BUILD_PCS := ncursesw:libncurses-dev readline:libreadline-dev lapacke:liblapacke-dev \
-             openblas:libopenblas-dev cmocka:libcmocka-dev jansson:libjansson-dev
+             openblas:libopenblas-dev cmocka:libcmocka-dev jansson:libjansson-dev \
+             libpcre2-8:libpcre2-dev libutf8proc:libutf8proc-dev
+# Node.js and npm run the tokenizer reference test (tests/tok/); Debian's
+# packages are installed only when no node/npm is on PATH already.
+NODE_DEBS := nodejs npm
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: all deps check-deps run test unit e2e tui asan bench fuzz fuzz-build valgrind clean
@@ -46,6 +50,7 @@ check-deps:
 
 deps:
 	@missing=""; for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	{ command -v node && command -v npm; } >/dev/null 2>&1 || missing="$$missing $(NODE_DEBS)"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
 	  $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
@@ -102,9 +107,14 @@ asan: deps
 	  all unit e2e
 
 bench: deps
-	@$(MAKE) --no-print-directory $(BUILD)/bench/bench
+	@$(MAKE) --no-print-directory $(BUILD)/bench/bench $(BUILD)/bench/tok_bench
 	@mkdir -p bench
 	./$(BUILD)/bench/bench
+	bash bench/tok_bench.sh $(BUILD)
+
+$(BUILD)/bench/tok_bench: bench/tok_bench.c $(LIBKVQ)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -O3 -o $@ $< $(LIBKVQ) $(ENGINE_LIBS)
 
 $(BUILD)/bench/bench: bench/bench.c $(BUILD)/bench/bench_core.o $(LIBAPP) $(LIBKVQ)
 	@mkdir -p $(dir $@)

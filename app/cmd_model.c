@@ -22,6 +22,7 @@
 #include "observe.h"
 #include "rng.h"
 #include "safetensors.h"
+#include "tok/tok.h"
 
 #define CMD_CHUNK 128   // prefill chunk: the cache sees the text as a real prompt would arrive
 
@@ -94,13 +95,51 @@ static int load_model(kvs_session *s, const char *dir, const char *cmd, kvq_mode
 
 static bool byte_level(const kvq_model *m) { return m->cfg.vocab_size == 256; }
 
-// Raw bytes of a text file as token ids (byte-level models only).
-static int text_tokens(kvs_session *s, const char *cmd, const kvq_model *m, const char *path, int32_t **tok,
-                       int *n)
+// The model directory's tokenizer.json, when it has one; *tk NULL otherwise.
+static int model_tokenizer(kvs_session *s, const char *cmd, const kvq_model *m, kvq_tok **tk)
 {
-    if (!byte_level(m))
-        return kvs_errorf(s, "%s: %s has vocab_size %d, not a byte-level model: give token ids with --tokens FILE "
-                             "(no BPE tokenizer yet)", cmd, m->name, m->cfg.vocab_size);
+    *tk = NULL;
+    if (!kvq_tok_present(m->dir)) return 0;
+    if (kvq_tok_load(m->dir, tk)) return kvs_errorf(s, "%s: %s", cmd, kvq_last_error());
+    return 0;
+}
+
+// Ids of text under tk (BOS per its post-processor), checked against the model's vocabulary.
+static int encode_checked(kvs_session *s, const char *cmd, const kvq_model *m, kvq_tok *tk, const char *what,
+                          const char *text, size_t len, int32_t **tok, int *n)
+{
+    if (kvq_tok_encode(tk, text, len, true, tok, n)) return kvs_errorf(s, "%s: %s: %s", cmd, what, kvq_last_error());
+    for (int i = 0; i < *n; i++)
+        if ((*tok)[i] >= m->cfg.vocab_size) {
+            int bad = (*tok)[i];
+            free(*tok);
+            *tok = NULL;
+            return kvs_errorf(s, "%s: %s/tokenizer.json gives token %d, outside the model's vocabulary 0..%d", cmd,
+                              m->dir, bad, m->cfg.vocab_size - 1);
+        }
+    return 0;
+}
+
+// Bytes of text the scored predictions cover (for bits per byte): all of
+// it when the first token is the BOS, else all but the first token's text.
+static size_t scored_bytes(const kvq_tok *tk, const int32_t *tok, int n, size_t text_len)
+{
+    if (!tk) return n > 0 ? (size_t)n - 1 : 0;   // byte-level: token = byte
+    if (n < 1 || tok[0] == kvq_tok_bos(tk)) return text_len;
+    size_t first = kvq_tok_piece(tk, tok[0], true, NULL, 0);
+    return first < text_len ? text_len - first : 0;
+}
+
+// Token ids of a text file: through the model directory's tokenizer.json
+// when it has one (tk set, owned by the caller), else its raw bytes
+// (byte-level models only). *nbytes: the file's size.
+static int text_tokens(kvs_session *s, const char *cmd, const kvq_model *m, const char *path, int32_t **tok,
+                       int *n, kvq_tok **tk, size_t *nbytes)
+{
+    if (model_tokenizer(s, cmd, m, tk)) return -1;
+    if (!*tk && !byte_level(m))
+        return kvs_errorf(s, "%s: %s has vocab_size %d and no tokenizer.json: give token ids with --tokens FILE", cmd,
+                          m->name, m->cfg.vocab_size);
     FILE *f = fopen(path, "rb");
     if (!f) return kvs_errorf(s, "%s: %s: cannot open: %s", cmd, path, strerror(errno));
     size_t cap = 1 << 16, len = 0;
@@ -115,6 +154,12 @@ static int text_tokens(kvs_session *s, const char *cmd, const kvq_model *m, cons
     }
     fclose(f);
     if (!buf) return kvs_errorf(s, "%s: %s: out of memory", cmd, path);
+    *nbytes = len;
+    if (*tk) {
+        int rc = encode_checked(s, cmd, m, *tk, path, (const char *)buf, len, tok, n);
+        free(buf);
+        return rc;
+    }
     *tok = malloc(sizeof(int32_t) * (len ? len : 1));
     if (!*tok) {
         free(buf);
@@ -182,8 +227,13 @@ int kvs_cmd_ppl(kvs_session *s, kvs_args *a)
     }
     int32_t *tok = NULL;
     int n = 0, rc = -1;
-    bool per_byte = text != NULL;
-    if (text ? text_tokens(s, "ppl", m, text, &tok, &n) : file_tokens(s, "ppl", m, tokf, &tok, &n)) goto out;
+    kvq_tok *tk = NULL;
+    size_t nbytes = 0;
+    if (text ? text_tokens(s, "ppl", m, text, &tok, &n, &tk, &nbytes) : file_tokens(s, "ppl", m, tokf, &tok, &n))
+        goto out;
+    bool per_byte = text != NULL && !tk;   // byte-level: a token is a byte
+    // With a tokenizer: bits per byte = the predictions' bits over the bytes they cover.
+    size_t covered = tk ? scored_bytes(tk, tok, n, nbytes) : 0;
     if (n < 2) {
         kvs_errorf(s, "ppl: %s holds %d tokens (expected at least 2)", text ? text : tokf, n);
         goto out;
@@ -200,13 +250,18 @@ int kvs_cmd_ppl(kvs_session *s, kvs_args *a)
     const kvq_metric *kl = &kvq_metrics[KVQ_M_NEXT_TOKEN_KL];
     const char *unit = loss->report;
     if (json || output) {
-        json_t *o = json_pack("{s:s, s:s, s:i, s:s, s:s, s:i, s:i}", "model", m->dir, per_byte ? "text" : "tokens_file",
-                              per_byte ? text : tokf, "n_tokens", n, "cache", label, "method", cfg.method, "bits",
+        json_t *o = json_pack("{s:s, s:s, s:i, s:s, s:s, s:i, s:i}", "model", m->dir, text ? "text" : "tokens_file",
+                              text ? text : tokf, "n_tokens", n, "cache", label, "method", cfg.method, "bits",
                               cfg.bits, "value_bits", cfg.value_bits);
         json_object_set_new(o, unit, json_real(r.bits_per_token));
         json_object_set_new(o, per_byte ? "fp16_bits_per_byte" : "fp16_bits_per_token", json_real(r.ref_bits_per_token));
         json_object_set_new(o, "cache_origin", json_string(origin));
         json_object_set_new(o, kl->report, json_real(r.kl_bits));
+        if (tk) {
+            json_object_set_new(o, kvq_metrics[KVQ_M_PERPLEXITY].report, json_real(exp2(r.bits_per_token)));
+            json_object_set_new(o, kvq_metrics[KVQ_M_BITS_PER_BYTE].report,
+                                json_real(covered ? r.bits_per_token * (n - 1) / covered : 0));
+        }
         json_object_set_new(o, "kl_unit", json_string("bits per token, KL(fp16 || cache)"));
         json_object_set_new(o, "prefill_tokens_per_s", json_real(r.prefill_s > 0 ? n / r.prefill_s : 0));
         int w = 0;
@@ -218,7 +273,7 @@ int kvs_cmd_ppl(kvs_session *s, kvs_args *a)
     if (!json) {
         kvs_printf(s, "model      %s (%d layers, %d heads, %d kv heads, head_dim %d, %.1fM params)", m->dir,
                    m->cfg.n_layers, m->cfg.n_heads, m->cfg.n_kv_heads, m->cfg.head_dim, m->n_params / 1e6);
-        kvs_printf(s, "input      %s (%d %s)", per_byte ? text : tokf, n, per_byte ? "bytes" : "tokens");
+        kvs_printf(s, "input      %s (%d %s)", text ? text : tokf, n, per_byte ? "bytes" : "tokens");
         kvs_printf(s, "cache      %s", label);
         kvs_printf(s, "config     %s", origin);
         char f[3][32];
@@ -229,6 +284,13 @@ int kvs_cmd_ppl(kvs_session *s, kvs_args *a)
                        kvq_metric_fmt(loss->id, r.ref_bits_per_token, f[1], 32), r.bits_per_token - r.ref_bits_per_token);
             kvs_printf(s, "%s %s, KL(fp16 || %s)", kl->name, kvq_metric_fmt_unit(kl->id, r.kl_bits, f[2], 32), label);
         }
+        if (tk) {
+            kvs_printf(s, "%-10s %s", kvq_metrics[KVQ_M_PERPLEXITY].name,
+                       kvq_metric_fmt(KVQ_M_PERPLEXITY, exp2(r.bits_per_token), f[0], 32));
+            kvs_printf(s, "%-10s %s (%zu bytes covered, tokenizer.json)", kvq_metrics[KVQ_M_BITS_PER_BYTE].name,
+                       kvq_metric_fmt(KVQ_M_BITS_PER_BYTE, covered ? r.bits_per_token * (n - 1) / covered : 0.0, f[1], 32),
+                       covered);
+        }
         kvs_printf(s, "%-10s %.0f tokens/s (chunks of %d)", kvq_metrics[KVQ_M_TOKENS_PER_S].name,
                    r.prefill_s > 0 ? n / r.prefill_s : 0.0, CMD_CHUNK);
         if (output) kvs_printf(s, "wrote      %s", output);
@@ -236,6 +298,7 @@ int kvs_cmd_ppl(kvs_session *s, kvs_args *a)
     rc = 0;
 out:
     free(tok);
+    kvq_tok_free(tk);
     kvq_model_free(m);
     kvq_artifacts_free(own);
     return rc;
@@ -266,16 +329,19 @@ typedef struct {
     size_t len;
 } stream_buf;
 
-static void stream_token(kvs_session *s, stream_buf *sb, bool bytes, int tok)
+// tk: text of the token through the tokenizer's decoder (first: the first
+// token printed, for the decoder's leading-space strip); else bytes or ids.
+static void stream_token(kvs_session *s, stream_buf *sb, bool bytes, const kvq_tok *tk, bool first, int tok)
 {
+    char piece[256];
+    int np = tk ? (int)kvq_tok_piece(tk, tok, first, piece, sizeof piece)
+                : bytes ? (piece[0] = (char)tok, 1) : snprintf(piece, sizeof piece, "%d ", tok);
+    if (np > (int)sizeof piece) np = (int)sizeof piece;
     if (!s->interactive) {
-        if (bytes) fputc(tok, stdout);
-        else fprintf(stdout, "%d ", tok);
+        fwrite(piece, 1, (size_t)np, stdout);
         fflush(stdout);
         return;
     }
-    char piece[16];
-    int np = bytes ? (piece[0] = (char)tok, 1) : snprintf(piece, sizeof piece, "%d ", tok);
     for (int i = 0; i < np; i++) {
         if (piece[i] == '\n' || sb->len == sizeof sb->line - 1) {
             sb->line[sb->len] = 0;
@@ -358,6 +424,7 @@ int kvs_cmd_generate(kvs_session *s, kvs_args *a)
     }
     int V = m->cfg.vocab_size, rc = -1, n = 0;
     int32_t *tok = NULL;
+    kvq_tok *tk = NULL;
     kvq_runner *r = NULL;
     kvq_observers *obs = NULL;
     float *logits = malloc(sizeof(float) * (size_t)V);
@@ -366,10 +433,13 @@ int kvs_cmd_generate(kvs_session *s, kvs_args *a)
         kvs_errorf(s, "generate: out of memory");
         goto out;
     }
-    if (prompt) {
+    if (model_tokenizer(s, "generate", m, &tk)) goto out;
+    if (tk && prompt) {
+        if (encode_checked(s, "generate", m, tk, "--prompt", prompt, strlen(prompt), &tok, &n)) goto out;
+    } else if (prompt) {
         if (!byte_level(m)) {
-            kvs_errorf(s, "generate: %s is not byte-level (vocab_size %d): give prompt token ids with --tokens FILE",
-                       m->name, V);
+            kvs_errorf(s, "generate: %s is not byte-level (vocab_size %d) and has no tokenizer.json: give prompt "
+                          "token ids with --tokens FILE", m->name, V);
             goto out;
         }
         n = (int)strlen(prompt);
@@ -411,7 +481,9 @@ int kvs_cmd_generate(kvs_session *s, kvs_args *a)
     kvs_printf(s, "config      %s", origin);
     stream_buf sb = {.len = 0};
     bool bytes = byte_level(m);
-    for (int i = 0; i < n; i++) stream_token(s, &sb, bytes, tok[i]);
+    int shown = 0;   // the BOS is not printed
+    for (int i = 0; i < n; i++)
+        if (!tk || tok[i] != kvq_tok_bos(tk)) stream_token(s, &sb, bytes, tk, shown++ == 0, tok[i]);
     double t0 = kvq_now_s();
     if (kvq_runner_forward(r, tok, n, false, logits)) {
         stream_end(s, &sb);
@@ -423,7 +495,11 @@ int kvs_cmd_generate(kvs_session *s, kvs_args *a)
     long made = 0;
     for (; made < max_tokens; made++) {
         int32_t next = sample_token(logits, V, temp, &rng, probs);
-        stream_token(s, &sb, bytes, next);
+        if (tk && next == kvq_tok_eos(tk)) {   // the model ended its text
+            made++;
+            break;
+        }
+        stream_token(s, &sb, bytes, tk, shown++ == 0, next);
         if (made + 1 == max_tokens) {
             made++;
             break;
@@ -449,6 +525,7 @@ out:
     kvq_model_free(m);
     kvq_artifacts_free(own);
     free(tok);
+    kvq_tok_free(tk);
     free(logits);
     free(probs);
     return rc;
@@ -486,7 +563,12 @@ int kvs_cmd_capture(kvs_session *s, kvs_args *a)
     }
     int32_t *tok = NULL;
     int n = 0, rc = -1;
-    if (text ? text_tokens(s, "capture", m, text, &tok, &n) : file_tokens(s, "capture", m, tokf, &tok, &n)) goto out;
+    kvq_tok *tk = NULL;
+    size_t nbytes = 0;
+    if (text ? text_tokens(s, "capture", m, text, &tok, &n, &tk, &nbytes)
+             : file_tokens(s, "capture", m, tokf, &tok, &n))
+        goto out;
+    bool per_byte = text != NULL && !tk;   // byte-level: a token is a byte
     if (limit && limit < n) n = (int)limit;
     if (n < 2) {
         kvs_errorf(s, "capture: %d tokens (expected at least 2)", n);
@@ -495,10 +577,10 @@ int kvs_cmd_capture(kvs_session *s, kvs_args *a)
     const char *src = text ? text : tokf;
     const char *base = strrchr(src, '/');
     char source[400];
-    snprintf(source, sizeof source, "%s, first %d %s", base ? base + 1 : src, n, text ? "bytes" : "tokens");
+    snprintf(source, sizeof source, "%s, first %d %s", base ? base + 1 : src, n, per_byte ? "bytes" : "tokens");
     double bits = 0;
     double t0 = kvq_now_s();
-    if (kvq_model_capture(m, &cfg, art, tok, n, text != NULL, source, outp, &bits)) {
+    if (kvq_model_capture(m, &cfg, art, tok, n, per_byte, source, outp, &bits)) {
         kvs_errorf(s, "capture: %s", kvq_last_error());
         goto out;
     }
@@ -506,10 +588,11 @@ int kvs_cmd_capture(kvs_session *s, kvs_args *a)
     cfg_label(&cfg, art, label, sizeof label);
     kvs_printf(s, "wrote %s: %d layers, %d heads, %d kv heads, head_dim %d, %d tokens, F16 (cache %s, %.1f s)", outp,
                m->cfg.n_layers, m->cfg.n_heads, m->cfg.n_kv_heads, m->cfg.head_dim, n, label, kvq_now_s() - t0);
-    kvs_printf(s, "loss  %.4f %s", bits, text ? "bits/byte" : "bits/token");
+    kvs_printf(s, "loss  %.4f %s", bits, per_byte ? "bits/byte" : "bits/token");
     rc = 0;
 out:
     free(tok);
+    kvq_tok_free(tk);
     kvq_model_free(m);
     kvq_artifacts_free(own);
     return rc;

@@ -1,7 +1,7 @@
 // cmds.h — handlers of the command table, one file per area:
 // cmd_core.c (session, trace, config), cmd_quant.c (quantize report),
 // cmd_cache.c (benchmark, compare), cmd_model.c (ppl, generate, capture),
-// cmd_calib.c (precompute, calibrate, artifacts), cmd_ui.c (studio actions).
+// cmd_tok.c (tokenize), cmd_calib.c (precompute, calibrate, artifacts), cmd_ui.c (studio actions).
 #ifndef KVS_CMDS_H
 #define KVS_CMDS_H
 #include "commands.h"
@@ -12,6 +12,7 @@ KVS_CMD(method) KVS_CMD(bits) KVS_CMD(value_bits) KVS_CMD(version) KVS_CMD(metho
 KVS_CMD(quantize)
 KVS_CMD(benchmark) KVS_CMD(compare)
 KVS_CMD(ppl) KVS_CMD(generate) KVS_CMD(capture)
+KVS_CMD(tokenize)
 KVS_CMD(precompute) KVS_CMD(calibrate) KVS_CMD(save) KVS_CMD(load_artifacts)
 KVS_CMD(view) KVS_CMD(run) KVS_CMD(replay) KVS_CMD(pause) KVS_CMD(step) KVS_CMD(export)
 #undef KVS_CMD

@@ -50,13 +50,13 @@ static const kvs_option opts_compare[] = {
                        .help = "calibration artifacts (calibrated methods)"}
 static const kvs_option opts_ppl[] = {
     MODEL_OPT,
-    {.name = "text", .kind = KVS_OPT_STRING, .arg = "FILE", .help = "text scored as bytes (byte-level models)"},
+    {.name = "text", .kind = KVS_OPT_STRING, .arg = "FILE", .help = "text scored (tokenizer.json of the model, or bytes)"},
     {.name = "tokens", .kind = KVS_OPT_STRING, .arg = "FILE", .help = "token ids instead of --text (.npy or text)"},
     {.name = "output", .kind = KVS_OPT_STRING, .arg = "F.json", .help = "also write the JSON result (atomically)"},
     ARTIFACTS_OPT, JSON_FLAG, END};
 static const kvs_option opts_generate[] = {
     MODEL_OPT,
-    {.name = "prompt", .kind = KVS_OPT_STRING, .arg = "TEXT", .help = "prompt text (byte-level models)"},
+    {.name = "prompt", .kind = KVS_OPT_STRING, .arg = "TEXT", .help = "prompt text (tokenizer.json of the model, or bytes)"},
     {.name = "tokens", .kind = KVS_OPT_STRING, .arg = "FILE", .help = "prompt token ids instead of --prompt"},
     {.name = "max-tokens", .kind = KVS_OPT_INT, .arg = "N", .lo = 1, .hi = 1 << 20, .help = "tokens to generate (64)"},
     {.name = "temperature", .kind = KVS_OPT_DOUBLE, .arg = "T", .lo = 0, .hi = 100,
@@ -66,11 +66,18 @@ static const kvs_option opts_generate[] = {
     ARTIFACTS_OPT, END};
 static const kvs_option opts_capture[] = {
     MODEL_OPT,
-    {.name = "text", .kind = KVS_OPT_STRING, .arg = "FILE", .help = "text run through the model (byte-level models)"},
+    {.name = "text", .kind = KVS_OPT_STRING, .arg = "FILE", .help = "text run through the model (tokenizer.json, or bytes)"},
     {.name = "out", .kind = KVS_OPT_STRING, .arg = "TRACE.safetensors", .required = true,
      .help = "kvtrace file written (atomically)"},
     {.name = "tokens", .kind = KVS_OPT_STRING, .arg = "N|FILE", .help = "first N tokens of the text, or token ids"},
     ARTIFACTS_OPT, END};
+static const kvs_option opts_tokenize[] = {
+    {.name = "tokenizer", .kind = KVS_OPT_STRING, .arg = "PATH", .required = true,
+     .help = "tokenizer.json, or a directory holding it"},
+    {.name = "text", .kind = KVS_OPT_STRING, .arg = "FILE", .help = "text file to tokenize (instead of STRING)"},
+    {.name = "no-special", .kind = KVS_OPT_FLAG, .help = "add no BOS/EOS (post-processor off)"},
+    {.name = "each-line", .kind = KVS_OPT_FLAG, .help = "one result per input line"},
+    JSON_FLAG, END};
 static const kvs_option opts_precompute[] = {
     {.name = "method", .kind = KVS_OPT_STRING, .arg = "M", .required = true,
      .help = "calibrator: vecinfer, spectral, ratequant, rabitq or commvq"},
@@ -106,6 +113,8 @@ const kvs_command kvs_commands[] = {
      .groups = KVS_OPTS_CONFIG, .run = kvs_cmd_generate},
     {.name = "capture", .help = "run the model and write a kvtrace file", .options = opts_capture,
      .groups = KVS_OPTS_CONFIG, .run = kvs_cmd_capture},
+    {.name = "tokenize", .args = "[STRING]", .help = "token ids of a text under a Hugging Face tokenizer.json",
+     .options = opts_tokenize, .run = kvs_cmd_tokenize},
     {.name = "precompute", .help = "calibrate and write artifacts atomically", .options = opts_precompute,
      .groups = KVS_OPTS_CALIB, .run = kvs_cmd_precompute},
     {.name = "calibrate", .args = "METHOD [KEY=VALUE ...]", .help = "calibrate on the loaded trace",

@@ -8,7 +8,8 @@
 // HF rotate_half convention (dims i and i + head_dim/2 form a pair) with
 // rope_theta and optional rope_scaling of type "llama3" or "linear",
 // grouped-query attention, SwiGLU MLP, final norm, tied or untied lm_head.
-// No tokenizer: the caller passes token ids (byte-level models: id = byte).
+// No tokenizer here: the caller passes token ids (engine/tok/ encodes text with
+// a tokenizer.json; byte-level models: id = byte).
 // Matmuls go through cblas_sgemm (chunks) and cblas_sgemv (single tokens).
 #ifndef KVQ_MODEL_H
 #define KVQ_MODEL_H

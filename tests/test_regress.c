@@ -27,6 +27,9 @@
 #define LLVMFuzzerTestOneInput fuzz_one_tokens
 #include "../fuzz/fuzz_tokens.c"
 #undef LLVMFuzzerTestOneInput
+#define LLVMFuzzerTestOneInput fuzz_one_tokenizer
+#include "../fuzz/fuzz_tokenizer.c"
+#undef LLVMFuzzerTestOneInput
 
 #include <dirent.h>
 #include <setjmp.h>
@@ -117,13 +120,20 @@ static void test_tokens(void **state)
     assert_true(replay_dir("fuzz/corpus/fuzz_tokens", "", fuzz_one_tokens) >= 3);
 }
 
+static void test_tokenizer(void **state)
+{
+    (void)state;
+    replay_dir("tests/data/regress/fuzz_tokenizer", "", fuzz_one_tokenizer);
+    assert_true(replay_dir("fuzz/corpus/fuzz_tokenizer", "", fuzz_one_tokenizer) >= 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_safetensors), cmocka_unit_test(test_npy),
         cmocka_unit_test(test_trace),       cmocka_unit_test(test_artifacts),
         cmocka_unit_test(test_model_config), cmocka_unit_test(test_commands),
-        cmocka_unit_test(test_tokens),
+        cmocka_unit_test(test_tokens),      cmocka_unit_test(test_tokenizer),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

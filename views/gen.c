@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include "model.h"
+#include "tok/tok.h"
 #include "replay.h"
 #include "rng.h"
 #include "ui.h"
@@ -87,7 +88,8 @@ static int gen_run(kvs_job *j)
     kvq_runner *r = NULL;
     kvq_observers *obs = NULL;
     float *logits = NULL;
-    int32_t toks[256];
+    int32_t bytes[256], *toks = bytes, *enc = NULL;
+    kvq_tok *tk = NULL;   // the model directory's tokenizer.json, when it has one
     kvs_job_progress(0, "loading model", -1, j);
     pthread_mutex_lock(&j->s->lock);   // the artifacts stay put while the caches use them
     kvq_status st = kvq_model_load(a->dir, &m);
@@ -102,8 +104,17 @@ static int gen_run(kvs_job *j)
     if (!st && !(logits = malloc(sizeof(float) * (size_t)m->cfg.vocab_size)))
         st = kvq_error(KVQ_ERR_NOMEM, "generate: out of memory");
     int n = 0;
-    for (const unsigned char *p = (const unsigned char *)a->prompt; *p && n < 256; p++)
-        toks[n++] = *p < m->cfg.vocab_size ? *p : 0;   // byte-level tokens
+    if (!st && kvq_tok_present(a->dir) && !(st = kvq_tok_load(a->dir, &tk))) {
+        st = kvq_tok_encode(tk, a->prompt, strlen(a->prompt), true, &enc, &n);
+        for (int i = 0; !st && i < n; i++)
+            if (enc[i] >= m->cfg.vocab_size)
+                st = kvq_error(KVQ_ERR_FORMAT, "%s/tokenizer.json gives token %d, outside the model's vocabulary",
+                               a->dir, enc[i]);
+        toks = enc;
+    } else {
+        for (const unsigned char *p = (const unsigned char *)a->prompt; *p && n < 256; p++)
+            toks[n++] = *p < m->cfg.vocab_size ? *p : 0;   // byte-level tokens
+    }
     if (!st && n == 0) st = kvq_error(KVQ_ERR_ARG, "generate: empty prompt");
     if (!st) {
         pthread_mutex_lock(&j->mu);
@@ -116,9 +127,10 @@ static int gen_run(kvs_job *j)
     kvq_rng_seed(&rng, a->cfg.seed);
     for (int i = 0; !st && i < a->max_tokens; i++) {
         int32_t t = sample(logits, m->cfg.vocab_size, a->temperature, &rng);
-        char b = (char)(t < 256 ? t : '?');
+        char b[256];
+        int nb = tk ? (int)kvq_tok_piece(tk, t, false, b, sizeof b) : (b[0] = (char)(t < 256 ? t : '?'), 1);
         pthread_mutex_lock(&j->mu);
-        text_append(g, &b, 1);
+        text_append(g, b, nb < (int)sizeof b ? nb : (int)sizeof b);
         pthread_mutex_unlock(&j->mu);
         st = kvq_runner_forward(r, &t, 1, false, logits);
         if (!st) publish(j, r, obs, m, n + a->max_tokens);
@@ -127,6 +139,8 @@ static int gen_run(kvs_job *j)
     }
     pthread_mutex_unlock(&j->s->lock);
     free(logits);
+    free(enc);
+    kvq_tok_free(tk);
     kvq_runner_free(r);
     kvq_observers_free(obs);
     kvq_model_free(m);

@@ -5,7 +5,7 @@
 # pkg-config pointed at an empty directory, at a copy of its directories
 # without jansson.pc, or a pkg-config that does not exist.
 . "$(dirname "$0")/lib.sh"
-ALL="libncurses-dev libreadline-dev liblapacke-dev libopenblas-dev libcmocka-dev libjansson-dev"
+ALL="libncurses-dev libreadline-dev liblapacke-dev libopenblas-dev libcmocka-dev libjansson-dev libpcre2-dev libutf8proc-dev"
 # mk ENV... -- MAKE-ARGS: a make of its own (not the jobserver of the make running this)
 mk() { env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL -u PKG_CONFIG_PATH "$@" >"$TMP/out" 2>"$TMP/err"; }
 # expect_missing NAME LIST ENV...: make stops (status 2), first stderr line names LIST, nothing built

@@ -137,7 +137,8 @@ typedef struct kvq_plan_params {
 } kvq_plan_params;
 
 typedef struct kvq_method {
-    const char *name;
+    const char *name;             // engine formats are "engine:format", e.g. "llamacpp:q4_1"
+    const char *alias;            // an older name kvq_method_find also accepts, or NULL
     const char *description;
     const char *paper;            // citation, "" for baselines
     bool needs_calibration;
@@ -168,7 +169,7 @@ typedef struct kvq_method {
 
 extern const kvq_method kvq_methods[];
 extern const int kvq_n_methods;
-const kvq_method *kvq_method_find(const char *name);  // NULL when unknown
+const kvq_method *kvq_method_find(const char *name);  // by name or alias; NULL when unknown
 // KVQ_ERR_UNKNOWN_METHOD with "unknown method 'x' (known: a, b, ...)".
 kvq_status kvq_method_lookup(const char *name, const kvq_method **out);
 

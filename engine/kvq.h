@@ -110,6 +110,9 @@ typedef struct kvq_config {
 void kvq_config_default(kvq_config *c);
 // NULL when valid, else a static/thread-local one-line message naming the field.
 const char *kvq_config_check(const kvq_config *c);
+// Whether values are kept as plain fp16: value_bits 16, unless value_method
+// names a 16-bit-or-wider format of its own (llamacpp:bf16, llamacpp:f32).
+bool kvq_config_fp16_values(const kvq_config *c);
 // Set one field from text ("bits", "3"); names are the struct's field names
 // (dashes accepted for underscores). Returns KVQ_OK or KVQ_ERR_ARG + message.
 kvq_status kvq_config_set(kvq_config *c, const char *key, const char *value);

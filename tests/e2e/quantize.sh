@@ -28,6 +28,27 @@ expect_ok "iq4_nl json" "$KVSTUDIO" quantize "$TRACE" --method iq4_nl --bits 4 -
 m=$(num relative_mse "$TMP/out")
 lt "$m" 0.0080 && lt 0.0076 "$m" && pass "iq4_nl key mse $m ~ 0.0078" || fail "iq4_nl key mse $m"
 
+# llama.cpp's other cache types (issue 14): bits held = the ggml block size
+for mb in llamacpp:q4_1:4:5.0 llamacpp:q5_0:5:5.5 llamacpp:q5_1:5:6.0 llamacpp:bf16:16:16.0 llamacpp:f32:16:32.0; do
+  m=${mb%:*:*}; b=${mb#$m:}; b=${b%:*}; want=${mb##*:}
+  expect_ok "$m json" "$KVSTUDIO" quantize "$TRACE" --method "$m" --bits "$b" --value-bits 16 --json
+  [ "$(num bits_per_coord "$TMP/out")" = "$want" ] && pass "$m holds $want bits" || fail "$m holds $want bits: $(num bits_per_coord "$TMP/out")"
+done
+# finer formats lose less: q4_0 > q4_1 > q5_0 > q5_1 > q8_0 key MSE on this trace
+prev=1
+for m in llamacpp:q4_0 llamacpp:q4_1 llamacpp:q5_0 llamacpp:q5_1 llamacpp:q8_0; do
+  "$KVSTUDIO" quantize "$TRACE" --method "$m" --value-bits 16 --json >"$TMP/o.json" 2>&1
+  e=$(num relative_mse "$TMP/o.json")
+  lt "$e" "$prev" && pass "$m key mse $e below the coarser format's" || fail "$m key mse $e vs $prev"
+  prev=$e
+done
+# a 16-bit value format of its own is used as such, not replaced by fp16
+expect_ok "f32 values" "$KVSTUDIO" quantize "$TRACE" --method llamacpp:q4_1 --value-method llamacpp:f32 --value-bits 16 --json
+grep -A4 '"values": {' "$TMP/out" | grep -q '"bits_per_coord": 32' && pass "f32 values 32 bits" || fail "f32 values 32 bits"
+expect_ok "bf16 values text" "$KVSTUDIO" quantize "$TRACE" --method llamacpp:q5_0 --value-method llamacpp:bf16 --value-bits 16
+expect_out "bf16 values named" "values llamacpp:bf16 at 16 bits"
+expect_fail "q5_0 bits" "bits: 4 out of range for llamacpp:q5_0" "$KVSTUDIO" quantize "$TRACE" --method llamacpp:q5_0 --bits 4
+
 expect_ok "kivi text" "$KVSTUDIO" quantize "$TRACE" --method kivi --bits 2 --value-method kivi --value-bits 2
 expect_out "text header" "keys kivi at 2 bits, values kivi at 2 bits"
 expect_out "text overall row" "^  all  *3.000 "
@@ -42,7 +63,7 @@ expect_ok "quantize in a script uses the session config" "$KVSTUDIO" --script "$
 expect_out "second uses iq4_nl" "keys iq4_nl at 4 bits"
 
 expect_fail "unknown method" "unknown method 'nope'" "$KVSTUDIO" quantize "$TRACE" --method nope --bits 2
-expect_fail "bits out of range" "bits: 3 out of range for q8_0" "$KVSTUDIO" quantize "$TRACE" --method q8_0 --bits 3
+expect_fail "bits out of range" "bits: 3 out of range for llamacpp:q8_0" "$KVSTUDIO" quantize "$TRACE" --method q8_0 --bits 3
 expect_fail "value bits out of range" "value_bits" "$KVSTUDIO" quantize "$TRACE" --method q8_0 --bits 8 --value-bits 12
 expect_fail "needs calibration" "calibrat" "$KVSTUDIO" quantize "$TRACE" --method spectral --bits 3
 expect_fail "bad layers" "layers" "$KVSTUDIO" quantize "$TRACE" --method q8_0 --bits 8 --layers 9

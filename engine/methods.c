@@ -32,6 +32,11 @@ const kvq_method kvq_methods[] = {
      .paper = "llama.cpp ggml-quants.c", .min_bits = 5, .max_bits = 5, KVQ_METHOD_FNS(q5_0)},
     {.name = "llamacpp:q5_1", .description = "ggml q5_1: blocks of 32, f16 scale + min, 5 bits (6 bits)",
      .paper = "llama.cpp ggml-quants.c", .min_bits = 5, .max_bits = 5, KVQ_METHOD_FNS(q5_1)},
+    // vLLM's kv_cache_dtype fp8 (= fp8_e4m3) and fp8_e5m2, per-tensor scale 1.0.
+    {.name = "vllm:fp8_e4m3", .description = "vLLM fp8 cache: E4M3 per value, saturating (8 bits)",
+     .paper = "vLLM quant_utils.cuh", .min_bits = 8, .max_bits = 8, KVQ_METHOD_FNS(vllm_fp8_e4m3)},
+    {.name = "vllm:fp8_e5m2", .description = "vLLM fp8 cache: E5M2 per value, saturating (8 bits)",
+     .paper = "vLLM quant_utils.cuh", .min_bits = 8, .max_bits = 8, KVQ_METHOD_FNS(vllm_fp8_e5m2)},
     {.name = "q4_0_hadamard", .description = "q4_0 after a randomized Hadamard rotation",
      .paper = "QuaRot-style rotation + ggml q4_0", .min_bits = 4, .max_bits = 4,
      KVQ_METHOD_FNS(q4_0_hadamard),

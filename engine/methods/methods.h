@@ -51,6 +51,8 @@ KVQ_METHOD_DECLARE(q5_1)
 KVQ_METHOD_DECLARE(ggml_f32)
 KVQ_METHOD_DECLARE(ggml_f16)
 KVQ_METHOD_DECLARE(ggml_bf16)
+KVQ_METHOD_DECLARE(vllm_fp8_e4m3)
+KVQ_METHOD_DECLARE(vllm_fp8_e5m2)
 KVQ_METHOD_DECLARE(q4_0_hadamard)
 KVQ_METHOD_DECLARE(kivi)
 size_t kvq_kivi_group_vectors(const void *plan);   // 32 for keys, 1 for values

@@ -28,8 +28,9 @@ expect_ok "iq4_nl json" "$KVSTUDIO" quantize "$TRACE" --method iq4_nl --bits 4 -
 m=$(num relative_mse "$TMP/out")
 lt "$m" 0.0080 && lt 0.0076 "$m" && pass "iq4_nl key mse $m ~ 0.0078" || fail "iq4_nl key mse $m"
 
-# llama.cpp's other cache types (issue 14): bits held = the ggml block size
-for mb in llamacpp:q4_1:4:5.0 llamacpp:q5_0:5:5.5 llamacpp:q5_1:5:6.0 llamacpp:bf16:16:16.0 llamacpp:f32:16:32.0; do
+# llama.cpp's other cache types and vLLM's fp8 (issue 14): bits held = the engine's slot size
+for mb in llamacpp:q4_1:4:5.0 llamacpp:q5_0:5:5.5 llamacpp:q5_1:5:6.0 llamacpp:bf16:16:16.0 llamacpp:f32:16:32.0 \
+          vllm:fp8_e4m3:8:8.0 vllm:fp8_e5m2:8:8.0; do
   m=${mb%:*:*}; b=${mb#$m:}; b=${b%:*}; want=${mb##*:}
   expect_ok "$m json" "$KVSTUDIO" quantize "$TRACE" --method "$m" --bits "$b" --value-bits 16 --json
   [ "$(num bits_per_coord "$TMP/out")" = "$want" ] && pass "$m holds $want bits" || fail "$m holds $want bits: $(num bits_per_coord "$TMP/out")"

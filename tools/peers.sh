@@ -74,5 +74,7 @@ cc -std=c11 -D_POSIX_C_SOURCE=200809L -O2 -Wall -Wextra -Werror -Iengine -I"$src
   -o "$OUTDIR/ggml_peer" tests/peers/ggml_peer.c "$BUILD/libkvq.a" $libs \
   -lstdc++ $BLAS -ljansson -lm -pthread
 
-# 5. compare on the sample traces
+# 5. compare on the sample traces, with kvstudio's SIMD kernels, then its scalar code
 "$OUTDIR/ggml_peer" sample_data/traces/*.safetensors
+say "again with kvstudio's scalar paths (KVQ_SIMD=0)"
+KVQ_SIMD=0 "$OUTDIR/ggml_peer" sample_data/traces/*.safetensors

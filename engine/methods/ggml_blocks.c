@@ -57,7 +57,7 @@ void kvq_ggml_q4_0_quantize(const float *x, uint8_t *blk)
     const float id = d != 0.0f ? 1.0f / d : 0.0f;
     kvq_f16_store(blk, d);
     for (int j = 0; j < KVQ_GGML_QK / 2; j++) {
-        int lo = (int8_t)(x[j] * id + 8.5f), hi = (int8_t)(x[j + 16] * id + 8.5f);
+        int lo = kvq_ggml_trunc_i8(x[j] * id + 8.5f), hi = kvq_ggml_trunc_i8(x[j + 16] * id + 8.5f);
         lo = lo < 15 ? lo : 15;
         hi = hi < 15 ? hi : 15;
         blk[2 + j] = (uint8_t)(lo | (hi << 4));

@@ -36,6 +36,14 @@
 #define KVQ_GGML_Q5_0_BYTES 22
 #define KVQ_GGML_Q5_1_BYTES 24
 
+// ggml's `(int8_t)(float)` casts as x86 executes them: cvttss2si, whose
+// result for NaN or out-of-int32 values (a block whose 1/d overflowed) is
+// INT_MIN, then the low byte. Defined here, where C leaves it undefined.
+static inline int kvq_ggml_trunc_i8(float v)
+{
+    return !(v > -2147483648.0f && v < 2147483648.0f) ? 0 : (int8_t)(uint8_t)(uint32_t)(int32_t)v;
+}
+
 // ggml's kvalues_iq4nl: the non-uniform 16-level grid, ascending.
 extern const int8_t kvq_iq4nl_grid[16];
 

@@ -151,7 +151,8 @@ KVQ_TARGET_AVX2 static void q4_0_quantize_avx2(const float *x, uint8_t *row, siz
             __m256i q = _mm256_min_epi32(_mm256_cvttps_epi32(t), fifteen);
             _mm256_storeu_si256((__m256i *)(void *)(c + 8 * j), q);
         }
-        for (int j = 0; j < 16; j++) row[2 + j] = (uint8_t)(c[j] | (c[j + 16] << 4));
+        // unsigned: a block whose 1/d overflows gives INT_MIN codes (low byte 0)
+        for (int j = 0; j < 16; j++) row[2 + j] = (uint8_t)((uint32_t)c[j] | ((uint32_t)c[j + 16] << 4));
     }
 }
 

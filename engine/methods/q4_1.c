@@ -25,7 +25,7 @@ void kvq_ggml_q4_1_quantize(const float *x, uint8_t *blk)
     kvq_f16_store(blk + 2, min);
     for (int j = 0; j < KVQ_GGML_QK / 2; j++) {
         const float x0 = (x[j] - min) * id, x1 = (x[j + 16] - min) * id;
-        int lo = (int8_t)(x0 + 0.5f), hi = (int8_t)(x1 + 0.5f);
+        int lo = kvq_ggml_trunc_i8(x0 + 0.5f), hi = kvq_ggml_trunc_i8(x1 + 0.5f);
         lo = lo < 15 ? lo : 15;
         hi = hi < 15 ? hi : 15;
         blk[4 + j] = (uint8_t)(lo | (hi << 4));

@@ -24,7 +24,7 @@ void kvq_ggml_q5_0_quantize(const float *x, uint8_t *blk)
     kvq_f16_store(blk, d);
     uint32_t qh = 0;
     for (int j = 0; j < KVQ_GGML_QK / 2; j++) {
-        int lo = (int8_t)(x[j] * id + 16.5f), hi = (int8_t)(x[j + 16] * id + 16.5f);
+        int lo = kvq_ggml_trunc_i8(x[j] * id + 16.5f), hi = kvq_ggml_trunc_i8(x[j + 16] * id + 16.5f);
         lo = lo < 31 ? lo : 31;
         hi = hi < 31 ? hi : 31;
         blk[6 + j] = (uint8_t)((lo & 0x0f) | ((hi & 0x0f) << 4));

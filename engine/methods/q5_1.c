@@ -27,7 +27,7 @@ void kvq_ggml_q5_1_quantize(const float *x, uint8_t *blk)
     uint32_t qh = 0;
     for (int j = 0; j < KVQ_GGML_QK / 2; j++) {
         const float x0 = (x[j] - min) * id, x1 = (x[j + 16] - min) * id;
-        const unsigned lo = (uint8_t)(x0 + 0.5f), hi = (uint8_t)(x1 + 0.5f);
+        const unsigned lo = (uint8_t)kvq_ggml_trunc_i8(x0 + 0.5f), hi = (uint8_t)kvq_ggml_trunc_i8(x1 + 0.5f);
         blk[8 + j] = (uint8_t)((lo & 0x0f) | ((hi & 0x0f) << 4));
         qh |= ((lo >> 4) & 1u) << j;
         qh |= ((hi >> 4) & 1u) << (j + 16);

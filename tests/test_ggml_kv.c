@@ -251,6 +251,35 @@ static void test_names(void **st)
     kvq_quantizer_free(&q);
 }
 
+// A block so small that 1/d overflows to Inf (subnormal inputs): ggml's
+// casts then see Inf/NaN, which x86 turns into INT_MIN, so every code's low
+// bits are 0. The SIMD and scalar kernels must agree and stay defined
+// (the q4_0 AVX2 kernel once shifted that negative value: UBSan in `make asan`).
+static void test_overflowing_inverse_scale(void **st)
+{
+    (void)st;
+    float x[64];
+    for (int j = 0; j < 64; j++) x[j] = (float)((j % 7) - 3) * 1e-40f;
+    uint8_t a[2 * KVQ_GGML_Q8_0_BYTES], b[2 * KVQ_GGML_Q8_0_BYTES];
+    kvq_ggml_q4_0_quantize_row(x, a, 2);
+    kvq_ggml_q4_0_quantize(x, b);
+    kvq_ggml_q4_0_quantize(x + 32, b + KVQ_GGML_Q4_0_BYTES);
+    assert_memory_equal(a, b, 2 * KVQ_GGML_Q4_0_BYTES);
+    for (int j = 2; j < KVQ_GGML_Q4_0_BYTES; j++) assert_int_equal(a[j], 0);
+    kvq_ggml_q8_0_quantize_row(x, a, 2);
+    kvq_ggml_q8_0_quantize(x, b);
+    kvq_ggml_q8_0_quantize(x + 32, b + KVQ_GGML_Q8_0_BYTES);
+    assert_memory_equal(a, b, 2 * KVQ_GGML_Q8_0_BYTES);
+    assert_int_equal((int8_t)a[2 + 0], -128);   // INT_MIN saturated by ggml's packs
+    uint8_t c[KVQ_GGML_Q5_1_BYTES];
+    kvq_ggml_q4_1_quantize(x, c);
+    for (int j = 4; j < KVQ_GGML_Q4_1_BYTES; j++) assert_int_equal(c[j], 0);
+    kvq_ggml_q5_0_quantize(x, c);
+    for (int j = 2; j < KVQ_GGML_Q5_0_BYTES; j++) assert_int_equal(c[j], 0);
+    kvq_ggml_q5_1_quantize(x, c);
+    for (int j = 4; j < KVQ_GGML_Q5_1_BYTES; j++) assert_int_equal(c[j], 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -260,6 +289,7 @@ int main(void)
         cmocka_unit_test(test_float_formats),
         cmocka_unit_test(test_roundtrip_score_bytes),
         cmocka_unit_test(test_names),
+        cmocka_unit_test(test_overflowing_inverse_scale),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -88,14 +88,16 @@ static void test_known_values(void **st)
     assert_int_equal(kvq_f32_to_f8e4m3_sat(0x1p-9f), 0x01);   // smallest subnormal
     assert_int_equal(kvq_f32_to_f8e4m3_sat(0x1p-10f), 0x00);  // half of it: tie to even (0)
     assert_int_equal(kvq_f32_to_f8e4m3_sat(-0x1p-11f), 0x80); // signed zero
-    // E5M2: max 57344 = 0x7b, Inf 0x7c is never written; NaN 0x7e | payload bit
+    // E5M2: max 57344 = 0x7b, Inf 0x7c is never written
     assert_int_equal(kvq_f32_to_f8e5m2_sat(57344.0f), 0x7b);
     assert_int_equal(kvq_f32_to_f8e5m2_sat(INFINITY), 0x7b);
     assert_int_equal(kvq_f32_to_f8e5m2_sat(1.0f), 0x3c);
     assert_int_equal(kvq_f32_to_f8e5m2_sat(1.25f), 0x3d);
     assert_int_equal(kvq_f32_to_f8e5m2_sat(1.125f), 0x3c);  // tie to even
     assert_int_equal(kvq_f32_to_f8e5m2_sat(1.375f), 0x3e);  // tie to even
-    assert_int_equal(kvq_f32_to_f8e5m2_sat(NAN), 0x7e);
+    assert_int_equal(kvq_f32_to_f8e5m2_sat(NAN), 0x7f);   // every NaN, either sign: 0x7f
+    assert_int_equal(kvq_f32_to_f8e5m2_sat(-NAN), 0x7f);
+    assert_int_equal(kvq_f32_to_f8e4m3_sat(-NAN), 0x7f);
     assert_true(isinf(kvq_f8e5m2_to_f32(0x7c)) && isnan(kvq_f8e5m2_to_f32(0x7d)));
     for (int c = 0; c < 256; c++)   // an E5M2 code is the high byte of the half
         if (!isnan(kvq_f8e5m2_to_f32((uint8_t)c)))

@@ -42,7 +42,7 @@ if [ ! -f "$src/ggml/src/ggml-quants.c" ]; then
   tmp=$(mktemp -d "$CACHE/src.XXXXXX")
   tar -xzf "$tgz" -C "$tmp" package/llama/gitRelease.bundle || die "$tgz: no llama/gitRelease.bundle"
   rm -rf "$src"
-  git clone -q "$tmp/package/llama/gitRelease.bundle" "$src" || die "git clone of the bundle failed"
+  git -c advice.detachedHead=false clone -q "$tmp/package/llama/gitRelease.bundle" "$src" || die "git clone of the bundle failed"
   rm -rf "$tmp"
 fi
 info=$(tar -xzOf "$tgz" package/llama/llama.cpp.info.json 2>/dev/null | tr -d '\n ' || true)

@@ -36,7 +36,7 @@ BUILD_PCS := ncursesw:libncurses-dev readline:libreadline-dev lapacke:liblapacke
 NODE_DEBS := nodejs npm
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps check-deps run test unit e2e tui asan bench fuzz fuzz-build valgrind clean
+.PHONY: all deps check-deps run test unit e2e tui asan bench fuzz fuzz-build valgrind clean peers
 all: $(KVSTUDIO) $(TEST_BIN)
 
 # Without pkg-config itself the modules cannot be asked: dpkg says which packages are absent.
@@ -121,7 +121,7 @@ $(BUILD)/bench/bench: bench/bench.c $(BUILD)/bench/bench_core.o $(LIBAPP) $(LIBK
 	$(CC) $(ALL_CFLAGS) -O3 -o $@ $< $(BUILD)/bench/bench_core.o $(LIBAPP) $(LIBKVQ) $(UI_LIBS) $(ENGINE_LIBS)
 
 clean:
-	rm -rf build build-asan build-fuzz
+	rm -rf build build-asan build-fuzz build-peers
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
 
@@ -162,3 +162,18 @@ valgrind: deps
 	@$(MAKE) --no-print-directory $(VALGRIND_TESTS)
 	@fail=0; for t in $(VALGRIND_TESTS); do echo "== valgrind $$t"; \
 	  KVQ_BUILD=$(BUILD) OPENBLAS_NUM_THREADS=1 $(VALGRIND) $$t || fail=1; done; exit $$fail
+
+# ---- peers (issue 14): the llama.cpp formats against the real ggml ----
+# tools/peers.sh fetches node-llama-cpp@3.21.1 with npm, clones the llama.cpp
+# release it bundles and builds ggml's CPU library, all in a cache outside the
+# tree (~/.cache/kvstudio/peers); build-peers/ gets the harness
+# (tests/peers/ggml_peer.c), which compares codes and decoded values of every
+# llamacpp:* format with ggml's own from_float / to_float on the sample traces.
+PEERS_TOOLS := cmake:cmake c++:g++ git:git npm:npm
+peers: deps $(LIBKVQ)
+	@missing=""; for t in $(PEERS_TOOLS); do command -v $${t%%:*} >/dev/null || missing="$$missing $${t#*:}"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+	@bash tools/peers.sh $(BUILD)

@@ -102,7 +102,7 @@ static void report_text(kvs_session *s, const kvq_trace *t, const kvq_config *cf
                         const kvq_quantreport *r)
 {
     char vdesc[KVQ_NAME_LEN + 32], label[256], id[16];
-    if (r->value_bits == 16)
+    if (!strcmp(r->value_method, "fp16"))
         snprintf(vdesc, sizeof vdesc, "fp16");
     else
         snprintf(vdesc, sizeof vdesc, "%s at %d bits", r->value_method, r->value_bits);

@@ -225,7 +225,7 @@ kvq_status kvq_cache_new_ex(const kvq_config *cfg, const kvq_artifacts *art, int
     const kvq_method *km = kvq_method_find(cfg->method);
     bool k16 = c->all_fp16 || (kbits == 16 && km && km->max_bits < 16);
     const char *vmethod = cfg->value_method[0] ? cfg->value_method : "turboquant_mse";
-    bool v16 = c->all_fp16 || cfg->value_bits == 16;
+    bool v16 = c->all_fp16 || kvq_config_fp16_values(cfg);
     c->outliers = cfg->outlier_bits > 0 && !c->all_fp16;
     bool o16 = cfg->outlier_bits == 16 && km && km->max_bits < 16;
     size_t nh = (size_t)n_kv_heads;

@@ -256,6 +256,13 @@ kvq_status kvq_config_field_describe(const char *key, kvq_config_field_info *out
     return KVQ_OK;
 }
 
+bool kvq_config_fp16_values(const kvq_config *c)
+{
+    if (c->value_bits != 16) return false;
+    const kvq_method *m = c->value_method[0] ? kvq_method_find(c->value_method) : NULL;
+    return !m || m->max_bits < 16 || !strcmp(m->name, "fp16");
+}
+
 const char *kvq_config_check(const kvq_config *c)
 {
     static _Thread_local char msg[512];

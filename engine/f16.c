@@ -108,6 +108,29 @@ uint8_t kvq_f32_to_f8e4m3(float f)
     return (uint8_t)(sign | shift_rne(a - (120u << 23), 20));
 }
 
+// f32 -> 1-E-M minifloat (E + M = 7, bias b), nearest even, saturating at
+// the largest finite code maxc; any NaN -> nan.
+static uint8_t f8_sat(float f, int mbits, int bias, uint32_t maxc, uint8_t nan)
+{
+    const uint32_t x = f32_bits(f), a = x & 0x7fffffffu;
+    const uint8_t sign = (uint8_t)((x >> 24) & 0x80);
+    if (a > 0x7f800000u) return nan;   // one NaN code, sign dropped (what the GPU writes)
+    const int e = (int)(a >> 23);   // biased f32 exponent
+    uint32_t r;
+    if (e >= 128 - bias) {          // a normal of the target (or past it): rebias, round
+        r = a >= 0x7f800000u ? maxc : shift_rne(a - ((uint32_t)(127 - bias) << 23), 23 - mbits);
+    } else {                        // subnormal: |f| / 2^(1 - bias - mbits), rounded
+        const int s = 151 - bias - mbits - e;
+        if (e == 0 || s > 31) return sign;
+        r = shift_rne((a & 0x7fffff) | 0x800000, s);
+    }
+    return (uint8_t)(sign | (r > maxc ? maxc : r));
+}
+
+uint8_t kvq_f32_to_f8e4m3_sat(float f) { return f8_sat(f, 3, 7, 0x7e, 0x7f); }
+uint8_t kvq_f32_to_f8e5m2_sat(float f) { return f8_sat(f, 2, 15, 0x7b, 0x7f); }
+float kvq_f8e5m2_to_f32(uint8_t v) { return kvq_f16_to_f32((uint16_t)(v << 8)); }
+
 void kvq_f16_row_to_f32(const void *src, float *dst, size_t n)
 {
     const uint8_t *p = src;

@@ -16,6 +16,15 @@ float kvq_f8e4m3_to_f32(uint8_t v);
 // Values that round past 448 (|f| > 464) and +-Inf become NaN, as in
 // PyTorch and ml_dtypes: E4M3FN has no Inf to saturate to.
 uint8_t kvq_f32_to_f8e4m3(float f);
+// As CUDA's __nv_cvt_float_to_fp8(f, __NV_SATFINITE, __NV_E4M3 / __NV_E5M2),
+// which vLLM's fp8 KV cache writes (csrc/quantization/fp8/nvidia/
+// quant_utils.cuh): round to nearest even, anything past the largest finite
+// value (448 / 57344), Inf included, saturates to it; every NaN -> 0x7f.
+// Checked on an H200 (sm_90) over all 2^32 floats: tests/peers/fp8_peer.cu.
+uint8_t kvq_f32_to_f8e4m3_sat(float f);
+uint8_t kvq_f32_to_f8e5m2_sat(float f);
+// OCP E5M2: bias 15, IEEE-like (Inf 0x7c, NaN above); exactly the high byte of a half.
+float kvq_f8e5m2_to_f32(uint8_t v);
 
 // Bulk, on unaligned little-endian bytes (src may be any alignment).
 void kvq_f16_row_to_f32(const void *src, float *dst, size_t n);

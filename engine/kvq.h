@@ -110,6 +110,9 @@ typedef struct kvq_config {
 void kvq_config_default(kvq_config *c);
 // NULL when valid, else a static/thread-local one-line message naming the field.
 const char *kvq_config_check(const kvq_config *c);
+// Whether values are kept as plain fp16: value_bits 16, unless value_method
+// names a 16-bit-or-wider format of its own (llamacpp:bf16, llamacpp:f32).
+bool kvq_config_fp16_values(const kvq_config *c);
 // Set one field from text ("bits", "3"); names are the struct's field names
 // (dashes accepted for underscores). Returns KVQ_OK or KVQ_ERR_ARG + message.
 kvq_status kvq_config_set(kvq_config *c, const char *key, const char *value);
@@ -146,7 +149,8 @@ typedef struct kvq_plan_params {
 } kvq_plan_params;
 
 typedef struct kvq_method {
-    const char *name;
+    const char *name;             // engine formats are "engine:format", e.g. "llamacpp:q4_1"
+    const char *alias;            // an older name kvq_method_find also accepts, or NULL
     const char *description;
     const char *paper;            // citation, "" for baselines
     bool needs_calibration;
@@ -177,7 +181,7 @@ typedef struct kvq_method {
 
 extern const kvq_method kvq_methods[];
 extern const int kvq_n_methods;
-const kvq_method *kvq_method_find(const char *name);  // NULL when unknown
+const kvq_method *kvq_method_find(const char *name);  // by name or alias; NULL when unknown
 // KVQ_ERR_UNKNOWN_METHOD with "unknown method 'x' (known: a, b, ...)".
 kvq_status kvq_method_lookup(const char *name, const kvq_method **out);
 

@@ -7,12 +7,36 @@
 const kvq_method kvq_methods[] = {
     {.name = "fp16", .description = "uncompressed fp16 baseline", .paper = "",
      .min_bits = 16, .max_bits = 16, KVQ_METHOD_FNS(fp16)},
-    {.name = "q8_0", .description = "ggml q8_0: blocks of 32, f16 scale, int8 (8.5 bits)",
+    // llama.cpp's -ctk/-ctv cache types, byte-equal to ggml's CPU KV write
+    // path (`make peers`). A quantized V cache needs flash attention (-fa on).
+    // bits is the config knob (1..16); a fixed format ignores it, and its
+    // storage comes from bytes_per_vector (f32: 32 bits a value).
+    {.name = "llamacpp:f32", .description = "ggml f32 cache: 4 bytes a value",
+     .paper = "llama.cpp ggml", .min_bits = 16, .max_bits = 16, KVQ_METHOD_FNS(ggml_f32)},
+    {.name = "llamacpp:f16", .description = "ggml f16 cache (llama.cpp's default): 2 bytes a value",
+     .paper = "llama.cpp ggml", .min_bits = 16, .max_bits = 16, KVQ_METHOD_FNS(ggml_f16)},
+    {.name = "llamacpp:bf16", .description = "ggml bf16 cache: 2 bytes a value",
+     .paper = "llama.cpp ggml", .min_bits = 16, .max_bits = 16, KVQ_METHOD_FNS(ggml_bf16)},
+    {.name = "llamacpp:q8_0", .alias = "q8_0",
+     .description = "ggml q8_0: blocks of 32, f16 scale, int8 (8.5 bits)",
      .paper = "llama.cpp ggml-quants.c", .min_bits = 8, .max_bits = 8, KVQ_METHOD_FNS(q8_0)},
-    {.name = "q4_0", .description = "ggml q4_0: blocks of 32, d = max/-8, 4 bits (4.5 bits)",
+    {.name = "llamacpp:q4_0", .alias = "q4_0",
+     .description = "ggml q4_0: blocks of 32, d = max/-8, 4 bits (4.5 bits)",
      .paper = "llama.cpp ggml-quants.c", .min_bits = 4, .max_bits = 4, KVQ_METHOD_FNS(q4_0)},
-    {.name = "iq4_nl", .description = "ggml iq4_nl: f16 scale x non-uniform 16-level grid",
+    {.name = "llamacpp:q4_1", .description = "ggml q4_1: blocks of 32, f16 scale + min, 4 bits (5 bits)",
+     .paper = "llama.cpp ggml-quants.c", .min_bits = 4, .max_bits = 4, KVQ_METHOD_FNS(q4_1)},
+    {.name = "llamacpp:iq4_nl", .alias = "iq4_nl",
+     .description = "ggml iq4_nl: f16 scale x non-uniform 16-level grid",
      .paper = "llama.cpp ggml-quants.c", .min_bits = 4, .max_bits = 4, KVQ_METHOD_FNS(iq4_nl)},
+    {.name = "llamacpp:q5_0", .description = "ggml q5_0: blocks of 32, d = max/-16, 5 bits (5.5 bits)",
+     .paper = "llama.cpp ggml-quants.c", .min_bits = 5, .max_bits = 5, KVQ_METHOD_FNS(q5_0)},
+    {.name = "llamacpp:q5_1", .description = "ggml q5_1: blocks of 32, f16 scale + min, 5 bits (6 bits)",
+     .paper = "llama.cpp ggml-quants.c", .min_bits = 5, .max_bits = 5, KVQ_METHOD_FNS(q5_1)},
+    // vLLM's kv_cache_dtype fp8 (= fp8_e4m3) and fp8_e5m2, per-tensor scale 1.0.
+    {.name = "vllm:fp8_e4m3", .description = "vLLM fp8 cache: E4M3 per value, saturating (8 bits)",
+     .paper = "vLLM quant_utils.cuh", .min_bits = 8, .max_bits = 8, KVQ_METHOD_FNS(vllm_fp8_e4m3)},
+    {.name = "vllm:fp8_e5m2", .description = "vLLM fp8 cache: E5M2 per value, saturating (8 bits)",
+     .paper = "vLLM quant_utils.cuh", .min_bits = 8, .max_bits = 8, KVQ_METHOD_FNS(vllm_fp8_e5m2)},
     {.name = "q4_0_hadamard", .description = "q4_0 after a randomized Hadamard rotation",
      .paper = "QuaRot-style rotation + ggml q4_0", .min_bits = 4, .max_bits = 4,
      KVQ_METHOD_FNS(q4_0_hadamard),
@@ -62,7 +86,9 @@ const int kvq_n_methods = (int)(sizeof kvq_methods / sizeof kvq_methods[0]);
 const kvq_method *kvq_method_find(const char *name)
 {
     for (int i = 0; i < kvq_n_methods; i++)
-        if (name && strcmp(kvq_methods[i].name, name) == 0) return &kvq_methods[i];
+        if (name && (strcmp(kvq_methods[i].name, name) == 0 ||
+                     (kvq_methods[i].alias && strcmp(kvq_methods[i].alias, name) == 0)))
+            return &kvq_methods[i];
     return NULL;
 }
 

@@ -222,7 +222,7 @@ kvq_status kvq_quantreport_run(const kvq_trace *t, const kvq_config *cfg, const 
                          t->path, t->n_heads, t->n_kv_heads);
     const int n = o.max_tokens > 0 && o.max_tokens < t->n_tokens ? o.max_tokens : t->n_tokens;
     const int d = t->head_dim;
-    const bool fp16_values = cfg->value_bits == 16;
+    const bool fp16_values = kvq_config_fp16_values(cfg);
     const char *vmethod = fp16_values            ? "fp16"
                           : cfg->value_method[0] ? cfg->value_method
                                                  : "turboquant_mse";

@@ -30,7 +30,9 @@ static uint16_t ref_f16(float f)
 #endif
 }
 
-// block_q8_0 { ggml_half d; int8_t qs[32]; }
+// block_q8_0 { ggml_half d; int8_t qs[32]; }, as ggml-cpu's x86 from_float
+// (arch/x86/quants.c quantize_row_q8_0, the KV-cache write path): the
+// multiplier is 127/amax and the rounding ties to even (lrintf here).
 static void ref_q8_0(const float *x, uint8_t *y)
 {
     float amax = 0.0f;
@@ -39,11 +41,12 @@ static void ref_q8_0(const float *x, uint8_t *y)
         amax = amax > a ? amax : a;
     }
     const float d = amax / ((1 << 7) - 1);
-    const float id = d ? 1.0f / d : 0.0f;
+    const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
     uint16_t h = ref_f16(d);
     memcpy(y, &h, 2); // little-endian host, as ggml's struct
     for (int j = 0; j < 32; j++) {
-        int8_t q = (int8_t)roundf(x[j] * id);
+        long r = lrintf(x[j] * id);
+        int8_t q = (int8_t)(r > 127 ? 127 : r < -128 ? -128 : r);
         memcpy(y + 2 + j, &q, 1);
     }
 }
@@ -213,6 +216,19 @@ static void test_q8_0_codes(void **st)
     assert_int_equal((int8_t)blk[2 + 18], 16);  // 15.875 -> 16
     assert_int_equal((int8_t)blk[2 + 31], 119); // 15*7.9375 = 119.06
     assert_int_equal(blk[0] | (blk[1] << 8), kvq_f32_to_f16(16.0f / 127.0f));
+    // amax 127 makes the multiplier 1: halves are ties, and ggml's x86 kernel
+    // rounds them to even (0.5 -> 0, 1.5 -> 2, -2.5 -> -2), unlike roundf.
+    for (int j = 0; j < 32; j++) x[j] = (float)(j - 16) + 0.5f;
+    x[0] = 127.0f;
+    uint8_t row[34];
+    kvq_ggml_q8_0_quantize(x, blk);
+    kvq_ggml_q8_0_quantize_row(x, row, 1);   // the AVX2 kernel where there is one
+    for (const uint8_t *b = blk; b; b = b == blk ? row : NULL) {
+        assert_int_equal((int8_t)b[2 + 16], 0);   // 0.5
+        assert_int_equal((int8_t)b[2 + 17], 2);   // 1.5
+        assert_int_equal((int8_t)b[2 + 13], -2);  // -2.5
+        assert_int_equal((int8_t)b[2 + 0], 127);
+    }
 }
 
 static void test_q4_0_codes(void **st)

@@ -175,11 +175,12 @@ static void test_lab_run_and_compare(void **state)
     keys(ui, "/q4\n");
     assert_shows(ui, "q4_0_hadamard");
     assert_hides(ui, "polarquant");
-    kvs_ui_key(ui, KEY_DOWN);   // q4_0 -> iq4_nl
+    kvs_ui_key(ui, KEY_DOWN);   // llamacpp:q4_0 -> llamacpp:q4_1
+    kvs_ui_key(ui, KEY_DOWN);   // -> llamacpp:iq4_nl
     kvs_ui_key(ui, '\n');
-    assert_string_equal(f->s.cfg.method, "iq4_nl");
+    assert_string_equal(f->s.cfg.method, "llamacpp:iq4_nl");
     assert_int_equal(f->s.cfg.bits, 4);   // clamped to the method's range
-    assert_shows(ui, "method             iq4_nl");
+    assert_shows(ui, "method             llamacpp:iq4_nl");
 }
 
 static void test_plots_and_export(void **state)
@@ -484,6 +485,13 @@ static void test_completion(void **state)
     w.n = 0;
     kvs_prompt_complete("run method=q4", 4, "method=q4", collect, &w);
     assert_true(has(&w, "method=q4_0") && has(&w, "method=q4_0_hadamard"));
+    w.n = 0;
+    kvs_prompt_complete("method llamacpp:q5", 7, "llamacpp:q5", collect, &w);
+    assert_int_equal(w.n, 2);   // engine:format names complete past the colon
+    assert_true(has(&w, "llamacpp:q5_0") && has(&w, "llamacpp:q5_1"));
+    w.n = 0;
+    kvs_prompt_complete("method iq4", 7, "iq4", collect, &w);
+    assert_true(w.n == 1 && has(&w, "iq4_nl"));   // an old name, kept as an alias
     w.n = 0;
     kvs_prompt_complete("calibrate spec", 10, "spec", collect, &w);
     assert_int_equal(w.n, 1);

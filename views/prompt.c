@@ -112,7 +112,10 @@ int kvs_prompt_complete(const char *line, int start, const char *text,
                                                                           !strncmp(key, "value_method", 12)))) {
             char pre[64];
             snprintf(pre, sizeof pre, "%.*s=", (int)kl, text);
-            for (int i = 0; i < kvq_n_methods; i++) offer(&c, pre, kvq_methods[i].name, "");
+            for (int i = 0; i < kvq_n_methods; i++) {
+                offer(&c, pre, kvq_methods[i].name, "");
+                if (kvq_methods[i].alias) offer(&c, pre, kvq_methods[i].alias, "");   // old names still typed
+            }
         }
         return c.n;
     }
@@ -139,7 +142,10 @@ int kvs_prompt_complete(const char *line, int start, const char *text,
     }
     if (!k) return 0;
     if (!strcmp(cmd, "method")) {
-        for (int i = 0; i < kvq_n_methods; i++) offer(&c, "", kvq_methods[i].name, "");
+        for (int i = 0; i < kvq_n_methods; i++) {
+            offer(&c, "", kvq_methods[i].name, "");
+            if (kvq_methods[i].alias) offer(&c, "", kvq_methods[i].alias, "");
+        }
         return c.n;
     }
     if (!strcmp(cmd, "calibrate")) {   // calibrator, then its options as k=v

@@ -1,5 +1,6 @@
-// methods/ggml_blocks.c — scalar ggml block quantizers (formulas in
-// ggml_blocks.h). Float operations are written in ggml's order so results
+// methods/ggml_blocks.c — scalar ggml block quantizers of q8_0, q4_0 and
+// iq4_nl (formulas in ggml_blocks.h; q4_1, q5_0, q5_1 live in their method
+// files). Float operations are written in ggml's order so results
 // match bit for bit: the build uses -std=c11, where GCC does not contract
 // a*b + c into FMA, and the f16 conversion rounds to nearest even as
 // GGML_FP32_TO_FP16 does.
@@ -17,10 +18,18 @@ void kvq_ggml_q8_0_quantize(const float *x, uint8_t *blk)
     float amax = 0.0f;
     for (int j = 0; j < KVQ_GGML_QK; j++) amax = fmaxf(amax, fabsf(x[j]));
     const float d = amax / 127.0f;
-    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
     kvq_f16_store(blk, d);
-    // ggml quantizes with the f32 scale and stores it rounded to f16.
-    for (int j = 0; j < KVQ_GGML_QK; j++) blk[2 + j] = (uint8_t)(int8_t)roundf(x[j] * id);
+    // ggml quantizes with the f32 scale and stores it rounded to f16; its
+    // x86 kernel rounds with _mm256_round_ps(_MM_ROUND_NEAREST): ties to
+    // even, which nearbyintf does in the default rounding mode.
+    // A block whose amax is so small that 127/amax overflows gives Inf or NaN
+    // products: cvtps2dq makes those INT_MIN, and the packs saturate to int8.
+    for (int j = 0; j < KVQ_GGML_QK; j++) {
+        const float t = nearbyintf(x[j] * id);
+        const int c = !(fabsf(t) < 2147483648.0f) ? -128 : t > 127.0f ? 127 : t < -128.0f ? -128 : (int)t;
+        blk[2 + j] = (uint8_t)(int8_t)c;
+    }
 }
 
 void kvq_ggml_q8_0_dequantize(const uint8_t *blk, float *y)
@@ -48,7 +57,7 @@ void kvq_ggml_q4_0_quantize(const float *x, uint8_t *blk)
     const float id = d != 0.0f ? 1.0f / d : 0.0f;
     kvq_f16_store(blk, d);
     for (int j = 0; j < KVQ_GGML_QK / 2; j++) {
-        int lo = (int8_t)(x[j] * id + 8.5f), hi = (int8_t)(x[j + 16] * id + 8.5f);
+        int lo = kvq_ggml_trunc_i8(x[j] * id + 8.5f), hi = kvq_ggml_trunc_i8(x[j + 16] * id + 8.5f);
         lo = lo < 15 ? lo : 15;
         hi = hi < 15 ? hi : 15;
         blk[2 + j] = (uint8_t)(lo | (hi << 4));

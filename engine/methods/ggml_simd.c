@@ -1,7 +1,8 @@
 // methods/ggml_simd.c — AVX2 row kernels of the ggml q4_0 / q8_0 blocks
 // (contract in ggml_blocks.h), with the per-block scalar functions of
 // ggml_blocks.c as their reference. Bit-exactness of the quantizers: the
-// same float operations in the same order (x * id, then + 8.5 or roundf),
+// same float operations in the same order (x * id, then + 8.5 or rounding
+// to nearest even),
 // no FMA contraction, the same first-of-equal-magnitudes rule.
 #include <math.h>
 #include <string.h>
@@ -150,7 +151,8 @@ KVQ_TARGET_AVX2 static void q4_0_quantize_avx2(const float *x, uint8_t *row, siz
             __m256i q = _mm256_min_epi32(_mm256_cvttps_epi32(t), fifteen);
             _mm256_storeu_si256((__m256i *)(void *)(c + 8 * j), q);
         }
-        for (int j = 0; j < 16; j++) row[2 + j] = (uint8_t)(c[j] | (c[j + 16] << 4));
+        // unsigned: a block whose 1/d overflows gives INT_MIN codes (low byte 0)
+        for (int j = 0; j < 16; j++) row[2 + j] = (uint8_t)((uint32_t)c[j] | ((uint32_t)c[j + 16] << 4));
     }
 }
 
@@ -163,20 +165,18 @@ KVQ_TARGET_AVX2 static void q8_0_quantize_avx2(const float *x, uint8_t *row, siz
             continue;
         }
         const float d = amax / 127.0f;
-        const float id = d != 0.0f ? 1.0f / d : 0.0f;
+        const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
         kvq_f16_store(row, d);
-        const __m256 vid = _mm256_set1_ps(id), sign = _mm256_set1_ps(-0.0f);
-        const __m256 half = _mm256_set1_ps(0.5f), one = _mm256_set1_ps(1.0f);
+        const __m256 vid = _mm256_set1_ps(id);
         int32_t c[32];
         for (int j = 0; j < 4; j++) {
-            // roundf (half away from zero), exactly: trunc(t), plus sign(t)
-            // when |t - trunc(t)| >= 0.5 (that difference is exact).
+            // ties to even, as ggml's own x86 kernel (and nearbyintf)
             __m256 t = _mm256_mul_ps(_mm256_loadu_ps(x + 8 * j), vid);
-            __m256 tr = _mm256_round_ps(t, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
-            __m256 fr = _mm256_andnot_ps(sign, _mm256_sub_ps(t, tr));
-            __m256 up = _mm256_and_ps(_mm256_cmp_ps(fr, half, _CMP_GE_OQ),
-                                      _mm256_or_ps(one, _mm256_and_ps(sign, t)));
-            _mm256_storeu_si256((__m256i *)(void *)(c + 8 * j), _mm256_cvttps_epi32(_mm256_add_ps(tr, up)));
+            t = _mm256_round_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+            // out of int32 range or NaN -> INT_MIN, then ggml's saturating packs
+            __m256i v = _mm256_cvttps_epi32(t);
+            v = _mm256_max_epi32(_mm256_min_epi32(v, _mm256_set1_epi32(127)), _mm256_set1_epi32(-128));
+            _mm256_storeu_si256((__m256i *)(void *)(c + 8 * j), v);
         }
         for (int j = 0; j < 32; j++) row[2 + j] = (uint8_t)(int8_t)c[j];
     }

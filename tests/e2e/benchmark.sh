@@ -56,13 +56,13 @@ expect_out "tq_mse 2 bits" "^turboquant_mse  *2 "
 expect_out "tq_mse 4 bits" "^turboquant_mse  *4 "
 expect_out "failing combination reported" "^rabitq .*failed: .*rabitq.centroids"
 expect_out "grid continues after failure" "^kivi  *4 "
-expect_out "fixed-width baseline once" "^q8_0  *8 "
+expect_out "fixed-width baseline once" "^llamacpp:q8_0  *8 "
 expect_ok "compare json output" "${C[@]}" --methods q4_0 --output "$TMP/cmp.json"
 grep -q '"output_error":' "$TMP/cmp.json" && grep -q '"attention_kl":' "$TMP/cmp.json" && pass "compare json" || fail "compare json"
 
 expect_fail "unknown method" "unknown method 'nope'" "$KVSTUDIO" benchmark --trace "$TRACE" --method nope
 expect_fail "seq-len too long" "seq-len 5000 exceeds" "${B[@]/192/5000}" --method q8_0
-expect_fail "bad bits for method" "bits: q8_0 has a fixed width of 8 bits" "${B[@]}" --method q8_0 --bits 3
+expect_fail "bad bits for method" "bits: llamacpp:q8_0 has a fixed width of 8 bits" "${B[@]}" --method q8_0 --bits 3
 expect_fail "unwritable output" "$TMP/nodir/r.json" "${B[@]}" --method q8_0 --output "$TMP/nodir/r.json"
 expect_fail "missing trace" "nope.safetensors" "$KVSTUDIO" benchmark --trace "$TMP/nope.safetensors"
 expect_fail "compare bad bits" "--bits: 'x'" "${C[@]}" --bits 2,x

@@ -28,6 +28,28 @@ expect_ok "iq4_nl json" "$KVSTUDIO" quantize "$TRACE" --method iq4_nl --bits 4 -
 m=$(num relative_mse "$TMP/out")
 lt "$m" 0.0080 && lt 0.0076 "$m" && pass "iq4_nl key mse $m ~ 0.0078" || fail "iq4_nl key mse $m"
 
+# llama.cpp's other cache types and vLLM's fp8 (issue 14): bits held = the engine's slot size
+for mb in llamacpp:q4_1:4:5.0 llamacpp:q5_0:5:5.5 llamacpp:q5_1:5:6.0 llamacpp:bf16:16:16.0 llamacpp:f32:16:32.0 \
+          vllm:fp8_e4m3:8:8.0 vllm:fp8_e5m2:8:8.0; do
+  m=${mb%:*:*}; b=${mb#$m:}; b=${b%:*}; want=${mb##*:}
+  expect_ok "$m json" "$KVSTUDIO" quantize "$TRACE" --method "$m" --bits "$b" --value-bits 16 --json
+  [ "$(num bits_per_coord "$TMP/out")" = "$want" ] && pass "$m holds $want bits" || fail "$m holds $want bits: $(num bits_per_coord "$TMP/out")"
+done
+# finer formats lose less: q4_0 > q4_1 > q5_0 > q5_1 > q8_0 key MSE on this trace
+prev=1
+for m in llamacpp:q4_0 llamacpp:q4_1 llamacpp:q5_0 llamacpp:q5_1 llamacpp:q8_0; do
+  "$KVSTUDIO" quantize "$TRACE" --method "$m" --value-bits 16 --json >"$TMP/o.json" 2>&1
+  e=$(num relative_mse "$TMP/o.json")
+  lt "$e" "$prev" && pass "$m key mse $e below the coarser format's" || fail "$m key mse $e vs $prev"
+  prev=$e
+done
+# a 16-bit value format of its own is used as such, not replaced by fp16
+expect_ok "f32 values" "$KVSTUDIO" quantize "$TRACE" --method llamacpp:q4_1 --value-method llamacpp:f32 --value-bits 16 --json
+grep -A4 '"values": {' "$TMP/out" | grep -q '"bits_per_coord": 32' && pass "f32 values 32 bits" || fail "f32 values 32 bits"
+expect_ok "bf16 values text" "$KVSTUDIO" quantize "$TRACE" --method llamacpp:q5_0 --value-method llamacpp:bf16 --value-bits 16
+expect_out "bf16 values named" "values llamacpp:bf16 at 16 bits"
+expect_fail "q5_0 bits" "bits: llamacpp:q5_0 has a fixed width of 5 bits" "$KVSTUDIO" quantize "$TRACE" --method llamacpp:q5_0 --bits 4
+
 expect_ok "kivi text" "$KVSTUDIO" quantize "$TRACE" --method kivi --bits 2 --value-method kivi --value-bits 2
 expect_out "text header" "keys kivi at 2 bits, values kivi at 2 bits"
 expect_out "text overall row" "^  all  *3.000 "
@@ -45,8 +67,8 @@ expect_out "second uses iq4_nl" "keys iq4_nl at 4 bits"
 printf 'load %s\nmethod q4_0\nrun\nmethod turboquant_mse\nbits 3\nset outlier_channels=32\nrun\nexport csv %s\nexport json %s\n' \
   "$TRACE" "$TMP/runs.csv" "$TMP/runs.json" >"$TMP/m.kvs"
 expect_ok "method q4_0 in a script" "$KVSTUDIO" --script "$TMP/m.kvs"
-expect_out "width change reported" "^method q4_0: bits 3 -> 4 (q4_0 has a fixed width of 4 bits)"
-expect_out "run line names metrics" "^run 1: q4_0 k4/v2  key bits 4.500 bits/coord .*q.k error .*attention error (keys) "
+expect_out "width change reported" "^method llamacpp:q4_0: bits 3 -> 4 (llamacpp:q4_0 has a fixed width of 4 bits)"
+expect_out "run line names metrics" "^run 1: llamacpp:q4_0 k4/v2  key bits 4.500 bits/coord .*q.k error .*attention error (keys) "
 expect_out "label with outlier channels" "^run 2: turboquant_mse k3/v2 outlier_channels=32 "
 head -1 "$TMP/runs.csv" | grep -q ',key_bits_per_coord,.*,qk_error,.*,attention_key_error,output_error,' \
   && pass "csv columns are metric keys" || fail "csv header: $(head -1 "$TMP/runs.csv")"
@@ -57,10 +79,10 @@ grep -qi 'nan' "$TMP/runs.csv" "$TMP/runs.json" && fail "nan in exports" || pass
 printf 'set method=fp16\nshow\n' >"$TMP/s.kvs"
 expect_ok "set method=fp16 takes 16 bits" "$KVSTUDIO" --script "$TMP/s.kvs"
 expect_out "set reports the width" "^set: bits 3 -> 16 (fp16 takes 16..16 bits)"
-expect_fail "set conflicting width" "set: bits: q4_0 has a fixed width of 4 bits" "$KVSTUDIO" set method=q4_0 bits=3
+expect_fail "set conflicting width" "set: bits: llamacpp:q4_0 has a fixed width of 4 bits" "$KVSTUDIO" set method=q4_0 bits=3
 
 expect_fail "unknown method" "unknown method 'nope'" "$KVSTUDIO" quantize "$TRACE" --method nope --bits 2
-expect_fail "bits out of range" "bits: q8_0 has a fixed width of 8 bits" "$KVSTUDIO" quantize "$TRACE" --method q8_0 --bits 3
+expect_fail "bits out of range" "bits: llamacpp:q8_0 has a fixed width of 8 bits" "$KVSTUDIO" quantize "$TRACE" --method q8_0 --bits 3
 expect_fail "value bits out of range" "value_bits" "$KVSTUDIO" quantize "$TRACE" --method q8_0 --bits 8 --value-bits 12
 expect_fail "needs calibration" "calibrat" "$KVSTUDIO" quantize "$TRACE" --method spectral --bits 3
 expect_fail "bad layers" "layers" "$KVSTUDIO" quantize "$TRACE" --method q8_0 --bits 8 --layers 9

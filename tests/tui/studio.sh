@@ -124,8 +124,8 @@ out=$(printf 'version\n' | "$KVSTUDIO" 2>&1) || fail "batch via stdin failed: $o
 
 out=$(printf 'load %s\nmethod q4_0\nbits 4\nrun\nexport json %s\nexport svg %s\n' "$TRACE" "$TMP/runs.json" \
       "$TMP/rd.svg" | "$KVSTUDIO" 2>&1) || fail "batch run/export failed: $out"
-echo "$out" | grep -q "^run 1: q4_0 k4/v2" || fail "batch run: '$out'"
-grep -q '"label": "q4_0 k4/v2"' "$TMP/runs.json" || fail "runs.json lacks the run"
+echo "$out" | grep -q "^run 1: llamacpp:q4_0 k4/v2" || fail "batch run: '$out'"
+grep -q '"label": "llamacpp:q4_0 k4/v2"' "$TMP/runs.json" || fail "runs.json lacks the run"
 grep -q "<polyline" "$TMP/rd.svg" || fail "rd.svg lacks the curve"
 
 echo "PASS: studio through tmux"

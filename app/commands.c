@@ -14,7 +14,7 @@ static const char *const opt_bench[] = {"trace", "method", "bits", "value-bits",
 static const char *const opt_compare[] = {"trace", "methods", "bits", "value-bits", "output", "json", NULL};
 static const char *const opt_model[] = {"model", "text", "tokens", "method", "bits", "value-bits",
                                         "output", "prompt", "max-tokens", "temperature", "seed", "out",
-                                        "artifacts", "json", NULL};
+                                        "artifacts", "json", "per-token", NULL};
 static const char *const opt_calib[] = {"method", "trace", "output", "num-samples", "sequence-length",
                                         "target-bits", "seed", "max-iter", "layers", "n-queries",
                                         "noise-scale", "min-bits", "max-bits", "per-head", "num-centroids",
@@ -53,7 +53,7 @@ const kvs_command kvs_commands[] = {
     {.name = "compare", .usage = "compare --trace T [--methods a,b] [--bits 2,3,4]",
      .help = "grid of methods x bits in one table", .options = opt_compare, .run = kvs_cmd_compare,
      .batch_ok = true},
-    {.name = "ppl", .usage = "ppl --model DIR --text FILE [--tokens FILE] [--method M --bits B ...] [--output F]",
+    {.name = "ppl", .usage = "ppl --model DIR --text FILE [--tokens FILE] [--method M --bits B ...] [--output F] [--json --per-token]",
      .help = "bits per byte of a text, and KL against the unquantized run", .options = opt_model,
      .run = kvs_cmd_ppl, .batch_ok = true},
     {.name = "generate", .usage = "generate --model DIR --prompt TEXT --max-tokens N [--temperature T] [--seed S]",

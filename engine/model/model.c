@@ -1,5 +1,6 @@
-// model.c — loading a Hugging Face Llama checkpoint: config.json checks and
-// f32 weights from one safetensors file or the shards of an index.
+// model.c — loading a Hugging Face checkpoint's f32 weights from one
+// safetensors file or the shards of an index (config.json: model_config.c),
+// with the tensor names and fused projections of the architecture's traits.
 #include <errno.h>
 #include <jansson.h>
 #include <math.h>
@@ -16,179 +17,6 @@ static bool file_exists(const char *path)
 {
     struct stat sb;
     return stat(path, &sb) == 0 && S_ISREG(sb.st_mode);
-}
-
-// ---- config.json ----
-static kvq_status cfg_int(const char *path, json_t *root, const char *key, bool required, int def,
-                          int lo, int *out)
-{
-    json_t *v = json_object_get(root, key);
-    if (!v || json_is_null(v)) {
-        if (required) return kvq_error(KVQ_ERR_FORMAT, "%s: field '%s' missing (expected an integer)", path, key);
-        *out = def;
-        return KVQ_OK;
-    }
-    if (!json_is_integer(v) || json_integer_value(v) < lo || json_integer_value(v) > (1 << 30))
-        return kvq_error(KVQ_ERR_FORMAT, "%s: field '%s' is not an integer >= %d", path, key, lo);
-    *out = (int)json_integer_value(v);
-    return KVQ_OK;
-}
-
-static kvq_status cfg_num(const char *path, json_t *root, const char *key, double def, double *out)
-{
-    json_t *v = json_object_get(root, key);
-    if (!v || json_is_null(v)) {
-        *out = def;
-        return KVQ_OK;
-    }
-    if (!json_is_number(v) || !(json_number_value(v) > 0))
-        return kvq_error(KVQ_ERR_FORMAT, "%s: field '%s' is not a positive number", path, key);
-    *out = json_number_value(v);
-    return KVQ_OK;
-}
-
-// A boolean that this runner supports only at one value (attention_bias...).
-static kvq_status cfg_bool_must(const char *path, json_t *root, const char *key, bool def, bool need,
-                                bool *out)
-{
-    json_t *v = json_object_get(root, key);
-    bool b = def;
-    if (v && !json_is_null(v)) {
-        if (!json_is_boolean(v)) return kvq_error(KVQ_ERR_FORMAT, "%s: field '%s' is not a boolean", path, key);
-        b = json_is_true(v);
-    }
-    if (out) *out = b;
-    else if (b != need)
-        return kvq_error(KVQ_ERR_UNSUPPORTED, "%s: field '%s' = %s is not supported (expected %s)", path, key,
-                         b ? "true" : "false", need ? "true" : "false");
-    return KVQ_OK;
-}
-
-// rope_scaling (transformers 4) or rope_parameters (transformers 5).
-static kvq_status cfg_rope(const char *path, json_t *root, kvq_model_config *c)
-{
-    strcpy(c->rope_type, "default");
-    const char *field = "rope_scaling";
-    json_t *rs = json_object_get(root, field);
-    json_t *rp = json_object_get(root, "rope_parameters");
-    if ((!rs || json_is_null(rs)) && rp && json_is_object(rp)) {
-        rs = rp;
-        field = "rope_parameters";
-        json_t *th = json_object_get(rp, "rope_theta");
-        if (th && json_is_number(th)) c->rope_theta = json_number_value(th);
-    }
-    if (!rs || json_is_null(rs)) return KVQ_OK;
-    if (!json_is_object(rs)) return kvq_error(KVQ_ERR_FORMAT, "%s: field '%s' is not an object", path, field);
-    json_t *t = json_object_get(rs, "rope_type");
-    if (!t) t = json_object_get(rs, "type");
-    const char *type = t && json_is_string(t) ? json_string_value(t) : "default";
-    if (strcmp(type, "default") && strcmp(type, "llama3") && strcmp(type, "linear"))
-        return kvq_error(KVQ_ERR_UNSUPPORTED, "%s: field '%s.rope_type' = '%s' is not supported (expected default, llama3 or linear)",
-                         path, field, type);
-    snprintf(c->rope_type, sizeof c->rope_type, "%s", type);
-    if (!strcmp(type, "default")) return KVQ_OK;
-    kvq_status s = cfg_num(path, rs, "factor", 0, &c->rope_factor);
-    if (s) return s;
-    if (c->rope_factor <= 0)
-        return kvq_error(KVQ_ERR_FORMAT, "%s: field '%s.factor' missing (expected a positive number)", path, field);
-    if (!strcmp(type, "llama3")) {
-        if ((s = cfg_num(path, rs, "low_freq_factor", 1.0, &c->rope_low_freq_factor)) ||
-            (s = cfg_num(path, rs, "high_freq_factor", 4.0, &c->rope_high_freq_factor)) ||
-            (s = cfg_int(path, rs, "original_max_position_embeddings", true, 0, 1,
-                         &c->rope_original_max_position)))
-            return s;
-        if (c->rope_high_freq_factor <= c->rope_low_freq_factor)
-            return kvq_error(KVQ_ERR_FORMAT, "%s: '%s.high_freq_factor' %g <= low_freq_factor %g", path, field,
-                             c->rope_high_freq_factor, c->rope_low_freq_factor);
-    }
-    return KVQ_OK;
-}
-
-static kvq_status cfg_parse(const char *path, json_t *root, kvq_model_config *c)
-{
-    if (!json_is_object(root)) return kvq_error(KVQ_ERR_FORMAT, "%s: not a JSON object", path);
-    json_t *mt = json_object_get(root, "model_type");
-    if (mt && (!json_is_string(mt) || strcmp(json_string_value(mt), "llama")))
-        return kvq_error(KVQ_ERR_UNSUPPORTED, "%s: field 'model_type' = '%s' is not supported (expected llama)", path,
-                         json_is_string(mt) ? json_string_value(mt) : "?");
-    json_t *act = json_object_get(root, "hidden_act");
-    if (act && (!json_is_string(act) || strcmp(json_string_value(act), "silu")))
-        return kvq_error(KVQ_ERR_UNSUPPORTED, "%s: field 'hidden_act' = '%s' is not supported (expected silu)", path,
-                         json_is_string(act) ? json_string_value(act) : "?");
-    if (json_object_get(root, "quantization_config"))
-        return kvq_error(KVQ_ERR_UNSUPPORTED,
-                         "%s: field 'quantization_config' is not supported (expected F16/BF16/F32 weights)", path);
-    kvq_status s;
-    if ((s = cfg_int(path, root, "vocab_size", true, 0, 1, &c->vocab_size)) ||
-        (s = cfg_int(path, root, "hidden_size", true, 0, 1, &c->hidden_size)) ||
-        (s = cfg_int(path, root, "intermediate_size", true, 0, 1, &c->intermediate_size)) ||
-        (s = cfg_int(path, root, "num_hidden_layers", true, 0, 1, &c->n_layers)) ||
-        (s = cfg_int(path, root, "num_attention_heads", true, 0, 1, &c->n_heads)) ||
-        (s = cfg_int(path, root, "num_key_value_heads", false, c->n_heads, 1, &c->n_kv_heads)) ||
-        (s = cfg_int(path, root, "head_dim", false, c->hidden_size / c->n_heads, 1, &c->head_dim)) ||
-        (s = cfg_int(path, root, "max_position_embeddings", false, 2048, 1, &c->max_position_embeddings)) ||
-        (s = cfg_num(path, root, "rope_theta", 10000.0, &c->rope_theta)) ||
-        (s = cfg_num(path, root, "rms_norm_eps", 1e-6, &c->rms_norm_eps)) ||
-        (s = cfg_bool_must(path, root, "tie_word_embeddings", false, false, &c->tie_word_embeddings)) ||
-        (s = cfg_bool_must(path, root, "attention_bias", false, false, NULL)) ||
-        (s = cfg_bool_must(path, root, "mlp_bias", false, false, NULL)) || (s = cfg_rope(path, root, c)))
-        return s;
-    if (!json_object_get(root, "head_dim") && c->hidden_size % c->n_heads)
-        return kvq_error(KVQ_ERR_FORMAT, "%s: hidden_size %d is not a multiple of num_attention_heads %d", path,
-                         c->hidden_size, c->n_heads);
-    if (c->n_heads % c->n_kv_heads)
-        return kvq_error(KVQ_ERR_FORMAT, "%s: num_attention_heads %d is not a multiple of num_key_value_heads %d",
-                         path, c->n_heads, c->n_kv_heads);
-    if (c->head_dim > KVQ_MAX_HEAD_DIM || c->head_dim % 2)
-        return kvq_error(KVQ_ERR_UNSUPPORTED, "%s: field 'head_dim' = %d is not supported (expected even, <= %d)",
-                         path, c->head_dim, KVQ_MAX_HEAD_DIM);
-    if (c->n_layers > KVQ_MAX_LAYERS)
-        return kvq_error(KVQ_ERR_UNSUPPORTED, "%s: field 'num_hidden_layers' = %d is not supported (expected <= %d)",
-                         path, c->n_layers, KVQ_MAX_LAYERS);
-    return KVQ_OK;
-}
-
-kvq_status kvq_model_config_load(const char *dir, kvq_model_config *out)
-{
-    memset(out, 0, sizeof *out);
-    char path[KVQ_PATH_LEN + 32];
-    snprintf(path, sizeof path, "%s/config.json", dir);
-    if (!file_exists(path))
-        return kvq_error(KVQ_ERR_IO, "%s: no config.json (expected a Hugging Face checkpoint directory)", dir);
-    json_error_t je;
-    json_t *root = json_load_file(path, 0, &je);
-    if (!root) return kvq_error(KVQ_ERR_FORMAT, "%s:%d: %s", path, je.line, je.text);
-    kvq_status s = cfg_parse(path, root, out);
-    json_decref(root);
-    return s;
-}
-
-// HF computes inv_freq in f32; the same rounding keeps captured keys within
-// F16 rounding of transformers' at long positions.
-static void rope_inv_freq(const kvq_model_config *c, float *inv)
-{
-    int half = c->head_dim / 2;
-    for (int i = 0; i < half; i++) {
-        float e = (float)(2 * i) / (float)c->head_dim;
-        inv[i] = 1.0f / powf((float)c->rope_theta, e);
-    }
-    if (!strcmp(c->rope_type, "linear")) {
-        for (int i = 0; i < half; i++) inv[i] = (float)(inv[i] / c->rope_factor);
-    } else if (!strcmp(c->rope_type, "llama3")) {
-        double old = c->rope_original_max_position, f = c->rope_factor;
-        double lo = c->rope_low_freq_factor, hi = c->rope_high_freq_factor;
-        double low_wavelen = old / lo, high_wavelen = old / hi;
-        for (int i = 0; i < half; i++) {
-            double w = 2.0 * M_PI / inv[i];
-            double v = inv[i];
-            if (w > low_wavelen) v = inv[i] / f;   // long wavelengths: fully interpolated
-            else if (w >= high_wavelen) {          // between: smooth blend
-                double sm = (old / w - lo) / (hi - lo);
-                v = (1 - sm) * inv[i] / f + sm * inv[i];
-            }
-            inv[i] = (float)v;
-        }
-    }
 }
 
 // ---- weights ----
@@ -314,29 +142,88 @@ static kvq_status load_tensor(const shard_set *ss, const char *name, int64_t row
     return KVQ_OK;
 }
 
+// Split a fused (sum of rows, cols) tensor into parts of rows[i] rows each.
+static kvq_status split_rows(const shard_set *ss, const char *name, int np, const int64_t *rows, int64_t cols,
+                             float **dst[], size_t *n_params)
+{
+    int64_t total = 0;
+    for (int i = 0; i < np; i++) total += rows[i];
+    float *all = NULL;
+    kvq_status s = load_tensor(ss, name, total, cols, &all, n_params);
+    if (s) return s;
+    const float *src = all;
+    for (int i = 0; i < np && !s; i++) {
+        size_t n = (size_t)rows[i] * (size_t)cols;
+        *dst[i] = malloc(sizeof(float) * n);
+        if (!*dst[i]) s = kvq_error(KVQ_ERR_NOMEM, "%s: out of memory for '%s'", ss->dir, name);
+        else memcpy(*dst[i], src, sizeof(float) * n);
+        src += n;
+    }
+    free(all);
+    return s;
+}
+
 static kvq_status load_layer(const shard_set *ss, const kvq_model_config *c, int l, kvq_model_layer *L,
                              size_t *np)
 {
+    const kvq_arch *a = c->arch;
     int64_t h = c->hidden_size, qd = (int64_t)c->n_heads * c->head_dim, kd = (int64_t)c->n_kv_heads * c->head_dim;
-    int64_t im = c->intermediate_size;
-    struct { const char *suffix; int64_t r, cl; float **dst; } w[] = {
-        {"input_layernorm.weight", h, 0, &L->attn_norm},
-        {"self_attn.q_proj.weight", qd, h, &L->wq},
-        {"self_attn.k_proj.weight", kd, h, &L->wk},
-        {"self_attn.v_proj.weight", kd, h, &L->wv},
-        {"self_attn.o_proj.weight", h, qd, &L->wo},
-        {"post_attention_layernorm.weight", h, 0, &L->mlp_norm},
-        {"mlp.gate_proj.weight", im, h, &L->w_gate},
-        {"mlp.up_proj.weight", im, h, &L->w_up},
-        {"mlp.down_proj.weight", h, im, &L->w_down},
+    int64_t im = c->intermediate_size, hd = c->head_dim;
+    bool qkv_bias = a->qkv_bias || c->attention_bias;
+    // Gemma's sandwich: input -> attn -> post_attention -> +, pre_feedforward -> mlp -> post_feedforward -> +.
+    // Elsewhere post_attention_layernorm is the norm before the MLP.
+    struct { const char *suffix; int64_t r, cl; float **dst; bool want; } w[] = {
+        {"input_layernorm.weight", h, 0, &L->attn_norm, true},
+        {"self_attn.q_proj.weight", qd, h, &L->wq, !a->qkv_fused},
+        {"self_attn.k_proj.weight", kd, h, &L->wk, !a->qkv_fused},
+        {"self_attn.v_proj.weight", kd, h, &L->wv, !a->qkv_fused},
+        {"self_attn.q_proj.bias", qd, 0, &L->bq, qkv_bias},
+        {"self_attn.k_proj.bias", kd, 0, &L->bk, qkv_bias},
+        {"self_attn.v_proj.bias", kd, 0, &L->bv, qkv_bias},
+        {"self_attn.q_norm.weight", hd, 0, &L->q_norm, a->qk_norm},
+        {"self_attn.k_norm.weight", hd, 0, &L->k_norm, a->qk_norm},
+        {"self_attn.o_proj.weight", h, qd, &L->wo, true},
+        {"self_attn.o_proj.bias", h, 0, &L->bo, c->attention_bias},
+        {"post_attention_layernorm.weight", h, 0, a->sandwich_norm ? &L->post_attn_norm : &L->mlp_norm, true},
+        {"pre_feedforward_layernorm.weight", h, 0, &L->mlp_norm, a->sandwich_norm},
+        {"post_feedforward_layernorm.weight", h, 0, &L->post_mlp_norm, a->sandwich_norm},
+        {"mlp.gate_proj.weight", im, h, &L->w_gate, !a->gate_up_fused},
+        {"mlp.up_proj.weight", im, h, &L->w_up, !a->gate_up_fused},
+        {"mlp.down_proj.weight", h, im, &L->w_down, true},
     };
+    char name[160];
+    kvq_status s;
     for (size_t i = 0; i < sizeof w / sizeof w[0]; i++) {
-        char name[128];
+        if (!w[i].want) continue;
         snprintf(name, sizeof name, "model.layers.%d.%s", l, w[i].suffix);
-        kvq_status s = load_tensor(ss, name, w[i].r, w[i].cl, w[i].dst, np);
-        if (s) return s;
+        if ((s = load_tensor(ss, name, w[i].r, w[i].cl, w[i].dst, np))) return s;
+    }
+    if (a->qkv_fused) {
+        int64_t rows[3] = {qd, kd, kd};
+        float **dst[3] = {&L->wq, &L->wk, &L->wv};
+        snprintf(name, sizeof name, "model.layers.%d.%s", l, a->qkv_fused);
+        if ((s = split_rows(ss, name, 3, rows, h, dst, np))) return s;
+    }
+    if (a->gate_up_fused) {
+        int64_t rows[2] = {im, im};
+        float **dst[2] = {&L->w_gate, &L->w_up};
+        snprintf(name, sizeof name, "model.layers.%d.%s", l, a->gate_up_fused);
+        if ((s = split_rows(ss, name, 2, rows, h, dst, np))) return s;
+    }
+    if (a->norm == KVQ_NORM_1PW) {   // Gemma scales by (1 + w), in f32 as HF does: fold the 1 in once
+        float *norms[] = {L->attn_norm, L->post_attn_norm, L->mlp_norm, L->post_mlp_norm, L->q_norm, L->k_norm};
+        int64_t len[] = {h, h, h, h, hd, hd};
+        for (size_t i = 0; i < sizeof norms / sizeof norms[0]; i++)
+            for (int64_t j = 0; norms[i] && j < len[i]; j++) norms[i][j] += 1.0f;
     }
     return KVQ_OK;
+}
+
+static void layer_free(kvq_model_layer *L)
+{
+    float *all[] = {L->attn_norm, L->wq, L->wk, L->wv, L->wo, L->bq, L->bk, L->bv, L->bo, L->q_norm, L->k_norm,
+                    L->post_attn_norm, L->mlp_norm, L->post_mlp_norm, L->w_gate, L->w_up, L->w_down};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) free(all[i]);
 }
 
 kvq_status kvq_model_load(const char *dir, kvq_model **out)
@@ -355,16 +242,25 @@ kvq_status kvq_model_load(const char *dir, kvq_model **out)
     if (s) goto fail;
     const kvq_model_config *c = &m->cfg;
     m->layers = calloc((size_t)c->n_layers, sizeof *m->layers);
-    m->inv_freq = malloc(sizeof(float) * (size_t)(c->head_dim / 2));
-    if (!m->layers || !m->inv_freq) {
+    bool ok = m->layers != NULL;
+    for (int i = 0; i < (c->arch->local_rope ? 2 : 1); i++) {
+        size_t bytes = sizeof(float) * (size_t)(c->head_dim / 2);
+        ok = ok && (m->inv_freq[i] = malloc(bytes));
+        if (ok && c->rope[i].type == KVQ_ROPE_LONGROPE) ok = (m->inv_freq_long[i] = malloc(bytes)) != NULL;
+        if (!ok) break;
+        kvq_rope_inv_freq(&c->rope[i], c->head_dim, false, m->inv_freq[i]);
+        if (m->inv_freq_long[i]) kvq_rope_inv_freq(&c->rope[i], c->head_dim, true, m->inv_freq_long[i]);
+    }
+    if (!ok) {
         s = kvq_error(KVQ_ERR_NOMEM, "%s: out of memory", dir);
         goto fail;
     }
-    rope_inv_freq(c, m->inv_freq);
     if ((s = shards_open(&ss))) goto fail;
     if ((s = load_tensor(&ss, "model.embed_tokens.weight", c->vocab_size, c->hidden_size, &m->embed, &m->n_params)))
         goto fail;
     if ((s = load_tensor(&ss, "model.norm.weight", c->hidden_size, 0, &m->final_norm, &m->n_params))) goto fail;
+    if (c->arch->norm == KVQ_NORM_1PW)
+        for (int i = 0; i < c->hidden_size; i++) m->final_norm[i] += 1.0f;
     if (c->tie_word_embeddings) {
         m->lm_head = m->embed;
     } else if ((s = load_tensor(&ss, "lm_head.weight", c->vocab_size, c->hidden_size, &m->lm_head, &m->n_params))) {
@@ -385,15 +281,14 @@ void kvq_model_free(kvq_model *m)
 {
     if (!m) return;
     if (m->layers)
-        for (int l = 0; l < m->cfg.n_layers; l++) {
-            kvq_model_layer *L = &m->layers[l];
-            float *all[] = {L->attn_norm, L->wq, L->wk, L->wv, L->wo, L->mlp_norm, L->w_gate, L->w_up, L->w_down};
-            for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) free(all[i]);
-        }
+        for (int l = 0; l < m->cfg.n_layers; l++) layer_free(&m->layers[l]);
     free(m->layers);
     if (m->lm_head != m->embed) free(m->lm_head);
     free(m->embed);
     free(m->final_norm);
-    free(m->inv_freq);
+    for (int i = 0; i < 2; i++) {
+        free(m->inv_freq[i]);
+        free(m->inv_freq_long[i]);
+    }
     free(m);
 }

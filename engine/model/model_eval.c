@@ -28,6 +28,13 @@ void kvq_model_cfg_reference(kvq_config *c)
 kvq_status kvq_model_ppl(const kvq_model *m, const kvq_config *cfg, const kvq_artifacts *art, const int32_t *tokens,
                          int n, int chunk, kvq_progress *progress, kvq_ppl_result *out)
 {
+    return kvq_model_ppl_tokens(m, cfg, art, tokens, n, chunk, progress, NULL, out);
+}
+
+kvq_status kvq_model_ppl_tokens(const kvq_model *m, const kvq_config *cfg, const kvq_artifacts *art,
+                                const int32_t *tokens, int n, int chunk, kvq_progress *progress, double *token_nats,
+                                kvq_ppl_result *out)
+{
     memset(out, 0, sizeof *out);
     if (n < 2) return kvq_error(KVQ_ERR_ARG, "ppl: %d tokens (expected at least 2)", n);
     if (chunk < 1) return kvq_error(KVQ_ERR_ARG, "ppl: chunk %d (expected >= 1)", chunk);
@@ -57,7 +64,9 @@ kvq_status kvq_model_ppl(const kvq_model *m, const kvq_config *cfg, const kvq_ar
         for (int t = 0; t < step && p0 + t < n - 1; t++) {
             int target = tokens[p0 + t + 1];
             const float *a = lq + (size_t)t * V;
-            nll -= kvq_logits_log2_prob(a, V, target);
+            double lp2 = kvq_logits_log2_prob(a, V, target);
+            nll -= lp2;
+            if (token_nats) token_nats[p0 + t] = -lp2 * M_LN2;
             if (with_ref) {
                 const float *b = lr + (size_t)t * V;
                 nll_ref -= kvq_logits_log2_prob(b, V, target);

@@ -91,9 +91,9 @@ def init_weights(model, model_type, seed):
             elif name.endswith(".bias"):
                 w = 0.1 * torch.randn(p.shape, generator=g)
             elif "embed_tokens" in name or name.startswith("lm_head"):
-                std = 3.0 / math.sqrt(H)
-                if gemma and "embed_tokens" in name:
-                    std /= math.sqrt(H)  # the model multiplies embeddings by sqrt(hidden)
+                # Gemma multiplies embeddings by sqrt(hidden) and ties lm_head to
+                # them: a smaller std keeps the token's own logit from dominating.
+                std = (1.0 if gemma else 3.0) / math.sqrt(H)
                 w = std * torch.randn(p.shape, generator=g)
             elif p.ndim == 2:
                 gain = 2.0 if any(k in name for k in ("q_proj", "k_proj", "qkv_proj")) else 1.0

@@ -108,8 +108,8 @@ static kvq_status parse_llama3(const char *path, const char *field, json_t *rs, 
 static kvq_status parse_yarn(const char *path, const char *field, json_t *rs, kvq_rope *r)
 {
     kvq_status s;
-    (void)field;   // factor and attention_factor may need max_position_embeddings: parse_rope completes them
-    if ((s = cfg_num(path, rs, "factor", 0, &r->factor)) || (s = cfg_num(path, rs, "beta_fast", 32, &r->beta_fast)) ||
+    // attention_factor, when absent, comes from factor and mscale in parse_rope
+    if ((s = parse_factor(path, field, rs, r)) || (s = cfg_num(path, rs, "beta_fast", 32, &r->beta_fast)) ||
         (s = cfg_num(path, rs, "beta_slow", 1, &r->beta_slow)) ||
         (s = cfg_num(path, rs, "attention_factor", 0, &r->attention_factor)) ||
         (s = cfg_num(path, rs, "mscale", 0, &r->mscale)) ||
@@ -210,7 +210,6 @@ static kvq_status parse_rope(const char *path, json_t *root, const char *field, 
     double ratio = (double)maxpos / r->original_max_position;
     if (r->type == KVQ_ROPE_YARN) {
         double mscale = r->mscale, mscale_all = r->mscale_all_dim;
-        if (r->factor <= 0) r->factor = ratio;
         if (r->attention_factor == 0) {
             double f = r->factor;
 #define YARN_MSCALE(sc, m) ((sc) <= 1 ? 1.0 : 0.1 * (m) * log(sc) + 1.0)

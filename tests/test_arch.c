@@ -11,8 +11,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <cmocka.h>
 #include "model.h"
+#include "safetensors.h"
 
 #define MODELS "tests/data/models"
 
@@ -256,12 +258,78 @@ static void test_bad_configs(void **st)
     }
 }
 
+// kvstudio capture against tools/capture_kv.py (transformers 5.17, fp32 CPU,
+// hf_traces/): every layer's keys, values and (scaled) queries within F16
+// rounding, the same model_type, layer_windows and soft-cap metadata.
+static void test_capture_vs_transformers(void **st)
+{
+    (void)st;
+    static const char *names[] = {"gemma2", "gemma3", "mistral", "phi3"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        kvq_model *m = load(names[i]);
+        kvq_config c;
+        kvq_model_cfg_reference(&c);
+        char ours[64] = "/tmp/kvq_arch_cap_XXXXXX", hf[128];
+        int fd = mkstemp(ours);
+        assert_true(fd >= 0);
+        close(fd);
+        assert_int_equal(kvq_model_capture(m, &c, NULL, g_tok, g_n, false, "tokens.txt", ours, NULL), KVQ_OK);
+        snprintf(hf, sizeof hf, MODELS "/hf_traces/%s.safetensors", names[i]);
+        kvq_st *a = NULL, *b = NULL;
+        assert_int_equal(kvq_st_open(hf, &a), KVQ_OK);
+        assert_int_equal(kvq_st_open(ours, &b), KVQ_OK);
+        static const char *meta[] = {"model_type", "layer_windows", "attn_logit_softcapping"};
+        for (int k = 0; k < 3; k++) {
+            const char *x = kvq_st_meta(a, meta[k]), *y = kvq_st_meta(b, meta[k]);
+            if (!x || !y) assert_true(!x && !y);
+            else assert_string_equal(x, y);
+        }
+        double worst = 0, worst_rel = 0;
+        for (int l = 0; l < m->cfg.n_layers; l++)
+            for (int k = 0; k < 3; k++) {
+                static const char *kinds[] = {"keys", "values", "queries"};
+                char name[48];
+                snprintf(name, sizeof name, "layers.%d.%s", l, kinds[k]);
+                const kvq_st_tensor *ta = kvq_st_find(a, name), *tb = kvq_st_find(b, name);
+                assert_non_null(ta);
+                assert_non_null(tb);
+                assert_int_equal(ta->nelem, tb->nelem);
+                float *x = malloc(sizeof(float) * ta->nelem), *y = malloc(sizeof(float) * tb->nelem);
+                assert_non_null(x);
+                assert_non_null(y);
+                assert_int_equal(kvq_st_read_f32(ta, 0, ta->nelem, x), KVQ_OK);
+                assert_int_equal(kvq_st_read_f32(tb, 0, tb->nelem, y), KVQ_OK);
+                double d2 = 0, n2 = 0;
+                for (size_t j = 0; j < ta->nelem; j++) {
+                    double d = fabs((double)x[j] - y[j]);
+                    // compare_traces.py's "equal within F16 rounding": 2 ulps + 2^-7
+                    double tol = 2 * ldexp(1.0, (int)floor(log2(fmax(fmax(fabs(x[j]), fabs(y[j])), 6.1e-5))) - 10) + 0.0078125;
+                    if (d > tol) fprintf(stderr, "%s %s[%zu]: %g vs %g\n", names[i], name, j, x[j], y[j]);
+                    assert_true(d <= tol);
+                    worst = fmax(worst, d);
+                    d2 += d * d;
+                    n2 += (double)x[j] * x[j];
+                }
+                worst_rel = fmax(worst_rel, sqrt(d2 / n2));
+                free(x);
+                free(y);
+            }
+        printf("  %-8s capture vs transformers: max |diff| %.4g, worst relative Frobenius %.2g\n", names[i], worst,
+               worst_rel);
+        assert_true(worst_rel < 1e-3);
+        kvq_st_close(a);
+        kvq_st_close(b);
+        remove(ours);
+        kvq_model_free(m);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_chunkings),        cmocka_unit_test(test_window_memory),
         cmocka_unit_test(test_window_patterns),  cmocka_unit_test(test_rope_frequencies),
-        cmocka_unit_test(test_bad_configs),
+        cmocka_unit_test(test_bad_configs),      cmocka_unit_test(test_capture_vs_transformers),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

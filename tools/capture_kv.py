@@ -169,8 +169,10 @@ def main(argv=None):
     if max(ids) >= cfg.vocab_size:
         raise SystemExit(f"capture_kv: token {max(ids)} >= vocab_size {cfg.vocab_size} (byte-level? try without --bytes)")
 
-    model = AutoModelForCausalLM.from_pretrained(a.model, dtype=dtype) if _has_dtype_kw() else \
-        AutoModelForCausalLM.from_pretrained(a.model, torch_dtype=dtype)
+    # sdpa has no attention soft-capping (Gemma2): eager computes what the model defines
+    kw = {"attn_implementation": "eager"} if getattr(cfg, "attn_logit_softcapping", None) else {}
+    model = AutoModelForCausalLM.from_pretrained(a.model, dtype=dtype, **kw) if _has_dtype_kw() else \
+        AutoModelForCausalLM.from_pretrained(a.model, torch_dtype=dtype, **kw)
     model.to(device).eval()
     layers = model.model.layers
     n_heads = cfg.num_attention_heads

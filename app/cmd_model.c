@@ -209,7 +209,7 @@ static int write_json(kvs_session *s, const char *cmd, json_t *o, const char *pa
 // ---- ppl ----
 int kvs_cmd_ppl(kvs_session *s, kvs_args *a)
 {
-    bool json = kvs_opt_flag(a, "json") || s->json;
+    bool json = kvs_opt_flag(a, "json") || s->json, per_token = kvs_opt_flag(a, "per-token");
     const char *text = kvs_opt_str(a, "text", NULL), *tokf = kvs_opt_str(a, "tokens", NULL);
     const char *output = kvs_opt_str(a, "output", NULL), *dir = kvs_opt_str(a, "model", NULL);
     const char *artdir = kvs_opt_str(a, "artifacts", NULL);
@@ -226,6 +226,7 @@ int kvs_cmd_ppl(kvs_session *s, kvs_args *a)
         return -1;
     }
     int32_t *tok = NULL;
+    double *nats = NULL;
     int n = 0, rc = -1;
     kvq_tok *tk = NULL;
     size_t nbytes = 0;
@@ -238,8 +239,17 @@ int kvs_cmd_ppl(kvs_session *s, kvs_args *a)
         kvs_errorf(s, "ppl: %s holds %d tokens (expected at least 2)", text ? text : tokf, n);
         goto out;
     }
+    if (per_token && !json && !output) {
+        kvs_errorf(s, "ppl: --per-token goes with --json or --output (it adds token_nll_nats to the JSON)");
+        goto out;
+    }
     kvq_ppl_result r;
-    if (kvq_model_ppl(m, &cfg, art, tok, n, CMD_CHUNK, NULL, &r)) {
+    nats = per_token ? malloc(sizeof(double) * (size_t)(n - 1)) : NULL;
+    if (per_token && !nats) {
+        kvs_errorf(s, "ppl: out of memory for %d per-token losses", n - 1);
+        goto out;
+    }
+    if (kvq_model_ppl_tokens(m, &cfg, art, tok, n, CMD_CHUNK, NULL, nats, &r)) {
         kvs_errorf(s, "ppl: %s", kvq_last_error());
         goto out;
     }
@@ -264,6 +274,12 @@ int kvs_cmd_ppl(kvs_session *s, kvs_args *a)
         }
         json_object_set_new(o, "kl_unit", json_string("bits per token, KL(fp16 || cache)"));
         json_object_set_new(o, "prefill_tokens_per_s", json_real(r.prefill_s > 0 ? n / r.prefill_s : 0));
+        json_object_set_new(o, "model_type", json_string(m->cfg.arch->model_type));
+        if (nats) {   // -ln p(tok[i+1] | tok[0..i]) under this cache, i = 0..n-2
+            json_t *arr = json_array();
+            for (int i = 0; i < n - 1; i++) json_array_append_new(arr, json_real(nats[i]));
+            json_object_set_new(o, "token_nll_nats", arr);
+        }
         int w = 0;
         if (output) w = write_json(s, "ppl", o, output);
         if (!w && json) w = write_json(s, "ppl", o, NULL);
@@ -299,6 +315,7 @@ int kvs_cmd_ppl(kvs_session *s, kvs_args *a)
 out:
     free(tok);
     kvq_tok_free(tk);
+    free(nats);
     kvq_model_free(m);
     kvq_artifacts_free(own);
     return rc;

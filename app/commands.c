@@ -45,7 +45,7 @@ static const kvs_option opts_compare[] = {
     {.name = "output", .kind = KVS_OPT_STRING, .arg = "F.json", .help = "also write the JSON rows (atomically)"},
     JSON_FLAG, END};
 #define MODEL_OPT {.name = "model", .kind = KVS_OPT_STRING, .arg = "DIR", .required = true, \
-                   .help = "Hugging Face Llama checkpoint directory"}
+                   .help = "Hugging Face checkpoint directory (llama, mistral, qwen2/3, gemma2/3, phi3)"}
 #define ARTIFACTS_OPT {.name = "artifacts", .kind = KVS_OPT_STRING, .arg = "DIR", \
                        .help = "calibration artifacts (calibrated methods)"}
 static const kvs_option opts_ppl[] = {
@@ -53,6 +53,7 @@ static const kvs_option opts_ppl[] = {
     {.name = "text", .kind = KVS_OPT_STRING, .arg = "FILE", .help = "text scored (tokenizer.json of the model, or bytes)"},
     {.name = "tokens", .kind = KVS_OPT_STRING, .arg = "FILE", .help = "token ids instead of --text (.npy or text)"},
     {.name = "output", .kind = KVS_OPT_STRING, .arg = "F.json", .help = "also write the JSON result (atomically)"},
+    {.name = "per-token", .kind = KVS_OPT_FLAG, .help = "JSON: every token's NLL in nats (token_nll_nats)"},
     ARTIFACTS_OPT, JSON_FLAG, END};
 static const kvs_option opts_generate[] = {
     MODEL_OPT,

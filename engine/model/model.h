@@ -1,13 +1,21 @@
-// model.h — a small CPU runner for Hugging Face Llama checkpoints whose
+// model.h — a small CPU runner for Hugging Face decoder-only checkpoints whose
 // attention goes through the quantized KV cache (cache.h), so every method,
 // bit allocation, window and observer applies during real inference.
 //
-// Supported: LlamaForCausalLM in the HF layout (config.json plus
-// model.safetensors or the shards named by model.safetensors.index.json),
-// F16/BF16/F32 weights (converted to f32 once at load), RMSNorm, RoPE in the
-// HF rotate_half convention (dims i and i + head_dim/2 form a pair) with
-// rope_theta and optional rope_scaling of type "llama3" or "linear",
-// grouped-query attention, SwiGLU MLP, final norm, tied or untied lm_head.
+// Supported model_type values (one row each of the traits table in model.c):
+// llama, mistral (sliding_window), qwen2 (q/k/v bias), qwen3 (per-head q/k
+// RMSNorm), gemma2 ((1 + w) RMSNorm, sandwich norms, GeGLU, embedding scale,
+// query_pre_attn_scalar, attention and final logit soft-capping, alternating
+// sliding-window layers), gemma3_text (the same without soft-capping, q/k
+// norm, local and global RoPE), phi3 (fused qkv_proj and gate_up_proj). HF
+// layout: config.json plus model.safetensors or the shards named by
+// model.safetensors.index.json; F16/BF16/F32 weights (converted to f32 once
+// at load). RoPE in the HF rotate_half convention (dims i and i + head_dim/2
+// form a pair), types default, linear, llama3, yarn and longrope, read from
+// rope_scaling (transformers 4) or rope_parameters (transformers 5, also its
+// per-layer-type form). Grouped-query attention, tied or untied lm_head.
+// Sliding-window layers get a cache whose sliding_window is the model's
+// window, so they hold (and are counted at) that window only.
 // No tokenizer here: the caller passes token ids (engine/tok/ encodes text with
 // a tokenizer.json; byte-level models: id = byte).
 // Matmuls go through cblas_sgemm (chunks) and cblas_sgemv (single tokens).
@@ -18,25 +26,76 @@
 #include "kvq.h"
 #include "cache.h"
 
+typedef enum { KVQ_NORM_W, KVQ_NORM_1PW } kvq_norm_kind;            // y = xhat * w, or xhat * (1 + w) (Gemma)
+typedef enum { KVQ_ACT_SILU, KVQ_ACT_GELU_TANH } kvq_act_kind;       // the MLP gate's activation
+typedef enum { KVQ_WIN_NONE, KVQ_WIN_ALL, KVQ_WIN_ALTERNATE, KVQ_WIN_PATTERN } kvq_window_kind;
+
+// What distinguishes one model_type (a row of model.c's static table).
+typedef struct kvq_arch {
+    const char *model_type;      // config.json "model_type"
+    const char *label;           // for messages and trace metadata
+    kvq_norm_kind norm;
+    bool qkv_bias;               // q/k/v projections carry a bias (Qwen2)
+    bool qk_norm;                // RMSNorm over head_dim of q and k before RoPE
+    bool sandwich_norm;          // post-attention, pre- and post-feedforward norms (Gemma)
+    bool embed_scale;            // embeddings x sqrt(hidden_size)
+    bool pre_attn_scalar;        // scores scaled by query_pre_attn_scalar^-1/2
+    bool softcaps;               // attn_logit_softcapping, final_logit_softcapping
+    bool local_rope;             // sliding layers use their own RoPE (rope_local_base_freq)
+    kvq_window_kind window;      // which layers slide when sliding_window is set (layer_types wins)
+    int window_period;           // KVQ_WIN_PATTERN: every period-th layer is global
+    const char *window_flag;     // a config boolean that must be true for windows (NULL: none)
+    const char *act_key;         // config key of the activation
+    kvq_act_kind act_default;
+    const char *qkv_fused;       // tensor suffix of a fused q/k/v projection, NULL = separate
+    const char *gate_up_fused;   // fused gate/up projection (gate rows first), NULL = separate
+} kvq_arch;
+
+typedef enum { KVQ_ROPE_DEFAULT, KVQ_ROPE_LINEAR, KVQ_ROPE_LLAMA3, KVQ_ROPE_YARN, KVQ_ROPE_LONGROPE } kvq_rope_type;
+
+// One RoPE: base, type and that type's parameters (HF names).
+typedef struct kvq_rope {
+    kvq_rope_type type;
+    double theta, factor;          // factor: linear, llama3, yarn, longrope
+    double low_freq_factor, high_freq_factor;   // llama3
+    double beta_fast, beta_slow, mscale, mscale_all_dim;   // yarn
+    double attention_factor;       // cos/sin scale (yarn, longrope; 1 otherwise)
+    bool truncate;                 // yarn
+    int original_max_position;     // llama3, yarn, longrope
+    int n_ext;                     // longrope: head_dim / 2 factors each
+    double short_factor[KVQ_MAX_HEAD_DIM / 2], long_factor[KVQ_MAX_HEAD_DIM / 2];
+} kvq_rope;
+
 typedef struct kvq_model_config {
+    const kvq_arch *arch;
     int vocab_size, hidden_size, intermediate_size;
     int n_layers, n_heads, n_kv_heads, head_dim;
     int max_position_embeddings;   // informational; longer inputs are allowed
-    double rope_theta, rms_norm_eps;
+    double rope_theta, rms_norm_eps;   // rope_theta: the global RoPE's base
     bool tie_word_embeddings;
-    char rope_type[16];            // "default", "llama3" or "linear"
-    double rope_factor, rope_low_freq_factor, rope_high_freq_factor;
-    int rope_original_max_position;
+    bool attention_bias;           // config attention_bias: q, k, v and o biases
+    kvq_act_kind act;
+    char rope_type[16];            // the global RoPE's type name, as in config.json
+    kvq_rope rope[2];              // [0] global, [1] local (sliding layers, when arch->local_rope)
+    double query_pre_attn_scalar;  // scores are q.k x this^-1/2 (head_dim unless the arch reads the field)
+    double attn_softcap, final_softcap;   // 0 = off
+    int sliding_window;            // 0 = none
+    int layer_window[KVQ_MAX_LAYERS];     // per layer: tokens attention sees (0 = all)
 } kvq_model_config;
 
 // One decoder layer's weights, f32, each (out_features, in_features) row-major
-// as stored by HF (y = W x).
+// as stored by HF (y = W x); fused HF tensors are split at load. Optional
+// ones are NULL when the architecture has none.
 typedef struct kvq_model_layer {
     float *attn_norm;    // (hidden)
     float *wq;           // (n_heads * head_dim, hidden)
     float *wk, *wv;      // (n_kv_heads * head_dim, hidden)
     float *wo;           // (hidden, n_heads * head_dim)
-    float *mlp_norm;     // (hidden)
+    float *bq, *bk, *bv, *bo;   // biases (n_heads * head_dim), (n_kv_heads * head_dim) x 2, (hidden)
+    float *q_norm, *k_norm;     // (head_dim)
+    float *post_attn_norm;      // (hidden) sandwich: on the attention output
+    float *mlp_norm;     // (hidden) before the MLP
+    float *post_mlp_norm;       // (hidden) sandwich: on the MLP output
     float *w_gate, *w_up;  // (intermediate, hidden)
     float *w_down;       // (hidden, intermediate)
 } kvq_model_layer;
@@ -49,7 +108,8 @@ typedef struct kvq_model {
     float *lm_head;             // (vocab, hidden); == embed when tied
     float *final_norm;          // (hidden)
     kvq_model_layer *layers;    // (n_layers)
-    float *inv_freq;            // (head_dim / 2), after rope_scaling
+    float *inv_freq[2];         // (head_dim / 2) per RoPE of cfg.rope; [1] NULL without a local one
+    float *inv_freq_long[2];    // longrope: frequencies past original_max_position, else NULL
     size_t n_params;
 } kvq_model;
 
@@ -59,6 +119,9 @@ kvq_status kvq_model_config_load(const char *dir, kvq_model_config *out);
 // Load config and weights from a checkpoint directory. *out owned by the caller.
 kvq_status kvq_model_load(const char *dir, kvq_model **out);
 void kvq_model_free(kvq_model *m);
+// Inverse frequencies (head_dim / 2) of one RoPE, in f32 as transformers forms
+// them; long_factors picks longrope's long_factor (else short_factor).
+void kvq_rope_inv_freq(const kvq_rope *r, int head_dim, bool long_factors, float *inv);
 
 // ---- running (model_run.c) ----
 // Called after RoPE for every layer and chunk: q (n_heads, n, head_dim),
@@ -123,6 +186,11 @@ void kvq_model_cfg_reference(kvq_config *c);
 kvq_status kvq_model_ppl(const kvq_model *m, const kvq_config *cfg, const kvq_artifacts *art,
                          const int32_t *tokens, int n, int chunk, kvq_progress *progress,
                          kvq_ppl_result *out);
+// Same, also filling token_nats (n - 1): -ln p(tok[i+1] | tok[0..i]) under cfg
+// (nats, the unit transformers' losses use), for per-token comparisons.
+kvq_status kvq_model_ppl_tokens(const kvq_model *m, const kvq_config *cfg, const kvq_artifacts *art,
+                                const int32_t *tokens, int n, int chunk, kvq_progress *progress,
+                                double *token_nats, kvq_ppl_result *out);
 
 // Run tokens with cfg's cache and write a kvtrace v1 file atomically (F16
 // post-RoPE keys, values and queries at every position, query_positions,

@@ -28,6 +28,13 @@ void kvq_model_cfg_reference(kvq_config *c)
 kvq_status kvq_model_ppl(const kvq_model *m, const kvq_config *cfg, const kvq_artifacts *art, const int32_t *tokens,
                          int n, int chunk, kvq_progress *progress, kvq_ppl_result *out)
 {
+    return kvq_model_ppl_tokens(m, cfg, art, tokens, n, chunk, progress, NULL, out);
+}
+
+kvq_status kvq_model_ppl_tokens(const kvq_model *m, const kvq_config *cfg, const kvq_artifacts *art,
+                                const int32_t *tokens, int n, int chunk, kvq_progress *progress, double *token_nats,
+                                kvq_ppl_result *out)
+{
     memset(out, 0, sizeof *out);
     if (n < 2) return kvq_error(KVQ_ERR_ARG, "ppl: %d tokens (expected at least 2)", n);
     if (chunk < 1) return kvq_error(KVQ_ERR_ARG, "ppl: chunk %d (expected >= 1)", chunk);
@@ -57,7 +64,9 @@ kvq_status kvq_model_ppl(const kvq_model *m, const kvq_config *cfg, const kvq_ar
         for (int t = 0; t < step && p0 + t < n - 1; t++) {
             int target = tokens[p0 + t + 1];
             const float *a = lq + (size_t)t * V;
-            nll -= kvq_logits_log2_prob(a, V, target);
+            double lp2 = kvq_logits_log2_prob(a, V, target);
+            nll -= lp2;
+            if (token_nats) token_nats[p0 + t] = -lp2 * M_LN2;
             if (with_ref) {
                 const float *b = lr + (size_t)t * V;
                 nll_ref -= kvq_logits_log2_prob(b, V, target);
@@ -255,19 +264,29 @@ static kvq_status capture_write(const kvq_model *m, const capture_buf *cb, const
     }
     wt[i++] = (kvq_st_wtensor){.name = "query_positions", .dtype = KVQ_DT_I32, .ndim = 1, .shape = {N}, .data = qpos};
     wt[i++] = (kvq_st_wtensor){.name = "tokens", .dtype = KVQ_DT_I32, .ndim = 1, .shape = {N}, .data = tokens};
-    char model[512], layers[16], nh[16], nkv[16], hd[16], theta[40], loss[40];
-    snprintf(model, sizeof model, "%s (Llama, %d layers, %d heads, %d kv heads, head_dim %d)", m->name, L, c->n_heads,
-             c->n_kv_heads, c->head_dim);
+    char model[512], layers[16], nh[16], nkv[16], hd[16], theta[40], loss[40], softcap[40];
+    char windows[KVQ_MAX_LAYERS * 12] = "";
+    snprintf(model, sizeof model, "%s (%s, %d layers, %d heads, %d kv heads, head_dim %d)", m->name, c->arch->label, L,
+             c->n_heads, c->n_kv_heads, c->head_dim);
     snprintf(layers, sizeof layers, "%d", L);
     snprintf(nh, sizeof nh, "%d", c->n_heads);
     snprintf(nkv, sizeof nkv, "%d", c->n_kv_heads);
     snprintf(hd, sizeof hd, "%d", c->head_dim);
     fmt_double(theta, sizeof theta, c->rope_theta);
     snprintf(loss, sizeof loss, "%.6f", bits);
+    fmt_double(softcap, sizeof softcap, c->attn_softcap);
+    size_t wl = 0;
+    for (int l = 0; l < L; l++)
+        wl += (size_t)snprintf(windows + wl, sizeof windows - wl, "%s%d", l ? "," : "", c->layer_window[l]);
+    // Queries are scaled so that q.k / sqrt(head_dim) is the model's score
+    // (query_pre_attn_scalar); soft-capping, when set, is applied on top.
     const char *keys[] = {"format", "version", "model", "layers", "n_heads", "n_kv_heads", "head_dim",
-                          "rope_theta", "post_rope", "source", byte_level ? "bits_per_byte" : "bits_per_token"};
-    const char *vals[] = {"kvtrace", "1", model, layers, nh, nkv, hd, theta, "true", source ? source : "", loss};
-    s = kvq_st_write(path, wt, i, keys, vals, (int)(sizeof keys / sizeof keys[0]));
+                          "rope_theta", "post_rope", "source", byte_level ? "bits_per_byte" : "bits_per_token",
+                          "model_type", "layer_windows", "attn_logit_softcapping"};
+    const char *vals[] = {"kvtrace", "1", model, layers, nh, nkv, hd, theta, "true", source ? source : "", loss,
+                          c->arch->model_type, windows, softcap};
+    int nmeta = (int)(sizeof keys / sizeof keys[0]) - (c->attn_softcap > 0 ? 0 : 1);
+    s = kvq_st_write(path, wt, i, keys, vals, nmeta);
 out:
     free(wt);
     free(names);

@@ -1,0 +1,294 @@
+// model.c — loading a Hugging Face checkpoint's f32 weights from one
+// safetensors file or the shards of an index (config.json: model_config.c),
+// with the tensor names and fused projections of the architecture's traits.
+#include <errno.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include "model.h"
+#include "safetensors.h"
+
+#define MODEL_MAX_SHARDS 256
+
+static bool file_exists(const char *path)
+{
+    struct stat sb;
+    return stat(path, &sb) == 0 && S_ISREG(sb.st_mode);
+}
+
+// ---- weights ----
+typedef struct {
+    int n;
+    kvq_st *st[MODEL_MAX_SHARDS];
+    const char *dir;
+} shard_set;
+
+static void shards_close(shard_set *ss)
+{
+    for (int i = 0; i < ss->n; i++) kvq_st_close(ss->st[i]);
+    ss->n = 0;
+}
+
+static kvq_status shard_open(shard_set *ss, const char *file, const char *listed_in)
+{
+    if (ss->n == MODEL_MAX_SHARDS)
+        return kvq_error(KVQ_ERR_UNSUPPORTED, "%s: more than %d shards", ss->dir, MODEL_MAX_SHARDS);
+    char path[KVQ_PATH_LEN + 300];
+    snprintf(path, sizeof path, "%s/%s", ss->dir, file);
+    if (strstr(file, "..") || strchr(file, '/'))
+        return kvq_error(KVQ_ERR_FORMAT, "%s: shard name '%s' points outside the directory", listed_in, file);
+    if (!file_exists(path))
+        return kvq_error(KVQ_ERR_IO, "%s: shard '%s' listed in %s is missing", ss->dir, file, listed_in);
+    kvq_status s = kvq_st_open(path, &ss->st[ss->n]);
+    if (s) return s;
+    ss->n++;
+    return KVQ_OK;
+}
+
+static kvq_status shards_open(shard_set *ss)
+{
+    char path[KVQ_PATH_LEN + 64];
+    snprintf(path, sizeof path, "%s/model.safetensors.index.json", ss->dir);
+    if (!file_exists(path)) {
+        snprintf(path, sizeof path, "%s/model.safetensors", ss->dir);
+        if (!file_exists(path))
+            return kvq_error(KVQ_ERR_IO, "%s: no model.safetensors or model.safetensors.index.json", ss->dir);
+        return shard_open(ss, "model.safetensors", "the directory");
+    }
+    json_error_t je;
+    json_t *root = json_load_file(path, 0, &je);
+    if (!root) return kvq_error(KVQ_ERR_FORMAT, "%s:%d: %s", path, je.line, je.text);
+    json_t *wm = json_object_get(root, "weight_map");
+    kvq_status s = KVQ_OK;
+    if (!json_is_object(wm)) {
+        s = kvq_error(KVQ_ERR_FORMAT, "%s: field 'weight_map' missing (expected an object)", path);
+        goto out;
+    }
+    // Distinct shard files in order of first appearance.
+    const char *names[MODEL_MAX_SHARDS];
+    int nn = 0;
+    const char *key;
+    json_t *v;
+    json_object_foreach(wm, key, v) {
+        if (!json_is_string(v)) {
+            s = kvq_error(KVQ_ERR_FORMAT, "%s: weight_map['%s'] is not a string", path, key);
+            goto out;
+        }
+        const char *f = json_string_value(v);
+        bool seen = false;
+        for (int i = 0; i < nn && !seen; i++) seen = !strcmp(names[i], f);
+        if (seen) continue;
+        if (nn == MODEL_MAX_SHARDS) {
+            s = kvq_error(KVQ_ERR_UNSUPPORTED, "%s: more than %d shards", path, MODEL_MAX_SHARDS);
+            goto out;
+        }
+        names[nn++] = f;
+    }
+    for (int i = 0; i < nn && !s; i++) s = shard_open(ss, names[i], "model.safetensors.index.json");
+out:
+    json_decref(root);
+    return s;
+}
+
+static const kvq_st_tensor *shards_find(const shard_set *ss, const char *name)
+{
+    for (int i = 0; i < ss->n; i++) {
+        const kvq_st_tensor *t = kvq_st_find(ss->st[i], name);
+        if (t) return t;
+    }
+    return NULL;
+}
+
+// Load one tensor of shape (rows, cols) (cols 0: a vector of rows) as f32.
+static kvq_status load_tensor(const shard_set *ss, const char *name, int64_t rows, int64_t cols, float **out,
+                              size_t *n_params)
+{
+    const kvq_st_tensor *t = shards_find(ss, name);
+    if (!t) return kvq_error(KVQ_ERR_FORMAT, "%s: tensor '%s' not found in the checkpoint", ss->dir, name);
+    bool ok = cols ? (t->ndim == 2 && t->shape[0] == rows && t->shape[1] == cols)
+                   : (t->ndim == 1 && t->shape[0] == rows);
+    if (!ok) {
+        char got[96] = "";
+        size_t len = 0;
+        for (int d = 0; d < t->ndim && len < sizeof got; d++)
+            len += (size_t)snprintf(got + len, sizeof got - len, "%s%lld", d ? ", " : "", (long long)t->shape[d]);
+        if (cols)
+            return kvq_error(KVQ_ERR_SHAPE, "%s: tensor '%s' has shape [%s] (expected [%lld, %lld] from config.json)",
+                             ss->dir, name, got, (long long)rows, (long long)cols);
+        return kvq_error(KVQ_ERR_SHAPE, "%s: tensor '%s' has shape [%s] (expected [%lld] from config.json)", ss->dir,
+                         name, got, (long long)rows);
+    }
+    if (t->dtype != KVQ_DT_F16 && t->dtype != KVQ_DT_BF16 && t->dtype != KVQ_DT_F32)
+        return kvq_error(KVQ_ERR_UNSUPPORTED, "%s: tensor '%s' has dtype %s (expected F16, BF16 or F32)", ss->dir,
+                         name, kvq_dtype_name(t->dtype));
+    float *buf = malloc(sizeof(float) * t->nelem);
+    if (!buf) return kvq_error(KVQ_ERR_NOMEM, "%s: out of memory for '%s'", ss->dir, name);
+    kvq_status s = kvq_st_read_f32(t, 0, t->nelem, buf);
+    if (s) {
+        free(buf);
+        return s;
+    }
+    for (size_t i = 0; i < t->nelem; i++)
+        if (!isfinite(buf[i])) {
+            free(buf);
+            return kvq_error(KVQ_ERR_NONFINITE, "%s: tensor '%s' has a non-finite value at element %zu", ss->dir,
+                             name, i);
+        }
+    *out = buf;
+    *n_params += t->nelem;
+    return KVQ_OK;
+}
+
+// Split a fused (sum of rows, cols) tensor into parts of rows[i] rows each.
+static kvq_status split_rows(const shard_set *ss, const char *name, int np, const int64_t *rows, int64_t cols,
+                             float **dst[], size_t *n_params)
+{
+    int64_t total = 0;
+    for (int i = 0; i < np; i++) total += rows[i];
+    float *all = NULL;
+    kvq_status s = load_tensor(ss, name, total, cols, &all, n_params);
+    if (s) return s;
+    const float *src = all;
+    for (int i = 0; i < np && !s; i++) {
+        size_t n = (size_t)rows[i] * (size_t)cols;
+        *dst[i] = malloc(sizeof(float) * n);
+        if (!*dst[i]) s = kvq_error(KVQ_ERR_NOMEM, "%s: out of memory for '%s'", ss->dir, name);
+        else memcpy(*dst[i], src, sizeof(float) * n);
+        src += n;
+    }
+    free(all);
+    return s;
+}
+
+static kvq_status load_layer(const shard_set *ss, const kvq_model_config *c, int l, kvq_model_layer *L,
+                             size_t *np)
+{
+    const kvq_arch *a = c->arch;
+    int64_t h = c->hidden_size, qd = (int64_t)c->n_heads * c->head_dim, kd = (int64_t)c->n_kv_heads * c->head_dim;
+    int64_t im = c->intermediate_size, hd = c->head_dim;
+    bool qkv_bias = a->qkv_bias || c->attention_bias;
+    // Gemma's sandwich: input -> attn -> post_attention -> +, pre_feedforward -> mlp -> post_feedforward -> +.
+    // Elsewhere post_attention_layernorm is the norm before the MLP.
+    struct { const char *suffix; int64_t r, cl; float **dst; bool want; } w[] = {
+        {"input_layernorm.weight", h, 0, &L->attn_norm, true},
+        {"self_attn.q_proj.weight", qd, h, &L->wq, !a->qkv_fused},
+        {"self_attn.k_proj.weight", kd, h, &L->wk, !a->qkv_fused},
+        {"self_attn.v_proj.weight", kd, h, &L->wv, !a->qkv_fused},
+        {"self_attn.q_proj.bias", qd, 0, &L->bq, qkv_bias},
+        {"self_attn.k_proj.bias", kd, 0, &L->bk, qkv_bias},
+        {"self_attn.v_proj.bias", kd, 0, &L->bv, qkv_bias},
+        {"self_attn.q_norm.weight", hd, 0, &L->q_norm, a->qk_norm},
+        {"self_attn.k_norm.weight", hd, 0, &L->k_norm, a->qk_norm},
+        {"self_attn.o_proj.weight", h, qd, &L->wo, true},
+        {"self_attn.o_proj.bias", h, 0, &L->bo, c->attention_bias},
+        {"post_attention_layernorm.weight", h, 0, a->sandwich_norm ? &L->post_attn_norm : &L->mlp_norm, true},
+        {"pre_feedforward_layernorm.weight", h, 0, &L->mlp_norm, a->sandwich_norm},
+        {"post_feedforward_layernorm.weight", h, 0, &L->post_mlp_norm, a->sandwich_norm},
+        {"mlp.gate_proj.weight", im, h, &L->w_gate, !a->gate_up_fused},
+        {"mlp.up_proj.weight", im, h, &L->w_up, !a->gate_up_fused},
+        {"mlp.down_proj.weight", h, im, &L->w_down, true},
+    };
+    char name[160];
+    kvq_status s;
+    for (size_t i = 0; i < sizeof w / sizeof w[0]; i++) {
+        if (!w[i].want) continue;
+        snprintf(name, sizeof name, "model.layers.%d.%s", l, w[i].suffix);
+        if ((s = load_tensor(ss, name, w[i].r, w[i].cl, w[i].dst, np))) return s;
+    }
+    if (a->qkv_fused) {
+        int64_t rows[3] = {qd, kd, kd};
+        float **dst[3] = {&L->wq, &L->wk, &L->wv};
+        snprintf(name, sizeof name, "model.layers.%d.%s", l, a->qkv_fused);
+        if ((s = split_rows(ss, name, 3, rows, h, dst, np))) return s;
+    }
+    if (a->gate_up_fused) {
+        int64_t rows[2] = {im, im};
+        float **dst[2] = {&L->w_gate, &L->w_up};
+        snprintf(name, sizeof name, "model.layers.%d.%s", l, a->gate_up_fused);
+        if ((s = split_rows(ss, name, 2, rows, h, dst, np))) return s;
+    }
+    if (a->norm == KVQ_NORM_1PW) {   // Gemma scales by (1 + w), in f32 as HF does: fold the 1 in once
+        float *norms[] = {L->attn_norm, L->post_attn_norm, L->mlp_norm, L->post_mlp_norm, L->q_norm, L->k_norm};
+        int64_t len[] = {h, h, h, h, hd, hd};
+        for (size_t i = 0; i < sizeof norms / sizeof norms[0]; i++)
+            for (int64_t j = 0; norms[i] && j < len[i]; j++) norms[i][j] += 1.0f;
+    }
+    return KVQ_OK;
+}
+
+static void layer_free(kvq_model_layer *L)
+{
+    float *all[] = {L->attn_norm, L->wq, L->wk, L->wv, L->wo, L->bq, L->bk, L->bv, L->bo, L->q_norm, L->k_norm,
+                    L->post_attn_norm, L->mlp_norm, L->post_mlp_norm, L->w_gate, L->w_up, L->w_down};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) free(all[i]);
+}
+
+kvq_status kvq_model_load(const char *dir, kvq_model **out)
+{
+    *out = NULL;
+    if (strlen(dir) >= KVQ_PATH_LEN) return kvq_error(KVQ_ERR_ARG, "model path too long: %.60s...", dir);
+    kvq_model *m = calloc(1, sizeof *m);
+    if (!m) return kvq_error(KVQ_ERR_NOMEM, "%s: out of memory", dir);
+    snprintf(m->dir, sizeof m->dir, "%s", dir);
+    size_t dl = strlen(m->dir);
+    while (dl > 1 && m->dir[dl - 1] == '/') m->dir[--dl] = 0;
+    const char *base = strrchr(m->dir, '/');
+    snprintf(m->name, sizeof m->name, "%.255s", base ? base + 1 : m->dir);   // name is 256 bytes
+    shard_set ss = {.dir = m->dir};
+    kvq_status s = kvq_model_config_load(m->dir, &m->cfg);
+    if (s) goto fail;
+    const kvq_model_config *c = &m->cfg;
+    m->layers = calloc((size_t)c->n_layers, sizeof *m->layers);
+    bool ok = m->layers != NULL;
+    for (int i = 0; i < (c->arch->local_rope ? 2 : 1); i++) {
+        size_t bytes = sizeof(float) * (size_t)(c->head_dim / 2);
+        ok = ok && (m->inv_freq[i] = malloc(bytes));
+        if (ok && c->rope[i].type == KVQ_ROPE_LONGROPE) ok = (m->inv_freq_long[i] = malloc(bytes)) != NULL;
+        if (!ok) break;
+        kvq_rope_inv_freq(&c->rope[i], c->head_dim, false, m->inv_freq[i]);
+        if (m->inv_freq_long[i]) kvq_rope_inv_freq(&c->rope[i], c->head_dim, true, m->inv_freq_long[i]);
+    }
+    if (!ok) {
+        s = kvq_error(KVQ_ERR_NOMEM, "%s: out of memory", dir);
+        goto fail;
+    }
+    if ((s = shards_open(&ss))) goto fail;
+    if ((s = load_tensor(&ss, "model.embed_tokens.weight", c->vocab_size, c->hidden_size, &m->embed, &m->n_params)))
+        goto fail;
+    if ((s = load_tensor(&ss, "model.norm.weight", c->hidden_size, 0, &m->final_norm, &m->n_params))) goto fail;
+    if (c->arch->norm == KVQ_NORM_1PW)
+        for (int i = 0; i < c->hidden_size; i++) m->final_norm[i] += 1.0f;
+    if (c->tie_word_embeddings) {
+        m->lm_head = m->embed;
+    } else if ((s = load_tensor(&ss, "lm_head.weight", c->vocab_size, c->hidden_size, &m->lm_head, &m->n_params))) {
+        goto fail;
+    }
+    for (int l = 0; l < c->n_layers; l++)
+        if ((s = load_layer(&ss, c, l, &m->layers[l], &m->n_params))) goto fail;
+    shards_close(&ss);
+    *out = m;
+    return KVQ_OK;
+fail:
+    shards_close(&ss);
+    kvq_model_free(m);
+    return s;
+}
+
+void kvq_model_free(kvq_model *m)
+{
+    if (!m) return;
+    if (m->layers)
+        for (int l = 0; l < m->cfg.n_layers; l++) layer_free(&m->layers[l]);
+    free(m->layers);
+    if (m->lm_head != m->embed) free(m->lm_head);
+    free(m->embed);
+    free(m->final_norm);
+    for (int i = 0; i < 2; i++) {
+        free(m->inv_freq[i]);
+        free(m->inv_freq_long[i]);
+    }
+    free(m);
+}

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "artifacts.h"
+#include "file.h"
 #include "cmds.h"
 #include "model.h"
 #include "observe.h"
@@ -74,26 +75,15 @@ static int text_tokens(kvs_session *s, const char *cmd, const kvq_model *m, cons
     if (!byte_level(m))
         return kvs_errorf(s, "%s: %s has vocab_size %d, not a byte-level model: give token ids with --tokens FILE "
                              "(no BPE tokenizer yet)", cmd, m->name, m->cfg.vocab_size);
-    FILE *f = fopen(path, "rb");
-    if (!f) return kvs_errorf(s, "%s: %s: cannot open: %s", cmd, path, strerror(errno));
-    size_t cap = 1 << 16, len = 0;
-    unsigned char *buf = malloc(cap);
-    while (buf) {
-        len += fread(buf + len, 1, cap - len, f);
-        if (len < cap || len >= (1u << 28)) break;
-        unsigned char *nb = realloc(buf, cap * 2);
-        if (!nb) free(buf);
-        buf = nb;
-        cap *= 2;
-    }
-    fclose(f);
-    if (!buf) return kvs_errorf(s, "%s: %s: out of memory", cmd, path);
+    char *buf;
+    size_t len;
+    if (kvq_file_read(path, KVQ_TEXT_MAX_BYTES, &buf, &len)) return kvs_errorf(s, "%s: %s", cmd, kvq_last_error());
     *tok = malloc(sizeof(int32_t) * (len ? len : 1));
     if (!*tok) {
         free(buf);
         return kvs_errorf(s, "%s: %s: out of memory", cmd, path);
     }
-    for (size_t i = 0; i < len; i++) (*tok)[i] = buf[i];
+    for (size_t i = 0; i < len; i++) (*tok)[i] = (unsigned char)buf[i];
     free(buf);
     *n = (int)len;
     return 0;

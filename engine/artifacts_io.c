@@ -21,6 +21,7 @@
 #include <unistd.h>
 #include "artifacts.h"
 #include "artifacts_impl.h"
+#include "file.h"
 #include "safetensors.h"
 
 #define ART_FORMAT "kvstudio-artifacts"
@@ -296,11 +297,9 @@ kvq_status kvq_artifacts_load(const char *dir, kvq_artifacts **out)
     if (stat(dir, &stt) != 0 || !S_ISDIR(stt.st_mode))
         return kvq_error(KVQ_ERR_IO, "%s: not an artifacts directory (run `kvstudio precompute ... --output %s`)",
                          dir, dir);
-    json_error_t je;
-    json_t *root = json_load_file(mpath, 0, &je);
-    if (!root)
-        return kvq_error(access(mpath, F_OK) ? KVQ_ERR_IO : KVQ_ERR_FORMAT, "%s:%d: %s", mpath, je.line, je.text);
-    kvq_status s = KVQ_OK;
+    json_t *root;
+    kvq_status s = kvq_json_load(mpath, &root);
+    if (s) return s;
     const char *fmt = json_string_value(json_object_get(root, "format"));
     if (!json_is_object(root) || !fmt || strcmp(fmt, ART_FORMAT)) {
         s = kvq_error(KVQ_ERR_FORMAT, "%s: 'format' is '%s', expected '%s'", mpath, fmt ? fmt : "(missing)",

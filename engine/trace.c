@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "file.h"
 #include "trace_impl.h"
 
 // "layers.12.keys" -> 12, 0 (keys) / 1 (values) / 2 (queries).
@@ -298,9 +299,9 @@ static int is_npy(const char *path)
 {
     size_t n = strlen(path);
     if (n >= 4 && strcmp(path + n - 4, ".npy") == 0) return 1;
-    FILE *f = fopen(path, "rb");
+    FILE *f = NULL;
     char magic[6] = {0};
-    if (f) {
+    if (kvq_file_fopen(path, &f, NULL) == KVQ_OK) {
         if (fread(magic, 1, 6, f) != 6) magic[0] = 0;
         fclose(f);
     }

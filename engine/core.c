@@ -18,6 +18,19 @@ const char *kvq_status_str(kvq_status s)
 
 static _Thread_local char err_buf[1024];
 
+kvq_status kvq_check_shape(const char *who, const char *path, int n_layers, int n_kv_heads, int head_dim)
+{
+    const char *p = path ? path : "input", *w = who ? who : "engine";
+    if (head_dim < 1 || head_dim > KVQ_MAX_HEAD_DIM)
+        return kvq_error(KVQ_ERR_UNSUPPORTED, "%s: %s has head_dim %d, supported 1..%d", w, p, head_dim,
+                         KVQ_MAX_HEAD_DIM);
+    if (n_layers < 0 || n_layers > KVQ_MAX_LAYERS)
+        return kvq_error(KVQ_ERR_UNSUPPORTED, "%s: %s has %d layers, supported 1..%d", w, p, n_layers, KVQ_MAX_LAYERS);
+    if (n_kv_heads < 0)
+        return kvq_error(KVQ_ERR_UNSUPPORTED, "%s: %s has %d kv heads, expected >= 1", w, p, n_kv_heads);
+    return KVQ_OK;
+}
+
 kvq_status kvq_error(kvq_status s, const char *fmt, ...)
 {
     va_list ap;

@@ -44,6 +44,13 @@ typedef enum {
 
 const char *kvq_status_str(kvq_status s);
 
+// The shape limits every kernel, plan, calibrator and view sizes its fixed
+// scratch by (KVQ_MAX_HEAD_DIM, KVQ_MAX_LAYERS). Traces of any head_dim
+// load (info works on them); whoever computes on one calls this first:
+// KVQ_ERR_UNSUPPORTED "WHO: PATH has head_dim 512, supported 1..256".
+// path may be NULL; n_layers / n_kv_heads 0 = not checked.
+kvq_status kvq_check_shape(const char *who, const char *path, int n_layers, int n_kv_heads, int head_dim);
+
 // Set the thread-local error message (printf-style) and return `s`, so a
 // failing path reads: `return kvq_error(KVQ_ERR_FORMAT, "%s: ...", path);`
 kvq_status kvq_error(kvq_status s, const char *fmt, ...)

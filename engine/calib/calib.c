@@ -173,11 +173,12 @@ kvq_status kvq_calibrate(const char *method, const kvq_trace *t, const kvq_calib
         return kvq_error(KVQ_ERR_UNKNOWN_METHOD, "no calibration for method '%s' (calibrated methods: %s)",
                          method ? method : "", known);
     }
+    kvq_status s = kvq_check_shape(c->name, t->path, t->n_layers, t->n_kv_heads, t->head_dim);
+    if (s) return s;
     if (o->layers > t->n_layers)
         return kvq_error(KVQ_ERR_ARG, "calibration: layers %d but the trace has %d", o->layers, t->n_layers);
     kvq_artifacts *a;
-    kvq_status s = kvq_artifacts_new(&a);
-    if (s) return s;
+    if ((s = kvq_artifacts_new(&a))) return s;
     kvq_progress_begin(p);
     s = c->run(t, o, p, a);
     int layers = o->layers ? o->layers : t->n_layers;
@@ -324,6 +325,8 @@ kvq_status kvq_calib_eval_keys(const kvq_trace *t, const kvq_config *cfg, const 
                                const kvq_calib_opts *o, kvq_attn_eval *ev)
 {
     memset(ev, 0, sizeof *ev);
+    kvq_status cs = kvq_check_shape("eval", t->path, t->n_layers, t->n_kv_heads, t->head_dim);
+    if (cs) return cs;
     if (!t->n_queries) return kvq_error(KVQ_ERR_ARG, "%s: trace has no queries (attention error needs them)", t->path);
     int L = o->layers ? o->layers : t->n_layers, d = t->head_dim;
     int n = o->sequence_length && o->sequence_length < t->n_tokens ? o->sequence_length : t->n_tokens;

@@ -311,6 +311,7 @@ kvq_status kvq_artifacts_load(const char *dir, kvq_artifacts **out)
     kvq_artifacts *a = NULL;
     if (!(s = kvq_st_open(tpath, &st)) && !(s = kvq_artifacts_new(&a)) && !(s = load_meta(a, mpath, root)))
         s = load_tensors(a, mpath, json_object_get(root, "tensors"), st);
+    if (!s) s = kvq_artifacts_check(a, tpath);
     kvq_st_close(st);
     json_decref(root);
     if (s) {

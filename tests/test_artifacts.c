@@ -156,6 +156,54 @@ static void test_replace_and_failed_save(void **st)
     kvq_artifacts_free(b);
 }
 
+// --output L with L a symbolic link to an artifacts directory (issue 17):
+// the save goes through the link (the target's files are replaced, the link
+// stays a link), nothing is left beside the link, and a failed save leaves
+// the target's old files as they were. A dangling link is refused.
+static void test_save_through_symlink(void **st)
+{
+    (void)st;
+    char real[320], link[320], p[400];
+    path_in(real, sizeof real, "linked_real");
+    path_in(link, sizeof link, "linked");
+    kvq_artifacts *a = sample(1.0f), *b = sample(100.0f), *got = NULL;
+    assert_int_equal(kvq_artifacts_save(a, real), KVQ_OK);
+    assert_int_equal(symlink(real, link), 0);
+    assert_int_equal(kvq_artifacts_save(b, link), KVQ_OK);
+    struct stat ls;
+    assert_int_equal(lstat(link, &ls), 0);
+    assert_true(S_ISLNK(ls.st_mode));   // still a link
+    assert_int_equal(kvq_artifacts_load(real, &got), KVQ_OK);
+    assert_true(kvq_artifacts_get(got, "test.vec", NULL, NULL)[0] == 100.0f);
+    kvq_artifacts_free(got);
+    assert_int_equal(count_entries(".tmp."), 0);
+    assert_int_equal(count_entries(".old."), 0);
+    // a failed save through the link: the target keeps its files
+    int64_t one = 1;
+    float z = 0;
+    kvq_artifacts_put(a, "__metadata__", &z, 1, &one);
+    assert_int_not_equal(kvq_artifacts_save(a, link), KVQ_OK);
+    snprintf(p, sizeof p, "%s/artifacts.safetensors", real);
+    assert_int_equal(access(p, F_OK), 0);
+    snprintf(p, sizeof p, "%s/manifest.json", real);
+    assert_int_equal(access(p, F_OK), 0);
+    assert_int_equal(kvq_artifacts_load(link, &got), KVQ_OK);
+    assert_true(kvq_artifacts_get(got, "test.vec", NULL, NULL)[0] == 100.0f);
+    kvq_artifacts_free(got);
+    assert_int_equal(count_entries(".tmp."), 0);
+    // a link to nothing
+    char dangling[320];
+    path_in(dangling, sizeof dangling, "dangling");
+    snprintf(p, sizeof p, "%s/nowhere/deeper", root);
+    assert_int_equal(symlink(p, dangling), 0);
+    assert_int_equal(kvq_artifacts_save(b, dangling), KVQ_ERR_IO);
+    assert_non_null(strstr(kvq_last_error(), "symbolic link"));
+    assert_int_equal(lstat(dangling, &ls), 0);
+    assert_true(S_ISLNK(ls.st_mode));
+    kvq_artifacts_free(a);
+    kvq_artifacts_free(b);
+}
+
 // Replace the first occurrence of `from` in dir's manifest by `to`.
 static void edit_manifest(const char *dir, const char *from, const char *to)
 {
@@ -465,6 +513,7 @@ int main(void)
         cmocka_unit_test(test_match_trace_and_plan),
         cmocka_unit_test(test_nonfinite_refused),
         cmocka_unit_test(test_crafted_tensors),
+        cmocka_unit_test(test_save_through_symlink),
         cmocka_unit_test(test_ratequant_plan_short_tensors),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -12,6 +12,13 @@
 #include "safetensors.h"
 
 #define MODEL_MAX_SHARDS 256
+#define CFG_MAX_HEADS 1024
+#define CFG_MAX_POSITIONS (1 << 24)
+// rope_theta: real checkpoints use 1e4..5e8; below 1 the frequencies invert
+#define CFG_MIN_THETA 1.0
+#define CFG_MAX_THETA 1e12
+// rms_norm_eps: real ones are 1e-6..1e-5; a large eps silences every layer
+#define CFG_MAX_EPS 1e-2
 
 static bool file_exists(const char *path)
 {
@@ -20,8 +27,11 @@ static bool file_exists(const char *path)
 }
 
 // ---- config.json ----
+// Integer field in [lo, hi] (def when absent and not required). The upper
+// bounds keep every product of sizes the runner forms inside int and every
+// loop over them finite.
 static kvq_status cfg_int(const char *path, json_t *root, const char *key, bool required, int def,
-                          int lo, int *out)
+                          int lo, int hi, int *out)
 {
     json_t *v = json_object_get(root, key);
     if (!v || json_is_null(v)) {
@@ -29,21 +39,22 @@ static kvq_status cfg_int(const char *path, json_t *root, const char *key, bool 
         *out = def;
         return KVQ_OK;
     }
-    if (!json_is_integer(v) || json_integer_value(v) < lo || json_integer_value(v) > (1 << 30))
-        return kvq_error(KVQ_ERR_FORMAT, "%s: field '%s' is not an integer >= %d", path, key, lo);
+    if (!json_is_integer(v) || json_integer_value(v) < lo || json_integer_value(v) > hi)
+        return kvq_error(KVQ_ERR_FORMAT, "%s: field '%s' is not an integer in %d..%d", path, key, lo, hi);
     *out = (int)json_integer_value(v);
     return KVQ_OK;
 }
 
-static kvq_status cfg_num(const char *path, json_t *root, const char *key, double def, double *out)
+// Positive number at most hi (def when absent).
+static kvq_status cfg_num(const char *path, json_t *root, const char *key, double def, double hi, double *out)
 {
     json_t *v = json_object_get(root, key);
     if (!v || json_is_null(v)) {
         *out = def;
         return KVQ_OK;
     }
-    if (!json_is_number(v) || !(json_number_value(v) > 0))
-        return kvq_error(KVQ_ERR_FORMAT, "%s: field '%s' is not a positive number", path, key);
+    if (!json_is_number(v) || !(json_number_value(v) > 0) || !(json_number_value(v) <= hi))
+        return kvq_error(KVQ_ERR_FORMAT, "%s: field '%s' is not a number in (0, %g]", path, key, hi);
     *out = json_number_value(v);
     return KVQ_OK;
 }
@@ -76,7 +87,10 @@ static kvq_status cfg_rope(const char *path, json_t *root, kvq_model_config *c)
         rs = rp;
         field = "rope_parameters";
         json_t *th = json_object_get(rp, "rope_theta");
-        if (th && json_is_number(th)) c->rope_theta = json_number_value(th);
+        if (th && !json_is_null(th)) {
+            kvq_status s = cfg_num(path, rp, "rope_theta", c->rope_theta, CFG_MAX_THETA, &c->rope_theta);
+            if (s) return s;
+        }
     }
     if (!rs || json_is_null(rs)) return KVQ_OK;
     if (!json_is_object(rs)) return kvq_error(KVQ_ERR_FORMAT, "%s: field '%s' is not an object", path, field);
@@ -88,14 +102,14 @@ static kvq_status cfg_rope(const char *path, json_t *root, kvq_model_config *c)
                          path, field, type);
     snprintf(c->rope_type, sizeof c->rope_type, "%s", type);
     if (!strcmp(type, "default")) return KVQ_OK;
-    kvq_status s = cfg_num(path, rs, "factor", 0, &c->rope_factor);
+    kvq_status s = cfg_num(path, rs, "factor", 0, 1e4, &c->rope_factor);
     if (s) return s;
     if (c->rope_factor <= 0)
         return kvq_error(KVQ_ERR_FORMAT, "%s: field '%s.factor' missing (expected a positive number)", path, field);
     if (!strcmp(type, "llama3")) {
-        if ((s = cfg_num(path, rs, "low_freq_factor", 1.0, &c->rope_low_freq_factor)) ||
-            (s = cfg_num(path, rs, "high_freq_factor", 4.0, &c->rope_high_freq_factor)) ||
-            (s = cfg_int(path, rs, "original_max_position_embeddings", true, 0, 1,
+        if ((s = cfg_num(path, rs, "low_freq_factor", 1.0, 1e4, &c->rope_low_freq_factor)) ||
+            (s = cfg_num(path, rs, "high_freq_factor", 4.0, 1e4, &c->rope_high_freq_factor)) ||
+            (s = cfg_int(path, rs, "original_max_position_embeddings", true, 0, 1, CFG_MAX_POSITIONS,
                          &c->rope_original_max_position)))
             return s;
         if (c->rope_high_freq_factor <= c->rope_low_freq_factor)
@@ -120,20 +134,23 @@ static kvq_status cfg_parse(const char *path, json_t *root, kvq_model_config *c)
         return kvq_error(KVQ_ERR_UNSUPPORTED,
                          "%s: field 'quantization_config' is not supported (expected F16/BF16/F32 weights)", path);
     kvq_status s;
-    if ((s = cfg_int(path, root, "vocab_size", true, 0, 1, &c->vocab_size)) ||
-        (s = cfg_int(path, root, "hidden_size", true, 0, 1, &c->hidden_size)) ||
-        (s = cfg_int(path, root, "intermediate_size", true, 0, 1, &c->intermediate_size)) ||
-        (s = cfg_int(path, root, "num_hidden_layers", true, 0, 1, &c->n_layers)) ||
-        (s = cfg_int(path, root, "num_attention_heads", true, 0, 1, &c->n_heads)) ||
-        (s = cfg_int(path, root, "num_key_value_heads", false, c->n_heads, 1, &c->n_kv_heads)) ||
-        (s = cfg_int(path, root, "head_dim", false, c->hidden_size / c->n_heads, 1, &c->head_dim)) ||
-        (s = cfg_int(path, root, "max_position_embeddings", false, 2048, 1, &c->max_position_embeddings)) ||
-        (s = cfg_num(path, root, "rope_theta", 10000.0, &c->rope_theta)) ||
-        (s = cfg_num(path, root, "rms_norm_eps", 1e-6, &c->rms_norm_eps)) ||
+    if ((s = cfg_int(path, root, "vocab_size", true, 0, 1, 1 << 24, &c->vocab_size)) ||
+        (s = cfg_int(path, root, "hidden_size", true, 0, 1, 1 << 16, &c->hidden_size)) ||
+        (s = cfg_int(path, root, "intermediate_size", true, 0, 1, 1 << 18, &c->intermediate_size)) ||
+        (s = cfg_int(path, root, "num_hidden_layers", true, 0, 1, 1 << 16, &c->n_layers)) ||
+        (s = cfg_int(path, root, "num_attention_heads", true, 0, 1, CFG_MAX_HEADS, &c->n_heads)) ||
+        (s = cfg_int(path, root, "num_key_value_heads", false, c->n_heads, 1, CFG_MAX_HEADS, &c->n_kv_heads)) ||
+        (s = cfg_int(path, root, "head_dim", false, c->hidden_size / c->n_heads, 1, 1 << 16, &c->head_dim)) ||
+        (s = cfg_int(path, root, "max_position_embeddings", false, 2048, 1, CFG_MAX_POSITIONS, &c->max_position_embeddings)) ||
+        (s = cfg_num(path, root, "rope_theta", 10000.0, CFG_MAX_THETA, &c->rope_theta)) ||
+        (s = cfg_num(path, root, "rms_norm_eps", 1e-6, CFG_MAX_EPS, &c->rms_norm_eps)) ||
         (s = cfg_bool_must(path, root, "tie_word_embeddings", false, false, &c->tie_word_embeddings)) ||
         (s = cfg_bool_must(path, root, "attention_bias", false, false, NULL)) ||
         (s = cfg_bool_must(path, root, "mlp_bias", false, false, NULL)) || (s = cfg_rope(path, root, c)))
         return s;
+    if (c->rope_theta < CFG_MIN_THETA)
+        return kvq_error(KVQ_ERR_FORMAT, "%s: field 'rope_theta' = %g is out of range (expected %g..%g)", path,
+                         c->rope_theta, CFG_MIN_THETA, CFG_MAX_THETA);
     if (!json_object_get(root, "head_dim") && c->hidden_size % c->n_heads)
         return kvq_error(KVQ_ERR_FORMAT, "%s: hidden_size %d is not a multiple of num_attention_heads %d", path,
                          c->hidden_size, c->n_heads);

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <cmocka.h>
 #include "model.h"
@@ -335,6 +336,56 @@ static void test_unsupported_config(void **st)
     }
 }
 
+// Extreme but parseable configs (issue 17): every numeric field is range
+// checked and named, so nothing reaches the runner that would make it run
+// for ever, overflow a size or compute on nonsense; a FIFO as config.json
+// is refused at once instead of blocking the open.
+static void test_config_ranges(void **st)
+{
+    (void)st;
+    static const struct { const char *body, *msg; kvq_status want; } cases[] = {
+        {"\"head_dim\": 128, \"rms_norm_eps\": 1e300", "field 'rms_norm_eps' is not a number in (0, 0.01]", KVQ_ERR_FORMAT},
+        {"\"head_dim\": 128, \"rms_norm_eps\": 0", "rms_norm_eps", KVQ_ERR_FORMAT},
+        {"\"head_dim\": 128, \"rope_theta\": 1e300", "field 'rope_theta' is not a number in (0, 1e+12]", KVQ_ERR_FORMAT},
+        {"\"head_dim\": 128, \"rope_theta\": 0.5", "field 'rope_theta' = 0.5 is out of range", KVQ_ERR_FORMAT},
+        {"\"head_dim\": 128, \"rope_parameters\": {\"rope_type\": \"default\", \"rope_theta\": 1e300}",
+         "field 'rope_theta' is not a number", KVQ_ERR_FORMAT},
+        {"\"head_dim\": 128, \"max_position_embeddings\": 1073741824", "'max_position_embeddings' is not an integer in 1..16777216",
+         KVQ_ERR_FORMAT},
+        {"\"head_dim\": 128, \"vocab_size\": 1073741824", "'vocab_size' is not an integer in 1..16777216", KVQ_ERR_FORMAT},
+        {"\"head_dim\": 128, \"num_attention_heads\": 65536", "'num_attention_heads' is not an integer in 1..1024",
+         KVQ_ERR_FORMAT},
+        {"\"head_dim\": 128, \"rope_scaling\": {\"rope_type\": \"linear\", \"factor\": 1e9}", "'factor' is not a number",
+         KVQ_ERR_FORMAT},
+        // no head_dim: hidden_size / num_attention_heads must divide and give an even head_dim
+        {"\"hidden_size\": 510", "hidden_size 510 is not a multiple of num_attention_heads 4", KVQ_ERR_FORMAT},
+        {"\"hidden_size\": 12", "field 'head_dim' = 3 is not supported (expected even", KVQ_ERR_UNSUPPORTED},
+        {"\"hidden_size\": 2048", "field 'head_dim' = 512 is not supported", KVQ_ERR_UNSUPPORTED},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const char *dir = tmpdir();
+        char cfg[1024];
+        snprintf(cfg, sizeof cfg,
+                 "{\"model_type\": \"llama\", \"vocab_size\": 256, \"hidden_size\": 512, \"intermediate_size\": 1536,"
+                 " \"num_hidden_layers\": 6, \"num_attention_heads\": 4, \"num_key_value_heads\": 2, %s}",
+                 cases[i].body);   // the later of two equal keys wins
+        write_file(dir, "config.json", cfg);
+        kvq_model_config c;
+        kvq_status s = kvq_model_config_load(dir, &c);
+        if (s != cases[i].want || !strstr(kvq_last_error(), cases[i].msg))
+            fail_msg("case %zu: status %d, message: %s", i, s, kvq_last_error());
+        rmtree(dir);
+    }
+    const char *dir = tmpdir();
+    char p[256];
+    snprintf(p, sizeof p, "%s/config.json", dir);
+    assert_int_equal(mkfifo(p, 0600), 0);
+    kvq_model_config c;
+    assert_int_equal(kvq_model_config_load(dir, &c), KVQ_ERR_IO);
+    assert_non_null(strstr(kvq_last_error(), "config.json: not a regular file (a fifo)"));
+    rmtree(dir);
+}
+
 // Llama-3 rope_scaling: high frequencies untouched, low ones divided by factor.
 static void test_llama3_rope(void **st)
 {
@@ -412,7 +463,7 @@ int main(void)
         cmocka_unit_test(test_ppl_kl),                cmocka_unit_test(test_capture_round_trip),
         cmocka_unit_test(test_missing_shard),         cmocka_unit_test(test_unsupported_config),
         cmocka_unit_test(test_llama3_rope),           cmocka_unit_test(test_tokens_files),
-        cmocka_unit_test(test_sensitivities),
+        cmocka_unit_test(test_sensitivities),         cmocka_unit_test(test_config_ranges),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

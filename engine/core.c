@@ -18,6 +18,41 @@ const char *kvq_status_str(kvq_status s)
 
 static _Thread_local char err_buf[1024];
 
+// Length of the well-formed UTF-8 sequence at u (2..4), 0 when malformed.
+static int utf8_len(const unsigned char *u)
+{
+    int n = u[0] >= 0xc2 && u[0] <= 0xdf ? 2 : u[0] >= 0xe0 && u[0] <= 0xef ? 3 : u[0] >= 0xf0 && u[0] <= 0xf4 ? 4 : 0;
+    for (int i = 1; i < n; i++)
+        if ((u[i] & 0xc0) != 0x80) return 0;   // also stops at the NUL
+    if ((u[0] == 0xe0 && u[1] < 0xa0) || (u[0] == 0xed && u[1] > 0x9f) || (u[0] == 0xf0 && u[1] < 0x90) ||
+        (u[0] == 0xf4 && u[1] > 0x8f))
+        return 0;   // overlong, surrogate, beyond U+10FFFF
+    return n;
+}
+
+size_t kvq_text_sanitize(char *s, bool keep_ws)
+{
+    size_t bad = 0;
+    for (unsigned char *u = (unsigned char *)s; *u;) {
+        if (*u < 0x80) {
+            if ((*u < 0x20 && !(keep_ws && (*u == '\n' || *u == '\t'))) || *u == 0x7f) *u = '?', bad++;
+            u++;
+            continue;
+        }
+        int n = utf8_len(u);
+        if (n == 2 && u[0] == 0xc2 && u[1] <= 0x9f) {   // C1 control
+            u[0] = u[1] = '?';
+            bad++;
+        } else if (!n) {
+            *u = '?';
+            bad++;
+            n = 1;
+        }
+        u += n;
+    }
+    return bad;
+}
+
 kvq_status kvq_check_shape(const char *who, const char *path, int n_layers, int n_kv_heads, int head_dim)
 {
     const char *p = path ? path : "input", *w = who ? who : "engine";

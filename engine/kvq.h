@@ -44,6 +44,14 @@ typedef enum {
 
 const char *kvq_status_str(kvq_status s);
 
+// Text from files (trace metadata, tensor names, manifests, paths) on its
+// way to a terminal: replaces in place, with '?', every byte that could
+// drive the terminal: C0 controls (ESC included; tab and newline only when
+// keep_ws), DEL, UTF-8-encoded C1 controls (U+0080..U+009F) and bytes that
+// are not well-formed UTF-8 (a lone 0x9b is CSI to an 8-bit terminal).
+// Printable ASCII and valid UTF-8 pass. Returns the count replaced.
+size_t kvq_text_sanitize(char *s, bool keep_ws);
+
 // The shape limits every kernel, plan, calibrator and view sizes its fixed
 // scratch by (KVQ_MAX_HEAD_DIM, KVQ_MAX_LAYERS). Traces of any head_dim
 // load (info works on them); whoever computes on one calls this first:

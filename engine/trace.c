@@ -174,6 +174,8 @@ static kvq_status read_meta(kvq_trace *t, const kvq_st *st)
     }
     snprintf(t->model, sizeof t->model, "%s", (v = kvq_st_meta(st, "model")) ? v : "");
     snprintf(t->source, sizeof t->source, "%s", (v = kvq_st_meta(st, "source")) ? v : "");
+    kvq_text_sanitize(t->model, false);   // free text from the file: shown by info and the studio
+    kvq_text_sanitize(t->source, false);
     if ((v = kvq_st_meta(st, "rope_theta"))) {
         char *end;
         t->rope_theta = strtod(v, &end);

@@ -70,6 +70,15 @@ def trace(meta=META, kshape=None, qheads=NH, qpos=None, kpoison=None, vpoison=No
     return safetensors(ts, meta)
 
 
+def wide_trace(dim):
+    """One layer of head_dim `dim`: loads, but exceeds what the kernels support."""
+    meta = dict(META, layers="1", head_dim=str(dim))
+    ts = [("layers.0.keys", "F16", [KVH, T, dim], stream(0, KVH, T, 0, dim)),
+          ("layers.0.values", "F16", [KVH, T, dim], stream(0, KVH, T, 1, dim)),
+          ("layers.0.queries", "F16", [NH, T, dim], stream(0, NH, T, 2, dim))]
+    return safetensors(ts, meta)
+
+
 def npy(descr, shape, payload, version=1, fortran=False, magic=b"\x93NUMPY", raw_dict=None, hlen_override=None):
     d = raw_dict if raw_dict is not None else (
         "{'descr': '%s', 'fortran_order': %s, 'shape': (%s), }"
@@ -149,6 +158,13 @@ CORPUS = [
     ("tr_query_pos_range.safetensors", trace(qpos=[0, 1, 4, 3]), "query_positions [0,1,4,3] with 4 tokens"),
     ("tr_meta_mismatch.safetensors", trace(meta=dict(META, layers="3")), "__metadata__ layers '3', tensors give 2"),
     ("tr_values_gap.safetensors", trace(values_only0=True), "values in layer 0 only"),
+    ("tr_escape_meta.safetensors",
+     trace(meta=dict(META, model="\x1b]0;owned\x07\x1b[2Jmodel", source="\u009b31mred\x1b[0m\nsecond line")),
+     "valid, but __metadata__ model and source hold OSC/CSI escape sequences, a C1 CSI and a newline"),
+    ("st_escape_dtype.safetensors", safetensors([("a\x1b[31m", "F\x1b[2J", [32], a64)]),
+     "tensor name and dtype hold escape sequences (dtype unknown)"),
+    ("tr_head_dim_300.safetensors", wide_trace(300), "valid, 1 layer, 2 kv heads, 4 tokens, head_dim 300 (> 256)"),
+    ("tr_head_dim_512.safetensors", wide_trace(512), "valid, 1 layer, 2 kv heads, 4 tokens, head_dim 512 (> 256)"),
     ("mlx_cache.safetensors", safetensors(mlx_tensors, mlx_meta),
      "a valid mlx_lm prompt cache: tensors {L}.0 / {L}.1 of shape [1, 2, 4, 8], F16, same values as tr_valid"),
     ("mlx_quantized.safetensors",

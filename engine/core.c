@@ -1,4 +1,5 @@
 // core.c — status messages, thread-local errors, log sink, progress, clock.
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -52,6 +53,8 @@ size_t kvq_text_sanitize(char *s, bool keep_ws)
     }
     return bad;
 }
+
+const char *kvq_nonfinite_name(double v) { return isnan(v) ? "NaN" : v > 0 ? "+Inf" : "-Inf"; }
 
 kvq_status kvq_check_shape(const char *who, const char *path, int n_layers, int n_kv_heads, int head_dim)
 {

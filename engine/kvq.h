@@ -52,6 +52,9 @@ const char *kvq_status_str(kvq_status s);
 // Printable ASCII and valid UTF-8 pass. Returns the count replaced.
 size_t kvq_text_sanitize(char *s, bool keep_ws);
 
+// "NaN", "+Inf" or "-Inf" for a non-finite v (messages naming a bad figure).
+const char *kvq_nonfinite_name(double v);
+
 // The shape limits every kernel, plan, calibrator and view sizes its fixed
 // scratch by (KVQ_MAX_HEAD_DIM, KVQ_MAX_LAYERS). Traces of any head_dim
 // load (info works on them); whoever computes on one calls this first:

@@ -75,6 +75,19 @@ kvq_status kvq_model_ppl(const kvq_model *m, const kvq_config *cfg, const kvq_ar
     out->ref_bits_per_token = with_ref ? nll_ref / (n - 1) : out->bits_per_token;
     out->kl_bits = with_ref ? kl / (n - 1) : 0.0;
     out->prefill_s = t_run;
+    if (!isfinite(out->bits_per_token) || !isfinite(out->ref_bits_per_token) || !isfinite(out->kl_bits)) {
+        const char *what = !isfinite(out->ref_bits_per_token) ? "the fp16 reference's bits per token"
+                           : !isfinite(out->bits_per_token)  ? "bits per token"
+                                                              : "the KL divergence";
+        double v = !isfinite(out->ref_bits_per_token) ? out->ref_bits_per_token
+                   : !isfinite(out->bits_per_token)  ? out->bits_per_token
+                                                      : out->kl_bits;
+        s = kvq_error(KVQ_ERR_NUMERIC, "ppl: %s is %s: %s", what, kvq_nonfinite_name(v),
+                      !isfinite(out->ref_bits_per_token)
+                          ? "the model's weights or config give non-finite logits"
+                          : "the quantized cache gives non-finite logits (artifacts or values too large?)");
+        memset(out, 0, sizeof *out);
+    }
 out:
     kvq_runner_free(rq);
     kvq_runner_free(rr);

@@ -12,6 +12,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 #include "model.h"
+#include "safetensors.h"
 #include "trace.h"
 
 #define REFMODEL "sample_data/refmodel"
@@ -386,6 +387,51 @@ static void test_config_ranges(void **st)
     rmtree(dir);
 }
 
+// A finite but huge lm_head (3e38) makes every logit overflow: ppl is an
+// error naming the figure, not "inf" bits per byte with success (issue 17).
+static void test_ppl_nonfinite(void **st)
+{
+    (void)st;
+    const char *dir = tmpdir();
+    write_file(dir, "config.json",
+               "{\"model_type\": \"llama\", \"vocab_size\": 256, \"hidden_size\": 16, \"intermediate_size\": 32,"
+               " \"num_hidden_layers\": 1, \"num_attention_heads\": 2, \"num_key_value_heads\": 1}");
+    static const struct { const char *name; int64_t r, c; float v; } w[] = {
+        {"model.embed_tokens.weight", 256, 16, 0.01f}, {"model.norm.weight", 16, 0, 1},
+        {"lm_head.weight", 256, 16, 3e38f}, {"model.layers.0.input_layernorm.weight", 16, 0, 1},
+        {"model.layers.0.self_attn.q_proj.weight", 16, 16, 0.01f}, {"model.layers.0.self_attn.k_proj.weight", 8, 16, 0.01f},
+        {"model.layers.0.self_attn.v_proj.weight", 8, 16, 0.01f}, {"model.layers.0.self_attn.o_proj.weight", 16, 16, 0.01f},
+        {"model.layers.0.post_attention_layernorm.weight", 16, 0, 1},
+        {"model.layers.0.mlp.gate_proj.weight", 32, 16, 0.01f}, {"model.layers.0.mlp.up_proj.weight", 32, 16, 0.01f},
+        {"model.layers.0.mlp.down_proj.weight", 16, 32, 0.01f},
+    };
+    enum { NW = sizeof w / sizeof w[0] };
+    kvq_st_wtensor wt[NW];
+    float *bufs[NW];
+    for (int i = 0; i < NW; i++) {
+        size_t n = (size_t)w[i].r * (w[i].c ? (size_t)w[i].c : 1);
+        bufs[i] = malloc(sizeof(float) * n);
+        for (size_t j = 0; j < n; j++) bufs[i][j] = w[i].v * (j % 2 ? 1.0f : 0.5f);
+        wt[i] = (kvq_st_wtensor){.name = w[i].name, .dtype = KVQ_DT_F32, .ndim = w[i].c ? 2 : 1,
+                                 .shape = {w[i].r, w[i].c}, .data = bufs[i]};
+    }
+    char p[256];
+    snprintf(p, sizeof p, "%s/model.safetensors", dir);
+    assert_int_equal(kvq_st_write(p, wt, NW, NULL, NULL, 0), KVQ_OK);
+    for (int i = 0; i < NW; i++) free(bufs[i]);
+    kvq_model *m;
+    if (kvq_model_load(dir, &m)) fail_msg("%s", kvq_last_error());
+    kvq_config cfg;
+    kvq_model_cfg_reference(&cfg);
+    int32_t tok[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+    kvq_ppl_result r;
+    assert_int_equal(kvq_model_ppl(m, &cfg, NULL, tok, 8, 4, NULL, &r), KVQ_ERR_NUMERIC);
+    assert_non_null(strstr(kvq_last_error(), "bits per token is"));
+    assert_non_null(strstr(kvq_last_error(), "non-finite logits"));
+    kvq_model_free(m);
+    rmtree(dir);
+}
+
 // Llama-3 rope_scaling: high frequencies untouched, low ones divided by factor.
 static void test_llama3_rope(void **st)
 {
@@ -464,6 +510,7 @@ int main(void)
         cmocka_unit_test(test_missing_shard),         cmocka_unit_test(test_unsupported_config),
         cmocka_unit_test(test_llama3_rope),           cmocka_unit_test(test_tokens_files),
         cmocka_unit_test(test_sensitivities),         cmocka_unit_test(test_config_ranges),
+        cmocka_unit_test(test_ppl_nonfinite),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

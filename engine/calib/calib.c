@@ -196,6 +196,25 @@ kvq_status kvq_calibrate(const char *method, const kvq_trace *t, const kvq_calib
         kvq_calib_opts_get(o, opt_fields[i].name, val, sizeof val);
         s = kvq_artifacts_set_meta(a, key, val);
     }
+    // what a calibration hands out must load again: no inf/NaN from a trace
+    // whose values overflow float arithmetic, every tensor in its shape/range
+    for (int i = 0; !s && i < kvq_artifacts_count(a); i++) {
+        int nd;
+        int64_t sh[8];
+        const char *name = kvq_artifacts_name(a, i);
+        const float *x = kvq_artifacts_get(a, name, &nd, sh);
+        size_t n = 1;
+        for (int d = 0; d < nd; d++) n *= (size_t)sh[d];
+        for (size_t j = 0; j < n && !s; j++)
+            if (!isfinite(x[j]))
+                s = kvq_error(KVQ_ERR_NUMERIC, "%s: calibration gave %s in '%s' (element %zu): the values of %s are "
+                              "too large for float arithmetic", c->name, kvq_nonfinite_name(x[j]), name, j, t->path);
+    }
+    if (!s) {
+        char where[KVQ_PATH_LEN + 48];
+        snprintf(where, sizeof where, "%s calibration on %s", c->name, t->path);
+        s = kvq_artifacts_check(a, where);
+    }
     if (s) {
         kvq_artifacts_free(a);
         return s;

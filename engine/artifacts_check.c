@@ -196,8 +196,9 @@ static kvq_status check_commvq(ck_ctx *c, const kvq_art_tensor *t)
         return kvq_error(KVQ_ERR_FORMAT, "%s: tensor '%s' is not a commvq artifact for layers 0..%d, kv heads 0..%d "
                          "(expected commvq.codebooks.l<L>.h<H>)", c->where, t->name, c->L - 1, c->H - 1);
     char want[96];
-    snprintf(want, sizeof want, "[R,C,%d] (codebooks 1..64, centroids 2..256, head_dim)", c->d);
-    if (t->ndim != 3 || t->shape[0] < 1 || t->shape[0] > 64 || t->shape[1] < 2 || t->shape[1] > 256 ||
+    // R = bits x head_dim / log2(C): at most 8 x head_dim (8 bits, C = 2)
+    snprintf(want, sizeof want, "[R,C,%d] (codebooks 1..%d, centroids 2..256, head_dim)", c->d, 8 * c->d);
+    if (t->ndim != 3 || t->shape[0] < 1 || t->shape[0] > 8 * c->d || t->shape[1] < 2 || t->shape[1] > 256 ||
         t->shape[2] != c->d)
         return bad_shape(c, t, want);
     return range(c, t, 0, 1, -ART_MAX_ABS, ART_MAX_ABS, false, "codeword coordinate");

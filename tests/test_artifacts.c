@@ -466,6 +466,39 @@ static void test_crafted_tensors(void **st)
     free(x);
 }
 
+// What every calibrator makes on the sample trace (head_dim 128) passes the
+// load-time check: the schema is the calibrators' own (per_head ratequant
+// and commvq's many codebooks included).
+static void test_calibrated_artifacts_load(void **st)
+{
+    (void)st;
+    kvq_trace *t;
+    assert_int_equal(kvq_trace_open(CODE, NULL, &t), KVQ_OK);
+    for (int c = 0; c < kvq_n_calibrators; c++)
+        for (int per_head = 0; per_head < 2; per_head++) {
+            if (per_head && strcmp(kvq_calibrators[c].name, "ratequant")) continue;
+            kvq_calib_opts o;
+            kvq_calib_opts_default(&o);
+            o.layers = 2;
+            o.sequence_length = 256;
+            o.max_iter = 2;
+            o.num_samples = 1;
+            o.n_queries = 16;
+            o.per_head = per_head;
+            kvq_artifacts *a, *b = NULL;
+            if (kvq_calibrate(kvq_calibrators[c].name, t, &o, NULL, &a))
+                fail_msg("%s: %s", kvq_calibrators[c].name, kvq_last_error());
+            char dir[320];
+            snprintf(dir, sizeof dir, "%s/cal_%s_%d", root, kvq_calibrators[c].name, per_head);
+            assert_int_equal(kvq_artifacts_save(a, dir), KVQ_OK);
+            if (kvq_artifacts_load(dir, &b)) fail_msg("%s: %s", kvq_calibrators[c].name, kvq_last_error());
+            assert_int_equal(kvq_artifacts_count(b), kvq_artifacts_count(a));
+            kvq_artifacts_free(a);
+            kvq_artifacts_free(b);
+        }
+    kvq_trace_free(t);
+}
+
 // The ratequant plan on artifacts built in memory (never loaded, so never
 // checked): short or empty tensors are shape errors, not overreads (ASan).
 static void test_ratequant_plan_short_tensors(void **st)
@@ -514,6 +547,7 @@ int main(void)
         cmocka_unit_test(test_nonfinite_refused),
         cmocka_unit_test(test_crafted_tensors),
         cmocka_unit_test(test_save_through_symlink),
+        cmocka_unit_test(test_calibrated_artifacts_load),
         cmocka_unit_test(test_ratequant_plan_short_tensors),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -27,8 +27,10 @@ static int head_stats(kvs_session *s, bool values, int l, int h, float *buf, kvq
 {
     const kvq_trace *t = s->trace;
     kvq_status rc = values ? kvq_trace_values(t, l, h, buf) : kvq_trace_keys(t, l, h, buf);
-    if (rc || kvq_head_stats_compute(buf, t->n_tokens, t->head_dim, st))
-        return kvs_errorf(s, "info: %s", kvq_last_error());
+    if (rc) return kvs_errorf(s, "info: %s", kvq_last_error());
+    if (kvq_head_stats_compute(buf, t->n_tokens, t->head_dim, st))
+        return kvs_errorf(s, "info: %s: layer %d kv head %d %s: %s", t->path, l, h, values ? "values" : "keys",
+                          kvq_last_error());
     return 0;
 }
 

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "artifacts.h"
+#include "file.h"
 #include "cmds.h"
 #include "label.h"
 #include "metrics.h"
@@ -140,20 +141,13 @@ static int text_tokens(kvs_session *s, const char *cmd, const kvq_model *m, cons
     if (!*tk && !byte_level(m))
         return kvs_errorf(s, "%s: %s has vocab_size %d and no tokenizer.json: give token ids with --tokens FILE", cmd,
                           m->name, m->cfg.vocab_size);
-    FILE *f = fopen(path, "rb");
-    if (!f) return kvs_errorf(s, "%s: %s: cannot open: %s", cmd, path, strerror(errno));
-    size_t cap = 1 << 16, len = 0;
-    unsigned char *buf = malloc(cap);
-    while (buf) {
-        len += fread(buf + len, 1, cap - len, f);
-        if (len < cap || len >= (1u << 28)) break;
-        unsigned char *nb = realloc(buf, cap * 2);
-        if (!nb) free(buf);
-        buf = nb;
-        cap *= 2;
+    char *buf;
+    size_t len;
+    if (kvq_file_read(path, KVQ_TEXT_MAX_BYTES, &buf, &len)) {
+        kvq_tok_free(*tk);
+        *tk = NULL;
+        return kvs_errorf(s, "%s: %s", cmd, kvq_last_error());
     }
-    fclose(f);
-    if (!buf) return kvs_errorf(s, "%s: %s: out of memory", cmd, path);
     *nbytes = len;
     if (*tk) {
         int rc = encode_checked(s, cmd, m, *tk, path, (const char *)buf, len, tok, n);
@@ -165,7 +159,7 @@ static int text_tokens(kvs_session *s, const char *cmd, const kvq_model *m, cons
         free(buf);
         return kvs_errorf(s, "%s: %s: out of memory", cmd, path);
     }
-    for (size_t i = 0; i < len; i++) (*tok)[i] = buf[i];
+    for (size_t i = 0; i < len; i++) (*tok)[i] = (unsigned char)buf[i];
     free(buf);
     *n = (int)len;
     return 0;

@@ -7,39 +7,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include "cmds.h"
+#include "file.h"
 #include "tok/tok.h"
 
 
-// Whole file into memory (*len bytes, NUL-terminated).
+// Whole file into memory (*len bytes, NUL-terminated); regular files only.
 static int read_file(kvs_session *s, const char *cmd, const char *path, char **buf, size_t *len)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f) return kvs_errorf(s, "%s: %s: cannot open: %s", cmd, path, strerror(errno));
-    size_t cap = 1 << 16, n = 0;
-    char *b = malloc(cap);
-    while (b) {
-        n += fread(b + n, 1, cap - n - 1, f);
-        if (n < cap - 1) break;
-        if (cap >= ((size_t)1 << 30)) {
-            free(b);
-            fclose(f);
-            return kvs_errorf(s, "%s: %s: larger than 1 GiB", cmd, path);
-        }
-        char *nb = realloc(b, cap * 2);
-        if (!nb) free(b);
-        b = nb;
-        cap *= 2;
-    }
-    bool err = ferror(f);
-    fclose(f);
-    if (!b) return kvs_errorf(s, "%s: %s: out of memory", cmd, path);
-    if (err) {
-        free(b);
-        return kvs_errorf(s, "%s: %s: read error", cmd, path);
-    }
-    b[n] = 0;
-    *buf = b;
-    *len = n;
+    if (kvq_file_read(path, KVQ_TEXT_MAX_BYTES, buf, len)) return kvs_errorf(s, "%s: %s", cmd, kvq_last_error());
     return 0;
 }
 

@@ -11,6 +11,7 @@
 #include <unistd.h>
 #include "label.h"
 #include "metrics.h"
+#include "file.h"
 #include "safetensors.h"
 #include "session.h"
 
@@ -181,12 +182,9 @@ int kvs_session_history_save_locked(kvs_session *s)
 int kvs_session_history_open(kvs_session *s, const char *path)
 {
     snprintf(s->runs_path, sizeof s->runs_path, "%s", path);
-    json_error_t je;
-    json_t *root = json_load_file(path, 0, &je);
-    if (!root) {
-        if (errno == ENOENT || access(path, F_OK) != 0) return 0;   // first start
-        goto bad;
-    }
+    if (access(path, F_OK) != 0) return 0;   // first start
+    json_t *root;
+    if (kvq_json_load(path, &root)) goto bad;   // unreadable, not a regular file, or not JSON
     json_t *runs = json_object_get(root, "runs");
     if (!json_is_array(runs)) {
         json_decref(root);

@@ -60,6 +60,9 @@ static void out_v(kvs_session *s, bool is_error, const char *fmt, va_list ap)
 {
     char buf[4096];
     vsnprintf(buf, sizeof buf, fmt, ap);
+    // every line may carry file-derived text (names, metadata, paths): no
+    // escape sequence reaches the terminal, and an error stays one line
+    kvq_text_sanitize(buf, !is_error);
     s->out(s->out_user, is_error, buf);
 }
 
@@ -71,7 +74,13 @@ void kvs_printf(kvs_session *s, const char *fmt, ...)
     va_end(ap);
 }
 
-void kvs_puts(kvs_session *s, const char *text) { s->out(s->out_user, false, text); }
+void kvs_puts(kvs_session *s, const char *text)
+{
+    char *c = strdup(text);
+    if (c) kvq_text_sanitize(c, true);
+    s->out(s->out_user, false, c ? c : "(out of memory)");
+    free(c);
+}
 
 int kvs_errorf(kvs_session *s, const char *fmt, ...)
 {

@@ -25,5 +25,15 @@ int kvq_artifacts_count(const kvq_artifacts *a);
 const char *kvq_artifacts_name(const kvq_artifacts *a, int i);
 
 kvq_status kvq_artifacts_save(const kvq_artifacts *a, const char *dir);
+// Loads and checks (kvq_artifacts_check): what loads is safe to plan with.
 kvq_status kvq_artifacts_load(const char *dir, kvq_artifacts **out);
+// Every tensor named after a calibrated method ("ratequant.", "vecinfer.",
+// "spectral.", "rabitq.", "commvq.") against the shape calib/calib.h gives
+// it for the metadata's trace.layers / kv_heads / head_dim (which must then
+// be integers in range; per-stream names l<L>.h<H> inside them), and its
+// values against what the plans' math takes: integer bits 1..8, unit
+// eigenvectors, eigenvalues >= 0, |x| <= 1e9 elsewhere, curve slopes
+// |beta| <= 10. KVQ_ERR_SHAPE / KVQ_ERR_FORMAT naming `where` (a file) and
+// the tensor. Other tensor names pass unchecked.
+kvq_status kvq_artifacts_check(const kvq_artifacts *a, const char *where);
 #endif

@@ -2,12 +2,16 @@
 // (F32 tensors in the order they were put) and manifest.json (method, software
 // version, trace shape, options, tensor list).
 //
-// Atomicity: both files are written into a sibling "<dir>.tmp.<pid>" (each
-// file itself written to a temp name, fsynced, renamed), then the whole
-// directory replaces the old one with renameat2(RENAME_EXCHANGE), so a
-// reader sees the old pair or the new pair, never a mix. Where the exchange
-// is unsupported, the old directory is renamed aside first (a crash in that
-// window leaves "<dir>.old.<pid>" intact, never a half-written DIR).
+// Atomicity: both files are written into a fresh sibling "<dir>.tmp.XXXXXX"
+// (mkdtemp: always one this call created; each file itself written to a
+// temp name, fsynced, renamed), then the whole directory replaces the old
+// one with renameat2(RENAME_EXCHANGE), so a reader sees the old pair or the
+// new pair, never a mix. Where the exchange is unsupported, the old
+// directory is renamed aside first (a crash in that window leaves
+// "<dir>.old.XXXXXX" intact, never a half-written DIR). A symbolic link as
+// DIR is followed: the temp directory is made beside the link's target and
+// the target is replaced, the link stays a link; only the two artifact
+// files of directories this call made or replaced are ever removed.
 // Output is byte-for-byte deterministic: no timestamps, fixed key order.
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -21,6 +25,7 @@
 #include <unistd.h>
 #include "artifacts.h"
 #include "artifacts_impl.h"
+#include "file.h"
 #include "safetensors.h"
 
 #define ART_FORMAT "kvstudio-artifacts"
@@ -153,6 +158,30 @@ static kvq_status write_files(const kvq_artifacts *a, const char *tmp)
     return s;
 }
 
+// The directory to write: dir itself, or the target of a symbolic link
+// (a link to nothing is refused: following it would create a directory
+// somewhere the user never named).
+static kvq_status resolve_output(const char *dir, char *out, size_t n)
+{
+    struct stat ls;
+    if (lstat(dir, &ls) != 0 || !S_ISLNK(ls.st_mode)) {
+        snprintf(out, n, "%s", dir);
+        return KVQ_OK;
+    }
+    char *real = realpath(dir, NULL);
+    if (!real)
+        return kvq_error(KVQ_ERR_IO, "%s: a symbolic link whose target cannot be resolved (%s); refusing to write "
+                         "through it (remove the link or point it at a directory)", dir, strerror(errno));
+    size_t len = strlen(real);
+    if (len + 40 >= n) {
+        free(real);
+        return kvq_error(KVQ_ERR_ARG, "%s: the link's target path is too long", dir);
+    }
+    memcpy(out, real, len + 1);
+    free(real);
+    return KVQ_OK;
+}
+
 kvq_status kvq_artifacts_save(const kvq_artifacts *a, const char *dir)
 {
     if (!a) return kvq_error(KVQ_ERR_ARG, "save artifacts: nothing to save (calibrate first)");
@@ -160,20 +189,25 @@ kvq_status kvq_artifacts_save(const kvq_artifacts *a, const char *dir)
     while (len > 1 && dir[len - 1] == '/') len--;
     if (len == 0 || len + 40 >= KVQ_PATH_LEN)
         return kvq_error(KVQ_ERR_ARG, "save artifacts: directory path '%s' empty or too long", dir);
-    char d[KVQ_PATH_LEN], tmp[KVQ_PATH_LEN + 32], old[KVQ_PATH_LEN + 32];
-    memcpy(d, dir, len);
-    d[len] = 0;
-    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", d, (long)getpid());
-    snprintf(old, sizeof old, "%s.old.%ld", d, (long)getpid());
+    char given[KVQ_PATH_LEN], d[KVQ_PATH_LEN], tmp[KVQ_PATH_LEN + 32], old[KVQ_PATH_LEN + 32];
+    memcpy(given, dir, len);
+    given[len] = 0;
+    kvq_status s = resolve_output(given, d, sizeof d);
+    if (s) return s;
+    snprintf(tmp, sizeof tmp, "%s.tmp.XXXXXX", d);
+    snprintf(old, sizeof old, "%s.old.XXXXXX", d);
     struct stat st;
     bool exists = stat(d, &st) == 0;
     if (exists && !S_ISDIR(st.st_mode))
         return kvq_error(KVQ_ERR_IO, "%s: exists and is not a directory", d);
-    kvq_status s = exists ? check_replaceable(d) : KVQ_OK;
-    if (s) return s;
-    remove_artifact_dir(tmp);   // a stale temp of an earlier run with our pid
-    if (mkdir(tmp, 0777) != 0)
-        return kvq_error(KVQ_ERR_IO, "%s: cannot create temp directory: %s", tmp, strerror(errno));
+    if (exists && (s = check_replaceable(d))) return s;
+    if (!mkdtemp(tmp))
+        return kvq_error(KVQ_ERR_IO, "%s: cannot create temp directory %s: %s", given, tmp, strerror(errno));
+    // mkdtemp makes 0700: give the new directory the old one's mode, or
+    // what mkdir would have (0777 less the umask)
+    mode_t um = umask(0);
+    umask(um);
+    chmod(tmp, exists ? (st.st_mode & 07777) : (0777 & ~um));
     s = write_files(a, tmp);
     if (s) {
         remove_artifact_dir(tmp);
@@ -188,7 +222,8 @@ kvq_status kvq_artifacts_save(const kvq_artifacts *a, const char *dir)
     } else if (renameat2(AT_FDCWD, tmp, AT_FDCWD, d, RENAME_EXCHANGE) == 0) {
         remove_artifact_dir(tmp);   // now holds the old artifacts
     } else {
-        if (rename(d, old) != 0 || rename(tmp, d) != 0) {
+        // old: an empty directory made here, which rename(d, old) replaces
+        if (!mkdtemp(old) || rename(d, old) != 0 || rename(tmp, d) != 0) {
             s = kvq_error(KVQ_ERR_IO, "%s: cannot replace the old artifacts: %s", d, strerror(errno));
             if (stat(d, &st) != 0) rename(old, d);   // put the old ones back
             remove_artifact_dir(tmp);
@@ -296,11 +331,9 @@ kvq_status kvq_artifacts_load(const char *dir, kvq_artifacts **out)
     if (stat(dir, &stt) != 0 || !S_ISDIR(stt.st_mode))
         return kvq_error(KVQ_ERR_IO, "%s: not an artifacts directory (run `kvstudio precompute ... --output %s`)",
                          dir, dir);
-    json_error_t je;
-    json_t *root = json_load_file(mpath, 0, &je);
-    if (!root)
-        return kvq_error(access(mpath, F_OK) ? KVQ_ERR_IO : KVQ_ERR_FORMAT, "%s:%d: %s", mpath, je.line, je.text);
-    kvq_status s = KVQ_OK;
+    json_t *root;
+    kvq_status s = kvq_json_load(mpath, &root);
+    if (s) return s;
     const char *fmt = json_string_value(json_object_get(root, "format"));
     if (!json_is_object(root) || !fmt || strcmp(fmt, ART_FORMAT)) {
         s = kvq_error(KVQ_ERR_FORMAT, "%s: 'format' is '%s', expected '%s'", mpath, fmt ? fmt : "(missing)",
@@ -312,6 +345,7 @@ kvq_status kvq_artifacts_load(const char *dir, kvq_artifacts **out)
     kvq_artifacts *a = NULL;
     if (!(s = kvq_st_open(tpath, &st)) && !(s = kvq_artifacts_new(&a)) && !(s = load_meta(a, mpath, root)))
         s = load_tensors(a, mpath, json_object_get(root, "tensors"), st);
+    if (!s) s = kvq_artifacts_check(a, tpath);
     kvq_st_close(st);
     json_decref(root);
     if (s) {

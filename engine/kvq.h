@@ -44,6 +44,24 @@ typedef enum {
 
 const char *kvq_status_str(kvq_status s);
 
+// Text from files (trace metadata, tensor names, manifests, paths) on its
+// way to a terminal: replaces in place, with '?', every byte that could
+// drive the terminal: C0 controls (ESC included; tab and newline only when
+// keep_ws), DEL, UTF-8-encoded C1 controls (U+0080..U+009F) and bytes that
+// are not well-formed UTF-8 (a lone 0x9b is CSI to an 8-bit terminal).
+// Printable ASCII and valid UTF-8 pass. Returns the count replaced.
+size_t kvq_text_sanitize(char *s, bool keep_ws);
+
+// "NaN", "+Inf" or "-Inf" for a non-finite v (messages naming a bad figure).
+const char *kvq_nonfinite_name(double v);
+
+// The shape limits every kernel, plan, calibrator and view sizes its fixed
+// scratch by (KVQ_MAX_HEAD_DIM, KVQ_MAX_LAYERS). Traces of any head_dim
+// load (info works on them); whoever computes on one calls this first:
+// KVQ_ERR_UNSUPPORTED "WHO: PATH has head_dim 512, supported 1..256".
+// path may be NULL; n_layers / n_kv_heads 0 = not checked.
+kvq_status kvq_check_shape(const char *who, const char *path, int n_layers, int n_kv_heads, int head_dim);
+
 // Set the thread-local error message (printf-style) and return `s`, so a
 // failing path reads: `return kvq_error(KVQ_ERR_FORMAT, "%s: ...", path);`
 kvq_status kvq_error(kvq_status s, const char *fmt, ...)

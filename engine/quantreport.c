@@ -199,6 +199,35 @@ static kvq_status layer_values(const kvq_trace *t, const kvq_plan_params *pp, co
     return s;
 }
 
+// A figure that comes out inf/NaN where it was measured (vectors held,
+// pairs scored) is an error naming it, never a number printed with exit 0.
+static kvq_status stream_finite(const kvq_trace *t, const kvq_quantreport_stream *st, const char *where,
+                                const char *stream)
+{
+    if (st->n_vectors <= 0) return KVQ_OK;   // not measured (a trace without values): NaN by contract
+    const char *bad = !isfinite(st->relative_mse) ? "relative_mse" : !isfinite(st->cosine) ? "cosine" : NULL;
+    if (!bad) return KVQ_OK;
+    return kvq_error(KVQ_ERR_NUMERIC, "%s %s: %s is %s: the values of %s are too large for float arithmetic "
+                     "(or the method's artifacts are)", where, stream, bad,
+                     kvq_nonfinite_name(!isfinite(st->relative_mse) ? st->relative_mse : st->cosine), t->path);
+}
+
+static kvq_status report_finite(const kvq_trace *t, const kvq_quantreport *r)
+{
+    kvq_status s = KVQ_OK;
+    char where[32];
+    for (int i = 0; i < r->n_layers && !s; i++) {
+        const kvq_quantreport_layer *ly = &r->layers[i];
+        snprintf(where, sizeof where, "layer %d", ly->layer);
+        if ((s = stream_finite(t, &ly->keys, where, "keys")) || (s = stream_finite(t, &ly->values, where, "values")))
+            break;
+        if (ly->n_pairs > 0 && !isfinite(ly->ip_relative_error))
+            s = kvq_error(KVQ_ERR_NUMERIC, "layer %d: q.k error is %s: the queries and keys of %s are too large for "
+                          "float arithmetic (or the method's artifacts are)", ly->layer, kvq_nonfinite_name(ly->ip_relative_error), t->path);
+    }
+    return s;
+}
+
 kvq_status kvq_quantreport_run(const kvq_trace *t, const kvq_config *cfg, const kvq_artifacts *art,
                                const kvq_quantreport_opts *opts, kvq_progress *prog,
                                kvq_quantreport *out)
@@ -291,6 +320,9 @@ kvq_status kvq_quantreport_run(const kvq_trace *t, const kvq_config *cfg, const 
         stream_finish(&tv, &r->values);
         r->ip_relative_error = ip_finish(&tip);
         r->n_pairs = tip.n;
+        s = report_finite(t, r);
+    }
+    if (!s) {
         *out = *r;
     }
     free(r);

@@ -85,6 +85,8 @@ kvq_status kvq_replay_new(const kvq_trace *t, const kvq_config *cfg, const kvq_a
         kvq_replay_opts_default(&def);
         o = &def;
     }
+    kvq_status cs = kvq_check_shape("replay", t->path, t->n_layers, t->n_kv_heads, t->head_dim);   // acc[]
+    if (cs) return cs;
     if (!t->has_values)
         return kvq_error(KVQ_ERR_FORMAT, "%s: replay needs values (the trace has keys only)", t->path);
     if (o->seq_len < 0 || o->seq_len > t->n_tokens)

@@ -11,6 +11,7 @@
 #include <unistd.h>
 #include <jansson.h>
 #include "f16.h"
+#include "file.h"
 #include "safetensors.h"
 
 static const struct { const char *name; int size; } dtypes[KVQ_DT_COUNT] = {
@@ -42,23 +43,19 @@ kvq_status kvq_file_map(const char *path, void **map, size_t *len)
 {
     *map = NULL;
     *len = 0;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return kvq_error(KVQ_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    struct stat sb;
-    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
-        close(fd);
-        return kvq_error(KVQ_ERR_IO, "%s: not a regular file", path);
-    }
-    if (sb.st_size > 0) {
-        void *m = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+    int fd;
+    size_t size;
+    kvq_status s = kvq_file_open_regular(path, &fd, &size);
+    if (s) return s;
+    if (size > 0) {
+        void *m = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
         if (m == MAP_FAILED) {
             int e = errno;
             close(fd);
-            return kvq_error(KVQ_ERR_IO, "%s: cannot map %lld bytes: %s", path, (long long)sb.st_size,
-                             strerror(e));
+            return kvq_error(KVQ_ERR_IO, "%s: cannot map %zu bytes: %s", path, size, strerror(e));
         }
         *map = m;
-        *len = (size_t)sb.st_size;
+        *len = size;
     }
     close(fd);
     return KVQ_OK;

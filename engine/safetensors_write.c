@@ -33,6 +33,20 @@ kvq_status kvq_atomic_open(kvq_atomic_file *af, const char *path)
     if (strlen(path) >= sizeof af->path)
         return kvq_error(KVQ_ERR_ARG, "%s: path longer than %d bytes", path, KVQ_PATH_LEN - 1);
     snprintf(af->path, sizeof af->path, "%s", path);
+    // A symbolic link is followed: the temp goes beside its target and the
+    // target is replaced (renaming over the link would turn it into a file).
+    struct stat ls;
+    if (lstat(path, &ls) == 0 && S_ISLNK(ls.st_mode)) {
+        char *real = realpath(path, NULL);
+        if (!real)
+            return kvq_error(KVQ_ERR_IO, "%s: a symbolic link whose target cannot be resolved (%s); refusing to write "
+                             "through it", path, strerror(errno));
+        bool fits = strlen(real) < sizeof af->path;
+        if (fits) snprintf(af->path, sizeof af->path, "%s", real);
+        free(real);
+        if (!fits) return kvq_error(KVQ_ERR_ARG, "%s: the link's target path is too long", path);
+        path = af->path;
+    }
     // Renaming over a device, FIFO or directory would replace the node
     // itself (as root, `export json /dev/full` replaced /dev/full).
     struct stat st;

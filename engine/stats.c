@@ -70,6 +70,12 @@ kvq_status kvq_head_stats_compute(const float *x, int n, int d, kvq_head_stats *
             float v = (float)(cov[(size_t)a * d + b] / (n > 1 ? n - 1 : 1));
             covf[(size_t)a * d + b] = covf[(size_t)b * d + a] = v;
         }
+    for (size_t i = 0; i < (size_t)d * d; i++)
+        if (!isfinite(covf[i])) {
+            s = kvq_error(KVQ_ERR_NUMERIC, "stats: the covariance is %s in float (values too large for float "
+                          "arithmetic)", kvq_nonfinite_name(covf[i]));
+            goto out;
+        }
     lapack_int info = LAPACKE_ssyevd(LAPACK_ROW_MAJOR, 'N', 'U', d, covf, d, st->eig);
     if (info != 0) {
         s = kvq_error(KVQ_ERR_NUMERIC, "stats: eigendecomposition failed (ssyevd info %d)", (int)info);

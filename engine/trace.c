@@ -6,6 +6,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include "file.h"
 #include "trace_impl.h"
 
 // "layers.12.keys" -> 12, 0 (keys) / 1 (values) / 2 (queries).
@@ -173,6 +175,8 @@ static kvq_status read_meta(kvq_trace *t, const kvq_st *st)
     }
     snprintf(t->model, sizeof t->model, "%s", (v = kvq_st_meta(st, "model")) ? v : "");
     snprintf(t->source, sizeof t->source, "%s", (v = kvq_st_meta(st, "source")) ? v : "");
+    kvq_text_sanitize(t->model, false);   // free text from the file: shown by info and the studio
+    kvq_text_sanitize(t->source, false);
     if ((v = kvq_st_meta(st, "rope_theta"))) {
         char *end;
         t->rope_theta = strtod(v, &end);
@@ -298,9 +302,9 @@ static int is_npy(const char *path)
 {
     size_t n = strlen(path);
     if (n >= 4 && strcmp(path + n - 4, ".npy") == 0) return 1;
-    FILE *f = fopen(path, "rb");
+    FILE *f = NULL;
     char magic[6] = {0};
-    if (f) {
+    if (kvq_file_fopen(path, &f, NULL) == KVQ_OK) {
         if (fread(magic, 1, 6, f) != 6) magic[0] = 0;
         fclose(f);
     }
@@ -315,13 +319,16 @@ static kvq_status sniff_trace(const char *path)
 {
     size_t n = strlen(path);
     if (n >= 12 && strcmp(path + n - 12, ".safetensors") == 0) return KVQ_OK;
-    FILE *f = fopen(path, "rb");
-    if (!f) return KVQ_OK;   // the parser reports why it cannot be opened
+    struct stat sb;
+    if (stat(path, &sb)) return KVQ_OK;   // the parser reports why it cannot be opened
+    if (S_ISDIR(sb.st_mode))
+        return kvq_error(KVQ_ERR_FORMAT, "%s: is a directory, not a safetensors, npy or mlx_lm cache file", path);
+    FILE *f;
+    kvq_status st = kvq_file_fopen(path, &f, NULL);   // a FIFO or device: refused, never read
+    if (st) return st;
     unsigned char head[9];
     size_t got = fread(head, 1, sizeof head, f);
-    bool dir = got == 0 && ferror(f) && errno == EISDIR;
     fclose(f);
-    if (dir) return kvq_error(KVQ_ERR_FORMAT, "%s: is a directory, not a safetensors, npy or mlx_lm cache file", path);
     if (got == sizeof head && head[8] == '{') return KVQ_OK;
     return kvq_error(KVQ_ERR_FORMAT, "%s: not a safetensors, npy or mlx_lm cache file", path);
 }

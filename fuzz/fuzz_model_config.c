@@ -1,7 +1,10 @@
 // fuzz_model_config.c — the Hugging Face checkpoint loader on an arbitrary
 // config.json and model.safetensors.index.json (input split by fuzz_split)
 // in a temp directory with no shards: the config checks, then the index
-// (weight_map, shard names, a missing shard) must all fail cleanly.
+// (weight_map, shard names, a missing shard) must all fail cleanly. A
+// config that loads has every field in the range the runner is sized for
+// (issue 17: extreme eps/theta/sizes and a missing head_dim with an odd
+// shape are refused at load, never reach a run).
 #include "fuzz_util.h"
 #include "model.h"
 
@@ -20,6 +23,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     kvq_model_config c;
     if (kvq_model_config_load(dir, &c) == KVQ_OK) {
         if (c.n_layers < 1 || c.n_heads < 1 || c.n_kv_heads < 1 || c.head_dim < 1) abort();
+        if (c.n_layers > KVQ_MAX_LAYERS || c.head_dim > KVQ_MAX_HEAD_DIM || c.head_dim % 2 || c.n_heads % c.n_kv_heads)
+            abort();
+        if (c.vocab_size > (1 << 24) || c.hidden_size > (1 << 16) || c.intermediate_size > (1 << 18) ||
+            c.n_heads > 1024 || c.max_position_embeddings > (1 << 24))
+            abort();
+        if (!(c.rms_norm_eps > 0 && c.rms_norm_eps <= 1e-2) || !(c.rope_theta >= 1 && c.rope_theta <= 1e12)) abort();
         kvq_model *m = NULL;
         if (kvq_model_load(dir, &m) == KVQ_OK) abort();   // there are no weights to find
         if (m) abort();

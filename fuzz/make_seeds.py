@@ -40,7 +40,7 @@ def f32(vals):
 # ---- artifacts: manifest.json + artifacts.safetensors (as kvq_artifacts_save writes them)
 cent = [((i * 7) % 11 - 5) / 4 for i in range(2 * 8)]
 scale = [1 + i / 8 for i in range(8)]
-tens = [("rabitq.centroids.l0.h0", "F32", [2, 8], f32(cent)), ("vecinfer.smooth.l0", "F32", [8], f32(scale))]
+tens = [("rabitq.centroids.l0.h0", "F32", [2, 8], f32(cent)), ("other.smooth.l0", "F32", [8], f32(scale))]
 st = safetensors(tens, {"format": "kvstudio-artifacts"})
 man = {"format": "kvstudio-artifacts", "method": "rabitq", "version": "0.1.0",
        "trace": {"layers": 2, "kv_heads": 2, "head_dim": 8, "tokens": 4, "source": "tr_valid"},
@@ -49,8 +49,39 @@ man = {"format": "kvstudio-artifacts", "method": "rabitq", "version": "0.1.0",
 out("fuzz_artifacts", "valid", two(json.dumps(man, indent=2), st))
 out("fuzz_artifacts", "empty_list", two(json.dumps(dict(man, tensors=[])), safetensors([], {"format": "x"})))
 bad = dict(man, tensors=[{"name": "rabitq.centroids.l0.h0", "dtype": "F32", "shape": [8, 2]},
-                         {"name": "vecinfer.smooth.l0", "dtype": "F32", "shape": [8]}])
+                         {"name": "other.smooth.l0", "dtype": "F32", "shape": [8]}])
 out("fuzz_artifacts", "shape_mismatch", two(json.dumps(bad), st))
+
+
+def art(method, tensors):
+    """One artifacts image for a 2-layer, 2-kv-head, head_dim 8 trace (tests/data/tr_valid)."""
+    ts = [(n, "F32", s, f32(v)) for n, s, v in tensors]
+    m = dict(man, method=method, options={}, tensors=[{"name": n, "dtype": "F32", "shape": s} for n, s, _ in tensors])
+    return two(json.dumps(m, indent=1), safetensors(ts, {"format": "kvstudio-artifacts"}))
+
+
+# one well-formed set per calibrated method, so the fuzzer reaches every plan (issue 17)
+eye = [1.0 if i == j else 0.0 for i in range(8) for j in range(8)]
+streams = [(l, h) for l in range(2) for h in range(2)]
+out("fuzz_artifacts", "ratequant", art("ratequant", [
+    ("ratequant.bits", [2], [2, 3]), ("ratequant.target_bits", [1], [2.5]),
+    ("ratequant.sensitivity", [2, 4], [0.1, 0.01, 0.1, 1.0, 0.2, 0.02, 0.2, 2.0]),
+    ("ratequant.curve", [2, 3], [1.0, 1.4, 0.0, 0.9, 1.3, 0.01]), ("ratequant.rates", [3], [1, 2, 3]),
+    ("ratequant.distortion", [2, 3], [0.3, 0.1, 0.03, 0.3, 0.1, 0.03])]))
+out("fuzz_artifacts", "spectral", art("spectral", [t for l, h in streams for t in (
+    (f"spectral.rotation.l{l}.h{h}", [8, 8], eye), (f"spectral.mean.l{l}.h{h}", [8], [0.1] * 8),
+    (f"spectral.eigenvalues.l{l}.h{h}", [8], [8 - i for i in range(8)]))] + [("spectral.d_eff", [2, 2], [5.0] * 4)]))
+out("fuzz_artifacts", "vecinfer", art("vecinfer", [
+    ("vecinfer.smooth", [2, 8], scale * 2), ("vecinfer.codebook", [2, 4, 4, 2], [((i * 5) % 9 - 4) / 4 for i in range(64)])]))
+out("fuzz_artifacts", "commvq", art("commvq", [
+    (f"commvq.codebooks.l{l}.h{h}", [4, 4, 8], [((i * 3) % 7 - 3) / 4 for i in range(128)]) for l, h in streams]))
+out("fuzz_artifacts", "rabitq", art("rabitq", [
+    (f"rabitq.centroids.l{l}.h{h}", [2, 8], cent) for l, h in streams]))
+# the crafted cases of issue 17 (refused on load)
+out("fuzz_artifacts", "rq_short_sensitivity", art("ratequant", [
+    ("ratequant.bits", [2], [2, 3]), ("ratequant.target_bits", [1], [3]),
+    ("ratequant.sensitivity", [1, 4], [0.1, 0.01, 0.1, 1.0]), ("ratequant.curve", [2, 3], [1.0, 1.4, 0.0] * 2)]))
+out("fuzz_artifacts", "rq_empty_target", art("ratequant", [("ratequant.bits", [2], [2, 3]), ("ratequant.target_bits", [0], [])]))
 
 # ---- model config: config.json + model.safetensors.index.json
 cfg = json.load(open(os.path.join(HERE, "..", "sample_data", "refmodel", "config.json")))
@@ -62,6 +93,15 @@ out("fuzz_model_config", "llama3_tied", two(json.dumps(c2), '{"weight_map": {"a"
 c3 = dict(cfg, rope_scaling={"type": "linear", "factor": 2.0})
 del c3["head_dim"]
 out("fuzz_model_config", "linear_no_head_dim", two(json.dumps(c3), ""))
+# issue 17: extreme but parseable fields (refused), the rope_parameters form
+c4 = dict(cfg, rms_norm_eps=1e300, rope_theta=1e-300, max_position_embeddings=2 ** 40)
+out("fuzz_model_config", "extreme_fields", two(json.dumps(c4), idx))
+c5 = dict(cfg, hidden_size=516)
+del c5["head_dim"]
+out("fuzz_model_config", "odd_no_head_dim", two(json.dumps(c5), idx))
+c6 = dict(cfg, rope_parameters={"rope_type": "default", "rope_theta": 500000.0})
+del c6["rope_theta"]
+out("fuzz_model_config", "rope_parameters", two(json.dumps(c6), idx))
 
 # ---- command scripts
 scripts = {

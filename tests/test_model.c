@@ -8,9 +8,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <cmocka.h>
 #include "model.h"
+#include "safetensors.h"
 #include "trace.h"
 
 #define REFMODEL "sample_data/refmodel"
@@ -335,6 +337,101 @@ static void test_unsupported_config(void **st)
     }
 }
 
+// Extreme but parseable configs (issue 17): every numeric field is range
+// checked and named, so nothing reaches the runner that would make it run
+// for ever, overflow a size or compute on nonsense; a FIFO as config.json
+// is refused at once instead of blocking the open.
+static void test_config_ranges(void **st)
+{
+    (void)st;
+    static const struct { const char *body, *msg; kvq_status want; } cases[] = {
+        {"\"head_dim\": 128, \"rms_norm_eps\": 1e300", "field 'rms_norm_eps' is not a number in (0, 0.01]", KVQ_ERR_FORMAT},
+        {"\"head_dim\": 128, \"rms_norm_eps\": 0", "rms_norm_eps", KVQ_ERR_FORMAT},
+        {"\"head_dim\": 128, \"rope_theta\": 1e300", "field 'rope_theta' is not a number in (0, 1e+12]", KVQ_ERR_FORMAT},
+        {"\"head_dim\": 128, \"rope_theta\": 0.5", "field 'rope_theta' = 0.5 is out of range", KVQ_ERR_FORMAT},
+        {"\"head_dim\": 128, \"rope_parameters\": {\"rope_type\": \"default\", \"rope_theta\": 1e300}",
+         "field 'rope_theta' is not a number", KVQ_ERR_FORMAT},
+        {"\"head_dim\": 128, \"max_position_embeddings\": 1073741824", "'max_position_embeddings' is not an integer in 1..16777216",
+         KVQ_ERR_FORMAT},
+        {"\"head_dim\": 128, \"vocab_size\": 1073741824", "'vocab_size' is not an integer in 1..16777216", KVQ_ERR_FORMAT},
+        {"\"head_dim\": 128, \"num_attention_heads\": 65536", "'num_attention_heads' is not an integer in 1..1024",
+         KVQ_ERR_FORMAT},
+        {"\"head_dim\": 128, \"rope_scaling\": {\"rope_type\": \"linear\", \"factor\": 1e9}", "'factor' is not a number",
+         KVQ_ERR_FORMAT},
+        // no head_dim: hidden_size / num_attention_heads must divide and give an even head_dim
+        {"\"hidden_size\": 510", "hidden_size 510 is not a multiple of num_attention_heads 4", KVQ_ERR_FORMAT},
+        {"\"hidden_size\": 12", "field 'head_dim' = 3 is not supported (expected even", KVQ_ERR_UNSUPPORTED},
+        {"\"hidden_size\": 2048", "field 'head_dim' = 512 is not supported", KVQ_ERR_UNSUPPORTED},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const char *dir = tmpdir();
+        char cfg[1024];
+        snprintf(cfg, sizeof cfg,
+                 "{\"model_type\": \"llama\", \"vocab_size\": 256, \"hidden_size\": 512, \"intermediate_size\": 1536,"
+                 " \"num_hidden_layers\": 6, \"num_attention_heads\": 4, \"num_key_value_heads\": 2, %s}",
+                 cases[i].body);   // the later of two equal keys wins
+        write_file(dir, "config.json", cfg);
+        kvq_model_config c;
+        kvq_status s = kvq_model_config_load(dir, &c);
+        if (s != cases[i].want || !strstr(kvq_last_error(), cases[i].msg))
+            fail_msg("case %zu: status %d, message: %s", i, s, kvq_last_error());
+        rmtree(dir);
+    }
+    const char *dir = tmpdir();
+    char p[256];
+    snprintf(p, sizeof p, "%s/config.json", dir);
+    assert_int_equal(mkfifo(p, 0600), 0);
+    kvq_model_config c;
+    assert_int_equal(kvq_model_config_load(dir, &c), KVQ_ERR_IO);
+    assert_non_null(strstr(kvq_last_error(), "config.json: not a regular file (a fifo)"));
+    rmtree(dir);
+}
+
+// A finite but huge lm_head (3e38) makes every logit overflow: ppl is an
+// error naming the figure, not "inf" bits per byte with success (issue 17).
+static void test_ppl_nonfinite(void **st)
+{
+    (void)st;
+    const char *dir = tmpdir();
+    write_file(dir, "config.json",
+               "{\"model_type\": \"llama\", \"vocab_size\": 256, \"hidden_size\": 16, \"intermediate_size\": 32,"
+               " \"num_hidden_layers\": 1, \"num_attention_heads\": 2, \"num_key_value_heads\": 1}");
+    static const struct { const char *name; int64_t r, c; float v; } w[] = {
+        {"model.embed_tokens.weight", 256, 16, 0.01f}, {"model.norm.weight", 16, 0, 1},
+        {"lm_head.weight", 256, 16, 3e38f}, {"model.layers.0.input_layernorm.weight", 16, 0, 1},
+        {"model.layers.0.self_attn.q_proj.weight", 16, 16, 0.01f}, {"model.layers.0.self_attn.k_proj.weight", 8, 16, 0.01f},
+        {"model.layers.0.self_attn.v_proj.weight", 8, 16, 0.01f}, {"model.layers.0.self_attn.o_proj.weight", 16, 16, 0.01f},
+        {"model.layers.0.post_attention_layernorm.weight", 16, 0, 1},
+        {"model.layers.0.mlp.gate_proj.weight", 32, 16, 0.01f}, {"model.layers.0.mlp.up_proj.weight", 32, 16, 0.01f},
+        {"model.layers.0.mlp.down_proj.weight", 16, 32, 0.01f},
+    };
+    enum { NW = sizeof w / sizeof w[0] };
+    kvq_st_wtensor wt[NW];
+    float *bufs[NW];
+    for (int i = 0; i < NW; i++) {
+        size_t n = (size_t)w[i].r * (w[i].c ? (size_t)w[i].c : 1);
+        bufs[i] = malloc(sizeof(float) * n);
+        for (size_t j = 0; j < n; j++) bufs[i][j] = w[i].v * (j % 2 ? 1.0f : 0.5f);
+        wt[i] = (kvq_st_wtensor){.name = w[i].name, .dtype = KVQ_DT_F32, .ndim = w[i].c ? 2 : 1,
+                                 .shape = {w[i].r, w[i].c}, .data = bufs[i]};
+    }
+    char p[256];
+    snprintf(p, sizeof p, "%s/model.safetensors", dir);
+    assert_int_equal(kvq_st_write(p, wt, NW, NULL, NULL, 0), KVQ_OK);
+    for (int i = 0; i < NW; i++) free(bufs[i]);
+    kvq_model *m;
+    if (kvq_model_load(dir, &m)) fail_msg("%s", kvq_last_error());
+    kvq_config cfg;
+    kvq_model_cfg_reference(&cfg);
+    int32_t tok[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+    kvq_ppl_result r;
+    assert_int_equal(kvq_model_ppl(m, &cfg, NULL, tok, 8, 4, NULL, &r), KVQ_ERR_NUMERIC);
+    assert_non_null(strstr(kvq_last_error(), "bits per token is"));
+    assert_non_null(strstr(kvq_last_error(), "non-finite logits"));
+    kvq_model_free(m);
+    rmtree(dir);
+}
+
 // Llama-3 rope_scaling: high frequencies untouched, low ones divided by factor.
 static void test_llama3_rope(void **st)
 {
@@ -412,7 +509,8 @@ int main(void)
         cmocka_unit_test(test_ppl_kl),                cmocka_unit_test(test_capture_round_trip),
         cmocka_unit_test(test_missing_shard),         cmocka_unit_test(test_unsupported_config),
         cmocka_unit_test(test_llama3_rope),           cmocka_unit_test(test_tokens_files),
-        cmocka_unit_test(test_sensitivities),
+        cmocka_unit_test(test_sensitivities),         cmocka_unit_test(test_config_ranges),
+        cmocka_unit_test(test_ppl_nonfinite),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

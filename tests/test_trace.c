@@ -18,6 +18,8 @@
 #include "f16.h"
 #include "npy.h"
 #include "trace.h"
+#include "calib/calib.h"
+#include "methods/methods.h"
 #include "test_util.h"
 
 static char tmpdir[64];
@@ -111,6 +113,50 @@ static void test_corpus_rejects(void **state)
     }
     if (d) closedir(d);
     assert_true(n >= 16);
+}
+
+// Free-text metadata holding escape sequences (issue 17) reaches the trace
+// struct with every control byte, C1 control and newline replaced; a
+// head_dim above KVQ_MAX_HEAD_DIM loads (info works on it) but every
+// calibrator and method refuses it by name before touching its scratch.
+static void test_escape_metadata_and_wide_heads(void **state)
+{
+    (void)state;
+    kvq_trace *t;
+    assert_int_equal(kvq_trace_open("tests/data/tr_escape_meta.safetensors", NULL, &t), KVQ_OK);
+    assert_string_equal(t->model, "?]0;owned??[2Jmodel");
+    assert_string_equal(t->source, "??31mred?[0m?second line");
+    kvq_trace_free(t);
+    char s[] = "ok \xe2\x94\x80 \xc2\x9b \xff \x1b[1m \xed\xa0\x80 \x7f\t\n";
+    assert_int_equal(kvq_text_sanitize(s, true), 7);
+    assert_string_equal(s, "ok \xe2\x94\x80 ?? ? ?[1m ??? ?\t\n");
+    static const char *const wide[] = {"tests/data/tr_head_dim_300.safetensors", "tests/data/tr_head_dim_512.safetensors"};
+    for (int w = 0; w < 2; w++) {
+        assert_int_equal(kvq_trace_open(wide[w], NULL, &t), KVQ_OK);
+        kvq_calib_opts o;
+        kvq_calib_opts_default(&o);
+        o.num_clusters = 2;
+        o.num_centroids = 2;
+        for (int c = 0; c < kvq_n_calibrators; c++) {
+            kvq_artifacts *a = (kvq_artifacts *)1;
+            kvq_status st = kvq_calibrate(kvq_calibrators[c].name, t, &o, NULL, &a);
+            if (st != KVQ_ERR_UNSUPPORTED || !strstr(kvq_last_error(), "supported 1..256"))
+                fail_msg("%s on %s: status %d, '%s'", kvq_calibrators[c].name, wide[w], st, kvq_last_error());
+            assert_null(a);
+            // the calibrator called directly checks too
+            kvq_artifacts_new(&a);
+            assert_int_equal(kvq_calibrators[c].run(t, &o, NULL, a), KVQ_ERR_UNSUPPORTED);
+            kvq_artifacts_free(a);
+        }
+        kvq_config cfg;
+        kvq_config_default(&cfg);
+        for (int m = 0; m < kvq_n_methods; m++) {
+            kvq_plan_params pp = {.bits = kvq_methods[m].min_bits, .head_dim = t->head_dim, .cfg = &cfg};
+            kvq_quantizer q;
+            assert_int_not_equal(kvq_quantizer_init(&q, kvq_methods[m].name, &pp), KVQ_OK);
+        }
+        kvq_trace_free(t);
+    }
 }
 
 static void test_valid_corpus_trace(void **state)
@@ -583,6 +629,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_corpus_rejects),
         cmocka_unit_test(test_valid_corpus_trace),
+        cmocka_unit_test(test_escape_metadata_and_wide_heads),
         cmocka_unit_test(test_sample_traces),
         cmocka_unit_test(test_kvtrace_written_round_trip),
         cmocka_unit_test(test_npy_round_trip),

@@ -138,6 +138,31 @@ static void test_explorer(void **state)
     assert_shows(ui, "layer 0, kv head 1: values");
 }
 
+// A head_dim 512 trace (issue 17: the explorer overread a 256-entry stack
+// array, ASan in widgets.c from explorer.c) draws in every view; a trace
+// whose metadata holds escape sequences puts none on the screen.
+static void test_wide_and_escaped_traces(void **state)
+{
+    fixture *f = *state;
+    kvs_ui *ui = f->ui;
+    assert_int_equal(kvs_session_load(&f->s, "tests/data/tr_head_dim_512.safetensors", NULL), 0);
+    assert_shows(ui, "layer 0, kv head 0: keys");
+    assert_shows(ui, "of 512");   // d_eff of 512
+    assert_shows(ui, "max |k| per channel");
+    kvs_ui_key(ui, 'v');
+    assert_shows(ui, "max |v| per channel");
+    for (const char *v = "123456"; *v; v++) {
+        kvs_ui_key(ui, (unsigned char)*v);
+        grab(ui);
+    }
+    kvs_ui_key(ui, '1');
+    assert_int_equal(kvs_session_load(&f->s, "tests/data/tr_escape_meta.safetensors", NULL), 0);
+    for (const char *v = "123456"; *v; v++) {
+        kvs_ui_key(ui, (unsigned char)*v);
+        assert_null(strchr(grab(ui), '\x1b'));
+    }
+}
+
 static void test_lab_run_and_compare(void **state)
 {
     fixture *f = *state;
@@ -594,6 +619,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_explorer, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_wide_and_escaped_traces, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lab_run_and_compare, setup, teardown),
         cmocka_unit_test_setup_teardown(test_plots_and_export, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dashboard_all_fp16, setup, teardown),

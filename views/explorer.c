@@ -146,11 +146,18 @@ static void draw_head(kvs_ui *ui, kvs_rect r)
         free(rel);
     }
     y += hn;
-    // per-channel max |x|, outliers highlighted
-    bool mark[KVQ_MAX_HEAD_DIM] = {0};
+    // per-channel max |x|, outliers highlighted. Sized by the trace's
+    // head_dim, not KVQ_MAX_HEAD_DIM: the explorer shows traces of any
+    // head_dim (kvs_w_vbars reads mark[0..d-1]).
+    bool *mark = calloc((size_t)st->d, sizeof *mark), *dmark = calloc((size_t)st->d, sizeof *dmark);
+    float *lg = malloc(sizeof(float) * (size_t)st->d);
+    if (!mark || !dmark || !lg) {
+        free(mark), free(dmark), free(lg);
+        return;
+    }
     float cmax = 0;
     int n_out = 0;
-    for (int j = 0; j < st->d && j < KVQ_MAX_HEAD_DIM; j++) {
+    for (int j = 0; j < st->d; j++) {
         mark[j] = st->chan_max[j] >= OUTLIER_RATIO * st->chan_median;
         n_out += mark[j];
         if (st->chan_max[j] > cmax) cmax = st->chan_max[j];
@@ -166,9 +173,8 @@ static void draw_head(kvs_ui *ui, kvs_rect r)
     kvs_w_vbars(ui, cr, st->chan_max, st->d, cmax, mark, kvs_attr(ui, KVS_C_GOOD), kvs_attr(ui, KVS_C_BAD));
     y += hc;
     // spectrum on a log scale: 0 = 1e-4 of the largest eigenvalue
-    float lg[KVQ_MAX_HEAD_DIM];
     double e0 = st->eig[0] > 0 ? st->eig[0] : 1;
-    for (int j = 0; j < st->d && j < KVQ_MAX_HEAD_DIM; j++) {
+    for (int j = 0; j < st->d; j++) {
         double v = st->eig[j] > 0 ? log10(st->eig[j] / e0) + 4 : 0;
         lg[j] = (float)(v > 0 ? v : 0);
     }
@@ -182,11 +188,10 @@ static void draw_head(kvs_ui *ui, kvs_rect r)
                "eigen spectrum (log10, 4 decades): d_eff %.1f; the top %d hold %.0f%% of the variance",
                st->d_eff, kd, tot > 0 ? 100 * top_share / tot : 0);
     kvs_rect sr = {y + 1, in.x + 8, hs - 1, in.w - 8};
-    bool dmark[KVQ_MAX_HEAD_DIM] = {0};
-    if (kd > 0 && kd <= st->d && kd <= KVQ_MAX_HEAD_DIM) dmark[kd - 1] = true;
+    if (kd > 0 && kd <= st->d) dmark[kd - 1] = true;
     kvs_w_text(ui, sr.y, in.x, 7, kvs_attr(ui, KVS_C_DIM), "%7.2g", st->eig[0]);
-    kvs_w_vbars(ui, sr, lg, st->d < KVQ_MAX_HEAD_DIM ? st->d : KVQ_MAX_HEAD_DIM, 4, dmark,
-                kvs_attr(ui, KVS_C_S4), kvs_attr(ui, KVS_C_WARN));
+    kvs_w_vbars(ui, sr, lg, st->d, 4, dmark, kvs_attr(ui, KVS_C_S4), kvs_attr(ui, KVS_C_WARN));
+    free(mark), free(dmark), free(lg);
 }
 
 static void explorer_draw(kvs_ui *ui, kvs_rect r)

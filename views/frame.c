@@ -31,6 +31,7 @@ static void draw_tabs(kvs_ui *ui)
     kvq_artifacts_id(s->art, id, sizeof id);
     kvq_config_label(&s->cfg, id, label, sizeof label);   // the whole config, "..." when it does not fit
     snprintf(right, sizeof right, "%.60s  %s ", tp, label);
+    kvq_text_sanitize(right, false);   // the trace's file name
     int rx = COLS - (int)strlen(right);
     if (rx > x + 1) {
         attrset(kvs_attr(ui, KVS_C_ACCENT));
@@ -100,7 +101,10 @@ static void draw_status(kvs_ui *ui, int y)
     }
     pthread_mutex_lock(&ui->log_mu);
     attrset(ui->status_error ? kvs_attr(ui, KVS_C_BAD) : A_NORMAL);
-    mvaddnstr(y, 0, ui->status, COLS - 1);
+    char line[sizeof ui->status];
+    snprintf(line, sizeof line, "%s", ui->status);
+    kvq_text_sanitize(line, false);
+    mvaddnstr(y, 0, line, COLS - 1);
     attrset(A_NORMAL);
     pthread_mutex_unlock(&ui->log_mu);
 }

@@ -41,8 +41,11 @@ void kvs_w_box(kvs_ui *ui, kvs_rect r, const char *title)
     mvaddstr(r.y + r.h - 1, r.x + r.w - 1, ui->utf8 ? "\u256f" : "+");
     if (title && r.w > 6) {
         attrset(kvs_attr(ui, KVS_C_TITLE));
+        char t[256];   // titles carry trace paths and names from files
+        snprintf(t, sizeof t, "%s", title);
+        kvq_text_sanitize(t, false);
         mvaddch(r.y, r.x + 2, ' ');
-        addnstr(title, r.w - 6);
+        addnstr(t, r.w - 6);
         addch(' ');
     }
     attrset(A_NORMAL);
@@ -57,6 +60,7 @@ void kvs_w_text(kvs_ui *ui, int y, int x, int maxw, attr_t a, const char *fmt, .
     va_start(ap, fmt);
     vsnprintf(buf, sizeof buf, fmt, ap);
     va_end(ap);
+    kvq_text_sanitize(buf, false);   // names and metadata from files: no escapes, one line
     attrset(a);
     mvaddnstr(y, x, buf, maxw);   // ASCII text: bytes = cells
     attrset(A_NORMAL);

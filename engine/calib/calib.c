@@ -173,11 +173,12 @@ kvq_status kvq_calibrate(const char *method, const kvq_trace *t, const kvq_calib
         return kvq_error(KVQ_ERR_UNKNOWN_METHOD, "no calibration for method '%s' (calibrated methods: %s)",
                          method ? method : "", known);
     }
+    kvq_status s = kvq_check_shape(c->name, t->path, t->n_layers, t->n_kv_heads, t->head_dim);
+    if (s) return s;
     if (o->layers > t->n_layers)
         return kvq_error(KVQ_ERR_ARG, "calibration: layers %d but the trace has %d", o->layers, t->n_layers);
     kvq_artifacts *a;
-    kvq_status s = kvq_artifacts_new(&a);
-    if (s) return s;
+    if ((s = kvq_artifacts_new(&a))) return s;
     kvq_progress_begin(p);
     s = c->run(t, o, p, a);
     int layers = o->layers ? o->layers : t->n_layers;
@@ -194,6 +195,25 @@ kvq_status kvq_calibrate(const char *method, const kvq_trace *t, const kvq_calib
         snprintf(key, sizeof key, "option.%s", opt_fields[i].name);
         kvq_calib_opts_get(o, opt_fields[i].name, val, sizeof val);
         s = kvq_artifacts_set_meta(a, key, val);
+    }
+    // what a calibration hands out must load again: no inf/NaN from a trace
+    // whose values overflow float arithmetic, every tensor in its shape/range
+    for (int i = 0; !s && i < kvq_artifacts_count(a); i++) {
+        int nd;
+        int64_t sh[8];
+        const char *name = kvq_artifacts_name(a, i);
+        const float *x = kvq_artifacts_get(a, name, &nd, sh);
+        size_t n = 1;
+        for (int d = 0; d < nd; d++) n *= (size_t)sh[d];
+        for (size_t j = 0; j < n && !s; j++)
+            if (!isfinite(x[j]))
+                s = kvq_error(KVQ_ERR_NUMERIC, "%s: calibration gave %s in '%s' (element %zu): the values of %s are "
+                              "too large for float arithmetic", c->name, kvq_nonfinite_name(x[j]), name, j, t->path);
+    }
+    if (!s) {
+        char where[KVQ_PATH_LEN + 48];
+        snprintf(where, sizeof where, "%s calibration on %s", c->name, t->path);
+        s = kvq_artifacts_check(a, where);
     }
     if (s) {
         kvq_artifacts_free(a);
@@ -324,6 +344,8 @@ kvq_status kvq_calib_eval_keys(const kvq_trace *t, const kvq_config *cfg, const 
                                const kvq_calib_opts *o, kvq_attn_eval *ev)
 {
     memset(ev, 0, sizeof *ev);
+    kvq_status cs = kvq_check_shape("eval", t->path, t->n_layers, t->n_kv_heads, t->head_dim);
+    if (cs) return cs;
     if (!t->n_queries) return kvq_error(KVQ_ERR_ARG, "%s: trace has no queries (attention error needs them)", t->path);
     int L = o->layers ? o->layers : t->n_layers, d = t->head_dim;
     int n = o->sequence_length && o->sequence_length < t->n_tokens ? o->sequence_length : t->n_tokens;

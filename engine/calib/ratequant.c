@@ -405,6 +405,8 @@ kvq_status kvq_calib_ratequant(const kvq_trace *t, const kvq_calib_opts *o, kvq_
 {
     int L = o->layers ? o->layers : t->n_layers, H = t->n_kv_heads, U = o->per_head ? H : 1, n = L * U;
     const int R = (int)(sizeof default_rates / sizeof default_rates[0]);
+    kvq_status cs = kvq_check_shape("ratequant", t->path, L, H, t->head_dim);
+    if (cs) return cs;
     if (o->min_bits > o->max_bits)
         return kvq_error(KVQ_ERR_ARG, "ratequant: min_bits %d > max_bits %d", o->min_bits, o->max_bits);
     kvq_rq_sensitivity *sens = calloc((size_t)n, sizeof *sens);

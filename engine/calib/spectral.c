@@ -9,7 +9,7 @@
 
 // mean (d) and covariance cov (d, d) of k (n, d); accumulated in double.
 static void key_moments(const float *k, int n, int d, double *mean, double *cov)
-{
+{   // d <= KVQ_MAX_HEAD_DIM: kvq_calib_spectral checked it
     memset(mean, 0, sizeof(double) * (size_t)d);
     memset(cov, 0, sizeof(double) * (size_t)d * d);
     for (int v = 0; v < n; v++)
@@ -67,6 +67,8 @@ static kvq_status eigen(const double *cov, int d, float *rot, float *eig, int l,
 kvq_status kvq_calib_spectral(const kvq_trace *t, const kvq_calib_opts *o, kvq_progress *p, kvq_artifacts *out)
 {
     int d = t->head_dim, H = t->n_kv_heads, L = o->layers ? o->layers : t->n_layers;
+    kvq_status cs = kvq_check_shape("spectral", t->path, L, H, d);   // eig, meanf: KVQ_MAX_HEAD_DIM
+    if (cs) return cs;
     int n = o->sequence_length && o->sequence_length < t->n_tokens ? o->sequence_length : t->n_tokens;
     if (n < 2) return kvq_error(KVQ_ERR_ARG, "spectral: need at least 2 tokens (sequence_length %d)", n);
     float *k = malloc(sizeof(float) * (size_t)t->n_tokens * d), *rot = malloc(sizeof(float) * (size_t)d * d);

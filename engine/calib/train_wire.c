@@ -93,6 +93,8 @@ static int calib_tokens(const kvq_trace *t, const kvq_calib_opts *o)
 kvq_status kvq_calib_rabitq(const kvq_trace *t, const kvq_calib_opts *o, kvq_progress *p,
                             kvq_artifacts *out)
 {
+    kvq_status cs = kvq_check_shape("rabitq", t->path, t->n_layers, t->n_kv_heads, t->head_dim);
+    if (cs) return cs;
     kvq_train_rabitq_opts ro = {.num_clusters = o->num_clusters, .max_iter = o->max_iter};
     return each_stream(t, calib_layers(t, o), calib_tokens(t, o), o->seed, p, "rabitq", "rabitq",
                        rabitq_stream, &ro, out);
@@ -101,6 +103,8 @@ kvq_status kvq_calib_rabitq(const kvq_trace *t, const kvq_calib_opts *o, kvq_pro
 kvq_status kvq_calib_commvq(const kvq_trace *t, const kvq_calib_opts *o, kvq_progress *p,
                             kvq_artifacts *out)
 {
+    kvq_status cs = kvq_check_shape("commvq", t->path, t->n_layers, t->n_kv_heads, t->head_dim);
+    if (cs) return cs;
     kvq_train_commvq_opts co = {
         .bits = (int)lround(o->target_bits), .num_centroids = o->num_centroids,
         .em_iters = o->max_iter < KVQ_COMMVQ_MAX_EM ? o->max_iter : KVQ_COMMVQ_MAX_EM};

@@ -42,6 +42,8 @@ static int log2_exact(int c)
 
 kvq_status kvq_calib_vecinfer(const kvq_trace *t, const kvq_calib_opts *o, kvq_progress *p, kvq_artifacts *out)
 {
+    kvq_status cs = kvq_check_shape("vecinfer", t->path, t->n_layers, t->n_kv_heads, t->head_dim);
+    if (cs) return cs;
     int d = t->head_dim, H = t->n_kv_heads, C = o->num_centroids ? o->num_centroids : 256, lc = log2_exact(C);
     // Without an explicit size, take the largest codebook (<= 256) whose subspace count
     // divides head_dim at this rate: 3 bits on d = 128 gives 64 subspaces x 64 centroids.

@@ -34,11 +34,17 @@ static kvq_status needs(void)
 // Bits of stream (layer, head) at target `bits` from the artifacts.
 static kvq_status stream_bits(const kvq_plan_params *pp, int *out)
 {
-    int nd, ndc, nds;
-    int64_t sh[8], shc[8], shs[8];
+    // Loaded artifacts passed kvq_artifacts_check; these shape checks cover
+    // artifacts built in memory, so no array here is read past its end.
+    int nd = 0, ntg = 0;
+    int64_t sh[8], shg[8];
     const float *alloc = kvq_artifacts_get(pp->art, "ratequant.bits", &nd, sh);
-    const float *tgt = kvq_artifacts_get(pp->art, "ratequant.target_bits", NULL, NULL);
+    const float *tgt = kvq_artifacts_get(pp->art, "ratequant.target_bits", &ntg, shg);
     if (!alloc || !tgt) return needs();
+    if (ntg != 1 || shg[0] != 1 || !(tgt[0] >= 0 && tgt[0] <= 16))
+        return kvq_error(KVQ_ERR_SHAPE, "ratequant: artifact 'ratequant.target_bits' is not one number in 0..16");
+    if ((nd != 1 && nd != 2) || sh[0] < 1 || sh[0] > KVQ_MAX_LAYERS || (nd == 2 && (sh[1] < 1 || sh[1] > 65536)))
+        return kvq_error(KVQ_ERR_SHAPE, "ratequant: artifact 'ratequant.bits' is not (layers) or (layers, kv heads)");
     bool per_head = nd == 2;
     int L = (int)sh[0], H = per_head ? (int)sh[1] : 1;
     if (pp->layer >= L || (per_head && pp->kv_head >= H))
@@ -46,15 +52,25 @@ static kvq_status stream_bits(const kvq_plan_params *pp, int *out)
                          L, H, pp->layer, pp->kv_head);
     int unit = pp->layer * H + (per_head ? pp->kv_head : 0);
     if (lround(tgt[0]) == pp->bits) {
-        *out = (int)lroundf(alloc[unit]);
+        float b = alloc[unit];
+        if (!(b >= 1 && b <= 8))
+            return kvq_error(KVQ_ERR_FORMAT, "ratequant: artifact 'ratequant.bits' gives %g bits to layer %d "
+                             "(expected 1..8)", (double)b, pp->layer);
+        *out = (int)lroundf(b);
         return KVQ_OK;
     }
-    const float *curve = kvq_artifacts_get(pp->art, "ratequant.curve", &ndc, shc);
-    const float *sens = kvq_artifacts_get(pp->art, "ratequant.sensitivity", &nds, shs);
+    // (L[, H], 3) and (L[, H], 4): the same leading dims as the allocation
+    int64_t shc[3] = {sh[0], per_head ? sh[1] : 3, 3}, shs[3] = {sh[0], per_head ? sh[1] : 4, 4};
+    const float *curve = NULL, *sens = NULL;
     int n = L * H;
-    if (!curve || !sens || shc[ndc - 1] != 3 || shs[nds - 1] != 4)
+    if (!kvq_artifacts_get(pp->art, "ratequant.curve", NULL, NULL) ||
+        !kvq_artifacts_get(pp->art, "ratequant.sensitivity", NULL, NULL))
         return kvq_error(KVQ_ERR_NEEDS_CALIBRATION, "ratequant: artifacts lack curves to re-allocate for %d bits "
                          "(calibrated for %g); recalibrate with --target-bits %d", pp->bits, (double)tgt[0], pp->bits);
+    kvq_status cs;
+    if ((cs = kvq_artifacts_require(pp->art, "ratequant.curve", nd + 1, shc, &curve)) ||
+        (cs = kvq_artifacts_require(pp->art, "ratequant.sensitivity", nd + 1, shs, &sens)))
+        return cs;
     double *w = malloc(sizeof(double) * (size_t)n);
     kvq_rq_curve *c = calloc((size_t)n, sizeof *c);
     int *b = malloc(sizeof(int) * (size_t)n);

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include "file.h"
 #include "model.h"
 #include "safetensors.h"
 
@@ -15,8 +16,8 @@
 
 static bool file_exists(const char *path)
 {
-    struct stat sb;
-    return stat(path, &sb) == 0 && S_ISREG(sb.st_mode);
+    struct stat sb;   // any kind: the reader refuses what is not a regular file, by name
+    return stat(path, &sb) == 0;
 }
 
 // ---- weights ----
@@ -58,11 +59,10 @@ static kvq_status shards_open(shard_set *ss)
             return kvq_error(KVQ_ERR_IO, "%s: no model.safetensors or model.safetensors.index.json", ss->dir);
         return shard_open(ss, "model.safetensors", "the directory");
     }
-    json_error_t je;
-    json_t *root = json_load_file(path, 0, &je);
-    if (!root) return kvq_error(KVQ_ERR_FORMAT, "%s:%d: %s", path, je.line, je.text);
+    json_t *root;
+    kvq_status s = kvq_json_load(path, &root);
+    if (s) return s;
     json_t *wm = json_object_get(root, "weight_map");
-    kvq_status s = KVQ_OK;
     if (!json_is_object(wm)) {
         s = kvq_error(KVQ_ERR_FORMAT, "%s: field 'weight_map' missing (expected an object)", path);
         goto out;

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include "file.h"
 #include "model.h"
 
 static const kvq_arch ARCHES[] = {
@@ -34,8 +35,35 @@ static const struct { const char *name; kvq_act_kind act; } ACTS[] = {
 
 static bool file_exists(const char *path)
 {
-    struct stat sb;
-    return stat(path, &sb) == 0 && S_ISREG(sb.st_mode);
+    struct stat sb;   // any kind: the reader refuses what is not a regular file, by name
+    return stat(path, &sb) == 0;
+}
+
+// Upper bounds of config fields: they keep every product of sizes the runner
+// forms inside int and every loop over them finite. Fields not listed take
+// the defaults below.
+#define CFG_MAX_HEADS 1024
+#define CFG_MAX_POSITIONS (1 << 24)
+#define CFG_INT_MAX_DEFAULT (1 << 24)
+// rope_theta: real checkpoints use 1e4..5e8; below 1 the frequencies invert
+#define CFG_MIN_THETA 1.0
+#define CFG_MAX_THETA 1e12
+#define CFG_NUM_MAX_DEFAULT 1e6
+static const struct { const char *key; double hi; } CFG_MAX[] = {
+    {"vocab_size", 1 << 24}, {"hidden_size", 1 << 16}, {"intermediate_size", 1 << 18},
+    {"num_hidden_layers", 1 << 16}, {"num_attention_heads", CFG_MAX_HEADS},
+    {"num_key_value_heads", CFG_MAX_HEADS}, {"head_dim", 1 << 16},
+    {"max_position_embeddings", CFG_MAX_POSITIONS}, {"original_max_position_embeddings", CFG_MAX_POSITIONS},
+    {"rope_theta", CFG_MAX_THETA}, {"rope_local_base_freq", CFG_MAX_THETA},
+    {"rms_norm_eps", 1e-2},   // real ones are 1e-6..1e-5; a large eps silences every layer
+    {"factor", 1e4}, {"low_freq_factor", 1e4}, {"high_freq_factor", 1e4},
+};
+
+static double cfg_max(const char *key, double def)
+{
+    for (size_t i = 0; i < sizeof CFG_MAX / sizeof CFG_MAX[0]; i++)
+        if (!strcmp(CFG_MAX[i].key, key)) return CFG_MAX[i].hi;
+    return def;
 }
 
 static bool present(json_t *root, const char *key)
@@ -52,8 +80,9 @@ static kvq_status cfg_int(const char *path, json_t *root, const char *key, bool 
         *out = def;
         return KVQ_OK;
     }
-    if (!json_is_integer(v) || json_integer_value(v) < lo || json_integer_value(v) > (1 << 30))
-        return kvq_error(KVQ_ERR_FORMAT, "%s: field '%s' is not an integer >= %d", path, key, lo);
+    int hi = (int)cfg_max(key, CFG_INT_MAX_DEFAULT);
+    if (!json_is_integer(v) || json_integer_value(v) < lo || json_integer_value(v) > hi)
+        return kvq_error(KVQ_ERR_FORMAT, "%s: field '%s' is not an integer in %d..%d", path, key, lo, hi);
     *out = (int)json_integer_value(v);
     return KVQ_OK;
 }
@@ -65,8 +94,9 @@ static kvq_status cfg_num(const char *path, json_t *root, const char *key, doubl
         *out = def;
         return KVQ_OK;
     }
-    if (!json_is_number(v) || !(json_number_value(v) > 0))
-        return kvq_error(KVQ_ERR_FORMAT, "%s: field '%s' is not a positive number", path, key);
+    double hi = cfg_max(key, CFG_NUM_MAX_DEFAULT);
+    if (!json_is_number(v) || !(json_number_value(v) > 0) || !(json_number_value(v) <= hi))
+        return kvq_error(KVQ_ERR_FORMAT, "%s: field '%s' is not a number in (0, %g]", path, key, hi);
     *out = json_number_value(v);
     return KVQ_OK;
 }
@@ -449,6 +479,9 @@ static kvq_status cfg_parse(const char *path, json_t *root, kvq_model_config *c)
                               (s = cfg_num(path, root, "final_logit_softcapping", 0, &c->final_softcap))))
         return s;
     if ((s = cfg_ropes(path, root, c)) || (s = cfg_windows(path, root, c))) return s;
+    if (c->rope_theta < CFG_MIN_THETA)
+        return kvq_error(KVQ_ERR_FORMAT, "%s: field 'rope_theta' = %g is out of range (expected %g..%g)", path,
+                         c->rope_theta, CFG_MIN_THETA, CFG_MAX_THETA);
     return KVQ_OK;
 }
 
@@ -459,10 +492,10 @@ kvq_status kvq_model_config_load(const char *dir, kvq_model_config *out)
     snprintf(path, sizeof path, "%s/config.json", dir);
     if (!file_exists(path))
         return kvq_error(KVQ_ERR_IO, "%s: no config.json (expected a Hugging Face checkpoint directory)", dir);
-    json_error_t je;
-    json_t *root = json_load_file(path, 0, &je);
-    if (!root) return kvq_error(KVQ_ERR_FORMAT, "%s:%d: %s", path, je.line, je.text);
-    kvq_status s = cfg_parse(path, root, out);
+    json_t *root;
+    kvq_status s = kvq_json_load(path, &root);
+    if (s) return s;
+    s = cfg_parse(path, root, out);
     json_decref(root);
     return s;
 }

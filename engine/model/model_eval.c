@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "f16.h"
+#include "file.h"
 #include "model.h"
 #include "safetensors.h"
 
@@ -83,6 +84,19 @@ kvq_status kvq_model_ppl_tokens(const kvq_model *m, const kvq_config *cfg, const
     out->ref_bits_per_token = with_ref ? nll_ref / (n - 1) : out->bits_per_token;
     out->kl_bits = with_ref ? kl / (n - 1) : 0.0;
     out->prefill_s = t_run;
+    if (!isfinite(out->bits_per_token) || !isfinite(out->ref_bits_per_token) || !isfinite(out->kl_bits)) {
+        const char *what = !isfinite(out->ref_bits_per_token) ? "the fp16 reference's bits per token"
+                           : !isfinite(out->bits_per_token)  ? "bits per token"
+                                                              : "the KL divergence";
+        double v = !isfinite(out->ref_bits_per_token) ? out->ref_bits_per_token
+                   : !isfinite(out->bits_per_token)  ? out->bits_per_token
+                                                      : out->kl_bits;
+        s = kvq_error(KVQ_ERR_NUMERIC, "ppl: %s is %s: %s", what, kvq_nonfinite_name(v),
+                      !isfinite(out->ref_bits_per_token)
+                          ? "the model's weights or config give non-finite logits"
+                          : "the quantized cache gives non-finite logits (artifacts or values too large?)");
+        memset(out, 0, sizeof *out);
+    }
 out:
     kvq_runner_free(rq);
     kvq_runner_free(rr);
@@ -347,38 +361,6 @@ out:
 }
 
 // ---- token files ----
-static kvq_status read_all(const char *path, char **buf, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) return kvq_error(KVQ_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    size_t cap = 4096, n = 0;
-    char *b = malloc(cap + 1);
-    while (b) {
-        size_t got = fread(b + n, 1, cap - n, f);
-        n += got;
-        if (n < cap) break;
-        char *nb = realloc(b, 2 * cap + 1);
-        if (!nb) {
-            free(b);
-            b = NULL;
-            break;
-        }
-        b = nb;
-        cap *= 2;
-    }
-    bool err = ferror(f);
-    fclose(f);
-    if (!b) return kvq_error(KVQ_ERR_NOMEM, "%s: out of memory", path);
-    if (err) {
-        free(b);
-        return kvq_error(KVQ_ERR_IO, "%s: read error", path);
-    }
-    b[n] = 0;
-    *buf = b;
-    *len = n;
-    return KVQ_OK;
-}
-
 static kvq_status tokens_npy(const char *path, const char *b, size_t len, int32_t **tokens, int *n)
 {
     if (len < 10 || b[6] < 1 || b[6] > 3 || (b[6] > 1 && len < 12))
@@ -442,7 +424,7 @@ kvq_status kvq_tokens_load(const char *path, int32_t **tokens, int *n)
     *n = 0;
     char *b = NULL;
     size_t len = 0;
-    kvq_status s = read_all(path, &b, &len);
+    kvq_status s = kvq_file_read(path, KVQ_TEXT_MAX_BYTES, &b, &len);
     if (s) return s;
     if (len >= 6 && !memcmp(b, "\x93NUMPY", 6)) {
         s = tokens_npy(path, b, len, tokens, n);

@@ -180,6 +180,8 @@ kvq_status kvq_runner_observe(kvq_runner *r, kvq_observers *obs)
 static kvq_status exact_grow(kvq_runner *r, int need)
 {
     if (need <= r->kv_cap) return KVQ_OK;
+    if (need > (1 << 28))   // the doubling below stays inside int
+        return kvq_error(KVQ_ERR_ARG, "runner: %d positions (expected at most %d)", need, 1 << 28);
     int cap = r->kv_cap ? r->kv_cap : 256;
     while (cap < need) cap *= 2;
     size_t hd = (size_t)r->m->cfg.head_dim;

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include "file.h"
 #include "tok_impl.h"
 
 kvq_status tok_trie_add(tok_trie *tr, const char *s, size_t n, int32_t payload);
@@ -228,6 +229,21 @@ static void set_byte_tables(kvq_tok *t)
     }
 }
 
+// A JSON file that must be a regular file (a FIFO would block the load).
+// tokenizer.json files reach tens of MB, past kvq_json_load's bound: read
+// through the FILE * instead.
+static kvq_status json_load_regular(const char *path, size_t flags, json_t **out)
+{
+    FILE *f;
+    kvq_status st = kvq_file_fopen(path, &f, NULL);
+    if (st) return st;
+    json_error_t je;
+    *out = json_loadf(f, flags, &je);
+    fclose(f);
+    if (!*out) return kvq_error(KVQ_ERR_FORMAT, "%s:%d: %s", path, je.line, je.text);
+    return KVQ_OK;
+}
+
 kvq_status kvq_tok_load(const char *path, kvq_tok **out)
 {
     *out = NULL;
@@ -249,13 +265,8 @@ kvq_status kvq_tok_load(const char *path, kvq_tok **out)
     }
     t->unk = t->bos = t->eos = -1;
     kvq_status st = KVQ_OK;
-    json_error_t je;
-    json_t *root = json_load_file(t->path, JSON_ALLOW_NUL, &je), *cfg = NULL;
-    if (!root) {
-        st = errno == ENOENT && je.line < 0 ? kvq_error(KVQ_ERR_IO, "%s: %s", t->path, je.text)
-                                            : kvq_error(KVQ_ERR_FORMAT, "%s:%d: %s", t->path, je.line, je.text);
-        goto fail;
-    }
+    json_t *root = NULL, *cfg = NULL;
+    if ((st = json_load_regular(t->path, JSON_ALLOW_NUL, &root))) goto fail;
     if (!json_is_object(root)) {
         st = kvq_error(KVQ_ERR_FORMAT, "%s: expected a JSON object", t->path);
         goto fail;
@@ -289,10 +300,7 @@ kvq_status kvq_tok_load(const char *path, kvq_tok **out)
     char cpath[KVQ_PATH_LEN + 32];
     snprintf(cpath, sizeof cpath, "%s/tokenizer_config.json", dir);
     if (stat(cpath, &sb) == 0) {
-        if (!(cfg = json_load_file(cpath, JSON_DECODE_INT_AS_REAL, &je))) {
-            st = kvq_error(KVQ_ERR_FORMAT, "%s:%d: %s", cpath, je.line, je.text);
-            goto fail;
-        }
+        if ((st = json_load_regular(cpath, JSON_DECODE_INT_AS_REAL, &cfg))) goto fail;
         t->bos = config_token(t, cfg, "bos_token");
         t->eos = config_token(t, cfg, "eos_token");
     }

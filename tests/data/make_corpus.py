@@ -70,6 +70,45 @@ def trace(meta=META, kshape=None, qheads=NH, qpos=None, kpoison=None, vpoison=No
     return safetensors(ts, meta)
 
 
+def wide_trace(dim):
+    """One layer of head_dim `dim`: loads, but exceeds what the kernels support."""
+    meta = dict(META, layers="1", head_dim=str(dim))
+    ts = [("layers.0.keys", "F16", [KVH, T, dim], stream(0, KVH, T, 0, dim)),
+          ("layers.0.values", "F16", [KVH, T, dim], stream(0, KVH, T, 1, dim)),
+          ("layers.0.queries", "F16", [NH, T, dim], stream(0, NH, T, 2, dim))]
+    return safetensors(ts, meta)
+
+
+def huge_trace():
+    """F32 keys, values and queries near 3e38: finite, but their squares overflow float."""
+    n = KVH * T * D
+    big = lambda salt, rows=T, heads=KVH: struct.pack(f"<{heads * rows * D}f",
+                                                      *[3e38 * ((i * 7 + salt) % 5 - 2) / 2 for i in range(heads * rows * D)])
+    meta = dict(META, layers="1")
+    return safetensors([("layers.0.keys", "F32", [KVH, T, D], big(0)), ("layers.0.values", "F32", [KVH, T, D], big(1)),
+                        ("layers.0.queries", "F32", [NH, T, D], big(2, heads=NH))], meta)
+
+
+def artifacts(method, tensors):
+    """An artifacts directory image for tr_valid's shape: {file: bytes}."""
+    ts = [(name, "F32", shape, struct.pack(f"<{len(xs)}f", *xs)) for name, shape, xs in tensors]
+    manifest = {"format": "kvstudio-artifacts", "method": method, "version": "0.1.0",
+                "trace": {"path": "tests/data/tr_valid.safetensors", "layers": L, "kv_heads": KVH, "head_dim": D,
+                          "tokens": T},
+                "options": {}, "meta": {},
+                "tensors": [{"name": n, "dtype": "F32", "shape": s} for n, s, _ in tensors]}
+    return {"artifacts.safetensors": safetensors(ts, {"format": "kvstudio-artifacts"}),
+            "manifest.json": (json.dumps(manifest, indent=2) + "\n").encode()}
+
+
+RQ_OK = [("ratequant.bits", [L], [2.0] * L), ("ratequant.target_bits", [1], [2.0]),
+         ("ratequant.sensitivity", [L, 4], [0.1, 0.01, 0.1, 1.0] * L), ("ratequant.curve", [L, 3], [1.0, 1.4, 0.0] * L)]
+
+
+def rq_with(name, shape, xs):
+    return artifacts("ratequant", [(n, shape, xs) if n == name else (n, s, x) for n, s, x in RQ_OK])
+
+
 def npy(descr, shape, payload, version=1, fortran=False, magic=b"\x93NUMPY", raw_dict=None, hlen_override=None):
     d = raw_dict if raw_dict is not None else (
         "{'descr': '%s', 'fortran_order': %s, 'shape': (%s), }"
@@ -149,6 +188,14 @@ CORPUS = [
     ("tr_query_pos_range.safetensors", trace(qpos=[0, 1, 4, 3]), "query_positions [0,1,4,3] with 4 tokens"),
     ("tr_meta_mismatch.safetensors", trace(meta=dict(META, layers="3")), "__metadata__ layers '3', tensors give 2"),
     ("tr_values_gap.safetensors", trace(values_only0=True), "values in layer 0 only"),
+    ("tr_escape_meta.safetensors",
+     trace(meta=dict(META, model="\x1b]0;owned\x07\x1b[2Jmodel", source="\u009b31mred\x1b[0m\nsecond line")),
+     "valid, but __metadata__ model and source hold OSC/CSI escape sequences, a C1 CSI and a newline"),
+    ("st_escape_dtype.safetensors", safetensors([("a\x1b[31m", "F\x1b[2J", [32], a64)]),
+     "tensor name and dtype hold escape sequences (dtype unknown)"),
+    ("tr_head_dim_300.safetensors", wide_trace(300), "valid, 1 layer, 2 kv heads, 4 tokens, head_dim 300 (> 256)"),
+    ("tr_head_dim_512.safetensors", wide_trace(512), "valid, 1 layer, 2 kv heads, 4 tokens, head_dim 512 (> 256)"),
+    ("tr_huge_values.safetensors", huge_trace(), "1 layer, F32 values near 3e38: finite, but too large for float math"),
     ("mlx_cache.safetensors", safetensors(mlx_tensors, mlx_meta),
      "a valid mlx_lm prompt cache: tensors {L}.0 / {L}.1 of shape [1, 2, 4, 8], F16, same values as tr_valid"),
     ("mlx_quantized.safetensors",
@@ -169,6 +216,21 @@ CORPUS = [
 ]
 
 
+# Crafted artifacts directories (issue 17): each checked by tests/e2e/badinput.sh.
+ARTIFACTS = [
+    ("art_rq_short_sensitivity", rq_with("ratequant.sensitivity", [1, 4], [0.1, 0.01, 0.1, 1.0]),
+     "ratequant.sensitivity [1, 4] for 2 layers"),
+    ("art_rq_short_curve", rq_with("ratequant.curve", [1, 3], [1.0, 1.4, 0.0]), "ratequant.curve [1, 3] for 2 layers"),
+    ("art_rq_empty_target", rq_with("ratequant.target_bits", [0], []), "ratequant.target_bits of shape [0]"),
+    ("art_rq_bits_range", rq_with("ratequant.bits", [L], [2.0, 100.0]), "ratequant.bits gives layer 1 100 bits"),
+    ("art_rabitq_huge", artifacts("rabitq", [(f"rabitq.centroids.l{l}.h{h}", [2, D], [1e30] * (2 * D))
+                                             for l in range(L) for h in range(KVH)]),
+     "rabitq centroids of 1e30 (finite, their squares are not)"),
+    ("art_spectral_short", artifacts("spectral", [("spectral.rotation.l0.h0", [D, 4], [0.1] * (D * 4))]),
+     "spectral.rotation.l0.h0 [8, 4] for head_dim 8"),
+]
+
+
 def main():
     lines = ["# tests/data — malformed (and a few valid) inputs for the trace readers", "",
              "Regenerate with `python3 tests/data/make_corpus.py` (standard library only).",
@@ -179,6 +241,12 @@ def main():
         with open(os.path.join(HERE, name), "wb") as f:
             f.write(data)
         lines.append(f"| `{name}` | {len(data)} | {what} |")
+    for name, files, what in ARTIFACTS:
+        os.makedirs(os.path.join(HERE, name), exist_ok=True)
+        for fn, data in files.items():
+            with open(os.path.join(HERE, name, fn), "wb") as f:
+                f.write(data)
+        lines.append(f"| `{name}/` | {sum(len(d) for d in files.values())} | artifacts directory: {what} |")
     with open(os.path.join(HERE, "README.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
 

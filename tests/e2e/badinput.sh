@@ -26,7 +26,7 @@ mk_st() {
 
 echo "-- every malformed file of tests/data (info)"
 for f in $D/st_*.safetensors $D/tr_*.safetensors $D/mlx_quantized.safetensors $D/npy_*.npy; do
-  case $(basename "$f") in tr_valid.* | npy_keys.* | npy_values.* | npy_values_mismatch.*) continue ;; esac
+  case $(basename "$f") in tr_valid.* | tr_escape_meta.* | tr_head_dim_[0-9]*.* | npy_keys.* | npy_values.* | npy_values_mismatch.*) continue ;; esac
   expect_fail "$(basename "$f")" "$(basename "$f"): " "$K" info "$f"
 done
 expect_fail "empty file" "file is 0 bytes" bash -c ": >'$TMP/zero.safetensors'; exec $K info '$TMP/zero.safetensors'"
@@ -147,6 +147,96 @@ expect_fail "export to /dev/full" "devfull\|/dev/full" "$K" --script "$TMP/exp.k
 [ -c "$DEVFULL" ] && pass "/dev/full still a device" || fail "/dev/full was replaced by a regular file"
 exp_script "$TMP/nodir/runs.json"
 expect_fail "export into a missing dir (stdin script)" "nodir/runs.json" bash -c "$K - <'$TMP/exp.kvs'"
+
+echo "-- head_dim beyond what the kernels support (issue 17): loads, every computation refuses it"
+for d in 300 512; do
+  T=$D/tr_head_dim_$d.safetensors
+  expect_ok "info, head_dim $d" "$K" info "$T"
+  for m in spectral vecinfer ratequant rabitq commvq; do
+    expect_fail "precompute $m, head_dim $d" "$m: .*tr_head_dim_$d.safetensors has head_dim $d, supported 1..256" \
+      "$K" precompute --method $m --trace "$T" --output "$TMP/hd$d-$m"
+  done
+  expect_fail "quantize, head_dim $d" "head_dim $d out of range (expected 1..256)" "$K" quantize "$T" --method turboquant_mse --bits 3
+  expect_fail "benchmark, head_dim $d" "head_dim $d" "$K" benchmark --trace "$T" --method turboquant_mse --bits 3
+done
+[ -z "$(ls "$TMP" | grep -E '^hd(300|512)-')" ] && pass "no artifacts left for an unsupported head_dim" || fail "left $(ls "$TMP" | grep '^hd')"
+
+echo "-- crafted artifacts (issue 17): every tensor checked against its shape and range on load"
+for c in "art_rq_short_sensitivity:ratequant:'ratequant.sensitivity' has shape \[1,4\], expected \[2, 4\]" \
+         "art_rq_short_curve:ratequant:'ratequant.curve' has shape \[1,3\], expected \[2, 3\]" \
+         "art_rq_empty_target:ratequant:'ratequant.target_bits' has shape \[0\], expected \[1\]" \
+         "art_rq_bits_range:ratequant:'ratequant.bits': bits 100 at element 1" \
+         "art_rabitq_huge:rabitq:'rabitq.centroids.l0.h0': centroid coordinate 1e+30 at element 0" \
+         "art_spectral_short:spectral:'spectral.rotation.l0.h0' has shape \[8,4\], expected \[8,8\]"; do
+  IFS=: read -r dir m pat <<<"$c"
+  expect_fail "quantize --artifacts $dir" "$dir/artifacts.safetensors: tensor $pat" \
+    "$K" quantize $D/tr_valid.safetensors --method $m --bits 3 --num-clusters 2 --artifacts $D/$dir
+  printf 'load %s\nload-artifacts %s\n' $D/tr_valid.safetensors $D/$dir >"$TMP/la_$dir.kvs"
+  expect_fail "load-artifacts $dir" "la_$dir.kvs:2: load-artifacts: .*$dir/artifacts.safetensors" "$K" --script "$TMP/la_$dir.kvs"
+done
+
+echo "-- only regular files are opened (issue 17): a FIFO fails at once, never blocks"
+mkfifo "$TMP/fifo"
+expect_fail "FIFO as a trace" "fifo: not a regular file (a fifo)" timeout 20 "$K" info "$TMP/fifo"
+mkdir -p "$TMP/art_fifo_m" "$TMP/art_fifo_t"
+cp "$TMP/art/artifacts.safetensors" "$TMP/art_fifo_m/"; mkfifo "$TMP/art_fifo_m/manifest.json"
+cp "$TMP/art/manifest.json" "$TMP/art_fifo_t/"; mkfifo "$TMP/art_fifo_t/artifacts.safetensors"
+expect_fail "FIFO as the manifest" "art_fifo_m/manifest.json: not a regular file (a fifo)" timeout 20 "$K" load-artifacts "$TMP/art_fifo_m"
+expect_fail "FIFO as the tensors file" "art_fifo_t/artifacts.safetensors: not a regular file (a fifo)" \
+  timeout 20 "$K" quantize $D/tr_valid.safetensors --method rabitq --bits 3 --num-clusters 2 --artifacts "$TMP/art_fifo_t"
+mkdir -p "$TMP/mfifo"; mkfifo "$TMP/mfifo/config.json"
+expect_fail "FIFO as config.json" "mfifo/config.json: not a regular file (a fifo)" timeout 20 "$K" ppl --model "$TMP/mfifo" --text "$TEXT"
+expect_fail "FIFO as --text" "fifo: not a regular file (a fifo)" timeout 20 "$K" ppl --model $M --text "$TMP/fifo"
+expect_fail "FIFO as --tokens" "fifo: not a regular file (a fifo)" timeout 20 "$K" ppl --model $M --tokens "$TMP/fifo"
+expect_fail "ppl --text /dev/zero" "/dev/zero: not a regular file (a character device)" timeout 20 "$K" ppl --model $M --text /dev/zero
+truncate -s 17M "$TMP/big.txt"
+expect_fail "ppl --text larger than the bound" "big.txt: larger than 16777216 bytes" timeout 20 "$K" ppl --model $M --text "$TMP/big.txt"
+
+echo "-- extreme model configs (issue 17): every field range-checked before a run"
+mkcfg() {   # mkcfg NAME SED: the sample model with config.json edited
+  mkdir -p "$TMP/$1"
+  for f in model.safetensors.index.json model-00001-of-00003.safetensors model-00002-of-00003.safetensors model-00003-of-00003.safetensors; do
+    ln -sf "$PWD/$M/$f" "$TMP/$1/$f"
+  done
+  sed "$2" $M/config.json >"$TMP/$1/config.json"
+}
+mkcfg eps 's/"rms_norm_eps": 1e-05/"rms_norm_eps": 1e300/'
+expect_fail "huge rms_norm_eps" "eps/config.json: field 'rms_norm_eps' is not a number in (0, 0.01]" timeout 60 "$K" ppl --model "$TMP/eps" --text "$TEXT"
+mkcfg theta 's/"rope_theta": 10000.0/"rope_theta": 1e-300/'
+expect_fail "tiny rope_theta" "field 'rope_theta' = 1e-300 is out of range" timeout 60 "$K" ppl --model "$TMP/theta" --text "$TEXT"
+mkcfg odd '/"head_dim"/d; s/"hidden_size": 512/"hidden_size": 516/'
+expect_fail "no head_dim, odd hidden_size / heads" "field 'head_dim' = 129 is not supported (expected even" timeout 60 "$K" ppl --model "$TMP/odd" --text "$TEXT"
+mkcfg pos 's/"max_position_embeddings": 2048/"max_position_embeddings": 4294967296/'
+expect_fail "max_position_embeddings past int" "'max_position_embeddings' is not an integer in 1..16777216" timeout 60 "$K" ppl --model "$TMP/pos" --text "$TEXT"
+
+echo "-- a symlinked --output (issue 17): written through the link, nothing lost or left behind"
+expect_ok "precompute into a real dir" "$K" precompute --method rabitq --trace $D/tr_valid.safetensors --num-clusters 2 --output "$TMP/real_art"
+ln -s "$TMP/real_art" "$TMP/link_art"
+old=$(cksum <"$TMP/real_art/manifest.json")
+expect_ok "precompute --output LINK" "$K" precompute --method rabitq --trace $D/tr_valid.safetensors --num-clusters 3 --output "$TMP/link_art"
+[ -L "$TMP/link_art" ] && pass "the link is still a link" || fail "the link was replaced"
+[ -f "$TMP/real_art/manifest.json" ] && [ -f "$TMP/real_art/artifacts.safetensors" ] && [ "$(cksum <"$TMP/real_art/manifest.json")" != "$old" ] \
+  && grep -q '"num_clusters": "3"' "$TMP/real_art/manifest.json" && pass "the target holds the new artifacts" || fail "target: $(ls "$TMP/real_art")"
+[ -z "$(ls "$TMP" | grep -E '\.(tmp|old)\.')" ] && pass "no temp entries left" || fail "left $(ls "$TMP" | grep -E '\.(tmp|old)\.')"
+expect_ok "the link loads" "$K" quantize $D/tr_valid.safetensors --method rabitq --bits 3 --num-clusters 3 --artifacts "$TMP/link_art"
+ln -s "$TMP/nowhere/x" "$TMP/dangling_art"
+expect_fail "precompute --output DANGLING_LINK" "dangling_art: a symbolic link whose target cannot be resolved" \
+  "$K" precompute --method rabitq --trace $D/tr_valid.safetensors --num-clusters 2 --output "$TMP/dangling_art"
+
+echo "-- escape sequences from files never reach the terminal (issue 17)"
+expect_ok "info on escaped metadata" "$K" info $D/tr_escape_meta.safetensors
+if grep -q $'\x1b\|\x07' "$TMP/out" || grep -q $'\xc2\x9b' "$TMP/out"; then fail "info printed raw escapes"; else pass "info output holds no ESC/BEL/CSI"; fi
+expect_out "the model line, sanitized" "model     ?]0;owned??\[2Jmodel"
+expect_fail "escaped tensor name and dtype" "tensor 'a?\[31m': dtype 'F?\[2J' is unknown" "$K" info $D/st_escape_dtype.safetensors
+grep -q $'\x1b' "$TMP/err" && fail "the error line holds ESC" || pass "the error line holds no ESC"
+
+echo "-- figures that overflow are errors, not inf / nan with exit 0 (issue 17)"
+expect_fail "quantize on values near 3e38" "q.k error is NaN: the queries and keys of .*tr_huge_values.safetensors are too large" \
+  "$K" quantize $D/tr_huge_values.safetensors --method turboquant_mse --bits 3
+expect_fail "quantize fp16 on values near 3e38" "keys: relative_mse is +Inf" "$K" quantize $D/tr_huge_values.safetensors --method fp16 --bits 16
+expect_fail "precompute on values near 3e38" "tr_huge_values.safetensors" \
+  "$K" precompute --method rabitq --trace $D/tr_huge_values.safetensors --num-clusters 2 --output "$TMP/huge_art"
+[ ! -e "$TMP/huge_art" ] && pass "no artifacts from an overflowing calibration" || fail "huge_art written"
 
 echo "-- scripts"
 printf 'load %s\ninfo\n\n# comment\nfrobnicate --x 1\ninfo\n' $D/tr_valid.safetensors >"$TMP/unk.kvs"

@@ -26,7 +26,7 @@ grep -q '"kl_divergence": 0\.0,' "$TMP/ppl.json" && fail "q8_0 KL is exactly 0" 
 # issue 17: fixed-width methods take their width; defaults are said every time
 expect_ok "ppl --method fp16 without --bits" "$KVSTUDIO" ppl --model "$M" --text "$TMP/code256.txt" --method fp16
 expect_out "fp16 label" "^cache      fp16 k16/v16$"
-expect_fail "conflicting width" "bits: q4_0 has a fixed width of 4 bits" "$KVSTUDIO" ppl --model "$M" \
+expect_fail "conflicting width" "bits: llamacpp:q4_0 has a fixed width of 4 bits" "$KVSTUDIO" ppl --model "$M" \
   --text "$TMP/code256.txt" --method q4_0 --bits 3
 expect_ok "ppl --value-bits only" "$KVSTUDIO" ppl --model "$M" --text "$TMP/code256.txt" --value-bits 4
 expect_out "keys default said" "^config     given: value-bits 4; from the session config: method turboquant_mse, bits 3"

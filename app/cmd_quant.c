@@ -1,7 +1,8 @@
 // cmd_quant.c — `quantize [TRACE] --method M --bits B [--value-bits V]
-// [config options] [--tokens N] [--layers 0,2-4] [--queries Q] [--json]`:
+// [config options] [--tokens N] [--layers 0,2-4] [--queries Q] [--pairs P] [--json]`:
 // the quantize report (engine/quantreport.h) as a table or JSON, recorded in
 // the session's run history.
+#include <cblas.h>
 #include <jansson.h>
 #include <limits.h>
 #include <math.h>
@@ -10,6 +11,7 @@
 #include "artifacts.h"
 #include "calib/calib.h"
 #include "cmds.h"
+#include "progress.h"
 #include "quantreport.h"
 
 // "0,2-4" -> mask over n layers. -1 (message printed) when malformed.
@@ -63,6 +65,7 @@ static json_t *report_json(const kvq_trace *t, const kvq_quantreport *r)
     json_object_set_new(o, "values", stream_json(&r->values));
     json_object_set_new(o, "ip_relative_error", jnum(r->ip_relative_error));
     json_object_set_new(o, "ip_pairs", json_integer(r->n_pairs));
+    json_object_set_new(o, "ip_pairs_sampled", json_boolean(r->pairs_sampled));
     json_t *pl = json_array();
     for (int i = 0; i < r->n_layers; i++) {
         const kvq_quantreport_layer *ly = &r->layers[i];
@@ -97,8 +100,9 @@ static void report_text(kvs_session *s, const kvq_trace *t, const kvq_quantrepor
         snprintf(vdesc, sizeof vdesc, "%s at %d bits", r->value_method, r->value_bits);
     kvs_printf(s, "quantize %s: keys %s at %d bits, values %s", t->path, r->method, r->bits, vdesc);
     kvs_printf(
-        s, "%d layers x %d kv heads, %d tokens, head_dim %d; q.k error over %ld (query, key) pairs",
-        r->n_layers, r->n_kv_heads, r->n_tokens, r->head_dim, r->n_pairs);
+        s, "%d layers x %d kv heads, %d tokens, head_dim %d; q.k error over %ld %s(query, key) pairs%s",
+        r->n_layers, r->n_kv_heads, r->n_tokens, r->head_dim, r->n_pairs, r->pairs_sampled ? "sampled " : "",
+        r->pairs_sampled ? " (seeded, uniform over the causal pairs; --pairs 0 for all)" : "");
     kvs_printf(s, "%s", "");
     kvs_printf(s, "%5s %5s  %8s %10s %8s  %8s %10s %8s  %10s", "layer", "kbits", "K bits",
                "K rel_mse", "K cos", "V bits", "V rel_mse", "V cos", "q.k error");
@@ -156,6 +160,7 @@ int kvs_cmd_quantize(kvs_session *s, kvs_args *a)
     kvq_quantreport_opts_default(&o);
     o.max_tokens = (int)kvs_opt_int(s, a, "tokens", 0, 0, INT_MAX, &ok);
     o.queries_per_head = (int)kvs_opt_int(s, a, "queries", o.queries_per_head, 0, INT_MAX, &ok);
+    o.max_pairs = kvs_opt_int(s, a, "pairs", o.max_pairs, 0, LONG_MAX, &ok);
     const char *layers = kvs_opt_str(a, "layers", NULL);
     if (!ok) return -1;
     const bool bits_given = kvs_opt_given(a, "bits");
@@ -190,7 +195,15 @@ int kvs_cmd_quantize(kvs_session *s, kvs_args *a)
         kvq_artifacts_free(own);
         return kvs_errorf(s, "quantize: out of memory");
     }
-    kvq_status st = kvq_quantreport_run(t, &cfg, art, &o, NULL, r);
+    kvs_tty_progress tp;
+    kvq_progress *prog = kvs_tty_progress_begin(&tp, s, "quantize");
+    // Parallelism is ours (kv heads on the pool); OpenBLAS's workers would
+    // spin in sched_yield beside it on every small rotation sgemm.
+    const int blas_threads = openblas_get_num_threads();
+    openblas_set_num_threads(1);
+    kvq_status st = kvq_quantreport_run(t, &cfg, art, &o, prog, r);
+    openblas_set_num_threads(blas_threads);
+    kvs_tty_progress_end(&tp);
     kvq_artifacts_free(own);
     if (st) {
         free(r);

@@ -8,7 +8,7 @@
 
 static const char *const opt_json[] = {"json", NULL};
 static const char *const opt_quant[] = {"method", "bits", "value-bits", "artifacts", "json", "layers", "tokens",
-                                        "queries", NULL};
+                                        "queries", "pairs", NULL};
 static const char *const opt_bench[] = {"trace", "method", "bits", "value-bits", "seq-len", "num-runs",
                                         "output", "artifacts", NULL};
 static const char *const opt_compare[] = {"trace", "methods", "bits", "value-bits", "output", "json", NULL};

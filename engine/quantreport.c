@@ -138,8 +138,8 @@ static int select_queries(const kvq_trace *t, int n, int want, int *sel)
 
 // A seeded sample of the causal pairs of one query row, for traces whose
 // pairs exceed max_pairs: units are method groups (one vector for most
-// methods), drawn uniformly with replacement from the row's causal prefix;
-// each row draws about rate x its prefix, so the sample is uniform over all
+// methods), drawn uniformly with replacement from the row's causal prefix,
+// about rate x the prefix's units per row, so the sample is uniform over all
 // pairs. Drawn encoded units are gathered and scored with one score() call.
 // units, gidx: (n / group + 1); gcodes: (n + group) x bpv bytes.
 static void stream_score_sampled(const kvq_quantizer *q, const float *keys, const float *khat,
@@ -149,7 +149,9 @@ static void stream_score_sampled(const kvq_quantizer *q, const float *keys, cons
 {
     const int d = q->head_dim;
     const size_t G = q->group, rec = G * q->bpv, n_units = (nk + G - 1) / G;
-    size_t m = (size_t)(rate * (double)nk / (double)G + kvq_rng_uniform(rng)); // unbiased rounding
+    // every unit is drawn rate times on average, so every pair is too (a
+    // partial last group holds fewer pairs but is as likely as the others)
+    size_t m = (size_t)(rate * (double)n_units + kvq_rng_uniform(rng)); // unbiased rounding
     if (m > n_units) m = n_units;
     size_t ng = 0;
     for (size_t i = 0; i < m; i++) {

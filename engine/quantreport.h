@@ -33,9 +33,10 @@
 //                     max_pairs of them, uniform over the pairs, seeded by
 //                     KVQ_QR_SAMPLE_SEED and (layer, query head), so the same
 //                     trace and options give the same figure: each row draws
-//                     floor(rate x prefix / group + U) key units (method
-//                     groups, one vector for most methods) with replacement
-//                     from its prefix, rate = max_pairs / all pairs;
+//                     floor(rate x units + U) of the key units of its prefix
+//                     (method groups, one vector for most methods; U
+//                     uniform in [0,1)) with replacement, rate = max_pairs /
+//                     all pairs;
 //                     pairs_sampled is then true and n_pairs counts the
 //                     pairs drawn. Exact where the count is small (the
 //                     sample traces at the default 64 query rows).

@@ -19,7 +19,12 @@ import os
 import struct
 import sys
 
-import numpy as np
+try:
+    import numpy as np
+except ImportError:
+    print("make_trace: needs the Python package numpy (apt-get install python3-numpy, "
+          "or pip install numpy)", file=sys.stderr)
+    sys.exit(2)
 
 
 def parse_args(argv=None):
@@ -37,15 +42,19 @@ def parse_args(argv=None):
     p.add_argument("--dtype", default="F16", choices=["F16", "F32"])
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args(argv)
+
+    def bad(msg):   # one line, as every kvstudio tool reports bad input
+        print(f"make_trace: {msg}", file=sys.stderr)
+        sys.exit(2)
     for name in ("layers", "heads", "kv_heads", "tokens", "head_dim"):
         if getattr(a, name) < 1:
-            p.error(f"--{name.replace('_', '-')} is {getattr(a, name)}, expected at least 1")
+            bad(f"--{name.replace('_', '-')} is {getattr(a, name)}, expected at least 1")
     if a.heads % a.kv_heads:
-        p.error(f"--heads {a.heads} is not a multiple of --kv-heads {a.kv_heads}")
+        bad(f"--heads {a.heads} is not a multiple of --kv-heads {a.kv_heads}")
     if not 0 <= a.queries <= a.tokens:
-        p.error(f"--queries {a.queries}, expected 0..{a.tokens} (--tokens)")
+        bad(f"--queries {a.queries}, expected 0..{a.tokens} (--tokens)")
     if not 0 <= a.outliers <= a.head_dim:
-        p.error(f"--outliers {a.outliers}, expected 0..{a.head_dim} (--head-dim)")
+        bad(f"--outliers {a.outliers}, expected 0..{a.head_dim} (--head-dim)")
     return a
 
 

@@ -112,7 +112,7 @@ $(BUILD)/bench/bench: bench/bench.c $(BUILD)/bench/bench_core.o $(LIBAPP) $(LIBK
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -O3 -o $@ $< $(BUILD)/bench/bench_core.o $(LIBAPP) $(LIBKVQ) $(UI_LIBS) $(ENGINE_LIBS)
 
-# Real sizes (issue 15): synthetic S1/S2/S3 traces (1.1 / 4.4 / 2.7 GB) under
+# Real sizes (issue 15): synthetic S1/S2/S3 traces (1.1 / 4.4 / 3.0 GB) under
 # SCALE_DIR (default /var/tmp/kvstudio-scale, deleted afterwards), wall time,
 # CPU time and peak RssAnon of each command; see tools/scale_check.sh. Not in `make test`.
 scale-check:

@@ -4,7 +4,7 @@
 #
 # Makes S1 (32 layers, 32 heads, 8 kv heads, 8192 tokens, 1.1 GB), S2 (same
 # at 32768 tokens, 4.3 GB) and S3 (80 layers, 64 heads, 8 kv heads, 8192
-# tokens, 2.7 GB) with tools/make_trace.py (256 queries per head) under
+# tokens, 3.0 GB) with tools/make_trace.py (256 queries per head) under
 # SCALE_DIR, runs each command once and prints a markdown table. Peak
 # RssAnon is sampled from /proc/PID/status every SCALE_SAMPLE_S seconds:
 # mapped trace pages are file-backed and do not count, heap does

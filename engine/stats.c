@@ -45,7 +45,7 @@ kvq_status kvq_head_stats_compute(const float *x, int n, int d, kvq_head_stats *
     double sum = 0, sum2 = 0;
     // Rows four at a time: each row's |x|^2 still sums in channel order (same
     // bits as one row at a time), but four dependency chains are in flight
-    // and the per-channel loop has no reduction, so it vectorizes.
+    // instead of one.
     for (int i0 = 0; i0 < n; i0 += 4) {
         const int m = n - i0 < 4 ? n - i0 : 4;
         double nn[4] = {0, 0, 0, 0};

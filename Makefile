@@ -25,6 +25,8 @@ KVSTUDIO   := $(BUILD)/kvstudio
 
 DEBS := libncurses-dev libreadline-dev liblapacke-dev libopenblas-dev libcmocka-dev \
         libjansson-dev libpcre2-dev libutf8proc-dev tmux pkg-config python3
+# only `make scale-check` needs these (tools/make_trace.py); `make test` never does
+SCALE_DEBS := python3-numpy
 # pkg-config module -> the package of DEBS that ships it; check-deps looks these up
 # before anything compiles, so a machine without them is told to run `make deps`
 # instead of failing on a missing header.
@@ -36,7 +38,7 @@ BUILD_PCS := ncursesw:libncurses-dev readline:libreadline-dev lapacke:liblapacke
 NODE_DEBS := nodejs npm
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps check-deps run test unit e2e tui asan bench fuzz fuzz-build valgrind clean peers
+.PHONY: all deps check-deps run test unit e2e tui asan bench fuzz fuzz-build valgrind clean peers scale-check
 all: $(KVSTUDIO) $(TEST_BIN)
 
 # Without pkg-config itself the modules cannot be asked: dpkg says which packages are absent.
@@ -49,7 +51,7 @@ check-deps:
 	[ -z "$$missing" ] || { echo "missing packages:$$missing; run \`make deps\` (apt-get install, via sudo when not root)" >&2; exit 2; }
 
 deps:
-	@missing=""; for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	@missing=""; for p in $(DEBS) $(EXTRA_DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	{ command -v node && command -v npm; } >/dev/null 2>&1 || missing="$$missing $(NODE_DEBS)"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
@@ -119,6 +121,14 @@ $(BUILD)/bench/tok_bench: bench/tok_bench.c $(LIBKVQ)
 $(BUILD)/bench/bench: bench/bench.c $(BUILD)/bench/bench_core.o $(LIBAPP) $(LIBKVQ)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -O3 -o $@ $< $(BUILD)/bench/bench_core.o $(LIBAPP) $(LIBKVQ) $(UI_LIBS) $(ENGINE_LIBS)
+
+# Real sizes (issue 15): synthetic S1/S2/S3 traces (1.1 / 4.4 / 3.0 GB) under
+# SCALE_DIR (default /var/tmp/kvstudio-scale, deleted afterwards), wall time,
+# CPU time and peak RssAnon of each command; see tools/scale_check.sh. Not in `make test`.
+scale-check:
+	@$(MAKE) --no-print-directory deps EXTRA_DEBS="$(SCALE_DEBS)"
+	@$(MAKE) --no-print-directory $(KVSTUDIO)
+	KVSTUDIO=./$(KVSTUDIO) bash tools/scale_check.sh
 
 clean:
 	rm -rf build build-asan build-fuzz build-peers

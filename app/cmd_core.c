@@ -1,10 +1,13 @@
 // cmd_core.c — session, trace and config commands: load, info, help, set...
+#include <cblas.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include "cmds.h"
 #include "label.h"
+#include "pool.h"
+#include "progress.h"
 #include "stats.h"
 
 int kvs_cmd_load(kvs_session *s, kvs_args *a)
@@ -22,16 +25,36 @@ static const char *kind_name(kvq_trace_kind k)
     return k == KVQ_TRACE_KVTRACE ? "kvtrace" : k == KVQ_TRACE_NPY ? "npy" : "mlx_lm cache";
 }
 
-// Statistics of one stream (keys or values) of one (layer, kv head).
-static int head_stats(kvs_session *s, bool values, int l, int h, float *buf, kvq_head_stats *st)
+// One layer's statistics, every (kv head, stream) a task on the pool. Each
+// task converts its own (n_tokens, head_dim) block from the mapping, so
+// memory is one block per thread whatever the trace size, and the result
+// does not depend on the thread count.
+typedef struct {
+    const kvq_trace *t;
+    int layer, n_streams;     // n_streams: 2 with values, else 1
+    kvq_head_stats *st;       // (n_kv_heads * n_streams)
+    kvq_status *rc;           // per task
+    char (*err)[1024];        // per task: kvq_last_error() is thread-local
+} info_layer;
+
+static void info_task(void *ctx, int task)
 {
-    const kvq_trace *t = s->trace;
-    kvq_status rc = values ? kvq_trace_values(t, l, h, buf) : kvq_trace_keys(t, l, h, buf);
-    if (rc) return kvs_errorf(s, "info: %s", kvq_last_error());
-    if (kvq_head_stats_compute(buf, t->n_tokens, t->head_dim, st))
-        return kvs_errorf(s, "info: %s: layer %d kv head %d %s: %s", t->path, l, h, values ? "values" : "keys",
-                          kvq_last_error());
-    return 0;
+    info_layer *j = ctx;
+    const kvq_trace *t = j->t;
+    const int h = task / j->n_streams;
+    const bool values = task % j->n_streams;
+    float *buf = malloc(sizeof(float) * (size_t)t->n_tokens * (size_t)t->head_dim);
+    kvq_status rc = buf ? KVQ_OK : kvq_error(KVQ_ERR_NOMEM, "out of memory");
+    if (!rc) rc = values ? kvq_trace_values(t, j->layer, h, buf) : kvq_trace_keys(t, j->layer, h, buf);
+    bool read = !rc;
+    if (!rc) rc = kvq_head_stats_compute(buf, t->n_tokens, t->head_dim, &j->st[task]);
+    free(buf);
+    j->rc[task] = rc;
+    if (rc && read)   // the statistics failed (e.g. a non-finite figure): say where
+        snprintf(j->err[task], sizeof j->err[task], "%.400s: layer %d kv head %d %s: %.500s", t->path, j->layer, h,
+                 values ? "values" : "keys", kvq_last_error());
+    else if (rc)
+        snprintf(j->err[task], sizeof j->err[task], "%s", kvq_last_error());
 }
 
 static json_t *stats_json(const kvq_head_stats *st)
@@ -62,8 +85,6 @@ int kvs_cmd_info(kvs_session *s, kvs_args *a)
     bool json = kvs_opt_flag(a, "json") || s->json;
     if (kvs_args_check_unused(s, a, "info") || kvs_args_trace(s, a)) return -1;
     const kvq_trace *t = s->trace;
-    float *buf = malloc(sizeof(float) * (size_t)t->n_tokens * (size_t)t->head_dim);
-    if (!buf) return kvs_errorf(s, "info: out of memory");
     json_t *root = NULL, *layers = NULL;
     if (json) {
         root = json_pack("{s:s, s:s, s:i, s:i, s:i, s:i, s:i, s:i, s:s, s:s, s:s}", "path", t->path,
@@ -85,25 +106,40 @@ int kvs_cmd_info(kvs_session *s, kvs_args *a)
         kvs_printf(s, "%s", "");
         kvs_printf(s, "layer head  stream mean|x|   std|x|    max|x|   d_eff  top channels (max|x| / median)");
     }
-    int rc = 0;
-    for (int l = 0; l < t->n_layers && !rc; l++)
+    const int ns = t->has_values ? 2 : 1, nt = t->n_kv_heads * ns;
+    info_layer job = {.t = t, .n_streams = ns, .st = calloc((size_t)nt, sizeof *job.st),
+                      .rc = calloc((size_t)nt, sizeof *job.rc), .err = calloc((size_t)nt, sizeof *job.err)};
+    int rc = job.st && job.rc && job.err ? 0 : kvs_errorf(s, "info: out of memory");
+    kvs_tty_progress tp;
+    kvq_progress *prog = kvs_tty_progress_begin(&tp, s, "info");
+    // Parallelism is ours (heads on the pool): OpenBLAS's own workers spin in
+    // sched_yield per dsyrk and took 5x the wall time of `info` on a busy machine.
+    const int blas_threads = openblas_get_num_threads();
+    openblas_set_num_threads(1);
+    for (int l = 0; l < t->n_layers && !rc; l++) {
+        job.layer = l;
+        kvq_parallel_for(nt, info_task, &job);
+        for (int i = 0; i < nt && !rc; i++)
+            if (job.rc[i]) rc = kvs_errorf(s, "info: %s", job.err[i]);
         for (int h = 0; h < t->n_kv_heads && !rc; h++) {
-            kvq_head_stats ks, vs;
-            if (head_stats(s, false, l, h, buf, &ks)) { rc = -1; break; }
-            if (!t->has_values) memset(&vs, 0, sizeof vs);
-            else if (head_stats(s, true, l, h, buf, &vs)) { kvq_head_stats_free(&ks); rc = -1; break; }
+            const kvq_head_stats *ks = &job.st[h * ns], *vs = &job.st[h * ns + ns - 1];
             if (json) {
-                json_t *o = json_pack("{s:i, s:i, s:o}", "layer", l, "kv_head", h, "keys", stats_json(&ks));
-                if (t->has_values) json_object_set_new(o, "values", stats_json(&vs));
+                json_t *o = json_pack("{s:i, s:i, s:o}", "layer", l, "kv_head", h, "keys", stats_json(ks));
+                if (t->has_values) json_object_set_new(o, "values", stats_json(vs));
                 json_array_append_new(layers, o);
             } else {
-                stats_line(s, "keys", l, h, &ks);
-                if (t->has_values) stats_line(s, "values", l, h, &vs);
+                stats_line(s, "keys", l, h, ks);
+                if (t->has_values) stats_line(s, "values", l, h, vs);
             }
-            kvq_head_stats_free(&ks);
-            if (t->has_values) kvq_head_stats_free(&vs);
         }
-    free(buf);
+        for (int i = 0; i < nt; i++) kvq_head_stats_free(&job.st[i]);
+        char stage[48];
+        snprintf(stage, sizeof stage, "layer %d/%d", l + 1, t->n_layers);
+        kvq_progress_report(prog, (double)(l + 1) / t->n_layers, stage);
+    }
+    kvs_tty_progress_end(&tp);
+    openblas_set_num_threads(blas_threads);
+    free(job.st), free(job.rc), free(job.err);
     if (json) {
         if (!rc) {
             char *txt = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));

@@ -1,7 +1,8 @@
 // cmd_quant.c — `quantize [TRACE] --method M --bits B [--value-bits V]
-// [config options] [--tokens N] [--layers 0,2-4] [--queries Q] [--json]`:
+// [config options] [--tokens N] [--layers 0,2-4] [--queries Q] [--pairs P] [--json]`:
 // the quantize report (engine/quantreport.h) as a table or JSON, recorded in
 // the session's run history.
+#include <cblas.h>
 #include <jansson.h>
 #include <limits.h>
 #include <math.h>
@@ -11,6 +12,7 @@
 #include "calib/calib.h"
 #include "cmds.h"
 #include "label.h"
+#include "progress.h"
 #include "quantreport.h"
 
 // "0,2-4" -> mask over n layers. -1 (message printed) when malformed.
@@ -68,6 +70,7 @@ static json_t *report_json(const kvq_trace *t, const kvq_config *cfg, const kvq_
     json_object_set_new(o, "values", stream_json(&r->values));
     json_object_set_new(o, "ip_relative_error", jnum(r->ip_relative_error));
     json_object_set_new(o, "ip_pairs", json_integer(r->n_pairs));
+    json_object_set_new(o, "ip_pairs_sampled", json_boolean(r->pairs_sampled));
     json_t *pl = json_array();
     for (int i = 0; i < r->n_layers; i++) {
         const kvq_quantreport_layer *ly = &r->layers[i];
@@ -110,8 +113,10 @@ static void report_text(kvs_session *s, const kvq_trace *t, const kvq_config *cf
     kvq_artifacts_id(art, id, sizeof id);
     kvs_printf(s, "config   %s", kvq_config_label(cfg, id, label, sizeof label));
     kvs_printf(
-        s, "%d layers x %d kv heads, %d tokens, head_dim %d; %s over %ld (query, key) pairs",
-        r->n_layers, r->n_kv_heads, r->n_tokens, r->head_dim, kvq_metrics[KVQ_M_QK_ERROR].name, r->n_pairs);
+        s, "%d layers x %d kv heads, %d tokens, head_dim %d; %s over %ld %s(query, key) pairs%s",
+        r->n_layers, r->n_kv_heads, r->n_tokens, r->head_dim, kvq_metrics[KVQ_M_QK_ERROR].name, r->n_pairs,
+        r->pairs_sampled ? "sampled " : "",
+        r->pairs_sampled ? " (seeded, uniform over the causal pairs; --pairs 0 for all)" : "");
     kvs_printf(s, "%s", "");
     kvs_printf(s, "%5s %5s  %10s %12s %11s  %10s %13s %12s  %10s", "layer", "kbits", kvq_metrics[KVQ_M_KEY_BITS].name,
                kvq_metrics[KVQ_M_KEY_REL_MSE].name, kvq_metrics[KVQ_M_KEY_COSINE].name,
@@ -168,6 +173,7 @@ int kvs_cmd_quantize(kvs_session *s, kvs_args *a)
     kvq_quantreport_opts_default(&o);
     o.max_tokens = (int)kvs_opt_int(a, "tokens", 0);
     o.queries_per_head = (int)kvs_opt_int(a, "queries", o.queries_per_head);
+    o.max_pairs = kvs_opt_int(a, "pairs", o.max_pairs);
     const char *layers = kvs_opt_str(a, "layers", NULL);
     const bool bits_given = kvs_opt_given(a, "bits");
     kvq_config cfg = s->cfg;
@@ -198,7 +204,16 @@ int kvs_cmd_quantize(kvs_session *s, kvs_args *a)
         kvq_artifacts_free(own);
         return kvs_errorf(s, "quantize: out of memory");
     }
-    kvq_status st = kvq_quantreport_run(t, &cfg, art, &o, NULL, r);
+    kvs_tty_progress tp;
+    kvq_progress *prog = kvs_tty_progress_begin(&tp, s, "quantize");
+    // Parallelism is ours (kv heads on the pool); OpenBLAS's workers would
+    // spin in sched_yield beside it on every small rotation sgemm.
+    const int blas_threads = openblas_get_num_threads();
+    openblas_set_num_threads(1);
+    kvq_status st = kvq_quantreport_run(t, &cfg, art, &o, prog, r);
+    openblas_set_num_threads(blas_threads);
+    kvs_tty_progress_end(&tp);
+    kvq_artifacts_free(own);
     if (st) {
         kvq_artifacts_free(own);
         free(r);

@@ -26,6 +26,8 @@ static const kvs_option opts_quantize[] = {
     {.name = "layers", .kind = KVS_OPT_STRING, .arg = "0,2-4", .help = "only these layers"},
     {.name = "queries", .kind = KVS_OPT_INT, .arg = "Q", .lo = 0, .hi = INT_MAX_D,
      .help = "queries per head for the q.k error"},
+    {.name = "pairs", .kind = KVS_OPT_INT, .arg = "N", .lo = 0, .hi = INT_MAX_D,
+     .help = "q.k error over a seeded sample of N (query, key) pairs above N (0 = all; default 1048576)"},
     JSON_FLAG, END};
 static const kvs_option opts_benchmark[] = {
     {.name = "trace", .kind = KVS_OPT_STRING, .arg = "T", .help = "trace file (default: the loaded one)"},

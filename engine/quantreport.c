@@ -7,7 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include "f16.h"
+#include "pool.h"
 #include "quantreport.h"
+#include "rng.h"
 
 #define QR_DEFAULT_QUERIES 64
 
@@ -15,6 +17,7 @@ void kvq_quantreport_opts_default(kvq_quantreport_opts *o)
 {
     memset(o, 0, sizeof *o);
     o->queries_per_head = QR_DEFAULT_QUERIES;
+    o->max_pairs = KVQ_QR_MAX_PAIRS;
 }
 
 // Running sums of one scope (a layer, or everything).
@@ -133,68 +136,149 @@ static int select_queries(const kvq_trace *t, int n, int want, int *sel)
     return want;
 }
 
+// A seeded sample of the causal pairs of one query row, for traces whose
+// pairs exceed max_pairs: units are method groups (one vector for most
+// methods), drawn uniformly with replacement from the row's causal prefix,
+// about rate x the prefix's units per row, so the sample is uniform over all
+// pairs. Drawn encoded units are gathered and scored with one score() call.
+// units, gidx: (n / group + 1); gcodes: (n + group) x bpv bytes.
+static void stream_score_sampled(const kvq_quantizer *q, const float *keys, const float *khat,
+                                 const uint8_t *codes, size_t n_enc, const float *qv, size_t nk,
+                                 double rate, kvq_rng *rng, size_t *units, long *gidx,
+                                 uint8_t *gcodes, float *scores, void *qstate, acc_ip *a)
+{
+    const int d = q->head_dim;
+    const size_t G = q->group, rec = G * q->bpv, n_units = (nk + G - 1) / G;
+    // every unit is drawn rate times on average, so every pair is too (a
+    // partial last group holds fewer pairs but is as likely as the others)
+    size_t m = (size_t)(rate * (double)n_units + kvq_rng_uniform(rng)); // unbiased rounding
+    if (m > n_units) m = n_units;
+    size_t ng = 0;
+    for (size_t i = 0; i < m; i++) {
+        size_t u = (size_t)(kvq_rng_uniform(rng) * (double)n_units);
+        if (u >= n_units) u = n_units - 1;
+        units[i] = u;
+        gidx[i] = -1;
+        if ((u + 1) * G <= n_enc) {
+            memcpy(gcodes + ng * rec, codes + u * rec, rec);
+            gidx[i] = (long)ng++;
+        }
+    }
+    if (ng) {
+        q->m->prepare_query(q->plan, qv, qstate);
+        q->m->score(q->plan, qstate, gcodes, ng * G, scores);
+    }
+    for (size_t i = 0; i < m; i++) {
+        const size_t t0 = units[i] * G, t1 = t0 + G < nk ? t0 + G : nk;
+        for (size_t t = t0; t < t1; t++) {
+            const float *kt = keys + t * d;
+            double s = 0, s_hat = 0;
+            for (int j = 0; j < d; j++) s += (double)qv[j] * kt[j];
+            if (gidx[i] >= 0) {
+                s_hat = scores[(size_t)gidx[i] * G + (t - t0)];
+            } else { // fp16 tail of a grouped method
+                const float *ht = khat + t * d;
+                for (int j = 0; j < d; j++) s_hat += (double)qv[j] * ht[j];
+            }
+            a->err2 += (s_hat - s) * (s_hat - s);
+            a->ref2 += s * s;
+            a->n++;
+        }
+    }
+}
+
 typedef struct {
     float *x, *xhat, *qrows, *scores;
-    uint8_t *codes;
+    uint8_t *codes, *gcodes;
     size_t codes_cap;
     void *qstate;
     size_t qstate_cap;
-    int *sel;
+    size_t *units;
+    long *gidx;
 } qr_bufs;
 
 static void bufs_free(qr_bufs *b)
 {
     free(b->x), free(b->xhat), free(b->qrows), free(b->scores), free(b->codes), free(b->qstate);
-    free(b->sel);
+    free(b->gcodes), free(b->units), free(b->gidx);
 }
 
 static kvq_status bufs_fit(qr_bufs *b, const kvq_quantizer *q, int n)
 {
-    const size_t need = (size_t)n * q->bpv;
+    const size_t need = ((size_t)n + q->group) * q->bpv;
     if (need > b->codes_cap) {
-        free(b->codes);
+        free(b->codes), free(b->gcodes);
         b->codes = malloc(need);
-        b->codes_cap = b->codes ? need : 0;
+        b->gcodes = malloc(need);
+        b->codes_cap = b->codes && b->gcodes ? need : 0;
     }
     if (q->qbytes > b->qstate_cap) {
         free(b->qstate);
         b->qstate = malloc(q->qbytes);
         b->qstate_cap = b->qstate ? q->qbytes : 0;
     }
-    if ((need && !b->codes) || (q->qbytes && !b->qstate))
+    if ((need && !b->codes_cap) || (q->qbytes && !b->qstate))
         return kvq_error(KVQ_ERR_NOMEM, "quantize: cannot allocate %zu bytes of codes", need);
     return KVQ_OK;
 }
 
+// One layer: every kv head a task on the pool, with its own buffers and
+// sums (combined in head order by the caller: same result on any thread
+// count). Sampling draws from a stream seeded by (layer, query head).
+typedef struct {
+    const kvq_trace *t;
+    const kvq_config *cfg;
+    const kvq_artifacts *art;
+    const char *vmethod;
+    int layer, key_bits, n;
+    bool fp16_values;
+    const int *sel;          // (n_sel) query rows
+    int n_sel;
+    double rate;             // fraction of causal pairs sampled; 0 = all
+    acc_stream *ak, *av;     // (n_kv_heads)
+    acc_ip *aip;             // (n_kv_heads)
+    kvq_status *rc;          // (n_kv_heads)
+    char (*err)[1024];       // (n_kv_heads): kvq_last_error() is per thread
+} qr_layer;
+
 // Keys of one (layer, kv head): code, then score for every query head on it.
-static kvq_status layer_keys(const kvq_trace *t, const kvq_plan_params *pp, const char *method,
-                             int n, int qph, qr_bufs *b, acc_stream *ak, acc_ip *aip)
+static kvq_status layer_keys(const qr_layer *j, const kvq_plan_params *pp, qr_bufs *b, acc_stream *ak,
+                             acc_ip *aip)
 {
+    const kvq_trace *t = j->t;
+    const int n = j->n;
     kvq_quantizer q;
-    kvq_status s = kvq_quantizer_init(&q, method, pp);
+    kvq_status s = kvq_quantizer_init(&q, j->cfg->method, pp);
     if (s) return s;
     if (!(s = bufs_fit(b, &q, n)) && !(s = kvq_trace_keys(t, pp->layer, pp->kv_head, b->x))) {
         const size_t n_enc = stream_code(&q, b->x, n, b->codes, b->xhat, ak);
         const int per_kv = t->n_heads / t->n_kv_heads;
-        const int n_sel = t->n_queries ? select_queries(t, n, qph, b->sel) : 0;
-        for (int h = pp->kv_head * per_kv; n_sel && h < (pp->kv_head + 1) * per_kv; h++) {
+        for (int h = pp->kv_head * per_kv; j->n_sel && h < (pp->kv_head + 1) * per_kv; h++) {
             if ((s = kvq_trace_queries(t, pp->layer, h, b->qrows))) break;
-            stream_score(&q, b->x, b->xhat, b->codes, n_enc, b->qrows, b->sel, n_sel,
-                         t->query_positions, b->scores, b->qstate, aip);
+            if (j->rate <= 0) {
+                stream_score(&q, b->x, b->xhat, b->codes, n_enc, b->qrows, j->sel, j->n_sel,
+                             t->query_positions, b->scores, b->qstate, aip);
+                continue;
+            }
+            kvq_rng rng;
+            kvq_rng_seed2(&rng, KVQ_QR_SAMPLE_SEED, ((uint64_t)pp->layer << 32) | (uint64_t)h);
+            for (int k = 0; k < j->n_sel; k++)
+                stream_score_sampled(&q, b->x, b->xhat, b->codes, n_enc, b->qrows + (size_t)j->sel[k] * t->head_dim,
+                                     (size_t)t->query_positions[j->sel[k]] + 1, j->rate, &rng, b->units,
+                                     b->gidx, b->gcodes, b->scores, b->qstate, aip);
         }
     }
     kvq_quantizer_free(&q);
     return s;
 }
 
-static kvq_status layer_values(const kvq_trace *t, const kvq_plan_params *pp, const char *method,
-                               int n, qr_bufs *b, acc_stream *av)
+static kvq_status layer_values(const qr_layer *j, const kvq_plan_params *pp, qr_bufs *b, acc_stream *av)
 {
     kvq_quantizer q;
-    kvq_status s = kvq_quantizer_init(&q, method, pp);
+    kvq_status s = kvq_quantizer_init(&q, j->vmethod, pp);
     if (s) return s;
-    if (!(s = bufs_fit(b, &q, n)) && !(s = kvq_trace_values(t, pp->layer, pp->kv_head, b->x)))
-        stream_code(&q, b->x, n, b->codes, b->xhat, av);
+    if (!(s = bufs_fit(b, &q, j->n)) && !(s = kvq_trace_values(j->t, pp->layer, pp->kv_head, b->x)))
+        stream_code(&q, b->x, j->n, b->codes, b->xhat, av);
     kvq_quantizer_free(&q);
     return s;
 }
@@ -228,6 +312,40 @@ static kvq_status report_finite(const kvq_trace *t, const kvq_quantreport *r)
     return s;
 }
 
+static void layer_task(void *ctx, int h)
+{
+    const qr_layer *j = ctx;
+    const kvq_trace *t = j->t;
+    const size_t nd = (size_t)t->n_tokens * (size_t)t->head_dim;
+    qr_bufs b = {0};
+    b.x = malloc(sizeof(float) * nd);
+    b.xhat = malloc(sizeof(float) * nd);
+    b.scores = malloc(sizeof(float) * ((size_t)t->n_tokens + 64));
+    b.qrows = malloc(sizeof(float) * (size_t)(t->n_queries ? t->n_queries : 1) * t->head_dim);
+    b.units = malloc(sizeof(size_t) * ((size_t)t->n_tokens + 1));
+    b.gidx = malloc(sizeof(long) * ((size_t)t->n_tokens + 1));
+    kvq_status s = KVQ_OK;
+    if (!b.x || !b.xhat || !b.scores || !b.qrows || !b.units || !b.gidx)
+        s = kvq_error(KVQ_ERR_NOMEM, "quantize: cannot allocate buffers for %d tokens x %d", t->n_tokens,
+                      t->head_dim);
+    kvq_plan_params pp = {.bits = j->key_bits,
+                          .head_dim = t->head_dim,
+                          .layer = j->layer,
+                          .kv_head = h,
+                          .is_value = false,
+                          .cfg = j->cfg,
+                          .art = j->art};
+    if (!s) s = layer_keys(j, &pp, &b, &j->ak[h], &j->aip[h]);
+    if (!s && t->has_values) {
+        pp.bits = j->fp16_values ? 16 : j->cfg->value_bits;
+        pp.is_value = true;
+        s = layer_values(j, &pp, &b, &j->av[h]);
+    }
+    bufs_free(&b);
+    j->rc[h] = s;
+    if (s) snprintf(j->err[h], sizeof j->err[h], "%s", kvq_last_error());
+}
+
 kvq_status kvq_quantreport_run(const kvq_trace *t, const kvq_config *cfg, const kvq_artifacts *art,
                                const kvq_quantreport_opts *opts, kvq_progress *prog,
                                kvq_quantreport *out)
@@ -250,33 +368,35 @@ kvq_status kvq_quantreport_run(const kvq_trace *t, const kvq_config *cfg, const 
         return kvq_error(KVQ_ERR_SHAPE, "%s: %d query heads are not a multiple of %d kv heads",
                          t->path, t->n_heads, t->n_kv_heads);
     const int n = o.max_tokens > 0 && o.max_tokens < t->n_tokens ? o.max_tokens : t->n_tokens;
-    const int d = t->head_dim;
+    const int d = t->head_dim, nkv = t->n_kv_heads;
     const bool fp16_values = kvq_config_fp16_values(cfg);
     const char *vmethod = fp16_values            ? "fp16"
                           : cfg->value_method[0] ? cfg->value_method
                                                  : "turboquant_mse";
 
     kvq_quantreport *r = calloc(1, sizeof *r); // ~40 KB: not on a worker's stack
-    qr_bufs b = {0};
-    const size_t nd = (size_t)t->n_tokens * (size_t)d;
-    b.x = malloc(sizeof(float) * nd);
-    b.xhat = malloc(sizeof(float) * nd);
-    b.scores = malloc(sizeof(float) * (size_t)t->n_tokens);
-    b.qrows = malloc(sizeof(float) * (size_t)(t->n_queries ? t->n_queries : 1) * d);
-    b.sel = malloc(sizeof(int) * (size_t)(t->n_queries ? t->n_queries : 1));
-    if (!r || !b.x || !b.xhat || !b.scores || !b.qrows || !b.sel) {
-        free(r);
-        bufs_free(&b);
+    int *sel = malloc(sizeof(int) * (size_t)(t->n_queries ? t->n_queries : 1));
+    qr_layer j = {.t = t, .cfg = cfg, .art = art, .vmethod = vmethod, .n = n, .fp16_values = fp16_values,
+                  .sel = sel, .ak = calloc((size_t)nkv, sizeof *j.ak), .av = calloc((size_t)nkv, sizeof *j.av),
+                  .aip = calloc((size_t)nkv, sizeof *j.aip), .rc = calloc((size_t)nkv, sizeof *j.rc),
+                  .err = calloc((size_t)nkv, sizeof *j.err)};
+    if (!r || !sel || !j.ak || !j.av || !j.aip || !j.rc || !j.err) {
+        free(r), free(sel), free(j.ak), free(j.av), free(j.aip), free(j.rc), free(j.err);
         return kvq_error(KVQ_ERR_NOMEM, "quantize: cannot allocate buffers for %d tokens x %d",
                          t->n_tokens, d);
     }
     snprintf(r->method, sizeof r->method, "%s", cfg->method);
     snprintf(r->value_method, sizeof r->value_method, "%s", vmethod);
     r->bits = cfg->bits, r->value_bits = cfg->value_bits;
-    r->n_tokens = n, r->head_dim = d, r->n_kv_heads = t->n_kv_heads, r->n_heads = t->n_heads;
+    r->n_tokens = n, r->head_dim = d, r->n_kv_heads = nkv, r->n_heads = t->n_heads;
 
     int n_todo = 0, n_done = 0;
     for (int l = 0; l < t->n_layers; l++) n_todo += !o.layer_mask || o.layer_mask[l];
+    j.n_sel = t->n_queries ? select_queries(t, n, o.queries_per_head, sel) : 0;
+    double all_pairs = 0; // every causal pair of the selected rows, all heads and layers measured
+    for (int k = 0; k < j.n_sel; k++) all_pairs += (double)t->query_positions[sel[k]] + 1;
+    all_pairs *= (double)t->n_heads * n_todo;
+    if (o.max_pairs > 0 && all_pairs > (double)o.max_pairs) j.rate = (double)o.max_pairs / all_pairs;
     acc_stream tk = {0}, tv = {0};
     acc_ip tip = {0};
     kvq_status s = KVQ_OK;
@@ -286,21 +406,20 @@ kvq_status kvq_quantreport_run(const kvq_trace *t, const kvq_config *cfg, const 
         kvq_quantreport_layer *ly = &r->layers[r->n_layers++];
         ly->layer = l;
         ly->key_bits = l < cfg->n_bit_allocation ? cfg->bit_allocation[l] : cfg->bits;
+        j.layer = l, j.key_bits = ly->key_bits;
+        memset(j.ak, 0, sizeof *j.ak * (size_t)nkv), memset(j.av, 0, sizeof *j.av * (size_t)nkv);
+        memset(j.aip, 0, sizeof *j.aip * (size_t)nkv);
+        kvq_parallel_for(nkv, layer_task, &j);
         acc_stream lk = {0}, lv = {0};
         acc_ip lip = {0};
-        for (int h = 0; h < t->n_kv_heads && !s; h++) {
-            kvq_plan_params pp = {.bits = ly->key_bits,
-                                  .head_dim = d,
-                                  .layer = l,
-                                  .kv_head = h,
-                                  .is_value = false,
-                                  .cfg = cfg,
-                                  .art = art};
-            s = layer_keys(t, &pp, cfg->method, n, o.queries_per_head, &b, &lk, &lip);
-            if (s || !t->has_values) continue;
-            pp.bits = fp16_values ? 16 : cfg->value_bits;
-            pp.is_value = true;
-            s = layer_values(t, &pp, vmethod, n, &b, &lv);
+        for (int h = 0; h < nkv && !s; h++) {
+            if (j.rc[h]) {
+                s = kvq_error(j.rc[h], "%s", j.err[h]);
+                break;
+            }
+            acc_stream_add(&lk, &j.ak[h]);
+            acc_stream_add(&lv, &j.av[h]);
+            lip.err2 += j.aip[h].err2, lip.ref2 += j.aip[h].ref2, lip.n += j.aip[h].n;
         }
         if (s) break;
         stream_finish(&lk, &ly->keys);
@@ -320,12 +439,12 @@ kvq_status kvq_quantreport_run(const kvq_trace *t, const kvq_config *cfg, const 
         stream_finish(&tv, &r->values);
         r->ip_relative_error = ip_finish(&tip);
         r->n_pairs = tip.n;
+        r->pairs_sampled = j.rate > 0;
         s = report_finite(t, r);
     }
     if (!s) {
         *out = *r;
     }
-    free(r);
-    bufs_free(&b);
+    free(r), free(sel), free(j.ak), free(j.av), free(j.aip), free(j.rc), free(j.err);
     return s;
 }

@@ -28,16 +28,31 @@
 //                     head h (kv head h / (n_heads / n_kv_heads), GQA), a
 //                     fixed evenly spaced subset of its query rows
 //                     (queries_per_head, 0 = all), each against every key at
-//                     a position <= its own (causal mask).
+//                     a position <= its own (causal mask). When those pairs
+//                     number more than max_pairs, a sample of about
+//                     max_pairs of them, uniform over the pairs, seeded by
+//                     KVQ_QR_SAMPLE_SEED and (layer, query head), so the same
+//                     trace and options give the same figure: each row draws
+//                     floor(rate x units + U) of the key units of its prefix
+//                     (method groups, one vector for most methods; U
+//                     uniform in [0,1)) with replacement, rate = max_pairs /
+//                     all pairs;
+//                     pairs_sampled is then true and n_pairs counts the
+//                     pairs drawn. Exact where the count is small (the
+//                     sample traces at the default 64 query rows).
 #ifndef KVQ_QUANTREPORT_H
 #define KVQ_QUANTREPORT_H
 #include "kvq.h"
 #include "trace.h"
 
+#define KVQ_QR_MAX_PAIRS 1048576L   // default max_pairs
+#define KVQ_QR_SAMPLE_SEED 1u
+
 typedef struct kvq_quantreport_opts {
     int max_tokens;         // use the first max_tokens tokens; 0 = all
     int queries_per_head;   // query rows sampled per query head; 0 = all (default 64)
     const bool *layer_mask; // (trace n_layers) layers to measure; NULL = all
+    long max_pairs;         // q.k pairs measured exactly up to this; above, a sample (0 = always exact)
 } kvq_quantreport_opts;
 
 void kvq_quantreport_opts_default(kvq_quantreport_opts *o);
@@ -69,6 +84,7 @@ typedef struct kvq_quantreport {
     kvq_quantreport_stream keys, values; // overall
     double ip_relative_error;
     long n_pairs;
+    bool pairs_sampled;                           // q.k pairs are a seeded sample (see above)
     int n_layers;                                 // layers measured
     kvq_quantreport_layer layers[KVQ_MAX_LAYERS]; // (n_layers), in trace order
 } kvq_quantreport;
@@ -77,7 +93,10 @@ typedef struct kvq_quantreport {
 // layer ("layer 3/6") and may cancel: KVQ_ERR_CANCELLED, *out untouched.
 // On any error *out is untouched and kvq_last_error() names the cause
 // (unknown method, bits out of range, missing calibration, bad trace read).
-// Single-threaded; several reports may run at once on different threads.
+// The kv heads of a layer run on the pool (pool.h), each converting its own
+// blocks from the trace mapping; sums are combined in head order, so the
+// result does not depend on the thread count. Several reports may run at
+// once on different threads.
 kvq_status kvq_quantreport_run(const kvq_trace *t, const kvq_config *cfg, const kvq_artifacts *art,
                                const kvq_quantreport_opts *opts, kvq_progress *prog,
                                kvq_quantreport *out);

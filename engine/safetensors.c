@@ -13,6 +13,7 @@
 #include "f16.h"
 #include "file.h"
 #include "safetensors.h"
+#include "simd.h"
 
 static const struct { const char *name; int size; } dtypes[KVQ_DT_COUNT] = {
     [KVQ_DT_F32] = {"F32", 4},  [KVQ_DT_F16] = {"F16", 2}, [KVQ_DT_BF16] = {"BF16", 2},
@@ -366,7 +367,7 @@ kvq_status kvq_st_read_f32(const kvq_st_tensor *t, size_t start, size_t n, float
     const uint8_t *p = t->data + start * (size_t)kvq_dtype_size(t->dtype);
     switch (t->dtype) {
     case KVQ_DT_F32: memcpy(dst, p, n * sizeof *dst); break;
-    case KVQ_DT_F16: kvq_f16_row_to_f32(p, dst, n); break;
+    case KVQ_DT_F16: kvq_f16_to_f32_fast(p, dst, n); break;   // F16C when the CPU has it (exact)
     case KVQ_DT_BF16: kvq_bf16_row_to_f32(p, dst, n); break;
     case KVQ_DT_F8_E4M3:
         for (size_t i = 0; i < n; i++) dst[i] = kvq_f8e4m3_to_f32(p[i]);

@@ -20,6 +20,8 @@ typedef struct kvq_head_stats {
 } kvq_head_stats;
 
 // x: (n, d) row-major. Allocates the owned arrays; free with kvq_head_stats_free.
+// The covariance is one cblas_dsyrk per 1024 rows: callers running heads on
+// the pool (`info`) set OpenBLAS to one thread, whose own workers would spin.
 kvq_status kvq_head_stats_compute(const float *x, int n, int d, kvq_head_stats *st);
 void kvq_head_stats_free(kvq_head_stats *st);
 #endif

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include "file.h"
+#include "pool.h"
 #include "trace_impl.h"
 
 // "layers.12.keys" -> 12, 0 (keys) / 1 (values) / 2 (queries).
@@ -123,24 +124,43 @@ static kvq_status check_layers(kvq_trace *t, kvq_trace_impl *im, int n_layers, c
     return KVQ_OK;
 }
 
-static kvq_status check_finite(const kvq_trace *t, const kvq_st_tensor *x, int off, const char *row)
+// Non-finite scan of every tensor on open, one tensor per task on the pool
+// (the scan reads the whole file: 4 GB at real sizes). The first bad tensor
+// in layer order is reported, whatever the thread count.
+typedef struct {
+    const kvq_st_tensor *x[3 * KVQ_MAX_LAYERS];
+    size_t bad[3 * KVQ_MAX_LAYERS];   // index of the first NaN/Inf, nelem when none
+    bool is_nan[3 * KVQ_MAX_LAYERS];
+    bool query_rows[3 * KVQ_MAX_LAYERS];   // rows are queries (for the message)
+} scan_job;
+
+static void scan_task(void *ctx, int i)
 {
-    bool is_nan = false;
-    size_t i = kvq_scan_nonfinite(x->data, x->nelem, x->dtype, false, &is_nan);
-    if (i == x->nelem) return KVQ_OK;
-    size_t D = (size_t)x->shape[off + 2], R = (size_t)x->shape[off + 1];
-    return kvq_error(KVQ_ERR_NONFINITE, "%s: %s: %s at head %zu, %s %zu, channel %zu", t->path, x->name,
-                     is_nan ? "NaN" : "Inf", i / (R * D), row, (i / D) % R, i % D);
+    scan_job *j = ctx;
+    j->bad[i] = kvq_scan_nonfinite(j->x[i]->data, j->x[i]->nelem, j->x[i]->dtype, false, &j->is_nan[i]);
 }
 
 static kvq_status scan_all(const kvq_trace *t, const kvq_trace_impl *im)
 {
-    kvq_status s = KVQ_OK;
-    for (int l = 0; l < t->n_layers && s == KVQ_OK; l++) {
-        s = check_finite(t, im->keys[l], im->dim_off, "token");
-        if (s == KVQ_OK && im->values[l]) s = check_finite(t, im->values[l], im->dim_off, "token");
-        if (s == KVQ_OK && im->queries[l]) s = check_finite(t, im->queries[l], im->dim_off, "query");
+    scan_job *j = calloc(1, sizeof *j);
+    if (!j) return kvq_error(KVQ_ERR_NOMEM, "%s: out of memory", t->path);
+    int n = 0;
+    for (int l = 0; l < t->n_layers; l++) {
+        j->x[n++] = im->keys[l];
+        if (im->values[l]) j->x[n++] = im->values[l];
+        if (im->queries[l]) j->query_rows[n] = true, j->x[n++] = im->queries[l];
     }
+    kvq_parallel_for(n, scan_task, j);
+    kvq_status s = KVQ_OK;
+    for (int i = 0; i < n && s == KVQ_OK; i++) {
+        const kvq_st_tensor *x = j->x[i];
+        if (j->bad[i] == x->nelem) continue;
+        const size_t k = j->bad[i], off = (size_t)im->dim_off;
+        const size_t D = (size_t)x->shape[off + 2], R = (size_t)x->shape[off + 1];
+        s = kvq_error(KVQ_ERR_NONFINITE, "%s: %s: %s at head %zu, %s %zu, channel %zu", t->path, x->name,
+                      j->is_nan[i] ? "NaN" : "Inf", k / (R * D), j->query_rows[i] ? "query" : "token", (k / D) % R, k % D);
+    }
+    free(j);
     return s;
 }
 

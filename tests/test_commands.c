@@ -10,6 +10,7 @@
 #include <cmocka.h>
 #include <jansson.h>
 #include "commands.h"
+#include "progress.h"
 
 typedef struct {
     char out[16384];
@@ -435,6 +436,37 @@ static void test_trace_options(void **st)
     c.err[0] = 0;
     assert_int_equal(kvs_exec_line(&s, "info --values tests/data/npy_values.npy"), -1);
     assert_non_null(strstr(c.err, "--values and --dtype apply to a trace given on this command line"));
+
+    kvs_session_free(&s);
+}
+
+// The progress line of long batch commands: text with and without an ETA,
+// silent for the first KVS_PROGRESS_AFTER_S and when stderr is no terminal.
+static void test_progress_line(void **state)
+{
+    (void)state;
+    char buf[160];
+    kvs_progress_format(buf, sizeof buf, "info", 0.4375, "layer 14/32", 12.2, 15.6);
+    assert_string_equal(buf, "info:  44% layer 14/32, 12 s elapsed, about 16 s left");
+    kvs_progress_format(buf, sizeof buf, "quantize", 0.0, "layer 0/32", 0.4, -1);
+    assert_string_equal(buf, "quantize:   0% layer 0/32, 0 s elapsed");
+    kvs_session s;
+    capture c;
+    session(&s, &c);
+    kvs_tty_progress tp;
+    kvq_progress *p = kvs_tty_progress_begin(&tp, &s, "info");
+    assert_false(kvq_progress_report(p, 0.5, "layer 1/2"));   // too early: nothing shown
+    assert_false(tp.shown);
+    tp.t0 -= 3 * KVS_PROGRESS_AFTER_S;
+    tp.on = false;                                          // not a terminal
+    kvq_progress_report(p, 0.5, "layer 1/2");
+    assert_false(tp.shown);
+    tp.on = true;
+    kvq_progress_report(p, 0.5, "layer 1/2");
+    assert_true(tp.shown);
+    kvs_tty_progress_end(&tp);
+    assert_false(tp.shown);
+    assert_string_equal(c.out, "");   // never on the command's output
     kvs_session_free(&s);
 }
 
@@ -448,6 +480,7 @@ int main(void)
         cmocka_unit_test(test_script_text_checks), cmocka_unit_test(test_value_bits_set),
         cmocka_unit_test(test_show_json_types), cmocka_unit_test(test_replay_in_batch),
         cmocka_unit_test(test_trace_options),
+        cmocka_unit_test(test_progress_line),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -2,8 +2,8 @@
 // per coordinate (8.5 for q8_0, 3 for kivi-2 keys, the fp16 tail of a
 // partial group counted at 16), metrics recomputed independently from
 // decode (relative MSE, cosine, and the q . k error over all causal pairs),
-// the pair count of the query sampling, layer masks, value methods, errors
-// and cancellation.
+// the pair count of the query sampling, the seeded sample of pairs above
+// max_pairs, layer masks, value methods, errors and cancellation.
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -13,6 +13,7 @@
 #include <string.h>
 #include <cmocka.h>
 #include "kvq.h"
+#include "pool.h"
 #include "quantreport.h"
 #include "trace.h"
 
@@ -179,6 +180,54 @@ static void test_query_sampling(void **state)
     free(r);
 }
 
+// Above max_pairs the q . k error comes from a seeded sample of about
+// max_pairs pairs: flagged, close to the exact figure, the same on every run
+// and thread count; grouped methods (kivi) sample whole groups. Below it the
+// figure is exact (the sample trace at the default options).
+static void test_pair_sample(void **state)
+{
+    const kvq_trace *t = *state;
+    const char *methods[] = {"turboquant_mse", "kivi"};
+    const int bits[] = {3, 2};
+    for (int mi = 0; mi < 2; mi++) {
+        kvq_config c;
+        cfg_for(&c, methods[mi], bits[mi], 16);
+        bool mask[KVQ_MAX_LAYERS] = {false, true};
+        kvq_quantreport_opts o;
+        kvq_quantreport_opts_default(&o);
+        assert_int_equal(o.max_pairs, KVQ_QR_MAX_PAIRS);
+        o.max_tokens = 512;
+        o.queries_per_head = 0;
+        o.layer_mask = mask;
+        kvq_quantreport *ex = run(t, &c, &o);   // 4 heads x 131,328 pairs < 2^20: exact
+        assert_false(ex->pairs_sampled);
+        assert_int_equal(ex->n_pairs, 4L * 512 * 513 / 2);
+        o.max_pairs = 40000;
+        kvq_threads_set(1);
+        kvq_quantreport *s1 = run(t, &c, &o);
+        kvq_threads_set(2);
+        kvq_quantreport *s2 = run(t, &c, &o);
+        kvq_threads_set(0);
+        assert_true(s1->pairs_sampled);
+        if (labs(s1->n_pairs - 40000) > 2000) fail_msg("%s: %ld sampled pairs, want about 40000", methods[mi], s1->n_pairs);
+        const double rel = fabs(s1->ip_relative_error - ex->ip_relative_error) / ex->ip_relative_error;
+        if (rel > 0.05)
+            fail_msg("%s: sampled q.k error %.5f, exact %.5f", methods[mi], s1->ip_relative_error,
+                     ex->ip_relative_error);
+        assert_int_equal(s1->n_pairs, s2->n_pairs);
+        assert_memory_equal(&s1->ip_relative_error, &s2->ip_relative_error, sizeof(double));
+        assert_memory_equal(&s1->keys, &s2->keys, sizeof s1->keys);
+        // the streams' figures do not depend on the sampling
+        assert_memory_equal(&s1->keys.relative_mse, &ex->keys.relative_mse, sizeof(double));
+        free(ex), free(s1), free(s2);
+    }
+    kvq_config c;
+    cfg_for(&c, "q4_0", 4, 4);
+    kvq_quantreport *r = run(t, &c, NULL);
+    assert_false(r->pairs_sampled);
+    free(r);
+}
+
 static void test_value_method_default(void **state)
 {
     const kvq_trace *t = *state;
@@ -264,6 +313,7 @@ int main(void)
         cmocka_unit_test(test_bits_held),          cmocka_unit_test(test_metrics_independent),
         cmocka_unit_test(test_query_sampling),     cmocka_unit_test(test_value_method_default),
         cmocka_unit_test(test_errors_leave_output), cmocka_unit_test(test_progress_cancel),
+        cmocka_unit_test(test_pair_sample),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -17,6 +17,7 @@
 #include <jansson.h>
 #include "f16.h"
 #include "npy.h"
+#include "pool.h"
 #include "trace.h"
 #include "calib/calib.h"
 #include "methods/methods.h"
@@ -624,6 +625,29 @@ static void test_kvtrace_rules(void **state)
     expect_reject(path, NULL, KVQ_ERR_FORMAT, "__metadata__ head_dim is 'four', expected an integer");
 }
 
+// The open-time scan runs one tensor per task: with several bad tensors the
+// first in layer order (keys, values, queries) is named on any thread count.
+static void test_nonfinite_first_in_order(void **state)
+{
+    (void)state;
+    enum { L = 3, KV = 2, T = 5, D = 4, H = 2, NQ = 2 };
+    float k[L * KV * T * D], v[L * KV * T * D], q[L * H * NQ * D];
+    for (size_t i = 0; i < sizeof k / sizeof k[0]; i++) k[i] = v[i] = 0.25f;
+    for (size_t i = 0; i < sizeof q / sizeof q[0]; i++) q[i] = 0.5f;
+    k[2 * KV * T * D + 7] = NAN;                  // layer 2 keys
+    v[1 * KV * T * D + 1 * T * D + 3 * D + 2] = INFINITY;   // layer 1 values, head 1, token 3, channel 2
+    q[2 * H * NQ * D + 1] = NAN;                  // layer 2 queries
+    int32_t qpos[NQ] = {1, 4};
+    char path[128];
+    snprintf(path, sizeof path, "%s/nonfinite_order.safetensors", tmpdir);
+    write_kvtrace(path, KVQ_DT_F32, L, H, KV, T, NQ, D, k, v, q, qpos);
+    for (int th = 1; th <= 2; th++) {
+        kvq_threads_set(th);
+        expect_reject(path, NULL, KVQ_ERR_NONFINITE, "layers.1.values: Inf at head 1, token 3, channel 2");
+    }
+    kvq_threads_set(0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -636,6 +660,7 @@ int main(void)
         cmocka_unit_test(test_npy_truncations),
         cmocka_unit_test(test_mlx_cache),
         cmocka_unit_test(test_kvtrace_rules),
+        cmocka_unit_test(test_nonfinite_first_in_order),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -81,6 +81,23 @@ expect_ok "set method=fp16 takes 16 bits" "$KVSTUDIO" --script "$TMP/s.kvs"
 expect_out "set reports the width" "^set: bits 3 -> 16 (fp16 takes 16..16 bits)"
 expect_fail "set conflicting width" "set: bits: llamacpp:q4_0 has a fixed width of 4 bits" "$KVSTUDIO" set method=q4_0 bits=3
 
+# real sizes (issue 15): exact pairs by default here, a stated seeded sample
+# above --pairs; kv heads and info's heads on the pool give the same output
+# on 1 and 2 threads
+expect_ok "default pairs are exact" "$KVSTUDIO" quantize "$TRACE" --method q4_0 --bits 4
+expect_out "exact pairs line" 'q.k error over 787968 (query, key) pairs$'
+expect_ok "pairs sampled above --pairs" "$KVSTUDIO" quantize "$TRACE" --method q4_0 --bits 4 --queries 0 --pairs 20000
+expect_out "sampled pairs said" 'q.k error over [0-9]* sampled (query, key) pairs (seeded'
+expect_ok "sampled pairs in json" "$KVSTUDIO" quantize "$TRACE" --method q4_0 --bits 4 --queries 0 --pairs 20000 --json
+expect_out "ip_pairs_sampled" '"ip_pairs_sampled": true'
+cp "$TMP/out" "$TMP/q1.json"
+KVQ_THREADS=2 "$KVSTUDIO" quantize "$TRACE" --method q4_0 --bits 4 --queries 0 --pairs 20000 --json >"$TMP/q2.json" 2>&1
+cmp -s "$TMP/q1.json" "$TMP/q2.json" && pass "sampled report same on 2 threads" || fail "sampled report differs on 2 threads"
+KVQ_THREADS=1 "$KVSTUDIO" info "$TRACE" --json >"$TMP/i1.json" 2>&1
+KVQ_THREADS=2 "$KVSTUDIO" info "$TRACE" --json >"$TMP/i2.json" 2>&1
+cmp -s "$TMP/i1.json" "$TMP/i2.json" && grep -q '"d_eff"' "$TMP/i1.json" && pass "info same on 2 threads" || fail "info differs on 2 threads"
+expect_fail "bad --pairs" "pairs" "$KVSTUDIO" quantize "$TRACE" --method q4_0 --bits 4 --pairs -1
+
 expect_fail "unknown method" "unknown method 'nope'" "$KVSTUDIO" quantize "$TRACE" --method nope --bits 2
 expect_fail "bits out of range" "bits: llamacpp:q8_0 has a fixed width of 8 bits" "$KVSTUDIO" quantize "$TRACE" --method q8_0 --bits 3
 expect_fail "value bits out of range" "value_bits" "$KVSTUDIO" quantize "$TRACE" --method q8_0 --bits 8 --value-bits 12

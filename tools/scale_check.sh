@@ -1,0 +1,122 @@
+#!/usr/bin/env bash
+# scale_check.sh — `make scale-check`: real-size synthetic traces (issue 15)
+# and the wall time and peak anonymous memory of each command on them.
+#
+# Makes S1 (32 layers, 32 heads, 8 kv heads, 8192 tokens, 1.1 GB), S2 (same
+# at 32768 tokens, 4.3 GB) and S3 (80 layers, 64 heads, 8 kv heads, 8192
+# tokens, 3.0 GB) with tools/make_trace.py (256 queries per head) under
+# SCALE_DIR, runs each command once and prints a markdown table. Peak
+# RssAnon is sampled from /proc/PID/status every SCALE_SAMPLE_S seconds:
+# mapped trace pages are file-backed and do not count, heap does
+# (getrusage's maxrss would count both). Not part of `make test`.
+#
+# Environment: KVSTUDIO (default build/kvstudio), SCALE_DIR (default
+# /var/tmp/kvstudio-scale), SCALE_TRACES (default "S1 S2 S3"; S0 is a tiny smoke-test shape), SCALE_CMDS
+# (default "info quantize-tq3 quantize-q4_0 benchmark"), SCALE_TIMEOUT
+# seconds per command (default 1800; a command past it is reported as not
+# finished), SCALE_KEEP=1 keeps the traces, KVQ_THREADS (default nproc).
+set -u
+KVSTUDIO=${KVSTUDIO:-build/kvstudio}
+SCALE_DIR=${SCALE_DIR:-/var/tmp/kvstudio-scale}
+SCALE_TRACES=${SCALE_TRACES:-S1 S2 S3}
+SCALE_CMDS=${SCALE_CMDS:-info quantize-tq3 quantize-q4_0 benchmark}
+SCALE_TIMEOUT=${SCALE_TIMEOUT:-1800}
+SCALE_SAMPLE_S=${SCALE_SAMPLE_S:-0.05}
+export KVQ_THREADS=${KVQ_THREADS:-$(nproc)}
+here=$(cd "$(dirname "$0")" && pwd)
+CLK_TCK=$(getconf CLK_TCK 2>/dev/null || echo 100)
+
+[ -x "$KVSTUDIO" ] || { echo "scale-check: $KVSTUDIO not found, expected a built kvstudio (make all)" >&2; exit 2; }
+PY=""
+for p in python3 /usr/bin/python3; do
+    if command -v "$p" >/dev/null 2>&1 && "$p" -c 'import numpy' 2>/dev/null; then PY=$p; break; fi
+done
+[ -n "$PY" ] || { echo "scale-check: no python3 with numpy, expected python3-numpy (make deps)" >&2; exit 2; }
+mkdir -p "$SCALE_DIR" || exit 2
+
+shape_of() {   # trace name -> make_trace.py arguments
+    case $1 in
+    S0) echo "--layers 2 --heads 4 --kv-heads 2 --tokens 512" ;;   # a smoke test of this script
+    S1) echo "--layers 32 --heads 32 --kv-heads 8 --tokens 8192" ;;
+    S2) echo "--layers 32 --heads 32 --kv-heads 8 --tokens 32768" ;;
+    S3) echo "--layers 80 --heads 64 --kv-heads 8 --tokens 8192" ;;
+    *) return 1 ;;
+    esac
+}
+
+args_of() {    # command name -> kvstudio arguments before the trace
+    case $1 in
+    info) echo "info" ;;
+    quantize-tq3) echo "quantize --method turboquant_mse --bits 3" ;;
+    quantize-q4_0) echo "quantize --method q4_0 --bits 4" ;;
+    benchmark) echo "benchmark --method turboquant_mse --bits 3 --value-bits 2 --trace" ;;
+    *) return 1 ;;
+    esac
+}
+
+# run_one LOG CMD... : runs CMD in the background and samples its RssAnon
+# and CPU time (utime + stime of /proc/PID/stat, last sample before exit);
+# sets WALL and CPU (s), PEAK_KB, RC (124 when killed at SCALE_TIMEOUT).
+run_one() {
+    local log=$1; shift
+    local t0=$EPOCHREALTIME
+    "$@" >"$log" 2>&1 &
+    local pid=$! peak=0 k v u deadline st ticks=0
+    deadline=$(( ${t0%.*} + SCALE_TIMEOUT ))
+    RC=""
+    while kill -0 "$pid" 2>/dev/null; do
+        if read -r st 2>/dev/null </proc/$pid/stat; then
+            st=${st##*) }   # fields after "pid (comm) "; utime, stime are 12th, 13th here
+            read -r _ _ _ _ _ _ _ _ _ _ _ k v _ <<<"$st"
+            [ -n "$v" ] && ticks=$(( k + v ))
+        fi
+        if [ -r /proc/$pid/status ]; then
+            while read -r k v u; do
+                [ "$k" = RssAnon: ] && { [ "$v" -gt "$peak" ] && peak=$v; break; }
+            done </proc/$pid/status 2>/dev/null
+        fi
+        if [ "${EPOCHREALTIME%.*}" -ge "$deadline" ]; then kill "$pid" 2>/dev/null; RC=124; fi
+        sleep "$SCALE_SAMPLE_S"
+    done
+    wait "$pid"; local rc=$?
+    [ -n "$RC" ] || RC=$rc
+    WALL=$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }')
+    CPU=$(awk -v t="$ticks" -v hz="$CLK_TCK" 'BEGIN { printf "%.1f", t / hz }')
+    PEAK_KB=$peak
+}
+
+rows=()
+for tr in $SCALE_TRACES; do
+    shape=$(shape_of "$tr") || { echo "scale-check: trace '$tr' unknown, expected S1, S2 or S3" >&2; exit 2; }
+    f=$SCALE_DIR/$tr.safetensors
+    if [ ! -s "$f" ]; then
+        echo "== making $f ($shape)" >&2
+        # shellcheck disable=SC2086
+        "$PY" "$here/make_trace.py" --out "$f" $shape --queries "$(( ${SCALE_QUERIES:-256} ))" >&2 || exit 1
+    fi
+    gb=$(awk -v b="$(stat -c %s "$f")" 'BEGIN { printf "%.2f", b / 1e9 }')
+    for c in $SCALE_CMDS; do
+        a=$(args_of "$c") || { echo "scale-check: command '$c' unknown" >&2; exit 2; }
+        log=$SCALE_DIR/$tr.$c.log
+        load=$(cut -d' ' -f1 /proc/loadavg)
+        echo "== $tr: kvstudio $a $f" >&2
+        # shellcheck disable=SC2086
+        run_one "$log" "$KVSTUDIO" $a "$f"
+        status=ok
+        [ "$RC" = 124 ] && status="not finished in ${SCALE_TIMEOUT} s"
+        [ "$RC" != 0 ] && [ "$RC" != 124 ] && status="failed (exit $RC, see $log)"
+        mb=$(awk -v k="$PEAK_KB" 'BEGIN { printf "%.0f", k / 1024 }')
+        row="| $tr ($gb GB) | \`$a\` | $WALL s | $CPU s | $mb MB | $load | $status |"
+        echo "$row" >&2
+        rows+=("$row")
+    done
+done
+
+echo
+echo "scale-check: KVQ_THREADS=$KVQ_THREADS, $(nproc) cores, $(date -u '+%Y-%m-%d %H:%M UTC')"
+echo "| trace | command | wall | CPU (user + sys) | peak RssAnon | load avg (1 min, at start) | status |"
+echo "| --- | --- | --- | --- | --- | --- | --- |"
+printf '%s\n' "${rows[@]}"
+if [ "${SCALE_KEEP:-0}" != 1 ]; then
+    for tr in $SCALE_TRACES; do rm -f "$SCALE_DIR/$tr.safetensors"; done
+fi

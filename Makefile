@@ -23,10 +23,10 @@ LIBAPP     := $(BUILD)/libkvapp.a
 KVSTUDIO   := $(BUILD)/kvstudio
 
 DEBS := libncurses-dev libreadline-dev liblapacke-dev libopenblas-dev libcmocka-dev \
-        libjansson-dev tmux pkg-config
+        libjansson-dev tmux pkg-config python3
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps run test unit e2e tui asan bench fuzz fuzz-build valgrind clean
+.PHONY: all deps run test unit e2e tui asan bench fuzz fuzz-build valgrind clean docs docs-check
 all: $(KVSTUDIO) $(TEST_BIN)
 
 deps:
@@ -88,6 +88,18 @@ $(BUILD)/bench/bench: bench/bench.c $(LIBAPP) $(LIBKVQ)
 
 clean:
 	rm -rf build build-asan build-fuzz
+
+# README.md's figures: `make docs` re-runs every command of tools/readme_figures.tsv with this
+# build and rewrites its region (the methods and ppl tables take CPU minutes; `make docs
+# DOCS=--cheap` skips them, `make docs DOCS=NAME` does one region); `make docs-check` re-runs
+# the cheap regions and a few rows of the slow ones (about a minute) and fails on a figure
+# outside its tolerance.
+DOCS ?=
+docs: deps $(KVSTUDIO)
+	KVSTUDIO=./$(KVSTUDIO) python3 tools/readme_gen.py $(DOCS)
+
+docs-check: deps $(KVSTUDIO)
+	KVSTUDIO=./$(KVSTUDIO) python3 tools/readme_gen.py --check
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
 

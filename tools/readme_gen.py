@@ -39,8 +39,9 @@ import sys
 import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-README = os.path.join(ROOT, 'README.md')
-MANIFEST = os.path.join(ROOT, 'tools', 'readme_figures.tsv')
+# overridable for tests/e2e/docs_check.sh, which checks the checker on a scratch README
+README = os.environ.get('README_GEN_README', os.path.join(ROOT, 'README.md'))
+MANIFEST = os.environ.get('README_GEN_MANIFEST', os.path.join(ROOT, 'tools', 'readme_figures.tsv'))
 FIELDS = ['name', 'cost', 'format', 'rtol', 'atol', 'volatile', 'lines', 'command', 'check']
 NUM = re.compile(r'[-+]?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?')
 BEGIN = re.compile(r'^<!-- gen:([A-Za-z0-9_-]+) -->$')
@@ -204,7 +205,7 @@ def compare_line(r, i, have, want, errs):
     """have: README line, want: line printed now."""
     th, nh = tokens(have)
     tw, nw = tokens(want)
-    where = 'region %s, line %d' % (r['name'], i + 1)
+    where = 'region %s, README.md line %d' % (r['name'], r.get('start', 0) + 1 + i)
     if th != tw or len(nh) != len(nw):
         errs.append('%s: text differs\n  README: %s\n  now:    %s' % (where, have, want))
         return
@@ -224,6 +225,8 @@ def check_full(r, body, new, errs):
     # the stamp says when and where; only the figures are compared
     body = [l for l in body if not STAMP.match(l)]
     new = [l for l in new if not STAMP.match(l)]
+    # keep line numbers of README.md: the stamp, when there, is the region's first line
+    r = dict(r, start=r.get('start', 0) + (1 if any(STAMP.match(l) for l in body[:1]) else 0))
     if len(body) != len(new):
         errs.append('region %s: %d lines in README, %d now' % (r['name'], len(body), len(new)))
     else:
@@ -271,6 +274,11 @@ def main(argv):
     with open(README, encoding='utf-8') as f:
         parts = split_readme(f.read())
     present = {p[0] for p in parts if not isinstance(p, str)}
+    with open(README, encoding='utf-8') as f:
+        for n, line in enumerate(f):
+            m = BEGIN.match(line.rstrip('\n'))
+            if m and m.group(1) in regions:
+                regions[m.group(1)]['start'] = n + 1   # 0-based index of the region's first line
     for n in regions:
         if n not in present:
             die('README.md has no region <!-- gen:%s --> (listed in %s:%d)'

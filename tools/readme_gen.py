@@ -110,7 +110,10 @@ def split_readme(text):
 def join_readme(parts):
     text = []
     for p in parts:
-        text.append(p if isinstance(p, str) else '\n'.join(p[1]))
+        if isinstance(p, str):
+            text.append(p)
+        elif p[1]:   # an empty region adds no line
+            text.append('\n'.join(p[1]))
     return '\n'.join(text)
 
 

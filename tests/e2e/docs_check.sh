@@ -37,6 +37,14 @@ all=$(grep '^  all ' "$R" | awk '{print $3}')
 sed -i "s/^\(  all  *[0-9.]*  *\)$all/\10.99999/" "$R"
 check_fails "moved figure fails" "region q, README.md line 8, number 2: README 0.99999, now $all"
 
+# a flip of the last printed digit passes (rounding), two units do not
+cp "$TMP/good" "$R"; sed -i 's/^| a | 1 | 0.500 |$/| a | 1 | 0.511 |/' "$R"
+expect_ok "last digit within atol 0.01 + 0.001" gen --check
+sed -i 's/^| a | 1 | 0.511 |$/| a | 1 | 0.512 |/' "$R"
+check_fails "two units beyond atol fail" "README 0.512, now 0.500"
+cp "$TMP/good" "$R"; sed -i 's/^n 5$/n 6/' "$R"
+check_fails "integers get no last-digit allowance" "region t, README.md line 17, number 1: README 6, now 5"
+
 cp "$TMP/good" "$R"; sed -i 's/^took 1.23 s$/took 9.87 s/' "$R"
 expect_ok "volatile timing ignored" gen --check
 cp "$TMP/good" "$R"; sed -i 's/^took 1.23 s$/tok 1.23 s/' "$R"

@@ -3,6 +3,7 @@
 # 2, 3, 4 bits on both sample traces; calibrated methods use artifacts from the OTHER trace).
 # Cached: delete OUT_DIR to start over. Then: python3 tools/methods_table.py OUT_DIR
 #   tools/methods_table.sh --readme   fresh run in a temp dir, prints README.md's tables
+#                                     (and rewrites docs/methods_table.md)
 #   ONLY="K_code_q4_0_4 ..." ...      only those runs (no calibration unless listed)
 cd "$(dirname "$0")/.."
 README=0
@@ -50,5 +51,6 @@ done
 echo done >$D/DONE
 if [ $README = 1 ]; then
   [ -s $D/fails.txt ] && { cat $D/fails.txt >&2; exit 1; }
+  [ -z "${ONLY:-}" ] && python3 tools/methods_table.py $D   # docs/methods_table.md from the same runs
   python3 tools/methods_table_fmt.py $D --level 4 ${ONLY:+--rows-only}
 fi

@@ -8,6 +8,8 @@ args = [a for a in sys.argv[1:] if not a.startswith('--')]
 H = '#' * (int(sys.argv[sys.argv.index('--level') + 1]) if '--level' in sys.argv else 3)
 args = [a for a in args if not a.isdigit()]
 D = args[0] if args else '/tmp/kvstudio-methods-table'
+if not glob.glob(f'{D}/[KV]_*.json'):
+    sys.exit(f'methods_table_fmt: {D}: no runs (K_*.json, V_*.json); run tools/methods_table.sh {D} first')
 def load(name):
     p = f'{D}/{name}.json'
     if not os.path.exists(p) or os.path.getsize(p) == 0: return None

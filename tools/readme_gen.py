@@ -261,14 +261,18 @@ def check_subset(r, body, env, facts, errs):
                     % (r['name'], r['name']))
     if not r['check']:
         return
-    rows = {row_key(l): (i, l) for i, l in enumerate(body) if row_key(l)}
-    for line in run(r['check'], env, 'check of region ' + r['name']):
-        k = row_key(line)
-        if not k or set(k[0]) <= set('-: '):
-            continue
+    def keyed(lines):   # (heading above, first two cells): one table may repeat a row label
+        head = None
+        for i, l in enumerate(lines):
+            if l.startswith('#'):
+                head = l
+            elif row_key(l) and not set(row_key(l)[0]) <= set('-: '):
+                yield (head,) + row_key(l), i, l
+    rows = {k: (i, l) for k, i, l in keyed(body)}
+    for k, _, line in keyed(run(r['check'], env, 'check of region ' + r['name'])):
         if k not in rows:
             errs.append('region %s: row %s (printed by its check command) is not in README'
-                        % (r['name'], ' | '.join(k)))
+                        % (r['name'], ' | '.join(k[1:]) + (' under ' + k[0] if k[0] else '')))
             continue
         i, have = rows[k]
         compare_line(r, i, have, line, errs)

@@ -38,7 +38,7 @@ BUILD_PCS := ncursesw:libncurses-dev readline:libreadline-dev lapacke:liblapacke
 NODE_DEBS := nodejs npm
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps check-deps run test unit e2e tui asan bench fuzz fuzz-build valgrind clean peers scale-check
+.PHONY: all deps check-deps run test unit e2e tui asan bench fuzz fuzz-build valgrind clean peers scale-check docs docs-check
 all: $(KVSTUDIO) $(TEST_BIN)
 
 # Without pkg-config itself the modules cannot be asked: dpkg says which packages are absent.
@@ -132,6 +132,20 @@ scale-check:
 
 clean:
 	rm -rf build build-asan build-fuzz build-peers
+
+# README.md's figures: `make docs` re-runs every command of tools/readme_figures.tsv with this
+# build and rewrites its region (the methods and ppl tables take CPU minutes; `make docs
+# DOCS=--cheap` skips them, `make docs DOCS=NAME` does one region); `make docs-check` re-runs
+# the cheap regions and a few rows of the slow ones (about a minute) and fails on a figure
+# outside its tolerance.
+DOCS ?=
+docs: deps
+	@$(MAKE) --no-print-directory $(KVSTUDIO)
+	KVSTUDIO=./$(KVSTUDIO) python3 tools/readme_gen.py $(DOCS)
+
+docs-check: deps
+	@$(MAKE) --no-print-directory $(KVSTUDIO)
+	KVSTUDIO=./$(KVSTUDIO) python3 tools/readme_gen.py --check
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
 

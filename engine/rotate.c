@@ -1,15 +1,10 @@
-// rotate.c — dense Haar-random orthogonal matrices (LAPACKE QR) and the
+// rotate.c — dense Haar-random orthogonal matrices (Householder QR) and the
 // randomized fast Walsh-Hadamard transform.
-#include <cblas.h>
-#include <lapacke.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include "rng.h"
 #include "rotate.h"
-
-// Below this many rows a plain loop beats the sgemm call overhead.
-#define ROT_SGEMM_MIN_ROWS 8
 
 static bool is_pow2(int d) { return d > 0 && (d & (d - 1)) == 0; }
 
@@ -24,37 +19,75 @@ void kvq_fwht(float *x, int d)
             }
 }
 
-kvq_status kvq_random_orthogonal(float *q, int d, uint64_t seed)
+// Householder QR in double with one fixed operation order. LAPACK's sgeqrf/sorgqr
+// would do the job, but OpenBLAS picks its kernels by CPU (OPENBLAS_CORETYPE) and
+// each kernel rounds differently: the rotation, and so every code and figure of a
+// dense-rotation method, moved with the machine. These loops give the same bits on
+// every x86-64 (C11 without -ffast-math: no reassociation, no FMA contraction) and
+// agree with LAPACK's Q to float rounding (tests/test_rotate.c checks both).
+// a: (d, d) in, destroyed; v: (d, d) scratch; beta, sgn: (d) scratch; out: Q diag(sgn).
+static void householder_haar(double *a, double *v, double *beta, double *sgn, double *qd,
+                             float *out, int d)
 {
-    if (d <= 0 || d > 1 << 14)
-        return kvq_error(KVQ_ERR_ARG, "rotate: dimension %d out of range (expected 1..16384)", d);
-    float *tau = malloc((size_t)d * sizeof *tau);
-    float *sgn = malloc((size_t)d * sizeof *sgn);
-    if (!tau || !sgn) {
-        free(tau);
-        free(sgn);
-        return kvq_error(KVQ_ERR_NOMEM, "rotate: cannot allocate QR workspace for d=%d", d);
-    }
-    kvq_rng rng;
-    kvq_rng_seed(&rng, seed);
-    kvq_rng_gauss_fill(&rng, q, (size_t)d * (size_t)d);
-    lapack_int info = LAPACKE_sgeqrf(LAPACK_ROW_MAJOR, d, d, q, d, tau);
-    if (info == 0) {
-        // Q alone is not Haar (LAPACK's R diagonal sign convention biases it);
+    for (int k = 0; k < d; k++) {
+        double *vk = v + (size_t)k * d, nn = 0.0, vv = 0.0;
+        for (int i = k; i < d; i++) nn += a[(size_t)i * d + k] * a[(size_t)i * d + k];
+        // LAPACK's convention: R_kk = -sign(a_kk) |a_k|, v = a_k - R_kk e_k
+        const double rkk = a[(size_t)k * d + k] >= 0.0 ? -sqrt(nn) : sqrt(nn);
+        for (int i = k; i < d; i++) {
+            vk[i] = a[(size_t)i * d + k] - (i == k ? rkk : 0.0);
+            vv += vk[i] * vk[i];
+        }
+        beta[k] = vv > 0.0 ? 2.0 / vv : 0.0;   // H_k = I - beta v v^T
+        // Q alone is not Haar (the R diagonal sign convention biases it);
         // Q diag(sign(diag R)) is (Mezzadri 2007).
-        for (int i = 0; i < d; i++) sgn[i] = q[(size_t)i * d + i] < 0.0f ? -1.0f : 1.0f;
-        info = LAPACKE_sorgqr(LAPACK_ROW_MAJOR, d, d, d, q, d, tau);
+        sgn[k] = rkk < 0.0 ? -1.0 : 1.0;
+        for (int c = k; c < d; c++) {
+            double t = 0.0;
+            for (int i = k; i < d; i++) t += vk[i] * a[(size_t)i * d + c];
+            t *= beta[k];
+            for (int i = k; i < d; i++) a[(size_t)i * d + c] -= t * vk[i];
+        }
     }
-    free(tau);
-    if (info != 0) {
-        free(sgn);
-        return kvq_error(KVQ_ERR_NUMERIC, "rotate: LAPACKE QR of a %dx%d Gaussian failed (info %d)",
-                         d, d, (int)info);
+    // Q = H_0 H_1 ... H_{d-1} I, applied right to left
+    for (size_t i = 0; i < (size_t)d * d; i++) qd[i] = 0.0;
+    for (int i = 0; i < d; i++) qd[(size_t)i * d + i] = 1.0;
+    for (int k = d - 1; k >= 0; k--) {
+        const double *vk = v + (size_t)k * d;
+        for (int c = k; c < d; c++) {   // columns < k of H_{k+1}..I are still e_c
+            double t = 0.0;
+            for (int i = k; i < d; i++) t += vk[i] * qd[(size_t)i * d + c];
+            t *= beta[k];
+            for (int i = k; i < d; i++) qd[(size_t)i * d + c] -= t * vk[i];
+        }
     }
     for (int i = 0; i < d; i++)
-        for (int j = 0; j < d; j++) q[(size_t)i * d + j] *= sgn[j];
-    free(sgn);
-    return KVQ_OK;
+        for (int j = 0; j < d; j++) out[(size_t)i * d + j] = (float)(qd[(size_t)i * d + j] * sgn[j]);
+}
+
+kvq_status kvq_random_orthogonal(float *q, int d, uint64_t seed)
+{
+    if (d <= 0 || d > KVQ_MAX_SKETCH_DIM)
+        return kvq_error(KVQ_ERR_ARG, "rotate: dimension %d out of range (expected 1..%d)", d,
+                         KVQ_MAX_SKETCH_DIM);
+    const size_t dd = (size_t)d * (size_t)d;
+    double *a = malloc(dd * sizeof *a), *v = malloc(dd * sizeof *v), *qd = malloc(dd * sizeof *qd);
+    double *beta = malloc(2 * (size_t)d * sizeof *beta);
+    kvq_status st = KVQ_OK;
+    if (!a || !v || !qd || !beta) {
+        st = kvq_error(KVQ_ERR_NOMEM, "rotate: cannot allocate QR workspace for d=%d", d);
+    } else {
+        kvq_rng rng;
+        kvq_rng_seed(&rng, seed);
+        kvq_rng_gauss_fill(&rng, q, dd);
+        for (size_t i = 0; i < dd; i++) a[i] = q[i];
+        householder_haar(a, v, beta, beta + d, qd, q, d);
+    }
+    free(a);
+    free(v);
+    free(qd);
+    free(beta);
+    return st;
 }
 
 kvq_status kvq_rotation_new(kvq_rotation *r, int d, bool hadamard, uint64_t seed)
@@ -128,30 +161,38 @@ void kvq_rotation_apply_t(const kvq_rotation *r, const float *y, float *x)
     }
 }
 
+// Batches use the scalar loops' operation order (sum over j = 0..d-1 from 0.0f),
+// not sgemm: OpenBLAS kernels round differently by CPU, and these values decide
+// codes. Eight vectors at a time, transposed, so the inner loop runs across vectors
+// (vectorizable) while each sum keeps its order: the result is kvq_rotation_apply's
+// bit for bit.
+#define ROT_BLOCK 8
 void kvq_rotation_apply_batch(const kvq_rotation *r, const float *x, float *y, size_t n)
 {
     const int d = r->d;
-    if (r->hadamard || n < ROT_SGEMM_MIN_ROWS) {
-        for (size_t i = 0; i < n; i++)
-            kvq_rotation_apply(r, x + i * (size_t)d, y + i * (size_t)d);
-        return;
+    size_t i0 = 0;
+    if (!r->hadamard) {
+        float xt[ROT_BLOCK * KVQ_MAX_SKETCH_DIM];   // xt[j][v] = x[i0 + v][j]
+        for (; i0 + ROT_BLOCK <= n; i0 += ROT_BLOCK) {
+            for (int v = 0; v < ROT_BLOCK; v++)
+                for (int j = 0; j < d; j++) xt[j * ROT_BLOCK + v] = x[(i0 + v) * d + j];
+            for (int i = 0; i < d; i++) {
+                const float *row = r->mat + (size_t)i * d;
+                float acc[ROT_BLOCK] = {0};
+                for (int j = 0; j < d; j++)
+                    for (int v = 0; v < ROT_BLOCK; v++) acc[v] += row[j] * xt[j * ROT_BLOCK + v];
+                for (int v = 0; v < ROT_BLOCK; v++) y[(i0 + v) * d + i] = acc[v];
+            }
+        }
     }
-    // Y (n, d) = X (n, d) R^T
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, d, d, 1.0f, x, d, r->mat, d,
-                0.0f, y, d);
+    for (; i0 < n; i0++) kvq_rotation_apply(r, x + i0 * (size_t)d, y + i0 * (size_t)d);
 }
 
 void kvq_rotation_apply_t_batch(const kvq_rotation *r, const float *y, float *x, size_t n)
 {
-    const int d = r->d;
-    if (r->hadamard || n < ROT_SGEMM_MIN_ROWS) {
-        for (size_t i = 0; i < n; i++)
-            kvq_rotation_apply_t(r, y + i * (size_t)d, x + i * (size_t)d);
-        return;
-    }
-    // X (n, d) = Y (n, d) R
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, d, d, 1.0f, y, d, r->mat, d,
-                0.0f, x, d);
+    // kvq_rotation_apply_t's inner loop already runs along contiguous rows
+    for (size_t i = 0; i < n; i++)
+        kvq_rotation_apply_t(r, y + i * (size_t)r->d, x + i * (size_t)r->d);
 }
 
 size_t kvq_rotation_bytes(const kvq_rotation *r)

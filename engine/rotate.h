@@ -1,5 +1,5 @@
-// rotate.h — random rotations: a dense random orthogonal matrix (QR of a
-// Gaussian matrix through LAPACKE, sign-fixed so it is Haar distributed) and
+// rotate.h — random rotations: a dense random orthogonal matrix (Householder QR
+// of a Gaussian matrix, sign-fixed so it is Haar distributed) and
 // the randomized fast Walsh-Hadamard transform (random signs, O(d log d)).
 #ifndef KVQ_ROTATE_H
 #define KVQ_ROTATE_H
@@ -26,14 +26,15 @@ size_t kvq_rotation_bytes(const kvq_rotation *r);
 void kvq_rotation_apply(const kvq_rotation *r, const float *x, float *y);
 // x = R^T y (inverse)
 void kvq_rotation_apply_t(const kvq_rotation *r, const float *y, float *x);
-// Batched: X (n, d) -> Y (n, d), through sgemm when dense (n >= 8); x, y
-// may not alias. Same result as kvq_rotation_apply row by row up to float
-// rounding (the scalar loop is the spec).
+// Batched: X (n, d) -> Y (n, d); x, y may not alias. Bit-identical to
+// kvq_rotation_apply row by row, on every CPU (no BLAS: its kernels differ).
 void kvq_rotation_apply_batch(const kvq_rotation *r, const float *x, float *y, size_t n);
-// Batched inverse: Y (n, d) -> X (n, d), X = Y R (rows x_i = R^T y_i).
+// Batched inverse: Y (n, d) -> X (n, d), X = Y R (rows x_i = R^T y_i); bit-
+// identical to kvq_rotation_apply_t row by row.
 void kvq_rotation_apply_t_batch(const kvq_rotation *r, const float *y, float *x, size_t n);
 // In-place unnormalized Walsh-Hadamard transform of x (d, power of two).
 void kvq_fwht(float *x, int d);
-// Dense random orthogonal (d, d) row-major into q (caller buffer).
+// Dense random orthogonal (d, d) row-major into q (caller buffer), d in
+// 1..KVQ_MAX_SKETCH_DIM; the same bits on every CPU for a seed.
 kvq_status kvq_random_orthogonal(float *q, int d, uint64_t seed);
 #endif

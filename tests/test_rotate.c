@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
+#include <lapacke.h>
 #include "rng.h"
 #include "rotate.h"
 
@@ -55,7 +56,9 @@ static void check_rotation(int d, bool had)
         assert_true(fabs(ny / nx - 1.0) < 1e-5);
         assert_true(err < 1e-4);
     }
-    // batch (sgemm path for n >= 8) equals the scalar loop
+    // batch (blocks of 8 plus a tail) equals the scalar loop bit for bit: these
+    // values decide codes, which must not depend on the machine's BLAS kernel
+    // (an sgemm batch differed in the last bits, and codes with it)
     const size_t n = 37;
     float *xb = malloc(n * (size_t)d * sizeof *xb), *yb = malloc(n * (size_t)d * sizeof *yb);
     float *zb = malloc(n * (size_t)d * sizeof *zb);
@@ -64,10 +67,10 @@ static void check_rotation(int d, bool had)
     kvq_rotation_apply_t_batch(&r, yb, zb, n);
     for (size_t i = 0; i < n; i++) {
         kvq_rotation_apply(&r, xb + i * d, y);
-        for (int j = 0; j < d; j++) {
-            assert_true(fabs(y[j] - yb[i * d + j]) < 1e-4);
-            assert_true(fabs(zb[i * d + j] - xb[i * d + j]) < 1e-4);
-        }
+        assert_memory_equal(y, yb + i * d, (size_t)d * sizeof *y);
+        kvq_rotation_apply_t(&r, y, z);
+        assert_memory_equal(z, zb + i * d, (size_t)d * sizeof *z);
+        for (int j = 0; j < d; j++) assert_true(fabs(zb[i * d + j] - xb[i * d + j]) < 1e-4);
     }
     free(xb);
     free(yb);
@@ -141,6 +144,36 @@ static void test_haar_sign_fix(void **st)
     assert_true(fabs(diag / (trials * d)) < 4.0 / sqrt((double)trials * d * d));
 }
 
+// The engine's Householder QR is its own (fixed order, so the same bits under every
+// OpenBLAS kernel); LAPACK's sgeqrf/sorgqr, sign-fixed the same way, is the reference.
+static void test_qr_matches_lapack(void **st)
+{
+    (void)st;
+    const int ds[] = {8, 96, 128};
+    for (size_t t = 0; t < sizeof ds / sizeof *ds; t++) {
+        const int d = ds[t];
+        float *q = malloc((size_t)d * d * sizeof *q), *ref = malloc((size_t)d * d * sizeof *ref);
+        float tau[128];
+        assert_int_equal(kvq_random_orthogonal(q, d, 99 + (uint64_t)d), KVQ_OK);
+        kvq_rng g;
+        kvq_rng_seed(&g, 99 + (uint64_t)d);
+        kvq_rng_gauss_fill(&g, ref, (size_t)d * d);
+        assert_int_equal(LAPACKE_sgeqrf(LAPACK_ROW_MAJOR, d, d, ref, d, tau), 0);
+        float sgn[128];
+        for (int i = 0; i < d; i++) sgn[i] = ref[(size_t)i * d + i] < 0.0f ? -1.0f : 1.0f;
+        assert_int_equal(LAPACKE_sorgqr(LAPACK_ROW_MAJOR, d, d, d, ref, d, tau), 0);
+        double worst = 0;
+        for (int i = 0; i < d; i++)
+            for (int j = 0; j < d; j++)
+                worst = fmax(worst, fabs(q[(size_t)i * d + j] - ref[(size_t)i * d + j] * sgn[j]));
+        assert_true(worst < 2e-5);
+        free(q);
+        free(ref);
+    }
+    assert_int_equal(kvq_random_orthogonal(NULL, KVQ_MAX_SKETCH_DIM + 1, 1), KVQ_ERR_ARG);
+    assert_non_null(strstr(kvq_last_error(), "1025"));
+}
+
 static void test_errors_and_determinism(void **st)
 {
     (void)st;
@@ -163,6 +196,7 @@ int main(void)
         cmocka_unit_test(test_hadamard),
         cmocka_unit_test(test_fwht_matches_dense_hadamard),
         cmocka_unit_test(test_haar_sign_fix),
+        cmocka_unit_test(test_qr_matches_lapack),
         cmocka_unit_test(test_errors_and_determinism),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -57,4 +57,5 @@ with contextlib.redirect_stdout(buf):
     runpy.run_path('tools/methods_table_fmt.py', run_name='__main__')
 rev = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], capture_output=True, text=True).stdout.strip()
 head = head.replace('working tree on top of ee26ba1', 'commit ' + rev)
+head = head.replace('2026-11-22', datetime.datetime.utcnow().strftime('%Y-%m-%d'))
 open('docs/methods_table.md', 'w').write(head + buf.getvalue() + '\n' + notes)

@@ -2,15 +2,21 @@
 # tools/methods_table.sh [OUT_DIR] — raw JSON behind docs/methods_table.md (every method at
 # 2, 3, 4 bits on both sample traces; calibrated methods use artifacts from the OTHER trace).
 # Cached: delete OUT_DIR to start over. Then: python3 tools/methods_table.py OUT_DIR
+#   tools/methods_table.sh --readme   fresh run in a temp dir, prints README.md's tables
+#                                     (and rewrites docs/methods_table.md)
+#   ONLY="K_code_q4_0_4 ..." ...      only those runs (no calibration unless listed)
 cd "$(dirname "$0")/.."
-D=${1:-/tmp/kvstudio-methods-table}
+README=0
+if [ "${1:-}" = --readme ]; then README=1; D=$(mktemp -d); trap 'rm -rf "$D"' EXIT
+else D=${1:-/tmp/kvstudio-methods-table}; fi
 mkdir -p "$D"
-K=./build/kvstudio
-cp build/kvstudio $D/kvstudio   # freeze the binary while others rebuild
+cp "${KVSTUDIO:-build/kvstudio}" $D/kvstudio   # freeze the binary while others rebuild
 K=$D/kvstudio
+want() { [ -z "${ONLY:-}" ] || [[ " $ONLY " == *" $1 "* ]]; }
 declare -A OTHER=([code]=prose [prose]=code)
 q() { # name trace args...
   local name=$1 tr=$2; shift 2
+  want $name || return 0
   [ -s $D/$name.json ] && return
   timeout 600 $K quantize sample_data/traces/$tr-1k.safetensors "$@" --json >$D/$name.json 2>$D/$name.err || echo "FAIL $name: $(cat $D/$name.err)" >>$D/fails.txt
 }
@@ -36,9 +42,15 @@ for m in spectral rabitq ratequant vecinfer commvq; do
   for tr in code prose; do
     o=${OTHER[$tr]}
     for b in 2 3 4; do
+      want K_${tr}_${m}_$b || continue
       d=$(pc $m $o $b)
       q K_${tr}_${m}_$b $tr --method $m --bits $b --value-bits 16 --artifacts $d
     done
   done
 done
 echo done >$D/DONE
+if [ $README = 1 ]; then
+  [ -s $D/fails.txt ] && { cat $D/fails.txt >&2; exit 1; }
+  [ -z "${ONLY:-}" ] && python3 tools/methods_table.py $D   # docs/methods_table.md from the same runs
+  python3 tools/methods_table_fmt.py $D --level 4 ${ONLY:+--rows-only}
+fi

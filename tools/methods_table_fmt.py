@@ -2,7 +2,14 @@
 # tools/methods_table.py OUT_DIR — formats the JSON of tools/methods_table.sh into
 # docs/methods_table.md (run from the repository root).
 import json, os, glob, sys, io, contextlib
-D = sys.argv[1] if len(sys.argv) > 1 else '/tmp/kvstudio-methods-table'
+# --level N: heading level (README.md uses 4); --rows-only: the method tables only (no
+# best-per-budget summary; what `make docs-check` compares for a subset of runs).
+args = [a for a in sys.argv[1:] if not a.startswith('--')]
+H = '#' * (int(sys.argv[sys.argv.index('--level') + 1]) if '--level' in sys.argv else 3)
+args = [a for a in args if not a.isdigit()]
+D = args[0] if args else '/tmp/kvstudio-methods-table'
+if not glob.glob(f'{D}/[KV]_*.json'):
+    sys.exit(f'methods_table_fmt: {D}: no runs (K_*.json, V_*.json); run tools/methods_table.sh {D} first')
 def load(name):
     p = f'{D}/{name}.json'
     if not os.path.exists(p) or os.path.getsize(p) == 0: return None
@@ -36,8 +43,8 @@ KH = ('| method | --bits | bits held | + side tables @1k | code rel MSE | code c
 out = []
 def sec(title, rows, head=KH):
     rows = [r for r in rows if r]
-    if rows: out.extend([f'### {title}', '', head] + rows + [''])
-sec('Baselines (llama.cpp formats, KIVI)', [
+    if rows: out.extend([f'{H} {title}', '', head] + rows + [''])
+sec('Baselines (llama.cpp formats, KIVI); keys, values fp16', [
     krow('fp16', '16', 'fp16_16'), krow('q8_0', '8', 'q8_0_8'), krow('q4_0', '4', 'q4_0_4'),
     krow('iq4_nl', '4', 'iq4_nl_4'), krow('q4_0_hadamard', '4', 'q4_0_hadamard_4'),
     krow('kivi', '2', 'kivi_2'), krow('kivi', '3', 'kivi_3'), krow('kivi', '4', 'kivi_4')])
@@ -48,11 +55,11 @@ for b in (1, 2): rows.append(krow('turboquant_rvq (2 passes)', str(b), f'turboqu
 rows.append(krow('qjl (m = 128, 4 outliers)', '1', 'qjl_1'))
 for oc in (32, 48, 64):
     for b in (2, 3, 4): rows.append(krow(f'turboquant_mse, outlier_channels {oc}', str(b), f'turboquant_mse_oc{oc}_{b}'))
-sec('Calibration-free methods', rows)
+sec('Calibration-free methods; keys, values fp16', rows)
 rows = []
 for m in ['spectral', 'rabitq', 'ratequant', 'vecinfer', 'commvq']:
     for b in (2, 3, 4): rows.append(krow(m, str(b), f'{m}_{b}'))
-sec('Calibrated methods (artifacts from the *other* trace: out of sample)', rows)
+sec('Calibrated methods (artifacts from the *other* trace: out of sample); keys, values fp16', rows)
 VH = ('| value method | --value-bits | bits held | code rel MSE | code cos | prose rel MSE | prose cos |\n'
       '|---|---|---|---|---|---|---|')
 rows = []
@@ -61,6 +68,7 @@ for b in (2, 3, 4): rows.append(vrow('kivi (per token)', str(b), f'kivi_{b}'))
 rows += [vrow('q4_0', '4', 'q4_0_4'), vrow('iq4_nl', '4', 'iq4_nl_4'), vrow('q8_0', '8', 'q8_0_8')]
 sec('Values (keys fp16)', rows, VH)
 print('\n'.join(out))
+if '--rows-only' in sys.argv: sys.exit(0)
 # ---- best per budget ----
 import re
 rows = {}
@@ -75,7 +83,7 @@ peers = {2.5: ['none given'], 3.5: ['C TurboQuant port 0.0424 (3.5)', 'TurboQuan
          4.5: ['ggml q4_0 0.0109 (4.5)', 'ggml iq4_nl 0.0078 (4.5)', 'C TurboQuant port 0.0087 (4.5)',
                'TurboQuant-MSE 0.0094 (4.125)']}
 def best(title, bits_of):
-    print(title + '\n')
+    print(H + title[3:] + '\n')
     print('| budget (bits <=) | lowest rel MSE: config (bits, MSE) | lowest q.k err: config (bits, err) | peer figures at this budget |')
     print('|---|---|---|---|')
     for bud in (2.5, 3.5, 4.5):

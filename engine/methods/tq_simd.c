@@ -213,7 +213,7 @@ INL void encode_rows_k(const tq_core *c, const float *x, size_t n, uint8_t *rec,
     float y[TQ_CHUNK * KVQ_MAX_HEAD_DIM];
     for (size_t i0 = 0; i0 < n; i0 += TQ_CHUNK) {
         size_t mm = n - i0 < TQ_CHUNK ? n - i0 : TQ_CHUNK;
-        kvq_rotation_apply_batch(rot, x + i0 * d, y, mm);   // sgemm, as the reference
+        kvq_rotation_apply_batch(rot, x + i0 * d, y, mm);   // fixed order, as the reference
         for (size_t i = 0; i < mm; i++) {
             float norm = tq_norm_avx2(x + (i0 + i) * d, d), inv = norm > 0.0f ? 1.0f / norm : 0.0f;
             __m256 vi = _mm256_set1_ps(inv);

@@ -111,7 +111,7 @@ const kvq_metric kvq_metrics[KVQ_M_COUNT] = {
      .unit = "vectors/s", .fmt = "%.0f",
      .formula = "key/value vectors appended (tokens x layers x kv heads) / total append time",
      .over = "the last run of a replay"},
-    M(TOKENS_PER_S), .name = "tokens/s", .json = "tokens_per_s", .report = "prefill_tokens_per_s",
+    M(TOKENS_PER_S), .name = "throughput", .json = "tokens_per_s", .report = "prefill_tokens_per_s",
      .unit = "tokens/s", .fmt = "%.0f", .formula = "tokens / wall time of the model's forward passes",
      .over = "ppl: the whole text in chunks of 128; generate: prefill and decode separately"},
     M(KEY_NORM), .name = "key norm", .json = "mean_key_norm", .report = "key_norm.mean_key_norm",

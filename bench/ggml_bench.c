@@ -11,12 +11,17 @@
 //     kvstudio: kvq_cache_attend on the same format (llamacpp:*, fused path),
 //     and turboquant_mse 3-bit K / 2-bit V next to ggml q4_0. Each row also
 //     times a streaming read of as many bytes as ggml's K+V: the bandwidth
-//     ceiling. Outputs must agree (AGREE_TOL, normwise) or the row FAILs and
-//     the exit status is 1.
+//     ceiling. Check (normwise relative, AGREE_TOL): kvstudio's output within
+//     AGREE_TOL of ggml's, or, where ggml's own rounding is the gap (it rounds
+//     q to f16 / q8_0 and sums f16 V in f16: 4e-2 at 64K f16), kvstudio within
+//     AGREE_TOL of the exact attention over the same bytes and ggml farther
+//     from it. Otherwise the row FAILs and the exit status is 1.
 //   quantize: ggml from_float vs kvstudio encode (q4_0, q8_0, iq4_nl; bytes
 //     must be identical), plus turboquant_mse 3-bit encode.
 //   vec_dot: ggml vec_dot of one query (quantized to vec_dot_type, inside
-//     the pass) with every key row vs kvstudio score from codes (float query).
+//     the pass) with every key row vs kvstudio score from codes (float query;
+//     both are q . k, unscaled); scores within 1e-2 (the q8_0 query's
+//     rounding), plus turboquant_mse 3-bit scoring.
 // Results go into bench/results.json under "ggml" (read, extended, written
 // to a temp file and renamed), with the ggml commit.
 //
@@ -59,6 +64,7 @@ static int g_ntok, g_nstreams;
 static json_t *g_rows;
 static int g_failed;
 static struct ggml_threadpool *g_tp[3];   // [threads], no polling
+static double ref_err[2] = {-1, -1};      // attend rows: kvstudio's and ggml's distance to exact_attend
 
 static double clock_now(void *u)
 {
@@ -334,6 +340,10 @@ static void run_row(const char *row, bench_kernel *k, int nk, const char *agree,
         json_object_set_new(o, "check", json_string(agree));
         json_object_set_new(o, "max_rel_diff", json_real(err));
         json_object_set_new(o, "agree", json_boolean(ok));
+        if (ref_err[0] >= 0) {
+            json_object_set_new(o, "kvstudio_rel_diff_to_exact", json_real(ref_err[0]));
+            json_object_set_new(o, "ggml_rel_diff_to_exact", json_real(ref_err[1]));
+        }
     }
     json_object_set_new(o, "kernels", ks);
     json_object_set_new(o, "ratios_to_first", rs);
@@ -352,6 +362,26 @@ static double rel_diff(const float *a, const float *b, size_t n)
     }
     return den > 0 ? num / den : num;
 }
+
+// What both sides approximate: fp32 attention with double sums
+// (kvq_attend_f32) over the K/V that the cache's bytes decode to.
+static void exact_attend(katt *a, float *ref)
+{
+    float *K = malloc(sizeof(float) * (size_t)a->n * D), *V = malloc(sizeof(float) * (size_t)a->n * D);
+    int32_t *pos = malloc(sizeof(int32_t) * (size_t)a->n);
+    for (int h = 0; h < KVH; h++) {
+        int n = 0;
+        if (kvq_cache_decode(a->cache, h, K, V, pos, &n)) die("decode", kvq_last_error());
+        for (int j = 0; j < NH / KVH; j++) {
+            int hq = h * (NH / KVH) + j;
+            kvq_attend_f32(g_q + (size_t)hq * D, K, V, pos, n, D, a->n - 1, ref + (size_t)hq * D);
+        }
+    }
+    free(K);
+    free(V);
+    free(pos);
+}
+
 
 static int passes_for_ctx(int n) { return 65536 / n; }
 
@@ -397,10 +427,23 @@ static void bench_attend(void)
             gatt_pass(&g, 0);
             prep_threads(NULL, 1);
             katt_pass(a, 0);
-            double err = rel_diff(a->out, (const float *)g.out->data, NH * D);
-            bool ok = tq || err <= AGREE_TOL;
+            const float *go = g.out->data;
+            double err = rel_diff(a->out, go, NH * D);
+            float ref[NH * D];
+            exact_attend(a, ref);
+            double ek = rel_diff(a->out, ref, NH * D), eg = rel_diff(go, ref, NH * D);
+            // agree, or kvstudio is the one within tolerance of the exact
+            // attention over these bytes (ggml rounds q to f16 / q8_0 and
+            // sums f16 V in f16)
+            bool ok = tq || err <= AGREE_TOL || (ek <= AGREE_TOL && eg > ek);
+            if (tq) printf("%s: other quantizer than ggml's, not checked against it; to exact attention over its own "
+                           "bytes %.2e\n", row, ek);
+            else printf("%s: rel diff kvstudio-ggml %.2e, to exact attention over the same bytes: kvstudio %.2e, "
+                        "ggml %.2e %s\n", row, err, ek, eg, ok ? "ok" : "FAIL");
             if (!ok) fprintf(stderr, "ggml_bench: %s: FAIL: kvstudio and ggml outputs differ by %.3e (max %.0e)\n",
                              row, err, AGREE_TOL);
+            ref_err[0] = tq ? -1 : ek;
+            ref_err[1] = tq ? -1 : eg;
             for (int th = 1; th <= 2; th++) {
                 int p = passes_for_ctx(n);
                 bench_kernel k[3] = {
@@ -409,8 +452,7 @@ static void bench_attend(void)
                     {.name = sn, .prepare = stream_prepare, .pass = stream_pass, .ctx = st, .threads = th,
                      .passes = p},
                 };
-                run_row(row, k, 3, tq ? "rel diff to ggml q4_0 (other quantizer, not checked)" : "rel diff", err,
-                        ok);
+                run_row(row, k, 3, tq ? NULL : "rel diff to ggml", err, ok);
             }
             free(buf);
             free(st);

@@ -23,7 +23,8 @@
 //     both are q . k, unscaled); scores within 1e-2 (the q8_0 query's
 //     rounding), plus turboquant_mse 3-bit scoring.
 // Results go into bench/results.json under "ggml" (read, extended, written
-// to a temp file and renamed), with the ggml commit.
+// to a temp file and renamed), with the ggml commit. BENCH_ONLY (bench.c's
+// sections): codec or score picks quantize + vec_dot, attend the attention.
 //
 // Facts about ggml used here (llama.cpp 80fb11ac73e66d89eae2c6a91d8a77428fa733ed,
 // as shipped by node-llama-cpp 3.21.1): ggml/include/ggml.h documents
@@ -657,9 +658,17 @@ int main(void)
     }
     load_trace();
     g_rows = json_array();
+    // BENCH_ONLY as in bench.c: codec or score -> quantize and vec_dot rows,
+    // attend -> attention rows, ggml -> all of them
     const char *only = getenv("BENCH_ONLY");
-    if (!only || strstr(only, "quant")) bench_quant();
-    if (!only || strstr(only, "attend")) bench_attend();
+    bool all = !only || strstr(only, "ggml");
+    bool quant = all || strstr(only, "codec") || strstr(only, "score"), att = all || strstr(only, "attend");
+    if (!quant && !att) {
+        printf("ggml rows: none selected by BENCH_ONLY=%s (codec, score, attend or ggml)\n", only);
+        return 0;
+    }
+    if (quant) bench_quant();
+    if (att) bench_attend();
     write_results(la0);
     printf("ggml rows: total %.1f s%s\n", kvq_now_s() - t0, g_failed ? ", FAILED checks above" : "");
     for (int th = 1; th <= 2; th++) ggml_threadpool_free(g_tp[th]);

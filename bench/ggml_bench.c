@@ -64,7 +64,8 @@ static float *g_keys, *g_vals, *g_q;
 static int g_ntok, g_nstreams;
 static json_t *g_rows;
 static int g_failed;
-static struct ggml_threadpool *g_tp[3];   // [threads], no polling
+static struct ggml_threadpool *g_tp[3];   // [threads]
+static int g_poll;                         // ggml threadpool polling level
 static double ref_err[2] = {-1, -1};      // attend rows: kvstudio's and ggml's distance to exact_attend
 
 static double clock_now(void *u)
@@ -629,6 +630,7 @@ static void write_results(double la0)
     json_object_set_new(o, "source", json_string("llama.cpp release bundled in node-llama-cpp@3.21.1 (make peers)"));
     json_object_set_new(o, "rounds", json_integer(BENCH_ROUNDS));
     json_object_set_new(o, "agree_tol", json_real(AGREE_TOL));
+    json_object_set_new(o, "threadpool_poll", json_integer(g_poll));
     json_object_set_new(o, "loadavg_start", isfinite(la0) ? json_real(la0) : json_null());
     double la1 = load1();
     json_object_set_new(o, "loadavg_end", isfinite(la1) ? json_real(la1) : json_null());
@@ -652,7 +654,11 @@ int main(void)
     ggml_cpu_init();
     for (int th = 1; th <= 2; th++) {
         struct ggml_threadpool_params p = ggml_threadpool_params_default(th);
-        p.poll = 0;   // idle workers sleep: they must not spin through kvstudio's turns
+        // ggml's default polling level, as llama.cpp runs it; GGML_POLL=0
+        // makes idle workers sleep at once (slower wake-ups under load)
+        const char *pe = getenv("GGML_POLL");
+        if (pe) p.poll = (uint32_t)atoi(pe);
+        g_poll = (int)p.poll;
         g_tp[th] = ggml_threadpool_new(&p);
         if (!g_tp[th]) die("ggml_threadpool_new", "failed");
     }

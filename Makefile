@@ -113,6 +113,20 @@ bench: deps
 	@mkdir -p bench
 	./$(BUILD)/bench/bench
 	bash bench/tok_bench.sh $(BUILD)
+	@if [ -f $(GGML_PEER)/ggml/src/libggml-cpu.a ] && [ -f $(GGML_SRC)/ggml/include/ggml.h ]; then \
+	  $(MAKE) --no-print-directory $(BUILD)/bench/ggml_bench && ./$(BUILD)/bench/ggml_bench; \
+	else echo "ggml rows skipped: run \`make peers\` (builds ggml outside the tree; build-peers/ggml and build-peers/llama.cpp link to it)"; fi
+
+# The ggml side of `make bench` (bench/ggml_bench.c), linked with the ggml
+# build that `make peers` leaves outside the tree; never part of `make all`.
+GGML_PEER := build-peers/ggml
+GGML_SRC  := build-peers/llama.cpp
+GGML_LIBS := $(GGML_PEER)/ggml/src/libggml-cpu.a $(GGML_PEER)/ggml/src/libggml-base.a
+$(BUILD)/bench/ggml_bench: bench/ggml_bench.c $(BUILD)/bench/bench_core.o $(LIBKVQ) $(GGML_LIBS)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -O3 -Ibench -I$(GGML_SRC)/ggml/include \
+	  -DGGML_COMMIT='"'$$(git -C $(GGML_SRC) rev-parse HEAD)'"' -o $@ $< $(BUILD)/bench/bench_core.o \
+	  $(LIBKVQ) $(GGML_LIBS) -lstdc++ $(ENGINE_LIBS)
 
 $(BUILD)/bench/tok_bench: bench/tok_bench.c $(LIBKVQ)
 	@mkdir -p $(dir $@)

@@ -8,7 +8,8 @@
 # ${XDG_CACHE_HOME:-$HOME/.cache}/kvstudio/peers (KVQ_PEERS_CACHE overrides):
 # the npm tarball, the clone and ggml's CMake build (ggml-base + ggml-cpu,
 # static, -DGGML_NATIVE=ON), each reused when already there. build-peers/
-# (git-ignored) gets the harness binary and a link to that ggml build.
+# (git-ignored) gets the harness binary and links to that ggml build and its
+# source (`make bench` builds bench/ggml_bench.c against them).
 # usage: tools/peers.sh [BUILD_DIR]   (BUILD_DIR holds libkvq.a; default build)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -66,6 +67,7 @@ if ! ls $libs >/dev/null 2>&1; then
     || die "cmake build failed: see $CACHE/cmake-build.log"
 fi
 ln -sfn "$gb" "$OUTDIR/ggml"
+ln -sfn "$src" "$OUTDIR/llama.cpp"   # headers and commit for bench/ggml_bench.c
 
 # 4. the harness: our code, linked with libkvq and ggml
 [ -f "$BUILD/libkvq.a" ] || die "$BUILD/libkvq.a missing (run make all first)"

@@ -170,7 +170,8 @@ kvq_status kvq_train_commvq_stream(const float *keys, size_t n, int d, int layer
     // init: residual k-means, codebook r fitted to what 0..r-1 leave
     for (int r = 0; r < R; r++) {
         kvq_kmeans_opts ko = {.k = C, .max_iter = o->kmeans_iter > 0 ? o->kmeans_iter : 15,
-                              .tol = 1e-5, .seed = o->seed * 1000003u + (uint64_t)r};
+                              .tol = 1e-5, .seed = o->seed * 1000003u + (uint64_t)r,
+                              .max_points_per_centroid = o->max_points_per_centroid};
         kvq_kmeans_result km;
         st = kvq_kmeans(s.res, n, d, &ko, &km);
         if (st) goto done;

@@ -46,7 +46,7 @@ typedef struct {
     const float *sub;   // (M, N, sd) the layer's keys, one subspace after another
     float *cb;          // (M, C, sd) this layer's codebooks
     size_t N;
-    int C, sd, max_iter;
+    int C, sd, max_iter, ppc;
     uint64_t seed;      // the layer's base seed; subspace m adds m
     kvq_status *st;     // (M) per task
     char (*err)[160];   // (M) the task's error text: kvq_last_error is per thread
@@ -56,7 +56,7 @@ static void vi_subspace_task(void *ctx, int m)
 {
     const vi_layer_job *j = ctx;
     kvq_kmeans_opts ko = {.k = j->C, .max_iter = j->max_iter, .tol = VI_KMEANS_TOL,
-                          .seed = j->seed ^ (uint64_t)m};
+                          .seed = j->seed ^ (uint64_t)m, .max_points_per_centroid = j->ppc};
     kvq_kmeans_result r;
     j->st[m] = kvq_kmeans(j->sub + (size_t)m * j->N * j->sd, j->N, j->sd, &ko, &r);
     if (j->st[m]) {
@@ -135,6 +135,7 @@ kvq_status kvq_calib_vecinfer(const kvq_trace *t, const kvq_calib_opts *o, kvq_p
         if (s) break;
         vi_layer_job job = {.sub = sub, .cb = cb + (size_t)l * M * C * sd, .N = N, .C = C, .sd = sd,
                             .max_iter = o->max_iter > 0 ? o->max_iter : 100,
+                            .ppc = o->max_points_per_centroid > 0 ? o->max_points_per_centroid : -1,
                             .seed = o->seed ^ ((uint64_t)VI_STREAM_KMEANS << 32 | (uint64_t)l << 16), .st = sts, .err = errs};
         kvq_parallel_for(M, vi_subspace_task, &job);
         for (int m = 0; m < M && !s; m++)

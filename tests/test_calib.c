@@ -19,6 +19,7 @@
 #include <cmocka.h>
 #include "calib/calib.h"
 #include "model.h"
+#include "pool.h"
 #include "rng.h"
 
 #define CODE "sample_data/traces/code-1k.safetensors"
@@ -323,6 +324,31 @@ static void check_score_matches_decode(const kvq_trace *t, const char *method, i
     }
     free(k); free(qv); free(dec); free(codes); free(qs);
     kvq_quantizer_free(&q);
+}
+
+// The subspace k-means run as pool tasks: 1 and 3 threads give the same bytes.
+static void test_vecinfer_threads_same_artifacts(void **st)
+{
+    (void)st;
+    kvq_trace *t = open_trace(CODE);
+    kvq_calib_opts o;
+    kvq_calib_opts_default(&o);
+    o.layers = 1;
+    o.max_iter = 4;
+    kvq_threads_set(1);
+    kvq_artifacts *a = calibrate("vecinfer", t, &o);
+    kvq_threads_set(3);
+    kvq_artifacts *b = calibrate("vecinfer", t, &o);
+    kvq_threads_set(0);
+    int nd;
+    int64_t sh[8];
+    const float *ca = kvq_artifacts_get(a, "vecinfer.codebook", &nd, sh), *cb = kvq_artifacts_get(b, "vecinfer.codebook", NULL, NULL);
+    assert_non_null(ca);
+    assert_non_null(cb);
+    assert_memory_equal(ca, cb, sizeof(float) * (size_t)(sh[0] * sh[1] * sh[2] * sh[3]));
+    kvq_artifacts_free(a);
+    kvq_artifacts_free(b);
+    kvq_trace_free(t);
 }
 
 static void test_vecinfer_calibrated(void **st)
@@ -671,6 +697,7 @@ int main(void)
         cmocka_unit_test(test_vecinfer_transform_exact),
         cmocka_unit_test(test_vecinfer_needs_calibration),
         cmocka_unit_test(test_vecinfer_calibrated),
+        cmocka_unit_test(test_vecinfer_threads_same_artifacts),
         cmocka_unit_test(test_spectral_allocate),
         cmocka_unit_test(test_spectral_code),
         cmocka_unit_test(test_progress_and_cancel),

@@ -82,6 +82,49 @@ static void test_inertia_monotone(void **state)
     free(x);
 }
 
+// Above k * max_points_per_centroid rows Lloyd runs on a seeded sample (FAISS's
+// rule), every row is still assigned, and the fit stays close to the full one.
+static void test_sampled_points_per_centroid(void **state)
+{
+    (void)state;
+    size_t n = 20000;
+    int d = 8, k = 16;
+    float *x = gauss_data(n, d, 11);
+    kvq_kmeans_opts o = {.k = k, .max_iter = 25, .seed = 4, .max_points_per_centroid = 64};
+    kvq_kmeans_result a, b, full;
+    assert_int_equal(kvq_kmeans(x, n, d, &o, &a), KVQ_OK);
+    assert_int_equal(a.n_train, (size_t)k * 64);
+    assert_int_equal(kvq_kmeans(x, n, d, &o, &b), KVQ_OK);
+    assert_memory_equal(a.centroids, b.centroids, sizeof(float) * (size_t)k * d);
+    assert_memory_equal(a.assign, b.assign, sizeof(int32_t) * n);
+    o.max_points_per_centroid = -1;
+    assert_int_equal(kvq_kmeans(x, n, d, &o, &full), KVQ_OK);
+    assert_int_equal(full.n_train, n);
+    // every row's assignment is its nearest final centroid; the sampled fit's
+    // inertia on all rows is within 5% of the full fit's
+    double ia = 0, ifull = 0;
+    for (size_t i = 0; i < n; i++) {
+        double best = INFINITY;
+        int bj = -1;
+        for (int j = 0; j < k; j++) {
+            double t = 0;
+            for (int c = 0; c < d; c++) t += pow(x[i * d + c] - a.centroids[(size_t)j * d + c], 2);
+            if (t < best) best = t, bj = j;
+        }
+        double ta = 0, tf = 0;
+        for (int c = 0; c < d; c++) {
+            ta += pow(x[i * d + c] - a.centroids[(size_t)a.assign[i] * d + c], 2);
+            tf += pow(x[i * d + c] - full.centroids[(size_t)full.assign[i] * d + c], 2);
+        }
+        assert_true(a.assign[i] == bj || ta <= best * (1 + 1e-5));
+        ia += ta, ifull += tf;
+    }
+    print_message("figure: k-means 20000 x 8, k 16: inertia sampled (64/centroid) %.1f vs all rows %.1f\n", ia, ifull);
+    assert_true(ia < ifull * 1.05);
+    kvq_kmeans_result_free(&a), kvq_kmeans_result_free(&b), kvq_kmeans_result_free(&full);
+    free(x);
+}
+
 static void test_deterministic(void **state)
 {
     (void)state;
@@ -213,6 +256,7 @@ int main(void)
         cmocka_unit_test(test_blobs),
         cmocka_unit_test(test_inertia_monotone),
         cmocka_unit_test(test_deterministic),
+        cmocka_unit_test(test_sampled_points_per_centroid),
         cmocka_unit_test(test_sqdist_matches_scalar),
         cmocka_unit_test(test_empty_clusters_reseeded),
         cmocka_unit_test(test_args_and_cancel),

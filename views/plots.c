@@ -417,7 +417,9 @@ static int km_run(kvs_job *j)
     else if (!x) st = kvq_error(KVQ_ERR_NOMEM, "k-means: out of memory");
     else st = kvq_trace_keys(t, m->layer, m->head, x);
     if (!st) {
-        kvq_kmeans_opts o = {.k = m->k, .max_iter = 60, .tol = 0, .seed = 42, .progress = &p};
+        // every row: the plotted inertia is over all the head's keys (docs/METRICS.md)
+        kvq_kmeans_opts o = {.k = m->k, .max_iter = 60, .tol = 0, .seed = 42, .progress = &p,
+                             .max_points_per_centroid = -1};
         st = kvq_kmeans(x, (size_t)t->n_tokens, t->head_dim, &o, &m->res);
     }
     pthread_mutex_unlock(&j->s->lock);

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "calib.h"
+#include "calib/kmeans.h"
 
 // ---- options: one field table drives set/get/names and the manifest ----
 typedef enum { O_INT, O_DOUBLE, O_BOOL, O_U64 } opt_type;
@@ -28,6 +29,7 @@ static const opt_field opt_fields[] = {
     OI(layers, 0, KVQ_MAX_LAYERS),
     OI(n_queries, 0, 1 << 24),
     OI(max_iter, 0, 100000),
+    OI(max_points_per_centroid, 0, 1 << 24),
     OD(target_bits, 0, 16),
     OD(noise_scale, 0, 100),
     OI(min_bits, 1, 8),
@@ -47,6 +49,7 @@ void kvq_calib_opts_default(kvq_calib_opts *o)
     o->seed = 42;
     o->num_samples = 4;
     o->n_queries = 128;
+    o->max_points_per_centroid = KVQ_KMEANS_MAX_PPC;
     o->target_bits = 2.0;
     o->noise_scale = 0.1;
     o->min_bits = 1;
@@ -180,7 +183,13 @@ kvq_status kvq_calibrate(const char *method, const kvq_trace *t, const kvq_calib
     kvq_artifacts *a;
     if ((s = kvq_artifacts_new(&a))) return s;
     kvq_progress_begin(p);
+    // Calibrators parallelize over the pool themselves; OpenBLAS's own
+    // workers on their small sgemms only spin in sched_yield (a third of
+    // vecinfer's time and most of commvq's system time on the sample trace).
+    const int blas_threads = openblas_get_num_threads();
+    openblas_set_num_threads(1);
     s = c->run(t, o, p, a);
+    openblas_set_num_threads(blas_threads);
     int layers = o->layers ? o->layers : t->n_layers;
     int tokens = o->sequence_length && o->sequence_length < t->n_tokens ? o->sequence_length : t->n_tokens;
     if (!s) s = kvq_artifacts_set_meta(a, "method", c->name);

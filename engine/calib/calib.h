@@ -54,6 +54,9 @@ typedef struct kvq_calib_opts {
                             // evenly spaced over the usable positions; 0 = all)
     int max_iter;           // k-means / EM iterations; 0 = each method's default
                             // (vecinfer 100, rabitq 25, commvq 8 EM rounds)
+    int max_points_per_centroid; // vecinfer / rabitq / commvq k-means train on at most
+                            // k x this many rows, drawn with the seed (default 256,
+                            // FAISS's; 0 = every row); calib/kmeans.h
     double target_bits;     // ratequant: mean key bits (default 2); vecinfer: bits per
                             // coordinate of the codebook (default 2); spectral: summary
                             // allocation rate (0 = signal/noise split); rabitq/commvq: bits

@@ -4,12 +4,19 @@
 // k-means++ seeding (D^2 sampling), squared distances |x|^2 + |c|^2 - 2 x.c
 // through one cblas_sgemm per chunk of rows, empty clusters re-seeded with
 // the point farthest from its centroid, deterministic for a given seed.
-// Calibration code may allocate (this is not a kernel).
+// Above k * max_points_per_centroid rows, seeding and Lloyd run on that many
+// rows drawn with the seeded RNG and only the final assignment sees them all
+// (FAISS's Clustering.cpp does the same with 256 per centroid:
+// faiss/Clustering.cpp at facebookresearch/faiss@f4f7b9b5368b).
+// The argmin scans centroids in index order on one thread, so results do not
+// depend on the thread count. Calibration code may allocate (not a kernel).
 #ifndef KVQ_KMEANS_H
 #define KVQ_KMEANS_H
 #include <stddef.h>
 #include <stdint.h>
 #include "kvq.h"
+
+#define KVQ_KMEANS_MAX_PPC 256   // FAISS's default max_points_per_centroid
 
 typedef struct kvq_kmeans_opts {
     int k;                  // clusters, 1..n
@@ -17,6 +24,8 @@ typedef struct kvq_kmeans_opts {
     double tol;             // stop when relative inertia drop < tol (0 = run max_iter
                             // or until assignments stop changing)
     uint64_t seed;          // seeding stream; same seed + same input => same result
+    int max_points_per_centroid; // train on at most k * this many rows, drawn with the
+                            // seeded RNG (0 = KVQ_KMEANS_MAX_PPC, < 0 = every row)
     kvq_progress *progress; // optional: fraction = iteration / max_iter, stage "kmeans"
 } kvq_kmeans_opts;
 
@@ -24,8 +33,10 @@ typedef struct kvq_kmeans_result {
     int k, d;
     float *centroids;   // (k, d) row-major, owned
     int32_t *assign;    // (n) cluster of each input row, owned
-    double *inertia;    // (n_iter) sum over rows of |x - c_assign|^2 after each
+    double *inertia;    // (n_iter) sum over the training rows (all n, or the
+                        // n_train sampled) of |x - c_assign|^2 after each
                         // iteration's assignment step; non-increasing; owned
+    size_t n_train;     // rows seeding and Lloyd ran on (n, or k * max_points_per_centroid)
     int n_iter;         // iterations run (<= max_iter)
     int n_reseeded;     // empty clusters re-seeded over the whole run
 } kvq_kmeans_result;

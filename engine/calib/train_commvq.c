@@ -19,6 +19,8 @@ typedef struct {
     uint16_t *code;  // (n, R)
     float *res;      // (n, d) keys minus reconstruction
     float *G;        // (n, C) scratch
+    float *T;        // (C, C) scratch: codeword dot products
+    float *delta;    // (C, d) scratch: old minus new codewords
     double *acc;     // (C, d) scratch
     int *cnt;        // (C)
 } em_state;
@@ -42,57 +44,85 @@ static void norms_of(em_state *s, int r)
     }
 }
 
-static double exact_gain(const float *e, const float *w, int d)
+// 2 (e + wc).w - |w|^2 in double: the gain of codeword w for target e + wc.
+static double exact_gain(const float *e, const float *wc, const float *w, int d)
 {
     double dot = 0, nn = 0;
-    for (int j = 0; j < d; j++) dot += (double)e[j] * w[j], nn += (double)w[j] * w[j];
+    for (int j = 0; j < d; j++) dot += ((double)e[j] + wc[j]) * w[j], nn += (double)w[j] * w[j];
     return 2 * dot - nn;
 }
 
 // M-step for codebook r: least squares given everything else = mean target.
+// The target of row i is res_i + w[code_i], so a cluster's mean target is
+// w_old + mean(res): one read pass, then res_i += w_old - w_new (one write
+// pass) instead of adding the codeword back and taking it out again.
 static void m_step(em_state *s, int r)
 {
-    add_codeword(s, r, 1.0f);   // res now holds codebook r's target
     memset(s->acc, 0, sizeof(double) * (size_t)s->C * s->d);
     memset(s->cnt, 0, sizeof(int) * (size_t)s->C);
     for (size_t i = 0; i < s->n; i++) {
         int c = s->code[i * s->R + r];
         const float *e = s->res + i * (size_t)s->d;
         double *a = s->acc + (size_t)c * s->d;
-        for (int j = 0; j < s->d; j++) a[j] += e[j];
+        int j = 0;
+        // fixed-width inner loops: GCC's -O2 vectorizer takes them (element-wise)
+        for (; j + 4 <= s->d; j += 4)
+            for (int u = 0; u < 4; u++) a[j + u] += e[j + u];
+        for (; j < s->d; j++) a[j] += e[j];
         s->cnt[c]++;
     }
-    for (int c = 0; c < s->C; c++)
-        if (s->cnt[c]) {
-            float *w = s->W + ((size_t)r * s->C + c) * s->d;
-            for (int j = 0; j < s->d; j++) w[j] = (float)(s->acc[(size_t)c * s->d + j] / s->cnt[c]);
+    float *Wr = s->W + (size_t)r * s->C * s->d;
+    for (int c = 0; c < s->C; c++) {
+        float *w = Wr + (size_t)c * s->d, *dl = s->delta + (size_t)c * s->d;
+        for (int j = 0; j < s->d; j++) {
+            float nw = s->cnt[c] ? (float)(w[j] + s->acc[(size_t)c * s->d + j] / s->cnt[c]) : w[j];
+            dl[j] = w[j] - nw;
+            w[j] = nw;
         }
+    }
     norms_of(s, r);
-    add_codeword(s, r, -1.0f);
+    for (size_t i = 0; i < s->n; i++) {
+        const float *dl = s->delta + (size_t)s->code[i * s->R + r] * s->d;
+        float *e = s->res + i * (size_t)s->d;
+        int j = 0;
+        for (; j + 8 <= s->d; j += 8)
+            for (int u = 0; u < 8; u++) e[j + u] += dl[j + u];
+        for (; j < s->d; j++) e[j] += dl[j];
+    }
 }
 
 // E-step for codebook r: re-pick every code given the other codebooks.
+// With target t_i = res_i + w_cur, the gain of codeword c is
+// 2 res_i.w_c + 2 w_cur.w_c - |w_c|^2: one sgemm on res plus a (C, C) table
+// of codeword dot products, so res is only touched where a code changes.
 static void e_step(em_state *s, int r)
 {
-    const float *Wr = s->W + (size_t)r * s->C * s->d;
-    add_codeword(s, r, 1.0f);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)s->n, s->C, s->d, 1.0f, s->res,
-                s->d, Wr, s->d, 0.0f, s->G, s->C);
+    const int C = s->C, d = s->d;
+    const float *Wr = s->W + (size_t)r * C * d;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)s->n, C, d, 1.0f, s->res, d, Wr, d,
+                0.0f, s->G, C);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, C, C, d, 1.0f, Wr, d, Wr, d, 0.0f, s->T, C);
+    const float *wn = s->wn + r * C;
     for (size_t i = 0; i < s->n; i++) {
-        const float *g = s->G + i * (size_t)s->C;
-        const float *wn = s->wn + r * s->C;
-        int best = 0;
-        for (int c = 1; c < s->C; c++)
-            if (2 * g[c] - wn[c] > 2 * g[best] - wn[best]) best = c;
+        const float *g = s->G + i * (size_t)C;
         int cur = s->code[i * s->R + r];
-        const float *e = s->res + i * (size_t)s->d;
+        const float *tc = s->T + (size_t)cur * C;
+        int best = 0;
+        float bv = 2 * (g[0] + tc[0]) - wn[0];
+        for (int c = 1; c < C; c++) {
+            float v = 2 * (g[c] + tc[c]) - wn[c];
+            if (v > bv) bv = v, best = c;
+        }
+        if (best == cur) continue;
+        float *e = s->res + i * (size_t)d;
+        const float *wc = Wr + (size_t)cur * d, *wb = Wr + (size_t)best * d;
         // sgemm rounding may rank near-ties wrongly: switch only when the exact
         // gain is strictly higher, so the error can never go up.
-        if (best != cur && exact_gain(e, Wr + (size_t)best * s->d, s->d) >
-                               exact_gain(e, Wr + (size_t)cur * s->d, s->d))
+        if (exact_gain(e, wc, wb, d) > exact_gain(e, wc, wc, d)) {
             s->code[i * s->R + r] = (uint16_t)best;
+            for (int j = 0; j < d; j++) e[j] += wc[j] - wb[j];
+        }
     }
-    add_codeword(s, r, -1.0f);
 }
 
 static double rel_err(const em_state *s, double xx)
@@ -123,8 +153,10 @@ kvq_status kvq_train_commvq_stream(const float *keys, size_t n, int d, int layer
     s.res = malloc(sizeof(float) * n * (size_t)d);
     s.G = malloc(sizeof(float) * n * (size_t)C);
     s.acc = malloc(sizeof(double) * (size_t)C * d);
+    s.T = malloc(sizeof(float) * (size_t)C * C);
+    s.delta = malloc(sizeof(float) * (size_t)C * d);
     s.cnt = malloc(sizeof(int) * (size_t)C);
-    if (!s.W || !s.wn || !s.code || !s.res || !s.G || !s.acc || !s.cnt) {
+    if (!s.W || !s.wn || !s.code || !s.res || !s.G || !s.acc || !s.cnt || !s.T || !s.delta) {
         st = kvq_error(KVQ_ERR_NOMEM, "commvq calibration: out of memory (n=%zu, R=%d, C=%d)", n,
                        R, C);
         goto done;
@@ -138,7 +170,8 @@ kvq_status kvq_train_commvq_stream(const float *keys, size_t n, int d, int layer
     // init: residual k-means, codebook r fitted to what 0..r-1 leave
     for (int r = 0; r < R; r++) {
         kvq_kmeans_opts ko = {.k = C, .max_iter = o->kmeans_iter > 0 ? o->kmeans_iter : 15,
-                              .tol = 1e-5, .seed = o->seed * 1000003u + (uint64_t)r};
+                              .tol = 1e-5, .seed = o->seed * 1000003u + (uint64_t)r,
+                              .max_points_per_centroid = o->max_points_per_centroid};
         kvq_kmeans_result km;
         st = kvq_kmeans(s.res, n, d, &ko, &km);
         if (st) goto done;
@@ -173,6 +206,6 @@ kvq_status kvq_train_commvq_stream(const float *keys, size_t n, int d, int layer
     int64_t shape[3] = {R, C, d};
     st = kvq_artifacts_put(art, name, s.W, 3, shape);
 done:
-    free(s.W), free(s.wn), free(s.code), free(s.res), free(s.G), free(s.acc), free(s.cnt);
+    free(s.W), free(s.wn), free(s.code), free(s.res), free(s.G), free(s.acc), free(s.cnt), free(s.T), free(s.delta);
     return st;
 }

@@ -24,6 +24,7 @@ typedef struct kvq_train_commvq_opts {
     int num_centroids;       // C, power of two 2..256 (0 = KVQ_COMMVQ_DEFAULT_CENTROIDS)
     int em_iters;            // EM rounds after the k-means init (0 = 8, max KVQ_COMMVQ_MAX_EM)
     int kmeans_iter;         // k-means iterations per codebook at init (0 = 15)
+    int max_points_per_centroid; // k-means sample at init (calib/kmeans.h: 0 = 256, < 0 = every row)
     uint64_t seed;
     kvq_progress *progress;  // optional; stages "commvq init", "commvq EM"
 } kvq_train_commvq_opts;

@@ -12,7 +12,8 @@ kvq_status kvq_train_rabitq_stream(const float *keys, size_t n, int d, int layer
         return kvq_error(KVQ_ERR_ARG, "rabitq calibration: num_clusters %d with %zu tokens "
                          "(expected 1..tokens)", o->num_clusters, n);
     kvq_kmeans_opts ko = {.k = o->num_clusters, .max_iter = o->max_iter > 0 ? o->max_iter : 25,
-                          .tol = 1e-6, .seed = o->seed, .progress = o->progress};
+                          .tol = 1e-6, .seed = o->seed, .progress = o->progress,
+                          .max_points_per_centroid = o->max_points_per_centroid};
     kvq_kmeans_result r;
     kvq_status s = kvq_kmeans(keys, n, d, &ko, &r);
     if (s) return s;

@@ -14,6 +14,7 @@
 typedef struct kvq_train_rabitq_opts {
     int num_clusters;        // IVF centroids per stream (cfg->num_clusters)
     int max_iter;            // k-means iterations (0 = 25)
+    int max_points_per_centroid; // k-means sample (calib/kmeans.h: 0 = 256, < 0 = every row)
     uint64_t seed;
     kvq_progress *progress;  // optional; stage "rabitq kmeans"
 } kvq_train_rabitq_opts;

@@ -95,7 +95,8 @@ kvq_status kvq_calib_rabitq(const kvq_trace *t, const kvq_calib_opts *o, kvq_pro
 {
     kvq_status cs = kvq_check_shape("rabitq", t->path, t->n_layers, t->n_kv_heads, t->head_dim);
     if (cs) return cs;
-    kvq_train_rabitq_opts ro = {.num_clusters = o->num_clusters, .max_iter = o->max_iter};
+    kvq_train_rabitq_opts ro = {.num_clusters = o->num_clusters, .max_iter = o->max_iter,
+                                .max_points_per_centroid = o->max_points_per_centroid > 0 ? o->max_points_per_centroid : -1};
     return each_stream(t, calib_layers(t, o), calib_tokens(t, o), o->seed, p, "rabitq", "rabitq",
                        rabitq_stream, &ro, out);
 }
@@ -107,7 +108,8 @@ kvq_status kvq_calib_commvq(const kvq_trace *t, const kvq_calib_opts *o, kvq_pro
     if (cs) return cs;
     kvq_train_commvq_opts co = {
         .bits = (int)lround(o->target_bits), .num_centroids = o->num_centroids,
-        .em_iters = o->max_iter < KVQ_COMMVQ_MAX_EM ? o->max_iter : KVQ_COMMVQ_MAX_EM};
+        .em_iters = o->max_iter < KVQ_COMMVQ_MAX_EM ? o->max_iter : KVQ_COMMVQ_MAX_EM,
+        .max_points_per_centroid = o->max_points_per_centroid > 0 ? o->max_points_per_centroid : -1};
     return each_stream(t, calib_layers(t, o), calib_tokens(t, o), o->seed, p, "commvq", "commvq",
                        commvq_stream, &co, out);
 }

@@ -111,7 +111,7 @@ static void print_row(kvs_session *s, const rec_row *r, const char *rank, bool b
                kvq_metric_fmt(KVQ_M_KV_GIB_AT_CONTEXT, r->gib, f[3], 32),
                kvq_metric_fmt(KVQ_M_KEY_REL_MSE, r->key_rel_mse, f[4], 32),
                kvq_metric_fmt(KVQ_M_OUTPUT_ERROR, r->output_error, f[5], 32),
-               kvq_metric_fmt(KVQ_M_ATTN_KL, r->attn_kl, f[6], 32), r->front ? "*" : "",
+               kvq_metric_fmt(KVQ_M_ATTN_KL, r->attn_kl, f[6], 32), r->front ? "*" : "-",
                !budget ? "-" : r->in_budget ? "fits" : "over");
 }
 
@@ -247,7 +247,7 @@ int kvs_cmd_recommend(kvs_session *s, kvs_args *a)
             snprintf(rk, sizeof rk, "%d", rows[i].ok ? ++rank : 0);
             print_row(s, &rows[i], rows[i].ok ? rk : "-", budget > 0);
         }
-        kvs_printf(s, "units: bits/coord, bytes/token, GiB at %ld tokens; front * = Pareto front over (%s, %s)",
+        kvs_printf(s, "units: bits/coord, bytes/token, GiB at %ld tokens; front * = on the Pareto front over (%s, %s)",
                    context, kvq_metrics[KVQ_M_FORMAT_BYTES_PER_TOKEN].name, rank_name);
         if (have_best) {
             kvs_printf(s, "kvstudio's best within %s GiB (%s):", kvq_metric_fmt(KVQ_M_KV_GIB_AT_CONTEXT, own_budget,

@@ -29,7 +29,7 @@ typedef struct rec_row {
 } rec_row;
 
 // kvstudio's own candidates (no calibration): keys x values of turboquant_mse.
-static const int own_bits[] = {2, 3, 4};
+static const int own_bits[] = {2, 3, 4, 8};
 #define N_OWN_BITS ((int)(sizeof own_bits / sizeof own_bits[0]))
 #define REC_MAX 64
 

@@ -7,6 +7,8 @@
 // cache needs flash attention (-fa on); a quantized K alone does not.
 // vLLM: --kv-cache-dtype auto (the model dtype, fp16 here), fp8 (= e4m3) and
 // fp8_e5m2 with the per-tensor scale 1.0 vLLM uses without calibrated scales.
+// mlx_lm: kv_bits 2, 3, 4, 6, 8 at the default group of 64, and 4 and 8 bits
+// at groups of 32 and 128 (scales and biases fp16).
 #include "deploy.h"
 #include <math.h>
 #include <stdio.h>
@@ -14,6 +16,11 @@
 
 #define LC(k, v, fl) {.engine = "llamacpp", .name = k "/" v, .flags = fl, \
                       .key_method = "llamacpp:" k, .value_method = "llamacpp:" v}
+// mlx_lm: the same kv_bits and kv_group_size for K and V (generate's
+// --kv-bits / --kv-group-size, kv_bits= / kv_group_size= in the Python API).
+#define MX(g, b) {.engine = "mlx", .name = "g" #g "_b" #b, .flags = "--kv-bits " #b " --kv-group-size " #g, \
+                  .key_method = "mlx:affine_g" #g, .value_method = "mlx:affine_g" #g, \
+                  .key_bits = b, .value_bits = b}
 #define VL(n, fl, m) {.engine = "vllm", .name = n, .flags = fl, .key_method = m, .value_method = m}
 
 const kvq_deploy_format kvq_deploy_formats[] = {
@@ -35,9 +42,11 @@ const kvq_deploy_format kvq_deploy_formats[] = {
     VL("auto", "--kv-cache-dtype auto", "fp16"),
     VL("fp8", "--kv-cache-dtype fp8", "vllm:fp8_e4m3"),
     VL("fp8_e5m2", "--kv-cache-dtype fp8_e5m2", "vllm:fp8_e5m2"),
+    MX(64, 2), MX(64, 3), MX(64, 4), MX(64, 6), MX(64, 8),
+    MX(32, 4), MX(32, 8), MX(128, 4), MX(128, 8),
 };
 const int kvq_n_deploy_formats = (int)(sizeof kvq_deploy_formats / sizeof kvq_deploy_formats[0]);
-const char *const kvq_deploy_engines[] = {"llamacpp", "vllm", NULL};
+const char *const kvq_deploy_engines[] = {"llamacpp", "vllm", "mlx", NULL};
 
 void kvq_deploy_config(const kvq_deploy_format *f, uint64_t seed, kvq_config *out)
 {
@@ -46,8 +55,8 @@ void kvq_deploy_config(const kvq_deploy_format *f, uint64_t seed, kvq_config *ou
     const kvq_method *km = kvq_method_find(f->key_method), *vm = kvq_method_find(f->value_method);
     snprintf(out->method, sizeof out->method, "%s", f->key_method);
     snprintf(out->value_method, sizeof out->value_method, "%s", f->value_method);
-    out->bits = km ? km->min_bits : 16;
-    out->value_bits = vm ? vm->min_bits : 16;
+    out->bits = f->key_bits ? f->key_bits : km ? km->min_bits : 16;
+    out->value_bits = f->value_bits ? f->value_bits : vm ? vm->min_bits : 16;
 }
 
 // Bytes of one record of `method` at `bits`, and its side tables.

@@ -4,8 +4,8 @@
 // the Pareto marking `kvstudio recommend` ranks them with.
 //
 // Only formats with a measured methods row are listed: nothing here is a
-// placeholder. Missing today: vLLM's TurboQuant presets, mlx_lm's affine
-// kv_bits cache, transformers' QuantizedCache (README, `recommend`).
+// placeholder. Missing today: vLLM's TurboQuant presets and transformers'
+// QuantizedCache (README, `recommend`).
 #ifndef KVQ_DEPLOY_H
 #define KVQ_DEPLOY_H
 #include <stdbool.h>
@@ -13,19 +13,20 @@
 #include "kvq.h"
 
 typedef struct kvq_deploy_format {
-    const char *engine;        // "llamacpp", "vllm"
+    const char *engine;        // "llamacpp", "vllm", "mlx"
     const char *name;          // "q8_0/q4_0" (K/V) or "fp8"
     const char *flags;         // what to pass the engine: "-ctk q8_0 -ctv q4_0 -fa on"
     const char *key_method;    // methods table rows (fixed width)
     const char *value_method;
+    int key_bits, value_bits;  // 0 = the method's fixed width
 } kvq_deploy_format;
 
 extern const kvq_deploy_format kvq_deploy_formats[];
 extern const int kvq_n_deploy_formats;
-// Engine names in table order, NULL-terminated ("llamacpp", "vllm").
+// Engine names in table order, NULL-terminated ("llamacpp", "vllm", "mlx").
 extern const char *const kvq_deploy_engines[];
 
-// The config that replays format f exactly: key/value methods at their fixed
+// The config that replays format f exactly: key/value methods at the row's
 // widths, no fp16 windows, sinks, protected layers or outlier paths (an
 // engine has none). base supplies the seed; everything else is default.
 void kvq_deploy_config(const kvq_deploy_format *f, uint64_t seed, kvq_config *out);

@@ -1,8 +1,8 @@
 // test_deploy.c — `recommend`'s arithmetic (engine/deploy.c): memory per
 // token against hand computations from the ggml block sizes, GiB at a
 // context, the Pareto marking (dominance, ties, NaN), every table row
-// mapping onto methods that exist at their fixed widths, and a fixed-width
-// value method (q5_0: 5 bits) passing the config check at its own width.
+// mapping onto methods that exist, and engine formats as value methods
+// (q5_0: 5 bits, mlx affine: 2..8) passing the config check at their widths.
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -59,6 +59,12 @@ static void test_memory_by_hand(void **st)
     assert_int_equal(m.bytes_per_token, 2 * 128 * 4 * 2);
     m = mem_of("vllm", "auto", 2, 4, 128);
     assert_int_equal(m.bytes_per_token, 2 * 2 * 128 * 4 * 2);
+    // mlx_lm kv_bits 4, group 64: 64 code bytes + 2 groups x (fp16 scale + bias).
+    m = mem_of("mlx", "g64_b4", 6, 2, 128);
+    assert_int_equal(m.key_bpv, 72);
+    assert_int_equal(m.bytes_per_token, 1728);
+    m = mem_of("mlx", "g64_b3", 1, 1, 128);   // 3 bits: 48 code bytes + 8
+    assert_int_equal(m.value_bpv, 56);
 }
 
 static void test_every_row_runs_config(void **st)
@@ -89,8 +95,11 @@ static void test_fixed_width_value_bits(void **st)
     assert_null(kvq_config_check(&c));
     c.value_bits = 6;   // neither the method's width nor a listed one
     assert_non_null(kvq_config_check(&c));
+    strcpy(c.value_method, "mlx:affine_g64");
+    c.value_bits = 6;   // an engine format takes its own range (2..8)
+    assert_null(kvq_config_check(&c));
     strcpy(c.value_method, "turboquant_mse");
-    c.value_bits = 5;   // a variable-width method keeps the listed widths
+    c.value_bits = 5;   // kvstudio's own methods keep the listed widths
     assert_non_null(kvq_config_check(&c));
 }
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # recommend (issue 14): the table's shape (one row a format of the engine,
 # the exact flags), the memory arithmetic against a hand computation, the
-# budget filter (fitting rows first), the Pareto marking, kvstudio's own
+# budget filter (fitting rows first), mlx_lm's affine rows, the Pareto marking, kvstudio's own
 # best labelled as not deployable, the JSON form, and bad input.
 . "$(dirname "$0")/lib.sh"
 
@@ -57,6 +57,17 @@ if command -v jq >/dev/null; then
 else
   grep -q '"kv_bytes_per_token": 3072' "$TMP/out" && pass "json fp8 bytes" || fail "json fp8 bytes"
 fi
+
+# mlx_lm: kv_bits 2..8 at group 64, 4 and 8 bits at 32 and 128. g64_b4 by hand:
+# 128 x 4 / 8 = 64 code bytes + fp16 scale and bias for 2 groups = 72 bytes a
+# vector, (72 + 72) x 2 x 6 = 1728 bytes/token = 4.5 bits; x 8192 / 2^30 = 0.0132
+expect_ok "recommend mlx" "${R[@]}" --engine mlx --context 8192
+n=$(grep -cE '^ +[0-9]+  mlx  ' "$TMP/out")
+[ "$n" -eq 9 ] && pass "9 mlx rows" || fail "mlx rows: $n, expected 9"
+expect_out "mlx flags" "g64_b4         --kv-bits 4 --kv-group-size 64 "
+expect_out "mlx g64_b4 memory" "g64_b4 .* 4.500       4.500                1728                0.0132 "
+expect_out "mlx g32_b8 memory (8 + 32/32 bits)" "g32_b8 .* 9.000       9.000                3456 "
+expect_out "kvstudio best not deployable in mlx" "^kvstudio's best within .*(not deployable in mlx):"
 
 expect_fail "unknown engine" "engine" "${R[@]}" --engine sglang
 expect_fail "negative budget" "budget-gb" "${R[@]}" --budget-gb -1

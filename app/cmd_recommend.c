@@ -115,19 +115,22 @@ static void print_row(kvs_session *s, const rec_row *r, const char *rank, bool b
                !budget ? "-" : r->in_budget ? "fits" : "over");
 }
 
-// Fill memory, label and budget fit of a row whose cfg is set.
-static int row_prepare(kvs_session *s, const kvq_trace *t, const kvq_artifacts *art, long context, double budget,
-                       rec_row *r)
+// Fill memory, label and budget fit of a row whose cfg is set; false (and
+// r->error) when the format cannot hold this shape (mlx groups of 128 on
+// head_dim 64).
+static bool row_prepare(const kvq_trace *t, const kvq_artifacts *art, long context, double budget, rec_row *r)
 {
     char id[16];
     kvq_artifacts_id(art, id, sizeof id);
     kvq_config_label(&r->cfg, id, r->label, sizeof r->label);
-    if (kvq_deploy_memory_of(&r->cfg, art, t->n_layers, t->n_kv_heads, t->head_dim, &r->mem))
-        return kvs_errorf(s, "recommend: %s: %s", r->label, kvq_last_error());
+    r->key_rel_mse = r->output_error = r->attn_kl = NAN;
+    if (kvq_deploy_memory_of(&r->cfg, art, t->n_layers, t->n_kv_heads, t->head_dim, &r->mem)) {
+        snprintf(r->error, sizeof r->error, "%s", kvq_last_error());
+        return false;
+    }
     r->gib = kvq_deploy_gib_at(&r->mem, context);
     r->in_budget = budget <= 0 || r->gib <= budget;
-    r->key_rel_mse = r->output_error = r->attn_kl = NAN;
-    return 0;
+    return true;
 }
 
 int kvs_cmd_recommend(kvs_session *s, kvs_args *a)
@@ -159,8 +162,7 @@ int kvs_cmd_recommend(kvs_session *s, kvs_args *a)
         rec_row *r = &rows[n++];
         r->engine = f->engine, r->format = f->name, r->flags = f->flags;
         kvq_deploy_config(f, seed, &r->cfg);
-        if (row_prepare(s, t, NULL, context, budget, r)) goto done;
-        measure(t, NULL, (int)seq_len, r);
+        if (row_prepare(t, NULL, context, budget, r)) measure(t, NULL, (int)seq_len, r);
     }
     g_by_output = t->n_queries > 0;
     double mem[REC_MAX], err[REC_MAX];
@@ -191,8 +193,7 @@ int kvs_cmd_recommend(kvs_session *s, kvs_args *a)
                 cand.cfg.value_bits = own_bits[vb];
                 if (kvq_config_fit_bits(&cand.cfg, false, NULL) || kvq_config_check(&cand.cfg)) continue;
                 cand.engine = "kvstudio", cand.format = "", cand.flags = "";
-                if (row_prepare(s, t, art, context, own_budget, &cand)) goto done;
-                if (!cand.in_budget || own_budget <= 0) continue;
+                if (!row_prepare(t, art, context, own_budget, &cand) || !cand.in_budget || own_budget <= 0) continue;
                 measure(t, art, (int)seq_len, &cand);
                 if (!cand.ok) continue;
                 double e = rank_err(&cand, g_by_output), eb = rank_err(&best, g_by_output);
@@ -253,8 +254,10 @@ int kvs_cmd_recommend(kvs_session *s, kvs_args *a)
             kvs_printf(s, "kvstudio's best within %s GiB (%s):", kvq_metric_fmt(KVQ_M_KV_GIB_AT_CONTEXT, own_budget,
                        bud, sizeof bud), not_dep);
             print_row(s, &best, "-", budget > 0);
-        } else {
+        } else if (own_budget > 0) {
             kvs_printf(s, "kvstudio's best: no kvstudio configuration fits the budget");
+        } else {
+            kvs_printf(s, "kvstudio's best: not sought (no engine row ran and no --budget-gb)");
         }
     }
     rc = n_ok ? 0 : kvs_errorf(s, "recommend: no format of engine '%s' ran", engine);

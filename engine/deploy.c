@@ -46,7 +46,6 @@ const kvq_deploy_format kvq_deploy_formats[] = {
     MX(32, 4), MX(32, 8), MX(128, 4), MX(128, 8),
 };
 const int kvq_n_deploy_formats = (int)(sizeof kvq_deploy_formats / sizeof kvq_deploy_formats[0]);
-const char *const kvq_deploy_engines[] = {"llamacpp", "vllm", "mlx", NULL};
 
 void kvq_deploy_config(const kvq_deploy_format *f, uint64_t seed, kvq_config *out)
 {

@@ -23,8 +23,6 @@ typedef struct kvq_deploy_format {
 
 extern const kvq_deploy_format kvq_deploy_formats[];
 extern const int kvq_n_deploy_formats;
-// Engine names in table order, NULL-terminated ("llamacpp", "vllm", "mlx").
-extern const char *const kvq_deploy_engines[];
 
 // The config that replays format f exactly: key/value methods at the row's
 // widths, no fp16 windows, sinks, protected layers or outlier paths (an

@@ -69,6 +69,14 @@ expect_out "mlx g64_b4 memory" "g64_b4 .* 4.500       4.500                1728 
 expect_out "mlx g32_b8 memory (8 + 32/32 bits)" "g32_b8 .* 9.000       9.000                3456 "
 expect_out "kvstudio best not deployable in mlx" "^kvstudio's best within .*(not deployable in mlx):"
 
+# a shape a format cannot hold (head_dim 8: no mlx group, no ggml block of 32)
+# is a failed row naming why; the other engines' rows still rank
+expect_ok "recommend head_dim 8" "$KVSTUDIO" recommend --trace tests/data/tr_valid.safetensors
+expect_out "mlx row names the group size" "g64_b4 .* failed: mlx:affine_g64: head_dim 8 is not a multiple of the group size 64"
+expect_out "vllm rows still rank" "^   1  vllm  "
+expect_fail "only failed rows" "no format of engine 'mlx' ran" "$KVSTUDIO" recommend --trace tests/data/tr_valid.safetensors --engine mlx
+grep -q "not sought" "$TMP/out" && pass "kvstudio best not sought without a budget" || fail "kvstudio best line"
+
 expect_fail "unknown engine" "engine" "${R[@]}" --engine sglang
 expect_fail "negative budget" "budget-gb" "${R[@]}" --budget-gb -1
 expect_fail "seq-len too long" "exceeds the trace's 1024 tokens" "${R[@]}" --seq-len 5000

@@ -213,7 +213,6 @@ int kvs_cmd_quantize(kvs_session *s, kvs_args *a)
     kvq_status st = kvq_quantreport_run(t, &cfg, art, &o, prog, r);
     openblas_set_num_threads(blas_threads);
     kvs_tty_progress_end(&tp);
-    kvq_artifacts_free(own);
     if (st) {
         kvq_artifacts_free(own);
         free(r);

@@ -1,6 +1,6 @@
 // cmds.h — handlers of the command table, one file per area:
 // cmd_core.c (session, trace, config), cmd_quant.c (quantize report),
-// cmd_cache.c (benchmark, compare), cmd_model.c (ppl, generate, capture),
+// cmd_cache.c (benchmark, compare), cmd_recommend.c (recommend), cmd_model.c (ppl, generate, capture),
 // cmd_tok.c (tokenize), cmd_calib.c (precompute, calibrate, artifacts), cmd_ui.c (studio actions).
 #ifndef KVS_CMDS_H
 #define KVS_CMDS_H
@@ -10,7 +10,7 @@
 KVS_CMD(load) KVS_CMD(info) KVS_CMD(help) KVS_CMD(quit) KVS_CMD(set) KVS_CMD(show)
 KVS_CMD(method) KVS_CMD(bits) KVS_CMD(value_bits) KVS_CMD(version) KVS_CMD(methods)
 KVS_CMD(quantize)
-KVS_CMD(benchmark) KVS_CMD(compare)
+KVS_CMD(benchmark) KVS_CMD(compare) KVS_CMD(recommend)
 KVS_CMD(ppl) KVS_CMD(generate) KVS_CMD(capture)
 KVS_CMD(tokenize)
 KVS_CMD(precompute) KVS_CMD(calibrate) KVS_CMD(save) KVS_CMD(load_artifacts)

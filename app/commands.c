@@ -46,6 +46,19 @@ static const kvs_option opts_compare[] = {
      .help = "tokens replayed (0 = the whole trace)"},
     {.name = "output", .kind = KVS_OPT_STRING, .arg = "F.json", .help = "also write the JSON rows (atomically)"},
     JSON_FLAG, END};
+static const kvs_option opts_recommend[] = {
+    {.name = "trace", .kind = KVS_OPT_STRING, .arg = "T", .help = "trace file (default: the loaded one)"},
+    {.name = "engine", .kind = KVS_OPT_STRING, .arg = "E", .choices = "llamacpp|vllm|mlx|all",
+     .help = "engine whose KV formats are measured (default all)"},
+    {.name = "context", .kind = KVS_OPT_INT, .arg = "N", .lo = 0, .hi = 1 << 30,
+     .help = "tokens the KV memory is given at (0 = the trace's length)"},
+    {.name = "budget-gb", .kind = KVS_OPT_DOUBLE, .arg = "G", .lo = 0, .hi = 1e9,
+     .help = "KV memory budget at --context in GiB (2^30 bytes; 0 = none)"},
+    {.name = "artifacts", .kind = KVS_OPT_STRING, .arg = "DIR",
+     .help = "calibration artifacts: their method joins kvstudio's own candidates"},
+    {.name = "seq-len", .kind = KVS_OPT_INT, .arg = "N", .lo = 0, .hi = 1 << 24,
+     .help = "tokens replayed (0 = the whole trace)"},
+    JSON_FLAG, END};
 #define MODEL_OPT {.name = "model", .kind = KVS_OPT_STRING, .arg = "DIR", .required = true, \
                    .help = "Hugging Face checkpoint directory (llama, mistral, qwen2/3, gemma2/3, phi3)"}
 #define ARTIFACTS_OPT {.name = "artifacts", .kind = KVS_OPT_STRING, .arg = "DIR", \
@@ -110,6 +123,8 @@ const kvs_command kvs_commands[] = {
      .options = opts_benchmark, .groups = KVS_OPTS_TRACE | KVS_OPTS_CONFIG, .run = kvs_cmd_benchmark},
     {.name = "compare", .help = "grid of methods x bits in one table", .options = opts_compare,
      .groups = KVS_OPTS_TRACE | KVS_OPTS_CONFIG, .run = kvs_cmd_compare},
+    {.name = "recommend", .help = "which engine KV flag to set: every format measured on the trace, ranked",
+     .options = opts_recommend, .groups = KVS_OPTS_TRACE, .run = kvs_cmd_recommend},
     {.name = "ppl", .help = "bits per byte of a text, and KL against the unquantized run", .options = opts_ppl,
      .groups = KVS_OPTS_CONFIG, .run = kvs_cmd_ppl},
     {.name = "generate", .help = "stream text from the model through the quantized cache", .options = opts_generate,

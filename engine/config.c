@@ -278,7 +278,12 @@ const char *kvq_config_check(const kvq_config *c)
         return msg;
     }
     const field *vb = field_find("value_bits");
-    if (!int_allowed(vb, c->value_bits)) {
+    // An engine format as value method ("engine:format": llamacpp:q5_0 holds 5
+    // bits, mlx:affine_g64 takes 2..8) takes the widths of its own row.
+    const kvq_method *fvm = c->value_method[0] ? kvq_method_find(c->value_method) : NULL;
+    bool fixed_width = fvm && strchr(fvm->name, ':') && c->value_bits >= fvm->min_bits &&
+                       c->value_bits <= fvm->max_bits;
+    if (!fixed_width && !int_allowed(vb, c->value_bits)) {
         char allowed[96];
         int_values(vb, allowed, sizeof allowed);
         snprintf(msg, sizeof msg, "value_bits: %d is not one of %s", c->value_bits, allowed);

@@ -37,6 +37,14 @@ const kvq_method kvq_methods[] = {
      .paper = "vLLM quant_utils.cuh", .min_bits = 8, .max_bits = 8, KVQ_METHOD_FNS(vllm_fp8_e4m3)},
     {.name = "vllm:fp8_e5m2", .description = "vLLM fp8 cache: E5M2 per value, saturating (8 bits)",
      .paper = "vLLM quant_utils.cuh", .min_bits = 8, .max_bits = 8, KVQ_METHOD_FNS(vllm_fp8_e5m2)},
+    // mlx_lm's QuantizedKVCache: mx.quantize affine groups along head_dim
+    // (kv_group_size 32/64/128), kv_bits 2..8 (not 7), fp16 scale + bias.
+    {.name = "mlx:affine_g32", .description = "mlx_lm kv cache: affine groups of 32, fp16 scale + bias",
+     .paper = "mlx quantized.cpp", .min_bits = 2, .max_bits = 8, KVQ_METHOD_FNS(mlx_affine_g32)},
+    {.name = "mlx:affine_g64", .description = "mlx_lm kv cache (default group): affine groups of 64, fp16 scale + bias",
+     .paper = "mlx quantized.cpp", .min_bits = 2, .max_bits = 8, KVQ_METHOD_FNS(mlx_affine_g64)},
+    {.name = "mlx:affine_g128", .description = "mlx_lm kv cache: affine groups of 128, fp16 scale + bias",
+     .paper = "mlx quantized.cpp", .min_bits = 2, .max_bits = 8, KVQ_METHOD_FNS(mlx_affine_g128)},
     {.name = "q4_0_hadamard", .description = "q4_0 after a randomized Hadamard rotation",
      .paper = "QuaRot-style rotation + ggml q4_0", .min_bits = 4, .max_bits = 4,
      KVQ_METHOD_FNS(q4_0_hadamard),

@@ -153,6 +153,14 @@ const kvq_metric kvq_metrics[KVQ_M_COUNT] = {
     M(INERTIA), .name = "k-means inertia", .json = "inertia", .report = "", .unit = "", .fmt = "%.4g",
      .formula = "sum over rows of |x - c(x)|^2, c(x) the nearest centroid, after each iteration",
      .over = "the keys of one layer and kv head (plots view, k = 16)"},
+    M(FORMAT_BYTES_PER_TOKEN), .name = "KV bytes per token", .json = "kv_bytes_per_token", .report = "",
+     .unit = "bytes/token", .fmt = "%.0f",
+     .formula = "(key record bytes + value record bytes) x kv heads x layers, from the methods' bytes_per_vector",
+     .over = "the trace's model shape, one token, K+V (recommend; no fp16 windows, side tables apart)"},
+    M(KV_GIB_AT_CONTEXT), .name = "KV memory at context", .json = "kv_gib_at_context", .report = "",
+     .unit = "GiB", .fmt = "%.4f",
+     .formula = "(KV bytes per token x context tokens + side tables of every stream) / 2^30",
+     .over = "the trace's model shape at --context tokens (recommend; --budget-gb compares against it)"},
 };
 
 const char *kvq_metric_fmt(kvq_metric_id id, double v, char *buf, size_t n)

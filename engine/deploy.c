@@ -1,0 +1,110 @@
+// deploy.c — the engines' KV formats (see deploy.h).
+//
+// llama.cpp accepts 9 cache types for each of -ctk and -ctv (81 pairs); the
+// table lists the common ones: the same type for K and V, and K one step
+// wider than V along f16 > q8_0 > q5_1 > q5_0 > q4_1 > q4_0 (keys carry the
+// outliers), plus the widely used q8_0 keys with q4_0 values. A quantized V
+// cache needs flash attention (-fa on); a quantized K alone does not.
+// vLLM: --kv-cache-dtype auto (the model dtype, fp16 here), fp8 (= e4m3) and
+// fp8_e5m2 with the per-tensor scale 1.0 vLLM uses without calibrated scales.
+// mlx_lm: kv_bits 2, 3, 4, 6, 8 at the default group of 64, and 4 and 8 bits
+// at groups of 32 and 128 (scales and biases fp16).
+#include "deploy.h"
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#define LC(k, v, fl) {.engine = "llamacpp", .name = k "/" v, .flags = fl, \
+                      .key_method = "llamacpp:" k, .value_method = "llamacpp:" v}
+// mlx_lm: the same kv_bits and kv_group_size for K and V (generate's
+// --kv-bits / --kv-group-size, kv_bits= / kv_group_size= in the Python API).
+#define MX(g, b) {.engine = "mlx", .name = "g" #g "_b" #b, .flags = "--kv-bits " #b " --kv-group-size " #g, \
+                  .key_method = "mlx:affine_g" #g, .value_method = "mlx:affine_g" #g, \
+                  .key_bits = b, .value_bits = b}
+#define VL(n, fl, m) {.engine = "vllm", .name = n, .flags = fl, .key_method = m, .value_method = m}
+
+const kvq_deploy_format kvq_deploy_formats[] = {
+    LC("f32", "f32", "-ctk f32 -ctv f32"),
+    LC("f16", "f16", "-ctk f16 -ctv f16 (default)"),
+    LC("bf16", "bf16", "-ctk bf16 -ctv bf16"),
+    LC("q8_0", "q8_0", "-ctk q8_0 -ctv q8_0 -fa on"),
+    LC("q5_1", "q5_1", "-ctk q5_1 -ctv q5_1 -fa on"),
+    LC("q5_0", "q5_0", "-ctk q5_0 -ctv q5_0 -fa on"),
+    LC("q4_1", "q4_1", "-ctk q4_1 -ctv q4_1 -fa on"),
+    LC("iq4_nl", "iq4_nl", "-ctk iq4_nl -ctv iq4_nl -fa on"),
+    LC("q4_0", "q4_0", "-ctk q4_0 -ctv q4_0 -fa on"),
+    LC("f16", "q8_0", "-ctk f16 -ctv q8_0 -fa on"),
+    LC("q8_0", "q5_1", "-ctk q8_0 -ctv q5_1 -fa on"),
+    LC("q5_1", "q5_0", "-ctk q5_1 -ctv q5_0 -fa on"),
+    LC("q5_0", "q4_1", "-ctk q5_0 -ctv q4_1 -fa on"),
+    LC("q4_1", "q4_0", "-ctk q4_1 -ctv q4_0 -fa on"),
+    LC("q8_0", "q4_0", "-ctk q8_0 -ctv q4_0 -fa on"),
+    VL("auto", "--kv-cache-dtype auto", "fp16"),
+    VL("fp8", "--kv-cache-dtype fp8", "vllm:fp8_e4m3"),
+    VL("fp8_e5m2", "--kv-cache-dtype fp8_e5m2", "vllm:fp8_e5m2"),
+    MX(64, 2), MX(64, 3), MX(64, 4), MX(64, 6), MX(64, 8),
+    MX(32, 4), MX(32, 8), MX(128, 4), MX(128, 8),
+};
+const int kvq_n_deploy_formats = (int)(sizeof kvq_deploy_formats / sizeof kvq_deploy_formats[0]);
+
+void kvq_deploy_config(const kvq_deploy_format *f, uint64_t seed, kvq_config *out)
+{
+    kvq_config_default(out);
+    out->seed = seed;
+    const kvq_method *km = kvq_method_find(f->key_method), *vm = kvq_method_find(f->value_method);
+    snprintf(out->method, sizeof out->method, "%s", f->key_method);
+    snprintf(out->value_method, sizeof out->value_method, "%s", f->value_method);
+    out->bits = f->key_bits ? f->key_bits : km ? km->min_bits : 16;
+    out->value_bits = f->value_bits ? f->value_bits : vm ? vm->min_bits : 16;
+}
+
+// Bytes of one record of `method` at `bits`, and its side tables.
+static kvq_status record_bytes(const kvq_config *c, const kvq_artifacts *art, const char *method, int bits,
+                               bool is_value, int head_dim, size_t *bpv, size_t *side)
+{
+    kvq_plan_params p = {.bits = bits, .head_dim = head_dim, .is_value = is_value, .cfg = c, .art = art};
+    kvq_quantizer q;
+    kvq_status s = kvq_quantizer_init(&q, method, &p);
+    if (s) return s;
+    *bpv = q.bpv;
+    *side = q.side;
+    kvq_quantizer_free(&q);
+    return KVQ_OK;
+}
+
+kvq_status kvq_deploy_memory_of(const kvq_config *c, const kvq_artifacts *art, int n_layers, int n_kv_heads,
+                                int head_dim, kvq_deploy_memory *out)
+{
+    memset(out, 0, sizeof *out);
+    kvq_status s = kvq_check_shape("recommend", NULL, n_layers, n_kv_heads, head_dim);
+    if (s) return s;
+    size_t ks = 0, vs = 0;
+    s = record_bytes(c, art, c->method, c->bits, false, head_dim, &out->key_bpv, &ks);
+    if (s) return s;
+    if (kvq_config_fp16_values(c)) out->value_bpv = 2 * (size_t)head_dim;
+    else if ((s = record_bytes(c, art, c->value_method[0] ? c->value_method : "turboquant_mse", c->value_bits, true,
+                               head_dim, &out->value_bpv, &vs)))
+        return s;
+    size_t streams = (size_t)n_layers * (size_t)n_kv_heads;
+    out->key_bpc = 8.0 * (double)out->key_bpv / head_dim;
+    out->value_bpc = 8.0 * (double)out->value_bpv / head_dim;
+    out->bytes_per_token = (out->key_bpv + out->value_bpv) * streams;
+    out->side_bytes = (ks + vs) * streams;
+    return KVQ_OK;
+}
+
+double kvq_deploy_gib_at(const kvq_deploy_memory *m, long context)
+{
+    return ((double)m->bytes_per_token * (double)context + (double)m->side_bytes) / (1024.0 * 1024.0 * 1024.0);
+}
+
+void kvq_deploy_pareto(const double *mem, const double *err, int n, bool *front)
+{
+    for (int i = 0; i < n; i++) {
+        front[i] = !isnan(err[i]) && !isnan(mem[i]);
+        for (int j = 0; j < n && front[i]; j++) {
+            if (j == i || isnan(err[j]) || isnan(mem[j])) continue;
+            if (mem[j] <= mem[i] && err[j] <= err[i] && (mem[j] < mem[i] || err[j] < err[i])) front[i] = false;
+        }
+    }
+}

@@ -1,0 +1,53 @@
+// deploy.h — the KV-cache formats inference engines offer, as a user deploys
+// them (the exact flag), each mapped onto the methods table rows that hold
+// values byte for byte as that engine does; plus the memory arithmetic and
+// the Pareto marking `kvstudio recommend` ranks them with.
+//
+// Only formats with a measured methods row are listed: nothing here is a
+// placeholder. Missing today: vLLM's TurboQuant presets and transformers'
+// QuantizedCache (README, `recommend`).
+#ifndef KVQ_DEPLOY_H
+#define KVQ_DEPLOY_H
+#include <stdbool.h>
+#include <stddef.h>
+#include "kvq.h"
+
+typedef struct kvq_deploy_format {
+    const char *engine;        // "llamacpp", "vllm", "mlx"
+    const char *name;          // "q8_0/q4_0" (K/V) or "fp8"
+    const char *flags;         // what to pass the engine: "-ctk q8_0 -ctv q4_0 -fa on"
+    const char *key_method;    // methods table rows (fixed width)
+    const char *value_method;
+    int key_bits, value_bits;  // 0 = the method's fixed width
+} kvq_deploy_format;
+
+extern const kvq_deploy_format kvq_deploy_formats[];
+extern const int kvq_n_deploy_formats;
+
+// The config that replays format f exactly: key/value methods at the row's
+// widths, no fp16 windows, sinks, protected layers or outlier paths (an
+// engine has none). base supplies the seed; everything else is default.
+void kvq_deploy_config(const kvq_deploy_format *f, uint64_t seed, kvq_config *out);
+
+// What a config holds per token for a model shape: bytes_per_vector of the
+// key and the value method (layer 0, kv head 0 plans; art may be NULL unless
+// a method needs calibration) x n_kv_heads x n_layers, K and V. side_bytes:
+// the plans' side tables (rotations, codebooks) over all streams, K and V,
+// paid once, not per token. key/value_bpc: record bytes x 8 / head_dim.
+typedef struct kvq_deploy_memory {
+    size_t key_bpv, value_bpv;     // bytes of one key / value record
+    double key_bpc, value_bpc;     // bits per coordinate of a record
+    size_t bytes_per_token;        // (key_bpv + value_bpv) x n_kv_heads x n_layers
+    size_t side_bytes;
+} kvq_deploy_memory;
+// fp16 values (kvq_config_fp16_values) count 2 x head_dim bytes a record.
+kvq_status kvq_deploy_memory_of(const kvq_config *c, const kvq_artifacts *art, int n_layers, int n_kv_heads,
+                                int head_dim, kvq_deploy_memory *out);
+// (bytes_per_token x context + side_bytes) / 2^30.
+double kvq_deploy_gib_at(const kvq_deploy_memory *m, long context);
+
+// front[i] = true when no j has mem[j] <= mem[i] and err[j] <= err[i] with
+// one of them strictly smaller. A NaN error is never on the front and never
+// dominates. n >= 0; mem/err/front of n entries.
+void kvq_deploy_pareto(const double *mem, const double *err, int n, bool *front);
+#endif

@@ -5,6 +5,16 @@
 #include <string.h>
 #include "artifacts.h"
 #include "session.h"
+#include <time.h>
+#include <unistd.h>
+
+void kvs_session_new_id(kvs_session *s)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    snprintf(s->session_id, sizeof s->session_id, "%lx%05lx-%d", (unsigned long)ts.tv_sec,
+             (unsigned long)(ts.tv_nsec / 10000) & 0xfffff, (int)getpid());
+}
 
 static void out_stdio(void *user, bool is_error, const char *line)
 {
@@ -46,11 +56,17 @@ int kvs_session_load(kvs_session *s, const char *path, const kvq_trace_opts *opt
 void kvs_session_add_run(kvs_session *s, const kvs_run *r)
 {
     pthread_mutex_lock(&s->lock);
+    kvs_run *nr;
     if (s->n_runs == KVS_MAX_RUNS) {
         memmove(s->runs, s->runs + 1, sizeof s->runs[0] * (KVS_MAX_RUNS - 1));
         s->n_runs--;
     }
-    s->runs[s->n_runs++] = *r;
+    nr = &s->runs[s->n_runs++];
+    *nr = *r;
+    if (!nr->id[0]) {
+        if (!s->session_id[0]) kvs_session_new_id(s);
+        snprintf(nr->id, sizeof nr->id, "%s.%u", s->session_id, ++s->run_counter);
+    }
     int saved = kvs_session_history_save_locked(s);
     pthread_mutex_unlock(&s->lock);
     if (saved) kvs_errorf(s, "run history not saved: %s", kvq_last_error());

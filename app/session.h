@@ -17,6 +17,7 @@
 #define KVS_MAX_RUNS 256
 typedef struct kvs_run {
     kvq_config cfg;
+    char id[48];               // unique over sessions: "<session id>.<counter>" (history merge key)
     char label[256];           // kvq_config_label: the whole configuration
     char source[16];           // "encode" (quantize, lab run) or "replay" (benchmark, compare)
     double key_bits, value_bits;     // KVQ_M_KEY_BITS, KVQ_M_VALUE_BITS
@@ -52,6 +53,8 @@ typedef struct kvs_session {
     void *out_user;
     pthread_mutex_t lock;        // guards runs/trace while a worker thread is active
     char runs_path[KVQ_PATH_LEN];   // run history file ("" = not persisted)
+    char session_id[32];         // prefix of this session's run ids (time + pid)
+    unsigned run_counter;        // runs this session made (suffix of their ids)
     void *ui;                    // the studio's private state, NULL in batch
 } kvs_session;
 
@@ -59,6 +62,8 @@ void kvs_session_init(kvs_session *s);
 void kvs_session_free(kvs_session *s);
 // Replace the loaded trace (on error the old one stays).
 int kvs_session_load(kvs_session *s, const char *path, const kvq_trace_opts *opts);
+// A fresh s->session_id (wall clock + pid: distinct for sessions sharing a state dir).
+void kvs_session_new_id(kvs_session *s);
 // Append a run (drops the oldest when full). Thread-safe.
 void kvs_session_add_run(kvs_session *s, const kvs_run *r);
 // Sets every figure of r to NAN (no metric measured yet) and r->cfg = *cfg,
@@ -72,7 +77,9 @@ double kvs_run_field(const kvs_run *r, int i);
 
 // Persist the run history in `path` (JSON, rewritten atomically after every
 // run, so a crash of the studio or a worker loses nothing finished) and load
-// the runs already there. A missing file is fine; an unreadable one is
+// the runs already there. Several sessions may share the file: every save
+// takes flock(2) on path.lock, re-reads the file and writes the union of its
+// runs and this session's (keyed by run id), so no session drops another's. A missing file is fine; an unreadable one is
 // reported and left alone (renamed to path.bad). Returns runs loaded or -1.
 int kvs_session_history_open(kvs_session *s, const char *path);
 // Rewrites the history file now; the caller holds s->lock. 0 / -1.

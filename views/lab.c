@@ -342,9 +342,9 @@ static int lab_edit(kvs_ui *ui, int key)
     }
     char line[640], v[512];
     kvq_config_get(&ui->s->cfg, rows[ui->lab.row], v, sizeof v);
-    if (!strcmp(rows[ui->lab.row], "method")) snprintf(line, sizeof line, "method %s", v);
-    else snprintf(line, sizeof line, "set %s=%s", rows[ui->lab.row], v);
-    kvs_prompt_open_text(ui, line);
+    if (!strcmp(rows[ui->lab.row], "method")) snprintf(line, sizeof line, "method ");
+    else snprintf(line, sizeof line, "set %s=", rows[ui->lab.row]);
+    kvs_prompt_open_edit(ui, line, v);
     return KVS_KEY_REDRAW;
 }
 

@@ -43,6 +43,7 @@ extern const int kvs_n_views;
 extern const kvs_keybind kvs_global_keys[];
 int kvs_view_index(const char *name);   // -1 when unknown
 int kvs_filter_start(kvs_ui *ui, int key);   // key handler: `/` starts filtering
+int kvs_help_back(kvs_ui *ui, int key);     // key handler: leave help to the view `?` came from
 bool kvs_filter_match(const kvs_ui *ui, const char *text);   // case-insensitive substring
 
 // ---- colours: roles map to pairs (8/256 colours) or attributes (NO_COLOR) ----
@@ -186,6 +187,7 @@ struct kvs_ui {
     bool filter_active;
     char filter[64];
     int help_scroll;
+    int help_back;             // the view `?` opened help from (`?`/Esc return to it)
     // quit confirmation while a job runs
     bool confirm_quit;
     kvs_job job;
@@ -248,6 +250,8 @@ void kvs_w_row(kvs_ui *ui, int y, int x, int maxw, attr_t a, int n, const int *w
 // ---- prompt.c: GNU readline (callback interface) on the status line ----
 void kvs_prompt_open(kvs_ui *ui);
 void kvs_prompt_open_text(kvs_ui *ui, const char *text);   // prefilled line
+// prefilled `text` + `value`, value selected: typing replaces it (field edits)
+void kvs_prompt_open_edit(kvs_ui *ui, const char *text, const char *value);
 int kvs_prompt_key(kvs_ui *ui, int key);
 void kvs_prompt_draw(kvs_ui *ui, int y);
 void kvs_prompt_shutdown(kvs_ui *ui);   // saves history

@@ -115,7 +115,7 @@ static void draw_form(kvs_ui *ui, kvs_rect r)
     int y = in.y;
     if (m) {
         kvs_w_text(ui, y++, in.x + 1, in.w - 1, kvs_attr(ui, KVS_C_ACCENT) | A_BOLD, "%s%s", m->name,
-                   m->needs_calibration ? (ui->s->art ? "  (calibrated)" : "  (needs calibration)") : "");
+                   m->needs_calibration ? (kvs_session_find_art(ui->s, m->name) ? "  (calibrated)" : "  (needs calibration)") : "");
         kvs_w_text(ui, y++, in.x + 1, in.w - 1, kvs_attr(ui, KVS_C_DIM), "%s", m->description);
         kvs_w_text(ui, y++, in.x + 1, in.w - 1, kvs_attr(ui, KVS_C_DIM), "bits %d..%d  %s", m->min_bits, m->max_bits,
                    m->paper);

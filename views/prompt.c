@@ -284,6 +284,12 @@ void kvs_prompt_open_text(kvs_ui *ui, const char *text)
     rl_insert_text(text);
 }
 
+void kvs_prompt_set_point(kvs_ui *ui, int point)
+{
+    (void)ui;
+    if (point >= 0 && point <= rl_end) rl_point = point;
+}
+
 // The selected span of the prefilled line (bytes [g_sel0, g_sel1)), shown in
 // reverse video: typing replaces it, Backspace/Delete remove it, any moving
 // key just drops the selection (as a GUI text field does).

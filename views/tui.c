@@ -309,6 +309,7 @@ int kvs_ui_exec(kvs_ui *ui, const char *line)
 void kvs_ui_tick(kvs_ui *ui)
 {
     kvs_job_poll(ui);
+    kvs_session_try_select_art(ui->s);   // a method changed while a worker held the lock
     kvs_dash_tick(ui);
     if (strcmp(ui->s->view, kvs_views[ui->view]->name)) {   // `view NAME` from a script/prompt
         int i = kvs_view_index(ui->s->view);
@@ -356,7 +357,15 @@ attr_t kvs_attr(const kvs_ui *ui, kvs_color c)
     return a;
 }
 
+static int ui_key(kvs_ui *ui, int key);
 int kvs_ui_key(kvs_ui *ui, int key)
+{
+    int f = ui_key(ui, key);
+    kvs_session_try_select_art(ui->s);   // the key may have changed the method (lab)
+    return f;
+}
+
+static int ui_key(kvs_ui *ui, int key)
 {
     if (ui->prompt_active) return kvs_prompt_key(ui, key);
     if (ui->confirm_quit) {

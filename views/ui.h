@@ -152,13 +152,17 @@ typedef struct kvs_plots_state {
     char kmeans_label[96];
 } kvs_plots_state;
 
+#define KVS_MAX_CALIBRATORS 16   // >= kvq_n_calibrators (checked where options are set up)
 typedef struct kvs_calib_state {
     int sel;                   // row of the calibrators table
-    kvq_calib_opts opts;
+    // each calibrator owns its options: +/- on ratequant's target_bits must
+    // not turn vecinfer's default into a subspace count head_dim rejects
+    kvq_calib_opts opts[KVS_MAX_CALIBRATORS];
     bool opts_ready;
     char result[16][160];      // last result lines
     int n_result;
     char running[32];          // calibrator of the job in flight
+    int confirm;               // row + 1 whose unsaved set Enter again replaces (0 = none asked)
 } kvs_calib_state;
 
 #define KVS_LOG_LINES 512
@@ -250,6 +254,7 @@ void kvs_w_row(kvs_ui *ui, int y, int x, int maxw, attr_t a, int n, const int *w
 // ---- prompt.c: GNU readline (callback interface) on the status line ----
 void kvs_prompt_open(kvs_ui *ui);
 void kvs_prompt_open_text(kvs_ui *ui, const char *text);   // prefilled line
+void kvs_prompt_set_point(kvs_ui *ui, int point);   // cursor at byte `point` of the line
 // prefilled `text` + `value`, value selected: typing replaces it (field edits)
 void kvs_prompt_open_edit(kvs_ui *ui, const char *text, const char *value);
 int kvs_prompt_key(kvs_ui *ui, int key);

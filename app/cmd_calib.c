@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include "artifacts.h"
 #include "calib/calib.h"
 #include "cmds.h"
@@ -49,6 +50,26 @@ static int read_opts(kvs_session *s, kvs_args *a, const char *cmd, kvq_calib_opt
                           sizeof o->model - 1);
     if (model) snprintf(o->model, sizeof o->model, "%s", model);
     return 0;
+}
+
+void kvs_calib_opts_summary(const kvq_calib_opts *o, char *buf, size_t n)
+{
+    kvq_calib_opts d;
+    kvq_calib_opts_default(&d);
+    const char *const *names = kvq_calib_opts_names();
+    size_t len = 0;
+    buf[0] = 0;
+    for (int i = 0; names[i] && len < n; i++) {
+        char a[64], b[64];
+        if (kvq_calib_opts_get(o, names[i], a, sizeof a) || kvq_calib_opts_get(&d, names[i], b, sizeof b) || !strcmp(a, b))
+            continue;
+        char *end;
+        double x = strtod(a, &end);
+        if (end != a && !*end) snprintf(a, sizeof a, "%.6g", x);
+        len += (size_t)snprintf(buf + len, n - len, "%s%s=%s", len ? " " : "", names[i], a);
+    }
+    if (o->model[0] && len < n) len += (size_t)snprintf(buf + len, n - len, "%smodel=%s", len ? " " : "", o->model);
+    if (!buf[0]) snprintf(buf, n, "defaults");
 }
 
 // Only RateQuant reads opts.model; elsewhere it would be silently ignored.
@@ -271,11 +292,18 @@ int kvs_cmd_calibrate(kvs_session *s, kvs_args *a)
     if (s->ui) return kvs_studio_calibrate(s, a->pos[0], &o);   // worker thread + progress bar
     kvq_artifacts *art = NULL;
     if (run_calibration(s, "calibrate", a->pos[0], s->trace, &o, &art)) return -1;
+    char sum[256];
+    kvs_calib_opts_summary(&o, sum, sizeof sum);
+    bool lost;
     pthread_mutex_lock(&s->lock);
-    kvq_artifacts_free(s->art);
-    s->art = art;
-    s->art_dir[0] = 0;   // not saved yet
+    kvs_art_slot *old = kvs_session_find_art(s, a->pos[0]);
+    char when[16] = "";
+    if (old) strftime(when, sizeof when, "%H:%M:%S", localtime(&old->when));
+    kvs_session_put_art(s, art, "", sum, &lost);   // not saved yet
     pthread_mutex_unlock(&s->lock);
+    if (lost)
+        kvs_errorf(s, "calibrate: warning: replaced the unsaved %s artifacts of %s (save each set with `save artifacts DIR`)",
+                   a->pos[0], when);
     print_summary(s, art, s->trace, &o);
     kvs_printf(s, "calibrate: artifacts held in the session (unsaved; `save artifacts DIR` writes them)");
     return 0;
@@ -284,13 +312,22 @@ int kvs_cmd_calibrate(kvs_session *s, kvs_args *a)
 int kvs_cmd_save(kvs_session *s, kvs_args *a)
 {
     if (kvs_args_check_unused(s, a, "save")) return -1;
-    if (a->npos != 2 || strcmp(a->pos[0], "artifacts"))
-        return kvs_errorf(s, "save: expected `save artifacts DIR`");
-    if (!s->art) return kvs_errorf(s, "save: no artifacts in the session (run `calibrate METHOD` or `load-artifacts DIR`)");
-    if (kvq_artifacts_save(s->art, a->pos[1])) return kvs_errorf(s, "save: %s", kvq_last_error());
-    snprintf(s->art_dir, sizeof s->art_dir, "%s", a->pos[1]);
-    kvs_printf(s, "saved %s artifacts to %s", kvq_artifacts_meta(s->art, "method") ? kvq_artifacts_meta(s->art, "method") : "",
-               a->pos[1]);
+    if ((a->npos != 2 && a->npos != 3) || strcmp(a->pos[0], "artifacts"))
+        return kvs_errorf(s, "save: expected `save artifacts DIR [METHOD]`");
+    const char *method = a->npos == 3 ? a->pos[2] : NULL;
+    pthread_mutex_lock(&s->lock);
+    kvs_art_slot *slot = method ? kvs_session_find_art(s, method) : NULL;
+    for (int i = 0; !method && i < s->n_arts; i++)
+        if (s->arts[i].art == s->art) slot = &s->arts[i];
+    pthread_mutex_unlock(&s->lock);
+    if (!slot && method) return kvs_errorf(s, "save: no %s artifacts in the session (run `calibrate %s`)", method, method);
+    if (!slot) return kvs_errorf(s, "save: no artifacts in the session (run `calibrate METHOD` or `load-artifacts DIR`)");
+    if (kvq_artifacts_save(slot->art, a->pos[1])) return kvs_errorf(s, "save: %s", kvq_last_error());
+    pthread_mutex_lock(&s->lock);
+    snprintf(slot->dir, sizeof slot->dir, "%s", a->pos[1]);
+    kvs_session_select_art(s);
+    pthread_mutex_unlock(&s->lock);
+    kvs_printf(s, "saved %s artifacts to %s", slot->method, a->pos[1]);
     return 0;
 }
 
@@ -308,9 +345,9 @@ int kvs_cmd_load_artifacts(kvs_session *s, kvs_args *a)
         return -1;
     }
     pthread_mutex_lock(&s->lock);
-    kvq_artifacts_free(s->art);
-    s->art = art;
-    snprintf(s->art_dir, sizeof s->art_dir, "%s", dir);
+    char sum[KVQ_PATH_LEN + 16];
+    snprintf(sum, sizeof sum, "loaded from %s", dir);
+    kvs_session_put_art(s, art, dir, sum, NULL);   // saved: it is on disk
     snprintf(s->cfg.artifacts, sizeof s->cfg.artifacts, "%s", dir);
     pthread_mutex_unlock(&s->lock);
     const char *m = kvq_artifacts_meta(art, "method"), *tp = kvq_artifacts_meta(art, "trace.path");

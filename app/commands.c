@@ -137,7 +137,8 @@ const kvs_command kvs_commands[] = {
      .groups = KVS_OPTS_CALIB, .run = kvs_cmd_precompute},
     {.name = "calibrate", .args = "METHOD [KEY=VALUE ...]", .help = "calibrate on the loaded trace",
      .groups = KVS_OPTS_CALIB, .args_show_groups = true, .run = kvs_cmd_calibrate},
-    {.name = "save", .args = "artifacts DIR", .help = "write the current artifacts", .run = kvs_cmd_save},
+    {.name = "save", .args = "artifacts DIR [METHOD]",
+     .help = "write the artifacts in use (or METHOD's set)", .run = kvs_cmd_save},
     {.name = "load-artifacts", .args = "DIR", .help = "load calibration artifacts", .run = kvs_cmd_load_artifacts},
     {.name = "run", .help = "run the current method on the trace (lab)", .run = kvs_cmd_run},
     {.name = "replay", .args = "[SPEED]",
@@ -591,6 +592,7 @@ int kvs_exec_line(kvs_session *s, const char *line)
     int argc = tokenize(s, buf, argv, KVS_MAX_ARGS * 2);
     int rc = argc < 0 ? -1 : kvs_exec_argv(s, argc, argv);
     free(buf);
+    kvs_session_try_select_art(s);   // the command may have changed the method
     return rc;
 }
 

@@ -7,6 +7,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include "label.h"
@@ -101,6 +103,7 @@ static json_t *run_to_json(const kvs_run *r)
         json_array_append_new(lc, num(r->layer_key_cosine[l]));
     }
     json_t *o = json_object();
+    json_object_set_new(o, "id", json_string(r->id));
     json_object_set_new(o, "label", json_string(r->label));
     json_object_set_new(o, "source", json_string(r->source));
     json_object_set_new(o, "config", cfg);
@@ -133,6 +136,8 @@ static bool run_from_json(json_t *o, int version, kvs_run *r)
     json_t *src = json_object_get(o, "source");
     bool replay = version < 2 ? ends_with(lab, " (cache)") : json_is_string(src) && !strcmp(json_string_value(src), "replay");
     snprintf(r->source, sizeof r->source, "%s", replay ? "replay" : "encode");
+    json_t *id = json_object_get(o, "id");
+    if (json_is_string(id)) snprintf(r->id, sizeof r->id, "%s", json_string_value(id));
     if (version < 2) kvq_config_label(&r->cfg, NULL, r->label, sizeof r->label);   // v1 labels hid the config
     else snprintf(r->label, sizeof r->label, "%s", lab);
     for (size_t i = 0; i < N_RUN_FIELDS; i++) {
@@ -157,11 +162,66 @@ static bool run_from_json(json_t *o, int version, kvs_run *r)
     return true;
 }
 
+// The runs of a history file (root already parsed) into out (up to max);
+// runs without an id (written before ids) get "legacy.<index>", the same in
+// every session that reads the file, so they merge as one.
+static int runs_from_root(json_t *root, kvs_run *out, int max)
+{
+    json_t *runs = json_object_get(root, "runs"), *ver = json_object_get(root, "version");
+    int version = json_is_integer(ver) ? (int)json_integer_value(ver) : 1, n = 0;
+    for (size_t i = 0; i < json_array_size(runs) && n < max; i++)
+        if (run_from_json(json_array_get(runs, i), version, &out[n])) {
+            if (!out[n].id[0]) snprintf(out[n].id, sizeof out[n].id, "legacy.%zu", i);
+            n++;
+        }
+    return n;
+}
+
+// flock(2) on path.lock serialises the read-merge-write of sessions sharing
+// the state directory (the lock file stays; it holds nothing).
+static int history_lock(const char *path)
+{
+    char lp[KVQ_PATH_LEN + 8];
+    snprintf(lp, sizeof lp, "%s.lock", path);
+    int fd = open(lp, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) return -1;
+    while (flock(fd, LOCK_EX) && errno == EINTR) {}
+    return fd;
+}
+
 int kvs_session_history_save_locked(kvs_session *s)
 {
     if (!s->runs_path[0]) return 0;
+    int lk = history_lock(s->runs_path);
+    if (lk < 0) return kvq_error(KVQ_ERR_IO, "%s.lock: %s", s->runs_path, strerror(errno)), -1;
+    // the file's runs first (another session may have added some since we
+    // read it), then ours that it lacks; the newest KVS_MAX_RUNS are kept
+    kvs_run *disk = malloc(sizeof *disk * KVS_MAX_RUNS);
+    if (!disk) {
+        close(lk);
+        return kvq_error(KVQ_ERR_NOMEM, "run history: out of memory"), -1;
+    }
+    int nd = 0;
+    json_t *old;
+    if (access(s->runs_path, F_OK) == 0 && !kvq_json_load(s->runs_path, &old)) {
+        nd = runs_from_root(old, disk, KVS_MAX_RUNS);
+        json_decref(old);
+    }
     json_t *arr = json_array();
-    for (int i = 0; i < s->n_runs; i++) json_array_append_new(arr, run_to_json(&s->runs[i]));
+    int total = nd;
+    for (int i = 0; i < s->n_runs; i++) {
+        bool have = false;
+        for (int k = 0; k < nd && !have; k++) have = !strcmp(disk[k].id, s->runs[i].id);
+        if (!have) total++;
+    }
+    int skip = total > KVS_MAX_RUNS ? total - KVS_MAX_RUNS : 0, at = 0;
+    for (int k = 0; k < nd; k++, at++)
+        if (at >= skip) json_array_append_new(arr, run_to_json(&disk[k]));
+    for (int i = 0; i < s->n_runs; i++) {
+        bool have = false;
+        for (int k = 0; k < nd && !have; k++) have = !strcmp(disk[k].id, s->runs[i].id);
+        if (!have && at++ >= skip) json_array_append_new(arr, run_to_json(&s->runs[i]));
+    }
     json_t *root = json_pack("{s:s, s:i, s:o}", "format", "kvstudio-runs", "version", 2, "runs", arr);
     char *txt = json_dumps(root, JSON_INDENT(1) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(9));
     json_decref(root);
@@ -176,12 +236,15 @@ int kvs_session_history_save_locked(kvs_session *s)
         }
     }
     free(txt);
+    free(disk);
+    close(lk);   // releases the flock
     return st ? -1 : 0;
 }
 
 int kvs_session_history_open(kvs_session *s, const char *path)
 {
     snprintf(s->runs_path, sizeof s->runs_path, "%s", path);
+    if (!s->session_id[0]) kvs_session_new_id(s);
     if (access(path, F_OK) != 0) return 0;   // first start
     json_t *root;
     if (kvq_json_load(path, &root)) goto bad;   // unreadable, not a regular file, or not JSON
@@ -190,17 +253,9 @@ int kvs_session_history_open(kvs_session *s, const char *path)
         json_decref(root);
         goto bad;
     }
-    json_t *ver = json_object_get(root, "version");
-    int version = json_is_integer(ver) ? (int)json_integer_value(ver) : 1;
-    int loaded = 0;
     pthread_mutex_lock(&s->lock);
-    for (size_t i = 0; i < json_array_size(runs) && s->n_runs < KVS_MAX_RUNS; i++) {
-        kvs_run r;
-        if (run_from_json(json_array_get(runs, i), version, &r)) {
-            s->runs[s->n_runs++] = r;
-            loaded++;
-        }
-    }
+    int loaded = runs_from_root(root, s->runs + s->n_runs, KVS_MAX_RUNS - s->n_runs);
+    s->n_runs += loaded;
     pthread_mutex_unlock(&s->lock);
     json_decref(root);
     return loaded;

@@ -358,7 +358,9 @@ static void test_calibrate_and_cancel(void **state)
     assert_shows(ui, "spectral");
     assert_shows(ui, "no artifacts yet");
     kvs_ui_key(ui, 'f');   // first 2 layers only
-    assert_int_equal(ui->cal.opts.layers, 2);
+    assert_int_equal(ui->cal.opts[ui->cal.sel].layers, 2);
+    kvs_ui_key(ui, '+');   // ratequant's target_bits; vecinfer keeps its own
+    assert_true(ui->cal.opts[0].target_bits > ui->cal.opts[1].target_bits);
     kvs_ui_key(ui, '\n');
     assert_true(kvs_job_busy(ui));
     assert_shows(ui, "calibrating ratequant");

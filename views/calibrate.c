@@ -6,6 +6,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include "tui.h"
 #include "ui.h"
 
@@ -14,6 +15,8 @@ typedef struct {
     kvq_calib_opts opts;
     kvq_artifacts *out;
 } calib_job;
+
+static void ensure_opts(kvs_ui *ui);
 
 static int calib_run(kvs_job *j)
 {
@@ -44,6 +47,7 @@ static void calib_done(kvs_ui *ui, kvs_job *j)
     kvs_calib_state *cs = &ui->cal;
     kvs_session *s = ui->s;
     cs->n_result = 0;
+    cs->confirm = 0;
     cs->running[0] = 0;
     double el = j->t_end - j->t_start;
     if (j->status == KVQ_ERR_CANCELLED) {
@@ -54,10 +58,10 @@ static void calib_done(kvs_ui *ui, kvs_job *j)
         kvs_ui_set_status(ui, true, "calibrate %s: %s", c->method, j->msg);
     } else {
         kvs_dash_free(ui);   // a replay's plans may point into the old artifacts
+        char sum[256];
+        kvs_calib_opts_summary(&c->opts, sum, sizeof sum);
         pthread_mutex_lock(&s->lock);
-        kvq_artifacts_free(s->art);
-        s->art = c->out;
-        s->art_dir[0] = 0;
+        kvs_session_put_art(s, c->out, "", sum, NULL);   // unsaved; Enter asked before replacing one
         pthread_mutex_unlock(&s->lock);
         c->out = NULL;
         result_line(cs, "%s: done in %.1f s, %d artifact tensors (s saves them)", c->method, el,
@@ -76,24 +80,35 @@ int kvs_studio_calibrate(kvs_session *s, const char *method, const kvq_calib_opt
     if (!ui) return kvs_errorf(s, "calibrate: only available in the studio");
     const kvq_calibrator *c = kvq_calibrator_find(method);
     if (!c) return kvs_errorf(s, "calibrate: unknown calibrator '%s'", method);
-    ui->cal.opts = *o;
-    ui->cal.opts_ready = true;
+    ensure_opts(ui);
     ui->cal.sel = (int)(c - kvq_calibrators);
+    ui->cal.opts[ui->cal.sel] = *o;   // this calibrator's options only
     kvs_ui_switch(ui, "calibrate");
     return kvs_calib_start(ui, ui->cal.sel);
 }
 
 int kvs_calib_start(kvs_ui *ui, int row)
 {
-    if (row < 0 || row >= kvq_n_calibrators) return -1;
+    if (row < 0 || row >= kvq_n_calibrators || row >= KVS_MAX_CALIBRATORS) return -1;
     if (!ui->s->trace) {
         kvs_ui_set_status(ui, true, "calibrate: no trace loaded (:load PATH)");
         return -1;
     }
+    // a second Enter (or :calibrate) on the same row confirms replacing an unsaved set
+    const kvs_art_slot *old = kvs_session_find_art(ui->s, kvq_calibrators[row].name);
+    if (old && !old->dir[0] && ui->cal.confirm != row + 1) {
+        char when[16];
+        strftime(when, sizeof when, "%H:%M:%S", localtime(&old->when));
+        ui->cal.confirm = row + 1;
+        kvs_ui_set_status(ui, true, "%s artifacts of %s are not saved: Enter again replaces them, s saves them first",
+                          old->method, when);
+        return 0;
+    }
+    ui->cal.confirm = 0;
     calib_job *c = calloc(1, sizeof *c);
     if (!c) return -1;
     snprintf(c->method, sizeof c->method, "%s", kvq_calibrators[row].name);
-    c->opts = ui->cal.opts;
+    c->opts = ui->cal.opts[row];
     if (kvs_job_start(ui, "calibrate", calib_run, calib_done, c)) {
         free(c);
         return -1;
@@ -107,7 +122,7 @@ int kvs_calib_start(kvs_ui *ui, int row)
 static void ensure_opts(kvs_ui *ui)
 {
     if (ui->cal.opts_ready) return;
-    kvq_calib_opts_default(&ui->cal.opts);
+    for (int i = 0; i < KVS_MAX_CALIBRATORS; i++) kvq_calib_opts_default(&ui->cal.opts[i]);
     ui->cal.opts_ready = true;
 }
 
@@ -141,11 +156,33 @@ static void draw_progress(kvs_ui *ui, kvs_rect in)
                "Esc cancels (the engine stops at the next chunk and keeps nothing)");
 }
 
+// Every set the session holds, one per method: the one in use is marked.
+static int draw_sets(kvs_ui *ui, kvs_rect in, int y)
+{
+    kvs_session *s = ui->s;
+    if (!s->n_arts) return y;
+    kvs_w_text(ui, y++, in.x + 1, in.w - 2, kvs_attr(ui, KVS_C_TITLE), "artifacts in this session (one set per method)");
+    kvs_w_text(ui, y++, in.x + 1, in.w - 2, kvs_attr(ui, KVS_C_DIM), "  %-10s %-8s %-22s %-24s %s", "method", "when",
+               "saved", "trace", "options");
+    for (int i = 0; i < s->n_arts && y < in.y + in.h; i++) {
+        const kvs_art_slot *a = &s->arts[i];
+        char when[16];
+        strftime(when, sizeof when, "%H:%M:%S", localtime(&a->when));
+        const char *tr = strrchr(a->trace, '/');
+        kvs_w_text(ui, y++, in.x + 1, in.w - 2, a->art == s->art ? A_BOLD : A_NORMAL, "%c %-10s %-8s %-22.22s %-24.24s %s",
+                   a->art == s->art ? '>' : ' ', a->method, when, a->dir[0] ? a->dir : "not saved",
+                   tr ? tr + 1 : a->trace, a->options);
+    }
+    return y + 1;
+}
+
 // What the session's artifacts hold: the allocation table for RateQuant,
 // d_eff for SpectralQuant, and every tensor with its shape.
 static void draw_artifacts(kvs_ui *ui, kvs_rect in, int y)
 {
-    const kvq_artifacts *a = ui->s->art;
+    const kvs_art_slot *slot = kvs_session_find_art(ui->s, kvq_calibrators[ui->cal.sel].name);
+    const kvq_artifacts *a = slot ? slot->art : ui->s->art;   // the chosen calibrator's set, else the one in use
+    const char *dir = slot ? slot->dir : ui->s->art_dir;
     if (!a) {
         kvs_w_text(ui, y, in.x + 1, in.w - 2, kvs_attr(ui, KVS_C_DIM),
                    "no artifacts yet: choose a calibrator and press Enter");
@@ -153,7 +190,7 @@ static void draw_artifacts(kvs_ui *ui, kvs_rect in, int y)
     }
     const char *m = kvq_artifacts_meta(a, "method");
     kvs_w_text(ui, y++, in.x + 1, in.w - 2, kvs_attr(ui, KVS_C_TITLE), "artifacts: %s%s%s", m ? m : "?",
-               ui->s->art_dir[0] ? " from " : " (not saved)", ui->s->art_dir);
+               dir[0] ? " from " : " (not saved)", dir);
     int nd;
     int64_t sh[8];
     const float *bits = kvq_artifacts_get(a, "ratequant.bits", &nd, sh);
@@ -227,11 +264,12 @@ static void calib_draw(kvs_ui *ui, kvs_rect r)
     }
     if (!n) kvs_w_text(ui, y++, li.x + 1, li.w - 1, kvs_attr(ui, KVS_C_WARN), "nothing matches /%s", ui->filter);
     y++;
-    kvs_w_text(ui, y++, li.x + 1, li.w - 1, kvs_attr(ui, KVS_C_TITLE), "options (+/- target bits, f first 2 layers)");
+    kvs_w_text(ui, y++, li.x + 1, li.w - 1, kvs_attr(ui, KVS_C_TITLE), "%s options (+/- target bits, f first 2 layers)",
+               kvq_calibrators[cs->sel].name);
     const char *const *names = kvq_calib_opts_names();
     for (int i = 0; names[i] && y < li.y + li.h; i++) {
         char v[64];
-        if (kvq_calib_opts_get(&cs->opts, names[i], v, sizeof v)) continue;
+        if (kvq_calib_opts_get(&cs->opts[cs->sel], names[i], v, sizeof v)) continue;
         char *end;
         double x = strtod(v, &end);
         if (end != v && !*end) snprintf(v, sizeof v, "%.6g", x);   // 0.1, not 0.10000000000000001
@@ -247,6 +285,7 @@ static void calib_draw(kvs_ui *ui, kvs_rect r)
     for (int i = 0; i < cs->n_result; i++)
         kvs_w_text(ui, y++, ri.x + 1, ri.w - 2, A_NORMAL, "%s", cs->result[i]);
     if (cs->n_result) y++;
+    y = draw_sets(ui, ri, y);
     draw_artifacts(ui, ri, y);
 }
 
@@ -277,7 +316,7 @@ static int calib_enter(kvs_ui *ui, int key)
 static int calib_bits(kvs_ui *ui, int key)
 {
     ensure_opts(ui);
-    double *t = &ui->cal.opts.target_bits;
+    double *t = &ui->cal.opts[ui->cal.sel].target_bits;
     *t += key == '+' || key == '=' ? 0.25 : -0.25;
     if (*t < 1) *t = 1;
     if (*t > 8) *t = 8;
@@ -288,19 +327,25 @@ static int calib_quick(kvs_ui *ui, int key)
 {
     (void)key;
     ensure_opts(ui);
-    ui->cal.opts.layers = ui->cal.opts.layers ? 0 : 2;
-    kvs_ui_set_status(ui, false, "calibrate %s", ui->cal.opts.layers ? "the first 2 layers only (quick)" : "all layers");
+    kvq_calib_opts *o = &ui->cal.opts[ui->cal.sel];
+    o->layers = o->layers ? 0 : 2;
+    kvs_ui_set_status(ui, false, "calibrate %s: %s", kvq_calibrators[ui->cal.sel].name,
+                      o->layers ? "the first 2 layers only (quick)" : "all layers");
     return KVS_KEY_REDRAW;
 }
 
 static int calib_save(kvs_ui *ui, int key)
 {
     (void)key;
-    if (!ui->s->art) {
-        kvs_ui_set_status(ui, true, "save: no artifacts yet (calibrate first)");
+    const char *m = kvq_calibrators[ui->cal.sel].name;
+    if (!kvs_session_find_art(ui->s, m)) {
+        kvs_ui_set_status(ui, true, "save: no %s artifacts yet (Enter calibrates)", m);
         return KVS_KEY_REDRAW;
     }
-    kvs_prompt_open_text(ui, "save artifacts ");
+    char line[96];   // the cursor waits before METHOD for the directory
+    snprintf(line, sizeof line, "save artifacts  %s", m);
+    kvs_prompt_open_text(ui, line);
+    kvs_prompt_set_point(ui, (int)strlen("save artifacts "));
     return KVS_KEY_REDRAW;
 }
 

@@ -113,7 +113,7 @@ static void draw_log(kvs_ui *ui, kvs_rect r)
 {
     kvs_rect b = {r.y + 1, r.x + 2, r.h - 2, r.w - 4};
     for (int y = b.y; y < b.y + b.h; y++) mvhline(y, b.x, ' ', b.w);
-    kvs_w_box(ui, b, "output log  (Up/Down scroll, Esc/L close)");
+    kvs_w_box(ui, b, "output log  (Up/Down/PgUp/PgDn/Home/End scroll; Esc, q or L closes)");
     kvs_rect in = kvs_w_inner(b);
     pthread_mutex_lock(&ui->log_mu);
     int n = ui->log_n;

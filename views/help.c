@@ -127,6 +127,7 @@ static const kvs_keybind help_keys[] = {
     {KEY_PPAGE, 0, NULL, NULL, help_scroll},
     {KEY_HOME, 'g', NULL, NULL, help_scroll},
     {'/', 0, "/", "filter keys and commands", kvs_filter_start},
+    {27, '?', "Esc/?", "back to the previous view", kvs_help_back},
     {0, 0, NULL, NULL, NULL},
 };
 

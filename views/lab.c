@@ -115,7 +115,7 @@ static void draw_form(kvs_ui *ui, kvs_rect r)
     int y = in.y;
     if (m) {
         kvs_w_text(ui, y++, in.x + 1, in.w - 1, kvs_attr(ui, KVS_C_ACCENT) | A_BOLD, "%s%s", m->name,
-                   m->needs_calibration ? (ui->s->art ? "  (calibrated)" : "  (needs calibration)") : "");
+                   m->needs_calibration ? (kvs_session_find_art(ui->s, m->name) ? "  (calibrated)" : "  (needs calibration)") : "");
         kvs_w_text(ui, y++, in.x + 1, in.w - 1, kvs_attr(ui, KVS_C_DIM), "%s", m->description);
         kvs_w_text(ui, y++, in.x + 1, in.w - 1, kvs_attr(ui, KVS_C_DIM), "bits %d..%d  %s", m->min_bits, m->max_bits,
                    m->paper);
@@ -342,9 +342,9 @@ static int lab_edit(kvs_ui *ui, int key)
     }
     char line[640], v[512];
     kvq_config_get(&ui->s->cfg, rows[ui->lab.row], v, sizeof v);
-    if (!strcmp(rows[ui->lab.row], "method")) snprintf(line, sizeof line, "method %s", v);
-    else snprintf(line, sizeof line, "set %s=%s", rows[ui->lab.row], v);
-    kvs_prompt_open_text(ui, line);
+    if (!strcmp(rows[ui->lab.row], "method")) snprintf(line, sizeof line, "method ");
+    else snprintf(line, sizeof line, "set %s=", rows[ui->lab.row]);
+    kvs_prompt_open_edit(ui, line, v);
     return KVS_KEY_REDRAW;
 }
 

@@ -486,7 +486,7 @@ static int k_enter(kvs_ui *ui, int key)
 }
 
 static const kvs_keybind plots_keys[] = {
-    {KEY_RIGHT, 'l', "Left/Right", "next / previous plot", k_next},
+    {KEY_RIGHT, 'l', "Left/Right", "previous / next plot", k_next},
     {KEY_LEFT, 'h', NULL, NULL, k_next},
     {'a', 0, "a", "rate-distortion y axis: key cosine, attention error (keys), output error, attention KL", k_axis},
     {'\n', KEY_ENTER, "Enter", "run k-means (k-means plot)", k_enter},

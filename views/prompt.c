@@ -284,8 +284,43 @@ void kvs_prompt_open_text(kvs_ui *ui, const char *text)
     rl_insert_text(text);
 }
 
+void kvs_prompt_set_point(kvs_ui *ui, int point)
+{
+    (void)ui;
+    if (point >= 0 && point <= rl_end) rl_point = point;
+}
+
+// The selected span of the prefilled line (bytes [g_sel0, g_sel1)), shown in
+// reverse video: typing replaces it, Backspace/Delete remove it, any moving
+// key just drops the selection (as a GUI text field does).
+static int g_sel0 = -1, g_sel1 = -1;
+
+void kvs_prompt_open_edit(kvs_ui *ui, const char *text, const char *value)
+{
+    kvs_prompt_open_text(ui, text);
+    int a = rl_point;
+    rl_insert_text(value);
+    g_sel0 = a;
+    g_sel1 = rl_point;
+    if (g_sel1 <= g_sel0) g_sel0 = g_sel1 = -1;
+}
+
+// Before key `key`: a printable key or a deletion takes the selection away.
+static void selection_key(int key)
+{
+    if (g_sel0 < 0) return;
+    bool replace = key == KEY_BACKSPACE || key == 8 || key == 127 || key == KEY_DC ||
+                   (key >= 32 && key < 256 && key != 127);
+    if (replace && g_sel1 <= rl_end) {
+        rl_delete_text(g_sel0, g_sel1);
+        rl_point = g_sel0;
+    }
+    g_sel0 = g_sel1 = -1;
+}
+
 static void prompt_close(kvs_ui *ui)
 {
+    g_sel0 = g_sel1 = -1;
     if (ui->prompt_active && !g_got_line) rl_callback_handler_remove();
     ui->prompt_active = false;
     g_matches[0] = 0;
@@ -313,6 +348,11 @@ static void save_line(kvs_ui *ui, const char *line)
 
 int kvs_prompt_key(kvs_ui *ui, int key)
 {
+    if (g_sel0 >= 0) {
+        bool del = key == KEY_BACKSPACE || key == 8 || key == 127 || key == KEY_DC;
+        selection_key(key);
+        if (del) return KVS_KEY_REDRAW;   // the selection was what it deleted
+    }
     switch (key) {   // curses-decoded keys map to readline commands directly
     case 27: prompt_close(ui); return KVS_KEY_REDRAW;
     case KEY_LEFT: rl_backward_char(1, 0); break;
@@ -375,7 +415,16 @@ void kvs_prompt_draw(kvs_ui *ui, int y)
     attrset(kvs_attr(ui, KVS_C_ACCENT) | A_BOLD);
     mvaddch(y, 0, ':');
     attrset(A_NORMAL);
-    addnstr(buf + bi, (int)strlen(buf + bi));
+    int len = (int)strlen(buf + bi), s0 = g_sel0 - bi, s1 = g_sel1 - bi;
+    if (g_sel0 >= 0 && s0 >= 0 && s1 <= len) {
+        addnstr(buf + bi, s0);
+        attron(A_REVERSE);
+        addnstr(buf + bi + s0, s1 - s0);
+        attroff(A_REVERSE);
+        addnstr(buf + bi + s1, len - s1);
+    } else {
+        addnstr(buf + bi, len);
+    }
     clrtoeol();
     move(y, 1 + cur - off);
 }

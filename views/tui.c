@@ -48,7 +48,16 @@ static int gk_quit(kvs_ui *ui, int key)
 static int gk_help(kvs_ui *ui, int key)
 {
     (void)key;
+    if (ui->view != kvs_view_index("help")) ui->help_back = ui->view;   // in help, `?` is help's own key: back
     kvs_ui_switch(ui, "help");
+    return KVS_KEY_REDRAW;
+}
+
+int kvs_help_back(kvs_ui *ui, int key)
+{
+    (void)key;
+    int h = kvs_view_index("help"), b = ui->help_back;
+    kvs_ui_switch(ui, kvs_views[b >= 0 && b < kvs_n_views && b != h ? b : 0]->name);
     return KVS_KEY_REDRAW;
 }
 static int gk_next(kvs_ui *ui, int key)
@@ -300,6 +309,7 @@ int kvs_ui_exec(kvs_ui *ui, const char *line)
 void kvs_ui_tick(kvs_ui *ui)
 {
     kvs_job_poll(ui);
+    kvs_session_try_select_art(ui->s);   // a method changed while a worker held the lock
     kvs_dash_tick(ui);
     if (strcmp(ui->s->view, kvs_views[ui->view]->name)) {   // `view NAME` from a script/prompt
         int i = kvs_view_index(ui->s->view);
@@ -347,7 +357,15 @@ attr_t kvs_attr(const kvs_ui *ui, kvs_color c)
     return a;
 }
 
+static int ui_key(kvs_ui *ui, int key);
 int kvs_ui_key(kvs_ui *ui, int key)
+{
+    int f = ui_key(ui, key);
+    kvs_session_try_select_art(ui->s);   // the key may have changed the method (lab)
+    return f;
+}
+
+static int ui_key(kvs_ui *ui, int key)
 {
     if (ui->prompt_active) return kvs_prompt_key(ui, key);
     if (ui->confirm_quit) {
@@ -362,8 +380,13 @@ int kvs_ui_key(kvs_ui *ui, int key)
         case KEY_DOWN: case 'j': if (ui->log_scroll > 0) ui->log_scroll--; return KVS_KEY_REDRAW;
         case KEY_PPAGE: ui->log_scroll += 10; return KVS_KEY_REDRAW;
         case KEY_NPAGE: ui->log_scroll = ui->log_scroll > 10 ? ui->log_scroll - 10 : 0; return KVS_KEY_REDRAW;
-        case 27: case 'L': case '\n': case KEY_ENTER: ui->show_log = false; return KVS_KEY_REDRAW;
-        default: ui->show_log = false; break;   // any other key closes it and acts
+        case KEY_HOME: case 'g': ui->log_scroll = KVS_LOG_LINES; return KVS_KEY_REDRAW;   // clamped when drawn
+        case KEY_END: case 'G': ui->log_scroll = 0; return KVS_KEY_REDRAW;
+        case 27: case 'L': case 'q': case '\n': case KEY_ENTER: ui->show_log = false; return KVS_KEY_REDRAW;
+        case KEY_RESIZE: case 12: break;   // the terminal's, not the view's
+        default:   // the overlay owns the keys: nothing reaches the view hidden under it
+            kvs_ui_set_status(ui, false, "output log: Esc, q or L closes it (Up/Down/PgUp/PgDn/Home/End scroll)");
+            return KVS_KEY_REDRAW;
         }
     }
     const kvs_view *v = kvs_views[ui->view];
@@ -456,6 +479,15 @@ int kvs_tui_run(kvs_session *s, const char *path)
     noecho();
     nonl();
     keypad(stdscr, TRUE);
+    // Home/End as other terminals send them: tmux and screen send ESC[1~ /
+    // ESC[4~ whatever TERM says, and a terminfo entry (TERM=xterm) that lacks
+    // them would hand the view ESC [ 4 ~ as four keys ("4" switches views)
+    static const struct { const char *seq; int key; } extra_keys[] = {
+        {"\033[1~", KEY_HOME}, {"\033[4~", KEY_END}, {"\033[7~", KEY_HOME}, {"\033[8~", KEY_END},
+        {"\033[H", KEY_HOME},  {"\033[F", KEY_END},  {"\033OH", KEY_HOME},  {"\033OF", KEY_END},
+    };
+    for (size_t i = 0; i < sizeof extra_keys / sizeof extra_keys[0]; i++)
+        if (key_defined(extra_keys[i].seq) <= 0) define_key(extra_keys[i].seq, extra_keys[i].key);
     set_escdelay(25);
     curs_set(0);
     timeout(100);   // >= 10 redraws a second while jobs/replays run

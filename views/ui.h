@@ -43,6 +43,7 @@ extern const int kvs_n_views;
 extern const kvs_keybind kvs_global_keys[];
 int kvs_view_index(const char *name);   // -1 when unknown
 int kvs_filter_start(kvs_ui *ui, int key);   // key handler: `/` starts filtering
+int kvs_help_back(kvs_ui *ui, int key);     // key handler: leave help to the view `?` came from
 bool kvs_filter_match(const kvs_ui *ui, const char *text);   // case-insensitive substring
 
 // ---- colours: roles map to pairs (8/256 colours) or attributes (NO_COLOR) ----
@@ -151,13 +152,17 @@ typedef struct kvs_plots_state {
     char kmeans_label[96];
 } kvs_plots_state;
 
+#define KVS_MAX_CALIBRATORS 16   // >= kvq_n_calibrators (checked where options are set up)
 typedef struct kvs_calib_state {
     int sel;                   // row of the calibrators table
-    kvq_calib_opts opts;
+    // each calibrator owns its options: +/- on ratequant's target_bits must
+    // not turn vecinfer's default into a subspace count head_dim rejects
+    kvq_calib_opts opts[KVS_MAX_CALIBRATORS];
     bool opts_ready;
     char result[16][160];      // last result lines
     int n_result;
     char running[32];          // calibrator of the job in flight
+    int confirm;               // row + 1 whose unsaved set Enter again replaces (0 = none asked)
 } kvs_calib_state;
 
 #define KVS_LOG_LINES 512
@@ -186,6 +191,7 @@ struct kvs_ui {
     bool filter_active;
     char filter[64];
     int help_scroll;
+    int help_back;             // the view `?` opened help from (`?`/Esc return to it)
     // quit confirmation while a job runs
     bool confirm_quit;
     kvs_job job;
@@ -248,6 +254,9 @@ void kvs_w_row(kvs_ui *ui, int y, int x, int maxw, attr_t a, int n, const int *w
 // ---- prompt.c: GNU readline (callback interface) on the status line ----
 void kvs_prompt_open(kvs_ui *ui);
 void kvs_prompt_open_text(kvs_ui *ui, const char *text);   // prefilled line
+void kvs_prompt_set_point(kvs_ui *ui, int point);   // cursor at byte `point` of the line
+// prefilled `text` + `value`, value selected: typing replaces it (field edits)
+void kvs_prompt_open_edit(kvs_ui *ui, const char *text, const char *value);
 int kvs_prompt_key(kvs_ui *ui, int key);
 void kvs_prompt_draw(kvs_ui *ui, int y);
 void kvs_prompt_shutdown(kvs_ui *ui);   // saves history

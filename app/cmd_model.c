@@ -143,11 +143,7 @@ static int text_tokens(kvs_session *s, const char *cmd, const kvq_model *m, cons
                           m->name, m->cfg.vocab_size);
     char *buf;
     size_t len;
-    if (kvq_file_read(path, KVQ_TEXT_MAX_BYTES, &buf, &len)) {
-        kvq_tok_free(*tk);
-        *tk = NULL;
-        return kvs_errorf(s, "%s: %s", cmd, kvq_last_error());
-    }
+    if (kvq_file_read(path, KVQ_TEXT_MAX_BYTES, &buf, &len)) return kvs_errorf(s, "%s: %s", cmd, kvq_last_error());
     *nbytes = len;
     if (*tk) {
         int rc = encode_checked(s, cmd, m, *tk, path, (const char *)buf, len, tok, n);

@@ -121,3 +121,9 @@ kvq_status kvq_json_load(const char *path, json_t **out)
     *out = root;
     return KVQ_OK;
 }
+
+bool kvq_file_exists(const char *path)
+{
+    struct stat sb;
+    return stat(path, &sb) == 0;
+}

@@ -21,6 +21,9 @@
 // regular file (a fifo)"; then O_NONBLOCK is cleared. *fd is owned by the
 // caller; *size (optional) is st_size.
 kvq_status kvq_file_open_regular(const char *path, int *fd, size_t *size);
+// Whether anything is at path (any kind: the readers above refuse what is not a
+// regular file, with a message naming it).
+bool kvq_file_exists(const char *path);
 // The same as a FILE * opened "rb" (caller fcloses).
 kvq_status kvq_file_fopen(const char *path, FILE **out, size_t *size);
 // The whole file, NUL-terminated (*buf owned by the caller, free()). A file

@@ -14,12 +14,6 @@
 
 #define MODEL_MAX_SHARDS 256
 
-static bool file_exists(const char *path)
-{
-    struct stat sb;   // any kind: the reader refuses what is not a regular file, by name
-    return stat(path, &sb) == 0;
-}
-
 // ---- weights ----
 typedef struct {
     int n;
@@ -41,7 +35,7 @@ static kvq_status shard_open(shard_set *ss, const char *file, const char *listed
     snprintf(path, sizeof path, "%s/%s", ss->dir, file);
     if (strstr(file, "..") || strchr(file, '/'))
         return kvq_error(KVQ_ERR_FORMAT, "%s: shard name '%s' points outside the directory", listed_in, file);
-    if (!file_exists(path))
+    if (!kvq_file_exists(path))
         return kvq_error(KVQ_ERR_IO, "%s: shard '%s' listed in %s is missing", ss->dir, file, listed_in);
     kvq_status s = kvq_st_open(path, &ss->st[ss->n]);
     if (s) return s;
@@ -53,9 +47,9 @@ static kvq_status shards_open(shard_set *ss)
 {
     char path[KVQ_PATH_LEN + 64];
     snprintf(path, sizeof path, "%s/model.safetensors.index.json", ss->dir);
-    if (!file_exists(path)) {
+    if (!kvq_file_exists(path)) {
         snprintf(path, sizeof path, "%s/model.safetensors", ss->dir);
-        if (!file_exists(path))
+        if (!kvq_file_exists(path))
             return kvq_error(KVQ_ERR_IO, "%s: no model.safetensors or model.safetensors.index.json", ss->dir);
         return shard_open(ss, "model.safetensors", "the directory");
     }

@@ -33,12 +33,6 @@ static const struct { const char *name; kvq_act_kind act; } ACTS[] = {
     {"gelu_pytorch_tanh", KVQ_ACT_GELU_TANH},
 };
 
-static bool file_exists(const char *path)
-{
-    struct stat sb;   // any kind: the reader refuses what is not a regular file, by name
-    return stat(path, &sb) == 0;
-}
-
 // Upper bounds of config fields: they keep every product of sizes the runner
 // forms inside int and every loop over them finite. Fields not listed take
 // the defaults below.
@@ -490,7 +484,7 @@ kvq_status kvq_model_config_load(const char *dir, kvq_model_config *out)
     memset(out, 0, sizeof *out);
     char path[KVQ_PATH_LEN + 32];
     snprintf(path, sizeof path, "%s/config.json", dir);
-    if (!file_exists(path))
+    if (!kvq_file_exists(path))
         return kvq_error(KVQ_ERR_IO, "%s: no config.json (expected a Hugging Face checkpoint directory)", dir);
     json_t *root;
     kvq_status s = kvq_json_load(path, &root);

@@ -19,6 +19,7 @@ static void draw_tabs(kvs_ui *ui)
         snprintf(t, sizeof t, " %d %s ", i + 1, kvs_views[i]->title);
         attrset(i == ui->view ? sel : A_NORMAL);
         mvaddnstr(0, x, t, COLS - x);
+        kvs_hit_add(ui, (kvs_rect){0, x, 1, (int)strlen(t)}, KVS_HIT_TAB, i);
         x += (int)strlen(t);
         attrset(dim);
         if (x < COLS) mvaddch(0, x++, ' ');
@@ -132,6 +133,7 @@ static void draw_log(kvs_ui *ui, kvs_rect r)
 void kvs_ui_draw(kvs_ui *ui)
 {
     erase();
+    kvs_hit_reset(ui);
     ui->too_small = COLS < MIN_W || LINES < MIN_H;
     if (ui->too_small) {
         const char *m1 = "terminal too small (need 80x24)";

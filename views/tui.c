@@ -488,6 +488,7 @@ int kvs_tui_run(kvs_session *s, const char *path)
     };
     for (size_t i = 0; i < sizeof extra_keys / sizeof extra_keys[0]; i++)
         if (key_defined(extra_keys[i].seq) <= 0) define_key(extra_keys[i].seq, extra_keys[i].key);
+    kvs_mouse_enable(ui);
     set_escdelay(25);
     curs_set(0);
     timeout(100);   // >= 10 redraws a second while jobs/replays run
@@ -512,11 +513,14 @@ int kvs_tui_run(kvs_session *s, const char *path)
         // wait up to one tick for a key, then take every key already typed
         // before the next (possibly busy) tick, so typing never lags a replay
         timeout(100);
+        bool stale = false;   // a key since the draw: the clickable rectangles may have moved
         for (int ch = getch(); ch != ERR && !quit; ch = getch()) {
             timeout(0);
             if (ch == KEY_RESIZE) continue;   // ncurses already resized stdscr
+            if (ch == KEY_MOUSE && stale) kvs_ui_draw(ui);
             if (ch == '\r') ch = '\n';
-            quit = kvs_ui_key(ui, ch) & KVS_KEY_QUIT;
+            quit = (ch == KEY_MOUSE ? kvs_ui_mouse_event(ui) : kvs_ui_key(ui, ch)) & KVS_KEY_QUIT;
+            stale = true;
         }
     }
     kvs_prompt_shutdown(ui);

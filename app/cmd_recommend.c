@@ -14,6 +14,7 @@
 #include "calib/calib.h"
 #include "cmds.h"
 #include "recommend.h"
+#include "tui.h"
 
 static json_t *num(double x) { return isfinite(x) ? json_real(x) : json_null(); }
 
@@ -127,6 +128,11 @@ int kvs_cmd_recommend(kvs_session *s, kvs_args *a)
     if (seq_len > t->n_tokens)
         return kvs_errorf(s, "recommend: --seq-len %ld exceeds the trace's %d tokens", seq_len, t->n_tokens);
     o.seq_len = (int)seq_len;
+    if (s->ui && !json)   // the studio: the Deploy view computes and shows it
+        return kvs_studio_recommend(s, kvs_opt_given(a, "engine") ? o.engine : NULL,
+                                    kvs_opt_given(a, "context") ? o.context : -1,
+                                    kvs_opt_given(a, "budget-gb") ? o.budget_gib : -1,
+                                    kvs_opt_given(a, "seq-len") ? seq_len : -1, artdir);
     kvq_artifacts *art = NULL;
     if (artdir && kvq_artifacts_load_for_trace(artdir, t, &art))
         return kvs_errorf(s, "recommend: %s", kvq_last_error());

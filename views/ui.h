@@ -212,6 +212,7 @@ struct kvs_ui {
 #define KVS_MAX_HITS 256
     struct kvs_hit { kvs_rect r; int tag, index; } hits[KVS_MAX_HITS];
     int n_hits;
+    struct kvs_deploy_state *dep;   // deploy.c, NULL until the view is first used
     kvs_job job;
     kvs_explorer_state ex;
     kvs_lab_state lab;
@@ -304,4 +305,5 @@ void kvs_plots_free(kvs_ui *ui);
 int kvs_calib_start(kvs_ui *ui, int row);                 // calibrate.c
 int kvs_gen_start(kvs_ui *ui);                            // gen.c: generate on the worker
 void kvs_gen_free(kvs_ui *ui);
+void kvs_deploy_free(kvs_ui *ui);                         // deploy.c
 #endif

@@ -253,7 +253,7 @@ static void split_name(const char *name, char *a, char *b, size_t n)
 // Widths of the fixed columns (engine, format) and of every metric column.
 static void col_widths(const kvs_deploy_state *ds, int *we, int *wf, int *wc)
 {
-    *we = 6, *wf = 6;
+    *we = 6, *wf = ds->tab->have_best ? 10 : 6;   // "(own best)"
     for (int i = 0; i < n_lines(ds); i++) {
         const kvq_recommend_row *x = row_at(ds, i);
         int le = (int)strlen(x->engine), lf = (int)strlen(x->format);
@@ -574,8 +574,12 @@ static int dk_enter(kvs_ui *ui, int key)
         kvq_metric_fmt_named(kvq_recommend_cols[c].metric, x->v[c], one, sizeof one);
         len += (size_t)snprintf(line + len, sizeof line - len, "%s%s", c ? ", " : "", one);
     }
-    kvs_ui_set_status(ui, false, "%s %s: %s  %s", x->engine, ds->sel < ds->tab->n ? x->format : x->label, x->flags,
-                      x->ok ? line : x->error);
+    bool own = ds->sel >= ds->tab->n, budget = own || ds->tab->opts.budget_gib > 0;
+    char rank[16] = "-";
+    if (x->rank) snprintf(rank, sizeof rank, "%d", x->rank);
+    kvs_ui_set_status(ui, false, "%s %s (rank %s%s%s): %s  %s", x->engine, own ? x->label : x->format, rank,
+                      !budget ? "" : x->in_budget ? ", within the budget" : ", over the budget",
+                      x->front ? ", on the Pareto front" : "", x->flags, x->ok ? line : x->error);
     return KVS_KEY_REDRAW;
 }
 

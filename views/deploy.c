@@ -124,8 +124,9 @@ static void deploy_done(kvs_ui *ui, kvs_job *j)
     deploy_job *d = j->arg;
     kvs_deploy_state *ds = state(ui);
     if (!ds) {
+        kvs_ui_set_status(ui, true, "recommend: out of memory");
     } else if (j->status == KVQ_ERR_CANCELLED) {
-        kvs_ui_set_status(ui, false, "recommend cancelled (r measures again)");
+        if (!ds->want) kvs_ui_set_status(ui, false, "recommend cancelled (r measures again)");   // else new options follow
     } else if (j->status) {
         snprintf(ds->err, sizeof ds->err, "%s", j->msg);
         kvs_ui_set_status(ui, true, "%s", j->msg);
@@ -184,6 +185,7 @@ static void deploy_request(kvs_ui *ui)
     if (!ds) return;
     ds->want = true;
     if (kvs_job_busy(ui) && ui->job.fn == deploy_run) kvs_job_cancel(ui);
+    else if (kvs_job_busy(ui)) kvs_ui_set_status(ui, false, "recommend: starts when %s ends (Esc cancels it)", ui->job.name);
     deploy_start(ui);
 }
 

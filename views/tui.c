@@ -112,7 +112,7 @@ const kvs_keybind kvs_global_keys[] = {
     {'q', KEY_F(10), "q/F10", "quit (asks while a job runs)", gk_quit},
     {'?', KEY_F(1), "?/F1", "help: keys and commands", gk_help},
     {'\t', KEY_BTAB, "Tab/S-Tab", "next / previous view", gk_next},
-    {'1', 0, "1-9", "switch to view 1..9", gk_digit},
+    {'1', 0, "1-9", "switch to the view of that tab number", gk_digit},
     {'2', 0, NULL, NULL, gk_digit},
     {'3', 0, NULL, NULL, gk_digit},
     {'4', 0, NULL, NULL, gk_digit},

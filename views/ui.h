@@ -272,7 +272,7 @@ void kvs_w_row(kvs_ui *ui, int y, int x, int maxw, attr_t a, int n, const int *w
 
 // ---- mouse.c ----
 void kvs_hit_reset(kvs_ui *ui);                                  // start of a frame
-void kvs_hit_add(kvs_ui *ui, kvs_rect r, int tag, int index);    // clipped to the screen
+void kvs_hit_add(kvs_ui *ui, kvs_rect r, int tag, int index);    // off-screen parts dropped
 // The last rectangle added that holds (y, x); false (tag KVS_HIT_NONE) when none.
 bool kvs_hit_find(const kvs_ui *ui, int y, int x, int *tag, int *index);
 void kvs_mouse_enable(kvs_ui *ui);       // mousemask; KVSTUDIO_NO_MOUSE=1 leaves the mouse to the terminal

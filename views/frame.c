@@ -34,6 +34,12 @@ static void draw_tabs(kvs_ui *ui)
     snprintf(right, sizeof right, "%.60s  %s ", tp, label);
     kvq_text_sanitize(right, false);   // the trace's file name
     int rx = COLS - (int)strlen(right);
+    if (rx <= x + 1) {   // many tabs: the config alone, cut to the room left
+        int room = COLS - x - 3, n = (int)strlen(label);   // room for the label, then a space
+        if (n <= room) snprintf(right, sizeof right, "%s ", label);
+        else snprintf(right, sizeof right, "%.*s... ", room > 4 ? room - 3 : 0, label);   // never a cut figure unmarked
+        rx = COLS - (int)strlen(right);
+    }
     if (rx > x + 1) {
         attrset(kvs_attr(ui, KVS_C_ACCENT));
         mvaddstr(0, rx, right);

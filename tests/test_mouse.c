@@ -223,8 +223,8 @@ static void test_deploy_view(void **state)
     kvs_job_wait(ui);
     assert_shows(ui, "engine vllm (e)  context 8192 (c)  budget 0.03 GiB (b)");
     assert_shows(ui, "+ vllm           3");   // legend: marker, engine, rows
-    assert_shows(ui, "* kvstudio (own)");
-    assert_shows(ui, "|  1 + vllm     fp8 ");
+    assert_shows(ui, "# kvstudio (own)");
+    assert_shows(ui, "|  1* + vllm     fp8 ");
     assert_shows(ui, "vllm fp8:  --kv-cache-dtype fp8");   // the selected row's flag
     // a click selects a row; on the selected one it is Enter (status line)
     int y, x;

@@ -21,9 +21,10 @@
 #define DEFAULT_SEQ_LEN 128   // tokens replayed: a table in seconds on 1k-token traces
 #define MAX_ENGINES 16
 // Engines in deploy-table order get these markers (ASCII: NO_COLOR and
-// LANG=C terminals tell them apart too); kvstudio's best gets '*'.
-static const char engine_marker[] = "o+x#@%&=~^";
-#define OWN_MARKER '*'
+// LANG=C terminals tell them apart too); kvstudio's best gets '#'. '*'
+// marks the Pareto front, as in the CLI's table.
+static const char engine_marker[] = "o+x@%&=~^?";
+#define OWN_MARKER '#'
 
 typedef struct kvs_deploy_state {
     char engine[32];            // "all" or one engine
@@ -273,6 +274,7 @@ static void col_widths(const kvs_deploy_state *ds, int *we, int *wf, int *wc)
 }
 
 #define TAIL_W 13   // "front budget " after the metric columns (flags take the rest)
+#define FIXED_W(we, wf) (2 + 1 + 1 + 1 + 1 + (we) + 1 + (wf) + 1)   // rank, front, marker, engine, format
 
 // Metric columns from ds->col0 that fit in w cells after the fixed ones;
 // ds->col0 is clamped so the last column can always be reached.
@@ -298,13 +300,12 @@ static void draw_table(kvs_ui *ui, kvs_rect r, kvs_deploy_state *ds)
     int we, wf, wc[KVQ_REC_N_COLS], nv = 0;
     if (t) {
         col_widths(ds, &we, &wf, wc);
-        nv = visible_cols(ds, in.w - 1, wc, 5 + we + 1 + wf + 1);
+        nv = visible_cols(ds, in.w - 1, wc, FIXED_W(we, wf));
     }
     char title[200];
     if (t)
-        snprintf(title, sizeof title, "%s: ranked by %s, within the budget first%s", t->opts.engine,
-                 kvq_metrics[kvq_recommend_rank_metric(t)].name,
-                 nv < KVQ_REC_N_COLS ? "  (Left/Right: more columns)" : "");
+        snprintf(title, sizeof title, "%s: by %s, within the budget first, * Pareto front%s", t->opts.engine,
+                 kvq_metrics[kvq_recommend_rank_metric(t)].name, nv < KVQ_REC_N_COLS ? "  (Left/Right: columns)" : "");
     else
         snprintf(title, sizeof title, "recommend");
     kvs_w_box(ui, r, title);
@@ -322,9 +323,9 @@ static void draw_table(kvs_ui *ui, kvs_rect r, kvs_deploy_state *ds)
     char a[48], b[48], v[48];
     int last = ds->col0 + nv;   // one past the last metric column shown
     attr_t ht = kvs_attr(ui, KVS_C_TITLE);
-    int x0 = in.x + 1, xm = x0 + 5 + we + 1 + wf + 1;
+    int x0 = in.x + 1, xm = x0 + FIXED_W(we, wf);
     for (int line = 0; line < 2; line++) {
-        kvs_w_text(ui, in.y + line, x0, in.w - 1, ht, "%2s %-*s %-*s", line ? "#" : "", we + 2, line ? "engine" : "", wf,
+        kvs_w_text(ui, in.y + line, x0, in.w - 1, ht, "%2s  %-*s %-*s", line ? "#" : "", we + 2, line ? "engine" : "", wf,
                    line ? "format" : "");
         int x = xm;
         for (int c = ds->col0; c < last; c++) {
@@ -348,8 +349,8 @@ static void draw_table(kvs_ui *ui, kvs_rect r, kvs_deploy_state *ds)
         char rk[8];
         snprintf(rk, sizeof rk, "%d", x->rank);
         if (sel) kvs_w_text(ui, y, in.x, in.w, at, "%*s", in.w, "");
-        kvs_w_text(ui, y, x0, in.w - 1, at, "%2s %c %-*s %-*.*s", own || !x->ok ? "-" : rk, marker_of(x), we,
-                   x->engine, wf, wf, own ? "(own best)" : x->format);
+        kvs_w_text(ui, y, x0, in.w - 1, at, "%2s%c %c %-*s %-*.*s", own || !x->ok ? "-" : rk, x->front ? '*' : ' ',
+                   marker_of(x), we, x->engine, wf, wf, own ? "(own best)" : x->format);
         if (!x->ok) {
             kvs_w_text(ui, y, cx, in.x + in.w - cx, sel ? at : kvs_attr(ui, KVS_C_BAD), "failed: %s", x->error);
         } else {

@@ -22,17 +22,17 @@ step "the table fills with every engine's rows, the plot and its legend"
 keys : 'recommend --seq-len 32' Enter
 wait_for "formats measured on 32 tokens" 60
 for e in llamacpp vllm mlx; do
-    screen | grep -qE "^\| +[0-9]+ . $e " || fail "no $e row in the table"
+    screen | grep -qE "^\| +[0-9]+[* ] . $e " || fail "no $e row in the table"
 done
 wait_for "o llamacpp      15"; wait_for "+ vllm           3"; wait_for "x mlx            9"
-wait_for "* kvstudio (own)"
+wait_for "# kvstudio (own)"
 wait_for "output error (log, y toggles) vs KV memory at context at 1024 tokens"
-screen | grep -qE '^\|  1 \+ vllm +auto ' || fail "rank 1 is not vllm auto (exact, the least memory of the exact formats)"
+screen | grep -qE '^\|  1\* \+ vllm +auto ' || fail "rank 1 is not vllm auto (exact, the least memory of the exact formats)"
 
 step "e filters the engine; c and b edit context and budget"
 keys e; wait_for "engine llamacpp (e)"
 wait_for "formats measured on 32 tokens" 60; wait_gone "x mlx            9"
-screen | grep -qE '^\| +[0-9]+ . (vllm|mlx) ' && fail "another engine's row under engine llamacpp"
+screen | grep -qE '^\| +[0-9]+[* ] . (vllm|mlx) ' && fail "another engine's row under engine llamacpp"
 keys c; wait_for ":recommend --context 1024"
 keys 8 1 9 2 Enter; wait_for "context 8192 (c)"; wait_for "at 8192 tokens" 60
 keys b; wait_for ":recommend --budget-gb 0"
@@ -40,12 +40,12 @@ keys BSpace 0 . 0 1 5 Enter; wait_for "budget 0.015 GiB (b)"
 wait_for "formats measured on 32 tokens" 60
 keys Right Right Right Right; wait_for "front budget"
 # the four 4-bit formats under 0.015 GiB at 8192 tokens come first (as tests/e2e/recommend.sh)
-n=$(screen | grep -cE '^\|  [1-4] o llamacpp .* fits ')
+n=$(screen | grep -cE '^\|  [1-4][* ] o llamacpp .* fits ')
 [ "$n" = 4 ] || fail "expected 4 fitting rows first, saw $n"
 wait_for ": budget"
 
 step "a click selects a row; the wheel scrolls the table"
-p=$(screen | awk '/^\|  3 o llamacpp/ { print NR; exit }')
+p=$(screen | awk '/^\|  3[* ] o llamacpp/ { print NR; exit }')
 [ -n "$p" ] || fail "no rank 3 row"
 keys -l $'\e[<0;10;'"$p"M$'\e[<0;10;'"$p"m
 fmt=$(screen | sed -n "${p}p" | awk '{print $5}')

@@ -276,36 +276,43 @@ static void col_widths(const kvs_deploy_state *ds, int *we, int *wf, int *wc)
 #define TAIL_W 13   // "front budget " after the metric columns (flags take the rest)
 #define FIXED_W(we, wf) (2 + 1 + 1 + 1 + 1 + (we) + 1 + (wf) + 1)   // rank, front, marker, engine, format
 
-// Metric columns from ds->col0 that fit in w cells after the fixed ones;
-// ds->col0 is clamped so the last column can always be reached.
-static int visible_cols(kvs_deploy_state *ds, int w, const int *wc, int fixed)
+// How many of the n scrolling columns (widths w[]) from ds->col0 fit in
+// `room` cells; ds->col0 is clamped so the last one (and front/budget after
+// it) can always be reached.
+static int visible_cols(kvs_deploy_state *ds, int room, const int *w, int n)
 {
-    int room = w - fixed, max0 = KVQ_REC_N_COLS - 1;
-    for (int c = KVQ_REC_N_COLS - 1, tail = TAIL_W; c >= 0; c--) {   // the last columns and front/budget
-        tail += wc[c] + 1;
+    int max0 = n - 1;
+    for (int c = n - 1, tail = TAIL_W; c >= 0; c--) {
+        tail += w[c] + 1;
         if (tail > room) break;
         max0 = c;
     }
     if (ds->col0 > max0) ds->col0 = max0;
     if (ds->col0 < 0) ds->col0 = 0;
-    int n = 0;
-    for (int c = ds->col0, used = 0; c < KVQ_REC_N_COLS && used + wc[c] + 1 <= room; c++, n++) used += wc[c] + 1;
-    return n > 0 ? n : 1;
+    int k = 0;
+    for (int c = ds->col0, used = 0; c < n && used + w[c] + 1 <= room; c++, k++) used += w[c] + 1;
+    return k;
 }
 
 static void draw_table(kvs_ui *ui, kvs_rect r, kvs_deploy_state *ds)
 {
     const kvq_recommend_table *t = ds->tab;
     kvs_rect in = kvs_w_inner(r);
-    int we, wf, wc[KVQ_REC_N_COLS], nv = 0;
+    // the ranking column stays beside the format; the others scroll (Left/Right) when they do not fit
+    int we, wf, wc[KVQ_REC_N_COLS], order[KVQ_REC_N_COLS], ow[KVQ_REC_N_COLS], nv = 0, ns = 0;
     if (t) {
         col_widths(ds, &we, &wf, wc);
-        nv = visible_cols(ds, in.w - 1, wc, FIXED_W(we, wf));
+        int pin = t->by_output ? KVQ_REC_OUTPUT_ERROR : KVQ_REC_KEY_REL_MSE;
+        order[ns++] = pin;
+        for (int c = 0; c < KVQ_REC_N_COLS; c++)
+            if (c != pin) order[ns++] = c;
+        for (int k = 0; k < ns; k++) ow[k] = wc[order[k]];
+        nv = 1 + visible_cols(ds, in.w - 1 - FIXED_W(we, wf) - ow[0] - 1, ow + 1, ns - 1);
     }
     char title[200];
     if (t)
-        snprintf(title, sizeof title, "%s: by %s, within the budget first, * Pareto front%s", t->opts.engine,
-                 kvq_metrics[kvq_recommend_rank_metric(t)].name, nv < KVQ_REC_N_COLS ? "  (Left/Right: columns)" : "");
+        snprintf(title, sizeof title, "%s by %s, in budget first, * Pareto front%s", t->opts.engine,
+                 kvq_metrics[kvq_recommend_rank_metric(t)].name, nv < ns ? " (Left/Right columns)" : "");
     else
         snprintf(title, sizeof title, "recommend");
     kvs_w_box(ui, r, title);
@@ -321,19 +328,23 @@ static void draw_table(kvs_ui *ui, kvs_rect r, kvs_deploy_state *ds)
         return;
     }
     char a[48], b[48], v[48];
-    int last = ds->col0 + nv;   // one past the last metric column shown
+    int shown[KVQ_REC_N_COLS], n_shown = 0;   // the pinned column, then the scrolled ones
+    shown[n_shown++] = order[0];
+    for (int k = 1 + ds->col0; k < ns && n_shown < nv; k++) shown[n_shown++] = order[k];
+    bool tail = 1 + ds->col0 + nv - 1 == ns;   // the last column shown: front, budget and flags follow
     attr_t ht = kvs_attr(ui, KVS_C_TITLE);
     int x0 = in.x + 1, xm = x0 + FIXED_W(we, wf);
     for (int line = 0; line < 2; line++) {
         kvs_w_text(ui, in.y + line, x0, in.w - 1, ht, "%2s  %-*s %-*s", line ? "#" : "", we + 2, line ? "engine" : "", wf,
                    line ? "format" : "");
         int x = xm;
-        for (int c = ds->col0; c < last; c++) {
+        for (int k = 0; k < n_shown; k++) {
+            int c = shown[k];
             split_name(kvq_metrics[kvq_recommend_cols[c].metric].name, a, b, sizeof a);
             kvs_w_text(ui, in.y + line, x, in.x + in.w - x, ht, "%*s", wc[c], line ? b : a);
             x += wc[c] + 1;
         }
-        if (last == KVQ_REC_N_COLS && x + TAIL_W <= in.x + in.w + 1)
+        if (tail && x + TAIL_W <= in.x + in.w + 1)
             kvs_w_text(ui, in.y + line, x, in.x + in.w - x, ht, "%s", line ? "front budget  flags" : "");
     }
     int rows = in.h - 2, n = n_lines(ds);
@@ -354,12 +365,13 @@ static void draw_table(kvs_ui *ui, kvs_rect r, kvs_deploy_state *ds)
         if (!x->ok) {
             kvs_w_text(ui, y, cx, in.x + in.w - cx, sel ? at : kvs_attr(ui, KVS_C_BAD), "failed: %s", x->error);
         } else {
-            for (int c = ds->col0; c < last; c++) {
+            for (int k = 0; k < n_shown; k++) {
+                int c = shown[k];
                 kvs_w_text(ui, y, cx, in.x + in.w - cx, at, "%*s", wc[c],
                            kvq_metric_fmt(kvq_recommend_cols[c].metric, x->v[c], v, sizeof v));
                 cx += wc[c] + 1;
             }
-            if (last == KVQ_REC_N_COLS && cx + TAIL_W <= in.x + in.w + 1) {
+            if (tail && cx + TAIL_W <= in.x + in.w + 1) {
                 bool budget = t->opts.budget_gib > 0 || own;
                 const char *fit = !budget ? "-" : x->in_budget ? "fits" : "over";
                 kvs_w_text(ui, y, cx, in.x + in.w - cx, sel || !budget || x->in_budget ? at : kvs_attr(ui, KVS_C_WARN),

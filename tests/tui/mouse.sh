@@ -2,7 +2,8 @@
 # mouse.sh — the mouse (issue 12, item 14), at 80x24 with TERM=xterm, NO_COLOR
 # and LANG=C: clicking a tab switches view, clicking a list row selects it
 # (a second click on the selected lab field edits it), clicking a plot
-# switch changes plot, the wheel scrolls help and the log overlay.
+# switch changes plot, the wheel scrolls help, the log overlay and, in a
+# view without its own mouse handling (explorer), moves its list.
 #
 # The clicks are the terminal's own reports: xterm's terminfo (XM) makes
 # ncurses ask for SGR 1006 reporting, so a press is ESC [ < 0 ; x ; y M and
@@ -39,6 +40,10 @@ step "clicking a tab switches view"
 click " 2 Lab "; wait_for "run history"
 click " 5 Calibrate "; wait_for "calibrators"
 click " 1 Explorer "; wait_for "layers x kv heads"; wait_gone "calibrators"
+
+step "the wheel over a view without its own mouse moves its list as Up/Down do"
+wheel down "layers x kv heads"; wait_for "layer 1, kv head 0: keys"
+wheel up "layers x kv heads"; wait_for "layer 0, kv head 0: keys"
 
 step "clicking a list row selects it"
 click " 5 Calibrate "; wait_for "ratequant options"

@@ -13,7 +13,6 @@
 #include <string.h>
 #include "artifacts.h"
 #include "calib/calib.h"
-#include "commands.h"
 #include "recommend.h"
 #include "tui.h"
 #include "ui.h"

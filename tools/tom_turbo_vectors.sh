@@ -36,8 +36,10 @@ else
     say "unpacking $commit into $src"
     tmp=$(mktemp -d "${src}.XXXXXX")
     for p in CMakeLists.txt cmake ggml src include common vendor licenses; do
-      git --git-dir="$FORK" archive HEAD "$p" | tar -x -C "$tmp" || die "git archive $p failed"
+      # (a snapshot lacking the model blobs makes git warn about them: kept in the log)
+      git --git-dir="$FORK" archive HEAD "$p" 2>>"$tmp.log" | tar -x -C "$tmp" || die "git archive $p failed: see $tmp.log"
     done
+    rm -f "$tmp.log"
     rm -rf "$src" && mv "$tmp" "$src"
   fi
 fi

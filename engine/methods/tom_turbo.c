@@ -32,7 +32,7 @@
 //          at bits 2(j%4) of qs[j/4]; centroids {+-0.039994, +-0.133462}.
 //   turbo3 (50 bytes, 3.125 bits): f16 norm, qs[32] (low 2 bits of the
 //          3-bit index, as turbo2), signs[16] (bit 2 of value j at bit j%8
-//          of signs[j/8]); 8 Lloyd-Max centroids for N(0, 1/128).
+//          of signs[j/8]); 8 centroids ("Lloyd-Max for N(0, 1/128)").
 //   turbo4 (68 bytes, 4.25 bits): f16 norm, f16 rnorm (written 0: the
 //          4-bit mode has no QJL residual), qs[64]: value j's nibble at bits
 //          4(j%2) of qs[j/2]; 16 centroids.
@@ -45,7 +45,6 @@
 #include "methods.h"
 
 #define TT_QK 128
-#define TT_MAX_BLK ((KVQ_MAX_HEAD_DIM + TT_QK - 1) / TT_QK)
 
 typedef struct {
     const char *name;

@@ -9,6 +9,15 @@
 // fp8_e5m2 with the per-tensor scale 1.0 vLLM uses without calibrated scales.
 // mlx_lm: kv_bits 2, 3, 4, 6, 8 at the default group of 64, and 4 and 8 bits
 // at groups of 32 and 128 (scales and biases fp16).
+// TheTom/llama-cpp-turboquant (69d8e4be): -ctk/-ctv turbo2, turbo3, turbo4
+// (common/arg.cpp:383-397), the same type for K and V and q8_0 keys over
+// turbo values (its asymmetric setting). Flash attention is switched on by the
+// fork itself for turbo types (llama-context.cpp:3003-3009); -fa on says so.
+// Two defaults of the fork change what a layer stores and are pinned off so
+// the row holds what it names: TURBO_AUTO_ASYMMETRIC (K = V = turboN with
+// n_head / n_head_kv >= 6 stores q8_0 keys, llama-kv-cache.cpp:122-146) and
+// TURBO_LAYER_ADAPTIVE (turbo2 values on >= 8 layers keep q8_0 values in the
+// first and last two, :277-291, :320-326).
 #include "deploy.h"
 #include <math.h>
 #include <stdio.h>
@@ -21,6 +30,11 @@
 #define MX(g, b) {.engine = "mlx", .name = "g" #g "_b" #b, .flags = "--kv-bits " #b " --kv-group-size " #g, \
                   .key_method = "mlx:affine_g" #g, .value_method = "mlx:affine_g" #g, \
                   .key_bits = b, .value_bits = b}
+#define TT(k, v, fl) {.engine = "tomturbo", .name = k "/" v, .flags = fl, \
+                      .key_method = "tomturbo:" k, .value_method = "tomturbo:" v}
+// q8_0 keys: the fork's q8_0 is llama.cpp's (test_tom_turbo holds it to llamacpp:q8_0)
+#define TQ(v, fl) {.engine = "tomturbo", .name = "q8_0/" v, .flags = fl, \
+                   .key_method = "llamacpp:q8_0", .value_method = "tomturbo:" v}
 #define VL(n, fl, m) {.engine = "vllm", .name = n, .flags = fl, .key_method = m, .value_method = m}
 
 const kvq_deploy_format kvq_deploy_formats[] = {
@@ -44,6 +58,12 @@ const kvq_deploy_format kvq_deploy_formats[] = {
     VL("fp8_e5m2", "--kv-cache-dtype fp8_e5m2", "vllm:fp8_e5m2"),
     MX(64, 2), MX(64, 3), MX(64, 4), MX(64, 6), MX(64, 8),
     MX(32, 4), MX(32, 8), MX(128, 4), MX(128, 8),
+    TT("turbo4", "turbo4", "TURBO_AUTO_ASYMMETRIC=0 -ctk turbo4 -ctv turbo4 -fa on"),
+    TT("turbo3", "turbo3", "TURBO_AUTO_ASYMMETRIC=0 -ctk turbo3 -ctv turbo3 -fa on"),
+    TT("turbo2", "turbo2", "TURBO_AUTO_ASYMMETRIC=0 TURBO_LAYER_ADAPTIVE=0 -ctk turbo2 -ctv turbo2 -fa on"),
+    TQ("turbo4", "-ctk q8_0 -ctv turbo4 -fa on"),
+    TQ("turbo3", "-ctk q8_0 -ctv turbo3 -fa on"),
+    TQ("turbo2", "TURBO_LAYER_ADAPTIVE=0 -ctk q8_0 -ctv turbo2 -fa on"),
 };
 const int kvq_n_deploy_formats = (int)(sizeof kvq_deploy_formats / sizeof kvq_deploy_formats[0]);
 

@@ -88,6 +88,15 @@ const kvq_method kvq_methods[] = {
      .paper = "RateQuant", .min_bits = 1, .max_bits = 8, .needs_calibration = true,
      KVQ_METHOD_FNS(ratequant),
      .side_bytes = kvq_ratequant_side_bytes},
+    // TheTom/llama-cpp-turboquant's -ctk/-ctv turbo2/3/4: per 128 values an f16
+    // corrected norm and WHT-rotated centroid indices (heads padded to 128).
+    // Last in the table, so the studio's method picker keeps its first page.
+    {.name = "tomturbo:turbo2", .description = "TurboQuant fork turbo2: WHT + 2-bit centroids, f16 norm (2.125 bits)",
+     .paper = "llama-cpp-turboquant ggml-turbo-quant.c", .min_bits = 2, .max_bits = 2, KVQ_METHOD_FNS(tomturbo_turbo2)},
+    {.name = "tomturbo:turbo3", .description = "TurboQuant fork turbo3: WHT + 3-bit centroids, f16 norm (3.125 bits)",
+     .paper = "llama-cpp-turboquant ggml-turbo-quant.c", .min_bits = 3, .max_bits = 3, KVQ_METHOD_FNS(tomturbo_turbo3)},
+    {.name = "tomturbo:turbo4", .description = "TurboQuant fork turbo4: WHT + 4-bit centroids, f16 norm (4.25 bits)",
+     .paper = "llama-cpp-turboquant ggml-turbo-quant.c", .min_bits = 4, .max_bits = 4, KVQ_METHOD_FNS(tomturbo_turbo4)},
 };
 const int kvq_n_methods = (int)(sizeof kvq_methods / sizeof kvq_methods[0]);
 

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # recommend (issue 14): the table's shape (one row a format of the engine,
 # the exact flags), the memory arithmetic against a hand computation, the
-# budget filter (fitting rows first), mlx_lm's affine rows, the Pareto marking, kvstudio's own
-# best labelled as not deployable, the JSON form, and bad input.
+# budget filter (fitting rows first), mlx_lm's affine rows, the TurboQuant
+# fork's turbo rows, the Pareto marking, kvstudio's own best labelled as not
+# deployable, the JSON form, and bad input.
 . "$(dirname "$0")/lib.sh"
 
 R=("$KVSTUDIO" recommend --trace "$TRACE" --seq-len 64)
@@ -68,6 +69,19 @@ expect_out "mlx flags" "g64_b4         --kv-bits 4 --kv-group-size 64 "
 expect_out "mlx g64_b4 memory" "g64_b4 .* 4.500       4.500                1728                0.0132 "
 expect_out "mlx g32_b8 memory (8 + 32/32 bits)" "g32_b8 .* 9.000       9.000                3456 "
 expect_out "kvstudio best not deployable in mlx" "^kvstudio's best within .*(not deployable in mlx):"
+
+# the TurboQuant fork (TheTom/llama-cpp-turboquant): turbo2/3/4 for K and V and
+# q8_0 keys over them. By hand: turbo3 = 50 bytes / 128 values (3.125 bits),
+# (50 + 50) x 2 x 6 = 1200 bytes/token, x 8192 / 2^30 = 0.0092 GiB; q8_0/turbo4
+# = (136 + 68) x 2 x 6 = 2448.
+expect_ok "recommend tomturbo" "${R[@]}" --engine tomturbo --context 8192
+n=$(grep -cE '^ +[0-9]+  tomturbo  ' "$TMP/out")
+[ "$n" -eq 6 ] && pass "6 tomturbo rows" || fail "tomturbo rows: $n, expected 6"
+expect_out "turbo3 flags" "turbo3/turbo3  TURBO_AUTO_ASYMMETRIC=0 -ctk turbo3 -ctv turbo3 -fa on "
+expect_out "turbo2 pins the boundary layers off" "TURBO_LAYER_ADAPTIVE=0 -ctk q8_0 -ctv turbo2 -fa on "
+expect_out "turbo3 memory" "turbo3/turbo3 .* 3.125       3.125                1200                0.0092 "
+expect_out "q8_0/turbo4 memory" "q8_0/turbo4 .* 8.500       4.250                2448 "
+expect_out "kvstudio best not deployable in tomturbo" "^kvstudio's best within .*(not deployable in tomturbo):"
 
 # a shape a format cannot hold (head_dim 8: no mlx group, no ggml block of 32)
 # is a failed row naming why; the other engines' rows still rank

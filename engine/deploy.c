@@ -6,7 +6,8 @@
 // outliers), plus the widely used q8_0 keys with q4_0 values. A quantized V
 // cache needs flash attention (-fa on); a quantized K alone does not.
 // vLLM: --kv-cache-dtype auto (the model dtype, fp16 here), fp8 (= e4m3) and
-// fp8_e5m2 with the per-tensor scale 1.0 vLLM uses without calibrated scales.
+// fp8_e5m2 with the per-tensor scale 1.0 vLLM uses without calibrated scales,
+// and the four merged TurboQuant presets.
 // mlx_lm: kv_bits 2, 3, 4, 6, 8 at the default group of 64, and 4 and 8 bits
 // at groups of 32 and 128 (scales and biases fp16).
 #include "deploy.h"
@@ -22,6 +23,13 @@
                   .key_method = "mlx:affine_g" #g, .value_method = "mlx:affine_g" #g, \
                   .key_bits = b, .value_bits = b}
 #define VL(n, fl, m) {.engine = "vllm", .name = n, .flags = fl, .key_method = m, .value_method = m}
+// vLLM TurboQuant (engine/methods/vllm_turboquant.c): K and V records of one
+// slot; vLLM keeps the first and last 2 layers of a dense model at the model
+// dtype (TurboQuantConfig.get_boundary_skip_layers, n = 2, merged into
+// kv_cache_dtype_skip_layers by arg_utils.py for every turboquant_ dtype).
+// Hybrid models get no boundary layers there; this table assumes dense.
+#define VT(n, k, v) {.engine = "vllm", .name = n, .flags = "--kv-cache-dtype turboquant_" n, \
+                     .key_method = k, .value_method = v, .boundary_layers = 2}
 
 const kvq_deploy_format kvq_deploy_formats[] = {
     LC("f32", "f32", "-ctk f32 -ctv f32"),
@@ -42,6 +50,10 @@ const kvq_deploy_format kvq_deploy_formats[] = {
     VL("auto", "--kv-cache-dtype auto", "fp16"),
     VL("fp8", "--kv-cache-dtype fp8", "vllm:fp8_e4m3"),
     VL("fp8_e5m2", "--kv-cache-dtype fp8_e5m2", "vllm:fp8_e5m2"),
+    VT("k8v4", "vllm:fp8_e4m3", "vllm:tq_v4"),
+    VT("4bit_nc", "vllm:tq_k4", "vllm:tq_v4"),
+    VT("k3v4_nc", "vllm:tq_k3", "vllm:tq_v4"),
+    VT("3bit_nc", "vllm:tq_k3", "vllm:tq_v3"),
     MX(64, 2), MX(64, 3), MX(64, 4), MX(64, 6), MX(64, 8),
     MX(32, 4), MX(32, 8), MX(128, 4), MX(128, 8),
 };
@@ -56,6 +68,7 @@ void kvq_deploy_config(const kvq_deploy_format *f, uint64_t seed, kvq_config *ou
     snprintf(out->value_method, sizeof out->value_method, "%s", f->value_method);
     out->bits = f->key_bits ? f->key_bits : km ? km->min_bits : 16;
     out->value_bits = f->value_bits ? f->value_bits : vm ? vm->min_bits : 16;
+    out->protect_layers = f->boundary_layers;
 }
 
 // Bytes of one record of `method` at `bits`, and its side tables.
@@ -85,10 +98,14 @@ kvq_status kvq_deploy_memory_of(const kvq_config *c, const kvq_artifacts *art, i
     else if ((s = record_bytes(c, art, c->value_method[0] ? c->value_method : "turboquant_mse", c->value_bits, true,
                                head_dim, &out->value_bpv, &vs)))
         return s;
-    size_t streams = (size_t)n_layers * (size_t)n_kv_heads;
+    // Protected layers as kvq_cache_new_ex keeps them (fp16 K and V).
+    int prot = c->protect_layers, n_prot = 0;
+    for (int l = 0; l < n_layers; l++) n_prot += prot > 0 && (l < prot || l >= n_layers - prot);
+    size_t streams = (size_t)(n_layers - n_prot) * (size_t)n_kv_heads;
     out->key_bpc = 8.0 * (double)out->key_bpv / head_dim;
     out->value_bpc = 8.0 * (double)out->value_bpv / head_dim;
-    out->bytes_per_token = (out->key_bpv + out->value_bpv) * streams;
+    out->bytes_per_token = (out->key_bpv + out->value_bpv) * streams +
+                           4 * (size_t)head_dim * (size_t)n_prot * (size_t)n_kv_heads;
     out->side_bytes = (ks + vs) * streams;
     return KVQ_OK;
 }

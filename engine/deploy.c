@@ -7,13 +7,18 @@
 // cache needs flash attention (-fa on); a quantized K alone does not.
 // vLLM: --kv-cache-dtype auto (the model dtype, fp16 here), fp8 (= e4m3) and
 // fp8_e5m2 with the per-tensor scale 1.0 vLLM uses without calibrated scales,
-// and the four merged TurboQuant presets.
+// with --calculate-kv-scales (per-layer scales from the first batch), and the
+// four merged TurboQuant presets.
 // mlx_lm: kv_bits 2, 3, 4, 6, 8 at the default group of 64, and 4 and 8 bits
 // at groups of 32 and 128 (scales and biases fp16).
 #include "deploy.h"
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include "artifacts.h"
+#include "methods/methods.h"
+#include "trace.h"
 
 #define LC(k, v, fl) {.engine = "llamacpp", .name = k "/" v, .flags = fl, \
                       .key_method = "llamacpp:" k, .value_method = "llamacpp:" v}
@@ -30,6 +35,10 @@
 // Hybrid models get no boundary layers there; this table assumes dense.
 #define VT(n, k, v) {.engine = "vllm", .name = n, .flags = "--kv-cache-dtype turboquant_" n, \
                      .key_method = k, .value_method = v, .boundary_layers = 2}
+
+// vLLM fp8 with --calculate-kv-scales (methods/vllm_fp8_calc.c).
+#define VC(n, fl, m) {.engine = "vllm", .name = n, .flags = fl, .key_method = m, .value_method = m, \
+                      .calc_scales = true}
 
 const kvq_deploy_format kvq_deploy_formats[] = {
     LC("f32", "f32", "-ctk f32 -ctv f32"),
@@ -50,6 +59,8 @@ const kvq_deploy_format kvq_deploy_formats[] = {
     VL("auto", "--kv-cache-dtype auto", "fp16"),
     VL("fp8", "--kv-cache-dtype fp8", "vllm:fp8_e4m3"),
     VL("fp8_e5m2", "--kv-cache-dtype fp8_e5m2", "vllm:fp8_e5m2"),
+    VC("fp8_calc", "--kv-cache-dtype fp8 --calculate-kv-scales", "vllm:fp8_e4m3_calc"),
+    VC("fp8_e5m2_calc", "--kv-cache-dtype fp8_e5m2 --calculate-kv-scales", "vllm:fp8_e5m2_calc"),
     VT("k8v4", "vllm:fp8_e4m3", "vllm:tq_v4"),
     VT("4bit_nc", "vllm:tq_k4", "vllm:tq_v4"),
     VT("k3v4_nc", "vllm:tq_k3", "vllm:tq_v4"),
@@ -69,6 +80,41 @@ void kvq_deploy_config(const kvq_deploy_format *f, uint64_t seed, kvq_config *ou
     out->bits = f->key_bits ? f->key_bits : km ? km->min_bits : 16;
     out->value_bits = f->value_bits ? f->value_bits : vm ? vm->min_bits : 16;
     out->protect_layers = f->boundary_layers;
+}
+
+kvq_status kvq_deploy_artifacts(const kvq_deploy_format *f, const kvq_trace *t, int first_batch,
+                                kvq_artifacts **out)
+{
+    *out = NULL;
+    if (!f->calc_scales) return KVQ_OK;
+    kvq_status s = kvq_check_shape("recommend", t->path, t->n_layers, t->n_kv_heads, t->head_dim);
+    if (s) return s;
+    if (!t->has_values) return kvq_error(KVQ_ERR_FORMAT, "%s: %s needs values (the trace has keys only)", t->path, f->flags);
+    int nb = first_batch < 1 ? 1 : first_batch > t->n_tokens ? t->n_tokens : first_batch;
+    size_t per = (size_t)t->n_tokens * (size_t)t->head_dim, nv = (size_t)nb * (size_t)t->head_dim;
+    float *x = malloc(sizeof(float) * per * (size_t)t->n_kv_heads);
+    float *sc = malloc(sizeof(float) * 2 * (size_t)t->n_layers);
+    if (!x || !sc) {
+        free(x), free(sc);
+        return kvq_error(KVQ_ERR_NOMEM, "recommend: out of memory");
+    }
+    for (int l = 0; l < t->n_layers && !s; l++)
+        for (int v = 0; v < 2 && !s; v++) {
+            for (int h = 0; h < t->n_kv_heads && !s; h++)   // the batch's tokens of every head, packed
+                s = (v ? kvq_trace_values : kvq_trace_keys)(t, l, h, x + (size_t)h * per);
+            for (int h = 1; h < t->n_kv_heads && !s; h++) memmove(x + (size_t)h * nv, x + (size_t)h * per, sizeof(float) * nv);
+            if (!s) sc[2 * l + v] = kvq_vllm_kv_scale(x, nv * (size_t)t->n_kv_heads, v);
+        }
+    int64_t shape[2] = {t->n_layers, 2};
+    if (!s) s = kvq_artifacts_new(out);
+    if (!s) s = kvq_artifacts_put(*out, "vllm.kv_scales", sc, 2, shape);
+    if (!s) s = kvq_artifacts_set_meta(*out, "method", f->key_method);
+    free(x), free(sc);
+    if (s) {
+        kvq_artifacts_free(*out);
+        *out = NULL;
+    }
+    return s;
 }
 
 // Bytes of one record of `method` at `bits`, and its side tables.

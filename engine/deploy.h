@@ -21,6 +21,7 @@ typedef struct kvq_deploy_format {
     int key_bits, value_bits;  // 0 = the method's fixed width
     int boundary_layers;       // first and last this many layers kept in the
                                // model dtype (fp16): vLLM's TurboQuant presets
+    bool calc_scales;          // scales from the first batch (kvq_deploy_artifacts)
 } kvq_deploy_format;
 
 extern const kvq_deploy_format kvq_deploy_formats[];
@@ -31,6 +32,15 @@ extern const int kvq_n_deploy_formats;
 // outlier paths (an engine has none). base supplies the seed; everything
 // else is default.
 void kvq_deploy_config(const kvq_deploy_format *f, uint64_t seed, kvq_config *out);
+
+// The artifacts format f replays with: for calc_scales rows (vLLM
+// --calculate-kv-scales) "vllm.kv_scales" (n_layers, 2), each layer's
+// [k_scale, v_scale] from its tokens [0, first_batch) over every kv head,
+// as vLLM's first forward computes them (the replay's prefill, at least
+// one token); else *out = NULL. Caller frees *out (kvq_artifacts_free).
+struct kvq_trace;
+kvq_status kvq_deploy_artifacts(const kvq_deploy_format *f, const struct kvq_trace *t, int first_batch,
+                                kvq_artifacts **out);
 
 // What a config holds per token for a model shape: bytes_per_vector of the
 // key and the value method (layer 0, kv head 0 plans; art may be NULL unless

@@ -37,6 +37,14 @@ const kvq_method kvq_methods[] = {
      .paper = "vLLM quant_utils.cuh", .min_bits = 8, .max_bits = 8, KVQ_METHOD_FNS(vllm_fp8_e4m3)},
     {.name = "vllm:fp8_e5m2", .description = "vLLM fp8 cache: E5M2 per value, saturating (8 bits)",
      .paper = "vLLM quant_utils.cuh", .min_bits = 8, .max_bits = 8, KVQ_METHOD_FNS(vllm_fp8_e5m2)},
+    // vLLM fp8 with --calculate-kv-scales: per-layer scales from the first
+    // batch, artifacts tensor vllm.kv_scales (methods/vllm_fp8_calc.c).
+    {.name = "vllm:fp8_e4m3_calc", .description = "vLLM fp8 cache, calculated scales: E4M3 of x / (max|x| / 200 or 100)",
+     .paper = "vLLM attention.py calc_kv_scales", .needs_calibration = true, .min_bits = 8, .max_bits = 8,
+     KVQ_METHOD_FNS(vllm_fp8_e4m3_calc)},
+    {.name = "vllm:fp8_e5m2_calc", .description = "vLLM fp8_e5m2 cache, calculated scales: E5M2 of x / scale",
+     .paper = "vLLM attention.py calc_kv_scales", .needs_calibration = true, .min_bits = 8, .max_bits = 8,
+     KVQ_METHOD_FNS(vllm_fp8_e5m2_calc)},
     // vLLM's TurboQuant presets (--kv-cache-dtype turboquant_*): key and
     // value records of the combined slot (methods/vllm_turboquant.c).
     {.name = "vllm:tq_k4", .description = "vLLM TurboQuant keys: Hadamard + 4-bit Lloyd-Max, fp16 norm, norm-corrected",

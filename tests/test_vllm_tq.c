@@ -8,7 +8,9 @@
 // equal to float tolerance. Plus vLLM's slot sizes (config.py: 196, 134,
 // 118, 102 bytes at head_dim 128), the recommend rows, their memory with
 // the boundary layers vLLM leaves at the model dtype, scores against the
-// decoded keys, and the head_dims the format refuses.
+// decoded keys, and the head_dims the format refuses. And fp8 with
+// --calculate-kv-scales (vllm:fp8_e4m3_calc): the per-layer scales bit-equal
+// to calc_kv_scales' on the first batch, every code, the trace-side scales.
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -18,9 +20,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
+#include "artifacts.h"
 #include "deploy.h"
+#include "f16.h"
 #include "kvq.h"
+#include "methods/methods.h"
 #include "rng.h"
+#include "trace.h"
 
 #define VEC "tests/data/formats/vllm_tq.txt"
 #define DMAX 256
@@ -235,6 +241,119 @@ static void test_score_is_decoded_dot(void **st)
     }
 }
 
+// fp8 with --calculate-kv-scales: the scales from the first 16 tokens of
+// both heads (calc_kv_scales), then every code, later tokens included (past
+// 448 x scale: saturated).
+static void test_fp8_calc_vectors(void **st)
+{
+    (void)st;
+    FILE *f = fopen(VEC, "r");
+    assert_non_null(f);
+    static char buf[1 << 17];
+    static float xs[2][64][128];   // [k|v][token * 2 + head][d]
+    static uint8_t want[2][64][128];
+    int T = 0, H = 0, d = 0, n[2] = {0, 0};
+    float sc[2] = {0, 0};
+    while (fgets(buf, sizeof buf, f)) {
+        int off, t, h;
+        char w;
+        if (sscanf(buf, "fp8scales %d %d %d |%n", &T, &H, &d, &off) == 3) {
+            char *p = read_floats(buf + off, &sc[0], 1);
+            read_floats(p, &sc[1], 1);
+        } else if (sscanf(buf, "fp8 %c %d %d |%n", &w, &t, &h, &off) == 3) {
+            int v = w == 'v', i = n[v]++;
+            assert_true(i < 64 && i == t * H + h);
+            size_t nb;
+            char *p = read_floats(buf + off, xs[v][i], d);
+            read_bytes(p, want[v][i], 128, &nb);
+            assert_int_equal(nb, (size_t)d);
+        }
+    }
+    fclose(f);
+    assert_int_equal(T, 16);
+    assert_int_equal(H, 2);
+    assert_int_equal(d, 128);
+    assert_int_equal(n[0], (T + 4) * H);
+    for (int v = 0; v < 2; v++) {
+        float got = kvq_vllm_kv_scale(&xs[v][0][0], (size_t)T * (size_t)H * (size_t)d, v);
+        assert_memory_equal(&got, &sc[v], sizeof got);   // bit-equal
+    }
+    kvq_artifacts *a;
+    assert_int_equal(kvq_artifacts_new(&a), KVQ_OK);
+    int64_t shape[2] = {1, 2};
+    assert_int_equal(kvq_artifacts_put(a, "vllm.kv_scales", sc, 2, shape), KVQ_OK);
+    for (int v = 0; v < 2; v++) {
+        kvq_quantizer q;
+        kvq_plan_params pp = {.bits = 8, .head_dim = d, .is_value = v, .art = a};
+        assert_int_equal(kvq_quantizer_init(&q, "vllm:fp8_e4m3_calc", &pp), KVQ_OK);
+        assert_int_equal(q.bpv, 128);
+        int saturated = 0;
+        for (int i = 0; i < n[v]; i++) {
+            uint8_t got[128];
+            float dec[128];
+            q.m->encode(q.plan, xs[v][i], 1, got);
+            for (int j = 0; j < d; j++)
+                if (got[j] != want[v][i][j])
+                    fail_msg("fp8 %c row %d [%d]: code %02x, vLLM writes %02x", v ? 'v' : 'k', i, j, got[j], want[v][i][j]);
+            q.m->decode(q.plan, got, 1, dec);
+            for (int j = 0; j < d; j++) {
+                assert_true(dec[j] == kvq_f8e4m3_to_f32(got[j]) * sc[v]);
+                saturated += (got[j] & 0x7f) == 0x7e;
+            }
+        }
+        if (!v) assert_true(saturated > 0);   // the later keys do pass 448 x scale
+        kvq_quantizer_free(&q);
+    }
+    // layer 1 has no scale; no artifacts at all: both refuse, naming the tensor
+    kvq_quantizer q;
+    kvq_plan_params pp = {.bits = 8, .head_dim = d, .layer = 1, .art = a};
+    assert_int_equal(kvq_quantizer_init(&q, "vllm:fp8_e4m3_calc", &pp), KVQ_ERR_NEEDS_CALIBRATION);
+    pp.art = NULL, pp.layer = 0;
+    assert_int_equal(kvq_quantizer_init(&q, "vllm:fp8_e5m2_calc", &pp), KVQ_ERR_NEEDS_CALIBRATION);
+    assert_non_null(strstr(kvq_last_error(), "vllm.kv_scales"));
+    kvq_artifacts_free(a);
+}
+
+// kvq_deploy_artifacts on a trace: each layer's scale over every kv head
+// and the first-batch tokens only.
+static void test_deploy_artifacts(void **st)
+{
+    (void)st;
+    kvq_trace *t;
+    if (kvq_trace_open("tests/data/tr_valid.safetensors", NULL, &t)) fail_msg("%s", kvq_last_error());
+    const kvq_deploy_format *f = row("fp8_calc");
+    assert_non_null(f);
+    assert_string_equal(f->flags, "--kv-cache-dtype fp8 --calculate-kv-scales");
+    assert_true(f->calc_scales);
+    kvq_artifacts *a = NULL;
+    assert_int_equal(kvq_deploy_artifacts(row("fp8"), t, 2, &a), KVQ_OK);
+    assert_null(a);   // no scales to compute
+    assert_int_equal(kvq_deploy_artifacts(f, t, 2, &a), KVQ_OK);
+    assert_non_null(a);
+    int ndim;
+    int64_t shape[4];
+    const float *sc = kvq_artifacts_get(a, "vllm.kv_scales", &ndim, shape);
+    assert_non_null(sc);
+    assert_int_equal(ndim, 2);
+    assert_int_equal(shape[0], t->n_layers);
+    assert_int_equal(shape[1], 2);
+    float *x = malloc(sizeof(float) * (size_t)t->n_tokens * (size_t)t->head_dim);
+    assert_non_null(x);
+    for (int l = 0; l < t->n_layers; l++)
+        for (int v = 0; v < 2; v++) {
+            float amax = 0;
+            for (int h = 0; h < t->n_kv_heads; h++) {
+                assert_int_equal((v ? kvq_trace_values : kvq_trace_keys)(t, l, h, x), KVQ_OK);
+                for (int i = 0; i < 2 * t->head_dim; i++)   // tokens 0 and 1
+                    amax = fmaxf(amax, fabsf(kvq_f16_to_f32(kvq_f32_to_f16(x[i]))));
+            }
+            assert_true(sc[2 * l + v] == amax / (v ? 100.0f : 200.0f));
+        }
+    free(x);
+    kvq_artifacts_free(a);
+    kvq_trace_free(t);
+}
+
 static void test_rejects(void **st)
 {
     (void)st;
@@ -258,6 +377,8 @@ int main(void)
         cmocka_unit_test(test_slot_sizes),
         cmocka_unit_test(test_memory),
         cmocka_unit_test(test_score_is_decoded_dot),
+        cmocka_unit_test(test_fp8_calc_vectors),
+        cmocka_unit_test(test_deploy_artifacts),
         cmocka_unit_test(test_rejects),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -280,7 +280,7 @@ def main():
     k_scale = f32(max(abs(x) for r in key for x in r) / 200.0)
     v_scale = f32(max(abs(x) for r in val for x in r) / 100.0)
     lines.append("fp8scales %d %d %d | %s | %s" % (T, H, d, hexf([k_scale]), hexf([v_scale])))
-    later_k = [[f16(rng.gauss(0.0, 30.0)) for _ in range(d)] for _ in range(4 * H)]  # past 448 x scale
+    later_k = [[f16(rng.gauss(0.0, 60.0)) for _ in range(d)] for _ in range(4 * H)]  # past 448 x scale
     later_v = [[f16(rng.gauss(0.0, 5.0)) for _ in range(d)] for _ in range(4 * H)]
     for which, rows, sc in (("k", key + later_k, k_scale), ("v", val + later_v, v_scale)):
         for i, r in enumerate(rows):

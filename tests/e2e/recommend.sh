@@ -2,8 +2,9 @@
 # recommend (issue 14): the table's shape (one row a format of the engine,
 # the exact flags), the memory arithmetic against a hand computation, the
 # budget filter (fitting rows first), vLLM's TurboQuant presets (their
-# boundary layers in the memory), mlx_lm's affine rows, the Pareto marking,
-# kvstudio's own best labelled as not deployable, the JSON form, and bad input.
+# boundary layers in the memory) and fp8 with calculated scales, mlx_lm's
+# affine rows, the Pareto marking, kvstudio's own best labelled as not
+# deployable, the JSON form, and bad input.
 . "$(dirname "$0")/lib.sh"
 
 R=("$KVSTUDIO" recommend --trace "$TRACE" --seq-len 64)
@@ -44,7 +45,11 @@ grep "^   -  kvstudio" "$TMP/out" | grep -q ' fits$' && pass "kvstudio best fits
 
 expect_ok "recommend vllm json" "${R[@]}" --engine vllm --context 8192 --budget-gb 0.03 --json
 if command -v jq >/dev/null; then
-  [ "$(jq '.rows | length' "$TMP/out")" = 7 ] && pass "json 7 vllm rows" || fail "json rows"
+  [ "$(jq '.rows | length' "$TMP/out")" = 9 ] && pass "json 9 vllm rows" || fail "json rows"
+  [ "$(jq -r '.rows[] | select(.format=="fp8_calc") | .flags' "$TMP/out")" = "--kv-cache-dtype fp8 --calculate-kv-scales" ] \
+    && pass "json calculated-scales flag" || fail "json calculated-scales flag"
+  [ "$(jq '.rows[] | select(.format=="fp8_calc") | .output_error != null' "$TMP/out")" = true ] \
+    && pass "json calculated-scales row measured" || fail "json calculated-scales row"
   [ "$(jq -r '.rows[] | select(.format=="k3v4_nc") | .flags' "$TMP/out")" = "--kv-cache-dtype turboquant_k3v4_nc" ] \
     && pass "json turboquant flag" || fail "json turboquant flag"
   # 2 of 6 layers in 118-byte slots, layers 0, 1, 4, 5 fp16: 2 x 2 x 118 + 4 x 2 x 512

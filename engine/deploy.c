@@ -89,7 +89,8 @@ kvq_status kvq_deploy_artifacts(const kvq_deploy_format *f, const kvq_trace *t, 
     if (!f->calc_scales) return KVQ_OK;
     kvq_status s = kvq_check_shape("recommend", t->path, t->n_layers, t->n_kv_heads, t->head_dim);
     if (s) return s;
-    if (!t->has_values) return kvq_error(KVQ_ERR_FORMAT, "%s: %s needs values (the trace has keys only)", t->path, f->flags);
+    if (!t->has_values)
+        return kvq_error(KVQ_ERR_FORMAT, "%s: %s needs values (the trace has keys only)", t->path, f->flags);
     int nb = first_batch < 1 ? 1 : first_batch > t->n_tokens ? t->n_tokens : first_batch;
     size_t per = (size_t)t->n_tokens * (size_t)t->head_dim, nv = (size_t)nb * (size_t)t->head_dim;
     float *x = malloc(sizeof(float) * per * (size_t)t->n_kv_heads);
@@ -102,7 +103,8 @@ kvq_status kvq_deploy_artifacts(const kvq_deploy_format *f, const kvq_trace *t, 
         for (int v = 0; v < 2 && !s; v++) {
             for (int h = 0; h < t->n_kv_heads && !s; h++)   // the batch's tokens of every head, packed
                 s = (v ? kvq_trace_values : kvq_trace_keys)(t, l, h, x + (size_t)h * per);
-            for (int h = 1; h < t->n_kv_heads && !s; h++) memmove(x + (size_t)h * nv, x + (size_t)h * per, sizeof(float) * nv);
+            for (int h = 1; h < t->n_kv_heads && !s; h++)
+                memmove(x + (size_t)h * nv, x + (size_t)h * per, sizeof(float) * nv);
             if (!s) sc[2 * l + v] = kvq_vllm_kv_scale(x, nv * (size_t)t->n_kv_heads, v);
         }
     int64_t shape[2] = {t->n_layers, 2};

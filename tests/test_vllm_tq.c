@@ -90,8 +90,12 @@ static void qinit(kvq_quantizer *q, const char *m, int d, bool is_value)
     if (s) fail_msg("%s d=%d: %s", m, d, kvq_last_error());
 }
 
+static long n_equal, n_values;   // decoded values bit-equal to the vectors'
+
 static void expect_close(const float *got, const float *want, int d, const char *what, int line)
 {
+    for (int i = 0; i < d; i++) n_equal += !memcmp(&got[i], &want[i], sizeof got[i]);
+    n_values += d;
     float amax = 0;
     for (int i = 0; i < d; i++) amax = fmaxf(amax, fabsf(want[i]));
     for (int i = 0; i < d; i++)
@@ -142,6 +146,7 @@ static void test_vectors(void **st)
         per_preset[pr - presets]++;
     }
     fclose(f);
+    printf("  %d slots byte-equal; decoded values bit-equal: %ld of %ld\n", n_slots, n_equal, n_values);
     assert_int_equal(n_slots, 4 * (8 + 8 + 3));   // head_dim 64 and 128: 8 each, 256: 3
     for (int i = 0; i < N_PRESETS; i++) assert_int_equal(per_preset[i], 19);
 }
@@ -233,7 +238,10 @@ static void test_score_is_decoded_dot(void **st)
         qu.m->score(qu.plan, qs, codes, (size_t)n, sc);
         for (int i = 0; i < n; i++) {
             double dot = 0, mag = 0;
-            for (int j = 0; j < d; j++) dot += (double)q[j] * dec[i * d + j], mag += fabs((double)q[j] * dec[i * d + j]);
+            for (int j = 0; j < d; j++) {
+                double t = (double)q[j] * dec[i * d + j];
+                dot += t, mag += fabs(t);
+            }
             if (fabs(sc[i] - dot) > 1e-5 * mag) fail_msg("%s key %d: score %g, decoded dot %g", ms[m], i, sc[i], dot);
         }
         free(qs);
@@ -294,7 +302,8 @@ static void test_fp8_calc_vectors(void **st)
             q.m->encode(q.plan, xs[v][i], 1, got);
             for (int j = 0; j < d; j++)
                 if (got[j] != want[v][i][j])
-                    fail_msg("fp8 %c row %d [%d]: code %02x, vLLM writes %02x", v ? 'v' : 'k', i, j, got[j], want[v][i][j]);
+                    fail_msg("fp8 %c row %d [%d]: code %02x, vLLM writes %02x", v ? 'v' : 'k', i, j, got[j],
+                             want[v][i][j]);
             q.m->decode(q.plan, got, 1, dec);
             for (int j = 0; j < d; j++) {
                 assert_true(dec[j] == kvq_f8e4m3_to_f32(got[j]) * sc[v]);

@@ -167,8 +167,8 @@ def key_decode(rec, bits, cent, d):
     for j in range(d):  # sum(k_mse * k_mse), fp32
         css = f32(css + f32(cent[idx[j]] * cent[idx[j]]))
     inv = f32(1.0 / f32(math.sqrt(f32(css + f32(1e-16)))))
-    fac = f32(rd16(rec[cb], rec[cb + 1]) * inv)
-    r = [f32(fac * cent[i]) for i in idx]  # k_rot = vec_norm * k_mse
+    norm = rd16(rec[cb], rec[cb + 1])
+    r = [f32(norm * f32(cent[i] * inv)) for i in idx]  # k_mse = c * inv; k_rot = vec_norm * k_mse
     hval = f32(1.0 / f32(math.sqrt(d)))
     return [f32(sum(r[j] * hadamard_sign(j, i) for j in range(d)) * hval) for i in range(d)]
 

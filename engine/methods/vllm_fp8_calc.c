@@ -55,8 +55,8 @@ static kvq_status fp8c_plan_new(const kvq_plan_params *pp, const char *who, void
                          "(n_layers, 2), for layer %d); `recommend` computes them from the trace", who, pp->layer);
     float sc = s[2 * pp->layer + (pp->is_value ? 1 : 0)];
     if (!(sc > 0.0f) || !isfinite(sc))
-        return kvq_error(KVQ_ERR_NUMERIC, "%s: layer %d %s scale %g (expected finite > 0: the first batch is all zeros)",
-                         who, pp->layer, pp->is_value ? "v" : "k", (double)sc);
+        return kvq_error(KVQ_ERR_NUMERIC, "%s: layer %d %s scale %g (expected finite > 0; an all-zero first "
+                         "batch gives 0)", who, pp->layer, pp->is_value ? "v" : "k", (double)sc);
     fp8c_plan *p = malloc(sizeof *p);
     if (!p) return kvq_error(KVQ_ERR_NOMEM, "%s: out of memory", who);
     p->d = pp->head_dim;
@@ -69,7 +69,8 @@ static kvq_status fp8c_plan_new(const kvq_plan_params *pp, const char *who, void
     kvq_status kvq_##p##_plan_new(const kvq_plan_params *pp, void **plan)                      \
     { return fp8c_plan_new(pp, who, plan); }                                                   \
     void kvq_##p##_plan_free(void *plan) { free(plan); }                                       \
-    size_t kvq_##p##_bytes_per_vector(const void *plan) { return (size_t)((const fp8c_plan *)plan)->d; } \
+    size_t kvq_##p##_bytes_per_vector(const void *plan)                                        \
+    { return (size_t)((const fp8c_plan *)plan)->d; }                                           \
     void kvq_##p##_encode(const void *plan, const float *x, size_t n, uint8_t *codes)          \
     {                                                                                          \
         const fp8c_plan *P = plan;                                                             \
@@ -91,7 +92,8 @@ static kvq_status fp8c_plan_new(const kvq_plan_params *pp, const char *who, void
         const float *q = qs;                                                                   \
         for (size_t i = 0; i < n; i++) {                                                       \
             float acc = 0.0f;                                                                  \
-            for (int j = 0; j < P->d; j++) acc += dec(codes[i * (size_t)P->d + (size_t)j]) * P->scale * q[j]; \
+            const uint8_t *c = codes + i * (size_t)P->d;                                       \
+            for (int j = 0; j < P->d; j++) acc += dec(c[j]) * P->scale * q[j];                 \
             scores[i] = acc;                                                                   \
         }                                                                                      \
     }

@@ -185,23 +185,23 @@ static void vtq_key_encode(const vtq_plan *p, const float *k, uint8_t *rec)
     kvq_f16_store(rec + p->code_bytes, norm);
 }
 
-// k_rot = fp16 norm x c / |c| (the rotated-domain key the kernels use);
-// returns the factor norm / |c| that multiplies centroids[idx].
-static float vtq_key_factor(const vtq_plan *p, const uint8_t *rec, uint8_t *idx)
+// The rotated-domain key the kernels use is k_rot = fp16 norm x (c / |c|):
+// unpacks idx, returns 1 / |c| and the norm.
+static float vtq_key_inv(const vtq_plan *p, const uint8_t *rec, uint8_t *idx, float *norm)
 {
     vtq_unpack(p, rec, idx);
     float css = 0.0f;
     for (int j = 0; j < p->d; j++) css += p->centroids[idx[j]] * p->centroids[idx[j]];
-    float inv = 1.0f / sqrtf(css + 1e-16f);
-    return kvq_f16_load(rec + p->code_bytes) * inv;
+    *norm = kvq_f16_load(rec + p->code_bytes);
+    return 1.0f / sqrtf(css + 1e-16f);
 }
 
 static void vtq_key_decode(const vtq_plan *p, const uint8_t *rec, float *x)
 {
     uint8_t idx[KVQ_MAX_HEAD_DIM];
-    float f = vtq_key_factor(p, rec, idx);
+    float norm, inv = vtq_key_inv(p, rec, idx, &norm);
     double r[KVQ_MAX_HEAD_DIM];
-    for (int j = 0; j < p->d; j++) r[j] = (double)(f * p->centroids[idx[j]]);
+    for (int j = 0; j < p->d; j++) r[j] = (double)(norm * (p->centroids[idx[j]] * inv));
     vtq_fwht(r, p->d);   // x = k_rot @ H (H symmetric and its own inverse)
     for (int i = 0; i < p->d; i++) x[i] = (float)(r[i] * p->hval);
 }
@@ -277,9 +277,9 @@ static void vtq_score(const void *plan, const void *qs, const uint8_t *codes, si
         float acc = 0.0f;
         if (p->key) {   // norm x <q_rot, c / |c|>, as _tq_decode_stage1 scores
             uint8_t idx[KVQ_MAX_HEAD_DIM];
-            float f = vtq_key_factor(p, rec, idx);
-            for (int j = 0; j < p->d; j++) acc += q[j] * p->centroids[idx[j]];
-            acc *= f;
+            float norm, inv = vtq_key_inv(p, rec, idx, &norm);
+            for (int j = 0; j < p->d; j++) acc += q[j] * (p->centroids[idx[j]] * inv);
+            acc *= norm;
         } else {
             float v[KVQ_MAX_HEAD_DIM];
             vtq_value_decode(p, rec, v);

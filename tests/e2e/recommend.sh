@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # recommend (issue 14): the table's shape (one row a format of the engine,
 # the exact flags), the memory arithmetic against a hand computation, the
-# budget filter (fitting rows first), mlx_lm's affine rows, the TurboQuant
-# fork's turbo rows, the Pareto marking, kvstudio's own best labelled as not
+# budget filter (fitting rows first), vLLM's TurboQuant presets (their
+# boundary layers in the memory) and fp8 with calculated scales, mlx_lm's
+# affine rows, the TurboQuant fork's turbo rows, the Pareto marking,
+# kvstudio's own best labelled as not
 # deployable, the JSON form, and bad input.
 . "$(dirname "$0")/lib.sh"
 
@@ -44,7 +46,16 @@ grep "^   -  kvstudio" "$TMP/out" | grep -q ' fits$' && pass "kvstudio best fits
 
 expect_ok "recommend vllm json" "${R[@]}" --engine vllm --context 8192 --budget-gb 0.03 --json
 if command -v jq >/dev/null; then
-  [ "$(jq '.rows | length' "$TMP/out")" = 3 ] && pass "json 3 vllm rows" || fail "json rows"
+  [ "$(jq '.rows | length' "$TMP/out")" = 9 ] && pass "json 9 vllm rows" || fail "json rows"
+  [ "$(jq -r '.rows[] | select(.format=="fp8_calc") | .flags' "$TMP/out")" = "--kv-cache-dtype fp8 --calculate-kv-scales" ] \
+    && pass "json calculated-scales flag" || fail "json calculated-scales flag"
+  [ "$(jq '.rows[] | select(.format=="fp8_calc") | .output_error != null' "$TMP/out")" = true ] \
+    && pass "json calculated-scales row measured" || fail "json calculated-scales row"
+  [ "$(jq -r '.rows[] | select(.format=="k3v4_nc") | .flags' "$TMP/out")" = "--kv-cache-dtype turboquant_k3v4_nc" ] \
+    && pass "json turboquant flag" || fail "json turboquant flag"
+  # 2 of 6 layers in 118-byte slots, layers 0, 1, 4, 5 fp16: 2 x 2 x 118 + 4 x 2 x 512
+  [ "$(jq '.rows[] | select(.format=="k3v4_nc") | .kv_bytes_per_token' "$TMP/out")" = 4568 ] \
+    && pass "json k3v4_nc bytes/token with boundary layers" || fail "json k3v4_nc bytes"
   [ "$(jq -r '.rows[] | select(.format=="fp8") | .flags' "$TMP/out")" = "--kv-cache-dtype fp8" ] \
     && pass "json fp8 flag" || fail "json fp8 flag"
   [ "$(jq '.rows[] | select(.format=="fp8") | .kv_bytes_per_token' "$TMP/out")" = 3072 ] \
@@ -88,6 +99,9 @@ expect_out "kvstudio best not deployable in tomturbo" "^kvstudio's best within .
 expect_ok "recommend head_dim 8" "$KVSTUDIO" recommend --trace tests/data/tr_valid.safetensors
 expect_out "mlx row names the group size" "g64_b4 .* failed: mlx:affine_g64: head_dim 8 is not a multiple of the group size 64"
 expect_out "vllm rows still rank" "^   1  vllm  "
+expect_out "turboquant rows listed" "k3v4_nc  *--kv-cache-dtype turboquant_k3v4_nc "
+n=$(grep -cE '  vllm  +[a-z0-9_]+ +--kv-cache-dtype turboquant_' "$TMP/out")
+[ "$n" -eq 4 ] && pass "4 turboquant rows" || fail "turboquant rows: $n, expected 4"
 expect_fail "only failed rows" "no format of engine 'mlx' ran" "$KVSTUDIO" recommend --trace tests/data/tr_valid.safetensors --engine mlx
 grep -q "not sought" "$TMP/out" && pass "kvstudio best not sought without a budget" || fail "kvstudio best line"
 

@@ -195,7 +195,9 @@ static void test_lab_run_and_compare(void **state)
     // the method picker: Enter on the method row, / filters, Enter picks
     kvs_ui_key(ui, KEY_UP);
     kvs_ui_key(ui, '\n');
-    assert_shows(ui, "key method  (Enter picks");
+    assert_shows(ui, "key method");
+    assert_shows(ui, "Esc back to the form");   // the footer shows the picker's keys, not the form's
+    assert_hides(ui, "Left/Right change value");
     assert_shows(ui, "polarquant");
     keys(ui, "/q4\n");
     assert_shows(ui, "q4_0_hadamard");

@@ -267,14 +267,26 @@ static void calib_draw(kvs_ui *ui, kvs_rect r)
     kvs_w_text(ui, y++, li.x + 1, li.w - 1, kvs_attr(ui, KVS_C_TITLE), "%s options (+/- target bits, f first 2 layers)",
                kvq_calibrators[cs->sel].name);
     const char *const *names = kvq_calib_opts_names();
-    for (int i = 0; names[i] && y < li.y + li.h; i++) {
+    int n_opts = 0, shown = 0, y0 = y;
+    for (int i = 0; names[i]; i++) {
         char v[64];
         if (kvq_calib_opts_get(&cs->opts[cs->sel], names[i], v, sizeof v)) continue;
+        n_opts++;
+        if (y >= li.y + li.h) continue;
         char *end;
         double x = strtod(v, &end);
         if (end != v && !*end) snprintf(v, sizeof v, "%.6g", x);   // 0.1, not 0.10000000000000001
-        kvs_w_text(ui, y++, li.x + 1, li.w - 1, A_NORMAL, "  %-16s %s", names[i], v);
+        int nw = (int)strlen(names[i]) > 16 ? (int)strlen(names[i]) : 16;
+        if (2 + nw + 1 + (int)strlen(v) > li.w - 1) {   // a long name goes to its own row, the value never cut
+            kvs_w_text(ui, y++, li.x + 1, li.w - 1, A_NORMAL, "  %s", names[i]);
+            if (y >= li.y + li.h) break;
+            kvs_w_text(ui, y++, li.x + 1, li.w - 1, A_NORMAL, "  %16s %s", "", v);
+        } else {
+            kvs_w_text(ui, y++, li.x + 1, li.w - 1, A_NORMAL, "  %-16s %s", names[i], v);
+        }
+        shown++;
     }
+    if (y0 < li.y + li.h) kvs_w_scroll(ui, lb, 0, shown, n_opts);
     kvs_w_box(ui, rb, kvs_job_busy(ui) && cs->running[0] ? "running" : "result");
     kvs_rect ri = kvs_w_inner(rb);
     if (kvs_job_busy(ui) && cs->running[0]) {

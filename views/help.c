@@ -100,9 +100,8 @@ static void help_draw(kvs_ui *ui, kvs_rect r)
         if (k < nk) kvs_w_text(ui, li.y + i, li.x + 1, li.w - 1, kvs_attr(ui, keys[k].color), "%s", keys[k].text);
         if (k < nc) kvs_w_text(ui, ri.y + i, ri.x + 1, ri.w - 1, kvs_attr(ui, cmds[k].color), "%s", cmds[k].text);
     }
-    if (max_scroll)
-        kvs_w_text(ui, r.y + r.h - 1, r.x + r.w - 24, 22, kvs_attr(ui, KVS_C_DIM), " %d/%d more (Dn/PgDn) ",
-                   most - li.h - ui->help_scroll, most);
+    kvs_w_scroll(ui, lb, ui->help_scroll < nk ? ui->help_scroll : nk, li.h, nk);
+    kvs_w_scroll(ui, rb, ui->help_scroll < nc ? ui->help_scroll : nc, li.h, nc);
 }
 
 static int help_scroll(kvs_ui *ui, int key)

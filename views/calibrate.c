@@ -277,7 +277,7 @@ static void calib_draw(kvs_ui *ui, kvs_rect r)
         double x = strtod(v, &end);
         if (end != v && !*end) snprintf(v, sizeof v, "%.6g", x);   // 0.1, not 0.10000000000000001
         int nw = (int)strlen(names[i]) > 16 ? (int)strlen(names[i]) : 16;
-        if (2 + nw + 1 + (int)strlen(v) > li.w - 1) {   // a long name goes to its own row, the value never cut
+        if (2 + nw + 1 + (int)strlen(v) >= li.w - 1) {   // a long name goes to its own row, the value never cut
             kvs_w_text(ui, y++, li.x + 1, li.w - 1, A_NORMAL, "  %s", names[i]);
             if (y >= li.y + li.h) break;
             kvs_w_text(ui, y++, li.x + 1, li.w - 1, A_NORMAL, "  %16s %s", "", v);

@@ -140,7 +140,7 @@ static void index_axis(kvs_ui *ui, int y, int x, int w, int n, const char *name)
     snprintf(b, sizeof b, "%d", mid);
     if (mx > 4 && mx + (int)strlen(b) < cols - 6) kvs_w_text(ui, y, x + mx, w - mx, a, "%s", b);
     snprintf(b, sizeof b, "%d", n - 1);
-    int lx = cols - (int)strlen(b);
+    int lx = cols - 1 - (int)strlen(b);   // a cell clear of the border
     kvs_w_text(ui, y, x + lx, w - lx, a, "%s", b);
     int nl = (int)strlen(name), nx = mx + (int)strlen(b) + 3 < cols * 3 / 4 ? cols * 3 / 4 - nl / 2 : cols / 4;
     if (nx > 3 && nx + nl < lx - 1) kvs_w_text(ui, y, x + nx, nl, a, "%s", name);

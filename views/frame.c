@@ -157,8 +157,30 @@ static void draw_status(kvs_ui *ui, int y)
     pthread_mutex_unlock(&ui->log_mu);
 }
 
-// The log wraps at the box width (continuation rows indented), newest at
-// the bottom; log_scroll counts rows from there.
+// Row breaks of one log line wrapped at w cells (continuation rows: 2 cells
+// of indent), at a space where one is in the last half of the row, so a
+// number is never split over two rows. Fills brk (row starts) and returns
+// the number of rows.
+static int wrap_rows(const char *t, int w, int *brk, int max)
+{
+    int len = (int)strlen(t), n = 0, off = 0;
+    while (n < max) {
+        brk[n++] = off;
+        int room = n > 1 ? w - 2 : w;
+        if (len - off <= room) break;
+        int cut = off + room;
+        for (int k = cut; k > off + room / 2; k--)
+            if (t[k] == ' ') {
+                cut = k + 1;
+                break;
+            }
+        off = cut;
+    }
+    return n;
+}
+
+// The log wraps at the box width, newest at the bottom; log_scroll counts
+// rows from there.
 static void draw_log(kvs_ui *ui, kvs_rect r)
 {
     kvs_rect b = {r.y + 1, r.x + 2, r.h - 2, r.w - 4};
@@ -167,38 +189,30 @@ static void draw_log(kvs_ui *ui, kvs_rect r)
     kvs_rect in = kvs_w_inner(b);
     if (in.w < 8 || in.h < 1) return;
     pthread_mutex_lock(&ui->log_mu);
-    int n = ui->log_n, w = in.w, cw = w - 2;   // continuation rows: 2 cells of indent
-    // rows per line, newest first, until the screen and the scroll are covered
-    int need = in.h + ui->log_scroll, rows = 0, first = n;
-    while (first > 0 && rows < need) {
-        int k = (ui->log_head + first - 1) % KVS_LOG_LINES, len = (int)strlen(ui->log[k]);
-        rows += len <= w ? 1 : 1 + (len - w + cw - 1) / cw;
-        first--;
-    }
-    int total = rows;   // rows of lines first..n-1
-    int max_scroll = 0;
-    for (int i = 0, r2 = 0; i < n; i++) {   // all rows, for the clamp
-        int k = (ui->log_head + i) % KVS_LOG_LINES, len = (int)strlen(ui->log[k]);
-        r2 += len <= w ? 1 : 1 + (len - w + cw - 1) / cw;
-        max_scroll = r2 > in.h ? r2 - in.h : 0;
-    }
+    int n = ui->log_n, w = in.w - 1, brk[64];   // one cell clear of the border
+    int all = 0;
+    for (int i = 0; i < n; i++) all += wrap_rows(ui->log[(ui->log_head + i) % KVS_LOG_LINES], w, brk, 64);
+    int max_scroll = all > in.h ? all - in.h : 0;
     if (ui->log_scroll > max_scroll) ui->log_scroll = max_scroll;
-    int skip = total - in.h - ui->log_scroll;   // rows above the box
-    int y = in.y - (skip > 0 ? skip : 0);
-    for (int i = first; i < n && y < in.y + in.h; i++) {
+    int top = all - in.h - ui->log_scroll;   // first row shown, counted from the oldest
+    if (top < 0) top = 0;
+    int row = 0, y = in.y;
+    for (int i = 0; i < n && y < in.y + in.h; i++) {
         int k = (ui->log_head + i) % KVS_LOG_LINES;
         const char *t = ui->log[k];
-        int len = (int)strlen(t), off = 0;
+        int nr = wrap_rows(t, w, brk, 64);
+        if (row + nr <= top) {
+            row += nr;
+            continue;
+        }
         attr_t a = ui->log_err[k] ? kvs_attr(ui, KVS_C_BAD) : A_NORMAL;
-        do {
-            int room = off ? cw : w;
-            if (y >= in.y) kvs_w_text(ui, y, in.x + (off ? 2 : 0), room, a, "%.*s", room, t + off);
-            off += room;
-            y++;
-        } while (off < len && y < in.y + in.h);
+        for (int j = 0; j < nr && y < in.y + in.h; j++, row++) {
+            if (row < top) continue;
+            int end = j + 1 < nr ? brk[j + 1] : (int)strlen(t);
+            kvs_w_text(ui, y++, in.x + (j ? 2 : 0), w, a, "%.*s", end - brk[j], t + brk[j]);
+        }
     }
-    int all = max_scroll + in.h;
-    kvs_w_scroll(ui, b, max_scroll - ui->log_scroll, in.h, all > in.h ? all : in.h);
+    kvs_w_scroll(ui, b, top, in.h, all > in.h ? all : in.h);
     pthread_mutex_unlock(&ui->log_mu);
 }
 

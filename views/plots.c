@@ -152,7 +152,7 @@ static void build_compression(const kvs_session *s, const kvs_plots_state *ps, c
     (void)ps;
     c->bars = true;
     const kvq_metric *cm = &kvq_metrics[KVQ_M_COMPRESSION];
-    snprintf(c->title, sizeof c->title, "%s: %s, every run", cm->name, cm->formula);
+    snprintf(c->title, sizeof c->title, "%s of every run: %s", cm->name, cm->formula);
     snprintf(c->xlabel, sizeof c->xlabel, "%s", cm->unit);
     static int slot[KVS_MAX_RUNS];
     config_slots(s, slot);

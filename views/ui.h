@@ -254,7 +254,7 @@ char kvs_series_marker(int series);   // '*', 'o', 'x', ...
 void kvs_plot_init(kvs_plot *p, kvs_rect r, bool braille, double x0, double x1, double y0, double y1);
 void kvs_plot_point(kvs_plot *p, double x, double y, int series);   // a data point: its marker
 void kvs_plot_line(kvs_plot *p, double xa, double ya, double xb, double yb, int series);
-// Draws the dots plus axes labels around p->r (needs 8 columns left, 1 row below).
+// Draws the dots plus axes labels around p->r (needs 9 columns left, 1 row below).
 void kvs_plot_draw(kvs_ui *ui, const kvs_plot *p, const char *xlabel, const char *ylabel);
 // Fixed-width table row: cells truncated/padded to widths (negative = right aligned).
 void kvs_w_row(kvs_ui *ui, int y, int x, int maxw, attr_t a, int n, const int *widths,

@@ -283,13 +283,13 @@ void kvs_plot_draw(kvs_ui *ui, const kvs_plot *p, const char *xlabel, const char
     mvaddstr(r.y + r.h, r.x - 1, ui->utf8 ? "\u2514" : "+");
     attrset(A_NORMAL);
     char b[32];   // axis ends: never cut (1.83e+05 shows as 183000, not 1.83e+0)
-    if (axis_num(p->y1, 7, 4, b, sizeof b) > 0) kvs_w_text(ui, r.y, r.x - 8, 7, dim, "%7s", b);
-    if (axis_num(p->y0, 7, 4, b, sizeof b) > 0) kvs_w_text(ui, r.y + r.h - 1, r.x - 8, 7, dim, "%7s", b);
+    if (axis_num(p->y1, 7, 4, b, sizeof b) > 0) kvs_w_text(ui, r.y, r.x - 9, 7, dim, "%7s", b);
+    if (axis_num(p->y0, 7, 4, b, sizeof b) > 0) kvs_w_text(ui, r.y + r.h - 1, r.x - 9, 7, dim, "%7s", b);
     if (axis_num(p->x0, 8, 2, b, sizeof b) > 0) kvs_w_text(ui, r.y + r.h + 1, r.x, 10, dim, "%s", b);
     if (axis_num(p->x1, 8, 2, b, sizeof b) > 0)
         kvs_w_text(ui, r.y + r.h + 1, r.x + r.w - (int)strlen(b), 10, dim, "%s", b);
     if (xlabel) kvs_w_text(ui, r.y + r.h + 1, r.x + (r.w - (int)strlen(xlabel)) / 2, r.w, dim, "%s", xlabel);
-    if (ylabel) kvs_w_text(ui, r.y - 1, r.x - 8, r.w + 8, dim, "%s", ylabel);   // the row above: the whole name
+    if (ylabel) kvs_w_text(ui, r.y - 1, r.x - 9, r.w + 9, dim, "%s", ylabel);   // the row above: the whole name
 }
 
 // ---- numbers that fit: never cut a digit or an exponent ----

@@ -323,7 +323,7 @@ static void draw_legend(kvs_ui *ui, int y, int x, int w, int rows, const chart *
         const char *cells[1] = {s->name};
         int cw[1] = {nw > 1 ? nw : 1};
         attr_t a = kvs_series_attr(ui, s->slot);
-        if (ui->utf8) kvs_w_text(ui, y + k, x, 4, a | A_BOLD, "\xe2\x94\x81%c\xe2\x94\x81", m);
+        if (ui->utf8) kvs_w_text(ui, y + k, x, 8, a | A_BOLD, "\xe2\x94\x81%c\xe2\x94\x81", m);   // 7 bytes, 3 cells
         else kvs_w_text(ui, y + k, x, 4, a | A_BOLD, "-%c-", m);
         kvs_w_row(ui, y + k, x + 4, nw + 1, a, 1, cw, cells);
         if ((int)strlen(s->name) < nw) kvs_w_text(ui, y + k, x + 4 + (int)strlen(s->name), (int)strlen(cnt), kvs_attr(ui, KVS_C_DIM), "%s", cnt);

@@ -232,7 +232,7 @@ static void test_plots_and_export(void **state)
     kvs_ui_key(ui, 'a');
     kvs_ui_key(ui, 'a');   // back to key cosine
     kvs_ui_key(ui, KEY_RIGHT);
-    assert_shows(ui, "compression: fp16 K+V bytes / record bytes held");
+    assert_shows(ui, "compression of every run: fp16 K+V bytes / record bytes held");
     assert_shows(ui, "2 turboquant_mse k2/v2");
     kvs_ui_key(ui, KEY_RIGHT);
     assert_shows(ui, "per-layer key bit allocation: uniform");

@@ -242,7 +242,11 @@ static void draw_artifacts(kvs_ui *ui, kvs_rect in, int y)
             kvs_w_text(ui, y++, in.x + 1, in.w - 2, kvs_attr(ui, KVS_C_DIM), "  ... %d more", n - 7);
             break;
         }
-        kvs_w_text(ui, y++, in.x + 1, in.w - 2, A_NORMAL, "  %-36s (%s)", name, shape);
+        int nw = in.w - 2 - 2 - 4 - (int)strlen(shape);   // the shape is never cut; a long name is ("~")
+        const char *cells[1] = {name};
+        int w[1] = {nw < 36 ? (nw > 4 ? nw : 4) : 36};
+        kvs_w_row(ui, y, in.x + 3, w[0] + 1, A_NORMAL, 1, w, cells);
+        kvs_w_text(ui, y++, in.x + 3 + w[0] + 1, in.w - 4 - w[0], A_NORMAL, "(%s)", shape);
     }
 }
 

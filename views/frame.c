@@ -112,8 +112,14 @@ static void draw_hints(kvs_ui *ui, int y)
         {KEY_HOME, 0, "Home/End", "oldest / newest", NULL}, {27, 0, "Esc/q/L", "close the log", NULL},
         {0, 0, NULL, NULL, NULL},
     };
-    const kvs_keybind *k = ui->show_log ? log_keys : ui->hint_keys ? ui->hint_keys : kvs_views[ui->view]->keys;
-    const char *tail = COLS >= 100 ? ": command  ? help  q quit" : ": cmd  ? help  q quit";
+    static const kvs_keybind prompt_keys[] = {
+        {'\t', 0, "Tab", "complete", NULL}, {KEY_UP, 0, "Up/Down", "history", NULL},
+        {'\n', 0, "Enter", "run the command", NULL}, {27, 0, "Esc", "cancel", NULL},
+        {0, 0, NULL, NULL, NULL},
+    };
+    const kvs_keybind *k = ui->prompt_active ? prompt_keys : ui->show_log ? log_keys :
+                           ui->hint_keys ? ui->hint_keys : kvs_views[ui->view]->keys;
+    const char *tail = ui->prompt_active ? "" : COLS >= 100 ? ": command  ? help  q quit" : ": cmd  ? help  q quit";
     int room = COLS - (int)strlen(tail) - 2;
     char hint[1024] = "";
     for (int i = 0; k && k[i].key; i++) {

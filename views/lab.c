@@ -208,10 +208,19 @@ static void draw_results(kvs_ui *ui, kvs_rect r)
         len += (size_t)snprintf(line + len, sizeof line - len, "%s%s", len ? "   " : "", one);
     }
     if (len) kvs_w_text(ui, y++, in.x + 1, in.w - 2, A_NORMAL, "%s", line);
-    if (b) {
-        char other[1024];
-        kvs_run_summary(b, other, sizeof other);
-        kvs_w_text(ui, y++, in.x + 1, in.w - 2, kvs_attr(ui, KVS_C_S2), "vs %s", other);
+    if (b) {   // the other run: its label, then as many whole figures as fit
+        kvs_part p[64];
+        int np = 0;
+        p[np] = (kvs_part){.prio = 0};
+        snprintf(p[np++].text, sizeof p[0].text, "vs %.120s", b->label);
+        for (int i = 0; i < kvs_run_n_fields() && np < 64; i++) {
+            double v = kvs_run_field(b, i);
+            kvq_metric_id id = kvs_run_field_metric(i);   // the history's order of importance
+            int pr = id == KVQ_M_KEY_COSINE ? 1 : id == KVQ_M_ATTN_KEY_ERROR ? 2 : id == KVQ_M_COMPRESSION ? 3 :
+                     id == KVQ_M_KEY_BITS ? 4 : 10 + i;
+            if (isfinite(v)) kvs_metric_part(&p[np++], id, v, pr);
+        }
+        kvs_w_parts(ui, y++, in.x + 1, in.w - 2, kvs_attr(ui, KVS_C_S2), p, np, "  ");
     }
     y++;
     kvs_part hp[2] = {{.prio = 0}, {.prio = 1}};
@@ -219,7 +228,8 @@ static void draw_results(kvs_ui *ui, kvs_rect r)
     snprintf(hp[1].text, sizeof hp[1].text, "  (bars: 1 - cos, log)");
     snprintf(hp[1].brief, sizeof hp[1].brief, "  (bars: 1-cos)");
     kvs_w_parts(ui, y++, in.x + 1, in.w - 2, kvs_attr(ui, KVS_C_TITLE), hp, 2, "");
-    int bw = in.w - (b ? 38 : 34);
+    int tw = b ? 44 : 32;   // the figures of a row, then its bars
+    int bw = in.w - tw - 3;
     int rows_left = in.y + in.h - y;
     kvs_w_scroll(ui, r, 0, rows_left, a->n_layers);
     for (int l = 0; l < a->n_layers && y < in.y + in.h; l++, y++) {
@@ -227,17 +237,19 @@ static void draw_results(kvs_ui *ui, kvs_rect r)
         if (b && l < b->n_layers) {
             double cb = b->layer_key_cosine[l];
             char fa[32], fb[32];
-            kvs_w_text(ui, y, in.x + 1, 36, A_NORMAL, "%5d  %-12s  %-12s  %+8.5f", l,
+            kvs_w_text(ui, y, in.x + 1, tw, A_NORMAL, "%5d  %-12s  %-12s  %+8.5f", l,
                        kvq_metric_fmt(KVQ_M_KEY_COSINE, ca, fa, sizeof fa), kvq_metric_fmt(KVQ_M_KEY_COSINE, cb, fb, sizeof fb),
                        ca - cb);
-            kvs_w_hbar(ui, y, in.x + 38, bw / 2, err_frac(ca), kvs_attr(ui, KVS_C_S1));
-            kvs_w_hbar(ui, y, in.x + 38 + bw / 2 + 1, bw / 2 - 1, err_frac(cb), kvs_attr(ui, KVS_C_S2));
+            if (bw >= 8) {   // narrow: the figures stay, the bars go
+                kvs_w_hbar(ui, y, in.x + tw + 2, bw / 2, err_frac(ca), kvs_attr(ui, KVS_C_S1));
+                kvs_w_hbar(ui, y, in.x + tw + 2 + bw / 2 + 1, bw / 2 - 1, err_frac(cb), kvs_attr(ui, KVS_C_S2));
+            }
         } else {
             char fa[32], fm[32];
-            kvs_w_text(ui, y, in.x + 1, 32, A_NORMAL, "%5d  %-10s  %-12s", l, kvq_metric_fmt(KVQ_M_KEY_COSINE, ca, fa, sizeof fa),
+            kvs_w_text(ui, y, in.x + 1, tw, A_NORMAL, "%5d  %-10s  %-12s", l, kvq_metric_fmt(KVQ_M_KEY_COSINE, ca, fa, sizeof fa),
                        kvq_metric_fmt(KVQ_M_KEY_REL_MSE, a->layer_key_rel_mse[l], fm, sizeof fm));
             double f = err_frac(ca);
-            kvs_w_hbar(ui, y, in.x + 34, bw, f, f > 0.6 ? kvs_attr(ui, KVS_C_BAD) : kvs_attr(ui, KVS_C_GOOD));
+            if (bw >= 4) kvs_w_hbar(ui, y, in.x + tw + 2, bw, f, f > 0.6 ? kvs_attr(ui, KVS_C_BAD) : kvs_attr(ui, KVS_C_GOOD));
         }
     }
 }

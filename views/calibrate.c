@@ -268,8 +268,11 @@ static void calib_draw(kvs_ui *ui, kvs_rect r)
     }
     if (!n) kvs_w_text(ui, y++, li.x + 1, li.w - 1, kvs_attr(ui, KVS_C_WARN), "nothing matches /%s", ui->filter);
     y++;
-    kvs_w_text(ui, y++, li.x + 1, li.w - 1, kvs_attr(ui, KVS_C_TITLE), "%s options (+/- target bits, f first 2 layers)",
-               kvq_calibrators[cs->sel].name);
+    kvs_part op[2] = {{.prio = 0}, {.prio = 1}};
+    snprintf(op[0].text, sizeof op[0].text, "%s options", kvq_calibrators[cs->sel].name);
+    snprintf(op[1].text, sizeof op[1].text, "(+/- target bits, f first 2 layers)");
+    snprintf(op[1].brief, sizeof op[1].brief, "(+/- bits, f quick)");
+    kvs_w_parts(ui, y++, li.x + 1, li.w - 2, kvs_attr(ui, KVS_C_TITLE), op, 2, " ");
     const char *const *names = kvq_calib_opts_names();
     int n_opts = 0, shown = 0, y0 = y;
     for (int i = 0; names[i]; i++) {

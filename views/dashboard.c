@@ -204,7 +204,7 @@ static const kvs_dash_state no_hist;
 // One line of figures that fits the panel (labels shorten, then figures go).
 static void fig_line(kvs_ui *ui, kvs_rect in, int y, attr_t a, kvs_part *p, int n)
 {
-    if (y < in.y + in.h) kvs_w_parts(ui, y, in.x + 1, in.w - 1, a, p, n, "  ");
+    if (y < in.y + in.h) kvs_w_parts(ui, y, in.x + 1, in.w - 2, a, p, n, "  ");
 }
 
 static kvs_part text_part(int prio, const char *full, const char *brief)
@@ -223,7 +223,7 @@ static void layer_bars(kvs_ui *ui, kvs_rect r, int y, const char *head, const ch
 {
     if (y >= r.y + r.h) return;
     kvs_part h = text_part(0, head, brief);
-    kvs_w_parts(ui, y++, r.x + 1, r.w - 1, kvs_attr(ui, KVS_C_TITLE), &h, 1, "");
+    kvs_w_parts(ui, y++, r.x + 1, r.w - 2, kvs_attr(ui, KVS_C_TITLE), &h, 1, "");
     int rows = r.y + r.h - y, shown = n <= rows ? n : rows - 1;
     for (int l = 0; l < shown; l++, y++) {
         double x = v[l];
@@ -241,7 +241,7 @@ static void layer_bars(kvs_ui *ui, kvs_rect r, int y, const char *head, const ch
         snprintf(t, sizeof t, "+%d layers: L%d-L%d (taller window)", n - shown, shown, n - 1);
         snprintf(br, sizeof br, "+%d layers: L%d-L%d", n - shown, shown, n - 1);
         kvs_part m = text_part(0, t, br);
-        kvs_w_parts(ui, y, r.x + 1, r.w - 1, kvs_attr(ui, KVS_C_ACCENT), &m, 1, "");
+        kvs_w_parts(ui, y, r.x + 1, r.w - 2, kvs_attr(ui, KVS_C_ACCENT), &m, 1, "");
     }
 }
 
@@ -436,18 +436,18 @@ static void panel_replay(kvs_ui *ui, kvs_rect b, const kvq_replay_snapshot *sn)
     snprintf(t, sizeof t, "speed %d tok/tick", d->speed);
     p[1] = text_part(1, t, NULL);
     snprintf(p[1].brief, sizeof p[1].brief, "x%d", d->speed);
-    kvs_w_parts(ui, in.y + 1, in.x + 1, in.w - 1, A_BOLD, p, 2, "  ");
+    kvs_w_parts(ui, in.y + 1, in.x + 1, in.w - 2, A_BOLD, p, 2, "  ");
     int pos = sn ? sn->pos : 0, total = sn ? sn->total : 0;
     kvs_w_text(ui, in.y + 2, in.x + 1, in.w - 1, A_NORMAL, "token %d / %d", pos, total);
     kvs_w_hbar(ui, in.y + 3, in.x + 1, in.w - 2, total ? (double)pos / total : 0, kvs_attr(ui, KVS_C_GOOD));
     if (memcmp(&d->cfg, &ui->s->cfg, sizeof d->cfg)) {
         p[0] = text_part(0, "config changed: R restarts with it", "config changed: R");
-        kvs_w_parts(ui, in.y + 5, in.x + 1, in.w - 1, kvs_attr(ui, KVS_C_WARN), p, 1, "");
+        kvs_w_parts(ui, in.y + 5, in.x + 1, in.w - 2, kvs_attr(ui, KVS_C_WARN), p, 1, "");
     }
     p[0] = text_part(0, "prefill: first half in one chunk,", NULL);
     p[1] = text_part(0, "then one token per step with its query", NULL);
-    kvs_w_parts(ui, in.y + 6, in.x + 1, in.w - 1, kvs_attr(ui, KVS_C_DIM), &p[0], 1, "");
-    kvs_w_parts(ui, in.y + 7, in.x + 1, in.w - 1, kvs_attr(ui, KVS_C_DIM), &p[1], 1, "");
+    kvs_w_parts(ui, in.y + 6, in.x + 1, in.w - 2, kvs_attr(ui, KVS_C_DIM), &p[0], 1, "");
+    kvs_w_parts(ui, in.y + 7, in.x + 1, in.w - 2, kvs_attr(ui, KVS_C_DIM), &p[1], 1, "");
 }
 
 // The generated text, newest at the bottom; bytes outside printable ASCII as '.'.

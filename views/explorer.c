@@ -168,7 +168,7 @@ static void draw_head(kvs_ui *ui, kvs_rect r)
     snprintf(p[3].brief, sizeof p[3].brief, "d_eff %.1f", st->d_eff);
     snprintf(p[4].text, sizeof p[4].text, "%d tokens", st->n);
     p[1].prio = 2, p[2].prio = 1, p[4].prio = 3;
-    kvs_w_parts(ui, in.y, in.x, in.w, A_NORMAL, p, 5, "   ");
+    kvs_w_parts(ui, in.y, in.x, in.w - 1, A_NORMAL, p, 5, "   ");
     // three panels share the remaining height
     int avail = in.h - 2;
     int hn = avail / 4 > 3 ? avail / 4 : 3, hc = (avail - hn) / 2, hs = avail - hn - hc;
@@ -182,7 +182,7 @@ static void draw_head(kvs_ui *ui, kvs_rect r)
     snprintf(pn[0].text, sizeof pn[0].text, "|%s| over %d tokens", sym, st->n);
     snprintf(pn[1].text, sizeof pn[1].text, "(max per column, from %.2f)", lo);
     snprintf(pn[1].brief, sizeof pn[1].brief, "(max per column)");
-    kvs_w_parts(ui, y, in.x, in.w, kvs_attr(ui, KVS_C_TITLE), pn, 2, " ");
+    kvs_w_parts(ui, y, in.x, in.w - 1, kvs_attr(ui, KVS_C_TITLE), pn, 2, " ");
     kvs_rect nr = {y + 1, in.x + 8, hn - 1, in.w - 8};
     axis_label(ui, nr.y, in.x, st->max_norm, 2);
     axis_label(ui, nr.y + nr.h - 1, in.x, lo, 2);
@@ -218,7 +218,7 @@ static void draw_head(kvs_ui *ui, kvs_rect r)
                  st->top_chan[k], st->top_ratio[k]);
         if (k == 0) snprintf(pc[2].brief, sizeof pc[2].brief, "top: %d(%.1fx)", st->top_chan[0], st->top_ratio[0]);
     }
-    kvs_w_parts(ui, y, in.x, in.w, kvs_attr(ui, KVS_C_TITLE), pc, 3, " ");
+    kvs_w_parts(ui, y, in.x, in.w - 1, kvs_attr(ui, KVS_C_TITLE), pc, 3, " ");
     // bars from 0 (the lower bound is labelled), the channel index below
     kvs_rect cr = {y + 1, in.x + 8, hc - 2, in.w - 8};
     if (cr.h < 1) cr.h = 1;
@@ -245,7 +245,7 @@ static void draw_head(kvs_ui *ui, kvs_rect r)
     snprintf(ps[1].text, sizeof ps[1].text, "the top %d hold %.0f%% of the variance", kd,
              tot > 0 ? 100 * top_share / tot : 0);
     snprintf(ps[1].brief, sizeof ps[1].brief, "top %d: %.0f%% of variance", kd, tot > 0 ? 100 * top_share / tot : 0);
-    kvs_w_parts(ui, y, in.x, in.w, kvs_attr(ui, KVS_C_TITLE), ps, 2, " ");
+    kvs_w_parts(ui, y, in.x, in.w - 1, kvs_attr(ui, KVS_C_TITLE), ps, 2, " ");
     kvs_rect sr = {y + 1, in.x + 8, hs - 1, in.w - 8};
     if (kd > 0 && kd <= st->d) dmark[kd - 1] = true;
     axis_label(ui, sr.y, in.x, st->eig[0], 2);

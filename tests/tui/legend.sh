@@ -4,7 +4,7 @@
 # configuration keeps its colour across plots and SVG and no two share one,
 # SVG ticks are round and an error axis never goes negative, `export svg`
 # names the plot it wrote, and the footer follows the view's mode (the
-# method picker shows the picker's keys).
+# method picker and the prompt show their own keys).
 S=kvstudio-legend
 . "$(dirname "$0")/lib.sh"
 
@@ -39,6 +39,8 @@ wait_for "Left/Right change value"
 keys Enter; wait_for "key method"
 wait_for "Esc back to the form"
 screen | tail -2 | grep -q "Left/Right change value" && fail "the picker's footer shows the form's keys"
+keys Escape; wait_for "Left/Right change value"
+keys :; wait_for "Tab complete"                 # the prompt's keys while it is open
 keys Escape; wait_for "Left/Right change value"
 
 step "SVG: round ticks, no negative error axis, same colours as the compression bars"

@@ -320,6 +320,11 @@ static int fmt_sci(double v, int dec, char *buf, size_t n)
     if (!e) return snprintf(buf, n, "%s", t);
     int ex = atoi(e + 1);
     *e = 0;
+    if (strchr(t, '.')) {   // 2.0e-5 -> 2e-5: zeros say nothing here
+        char *z = e - 1;
+        while (*z == '0') *z-- = 0;
+        if (*z == '.') *z = 0;
+    }
     return snprintf(buf, n, "%se%d", t, ex);
 }
 

@@ -142,8 +142,11 @@ static void index_axis(kvs_ui *ui, int y, int x, int w, int n, const char *name)
     snprintf(b, sizeof b, "%d", n - 1);
     int lx = cols - 1 - (int)strlen(b);   // a cell clear of the border
     kvs_w_text(ui, y, x + lx, w - lx, a, "%s", b);
-    int nl = (int)strlen(name), nx = mx + (int)strlen(b) + 3 < cols * 3 / 4 ? cols * 3 / 4 - nl / 2 : cols / 4;
-    if (nx > 3 && nx + nl < lx - 1) kvs_w_text(ui, y, x + nx, nl, a, "%s", name);
+    // the axis name between the middle and the last index, where it fits
+    char m[16];
+    int ml = snprintf(m, sizeof m, "%d", mid), nl = (int)strlen(name);
+    int nx = (mx + ml + lx) / 2 - nl / 2;
+    if (nx > mx + ml + 1 && nx + nl < lx - 1) kvs_w_text(ui, y, x + nx, nl, a, "%s", name);
 }
 
 static void draw_head(kvs_ui *ui, kvs_rect r)

@@ -270,7 +270,6 @@ static void ranges(const chart *c, double *x0, double *x1, double *y0, double *y
     *x0 = floor(*x0 / *xstep + 1e-9) * *xstep, *x1 = ceil(*x1 / *xstep - 1e-9) * *xstep;
     if (isfinite(c->y_lo) && *y0 < c->y_lo) *y0 = c->y_lo;
     if (isfinite(c->y_hi) && *y1 > c->y_hi) *y1 = c->y_hi;
-    if (*x0 < 0 && px > 0 && c->n_series && *x0 + *xstep > 0 && c->s[0].n && c->s[0].x[0] >= 0) *x0 = 0;   // bits, iterations
 }
 
 static double bars_max(const chart *c)

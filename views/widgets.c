@@ -251,7 +251,6 @@ static void put_braille(uint8_t bits)
     addstr(u);
 }
 
-int kvs_fmt_num(double v, int w, int dec, char *buf, size_t n);
 // An axis end: fitted, trailing zeros of the decimals dropped ("0.92", "10").
 static int axis_num(double v, int w, int dec, char *buf, size_t n)
 {

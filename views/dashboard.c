@@ -332,7 +332,7 @@ static void panel_memory(kvs_ui *ui, kvs_rect b, const kvq_replay_snapshot *sn)
     char fp[48], t0[128], b0[96];
     kvq_metric_fmt_unit(KVQ_M_FP16_MB, r->peak_fp16_mb, fp, sizeof fp);
     snprintf(t0, sizeof t0, "vs %s %s", kvq_metrics[KVQ_M_FP16_MB].name, fp);
-    snprintf(b0, sizeof b0, "vs %s", fp);
+    snprintf(b0, sizeof b0, "vs fp16 %s", fp);
     p[1] = text_part(1, t0, b0);
     fig_line(ui, in, in.y, A_NORMAL, p, 2);
     kvs_metric_part(&p[0], KVQ_M_CACHE_COMPRESSION, r->compression_ratio, 0);
@@ -444,8 +444,8 @@ static void panel_replay(kvs_ui *ui, kvs_rect b, const kvq_replay_snapshot *sn)
         p[0] = text_part(0, "config changed: R restarts with it", "config changed: R");
         kvs_w_parts(ui, in.y + 5, in.x + 1, in.w - 2, kvs_attr(ui, KVS_C_WARN), p, 1, "");
     }
-    p[0] = text_part(0, "prefill: first half in one chunk,", NULL);
-    p[1] = text_part(0, "then one token per step with its query", NULL);
+    p[0] = text_part(0, "prefill: first half in one chunk,", "prefill: first half at once,");
+    p[1] = text_part(0, "then one token per step with its query", "then token by token");
     kvs_w_parts(ui, in.y + 6, in.x + 1, in.w - 2, kvs_attr(ui, KVS_C_DIM), &p[0], 1, "");
     kvs_w_parts(ui, in.y + 7, in.x + 1, in.w - 2, kvs_attr(ui, KVS_C_DIM), &p[1], 1, "");
 }

@@ -158,8 +158,10 @@ static void draw_form(kvs_ui *ui, kvs_rect r)
         char v[256];
         if (kvq_config_get(&ui->s->cfg, rows[i], v, sizeof v)) snprintf(v, sizeof v, "?");
         bool sel = i == ui->lab.row;
+        int vw = in.w - 21 > 1 ? in.w - 21 : 1;
+        if (vw > 1 && (int)strlen(v) > vw) snprintf(v + vw - 1, sizeof v - (size_t)(vw - 1), "~");   // Enter shows it whole
         kvs_w_text(ui, y, in.x, in.w, sel ? kvs_attr(ui, KVS_C_SEL) : A_NORMAL, " %-18s %-*.*s", rows[i],
-                   in.w - 21, in.w - 21, v);
+                   vw, vw, v);
     }
 }
 

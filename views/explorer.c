@@ -114,9 +114,10 @@ static void draw_grid(kvs_ui *ui, kvs_rect r, const kvq_trace *t)
         }
     }
     kvs_w_scroll(ui, r, first, rows, t->n_layers);
-    if (t->n_kv_heads > fit && r.w > 24)   // heads off to the side
-        kvs_w_text(ui, r.y, r.x + r.w - 16, 14, kvs_attr(ui, KVS_C_ACCENT), " heads %d-%d/%d ", h0,
-                   (h0 + fit < t->n_kv_heads ? h0 + fit : t->n_kv_heads) - 1, t->n_kv_heads);
+    if (t->n_kv_heads > fit && r.w > 24)   // heads off to the side (Left/Right scroll them)
+        kvs_w_text(ui, r.y + r.h - 1, r.x + 1, 16, kvs_attr(ui, KVS_C_ACCENT), " %sheads %d-%d/%d%s ", h0 ? "<" : "",
+                   h0, (h0 + fit < t->n_kv_heads ? h0 + fit : t->n_kv_heads) - 1, t->n_kv_heads,
+                   h0 + fit < t->n_kv_heads ? ">" : "");
 }
 
 // A y-axis label right-aligned in 7 cells, never cut.

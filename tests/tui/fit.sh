@@ -3,7 +3,7 @@
 # (NO_COLOR=1, TERM=xterm, LANG=C) at 200x60, 160x45 and 80x24: no number
 # is ever cut at a box or screen edge (labels shorten, columns go first),
 # the header keeps the trace and config, the history keeps attention error
-# and ratio, every list that scrolls says so, the log wraps, per-layer bars
+# and ratio, every list that scrolls says so, the log and help wrap, per-layer bars
 # name their metric, and the explorer's channel chart has an axis.
 S=kvstudio-fit
 . "$(dirname "$0")/lib.sh"
@@ -60,6 +60,9 @@ screen | grep -qE "cos 0\.[0-9]{4}  min 0\.[0-9]{4}" || fail "the dashboard lost
 screen | grep -qE "out err 0\.[0-9]+" || fail "the dashboard lost the output error"
 screen | grep -q "1 - cos per layer" || fail "the distortion bars do not name their metric"
 screen | grep -qE "\+[0-9]+ layers: L[0-9]+-L[0-9]+" || fail "hidden layers are not counted"
+
+keys 6; wait_for "Keys everywhere"
+screen | grep -qE '^\| +runs\) +\|' || fail "help cut 'quit (asks while a job runs)' instead of wrapping it"
 
 step "the config list scrolls with markers, and a taller window shows its top again"
 keys 1 2; wait_for "run history"

@@ -152,7 +152,7 @@ const kvs_command kvs_commands[] = {
      .studio_only = "moves the studio's dashboard replay N tokens; in scripts use `replay`"},
     {.name = "view", .args = "NAME", .help = "switch the studio view", .run = kvs_cmd_view,
      .studio_only = "switches the studio's view; open the studio with `kvstudio [TRACE]`"},
-    {.name = "export", .args = "json|csv|svg PATH", .help = "export runs or the current plot",
+    {.name = "export", .args = "json|csv|svg PATH [PLOT]", .help = "export runs, or a plot (the current one) as SVG",
      .run = kvs_cmd_export},
     {.name = "help", .args = "[COMMAND]", .help = "list commands or describe one", .run = kvs_cmd_help},
     {.name = "version", .help = "print the version", .run = kvs_cmd_version},

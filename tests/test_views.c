@@ -195,7 +195,9 @@ static void test_lab_run_and_compare(void **state)
     // the method picker: Enter on the method row, / filters, Enter picks
     kvs_ui_key(ui, KEY_UP);
     kvs_ui_key(ui, '\n');
-    assert_shows(ui, "key method  (Enter picks");
+    assert_shows(ui, "key method");
+    assert_shows(ui, "Esc back to the form");   // the footer shows the picker's keys, not the form's
+    assert_hides(ui, "Left/Right change value");
     assert_shows(ui, "polarquant");
     keys(ui, "/q4\n");
     assert_shows(ui, "q4_0_hadamard");
@@ -230,7 +232,7 @@ static void test_plots_and_export(void **state)
     kvs_ui_key(ui, 'a');
     kvs_ui_key(ui, 'a');   // back to key cosine
     kvs_ui_key(ui, KEY_RIGHT);
-    assert_shows(ui, "compression: fp16 K+V bytes / record bytes held");
+    assert_shows(ui, "compression of every run: fp16 K+V bytes / record bytes held");
     assert_shows(ui, "2 turboquant_mse k2/v2");
     kvs_ui_key(ui, KEY_RIGHT);
     assert_shows(ui, "per-layer key bit allocation: uniform");
@@ -461,6 +463,51 @@ static void test_widgets(void **state)
     assert_true((unsigned char)row[1] >= 0xA0 && (unsigned char)row[1] <= 0xA3);
 }
 
+// Numbers that fit or say they cannot; lines and tables that drop, never cut.
+static void test_fitting(void **state)
+{
+    (void)state;
+    char b[32];
+    static const struct { double v; int w, dec; const char *want; } cases[] = {
+        {0.9835, 8, 4, "0.9835"}, {0.9835, 4, 4, "0.98"}, {183000, 7, 3, "183000"}, {183000, 5, 3, "183k"},
+        {1.83e5, 4, 3, "183k"}, {12345678, 4, 0, "12M"}, {0.00002, 6, 5, "2e-5"}, {0.00002, 7, 5, "0.00002"},
+        {-0.000012, 6, 6, "-1e-5"}, {10.91, 5, 2, "10.91"}, {10.91, 4, 2, "10.9"}, {NAN, 3, 2, "n/a"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        int len = kvs_fmt_num(cases[i].v, cases[i].w, cases[i].dec, b, sizeof b);
+        if (len < 0 || strcmp(b, cases[i].want)) print_message("case %zu: got '%s'\n", i, b);
+        assert_string_equal(b, cases[i].want);
+        assert_true(len <= cases[i].w);
+    }
+    assert_int_equal(kvs_fmt_num(123456, 2, 0, b, sizeof b), -1);   // the caller drops it
+    assert_int_equal(kvs_fmt_num(0.5, 2, 2, b, sizeof b), -1);      // "0.5" needs 3, "5e-1" 4
+    kvs_part p[3];
+    kvs_metric_part(&p[0], KVQ_M_KEY_COSINE, 0.98351, 0);
+    kvs_metric_part(&p[1], KVQ_M_KEY_COSINE_MIN, 0.9622, 1);
+    kvs_metric_part(&p[2], KVQ_M_ATTN_KL, 0.05185, 2);
+    char line[256];
+    assert_int_equal(kvs_fit_parts(p, 3, 200, "  ", line, sizeof line), 3);
+    assert_string_equal(line, "key cosine 0.9835  min key cosine 0.9622  attention KL 0.05185 bits");
+    assert_int_equal(kvs_fit_parts(p, 3, 47, "  ", line, sizeof line), 3);   // labels shorten, least important first
+    assert_string_equal(line, "key cosine 0.9835  min 0.9622  KL 0.05185 bits");
+    assert_int_equal(kvs_fit_parts(p, 3, 22, "  ", line, sizeof line), 2);   // then figures go, never cut
+    assert_string_equal(line, "cos 0.9835  min 0.9622");
+    assert_int_equal(kvs_fit_parts(p, 3, 5, "  ", line, sizeof line), 0);
+    kvs_col c[4] = {{.head = "#", .min_w = 3, .right = true}, {.head = "run", .min_w = 10, .flex = true},
+                    {.head = "attention error (keys)", .brief = "attn err", .prio = 1, .min_w = 7},
+                    {.head = "output error", .brief = "out err", .prio = 2, .min_w = 7}};
+    int w[4];
+    const char *h[4];
+    assert_int_equal(kvs_table_fit(c, 4, 80, w, h), 4);
+    assert_string_equal(h[2], "attention error (keys)");
+    assert_int_equal(w[1], 80 - (3 + 1) - (22 + 1) - (12 + 1) - (10 + 1) + 10);   // the flex column takes the rest
+    assert_int_equal(kvs_table_fit(c, 4, 40, w, h), 4);
+    assert_string_equal(h[2], "attn err");
+    assert_int_equal(kvs_table_fit(c, 4, 30, w, h), 3);   // output error goes first
+    assert_int_equal(w[3], 0);
+    assert_true(w[2] != 0);
+}
+
 // ---- the `:` prompt ----
 typedef struct {
     char words[64][64];
@@ -632,6 +679,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_too_small_and_resize, setup, teardown),
         cmocka_unit_test_setup_teardown(test_no_color_and_ascii, setup, teardown),
         cmocka_unit_test_setup_teardown(test_widgets, setup, teardown),
+        cmocka_unit_test(test_fitting),
         cmocka_unit_test(test_completion),
         cmocka_unit_test_setup_teardown(test_prompt_runs_commands, setup, teardown),
         cmocka_unit_test_setup_teardown(test_quit_asks_while_a_job_runs, setup, teardown),

@@ -33,7 +33,9 @@ int kvs_run_measure(const kvq_trace *t, const kvq_config *cfg, const kvq_artifac
 // One line: the run's label, then every figure it measured as "name value unit"
 // (metric names from engine/metrics.h). Used by `run` and the lab's status line.
 void kvs_run_summary(const kvs_run *r, char *buf, size_t n);
-// Writes the current plot of the studio (in batch: the rate-distortion plot
-// of the run history) as an SVG file, atomically.
-int kvs_plot_export_svg(kvs_session *s, const char *path);
+// Writes a plot as an SVG file, atomically: `plot` by name (rd, compression,
+// allocation, kmeans), or NULL for the one the Plots view shows (in batch:
+// rate-distortion). `what` gets its name for the message ("the
+// compression plot (compression)").
+int kvs_plot_export_svg(kvs_session *s, const char *path, const char *plot, char *what, size_t n);
 #endif

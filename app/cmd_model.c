@@ -2,9 +2,9 @@
 // ppl (loss and KL against the fp16 cache), generate (streamed text with
 // observers), capture (kvtrace file).
 //
-// Cache config: without any cache option the fp16 cache (the reference);
-// with any (--method, --bits, --value-bits, --residual-length, ...) the
-// session's config with those applied. A key method of fp16 without
+// Cache config: in batch without any cache option the fp16 cache (the
+// reference); with any (--method, --bits, --value-bits, --residual-length,
+// ...), and always in the studio, the session's config with those applied. A key method of fp16 without
 // --value-bits keeps values fp16 too, so `--method fp16 --bits 16` is the
 // unquantized run. capture with a quantized cache records the model's exact
 // keys and queries of each layer, with earlier layers attending through it.
@@ -24,6 +24,8 @@
 #include "rng.h"
 #include "safetensors.h"
 #include "tok/tok.h"
+#include "progress.h"
+#include "tui.h"
 
 #define CMD_CHUNK 128   // prefill chunk: the cache sees the text as a real prompt would arrive
 
@@ -57,7 +59,7 @@ static int model_config(kvs_session *s, kvs_args *a, const char *cmd, kvq_config
     *cfg = s->cfg;
     if (kvs_args_apply_config(s, a, cfg)) return -1;
     for (int i = 0; i < a->nopt; i++) used_after += a->used[i];
-    *reference = used_after == used_before;
+    *reference = used_after == used_before && !s->ui;   // the studio runs what it shows: the session's
     if (*reference) kvq_model_cfg_reference(cfg);   // no cache option: the reference
     const char *why = *reference ? NULL : kvq_config_fit_bits(cfg, kvs_opt_given(a, "bits"), NULL);
     if (!strcmp(cfg->method, "fp16") && !vbits) {
@@ -89,7 +91,9 @@ static void cfg_label(const kvq_config *c, const kvq_artifacts *art, char *buf, 
 
 static int load_model(kvs_session *s, const char *dir, const char *cmd, kvq_model **m)
 {
-    if (!dir) return kvs_errorf(s, "%s: --model DIR is required (a Hugging Face Llama checkpoint directory)", cmd);
+    if (!dir || !*dir)
+        return kvs_errorf(s, "%s: --model DIR is required (a Hugging Face checkpoint directory; the studio opened "
+                             "on one, `kvstudio MODEL_DIR`, uses it)", cmd);
     if (kvq_model_load(dir, m)) return kvs_errorf(s, "%s: %s", cmd, kvq_last_error());
     return 0;
 }
@@ -197,22 +201,83 @@ static int write_json(kvs_session *s, const char *cmd, json_t *o, const char *pa
 }
 
 // ---- ppl ----
-int kvs_cmd_ppl(kvs_session *s, kvs_args *a)
-{
-    bool json = kvs_opt_flag(a, "json") || s->json, per_token = kvs_opt_flag(a, "per-token");
-    const char *text = kvs_opt_str(a, "text", NULL), *tokf = kvs_opt_str(a, "tokens", NULL);
-    const char *output = kvs_opt_str(a, "output", NULL), *dir = kvs_opt_str(a, "model", NULL);
-    const char *artdir = kvs_opt_str(a, "artifacts", NULL);
+// A model command's arguments, copied out of kvs_args: the run may happen
+// later on the studio's worker thread, after the command line is gone.
+typedef struct {
+    char dir[KVQ_PATH_LEN], artdir[KVQ_PATH_LEN], text[KVQ_PATH_LEN], tokf[KVQ_PATH_LEN];
     kvq_config cfg;
+    char origin[600];   // cfg_origin's line
+} model_args;
+
+static void copy_opt(kvs_args *a, const char *key, char *dst, size_t n)
+{
+    const char *v = kvs_opt_str(a, key, NULL);
+    snprintf(dst, n, "%s", v ? v : "");
+}
+
+// --model, else the model the studio was opened on.
+static void model_dir_of(kvs_session *s, kvs_args *a, model_args *m)
+{
+    copy_opt(a, "model", m->dir, sizeof m->dir);
+    if (!m->dir[0]) snprintf(m->dir, sizeof m->dir, "%s", s->model_dir);
+}
+
+// Runs fn on the task: in the studio as a worker job (progress bar, Esc),
+// in batch right here with the terminal progress line. Takes task.
+static int model_run(kvs_session *s, const char *cmd, kvs_model_fn fn, void *task, const char *open_trace)
+{
+    if (s->ui) return kvs_studio_model_job(s, cmd, fn, task, open_trace);
+    kvs_tty_progress tp;
+    int rc = fn(s, task, kvs_tty_progress_begin(&tp, s, cmd));
+    kvs_tty_progress_end(&tp);
+    free(task);
+    return rc ? -1 : 0;
+}
+
+// The session's artifacts stay put under s->lock while a run uses them;
+// --artifacts DIR loads its own set instead.
+static int art_begin(kvs_session *s, const model_args *ma, const char *cmd, kvq_artifacts **own,
+                     const kvq_artifacts **art)
+{
+    pthread_mutex_lock(&s->lock);
+    if (!load_art(s, ma->artdir[0] ? ma->artdir : NULL, cmd, own, art)) return 0;
+    pthread_mutex_unlock(&s->lock);
+    return -1;
+}
+
+static void art_end(kvs_session *s, kvq_artifacts *own)
+{
+    kvq_artifacts_free(own);
+    pthread_mutex_unlock(&s->lock);
+}
+
+// The engine's message for a failed run; a cancelled one prints nothing (the studio says so).
+static int run_failed(kvs_session *s, const char *cmd, kvq_status st)
+{
+    if (st == KVQ_ERR_CANCELLED) return KVQ_ERR_CANCELLED;
+    kvs_errorf(s, "%s: %s", cmd, kvq_last_error());
+    return -1;
+}
+
+typedef struct {
+    model_args m;
+    char output[KVQ_PATH_LEN];
+    bool json, per_token;
+} ppl_task;
+
+static int ppl_run(kvs_session *s, void *task, kvq_progress *p)
+{
+    ppl_task *t = task;
+    const char *text = t->m.text[0] ? t->m.text : NULL, *tokf = t->m.tokf[0] ? t->m.tokf : NULL;
+    const char *output = t->output[0] ? t->output : NULL;
+    bool json = t->json;
+    const kvq_config cfg = t->m.cfg;
     kvq_model *m = NULL;
     kvq_artifacts *own = NULL;
     const kvq_artifacts *art;
-    bool reference;
-    if (model_config(s, a, "ppl", &cfg, &reference) || kvs_args_check_unused(s, a, "ppl")) return -1;
-    if (!!text == !!tokf) return kvs_errorf(s, "ppl: give one of --text FILE or --tokens FILE");
-    if (load_art(s, artdir, "ppl", &own, &art)) return -1;
-    if (load_model(s, dir, "ppl", &m)) {
-        kvq_artifacts_free(own);
+    if (art_begin(s, &t->m, "ppl", &own, &art)) return -1;
+    if (load_model(s, t->m.dir, "ppl", &m)) {
+        art_end(s, own);
         return -1;
     }
     int32_t *tok = NULL;
@@ -229,23 +294,20 @@ int kvs_cmd_ppl(kvs_session *s, kvs_args *a)
         kvs_errorf(s, "ppl: %s holds %d tokens (expected at least 2)", text ? text : tokf, n);
         goto out;
     }
-    if (per_token && !json && !output) {
-        kvs_errorf(s, "ppl: --per-token goes with --json or --output (it adds token_nll_nats to the JSON)");
-        goto out;
-    }
     kvq_ppl_result r;
-    nats = per_token ? malloc(sizeof(double) * (size_t)(n - 1)) : NULL;
-    if (per_token && !nats) {
+    nats = t->per_token ? malloc(sizeof(double) * (size_t)(n - 1)) : NULL;
+    if (t->per_token && !nats) {
         kvs_errorf(s, "ppl: out of memory for %d per-token losses", n - 1);
         goto out;
     }
-    if (kvq_model_ppl_tokens(m, &cfg, art, tok, n, CMD_CHUNK, NULL, nats, &r)) {
-        kvs_errorf(s, "ppl: %s", kvq_last_error());
+    kvq_status st = kvq_model_ppl_tokens(m, &cfg, art, tok, n, CMD_CHUNK, p, nats, &r);
+    if (st) {
+        rc = run_failed(s, "ppl", st);
         goto out;
     }
-    char label[256], origin[600];
+    char label[256];
     cfg_label(&cfg, art, label, sizeof label);
-    cfg_origin(a, &cfg, reference, origin, sizeof origin);
+    const char *origin = t->m.origin;
     const kvq_metric *loss = &kvq_metrics[per_byte ? KVQ_M_BITS_PER_BYTE : KVQ_M_BITS_PER_TOKEN];
     const kvq_metric *kl = &kvq_metrics[KVQ_M_NEXT_TOKEN_KL];
     const char *unit = loss->report;
@@ -307,9 +369,36 @@ out:
     kvq_tok_free(tk);
     free(nats);
     kvq_model_free(m);
-    kvq_artifacts_free(own);
+    art_end(s, own);
     return rc;
 }
+
+int kvs_cmd_ppl(kvs_session *s, kvs_args *a)
+{
+    ppl_task *t = calloc(1, sizeof *t);
+    if (!t) return kvs_errorf(s, "ppl: out of memory");
+    bool reference;
+    t->json = kvs_opt_flag(a, "json") || s->json;
+    t->per_token = kvs_opt_flag(a, "per-token");
+    copy_opt(a, "text", t->m.text, sizeof t->m.text);
+    copy_opt(a, "tokens", t->m.tokf, sizeof t->m.tokf);
+    copy_opt(a, "output", t->output, sizeof t->output);
+    copy_opt(a, "artifacts", t->m.artdir, sizeof t->m.artdir);
+    model_dir_of(s, a, &t->m);
+    int bad = model_config(s, a, "ppl", &t->m.cfg, &reference) || kvs_args_check_unused(s, a, "ppl");
+    if (!bad && !t->m.text[0] == !t->m.tokf[0]) bad = kvs_errorf(s, "ppl: give one of --text FILE or --tokens FILE");
+    if (!bad && t->per_token && !t->json && !t->output[0])
+        bad = kvs_errorf(s, "ppl: --per-token goes with --json or --output (it adds token_nll_nats to the JSON)");
+    if (!bad && !t->m.dir[0]) bad = load_model(s, NULL, "ppl", NULL);   // says --model is required
+    if (bad) {
+        free(t);
+        return -1;
+    }
+    cfg_origin(a, &t->m.cfg, reference, t->m.origin, sizeof t->m.origin);
+    return model_run(s, "ppl", ppl_run, t, NULL);
+}
+
+
 
 // ---- generate ----
 // Sample from softmax(logits / T); T <= 0 is greedy.
@@ -408,25 +497,35 @@ static void print_reports(kvs_session *s, const kvq_report *r)
     }
 }
 
-int kvs_cmd_generate(kvs_session *s, kvs_args *a)
+typedef struct {
+    model_args m;
+    char prompt[1024];
+    bool has_prompt, seeded;
+    long max_tokens, seed;
+    double temp;
+} gen_task;
+
+// The prompt's prefill asks before every layer (runner poll); decoding asks per token.
+static bool prefill_poll(void *user, int layer)
 {
-    const char *prompt = kvs_opt_str(a, "prompt", NULL), *tokf = kvs_opt_str(a, "tokens", NULL);
-    const char *dir = kvs_opt_str(a, "model", NULL), *artdir = kvs_opt_str(a, "artifacts", NULL);
-    long max_tokens = kvs_opt_int(a, "max-tokens", 64);
-    double temp = kvs_opt_double(a, "temperature", 0.0);
-    long seed = kvs_opt_int(a, "seed", 0);
-    bool seeded = kvs_opt_given(a, "seed");
-    kvq_config cfg;
-    bool reference;
-    if (model_config(s, a, "generate", &cfg, &reference) || kvs_args_check_unused(s, a, "generate")) return -1;
-    if (!!prompt == !!tokf) return kvs_errorf(s, "generate: give one of --prompt TEXT or --tokens FILE");
-    if (temp < 0) return kvs_errorf(s, "generate: --temperature %g is negative (expected >= 0; 0 = greedy)", temp);
+    (void)layer;
+    return kvq_progress_report(user, 0, "prompt");
+}
+
+static int generate_run(kvs_session *s, void *task, kvq_progress *p)
+{
+    gen_task *gt = task;
+    const char *prompt = gt->has_prompt ? gt->prompt : NULL, *tokf = gt->m.tokf[0] ? gt->m.tokf : NULL;
+    long max_tokens = gt->max_tokens, seed = gt->seed;
+    double temp = gt->temp;
+    bool seeded = gt->seeded;
+    const kvq_config cfg = gt->m.cfg;
     kvq_model *m = NULL;
     kvq_artifacts *own = NULL;
     const kvq_artifacts *art;
-    if (load_art(s, artdir, "generate", &own, &art)) return -1;
-    if (load_model(s, dir, "generate", &m)) {
-        kvq_artifacts_free(own);
+    if (art_begin(s, &gt->m, "generate", &own, &art)) return -1;
+    if (load_model(s, gt->m.dir, "generate", &m)) {
+        art_end(s, own);
         return -1;
     }
     int V = m->cfg.vocab_size, rc = -1, n = 0;
@@ -481,20 +580,23 @@ int kvs_cmd_generate(kvs_session *s, kvs_args *a)
     }
     kvq_rng rng;
     kvq_rng_seed(&rng, seeded ? (uint64_t)seed : cfg.seed);
-    char label[256], origin[600];
+    char label[256];
     cfg_label(&cfg, art, label, sizeof label);
-    cfg_origin(a, &cfg, reference, origin, sizeof origin);
     kvs_printf(s, "cache       %s", label);   // the header, before the text streams
-    kvs_printf(s, "config      %s", origin);
+    kvs_printf(s, "config      %s", gt->m.origin);
     stream_buf sb = {.len = 0};
     bool bytes = byte_level(m);
     int shown = 0;   // the BOS is not printed
     for (int i = 0; i < n; i++)
         if (!tk || tok[i] != kvq_tok_bos(tk)) stream_token(s, &sb, bytes, tk, shown++ == 0, tok[i]);
     double t0 = kvq_now_s();
-    if (kvq_runner_forward(r, tok, n, false, logits)) {
+    kvq_progress_begin(p);
+    if (p) kvq_runner_set_poll(r, prefill_poll, p);
+    kvq_status st = kvq_runner_forward(r, tok, n, false, logits);
+    kvq_runner_set_poll(r, NULL, NULL);
+    if (st) {
         stream_end(s, &sb);
-        kvs_errorf(s, "generate: %s", kvq_last_error());
+        rc = run_failed(s, "generate", st);
         goto out;
     }
     double t_prefill = kvq_now_s() - t0;
@@ -510,6 +612,12 @@ int kvs_cmd_generate(kvs_session *s, kvs_args *a)
         if (made + 1 == max_tokens) {
             made++;
             break;
+        }
+        if (kvq_progress_report(p, (double)(made + 1) / max_tokens, "decode")) {
+            stream_end(s, &sb);
+            kvs_printf(s, "generate: stopped after %ld of %ld tokens", made + 1, max_tokens);
+            rc = KVQ_ERR_CANCELLED;
+            goto out;
         }
         if (kvq_runner_forward(r, &next, 1, false, logits)) {
             stream_end(s, &sb);
@@ -530,7 +638,7 @@ out:
     kvq_runner_free(r);
     kvq_observers_free(obs);
     kvq_model_free(m);
-    kvq_artifacts_free(own);
+    art_end(s, own);
     free(tok);
     kvq_tok_free(tk);
     free(logits);
@@ -538,34 +646,56 @@ out:
     return rc;
 }
 
-// ---- capture ----
-int kvs_cmd_capture(kvs_session *s, kvs_args *a)
+int kvs_cmd_generate(kvs_session *s, kvs_args *a)
 {
-    const char *text = kvs_opt_str(a, "text", NULL), *outp = kvs_opt_str(a, "out", NULL);
-    const char *tokarg = kvs_opt_str(a, "tokens", NULL), *dir = kvs_opt_str(a, "model", NULL);
-    const char *artdir = kvs_opt_str(a, "artifacts", NULL);
-    kvq_config cfg;
+    gen_task *t = calloc(1, sizeof *t);
+    if (!t) return kvs_errorf(s, "generate: out of memory");
+    const char *prompt = kvs_opt_str(a, "prompt", NULL);
+    t->has_prompt = prompt != NULL;
+    snprintf(t->prompt, sizeof t->prompt, "%s", prompt ? prompt : "");
+    copy_opt(a, "tokens", t->m.tokf, sizeof t->m.tokf);
+    copy_opt(a, "artifacts", t->m.artdir, sizeof t->m.artdir);
+    model_dir_of(s, a, &t->m);
+    t->max_tokens = kvs_opt_int(a, "max-tokens", 64);
+    t->temp = kvs_opt_double(a, "temperature", 0.0);
+    t->seed = kvs_opt_int(a, "seed", 0);
+    t->seeded = kvs_opt_given(a, "seed");
     bool reference;
-    if (model_config(s, a, "capture", &cfg, &reference) || kvs_args_check_unused(s, a, "capture")) return -1;
-    if (!outp) return kvs_errorf(s, "capture: --out TRACE.safetensors is required");
-    // --tokens N limits the text; --tokens FILE gives token ids (non-byte-level models).
-    long limit = 0;
-    const char *tokf = NULL;
-    if (tokarg) {
-        char *end;
-        errno = 0;
-        limit = strtol(tokarg, &end, 10);
-        if (errno || end == tokarg || *end) limit = 0, tokf = tokarg;
-        else if (limit < 2) return kvs_errorf(s, "capture: --tokens %s (expected a count >= 2 or a token file)", tokarg);
+    int bad = model_config(s, a, "generate", &t->m.cfg, &reference) || kvs_args_check_unused(s, a, "generate");
+    if (!bad && t->has_prompt == !!t->m.tokf[0])
+        bad = kvs_errorf(s, "generate: give one of --prompt TEXT or --tokens FILE");
+    if (!bad && prompt && strlen(prompt) >= sizeof t->prompt)
+        bad = kvs_errorf(s, "generate: --prompt is %zu bytes (at most %zu; longer prompts go in --tokens FILE)",
+                         strlen(prompt), sizeof t->prompt - 1);
+    if (!bad && t->temp < 0)
+        bad = kvs_errorf(s, "generate: --temperature %g is negative (expected >= 0; 0 = greedy)", t->temp);
+    if (!bad && !t->m.dir[0]) bad = load_model(s, NULL, "generate", NULL);   // says --model is required
+    if (bad) {
+        free(t);
+        return -1;
     }
-    if (!text && !tokf) return kvs_errorf(s, "capture: give --text FILE (or --tokens FILE of token ids)");
-    if (text && tokf) return kvs_errorf(s, "capture: give --text FILE or --tokens FILE, not both");
+    cfg_origin(a, &t->m.cfg, reference, t->m.origin, sizeof t->m.origin);
+    return model_run(s, "generate", generate_run, t, NULL);
+}
+
+// ---- capture ----
+typedef struct {
+    model_args m;
+    char out[KVQ_PATH_LEN];
+    long limit;   // --tokens N: the first N tokens of the text (0 = all)
+} capture_task;
+
+static int capture_run(kvs_session *s, void *task, kvq_progress *p)
+{
+    capture_task *ct = task;
+    const char *text = ct->m.text[0] ? ct->m.text : NULL, *tokf = ct->m.tokf[0] ? ct->m.tokf : NULL;
+    const kvq_config cfg = ct->m.cfg;
     kvq_model *m = NULL;
     kvq_artifacts *own = NULL;
     const kvq_artifacts *art;
-    if (load_art(s, artdir, "capture", &own, &art)) return -1;
-    if (load_model(s, dir, "capture", &m)) {
-        kvq_artifacts_free(own);
+    if (art_begin(s, &ct->m, "capture", &own, &art)) return -1;
+    if (load_model(s, ct->m.dir, "capture", &m)) {
+        art_end(s, own);
         return -1;
     }
     int32_t *tok = NULL;
@@ -576,24 +706,25 @@ int kvs_cmd_capture(kvs_session *s, kvs_args *a)
              : file_tokens(s, "capture", m, tokf, &tok, &n))
         goto out;
     bool per_byte = text != NULL && !tk;   // byte-level: a token is a byte
-    if (limit && limit < n) n = (int)limit;
+    if (ct->limit && ct->limit < n) n = (int)ct->limit;
     if (n < 2) {
         kvs_errorf(s, "capture: %d tokens (expected at least 2)", n);
         goto out;
     }
     const char *src = text ? text : tokf;
     const char *base = strrchr(src, '/');
-    char source[400];
+    char source[KVQ_PATH_LEN + 48];
     snprintf(source, sizeof source, "%s, first %d %s", base ? base + 1 : src, n, per_byte ? "bytes" : "tokens");
     double bits = 0;
     double t0 = kvq_now_s();
-    if (kvq_model_capture(m, &cfg, art, tok, n, per_byte, source, outp, &bits)) {
-        kvs_errorf(s, "capture: %s", kvq_last_error());
+    kvq_status st = kvq_model_capture(m, &cfg, art, tok, n, per_byte, source, ct->out, p, &bits);
+    if (st) {
+        rc = run_failed(s, "capture", st);
         goto out;
     }
     char label[256];
     cfg_label(&cfg, art, label, sizeof label);
-    kvs_printf(s, "wrote %s: %d layers, %d heads, %d kv heads, head_dim %d, %d tokens, F16 (cache %s, %.1f s)", outp,
+    kvs_printf(s, "wrote %s: %d layers, %d heads, %d kv heads, head_dim %d, %d tokens, F16 (cache %s, %.1f s)", ct->out,
                m->cfg.n_layers, m->cfg.n_heads, m->cfg.n_kv_heads, m->cfg.head_dim, n, label, kvq_now_s() - t0);
     kvs_printf(s, "loss  %.4f %s", bits, per_byte ? "bits/byte" : "bits/token");
     rc = 0;
@@ -601,6 +732,40 @@ out:
     free(tok);
     kvq_tok_free(tk);
     kvq_model_free(m);
-    kvq_artifacts_free(own);
+    art_end(s, own);
     return rc;
+}
+
+int kvs_cmd_capture(kvs_session *s, kvs_args *a)
+{
+    capture_task *t = calloc(1, sizeof *t);
+    if (!t) return kvs_errorf(s, "capture: out of memory");
+    copy_opt(a, "text", t->m.text, sizeof t->m.text);
+    copy_opt(a, "out", t->out, sizeof t->out);
+    copy_opt(a, "artifacts", t->m.artdir, sizeof t->m.artdir);
+    model_dir_of(s, a, &t->m);
+    const char *tokarg = kvs_opt_str(a, "tokens", NULL);
+    bool reference;
+    int bad = model_config(s, a, "capture", &t->m.cfg, &reference) || kvs_args_check_unused(s, a, "capture");
+    if (!bad && !t->out[0]) bad = kvs_errorf(s, "capture: --out TRACE.safetensors is required");
+    // --tokens N limits the text; --tokens FILE gives token ids (non-byte-level models).
+    if (!bad && tokarg) {
+        char *end;
+        errno = 0;
+        t->limit = strtol(tokarg, &end, 10);
+        if (errno || end == tokarg || *end) t->limit = 0, snprintf(t->m.tokf, sizeof t->m.tokf, "%s", tokarg);
+        else if (t->limit < 2)
+            bad = kvs_errorf(s, "capture: --tokens %s (expected a count >= 2 or a token file)", tokarg);
+    }
+    if (!bad && !t->m.text[0] && !t->m.tokf[0])
+        bad = kvs_errorf(s, "capture: give --text FILE (or --tokens FILE of token ids)");
+    if (!bad && t->m.text[0] && t->m.tokf[0]) bad = kvs_errorf(s, "capture: give --text FILE or --tokens FILE, not both");
+    if (!bad && !t->m.dir[0]) bad = load_model(s, NULL, "capture", NULL);   // says --model is required
+    if (bad) {
+        free(t);
+        return -1;
+    }
+    char out[KVQ_PATH_LEN];
+    snprintf(out, sizeof out, "%s", t->out);
+    return model_run(s, "capture", capture_run, t, out);   // the studio opens the trace it wrote
 }

@@ -59,8 +59,9 @@ static const kvs_option opts_recommend[] = {
     {.name = "seq-len", .kind = KVS_OPT_INT, .arg = "N", .lo = 0, .hi = 1 << 24,
      .help = "tokens replayed (0 = the whole trace)"},
     JSON_FLAG, END};
-#define MODEL_OPT {.name = "model", .kind = KVS_OPT_STRING, .arg = "DIR", .required = true, \
-                   .help = "Hugging Face checkpoint directory (llama, mistral, qwen2/3, gemma2/3, phi3)"}
+#define MODEL_OPT {.name = "model", .kind = KVS_OPT_STRING, .arg = "DIR", \
+                   .help = "Hugging Face checkpoint directory (llama, mistral, qwen2/3, gemma2/3, phi3); " \
+                           "needed unless the studio was opened on one"}
 #define ARTIFACTS_OPT {.name = "artifacts", .kind = KVS_OPT_STRING, .arg = "DIR", \
                        .help = "calibration artifacts (calibrated methods)"}
 static const kvs_option opts_ppl[] = {

@@ -203,7 +203,7 @@ static void test_capture_round_trip(void **st)
     kvq_config c;
     kvq_model_cfg_reference(&c);
     double bits;
-    kvq_status s = kvq_model_capture(g_model, &c, NULL, tok, N, true, "textwrap-1k.py, first 256 bytes", path, &bits);
+    kvq_status s = kvq_model_capture(g_model, &c, NULL, tok, N, true, "textwrap-1k.py, first 256 bytes", path, NULL, &bits);
     if (s) fprintf(stderr, "capture: %s\n", kvq_last_error());
     assert_int_equal(s, KVQ_OK);
     kvq_trace *cap, *ref;

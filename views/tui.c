@@ -473,6 +473,8 @@ int kvs_tui_run(kvs_session *s, const char *path)
         return refuse(s, "out of memory");
     }
     snprintf(ui->gen.model_dir, sizeof ui->gen.model_dir, "%s", model_dir);
+    snprintf(s->model_dir, sizeof s->model_dir, "%s", model_dir);
+    if (model_dir[0]) kvs_ui_switch(ui, "model");   // opened on a model: show it, not the sample trace
     const char *cs = setlocale(LC_CTYPE, NULL);
     ui->utf8 = !ui->ascii_forced && cs && (strstr(cs, "UTF-8") || strstr(cs, "utf8") || strstr(cs, "UTF8"));
     cbreak();

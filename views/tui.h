@@ -21,6 +21,15 @@ int kvs_studio_step(kvs_session *s, int n);
 // bar (for `calibrate` while the studio runs). o: engine/calib/calib.h.
 struct kvq_calib_opts;
 int kvs_studio_calibrate(kvs_session *s, const char *method, const struct kvq_calib_opts *o);
+// Model runs (ppl, generate, capture; app/cmd_model.c): fn runs one command
+// on task (a flat struct, freed with free() after) and prints through the
+// session; returns 0, KVQ_ERR_CANCELLED (nothing printed) or -1 (error
+// printed). Any thread; p may be NULL.
+typedef int (*kvs_model_fn)(kvs_session *s, void *task, kvq_progress *p);
+// fn on the worker thread with the progress bar (Esc cancels); when it
+// succeeds, open_trace (NULL = none) is loaded into the session. Takes task,
+// also when refused (busy). 0 / -1.
+int kvs_studio_model_job(kvs_session *s, const char *name, kvs_model_fn fn, void *task, const char *open_trace);
 // Names of the views, NULL-terminated (completion, help, errors).
 const char *const *kvs_studio_view_names(void);
 

@@ -11,7 +11,7 @@ KVS_CMD(load) KVS_CMD(info) KVS_CMD(help) KVS_CMD(quit) KVS_CMD(set) KVS_CMD(sho
 KVS_CMD(method) KVS_CMD(bits) KVS_CMD(value_bits) KVS_CMD(version) KVS_CMD(methods)
 KVS_CMD(quantize)
 KVS_CMD(benchmark) KVS_CMD(compare) KVS_CMD(recommend)
-KVS_CMD(ppl) KVS_CMD(generate) KVS_CMD(capture)
+KVS_CMD(ppl) KVS_CMD(generate) KVS_CMD(capture) KVS_CMD(grid)
 KVS_CMD(tokenize)
 KVS_CMD(precompute) KVS_CMD(calibrate) KVS_CMD(save) KVS_CMD(load_artifacts)
 KVS_CMD(view) KVS_CMD(run) KVS_CMD(replay) KVS_CMD(pause) KVS_CMD(step) KVS_CMD(export)

@@ -290,6 +290,16 @@ static void plots_draw(kvs_ui *ui, kvs_rect r)
     free(c);
 }
 
+// The rate-distortion chart alone, for the model view to show beside its own.
+void kvs_plots_draw_rd(kvs_ui *ui, kvs_rect r)
+{
+    chart *c = calloc(1, sizeof *c);
+    if (!c) return;
+    build_rd(ui->s, &ui->plots, c);
+    draw_chart(ui, r, c);
+    free(c);
+}
+
 // ---- SVG ----
 static const char *const svg_colors[] = {"#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
                                          "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"};

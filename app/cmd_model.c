@@ -216,10 +216,15 @@ static void copy_opt(kvs_args *a, const char *key, char *dst, size_t n)
 }
 
 // --model, else the model the studio was opened on.
+// A studio without a model adopts the first one given (the model view shows it).
 static void model_dir_of(kvs_session *s, kvs_args *a, model_args *m)
 {
     copy_opt(a, "model", m->dir, sizeof m->dir);
     if (!m->dir[0]) snprintf(m->dir, sizeof m->dir, "%s", s->model_dir);
+    char cfg[KVQ_PATH_LEN + 16];
+    snprintf(cfg, sizeof cfg, "%s/config.json", m->dir);
+    if (s->ui && !s->model_dir[0] && m->dir[0] && kvq_file_exists(cfg))
+        snprintf(s->model_dir, sizeof s->model_dir, "%s", m->dir);
 }
 
 // Runs fn on the task: in the studio as a worker job (progress bar, Esc),
@@ -844,6 +849,7 @@ int kvs_grid_run(kvs_session *s, const kvs_grid_spec *g, const kvq_config *base,
         const kvq_method *me = kvq_method_find(g->methods[mi]);
         int nb = me && me->min_bits == me->max_bits ? 1 : g->n_bits;
         for (int bi = 0; bi < nb && rc == 0; bi++, gp.cell++) {
+            if (g->keep[mi][bi]) continue;
             kvs_grid_cell c = {.state = KVS_CELL_RUNNING, .bpb = NAN, .ref_bpb = NAN, .kl = NAN, .key_bits = NAN,
                                .value_bits = NAN};
             kvq_config cfg;
@@ -920,7 +926,9 @@ int kvs_cmd_grid(kvs_session *s, kvs_args *a)
     snprintf(mbuf, sizeof mbuf, "%s", kvs_opt_str(a, "methods", s->cfg.method));
     snprintf(bbuf, sizeof bbuf, "%s", kvs_opt_str(a, "bits", "2,3,4"));
     snprintf(g.text, sizeof g.text, "%s", kvs_opt_str(a, "text", GRID_TEXT));
-    snprintf(g.model_dir, sizeof g.model_dir, "%s", kvs_opt_str(a, "model", s->model_dir));
+    model_args ma;
+    model_dir_of(s, a, &ma);
+    snprintf(g.model_dir, sizeof g.model_dir, "%s", ma.dir);
     g.value_bits = (int)kvs_opt_int(a, "value-bits", s->cfg.value_bits);
     if (kvs_args_check_unused(s, a, "grid")) return -1;
     if (!g.model_dir[0]) return load_model(s, NULL, "grid", NULL);   // says --model is required

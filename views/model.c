@@ -14,6 +14,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include "label.h"
 #include "model.h"
 #include "safetensors.h"
 #include "tok/tok.h"
@@ -55,7 +56,7 @@ static void info_line(kvs_model_state *ms, const char *key, const char *fmt, ...
     va_start(ap, fmt);
     vsnprintf(v, sizeof v, fmt, ap);
     va_end(ap);
-    snprintf(ms->info[ms->n_info++], sizeof ms->info[0], "%-10s %s", key, v);
+    snprintf(ms->info[ms->n_info++], sizeof ms->info[0], "%-9s %s", key, v);
 }
 
 static void read_info(kvs_ui *ui)
@@ -78,13 +79,12 @@ static void read_info(kvs_ui *ui)
     info_line(ms, "model", "%s", name && name[1] ? name + 1 : dir);
     info_line(ms, "arch", "%s (%s)", c->arch->model_type, c->arch->label);
     info_line(ms, "layers", "%d", c->n_layers);
-    info_line(ms, "heads", "%d query, %d kv (%d per kv head)", c->n_heads, c->n_kv_heads,
-              c->n_kv_heads ? c->n_heads / c->n_kv_heads : 0);
+    info_line(ms, "heads", "%d query, %d kv", c->n_heads, c->n_kv_heads);
     info_line(ms, "head_dim", "%d", c->head_dim);
     info_line(ms, "hidden", "%d, MLP %d", c->hidden_size, c->intermediate_size);
     int nf;
     double np = count_params(dir, &nf);
-    if (isfinite(np) && nf) info_line(ms, "params", "%.1fM (%d safetensors file%s)", np / 1e6, nf, nf == 1 ? "" : "s");
+    if (isfinite(np) && nf) info_line(ms, "params", "%.1fM (%d file%s)", np / 1e6, nf, nf == 1 ? "" : "s");
     else info_line(ms, "params", "n/a (no safetensors file readable)");
     if (kvq_tok_present(dir)) {
         kvq_tok *tk;
@@ -92,11 +92,11 @@ static void read_info(kvs_ui *ui)
         else info_line(ms, "tokenizer", "tokenizer.json, %d ids (vocab %d)", kvq_tok_vocab_size(tk), c->vocab_size);
         if (tk) kvq_tok_free(tk);
     } else if (c->vocab_size == 256) {
-        info_line(ms, "tokenizer", "bytes (id = byte, vocab 256)");
+        info_line(ms, "tokenizer", "bytes (vocab 256)");
     } else {
         info_line(ms, "tokenizer", "none: vocab %d, give token ids (--tokens)", c->vocab_size);
     }
-    info_line(ms, "rope", "%s, theta %g", c->rope_type[0] ? c->rope_type : "default", c->rope_theta);
+    info_line(ms, "rope", "theta %g, %s", c->rope_theta, c->rope_type[0] ? c->rope_type : "default");
     if (c->sliding_window) info_line(ms, "window", "%d tokens (sliding layers)", c->sliding_window);
     info_line(ms, "context", "%d positions", c->max_position_embeddings);
     kvq_clear_error();
@@ -145,6 +145,31 @@ static void grid_job_done(kvs_ui *ui, kvs_job *j)
     j->arg = NULL;
 }
 
+// Configs that differ only where every cell sets its own (method and widths).
+static bool same_base(const kvq_config *a, const kvq_config *b)
+{
+    kvq_config x = *a, y = *b;
+    char la[512], lb[512];
+    x.bits = y.bits = x.value_bits = y.value_bits = 0;
+    strcpy(x.method, "fp16"), strcpy(y.method, "fp16");
+    x.value_method[0] = y.value_method[0] = 0;
+    kvq_config_label(&x, "", la, sizeof la);
+    kvq_config_label(&y, "", lb, sizeof lb);
+    return !strcmp(la, lb);
+}
+
+static bool same_grid(const kvs_grid_spec *a, const kvs_grid_spec *b)
+{
+    if (a->n_methods != b->n_methods || a->n_bits != b->n_bits || a->value_bits != b->value_bits ||
+        strcmp(a->text, b->text) || strcmp(a->model_dir, b->model_dir))
+        return false;
+    for (int m = 0; m < a->n_methods; m++)
+        if (strcmp(a->methods[m], b->methods[m])) return false;
+    for (int i = 0; i < a->n_bits; i++)
+        if (a->bits[i] != b->bits[i]) return false;
+    return true;
+}
+
 int kvs_studio_grid(kvs_session *s, const kvs_grid_spec *g)
 {
     kvs_ui *ui = s->ui;
@@ -156,9 +181,17 @@ int kvs_studio_grid(kvs_session *s, const kvs_grid_spec *g)
     gj->g = *g;
     gj->base = s->cfg;
     kvs_model_state *ms = &ui->model;
-    ms->grid = *g;
+    // the same grid on the same config again: what is computed stays (a
+    // cancelled grid resumes), the rest is computed
+    bool same = ms->have_grid && same_base(&s->cfg, &ms->base) && same_grid(&ms->grid, g);
+    for (int m = 0; m < KVS_GRID_MAX_METHODS; m++)
+        for (int b = 0; b < KVS_GRID_MAX_BITS; b++) {
+            gj->g.keep[m][b] = same && ms->cells[m][b].state == KVS_CELL_DONE;
+            if (!gj->g.keep[m][b]) ms->cells[m][b] = (kvs_grid_cell){.state = KVS_CELL_EMPTY};
+        }
+    ms->grid = gj->g;
+    ms->base = s->cfg;
     ms->have_grid = true;
-    memset(ms->cells, 0, sizeof ms->cells);   // KVS_CELL_EMPTY
     if (ms->cur_m >= g->n_methods) ms->cur_m = 0;
     if (ms->cur_b >= g->n_bits) ms->cur_b = 0;
     kvs_ui_switch(ui, "model");
@@ -305,13 +338,18 @@ static void draw_model_plot(kvs_ui *ui, kvs_rect r, kvs_grid_cell (*cells)[KVS_G
     kvs_plot_init(&p, (kvs_rect){in.y + 1, in.x + 9, in.h - 3, in.w - 9 - legend_w - 1}, ui->utf8, x0 - px, x1 + px,
                   y0 - py, y1 + py);
     for (int m = 0; m < g->n_methods; m++) {
-        double lx = NAN, ly = NAN;
-        for (int b = 0; b < g->n_bits; b++) {   // columns in the order given: sort by held bits first
+        double px_[KVS_GRID_MAX_BITS], py_[KVS_GRID_MAX_BITS];
+        int k = 0;
+        for (int b = 0; b < g->n_bits; b++) {   // --bits may come in any order: the curve goes by held bits
             const kvs_grid_cell *c = &cells[m][b];
             if (c->state != KVS_CELL_DONE || !isfinite(c->key_bits)) continue;
-            kvs_plot_point(&p, c->key_bits, c->bpb, m);
-            if (isfinite(lx)) kvs_plot_line(&p, lx, ly, c->key_bits, c->bpb, m);
-            lx = c->key_bits, ly = c->bpb;
+            int i = k++;
+            for (; i > 0 && px_[i - 1] > c->key_bits; i--) px_[i] = px_[i - 1], py_[i] = py_[i - 1];
+            px_[i] = c->key_bits, py_[i] = c->bpb;
+        }
+        for (int i = 0; i < k; i++) {
+            kvs_plot_point(&p, px_[i], py_[i], m);
+            if (i) kvs_plot_line(&p, px_[i - 1], py_[i - 1], px_[i], py_[i], m);
         }
     }
     char xl[64], yl[64];
@@ -378,15 +416,24 @@ static int k_run(kvs_ui *ui, int key)
     return KVS_KEY_REDRAW;
 }
 
-static void respec(kvs_ui *ui, const kvs_grid_spec *g)
+// A new grid spec; rows that stay keep their cells (Enter then computes the
+// rest). from[m]: the old row of new row m, -1 for a new one.
+static bool respec(kvs_ui *ui, const kvs_grid_spec *g, const int *from)
 {
+    kvs_model_state *ms = &ui->model;
     if (kvs_job_busy(ui)) {
         kvs_ui_set_status(ui, true, "grid: busy with %s (Esc cancels it)", ui->job.name);
-        return;
+        return false;
     }
-    ui->model.grid = *g;
-    ui->model.have_grid = true;
-    memset(ui->model.cells, 0, sizeof ui->model.cells);
+    static kvs_grid_cell old[KVS_GRID_MAX_METHODS][KVS_GRID_MAX_BITS];
+    memcpy(old, ms->cells, sizeof old);
+    memset(ms->cells, 0, sizeof ms->cells);
+    for (int m = 0; from && m < g->n_methods; m++)
+        if (from[m] >= 0 && ms->have_grid) memcpy(ms->cells[m], old[from[m]], sizeof ms->cells[m]);
+    if (!ms->have_grid) ms->base = ui->s->cfg;
+    ms->grid = *g;
+    ms->have_grid = true;
+    return true;
 }
 
 static int k_value_bits(kvs_ui *ui, int key)
@@ -397,7 +444,7 @@ static int k_value_bits(kvs_ui *ui, int key)
     int i = 0;
     while (i < 5 && widths[i] != g.value_bits) i++;
     g.value_bits = widths[(i + 1) % 5];
-    respec(ui, &g);
+    if (!respec(ui, &g, NULL)) return KVS_KEY_REDRAW;   // every cell changes
     kvs_ui_set_status(ui, false, "grid values v%d: Enter computes it", g.value_bits);
     return KVS_KEY_REDRAW;
 }
@@ -416,8 +463,11 @@ static int k_add_method(kvs_ui *ui, int key)
         kvs_ui_set_status(ui, true, "grid: %d rows at most (d deletes the cursor's)", KVS_GRID_MAX_METHODS);
         return KVS_KEY_REDRAW;
     }
+    int from[KVS_GRID_MAX_METHODS];
+    for (int i = 0; i < g.n_methods; i++) from[i] = i;
+    from[g.n_methods] = -1;
     snprintf(g.methods[g.n_methods++], sizeof g.methods[0], "%s", m);
-    respec(ui, &g);
+    if (respec(ui, &g, from)) kvs_ui_set_status(ui, false, "grid: row %s added; Enter computes its cells", m);
     return KVS_KEY_REDRAW;
 }
 
@@ -426,11 +476,12 @@ static int k_delete(kvs_ui *ui, int key)
     (void)key;
     kvs_grid_spec g = current_spec(ui);
     if (g.n_methods < 2) return KVS_KEY_HANDLED;
-    int c = ui->model.cur_m;
+    int c = ui->model.cur_m, from[KVS_GRID_MAX_METHODS];
+    for (int i = 0; i < g.n_methods - 1; i++) from[i] = i < c ? i : i + 1;
     memmove(g.methods[c], g.methods[c + 1], sizeof g.methods[0] * (size_t)(g.n_methods - c - 1));
     g.n_methods--;
+    if (!respec(ui, &g, from)) return KVS_KEY_REDRAW;
     if (ui->model.cur_m >= g.n_methods) ui->model.cur_m = g.n_methods - 1;
-    respec(ui, &g);
     return KVS_KEY_REDRAW;
 }
 

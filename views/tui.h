@@ -52,6 +52,7 @@ typedef struct kvs_grid_spec {
     int value_bits;                // 16 = fp16 values
     char text[KVQ_PATH_LEN];       // scored text (tokenizer.json of the model, or bytes)
     char model_dir[KVQ_PATH_LEN];
+    bool keep[KVS_GRID_MAX_METHODS][KVS_GRID_MAX_BITS];   // cells computed already: not run again
 } kvs_grid_spec;
 typedef void (*kvs_grid_cell_fn)(void *user, int mi, int bi, const kvs_grid_cell *c);
 // Every cell of g on top of config base (app/cmd_model.c), cell() called as

@@ -175,6 +175,7 @@ typedef struct kvs_model_state {
     int n_info;
     char info_err[256];            // config.json unreadable: why
     kvs_grid_spec grid;            // the grid asked for last
+    kvq_config base;               // the session config it ran on
     bool have_grid;
     // written by the worker under job.mu, read by the UI under it
     kvs_grid_cell cells[KVS_GRID_MAX_METHODS][KVS_GRID_MAX_BITS];

@@ -9,7 +9,7 @@ S=kvstudio-model
 . "$(dirname "$0")/lib.sh"
 
 MODEL=sample_data/refmodel
-head -c 300 sample_data/texts/textwrap-1k.py >"$TMP/short.txt"   # ~1 s a grid cell
+head -c 200 sample_data/texts/textwrap-1k.py >"$TMP/short.txt"   # about 1 s a grid cell
 mkdir -p "$TMP/state"
 T new-session -d -s "$S" -x 200 -y 60 -c "$PWD" \
     "env TERM=xterm-256color XDG_STATE_HOME='$TMP/state' '$KVSTUDIO' $MODEL 2>'$TMP/err'; sleep 600"
@@ -17,8 +17,8 @@ T new-session -d -s "$S" -x 200 -y 60 -c "$PWD" \
 step "opening the model directory shows the model view with its shape"
 wait_for "7 Model" 20
 wait_for "model $MODEL (7 Model)"
-for t in "arch       llama" "layers     6" "heads      4 query, 2 kv" "head_dim   128" "params     19.1M" \
-    "tokenizer  bytes"; do
+for t in "arch      llama" "layers    6" "heads     4 query, 2 kv" "head_dim  128" "params    19.1M" \
+    "tokenizer bytes"; do
     screen | grep -qF "$t" || fail "the model view lacks '$t'"
 done
 

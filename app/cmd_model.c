@@ -330,6 +330,8 @@ static int ppl_run(kvs_session *s, void *task, kvq_progress *p)
                                 json_real(covered ? r.bits_per_token * (n - 1) / covered : 0));
         }
         json_object_set_new(o, "kl_unit", json_string("bits per token, KL(fp16 || cache)"));
+        json_object_set_new(o, kvq_metrics[KVQ_M_KEY_RECORD_BITS].json, json_real(r.key_record_bits));
+        json_object_set_new(o, kvq_metrics[KVQ_M_VALUE_RECORD_BITS].json, json_real(r.value_record_bits));
         json_object_set_new(o, "prefill_tokens_per_s", json_real(r.prefill_s > 0 ? n / r.prefill_s : 0));
         json_object_set_new(o, "model_type", json_string(m->cfg.arch->model_type));
         if (nats) {   // -ln p(tok[i+1] | tok[0..i]) under this cache, i = 0..n-2
@@ -879,8 +881,8 @@ int kvs_grid_run(kvs_session *s, const kvs_grid_spec *g, const kvq_config *base,
                 c.bpb = r.bits_per_token * scale;
                 c.ref_bpb = r.ref_bits_per_token * scale;
                 c.kl = r.kl_bits;
-                c.key_bits = r.key_bits;
-                c.value_bits = r.value_bits;
+                c.key_bits = r.key_record_bits;
+                c.value_bits = r.value_record_bits;
             }
             cell(user, mi, bi, &c);
         }
@@ -902,9 +904,10 @@ static void grid_print(void *user, int mi, int bi, const kvs_grid_cell *c)
     char f[4][32];
     if (c->state == KVS_CELL_FAILED) kvs_printf(s, "%-36s failed: %s", c->label, c->err);
     else if (c->state == KVS_CELL_DONE)
-        kvs_printf(s, "%-36s %10s %10s %14s %12s", c->label, kvq_metric_fmt(KVQ_M_BITS_PER_BYTE, c->bpb, f[0], 32),
+        kvs_printf(s, "%-36s %10s %10s %14s %16s", c->label, kvq_metric_fmt(KVQ_M_BITS_PER_BYTE, c->bpb, f[0], 32),
                    kvq_metric_fmt(KVQ_M_BITS_PER_BYTE, c->ref_bpb, f[1], 32),
-                   kvq_metric_fmt(KVQ_M_NEXT_TOKEN_KL, c->kl, f[2], 32), kvq_metric_fmt(KVQ_M_KEY_BITS, c->key_bits, f[3], 32));
+                   kvq_metric_fmt(KVQ_M_NEXT_TOKEN_KL, c->kl, f[2], 32),
+                   kvq_metric_fmt(KVQ_M_KEY_RECORD_BITS, c->key_bits, f[3], 32));
 }
 
 // A comma-separated list of at most max items into words (buf is cut up).
@@ -947,8 +950,8 @@ int kvs_cmd_grid(kvs_session *s, kvs_args *a)
         return kvs_errorf(s, "grid: --value-bits %d (expected 2, 3, 4, 8 or 16)", g.value_bits);
     if (s->ui) return kvs_studio_grid(s, &g);
     kvs_printf(s, "grid on %s, text %s, value bits %d", g.model_dir, g.text, g.value_bits);
-    kvs_printf(s, "%-36s %10s %10s %14s %12s", "cache", kvq_metrics[KVQ_M_BITS_PER_BYTE].name, "fp16",
-               kvq_metrics[KVQ_M_NEXT_TOKEN_KL].name, kvq_metrics[KVQ_M_KEY_BITS].name);
+    kvs_printf(s, "%-36s %10s %10s %14s %16s", "cache", kvq_metrics[KVQ_M_BITS_PER_BYTE].name, "fp16",
+               kvq_metrics[KVQ_M_NEXT_TOKEN_KL].name, kvq_metrics[KVQ_M_KEY_RECORD_BITS].name);
     kvs_tty_progress tp;
     int rc = kvs_grid_run(s, &g, &s->cfg, kvs_tty_progress_begin(&tp, s, "grid"), grid_print, s);
     kvs_tty_progress_end(&tp);

@@ -183,8 +183,8 @@ static void test_ppl_cancel(void **st)
     assert_int_equal(all.calls, 2 * 2 * g_model->cfg.n_layers + 2);
     assert_true(all.monotone);
     assert_true(fabs(all.max - 1.0) < 1e-12);
-    assert_true(fabs(r.key_bits - 4.5) < 1e-9);   // q4_0: 18 bytes per 32 values
-    assert_true(fabs(r.value_bits - 16) < 1e-9);
+    assert_true(fabs(r.key_record_bits - 4.5) < 1e-9);   // q4_0: 18 bytes per 32 values
+    assert_true(fabs(r.value_record_bits - 16) < 1e-9);
     cancel_probe early = {.stop_at = 3, .monotone = true};
     p.user = &early;
     assert_int_equal(kvq_model_ppl(g_model, &c, NULL, tok, n, 128, &p, &r), KVQ_ERR_CANCELLED);

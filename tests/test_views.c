@@ -405,7 +405,7 @@ static void test_model_view(void **state)
     assert_true(fabs(q8->ref_bpb - kv->ref_bpb) < 1e-12);
     assert_shows(ui, "grid done: 2 cells");
     assert_shows(ui, "llamacpp:q8_0");
-    assert_shows(ui, "model: bits/byte vs key bits held");
+    assert_shows(ui, "model: bits/byte vs key record bits");
     double bpb = kv->bpb;
     assert_int_equal(kvs_ui_exec(ui, line), 0);   // the same grid: nothing to compute again
     kvs_job_wait(ui);

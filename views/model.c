@@ -298,9 +298,9 @@ static void draw_grid(kvs_ui *ui, kvs_rect r, kvs_grid_cell (*cells)[KVS_GRID_MA
     if (yb <= y) return;
     char kb[64], vb[64];
     if (c->state == KVS_CELL_DONE)
-        kvs_w_text(ui, yb, in.x + 1, in.w - 2, A_NORMAL, "%s: %s, %s held  (s: use it)", c->label,
-                   kvq_metric_fmt_named(KVQ_M_KEY_BITS, c->key_bits, kb, sizeof kb),
-                   kvq_metric_fmt_named(KVQ_M_VALUE_BITS, c->value_bits, vb, sizeof vb));
+        kvs_w_text(ui, yb, in.x + 1, in.w - 2, A_NORMAL, "%s: %s, %s  (s: use it)", c->label,
+                   kvq_metric_fmt_named(KVQ_M_KEY_RECORD_BITS, c->key_bits, kb, sizeof kb),
+                   kvq_metric_fmt_named(KVQ_M_VALUE_RECORD_BITS, c->value_bits, vb, sizeof vb));
     else if (c->state == KVS_CELL_FAILED)
         kvs_w_text(ui, yb, in.x + 1, in.w - 2, kvs_attr(ui, KVS_C_BAD), "%s: %s", c->label, c->err);
 }
@@ -309,9 +309,9 @@ static void draw_grid(kvs_ui *ui, kvs_rect r, kvs_grid_cell (*cells)[KVS_GRID_MA
 static void draw_model_plot(kvs_ui *ui, kvs_rect r, kvs_grid_cell (*cells)[KVS_GRID_MAX_BITS])
 {
     const kvs_grid_spec *g = &ui->model.grid;
-    const kvq_metric *xm = &kvq_metrics[KVQ_M_KEY_BITS], *ym = &kvq_metrics[KVQ_M_BITS_PER_BYTE];
+    const kvq_metric *xm = &kvq_metrics[KVQ_M_KEY_RECORD_BITS], *ym = &kvq_metrics[KVQ_M_BITS_PER_BYTE];
     char title[160];
-    snprintf(title, sizeof title, "model: %s vs %s held, one curve per method%s", ym->name, xm->name,
+    snprintf(title, sizeof title, "model: %s vs %s, one curve per method%s", ym->name, xm->name,
              ui->model.have_grid ? (g->value_bits == 16 ? ", fp16 values" : ", quantized values") : "");
     kvs_w_box(ui, r, title);
     kvs_rect in = kvs_w_inner(r);

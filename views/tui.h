@@ -40,7 +40,7 @@ typedef struct kvs_grid_cell {
     double bpb;                  // KVQ_M_BITS_PER_BYTE through this cell's cache
     double ref_bpb;              // the same with the fp16 cache
     double kl;                   // KVQ_M_NEXT_TOKEN_KL, bits/token, KL(fp16 || cache)
-    double key_bits, value_bits; // KVQ_M_KEY_BITS, KVQ_M_VALUE_BITS the cache's records hold
+    double key_bits, value_bits; // KVQ_M_KEY_RECORD_BITS, KVQ_M_VALUE_RECORD_BITS of the cache
     char label[96];              // kvq_config_label of the cell's config
     char err[160];               // FAILED: why
 } kvs_grid_cell;

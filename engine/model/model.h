@@ -179,8 +179,8 @@ typedef struct kvq_ppl_result {
     double ref_bits_per_token;  // same with the fp16 reference cache (== bits_per_token when cfg is fp16)
     double kl_bits;         // mean KL(ref || cfg) of next-token distributions, same positions; 0 for fp16
     double prefill_s;       // wall time of the cfg run
-    double key_bits, value_bits;   // bits per coordinate one key / value record of cfg's caches holds,
-                                   // mean over layers (KVQ_M_KEY_BITS, KVQ_M_VALUE_BITS)
+    double key_record_bits, value_record_bits;   // bits per coordinate of one key / value record of
+                                                 // cfg's caches, mean over layers (KVQ_M_KEY_RECORD_BITS, ..._VALUE_)
 } kvq_ppl_result;
 
 // True when cfg stores both keys and values in fp16 (the reference).

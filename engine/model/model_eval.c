@@ -123,7 +123,7 @@ kvq_status kvq_model_ppl_tokens(const kvq_model *m, const kvq_config *cfg, const
     out->ref_bits_per_token = with_ref ? nll_ref / (n - 1) : out->bits_per_token;
     out->kl_bits = with_ref ? kl / (n - 1) : 0.0;
     out->prefill_s = t_run;
-    record_bits(rq, m->cfg.head_dim, &out->key_bits, &out->value_bits);
+    record_bits(rq, m->cfg.head_dim, &out->key_record_bits, &out->value_record_bits);
     if (!isfinite(out->bits_per_token) || !isfinite(out->ref_bits_per_token) || !isfinite(out->kl_bits)) {
         const char *what = !isfinite(out->ref_bits_per_token) ? "the fp16 reference's bits per token"
                            : !isfinite(out->bits_per_token)  ? "bits per token"

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include "artifacts.h"
 #include "file.h"
 #include "cmds.h"
@@ -71,15 +72,13 @@ static int model_config(kvs_session *s, kvs_args *a, const char *cmd, kvq_config
     return 0;
 }
 
-// --artifacts DIR (calibrated methods) or the session's artifacts.
-static int load_art(kvs_session *s, const char *dir, const char *cmd, kvq_artifacts **own, const kvq_artifacts **art)
+// The session's calibration for cfg's key method, else for its value
+// method, else the set in use (s->art). The caller holds s->lock.
+static const kvq_artifacts *session_art(kvs_session *s, const kvq_config *c)
 {
-    *own = NULL;
-    *art = s->art;
-    if (!dir) return 0;
-    if (kvq_artifacts_load(dir, own)) return kvs_errorf(s, "%s: %s", cmd, kvq_last_error());
-    *art = *own;
-    return 0;
+    kvs_art_slot *a = kvs_session_find_art(s, c->method);
+    if (!a && c->value_method[0]) a = kvs_session_find_art(s, c->value_method);
+    return a ? a->art : s->art;
 }
 
 static void cfg_label(const kvq_config *c, const kvq_artifacts *art, char *buf, size_t n)
@@ -245,7 +244,14 @@ static int art_begin(kvs_session *s, const model_args *ma, const char *cmd, kvq_
                      const kvq_artifacts **art)
 {
     pthread_mutex_lock(&s->lock);
-    if (!load_art(s, ma->artdir[0] ? ma->artdir : NULL, cmd, own, art)) return 0;
+    *own = NULL;
+    *art = session_art(s, &ma->cfg);
+    if (!ma->artdir[0]) return 0;
+    if (!kvq_artifacts_load(ma->artdir, own)) {
+        *art = *own;
+        return 0;
+    }
+    kvs_errorf(s, "%s: %s", cmd, kvq_last_error());
     pthread_mutex_unlock(&s->lock);
     return -1;
 }
@@ -743,6 +749,21 @@ out:
     return rc;
 }
 
+// The studio's default --out: capture-MODEL-TIME.safetensors in the state
+// directory (else the current one), so `c` in the model view needs no name.
+static void capture_default_out(const char *dir, char *out, size_t n)
+{
+    const char *name = strrchr(dir, '/');
+    name = name && name[1] ? name + 1 : dir;
+    char file[256];
+    time_t now = time(NULL);
+    struct tm tm;
+    localtime_r(&now, &tm);
+    snprintf(file, sizeof file, "capture-%.80s-%04d%02d%02d-%02d%02d%02d.safetensors", name, tm.tm_year + 1900,
+             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+    if (!kvs_state_path(file, out, n)) snprintf(out, n, "%s", file);
+}
+
 int kvs_cmd_capture(kvs_session *s, kvs_args *a)
 {
     capture_task *t = calloc(1, sizeof *t);
@@ -754,6 +775,7 @@ int kvs_cmd_capture(kvs_session *s, kvs_args *a)
     const char *tokarg = kvs_opt_str(a, "tokens", NULL);
     bool reference;
     int bad = model_config(s, a, "capture", &t->m.cfg, &reference) || kvs_args_check_unused(s, a, "capture");
+    if (!bad && !t->out[0] && s->ui) capture_default_out(t->m.dir, t->out, sizeof t->out);
     if (!bad && !t->out[0]) bad = kvs_errorf(s, "capture: --out TRACE.safetensors is required");
     // --tokens N limits the text; --tokens FILE gives token ids (non-byte-level models).
     if (!bad && tokarg) {
@@ -794,14 +816,6 @@ static bool grid_progress_fn(double f, const char *stage, double eta_s, void *us
     return kvq_progress_report(gp->p, (gp->cell + (f > 0 ? f : 0)) / gp->n_cells, gp->stage);
 }
 
-// The session's calibration for the key method, else for the value method.
-static const kvq_artifacts *grid_art(kvs_session *s, const kvq_config *c)
-{
-    kvs_art_slot *a = kvs_session_find_art(s, c->method);
-    if (!a && c->value_method[0]) a = kvs_session_find_art(s, c->value_method);
-    return a ? a->art : NULL;
-}
-
 static const char *grid_cfg(kvs_session *s, const kvs_grid_spec *g, const kvq_config *base, int mi, int bi,
                             kvq_config *c, const kvq_artifacts **art)
 {
@@ -815,8 +829,9 @@ static const char *grid_cfg(kvs_session *s, const kvs_grid_spec *g, const kvq_co
     if (g->value_bits == 16) c->value_method[0] = 0;
     const char *why = kvq_config_fit_bits(c, !fixed, NULL);
     if (!why) why = kvq_config_check(c);
-    *art = grid_art(s, c);
-    if (!why && me->needs_calibration && !*art) why = "needs calibration (5 Calibrate, or load-artifacts)";
+    kvs_art_slot *slot = kvs_session_find_art(s, c->method);   // only the method's own set
+    *art = slot ? slot->art : session_art(s, c);
+    if (!why && me->needs_calibration && !slot) why = "needs calibration (5 Calibrate, or load-artifacts)";
     return why;
 }
 

@@ -85,7 +85,7 @@ static const kvs_option opts_capture[] = {
     MODEL_OPT,
     {.name = "text", .kind = KVS_OPT_STRING, .arg = "FILE", .help = "text run through the model (tokenizer.json, or bytes)"},
     {.name = "out", .kind = KVS_OPT_STRING, .arg = "TRACE.safetensors", .required = true,
-     .help = "kvtrace file written (atomically)"},
+     .help = "kvtrace file written (atomically; the studio's default: the state directory, then opened)"},
     {.name = "tokens", .kind = KVS_OPT_STRING, .arg = "N|FILE", .help = "first N tokens of the text, or token ids"},
     ARTIFACTS_OPT, END};
 static const kvs_option opts_grid[] = {

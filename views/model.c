@@ -12,8 +12,6 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-#include <unistd.h>
 #include "label.h"
 #include "model.h"
 #include "safetensors.h"
@@ -525,16 +523,8 @@ static int k_capture(kvs_ui *ui, int key)
         return KVS_KEY_REDRAW;
     }
     kvs_grid_spec g = current_spec(ui);
-    const char *name = strrchr(ui->s->model_dir, '/');
-    name = name && name[1] ? name + 1 : ui->s->model_dir;
-    char file[256], out[KVQ_PATH_LEN], line[3 * KVQ_PATH_LEN];
-    time_t now = time(NULL);
-    struct tm tm;
-    localtime_r(&now, &tm);
-    snprintf(file, sizeof file, "capture-%.80s-%04d%02d%02d-%02d%02d%02d.safetensors", name, tm.tm_year + 1900,
-             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
-    if (!kvs_state_path(file, out, sizeof out)) snprintf(out, sizeof out, "%s", file);
-    snprintf(line, sizeof line, "capture --text '%s' --out '%s'", g.text, out);
+    char line[KVQ_PATH_LEN + 32];
+    snprintf(line, sizeof line, "capture --text '%s'", g.text);   // --out: the state directory
     kvs_ui_exec(ui, line);
     return KVS_KEY_REDRAW;
 }

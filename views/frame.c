@@ -33,6 +33,10 @@ static void draw_tabs(kvs_ui *ui)
     snprintf(right, sizeof right, "%.60s  %s ", tp, label);
     kvq_text_sanitize(right, false);   // the trace's file name
     int rx = COLS - (int)strlen(right);
+    if (rx <= x + 1) {   // no room for both: the config matters more than the file name
+        snprintf(right, sizeof right, "%s ", label);
+        rx = COLS - (int)strlen(right);
+    }
     if (rx > x + 1) {
         attrset(kvs_attr(ui, KVS_C_ACCENT));
         mvaddstr(0, rx, right);

@@ -4,8 +4,8 @@
 //
 // Cache config: in batch without any cache option the fp16 cache (the
 // reference); with any (--method, --bits, --value-bits, --residual-length,
-// ...), and always in the studio, the session's config with those applied. A key method of fp16 without
-// --value-bits keeps values fp16 too, so `--method fp16 --bits 16` is the
+// ...), and always in the studio, the session's config with those applied.
+// A key method of fp16 without --value-bits keeps values fp16 too, so `--method fp16 --bits 16` is the
 // unquantized run. capture with a quantized cache records the model's exact
 // keys and queries of each layer, with earlier layers attending through it.
 #include <errno.h>
@@ -28,7 +28,6 @@
 #include "progress.h"
 #include "tui.h"
 
-#define CMD_CHUNK 128   // prefill chunk: the cache sees the text as a real prompt would arrive
 
 // The header line that says where each key field of the cache config came
 // from, printed every time: "cache from --value-bits 4; session config:
@@ -74,21 +73,21 @@ static int model_config(kvs_session *s, kvs_args *a, const char *cmd, kvq_config
 
 // The session's calibration for cfg's key method, else for its value
 // method, else the set in use (s->art). The caller holds s->lock.
-static const kvq_artifacts *session_art(kvs_session *s, const kvq_config *c)
+const kvq_artifacts *kvs_model_session_art(kvs_session *s, const kvq_config *c)
 {
     kvs_art_slot *a = kvs_session_find_art(s, c->method);
     if (!a && c->value_method[0]) a = kvs_session_find_art(s, c->value_method);
     return a ? a->art : s->art;
 }
 
-static void cfg_label(const kvq_config *c, const kvq_artifacts *art, char *buf, size_t n)
+void kvs_model_cfg_label(const kvq_config *c, const kvq_artifacts *art, char *buf, size_t n)
 {
     char id[16];
     kvq_artifacts_id(art, id, sizeof id);
     kvq_config_label(c, id, buf, n);
 }
 
-static int load_model(kvs_session *s, const char *dir, const char *cmd, kvq_model **m)
+int kvs_model_load(kvs_session *s, const char *dir, const char *cmd, kvq_model **m)
 {
     if (!dir || !*dir)
         return kvs_errorf(s, "%s: --model DIR is required (a Hugging Face checkpoint directory; the studio opened "
@@ -126,7 +125,7 @@ static int encode_checked(kvs_session *s, const char *cmd, const kvq_model *m, k
 
 // Bytes of text the scored predictions cover (for bits per byte): all of
 // it when the first token is the BOS, else all but the first token's text.
-static size_t scored_bytes(const kvq_tok *tk, const int32_t *tok, int n, size_t text_len)
+size_t kvs_model_scored_bytes(const kvq_tok *tk, const int32_t *tok, int n, size_t text_len)
 {
     if (!tk) return n > 0 ? (size_t)n - 1 : 0;   // byte-level: token = byte
     if (n < 1 || tok[0] == kvq_tok_bos(tk)) return text_len;
@@ -137,8 +136,8 @@ static size_t scored_bytes(const kvq_tok *tk, const int32_t *tok, int n, size_t 
 // Token ids of a text file: through the model directory's tokenizer.json
 // when it has one (tk set, owned by the caller), else its raw bytes
 // (byte-level models only). *nbytes: the file's size.
-static int text_tokens(kvs_session *s, const char *cmd, const kvq_model *m, const char *path, int32_t **tok,
-                       int *n, kvq_tok **tk, size_t *nbytes)
+int kvs_model_text_tokens(kvs_session *s, const char *cmd, const kvq_model *m, const char *path, int32_t **tok,
+                          int *n, kvq_tok **tk, size_t *nbytes)
 {
     if (model_tokenizer(s, cmd, m, tk)) return -1;
     if (!*tk && !byte_level(m))
@@ -214,16 +213,16 @@ static void copy_opt(kvs_args *a, const char *key, char *dst, size_t n)
     snprintf(dst, n, "%s", v ? v : "");
 }
 
-// --model, else the model the studio was opened on.
-// A studio without a model adopts the first one given (the model view shows it).
-static void model_dir_of(kvs_session *s, kvs_args *a, model_args *m)
+// --model, else the model the studio was opened on; a studio without one
+// adopts the first model directory given (the model view then shows it).
+void kvs_model_dir(kvs_session *s, kvs_args *a, char *dir, size_t n)
 {
-    copy_opt(a, "model", m->dir, sizeof m->dir);
-    if (!m->dir[0]) snprintf(m->dir, sizeof m->dir, "%s", s->model_dir);
+    copy_opt(a, "model", dir, n);
+    if (!dir[0]) snprintf(dir, n, "%s", s->model_dir);
     char cfg[KVQ_PATH_LEN + 16];
-    snprintf(cfg, sizeof cfg, "%s/config.json", m->dir);
-    if (s->ui && !s->model_dir[0] && m->dir[0] && kvq_file_exists(cfg))
-        snprintf(s->model_dir, sizeof s->model_dir, "%s", m->dir);
+    snprintf(cfg, sizeof cfg, "%s/config.json", dir);
+    if (s->ui && !s->model_dir[0] && dir[0] && kvq_file_exists(cfg))
+        snprintf(s->model_dir, sizeof s->model_dir, "%s", dir);
 }
 
 // Runs fn on the task: in the studio as a worker job (progress bar, Esc),
@@ -245,7 +244,7 @@ static int art_begin(kvs_session *s, const model_args *ma, const char *cmd, kvq_
 {
     pthread_mutex_lock(&s->lock);
     *own = NULL;
-    *art = session_art(s, &ma->cfg);
+    *art = kvs_model_session_art(s, &ma->cfg);
     if (!ma->artdir[0]) return 0;
     if (!kvq_artifacts_load(ma->artdir, own)) {
         *art = *own;
@@ -287,7 +286,7 @@ static int ppl_run(kvs_session *s, void *task, kvq_progress *p)
     kvq_artifacts *own = NULL;
     const kvq_artifacts *art;
     if (art_begin(s, &t->m, "ppl", &own, &art)) return -1;
-    if (load_model(s, t->m.dir, "ppl", &m)) {
+    if (kvs_model_load(s, t->m.dir, "ppl", &m)) {
         art_end(s, own);
         return -1;
     }
@@ -296,11 +295,12 @@ static int ppl_run(kvs_session *s, void *task, kvq_progress *p)
     int n = 0, rc = -1;
     kvq_tok *tk = NULL;
     size_t nbytes = 0;
-    if (text ? text_tokens(s, "ppl", m, text, &tok, &n, &tk, &nbytes) : file_tokens(s, "ppl", m, tokf, &tok, &n))
+    if (text ? kvs_model_text_tokens(s, "ppl", m, text, &tok, &n, &tk, &nbytes)
+             : file_tokens(s, "ppl", m, tokf, &tok, &n))
         goto out;
     bool per_byte = text != NULL && !tk;   // byte-level: a token is a byte
     // With a tokenizer: bits per byte = the predictions' bits over the bytes they cover.
-    size_t covered = tk ? scored_bytes(tk, tok, n, nbytes) : 0;
+    size_t covered = tk ? kvs_model_scored_bytes(tk, tok, n, nbytes) : 0;
     if (n < 2) {
         kvs_errorf(s, "ppl: %s holds %d tokens (expected at least 2)", text ? text : tokf, n);
         goto out;
@@ -311,13 +311,13 @@ static int ppl_run(kvs_session *s, void *task, kvq_progress *p)
         kvs_errorf(s, "ppl: out of memory for %d per-token losses", n - 1);
         goto out;
     }
-    kvq_status st = kvq_model_ppl_tokens(m, &cfg, art, tok, n, CMD_CHUNK, p, nats, &r);
+    kvq_status st = kvq_model_ppl_tokens(m, &cfg, art, tok, n, KVS_MODEL_CHUNK, p, nats, &r);
     if (st) {
         rc = run_failed(s, "ppl", st);
         goto out;
     }
     char label[256];
-    cfg_label(&cfg, art, label, sizeof label);
+    kvs_model_cfg_label(&cfg, art, label, sizeof label);
     const char *origin = t->m.origin;
     const kvq_metric *loss = &kvq_metrics[per_byte ? KVQ_M_BITS_PER_BYTE : KVQ_M_BITS_PER_TOKEN];
     const kvq_metric *kl = &kvq_metrics[KVQ_M_NEXT_TOKEN_KL];
@@ -373,7 +373,7 @@ static int ppl_run(kvs_session *s, void *task, kvq_progress *p)
                        covered);
         }
         kvs_printf(s, "%-10s %.0f tokens/s (chunks of %d)", kvq_metrics[KVQ_M_TOKENS_PER_S].name,
-                   r.prefill_s > 0 ? n / r.prefill_s : 0.0, CMD_CHUNK);
+                   r.prefill_s > 0 ? n / r.prefill_s : 0.0, KVS_MODEL_CHUNK);
         if (output) kvs_printf(s, "wrote      %s", output);
     }
     rc = 0;
@@ -397,12 +397,12 @@ int kvs_cmd_ppl(kvs_session *s, kvs_args *a)
     copy_opt(a, "tokens", t->m.tokf, sizeof t->m.tokf);
     copy_opt(a, "output", t->output, sizeof t->output);
     copy_opt(a, "artifacts", t->m.artdir, sizeof t->m.artdir);
-    model_dir_of(s, a, &t->m);
+    kvs_model_dir(s, a, t->m.dir, sizeof t->m.dir);
     int bad = model_config(s, a, "ppl", &t->m.cfg, &reference) || kvs_args_check_unused(s, a, "ppl");
     if (!bad && !t->m.text[0] == !t->m.tokf[0]) bad = kvs_errorf(s, "ppl: give one of --text FILE or --tokens FILE");
     if (!bad && t->per_token && !t->json && !t->output[0])
         bad = kvs_errorf(s, "ppl: --per-token goes with --json or --output (it adds token_nll_nats to the JSON)");
-    if (!bad && !t->m.dir[0]) bad = load_model(s, NULL, "ppl", NULL);   // says --model is required
+    if (!bad && !t->m.dir[0]) bad = kvs_model_load(s, NULL, "ppl", NULL);   // says --model is required
     if (bad) {
         free(t);
         return -1;
@@ -410,8 +410,6 @@ int kvs_cmd_ppl(kvs_session *s, kvs_args *a)
     cfg_origin(a, &t->m.cfg, reference, t->m.origin, sizeof t->m.origin);
     return model_run(s, "ppl", ppl_run, t, NULL);
 }
-
-
 
 // ---- generate ----
 // Sample from softmax(logits / T); T <= 0 is greedy.
@@ -512,10 +510,10 @@ static void print_reports(kvs_session *s, const kvq_report *r)
 
 typedef struct {
     model_args m;
-    char prompt[1024];
     bool has_prompt, seeded;
     long max_tokens, seed;
     double temp;
+    char prompt[];   // --prompt, any length ("" with --tokens)
 } gen_task;
 
 // The prompt's prefill asks before every layer (runner poll); decoding asks per token.
@@ -537,7 +535,7 @@ static int generate_run(kvs_session *s, void *task, kvq_progress *p)
     kvq_artifacts *own = NULL;
     const kvq_artifacts *art;
     if (art_begin(s, &gt->m, "generate", &own, &art)) return -1;
-    if (load_model(s, gt->m.dir, "generate", &m)) {
+    if (kvs_model_load(s, gt->m.dir, "generate", &m)) {
         art_end(s, own);
         return -1;
     }
@@ -575,7 +573,7 @@ static int generate_run(kvs_session *s, void *task, kvq_progress *p)
         kvs_errorf(s, "generate: empty prompt");
         goto out;
     }
-    if (kvq_runner_new(m, &cfg, art, CMD_CHUNK, &r)) {
+    if (kvq_runner_new(m, &cfg, art, KVS_MODEL_CHUNK, &r)) {
         kvs_errorf(s, "generate: %s", kvq_last_error());
         goto out;
     }
@@ -594,7 +592,7 @@ static int generate_run(kvs_session *s, void *task, kvq_progress *p)
     kvq_rng rng;
     kvq_rng_seed(&rng, seeded ? (uint64_t)seed : cfg.seed);
     char label[256];
-    cfg_label(&cfg, art, label, sizeof label);
+    kvs_model_cfg_label(&cfg, art, label, sizeof label);
     kvs_printf(s, "cache       %s", label);   // the header, before the text streams
     kvs_printf(s, "config      %s", gt->m.origin);
     stream_buf sb = {.len = 0};
@@ -661,14 +659,14 @@ out:
 
 int kvs_cmd_generate(kvs_session *s, kvs_args *a)
 {
-    gen_task *t = calloc(1, sizeof *t);
-    if (!t) return kvs_errorf(s, "generate: out of memory");
     const char *prompt = kvs_opt_str(a, "prompt", NULL);
+    gen_task *t = calloc(1, sizeof *t + (prompt ? strlen(prompt) : 0) + 1);
+    if (!t) return kvs_errorf(s, "generate: out of memory");
     t->has_prompt = prompt != NULL;
-    snprintf(t->prompt, sizeof t->prompt, "%s", prompt ? prompt : "");
+    if (prompt) memcpy(t->prompt, prompt, strlen(prompt) + 1);
     copy_opt(a, "tokens", t->m.tokf, sizeof t->m.tokf);
     copy_opt(a, "artifacts", t->m.artdir, sizeof t->m.artdir);
-    model_dir_of(s, a, &t->m);
+    kvs_model_dir(s, a, t->m.dir, sizeof t->m.dir);
     t->max_tokens = kvs_opt_int(a, "max-tokens", 64);
     t->temp = kvs_opt_double(a, "temperature", 0.0);
     t->seed = kvs_opt_int(a, "seed", 0);
@@ -677,12 +675,9 @@ int kvs_cmd_generate(kvs_session *s, kvs_args *a)
     int bad = model_config(s, a, "generate", &t->m.cfg, &reference) || kvs_args_check_unused(s, a, "generate");
     if (!bad && t->has_prompt == !!t->m.tokf[0])
         bad = kvs_errorf(s, "generate: give one of --prompt TEXT or --tokens FILE");
-    if (!bad && prompt && strlen(prompt) >= sizeof t->prompt)
-        bad = kvs_errorf(s, "generate: --prompt is %zu bytes (at most %zu; longer prompts go in --tokens FILE)",
-                         strlen(prompt), sizeof t->prompt - 1);
     if (!bad && t->temp < 0)
         bad = kvs_errorf(s, "generate: --temperature %g is negative (expected >= 0; 0 = greedy)", t->temp);
-    if (!bad && !t->m.dir[0]) bad = load_model(s, NULL, "generate", NULL);   // says --model is required
+    if (!bad && !t->m.dir[0]) bad = kvs_model_load(s, NULL, "generate", NULL);   // says --model is required
     if (bad) {
         free(t);
         return -1;
@@ -707,7 +702,7 @@ static int capture_run(kvs_session *s, void *task, kvq_progress *p)
     kvq_artifacts *own = NULL;
     const kvq_artifacts *art;
     if (art_begin(s, &ct->m, "capture", &own, &art)) return -1;
-    if (load_model(s, ct->m.dir, "capture", &m)) {
+    if (kvs_model_load(s, ct->m.dir, "capture", &m)) {
         art_end(s, own);
         return -1;
     }
@@ -715,7 +710,7 @@ static int capture_run(kvs_session *s, void *task, kvq_progress *p)
     int n = 0, rc = -1;
     kvq_tok *tk = NULL;
     size_t nbytes = 0;
-    if (text ? text_tokens(s, "capture", m, text, &tok, &n, &tk, &nbytes)
+    if (text ? kvs_model_text_tokens(s, "capture", m, text, &tok, &n, &tk, &nbytes)
              : file_tokens(s, "capture", m, tokf, &tok, &n))
         goto out;
     bool per_byte = text != NULL && !tk;   // byte-level: a token is a byte
@@ -736,7 +731,7 @@ static int capture_run(kvs_session *s, void *task, kvq_progress *p)
         goto out;
     }
     char label[256];
-    cfg_label(&cfg, art, label, sizeof label);
+    kvs_model_cfg_label(&cfg, art, label, sizeof label);
     kvs_printf(s, "wrote %s: %d layers, %d heads, %d kv heads, head_dim %d, %d tokens, F16 (cache %s, %.1f s)", ct->out,
                m->cfg.n_layers, m->cfg.n_heads, m->cfg.n_kv_heads, m->cfg.head_dim, n, label, kvq_now_s() - t0);
     kvs_printf(s, "loss  %.4f %s", bits, per_byte ? "bits/byte" : "bits/token");
@@ -771,7 +766,7 @@ int kvs_cmd_capture(kvs_session *s, kvs_args *a)
     copy_opt(a, "text", t->m.text, sizeof t->m.text);
     copy_opt(a, "out", t->out, sizeof t->out);
     copy_opt(a, "artifacts", t->m.artdir, sizeof t->m.artdir);
-    model_dir_of(s, a, &t->m);
+    kvs_model_dir(s, a, t->m.dir, sizeof t->m.dir);
     const char *tokarg = kvs_opt_str(a, "tokens", NULL);
     bool reference;
     int bad = model_config(s, a, "capture", &t->m.cfg, &reference) || kvs_args_check_unused(s, a, "capture");
@@ -788,8 +783,9 @@ int kvs_cmd_capture(kvs_session *s, kvs_args *a)
     }
     if (!bad && !t->m.text[0] && !t->m.tokf[0])
         bad = kvs_errorf(s, "capture: give --text FILE (or --tokens FILE of token ids)");
-    if (!bad && t->m.text[0] && t->m.tokf[0]) bad = kvs_errorf(s, "capture: give --text FILE or --tokens FILE, not both");
-    if (!bad && !t->m.dir[0]) bad = load_model(s, NULL, "capture", NULL);   // says --model is required
+    if (!bad && t->m.text[0] && t->m.tokf[0])
+        bad = kvs_errorf(s, "capture: give --text FILE or --tokens FILE, not both");
+    if (!bad && !t->m.dir[0]) bad = kvs_model_load(s, NULL, "capture", NULL);   // says --model is required
     if (bad) {
         free(t);
         return -1;
@@ -797,178 +793,4 @@ int kvs_cmd_capture(kvs_session *s, kvs_args *a)
     char out[KVQ_PATH_LEN];
     snprintf(out, sizeof out, "%s", t->out);
     return model_run(s, "capture", capture_run, t, out);   // the studio opens the trace it wrote
-}
-
-// ---- grid: ppl of methods x key bits at one value width ----
-#define GRID_TEXT "sample_data/texts/textwrap-1k.py"
-
-typedef struct {
-    kvq_progress *p;
-    int cell, n_cells;   // the cell running, of all
-    char stage[64];
-} grid_progress;
-
-static bool grid_progress_fn(double f, const char *stage, double eta_s, void *user)
-{
-    (void)stage;
-    (void)eta_s;
-    grid_progress *gp = user;
-    return kvq_progress_report(gp->p, (gp->cell + (f > 0 ? f : 0)) / gp->n_cells, gp->stage);
-}
-
-static const char *grid_cfg(kvs_session *s, const kvs_grid_spec *g, const kvq_config *base, int mi, int bi,
-                            kvq_config *c, const kvq_artifacts **art)
-{
-    const kvq_method *me = kvq_method_find(g->methods[mi]);
-    *c = *base;
-    if (!me) return "unknown method";
-    bool fixed = me->min_bits == me->max_bits;
-    snprintf(c->method, sizeof c->method, "%s", me->name);
-    c->bits = fixed ? me->min_bits : g->bits[bi];
-    c->value_bits = g->value_bits;
-    if (g->value_bits == 16) c->value_method[0] = 0;
-    const char *why = kvq_config_fit_bits(c, !fixed, NULL);
-    if (!why) why = kvq_config_check(c);
-    kvs_art_slot *slot = kvs_session_find_art(s, c->method);   // only the method's own set
-    *art = slot ? slot->art : session_art(s, c);
-    if (!why && me->needs_calibration && !slot) why = "needs calibration (5 Calibrate, or load-artifacts)";
-    return why;
-}
-
-int kvs_grid_run(kvs_session *s, const kvs_grid_spec *g, const kvq_config *base, kvq_progress *p,
-                 kvs_grid_cell_fn cell, void *user)
-{
-    kvq_model *m = NULL;
-    pthread_mutex_lock(&s->lock);   // the artifact sets stay put while the caches use them
-    if (load_model(s, g->model_dir, "grid", &m)) {
-        pthread_mutex_unlock(&s->lock);
-        return -1;
-    }
-    int32_t *tok = NULL;
-    int n = 0, rc = -1;
-    kvq_tok *tk = NULL;
-    size_t nbytes = 0;
-    if (text_tokens(s, "grid", m, g->text, &tok, &n, &tk, &nbytes)) goto out;
-    if (n < 2) {
-        kvs_errorf(s, "grid: %s holds %d tokens (expected at least 2)", g->text, n);
-        goto out;
-    }
-    size_t covered = tk ? scored_bytes(tk, tok, n, nbytes) : (size_t)n - 1;
-    grid_progress gp = {.p = p};
-    for (int mi = 0; mi < g->n_methods; mi++) {
-        const kvq_method *me = kvq_method_find(g->methods[mi]);
-        gp.n_cells += me && me->min_bits == me->max_bits ? 1 : g->n_bits;
-    }
-    kvq_progress sub = {.fn = grid_progress_fn, .user = &gp};
-    kvq_progress_begin(p);
-    rc = 0;
-    for (int mi = 0; mi < g->n_methods && rc == 0; mi++) {
-        const kvq_method *me = kvq_method_find(g->methods[mi]);
-        int nb = me && me->min_bits == me->max_bits ? 1 : g->n_bits;
-        for (int bi = 0; bi < nb && rc == 0; bi++, gp.cell++) {
-            if (g->keep[mi][bi]) continue;
-            kvs_grid_cell c = {.state = KVS_CELL_RUNNING, .bpb = NAN, .ref_bpb = NAN, .kl = NAN, .key_bits = NAN,
-                               .value_bits = NAN};
-            kvq_config cfg;
-            const kvq_artifacts *art = NULL;
-            const char *why = grid_cfg(s, g, base, mi, bi, &cfg, &art);
-            cfg_label(&cfg, art, c.label, sizeof c.label);
-            if (why) {
-                c.state = KVS_CELL_FAILED;
-                snprintf(c.err, sizeof c.err, "%s", why);
-                cell(user, mi, bi, &c);
-                continue;
-            }
-            cell(user, mi, bi, &c);
-            snprintf(gp.stage, sizeof gp.stage, "%s k%d/v%d", cfg.method, cfg.bits, cfg.value_bits);
-            kvq_ppl_result r;
-            kvq_status st = kvq_model_ppl(m, &cfg, art, tok, n, CMD_CHUNK, &sub, &r);
-            if (st == KVQ_ERR_CANCELLED) {
-                c.state = KVS_CELL_CANCELLED;
-                rc = KVQ_ERR_CANCELLED;
-            } else if (st) {
-                c.state = KVS_CELL_FAILED;
-                snprintf(c.err, sizeof c.err, "%s", kvq_last_error());
-            } else {
-                // bits per byte: the predictions' bits over the bytes they cover (byte-level: one each)
-                double scale = covered ? (double)(n - 1) / covered : NAN;
-                c.state = KVS_CELL_DONE;
-                c.bpb = r.bits_per_token * scale;
-                c.ref_bpb = r.ref_bits_per_token * scale;
-                c.kl = r.kl_bits;
-                c.key_bits = r.key_record_bits;
-                c.value_bits = r.value_record_bits;
-            }
-            cell(user, mi, bi, &c);
-        }
-    }
-out:
-    free(tok);
-    kvq_tok_free(tk);
-    kvq_model_free(m);
-    pthread_mutex_unlock(&s->lock);
-    return rc;
-}
-
-// Batch: one line per cell as it ends.
-static void grid_print(void *user, int mi, int bi, const kvs_grid_cell *c)
-{
-    (void)mi;
-    (void)bi;
-    kvs_session *s = user;
-    char f[4][32];
-    if (c->state == KVS_CELL_FAILED) kvs_printf(s, "%-36s failed: %s", c->label, c->err);
-    else if (c->state == KVS_CELL_DONE)
-        kvs_printf(s, "%-36s %10s %10s %14s %16s", c->label, kvq_metric_fmt(KVQ_M_BITS_PER_BYTE, c->bpb, f[0], 32),
-                   kvq_metric_fmt(KVQ_M_BITS_PER_BYTE, c->ref_bpb, f[1], 32),
-                   kvq_metric_fmt(KVQ_M_NEXT_TOKEN_KL, c->kl, f[2], 32),
-                   kvq_metric_fmt(KVQ_M_KEY_RECORD_BITS, c->key_bits, f[3], 32));
-}
-
-// A comma-separated list of at most max items into words (buf is cut up).
-static int grid_list(char *buf, char **items, int max)
-{
-    int n = 0;
-    for (char *save, *w = strtok_r(buf, ",", &save); w; w = strtok_r(NULL, ",", &save))
-        if (*w) {
-            if (n == max) return -1;
-            items[n++] = w;
-        }
-    return n;
-}
-
-int kvs_cmd_grid(kvs_session *s, kvs_args *a)
-{
-    kvs_grid_spec g = {.value_bits = s->cfg.value_bits};
-    char mbuf[512], bbuf[128], *items[KVS_GRID_MAX_METHODS + 1];
-    snprintf(mbuf, sizeof mbuf, "%s", kvs_opt_str(a, "methods", s->cfg.method));
-    snprintf(bbuf, sizeof bbuf, "%s", kvs_opt_str(a, "bits", "2,3,4"));
-    snprintf(g.text, sizeof g.text, "%s", kvs_opt_str(a, "text", GRID_TEXT));
-    model_args ma;
-    model_dir_of(s, a, &ma);
-    snprintf(g.model_dir, sizeof g.model_dir, "%s", ma.dir);
-    g.value_bits = (int)kvs_opt_int(a, "value-bits", s->cfg.value_bits);
-    if (kvs_args_check_unused(s, a, "grid")) return -1;
-    if (!g.model_dir[0]) return load_model(s, NULL, "grid", NULL);   // says --model is required
-    g.n_methods = grid_list(mbuf, items, KVS_GRID_MAX_METHODS);
-    if (g.n_methods < 1)
-        return kvs_errorf(s, "grid: --methods: expected 1 to %d comma-separated methods", KVS_GRID_MAX_METHODS);
-    for (int i = 0; i < g.n_methods; i++) {
-        const kvq_method *me;
-        if (kvq_method_lookup(items[i], &me)) return kvs_errorf(s, "grid: --methods: %s", kvq_last_error());
-        snprintf(g.methods[i], sizeof g.methods[i], "%s", me->name);
-    }
-    g.n_bits = grid_list(bbuf, items, KVS_GRID_MAX_BITS);   // the parser checked each is in 1..16
-    if (g.n_bits < 1) return kvs_errorf(s, "grid: --bits: expected 1 to %d comma-separated widths", KVS_GRID_MAX_BITS);
-    for (int i = 0; i < g.n_bits; i++) g.bits[i] = atoi(items[i]);
-    if (g.value_bits != 2 && g.value_bits != 3 && g.value_bits != 4 && g.value_bits != 8 && g.value_bits != 16)
-        return kvs_errorf(s, "grid: --value-bits %d (expected 2, 3, 4, 8 or 16)", g.value_bits);
-    if (s->ui) return kvs_studio_grid(s, &g);
-    kvs_printf(s, "grid on %s, text %s, value bits %d", g.model_dir, g.text, g.value_bits);
-    kvs_printf(s, "%-36s %10s %10s %14s %16s", "cache", kvq_metrics[KVQ_M_BITS_PER_BYTE].name, "fp16",
-               kvq_metrics[KVQ_M_NEXT_TOKEN_KL].name, kvq_metrics[KVQ_M_KEY_RECORD_BITS].name);
-    kvs_tty_progress tp;
-    int rc = kvs_grid_run(s, &g, &s->cfg, kvs_tty_progress_begin(&tp, s, "grid"), grid_print, s);
-    kvs_tty_progress_end(&tp);
-    return rc ? -1 : 0;
 }

@@ -21,6 +21,24 @@ KVS_CMD(view) KVS_CMD(run) KVS_CMD(replay) KVS_CMD(pause) KVS_CMD(step) KVS_CMD(
 // replayed to the end through the benchmark machinery; prints its report.
 int kvs_replay_batch(kvs_session *s);
 
+// ---- cmd_model.c's model helpers, shared with cmd_grid.c ----
+typedef struct kvq_model kvq_model;
+typedef struct kvq_tok kvq_tok;
+#define KVS_MODEL_CHUNK 128   // prefill chunk: the cache sees the text as a real prompt would arrive
+// --model DIR, else the session's model (a studio without one adopts DIR).
+void kvs_model_dir(kvs_session *s, kvs_args *a, char *dir, size_t n);
+// Loads the checkpoint at dir (error naming cmd; "" = --model is required). 0 / -1.
+int kvs_model_load(kvs_session *s, const char *dir, const char *cmd, kvq_model **m);
+// Token ids of a text file: the model's tokenizer.json (*tk, the caller frees) or
+// bytes; *nbytes the file size. 0 / -1 (printed).
+int kvs_model_text_tokens(kvs_session *s, const char *cmd, const kvq_model *m, const char *path, int32_t **tok,
+                          int *n, kvq_tok **tk, size_t *nbytes);
+// Bytes of text the n - 1 scored predictions cover (bits per byte's divisor).
+size_t kvs_model_scored_bytes(const kvq_tok *tk, const int32_t *tok, int n, size_t text_len);
+void kvs_model_cfg_label(const kvq_config *c, const kvq_artifacts *art, char *buf, size_t n);
+// The session's set for c's key method, else its value method, else s->art. Under s->lock.
+const kvq_artifacts *kvs_model_session_art(kvs_session *s, const kvq_config *c);
+
 // Placeholder for a command whose area has not landed yet.
 #define KVS_CMD_STUB(name)                                                        \
     int kvs_cmd_##name(kvs_session *s, kvs_args *a)                               \

@@ -240,10 +240,10 @@ static void draw_grid(kvs_ui *ui, kvs_rect r, kvs_grid_cell (*cells)[KVS_GRID_MA
     for (int m = 0; m < g->n_methods; m++)
         for (int b = 0; b < g->n_bits; b++)
             if (cells[m][b].state == KVS_CELL_DONE) ref = cells[m][b].ref_bpb;
-    char rf[32];
-    snprintf(title, sizeof title, "ppl / KL vs fp16: %.80s, values v%d%s%s%s", tb ? tb + 1 : g->text, g->value_bits,
-             isfinite(ref) ? ", fp16 " : "", isfinite(ref) ? kvq_metric_fmt(KVQ_M_BITS_PER_BYTE, ref, rf, sizeof rf) : "",
-             isfinite(ref) ? " bits/byte" : "");
+    char rf[48] = ", fp16 ";
+    if (isfinite(ref)) kvq_metric_fmt_unit(KVQ_M_BITS_PER_BYTE, ref, rf + 7, sizeof rf - 7);
+    else rf[0] = 0;
+    snprintf(title, sizeof title, "ppl / KL vs fp16: %.80s, values v%d%s", tb ? tb + 1 : g->text, g->value_bits, rf);
     kvs_w_box(ui, r, ms->have_grid ? title : "ppl / KL vs fp16");
     kvs_rect in = kvs_w_inner(r);
     if (!ms->have_grid) {
@@ -280,9 +280,9 @@ static void draw_grid(kvs_ui *ui, kvs_rect r, kvs_grid_cell (*cells)[KVS_GRID_MA
                 kvq_metric_fmt(KVQ_M_BITS_PER_BYTE, c->bpb, l1, sizeof l1);
                 kvq_metric_fmt(KVQ_M_NEXT_TOKEN_KL, c->kl, l2, sizeof l2);
             } else {
-                snprintf(l1, sizeof l1, "%s", c->state == KVS_CELL_RUNNING ? "running" : c->state == KVS_CELL_FAILED ? "failed"
-                                             : c->state == KVS_CELL_CANCELLED                                      ? "cancelled"
-                                                                                                                    : ".");
+                static const char *const word[] = {[KVS_CELL_EMPTY] = ".", [KVS_CELL_RUNNING] = "running",
+                                                   [KVS_CELL_FAILED] = "failed", [KVS_CELL_CANCELLED] = "cancelled"};
+                snprintf(l1, sizeof l1, "%s", word[c->state]);
                 if (c->state == KVS_CELL_RUNNING || c->state == KVS_CELL_FAILED)
                     a = cur ? a : kvs_attr(ui, c->state == KVS_CELL_FAILED ? KVS_C_BAD : KVS_C_WARN);
             }

@@ -30,7 +30,8 @@ static void model_job_done(kvs_ui *ui, kvs_job *j)
     model_job *m = j->arg;
     double el = j->t_end - j->t_start;
     if (j->status == KVQ_ERR_CANCELLED) {
-        kvs_ui_set_status(ui, false, "%s cancelled after %.1f s (Esc)%s", j->name, el, m->open[0] ? ": no trace written" : "");
+        kvs_ui_set_status(ui, false, "%s cancelled after %.1f s (Esc)%s", j->name, el,
+                          m->open[0] ? ": no trace written" : "");
     } else if (!j->status && m->open[0]) {
         if (!kvs_session_load(ui->s, m->open, NULL)) {
             const kvq_trace *t = ui->s->trace;

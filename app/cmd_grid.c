@@ -13,7 +13,6 @@
 #include "tok/tok.h"
 #include "tui.h"
 
-#define GRID_TEXT "sample_data/texts/textwrap-1k.py"
 
 typedef struct {
     kvq_progress *p;
@@ -156,7 +155,7 @@ int kvs_cmd_grid(kvs_session *s, kvs_args *a)
     char mbuf[512], bbuf[128], *items[KVS_GRID_MAX_METHODS + 1];
     snprintf(mbuf, sizeof mbuf, "%s", kvs_opt_str(a, "methods", s->cfg.method));
     snprintf(bbuf, sizeof bbuf, "%s", kvs_opt_str(a, "bits", "2,3,4"));
-    snprintf(g.text, sizeof g.text, "%s", kvs_opt_str(a, "text", GRID_TEXT));
+    snprintf(g.text, sizeof g.text, "%s", kvs_opt_str(a, "text", KVS_GRID_TEXT));
     kvs_model_dir(s, a, g.model_dir, sizeof g.model_dir);
     g.value_bits = (int)kvs_opt_int(a, "value-bits", s->cfg.value_bits);
     if (kvs_args_check_unused(s, a, "grid")) return -1;

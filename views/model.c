@@ -2,8 +2,8 @@
 // was opened on) as a first-class citizen. Its shape from config.json and
 // the safetensors headers; a ppl / KL grid over methods x key bits at one
 // value width (each cell one ppl run against the fp16 cache, filled in as
-// the worker computes it, Esc cancels); bits/byte against the key bits the
-// cache holds, beside the trace-level rate-distortion plot; and "capture a
+// the worker computes it, Esc cancels); bits/byte against the key record
+// bits of the cache, beside the trace-level rate-distortion plot; and "capture a
 // trace from this model", which opens the captured trace in the session.
 // Every action goes through the command language (`grid`, `capture`,
 // `method`...), so keys, the prompt and scripts do the same thing.
@@ -18,7 +18,6 @@
 #include "tok/tok.h"
 #include "ui.h"
 
-#define GRID_TEXT "sample_data/texts/textwrap-1k.py"   // app/cmd_model.c's default too
 
 // ---- the model's shape ----
 // Parameters as the checkpoint stores them: the elements of every tensor
@@ -129,7 +128,6 @@ static int grid_job_run(kvs_job *j)
 static void grid_job_done(kvs_ui *ui, kvs_job *j)
 {
     kvs_model_state *ms = &ui->model;
-    ms->grid_running = false;
     int done = 0;
     for (int m = 0; m < KVS_GRID_MAX_METHODS; m++)
         for (int b = 0; b < KVS_GRID_MAX_BITS; b++) done += ms->cells[m][b].state == KVS_CELL_DONE;
@@ -197,7 +195,6 @@ int kvs_studio_grid(kvs_session *s, const kvs_grid_spec *g)
         free(gj);
         return -1;
     }
-    ms->grid_running = true;
     return 0;
 }
 
@@ -243,14 +240,15 @@ static void draw_grid(kvs_ui *ui, kvs_rect r, kvs_grid_cell (*cells)[KVS_GRID_MA
     char rf[48] = ", fp16 ";
     if (isfinite(ref)) kvq_metric_fmt_unit(KVQ_M_BITS_PER_BYTE, ref, rf + 7, sizeof rf - 7);
     else rf[0] = 0;
-    snprintf(title, sizeof title, "ppl / KL vs fp16: %.80s, values v%d%s", tb ? tb + 1 : g->text, g->value_bits, rf);
+    snprintf(title, sizeof title, "%s (top) and %s vs fp16: %.80s, values v%d%s", kvq_metrics[KVQ_M_BITS_PER_BYTE].name,
+             kvq_metrics[KVQ_M_NEXT_TOKEN_KL].name, tb ? tb + 1 : g->text, g->value_bits, rf);
     kvs_w_box(ui, r, ms->have_grid ? title : "ppl / KL vs fp16");
     kvs_rect in = kvs_w_inner(r);
     if (!ms->have_grid) {
         const char *lines[] = {
             "Enter: bits/byte and next-token KL against the fp16 cache for the",
             "config's method at key bits 2, 3, 4 (values: the config's width),",
-            "one ppl run of the model per cell, on " GRID_TEXT ".",
+            "one ppl run of the model per cell, on " KVS_GRID_TEXT ".",
             "m adds the config's method as a row, v cycles the value bits,",
             "`grid --methods a,b --bits 2,4 --text FILE` chooses freely.",
         };
@@ -267,7 +265,8 @@ static void draw_grid(kvs_ui *ui, kvs_rect r, kvs_grid_cell (*cells)[KVS_GRID_MA
     for (int m = 0; m < g->n_methods && y + 1 < in.y + in.h; m++, y += 2) {
         bool fixed = fixed_width(g->methods[m]);
         kvs_w_text(ui, y, in.x + 1, METHOD_W, A_NORMAL, "%-*.*s", METHOD_W, METHOD_W - 1, g->methods[m]);
-        kvs_w_text(ui, y + 1, in.x + 1, METHOD_W, dim, "%-*s", METHOD_W, fixed ? "  (fixed width)" : "  KL bits/token");
+        kvs_w_text(ui, y + 1, in.x + 1, METHOD_W, dim, "  %-*s", METHOD_W - 2,
+                   fixed ? "(fixed width)" : kvq_metrics[KVQ_M_NEXT_TOKEN_KL].name);
         for (int b = 0; b < g->n_bits; b++) {
             const kvs_grid_cell *c = &cells[m][b];
             int x = in.x + 1 + METHOD_W + b * CELL_W;
@@ -313,14 +312,15 @@ static void draw_model_plot(kvs_ui *ui, kvs_rect r, kvs_grid_cell (*cells)[KVS_G
              ui->model.have_grid ? (g->value_bits == 16 ? ", fp16 values" : ", quantized values") : "");
     kvs_w_box(ui, r, title);
     kvs_rect in = kvs_w_inner(r);
-    double x0 = INFINITY, x1 = -INFINITY, y0 = INFINITY, y1 = -INFINITY;
+    double x0 = INFINITY, x1 = -INFINITY, y0 = INFINITY, y1 = -INFINITY, ref = NAN;
     int n = 0;
     for (int m = 0; ui->model.have_grid && m < g->n_methods; m++)
         for (int b = 0; b < g->n_bits; b++) {
             const kvs_grid_cell *c = &cells[m][b];
             if (c->state != KVS_CELL_DONE || !isfinite(c->key_bits) || !isfinite(c->bpb)) continue;
             x0 = fmin(x0, c->key_bits), x1 = fmax(x1, c->key_bits);
-            y0 = fmin(y0, fmin(c->bpb, c->ref_bpb)), y1 = fmax(y1, c->bpb);
+            y0 = fmin(y0, fmin(c->bpb, c->ref_bpb)), y1 = fmax(y1, fmax(c->bpb, c->ref_bpb));
+            ref = c->ref_bpb;
             n++;
         }
     if (!n || in.h < 5 || in.w < 30) {
@@ -350,6 +350,8 @@ static void draw_model_plot(kvs_ui *ui, kvs_rect r, kvs_grid_cell (*cells)[KVS_G
             if (i) kvs_plot_line(&p, px_[i - 1], py_[i - 1], px_[i], py_[i], m);
         }
     }
+    int rs = g->n_methods;   // the fp16 reference: a level line in the next series colour
+    if (isfinite(ref)) kvs_plot_line(&p, x0 - px, ref, x1 + px, ref, rs);
     char xl[64], yl[64];
     snprintf(xl, sizeof xl, "%s (%s)", xm->name, xm->unit);
     snprintf(yl, sizeof yl, "%s", ym->name);
@@ -358,6 +360,11 @@ static void draw_model_plot(kvs_ui *ui, kvs_rect r, kvs_grid_cell (*cells)[KVS_G
         kvs_w_text(ui, in.y + 1 + m, in.x + in.w - legend_w, legend_w,
                    kvs_attr(ui, (kvs_color)(KVS_C_S1 + m % KVS_N_SERIES)), "%s %.19s",
                    ui->utf8 ? "\xe2\x94\x81\xe2\x94\x81" : "--", g->methods[m]);
+    char rf[32];
+    if (legend_w && isfinite(ref) && rs < in.h - 1)
+        kvs_w_text(ui, in.y + 1 + rs, in.x + in.w - legend_w, legend_w,
+                   kvs_attr(ui, (kvs_color)(KVS_C_S1 + rs % KVS_N_SERIES)), "%s fp16 %s",
+                   ui->utf8 ? "\xe2\x94\x81\xe2\x94\x81" : "--", kvq_metric_fmt(KVQ_M_BITS_PER_BYTE, ref, rf, sizeof rf));
 }
 
 static void model_draw(kvs_ui *ui, kvs_rect r)
@@ -402,7 +409,7 @@ static kvs_grid_spec current_spec(kvs_ui *ui)
     kvs_grid_spec g = {.n_bits = 3, .bits = {2, 3, 4}, .value_bits = ui->s->cfg.value_bits, .n_methods = 1};
     const char *m = strcmp(ui->s->cfg.method, "fp16") ? ui->s->cfg.method : "turboquant_mse";
     snprintf(g.methods[0], sizeof g.methods[0], "%s", m);
-    snprintf(g.text, sizeof g.text, "%s", GRID_TEXT);
+    snprintf(g.text, sizeof g.text, "%s", KVS_GRID_TEXT);
     return g;
 }
 

@@ -32,6 +32,7 @@ typedef int (*kvs_model_fn)(kvs_session *s, void *task, kvq_progress *p);
 int kvs_studio_model_job(kvs_session *s, const char *name, kvs_model_fn fn, void *task, const char *open_trace);
 // ---- the ppl / KL grid of the model view (`grid`): methods x key bits at
 // one value width, each cell one ppl run of the session's model on a text ----
+#define KVS_GRID_TEXT "sample_data/texts/textwrap-1k.py"   // the default text (1 KiB of Python)
 #define KVS_GRID_MAX_METHODS 8
 #define KVS_GRID_MAX_BITS 6
 typedef enum { KVS_CELL_EMPTY, KVS_CELL_RUNNING, KVS_CELL_DONE, KVS_CELL_FAILED, KVS_CELL_CANCELLED } kvs_cell_state;

@@ -179,7 +179,6 @@ typedef struct kvs_model_state {
     bool have_grid;
     // written by the worker under job.mu, read by the UI under it
     kvs_grid_cell cells[KVS_GRID_MAX_METHODS][KVS_GRID_MAX_BITS];
-    bool grid_running;
     int cur_m, cur_b;              // cursor cell
 } kvs_model_state;
 

@@ -47,7 +47,7 @@ wait_for "method \\ key bits" 5
 wait_for "running" 5                # a cell in flight, the others still empty
 wait_for "grid done: 2 cells" 40
 row=$(screen | grep -E "│ kivi +[0-9]+\.[0-9]{4} +[0-9]+\.[0-9]{4} ") || fail "the kivi row lacks 2 bits/byte cells"
-screen | grep -qE "KL bits/token +[0-9]+\.[0-9]{5} +[0-9]+\.[0-9]{5}" || fail "the KL row lacks 2 cells"
+screen | grep -qE "next-token KL +[0-9]+\.[0-9]{5} +[0-9]+\.[0-9]{5}" || fail "the KL row lacks 2 cells"
 screen | grep -qF "fp16 " || fail "the grid title lacks the fp16 reference"
 
 step "c captures a trace from this model and opens it"

@@ -171,7 +171,7 @@ typedef struct kvs_calib_state {
 #define KVS_MODEL_INFO 14
 typedef struct kvs_model_state {
     char info_dir[KVQ_PATH_LEN];   // the model the info lines describe ("" = not read yet)
-    char info[KVS_MODEL_INFO][128];   // "arch  llama (LlamaForCausalLM)" ...
+    char info[KVS_MODEL_INFO][128];   // "arch      llama (Llama)" ...
     int n_info;
     char info_err[256];            // config.json unreadable: why
     kvs_grid_spec grid;            // the grid asked for last

@@ -293,11 +293,11 @@ int kvs_ui_exec(kvs_ui *ui, const char *line)
 {
     kvs_printf(ui->s, ":%s", line);
     long before = ui->log_total;
-    // the worker holds the session lock while it reads the trace: replacing
-    // the trace or the artifacts would block the UI until the job ends
+    // the worker holds the session lock while it reads the trace or uses the
+    // artifacts: replacing (or saving) them would block the UI until the job ends
     char word[32] = "";
     sscanf(line, " %31s", word);
-    if (kvs_job_busy(ui) && (!strcmp(word, "load") || !strcmp(word, "load-artifacts")))
+    if (kvs_job_busy(ui) && (!strcmp(word, "load") || !strcmp(word, "load-artifacts") || !strcmp(word, "save")))
         return kvs_errorf(ui->s, "%s: wait for %s to finish (Esc cancels it)", word, ui->job.name);
     int rc = kvs_exec_line(ui->s, line);
     // a command that printed a page (help, show, info) opens the log

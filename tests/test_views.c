@@ -377,6 +377,56 @@ static void test_calibrate_and_cancel(void **state)
     assert_shows(ui, "ratequant.bits");
 }
 
+// The model view: the shape of the session's model, the grid filled by a
+// job (each cell a ppl run), `ppl` as a job on the session's config that Esc
+// cancels, and a second identical grid that keeps what was computed.
+static void test_model_view(void **state)
+{
+    fixture *f = *state;
+    kvs_ui *ui = f->ui;
+    snprintf(f->s.model_dir, sizeof f->s.model_dir, "sample_data/refmodel");
+    kvs_ui_key(ui, '7');
+    assert_shows(ui, "layers    6");
+    assert_shows(ui, "params    19.1M (3 files)");
+    assert_shows(ui, "tokenizer bytes (vocab 256)");
+    char text[128], line[256];
+    snprintf(text, sizeof text, "%s/t64.txt", f->state_dir);
+    FILE *fp = fopen(text, "w");
+    assert_non_null(fp);
+    fputs("import re\n\n__all__ = ['TextWrapper', 'wrap', 'fill', 'dedent', 'indent']\n", fp);
+    fclose(fp);
+    snprintf(line, sizeof line, "grid --methods q8_0,kivi --bits 2 --value-bits 16 --text %s", text);
+    assert_int_equal(kvs_ui_exec(ui, line), 0);
+    assert_true(kvs_job_busy(ui));
+    kvs_job_wait(ui);
+    const kvs_grid_cell *q8 = &ui->model.cells[0][0], *kv = &ui->model.cells[1][0];
+    assert_int_equal(q8->state, KVS_CELL_DONE);
+    assert_int_equal(kv->state, KVS_CELL_DONE);
+    assert_true(q8->kl > 0 && q8->kl < kv->kl);   // 8 bits disturb less than 2
+    assert_true(fabs(q8->key_bits - 8.5) < 1e-9 && fabs(q8->value_bits - 16) < 1e-9);
+    assert_true(fabs(q8->ref_bpb - kv->ref_bpb) < 1e-12);
+    assert_shows(ui, "grid done: 2 cells");
+    assert_shows(ui, "llamacpp:q8_0");
+    assert_shows(ui, "model: bits/byte vs key record bits");
+    double bpb = kv->bpb;
+    assert_int_equal(kvs_ui_exec(ui, line), 0);   // the same grid: nothing to compute again
+    kvs_job_wait(ui);
+    assert_int_equal(ui->model.cells[1][0].state, KVS_CELL_DONE);
+    assert_true(ui->model.cells[1][0].bpb == bpb);
+    // ppl: a job on the session's model and method; Esc cancels it
+    snprintf(line, sizeof line, "ppl --text %s", text);
+    assert_int_equal(kvs_ui_exec(ui, line), 0);
+    assert_true(kvs_job_busy(ui));
+    kvs_ui_key(ui, 27);
+    kvs_job_wait(ui);
+    assert_shows(ui, "ppl cancelled after");
+    assert_int_equal(kvs_ui_exec(ui, line), 0);
+    kvs_job_wait(ui);
+    bool found = false;
+    for (int i = 0; i < ui->log_n; i++) found |= strstr(kvs_ui_log_line(ui, i), "KL(fp16 || turboquant_mse k3") != NULL;
+    assert_true(found);
+}
+
 static void test_help_and_filter(void **state)
 {
     fixture *f = *state;
@@ -675,6 +725,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_dashboard, setup, teardown),
         cmocka_unit_test_setup_teardown(test_generate, setup, teardown),
         cmocka_unit_test_setup_teardown(test_calibrate_and_cancel, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_model_view, setup, teardown),
         cmocka_unit_test_setup_teardown(test_help_and_filter, setup, teardown),
         cmocka_unit_test_setup_teardown(test_too_small_and_resize, setup, teardown),
         cmocka_unit_test_setup_teardown(test_no_color_and_ascii, setup, teardown),

@@ -378,6 +378,16 @@ static void plots_draw(kvs_ui *ui, kvs_rect r)
     free(c);
 }
 
+// The rate-distortion chart alone, for the model view to show beside its own.
+void kvs_plots_draw_rd(kvs_ui *ui, kvs_rect r)
+{
+    chart *c = calloc(1, sizeof *c);
+    if (!c) return;
+    build_rd(ui->s, &ui->plots, c);
+    draw_chart(ui, r, c);
+    free(c);
+}
+
 // ---- SVG ----
 // The hues of the studio's series colours (tui.c: cyan, yellow, green,
 // magenta, red, blue; slots 7..12 their bright half), dark enough for white

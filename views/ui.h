@@ -9,6 +9,7 @@
 #include "session.h"
 #include "stats.h"
 #include "calib/calib.h"
+#include "tui.h"
 
 // ---- key handling: every key handler returns these flags ----
 enum { KVS_KEY_UNHANDLED = 0, KVS_KEY_HANDLED = 1, KVS_KEY_REDRAW = 2, KVS_KEY_QUIT = 4 };
@@ -38,6 +39,7 @@ typedef struct kvs_view {
 
 extern const kvs_view kvs_view_explorer, kvs_view_lab, kvs_view_dashboard, kvs_view_plots,
     kvs_view_calibrate, kvs_view_help;
+extern const kvs_view kvs_view_model;
 extern const kvs_view *const kvs_views[];
 extern const int kvs_n_views;
 extern const kvs_keybind kvs_global_keys[];
@@ -165,6 +167,21 @@ typedef struct kvs_calib_state {
     int confirm;               // row + 1 whose unsaved set Enter again replaces (0 = none asked)
 } kvs_calib_state;
 
+// The model view (model.c): the session's model, its ppl / KL grid.
+#define KVS_MODEL_INFO 14
+typedef struct kvs_model_state {
+    char info_dir[KVQ_PATH_LEN];   // the model the info lines describe ("" = not read yet)
+    char info[KVS_MODEL_INFO][128];   // "arch      llama (Llama)" ...
+    int n_info;
+    char info_err[256];            // config.json unreadable: why
+    kvs_grid_spec grid;            // the grid asked for last
+    kvq_config base;               // the session config it ran on
+    bool have_grid;
+    // written by the worker under job.mu, read by the UI under it
+    kvs_grid_cell cells[KVS_GRID_MAX_METHODS][KVS_GRID_MAX_BITS];
+    int cur_m, cur_b;              // cursor cell
+} kvs_model_state;
+
 #define KVS_LOG_LINES 512
 struct kvs_ui {
     kvs_session *s;
@@ -204,6 +221,7 @@ struct kvs_ui {
     kvs_gen_state gen;
     kvs_plots_state plots;
     kvs_calib_state cal;
+    kvs_model_state model;
 };
 
 // ---- tui.c (kvs_ui_draw: frame.c) ----
@@ -310,4 +328,5 @@ void kvs_plots_free(kvs_ui *ui);
 int kvs_calib_start(kvs_ui *ui, int row);                 // calibrate.c
 int kvs_gen_start(kvs_ui *ui);                            // gen.c: generate on the worker
 void kvs_gen_free(kvs_ui *ui);
+void kvs_plots_draw_rd(kvs_ui *ui, kvs_rect r);             // plots.c: the rate-distortion plot in r
 #endif

@@ -43,7 +43,7 @@ static json_t *row_json(const kvq_recommend_row *r)
 static void print_row(kvs_session *s, const kvq_recommend_row *r, const char *rank, bool budget)
 {
     char line[1024], f[32];
-    int n = snprintf(line, sizeof line, "%4s  %-8s  %-13s  %-30s", rank, r->engine, r->format, r->flags);
+    int n = snprintf(line, sizeof line, "%4s  %-8s  %-13s  %-46s", rank, r->engine, r->format, r->flags);
     if (!r->ok) {
         kvs_printf(s, "%s  failed: %s", line, r->error);
         return;
@@ -90,7 +90,7 @@ static void print_text(kvs_session *s, const kvq_trace *t, const kvq_recommend_t
                tb->n_layers, tb->n_kv_heads, tb->head_dim, o->context, bud);
     kvs_printf(s, "%d tokens replayed (prefill %d, decode %d); ranked by %s, rows within the budget first",
                tb->replayed, tb->replayed / 2, tb->replayed - tb->replayed / 2, rank_name);
-    int n = snprintf(hdr, sizeof hdr, "%4s  %-8s  %-13s  %-30s", "rank", "engine", "format", "flags");
+    int n = snprintf(hdr, sizeof hdr, "%4s  %-8s  %-13s  %-46s", "rank", "engine", "format", "flags");
     for (int c = 0; c < KVQ_REC_N_COLS && n < (int)sizeof hdr; c++)
         n += snprintf(hdr + n, sizeof hdr - (size_t)n, "  %s", kvq_metrics[kvq_recommend_cols[c].metric].name);
     kvs_printf(s, "%s  %5s  %s", hdr, "front", "budget");

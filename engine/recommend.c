@@ -180,8 +180,15 @@ kvq_status kvq_recommend_run(const kvq_trace *t, const kvq_artifacts *art, const
         sp.base = done++ / total;
         snprintf(sp.stage, sizeof sp.stage, "%s %s", f->engine, f->name);
         if (kvq_progress_report(p, sp.base, sp.stage)) return kvq_error(KVQ_ERR_CANCELLED, "recommend: cancelled");
-        if (row_prepare(t, NULL, context, budget, r) && measure(t, NULL, o->seq_len, &sp, r))
-            return kvq_error(KVQ_ERR_CANCELLED, "recommend: cancelled");
+        // --calculate-kv-scales rows: scales from the replay's prefill, as vLLM's first forward
+        kvq_artifacts *fa = NULL;
+        kvq_status st = KVQ_OK;
+        if (kvq_deploy_artifacts(f, t, out->replayed / 2, &fa))
+            snprintf(r->error, sizeof r->error, "%s", kvq_last_error());
+        else if (row_prepare(t, fa, context, budget, r))
+            st = measure(t, fa, o->seq_len, &sp, r);
+        kvq_artifacts_free(fa);
+        if (st) return kvq_error(KVQ_ERR_CANCELLED, "recommend: cancelled");
     }
     mark_front(out);
     rows_sort(out);

@@ -1,4 +1,4 @@
-// deploy.c — view 7, Deploy: the `recommend` table (engine/recommend.h) for
+// deploy.c — the Deploy view: the `recommend` table (engine/recommend.h) for
 // the session's trace — every KV format llama.cpp, vLLM and mlx_lm offer,
 // the exact flag, bits held K/V, KV memory per token and at a context, key
 // rel MSE, output error, attention KL, rows within the budget first, the
@@ -225,15 +225,33 @@ static void fmt_budget(double b, char *buf, size_t n)
     else snprintf(buf, n, "none");
 }
 
+// The view's options on one line; at narrow widths the key hints go
+// first, then the words (kvs_fit_parts never cuts a number).
 static void draw_settings(kvs_ui *ui, kvs_rect r, const kvs_deploy_state *ds)
 {
     const kvq_trace *t = ui->s->trace;
-    int n_tok = t ? t->n_tokens : 0;
+    int n_tok = t ? t->n_tokens : 0, rep = ds->seq_len && ds->seq_len < n_tok ? ds->seq_len : n_tok;
     char bud[32];
     fmt_budget(ds->budget_gib, bud, sizeof bud);
-    kvs_w_text(ui, r.y, r.x + 1, r.w - 1, kvs_attr(ui, KVS_C_TITLE),
-               "engine %s (e)  context %ld (c)  budget %s (b)  replay %d/%d tokens (t)", ds->engine,
-               ds->context ? ds->context : n_tok, bud, ds->seq_len && ds->seq_len < n_tok ? ds->seq_len : n_tok, n_tok);
+    kvs_part p[4] = {{.prio = 0}, {.prio = 1}, {.prio = 2}, {.prio = 3}};
+    snprintf(p[0].text, sizeof p[0].text, "engine %s (e)", ds->engine);
+    snprintf(p[0].brief, sizeof p[0].brief, "%s", ds->engine);
+    snprintf(p[1].text, sizeof p[1].text, "context %ld (c)", ds->context ? ds->context : n_tok);
+    snprintf(p[1].brief, sizeof p[1].brief, "context %ld", ds->context ? ds->context : n_tok);
+    snprintf(p[2].text, sizeof p[2].text, "budget %s (b)", bud);
+    snprintf(p[2].brief, sizeof p[2].brief, "budget %s", bud);
+    snprintf(p[3].text, sizeof p[3].text, "replay %d/%d tokens (t)", rep, n_tok);
+    snprintf(p[3].brief, sizeof p[3].brief, "replay %d/%d", rep, n_tok);
+    kvs_w_parts(ui, r.y, r.x + 1, r.w - 1, kvs_attr(ui, KVS_C_TITLE), p, 4, "  ");
+}
+
+// s in at most w cells: cut ones end in '~' (a cut flag must not read whole).
+static const char *clip(const char *s, int w, char *buf, size_t n)
+{
+    if (w < 1) w = 1;
+    if ((int)strlen(s) <= w) snprintf(buf, n, "%s", s);
+    else snprintf(buf, n, "%.*s~", w - 1, s);
+    return buf;
 }
 
 // Column headers split in two lines at the space nearest the middle, so
@@ -362,7 +380,9 @@ static void draw_table(kvs_ui *ui, kvs_rect r, kvs_deploy_state *ds)
         kvs_w_text(ui, y, x0, in.w - 1, at, "%2s%c %c %-*s %-*.*s", own || !x->ok ? "-" : rk, x->front ? '*' : ' ',
                    marker_of(x), we, x->engine, wf, wf, own ? "(own best)" : x->format);
         if (!x->ok) {
-            kvs_w_text(ui, y, cx, in.x + in.w - cx, sel ? at : kvs_attr(ui, KVS_C_BAD), "failed: %s", x->error);
+            char er[320];
+            clip(x->error, in.x + in.w - cx - 8, er, sizeof er);
+            kvs_w_text(ui, y, cx, in.x + in.w - cx, sel ? at : kvs_attr(ui, KVS_C_BAD), "failed: %s", er);
         } else {
             for (int k = 0; k < n_shown; k++) {
                 int c = shown[k];
@@ -373,8 +393,10 @@ static void draw_table(kvs_ui *ui, kvs_rect r, kvs_deploy_state *ds)
             if (tail && cx + TAIL_W <= in.x + in.w + 1) {
                 bool budget = t->opts.budget_gib > 0 || own;
                 const char *fit = !budget ? "-" : x->in_budget ? "fits" : "over";
+                char fl[256];
+                clip(own ? t->not_deployable : x->flags, in.x + in.w - cx - TAIL_W - 1, fl, sizeof fl);
                 kvs_w_text(ui, y, cx, in.x + in.w - cx, sel || !budget || x->in_budget ? at : kvs_attr(ui, KVS_C_WARN),
-                           "%5s %-6s  %s", x->front ? "*" : "-", fit, own ? t->not_deployable : x->flags);
+                           "%5s %-6s  %s", x->front ? "*" : "-", fit, fl);
             }
         }
         kvs_hit_add(ui, (kvs_rect){y, in.x, 1, in.w}, HIT_ROW, i);
@@ -388,13 +410,12 @@ static void draw_detail(kvs_ui *ui, kvs_rect r, const kvs_deploy_state *ds)
     const kvq_recommend_row *x = row_at(ds, ds->sel);
     const kvq_recommend_table *t = ds->tab;
     if (!x) return;
-    bool own = ds->sel >= t->n;
-    if (own)
-        kvs_w_text(ui, r.y, r.x + 1, r.w - 1, kvs_attr(ui, KVS_C_ACCENT) | A_BOLD,
-                   "kvstudio's best within %.4f GiB: %s (%s)", t->own_budget_gib, x->label, x->flags);
+    char line[512], out[512];
+    if (ds->sel >= t->n)
+        snprintf(line, sizeof line, "kvstudio's best within %.4f GiB: %s (%s)", t->own_budget_gib, x->label, x->flags);
     else
-        kvs_w_text(ui, r.y, r.x + 1, r.w - 1, kvs_attr(ui, KVS_C_ACCENT) | A_BOLD, "%s %s:  %s", x->engine, x->format,
-                   x->flags);
+        snprintf(line, sizeof line, "%s %s:  %s", x->engine, x->format, x->flags);
+    kvs_w_text(ui, r.y, r.x + 1, r.w - 1, kvs_attr(ui, KVS_C_ACCENT) | A_BOLD, "%s", clip(line, r.w - 2, out, sizeof out));
 }
 
 // Where an error lands on the plot's y axis: log10 by default (the formats
@@ -424,7 +445,7 @@ static void draw_plot(kvs_ui *ui, kvs_rect r, const kvs_deploy_state *ds)
         if (!cnt) continue;
         kvq_recommend_row probe = {.engine = e[k]};
         kvs_hit_add(ui, (kvs_rect){ly, lx, 1, legend_w}, HIT_LEGEND, k);
-        kvs_w_text(ui, ly++, lx, legend_w, color_of(ui, &probe), "%c %-12s %3d", marker_of(&probe), e[k], cnt);
+        kvs_w_text(ui, ly++, lx, legend_w, color_of(ui, &probe), "%c %-12.12s %3d", marker_of(&probe), e[k], cnt);
     }
     if (t->have_best && ly < in.y + in.h)
         kvs_w_text(ui, ly++, lx, legend_w, color_of(ui, &t->best), "%c kvstudio (own)", OWN_MARKER);
@@ -449,10 +470,11 @@ static void draw_plot(kvs_ui *ui, kvs_rect r, const kvs_deploy_state *ds)
     kvs_plot_draw(ui, &p, kvq_metrics[xm].name, NULL);
     if (!ds->linear) {   // the axis labels as errors, not their logs (over kvs_plot_draw's)
         attr_t dim = kvs_attr(ui, KVS_C_DIM);
-        kvs_w_text(ui, p.r.y, p.r.x - 8, 7, dim, "%7.2g", pow(10, p.y1));
-        char lo[16];
+        char hi[16], lo[16];
+        if (kvs_fmt_num(pow(10, p.y1), 7, 3, hi, sizeof hi) < 0) snprintf(hi, sizeof hi, "%s", "");
         snprintf(lo, sizeof lo, "<=1e%d", (int)fl);   // the floor holds the exact formats too
-        kvs_w_text(ui, p.r.y + p.r.h - 1, p.r.x - 8, 7, dim, "%7s", lo);
+        kvs_w_text(ui, p.r.y, p.r.x - 9, 7, dim, "%7s", hi);   // where kvs_plot_draw puts its labels
+        kvs_w_text(ui, p.r.y + p.r.h - 1, p.r.x - 9, 7, dim, "%7s", lo);
     }
     int cw = p.r.w, ch = p.r.h;
     if (t->opts.budget_gib > 0) {   // the budget as a dotted vertical line

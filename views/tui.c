@@ -18,7 +18,7 @@
 
 const kvs_view *const kvs_views[] = {&kvs_view_explorer, &kvs_view_lab, &kvs_view_dashboard,
                                      &kvs_view_plots, &kvs_view_calibrate, &kvs_view_help,
-                                     &kvs_view_deploy};
+                                     &kvs_view_model, &kvs_view_deploy};
 const int kvs_n_views = (int)(sizeof kvs_views / sizeof kvs_views[0]);
 
 int kvs_view_index(const char *name)
@@ -296,11 +296,11 @@ int kvs_ui_exec(kvs_ui *ui, const char *line)
 {
     kvs_printf(ui->s, ":%s", line);
     long before = ui->log_total;
-    // the worker holds the session lock while it reads the trace: replacing
-    // the trace or the artifacts would block the UI until the job ends
+    // the worker holds the session lock while it reads the trace or uses the
+    // artifacts: replacing (or saving) them would block the UI until the job ends
     char word[32] = "";
     sscanf(line, " %31s", word);
-    if (kvs_job_busy(ui) && (!strcmp(word, "load") || !strcmp(word, "load-artifacts")))
+    if (kvs_job_busy(ui) && (!strcmp(word, "load") || !strcmp(word, "load-artifacts") || !strcmp(word, "save")))
         return kvs_errorf(ui->s, "%s: wait for %s to finish (Esc cancels it)", word, ui->job.name);
     int rc = kvs_exec_line(ui->s, line);
     // a command that printed a page (help, show, info) opens the log
@@ -478,6 +478,8 @@ int kvs_tui_run(kvs_session *s, const char *path)
         return refuse(s, "out of memory");
     }
     snprintf(ui->gen.model_dir, sizeof ui->gen.model_dir, "%s", model_dir);
+    snprintf(s->model_dir, sizeof s->model_dir, "%s", model_dir);
+    if (model_dir[0]) kvs_ui_switch(ui, "model");   // opened on a model: show it, not the sample trace
     const char *cs = setlocale(LC_CTYPE, NULL);
     ui->utf8 = !ui->ascii_forced && cs && (strstr(cs, "UTF-8") || strstr(cs, "utf8") || strstr(cs, "UTF8"));
     cbreak();
@@ -507,6 +509,9 @@ int kvs_tui_run(kvs_session *s, const char *path)
     if (prior > 0)
         kvs_ui_set_status(ui, false, "%d earlier run%s restored from %s (lab and plots)", prior, prior == 1 ? "" : "s",
                           hist);
+    if (model_dir[0])   // say what the trace views show: not this model's keys until one is captured
+        kvs_ui_set_status(ui, false, "model %s (7 Model); the trace views show %s until c in the model view captures "
+                          "one from it", model_dir, s->trace ? s->trace->path : "no trace");
     struct sigaction old_int, old_term, old_hup;
     g_sigint = g_sigterm = 0;
     signals_install(&old_int, &old_term, &old_hup);

@@ -12,9 +12,16 @@ mkdir -p "$TMP/state"
 T new-session -d -s "$S" -x 80 -y 24 -c "$PWD" \
     "env TERM=xterm NO_COLOR=1 LANG=C LC_ALL=C XDG_STATE_HOME='$TMP/state' '$KVSTUDIO' $TRACE 2>'$TMP/err'; sleep 600"
 wait_for "layers x kv heads"
+# no digit (or digit and point) against a box or the screen edge (as fit.sh)
+no_cuts() {
+    local bad
+    bad=$(screen | grep -nE '[0-9][.]?[|]|[0-9]e[+-]?[0-9]*[|]'
+          screen | awk 'length($0) >= 80 && /([0-9]|[0-9][.])$/ {print NR": "$0}')
+    [ -z "$bad" ] || fail "$1: a number is cut: $bad"
+}
 
 step "opening the view starts the job; Esc cancels it"
-keys 7; wait_for "engine all (e)"
+keys 8; wait_for "engine all (e)"
 wait_for "Esc cancels"
 keys Escape; wait_for "recommend cancelled" 20
 
@@ -24,14 +31,17 @@ wait_for "formats measured on 32 tokens" 60
 for e in llamacpp vllm mlx; do
     screen | grep -qE "^\| +[0-9]+[* ] . $e " || fail "no $e row in the table"
 done
-wait_for "o llamacpp      15"; wait_for "+ vllm           3"; wait_for "x mlx            9"
+for l in "o llamacpp" "+ vllm" "x mlx"; do   # legend: marker, engine, rows
+    screen | grep -F -- "$l " | grep -qE ' [0-9]+ +\|$' || fail "no legend line '$l N'"
+done
 wait_for "# kvstudio (own)"
 wait_for "output error (log, y toggles) vs KV memory at context at 1024 tokens"
+no_cuts "the filled table"
 screen | grep -qE '^\|  1\* \+ vllm +auto ' || fail "rank 1 is not vllm auto (exact, the least memory of the exact formats)"
 
 step "e filters the engine; c and b edit context and budget"
 keys e; wait_for "engine llamacpp (e)"
-wait_for "formats measured on 32 tokens" 60; wait_gone "x mlx            9"
+wait_for "formats measured on 32 tokens" 60; wait_gone "x mlx  "
 screen | grep -qE '^\| +[0-9]+[* ] . (vllm|mlx) ' && fail "another engine's row under engine llamacpp"
 keys c; wait_for ":recommend --context 1024"
 keys 8 1 9 2 Enter; wait_for "context 8192 (c)"; wait_for "at 8192 tokens" 60
@@ -39,6 +49,7 @@ keys b; wait_for ":recommend --budget-gb 0"
 keys BSpace 0 . 0 1 5 Enter; wait_for "budget 0.015 GiB (b)"
 wait_for "formats measured on 32 tokens" 60
 keys Right Right Right Right; wait_for "front budget"
+no_cuts "the table scrolled to its flags"
 # the four 4-bit formats under 0.015 GiB at 8192 tokens come first (as tests/e2e/recommend.sh)
 n=$(screen | grep -cE '^\|  [1-4][* ] o llamacpp .* fits ')
 [ "$n" = 4 ] || fail "expected 4 fitting rows first, saw $n"

@@ -28,6 +28,14 @@ click() {
     set -- $p "${2:-0}"
     keys -l $'\e[<0;'"$(($1 + $3));$2M"$'\e[<0;'"$(($1 + $3));$2m"
 }
+# tab N: click tab N of the tab bar (at 80 columns only the current tab
+# shows its name: "1 2 Lab 3 4 ...")
+tab() {
+    local x
+    x=$(screen | head -1 | awk -v n="$1" '{ if (match($0, "(^| )" n "( |$)")) print RSTART + (substr($0, RSTART, 1) == " ") }')
+    [ -n "$x" ] || fail "no tab $1 in the tab bar"
+    keys -l $'\e[<0;'"$x;1M"$'\e[<0;'"$x;1m"
+}
 # wheel up|down TEXT: one notch of the wheel over TEXT
 wheel() {
     local b=64; [ "$1" = down ] && b=65
@@ -37,36 +45,36 @@ wheel() {
 }
 
 step "clicking a tab switches view"
-click " 2 Lab "; wait_for "run history"
-click " 5 Calibrate "; wait_for "calibrators"
-click " 1 Explorer "; wait_for "layers x kv heads"; wait_gone "calibrators"
+tab 2; wait_for "run history"
+tab 5; wait_for "calibrators"
+tab 1; wait_for "layers x kv heads"; wait_gone "calibrators"
 
 step "the wheel over a view without its own mouse moves its list as Up/Down do"
 wheel down "layers x kv heads"; wait_for "layer 1, kv head 0: keys"
 wheel up "layers x kv heads"; wait_for "layer 0, kv head 0: keys"
 
 step "clicking a list row selects it"
-click " 5 Calibrate "; wait_for "ratequant options"
+tab 5; wait_for "ratequant options"
 click "| vecinfer " 3; wait_for "vecinfer options"; wait_gone "ratequant options"
 
 step "clicking the selected lab field again edits it"
-click " 2 Lab "; wait_for "run history"
+tab 2; wait_for "run history"
 click " num_residuals " 2; sleep 0.3
 screen | grep -qF ":set num_residuals=" && fail "the first click edited a field it had not selected"
 click " num_residuals " 2; wait_for ":set num_residuals=2"
 keys C-u Escape; wait_gone ":set num_residuals="
 
 step "clicking a plot switch changes plot"
-click " 4 Plots "; wait_for "one curve per configuration"
+tab 4; wait_for "one curve per configuration"
 click " bit allocation " 2; wait_for "per-layer key bit allocation"
 
 step "the wheel scrolls help and the log overlay"
-click " 6 Help"; wait_for "Keys everywhere"
-before=$(screen | grep -oE '[0-9]+/[0-9]+ more' | cut -d/ -f1)
+tab 6; wait_for "Keys everywhere"
+before=$(screen | grep -oE ' [0-9]+-[0-9]+ of [0-9]+ ' | head -1 | sed 's/^ \([0-9]*\)-.*/\1/')
 [ -n "$before" ] || fail "help does not scroll at 80x24"
 wheel down "Keys everywhere"; wheel down "commands"; wheel down "commands"
-wait_for " $((before - 3))/"
-wheel up "commands"; wait_for " $((before - 2))/"
+wait_for " $((before + 3))-"
+wheel up "commands"; wait_for " $((before + 2))-"
 keys : help Enter; wait_for "output log"   # a page of output opens the log
 top=$(screen | sed -n 4p)
 wheel up "output log"; wheel up "output log"

@@ -21,7 +21,7 @@ no_cuts() {
 }
 
 step "opening the view starts the job; Esc cancels it"
-keys 8; wait_for "engine all (e)"
+keys : 'view deploy' Enter; wait_for "engine all (e)"
 wait_for "Esc cancels"
 keys Escape; wait_for "recommend cancelled" 20
 

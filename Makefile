@@ -165,7 +165,8 @@ scale-check:
 bigmodel-check:
 	@$(MAKE) --no-print-directory deps EXTRA_DEBS="$(SCALE_DEBS)"
 	@$(MAKE) --no-print-directory $(KVSTUDIO)
-	KVSTUDIO=./$(KVSTUDIO) BIG_DIR=$(BIG_DIR) bash tools/bigmodel_check.sh
+	@py=$$(for p in python3 /usr/bin/python3; do $$p -c "import numpy" 2>/dev/null && { echo $$p; break; }; done); \
+	KVSTUDIO=./$(KVSTUDIO) BIG_DIR=$(BIG_DIR) nice $$py tools/bigmodel_check.py
 
 clean:
 	rm -rf build build-asan build-fuzz build-peers

@@ -13,6 +13,7 @@
 #include "f16.h"
 #include "linear.h"
 #include "model.h"
+#include "pool.h"
 #include "rng.h"
 
 // Random weights of one dtype, stored at byte offset `skew` (unaligned when odd).
@@ -91,6 +92,31 @@ static void test_tiled_vs_ref(void **st)
                 free(yr);
                 free(buf);
             }
+}
+
+// A tile big enough to be converted by several pool tasks gives the same
+// bits with 1 and 3 threads (tasks are cut by size alone).
+static void test_threads_identical(void **st)
+{
+    (void)st;
+    enum { R = 600, C = 512, N = 5 };
+    kvq_weight w;
+    uint8_t *buf = make_weight(KVQ_DT_BF16, R, C, 1, 42, &w);
+    static float x[N * C], y1[N * R], y3[N * R];
+    kvq_rng g;
+    kvq_rng_seed(&g, 3);
+    for (int i = 0; i < N * C; i++) x[i] = (float)kvq_rng_gauss(&g);
+    kvq_linear_plan *p;
+    assert_int_equal(kvq_linear_plan_new(0, &p), KVQ_OK);
+    kvq_threads_set(1);
+    kvq_linear(p, x, N, &w, 0.0f, y1, R);
+    kvq_threads_set(3);
+    kvq_linear(p, x, N, &w, 0.0f, y3, R);
+    kvq_threads_set(0);
+    kvq_threads_shutdown();
+    assert_memory_equal(y1, y3, sizeof y1);
+    kvq_linear_plan_free(p);
+    free(buf);
 }
 
 // Row conversion is exact: every bf16 and f16 pattern's decoding.
@@ -214,6 +240,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_tiled_vs_ref),
+        cmocka_unit_test(test_threads_identical),
         cmocka_unit_test(test_row_exact),
         cmocka_unit_test(test_model_tiled_vs_scalar),
     };

@@ -9,12 +9,13 @@
 #include <unistd.h>
 #include "f16.h"
 #include "linear.h"
+#include "pool.h"
 #include "simd.h"
 #if KVQ_HAVE_X86
 #include <immintrin.h>
 #endif
 
-#define TILE_FLOATS_DEFAULT (256u * 1024u)
+#define TILE_FLOATS_DEFAULT (1024u * 1024u)
 
 struct kvq_linear_plan {
     size_t cap;     // floats in tile
@@ -75,6 +76,30 @@ static void convert(const kvq_weight *w, const uint8_t *src, float *dst, size_t 
     }
 }
 
+// A tile's conversion split over the engine's pool (pool.h): BLAS threads
+// only the products, so with one converting thread the conversion would be
+// the serial part of every tile. Tasks cut by size alone: same result.
+typedef struct { const kvq_weight *w; const uint8_t *src; float *dst; size_t n, per; } convert_job;
+
+static void convert_task(void *ctx, int t)
+{
+    const convert_job *j = ctx;
+    size_t a = (size_t)t * j->per, e = a + j->per < j->n ? a + j->per : j->n;
+    convert(j->w, j->src + a * (size_t)kvq_dtype_size(j->w->dtype), j->dst + a, e - a);
+}
+
+#define CONVERT_TASK (128u * 1024u)   // floats per task: small tiles are not worth a hand-off
+static void convert_tile(const kvq_weight *w, const uint8_t *src, float *dst, size_t n)
+{
+    int tasks = (int)((n + CONVERT_TASK - 1) / CONVERT_TASK);
+    if (tasks < 2 || kvq_threads() < 2) {
+        convert(w, src, dst, n);
+        return;
+    }
+    convert_job j = {w, src, dst, n, CONVERT_TASK};
+    kvq_parallel_for(tasks, convert_task, &j);
+}
+
 size_t kvq_weight_bytes(const kvq_weight *w)
 {
     return (size_t)w->rows * (size_t)w->cols * (size_t)kvq_dtype_size(w->dtype);
@@ -128,7 +153,7 @@ void kvq_linear(kvq_linear_plan *p, const float *x, int n, const kvq_weight *w, 
     size_t row_bytes = (size_t)in * (size_t)kvq_dtype_size(w->dtype);
     for (size_t r0 = 0; r0 < (size_t)outd; r0 += tr) {
         size_t nr = (size_t)outd - r0 < tr ? (size_t)outd - r0 : tr;
-        convert(w, w->data + r0 * row_bytes, p->tile, nr * (size_t)in);
+        convert_tile(w, w->data + r0 * row_bytes, p->tile, nr * (size_t)in);
         if (n == 1)
             cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)nr, in, 1.0f, p->tile, in, x, 1, beta, y + r0, 1);
         else

@@ -196,6 +196,7 @@ static double median_cpu(const side *s)
 int main(int argc, char **argv)
 {
     if (argc < 3) die("usage", "torch_bench MODEL_DIR PYTHON [TOKENS]");
+    setvbuf(stdout, NULL, _IOLBF, 0);   // rows as they finish, also into a pipe or file
     const char *dir = argv[1], *py = argv[2];
     int n = argc > 3 ? atoi(argv[3]) : 128;
     if (n < 2) die("tokens", "expected at least 2");

@@ -10,10 +10,11 @@
 // norm, local and global RoPE), phi3 (fused qkv_proj and gate_up_proj). HF
 // layout: config.json plus model.safetensors or the shards named by
 // model.safetensors.index.json; F16/BF16/F32 weights, used in place from the
-// file mapping and converted to f32 a tile at a time (linear.h). RoPE in the HF rotate_half convention (dims i and i + head_dim/2
-// form a pair), types default, linear, llama3, yarn and longrope, read from
-// rope_scaling (transformers 4) or rope_parameters (transformers 5, also its
-// per-layer-type form). Grouped-query attention, tied or untied lm_head.
+// file mapping and converted to f32 a tile at a time (linear.h). RoPE in the
+// HF rotate_half convention (dims i and i + head_dim/2 form a pair), types
+// default, linear, llama3, yarn and longrope, read from rope_scaling
+// (transformers 4) or rope_parameters (transformers 5, also its per-layer-type
+// form). Grouped-query attention, tied or untied lm_head.
 // Sliding-window layers get a cache whose sliding_window is the model's
 // window, so they hold (and are counted at) that window only.
 // No tokenizer here: the caller passes token ids (engine/tok/ encodes text with
@@ -115,7 +116,7 @@ typedef struct kvq_model {
     float *inv_freq[2];         // (head_dim / 2) per RoPE of cfg.rope; [1] NULL without a local one
     float *inv_freq_long[2];    // longrope: frequencies past original_max_position, else NULL
     size_t n_params;
-    size_t weight_bytes;        // bytes of the mapped matrices (embed and lm_head once each)
+    size_t weight_bytes;        // bytes of every tensor in the checkpoint's shards (what is mapped)
     // Streaming: each layer's pages (and lm_head's) are given back after use
     // in every forward, so resident memory holds about one layer of weights,
     // not the model. Set at load when weight_bytes is over half the physical

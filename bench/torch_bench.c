@@ -10,8 +10,8 @@
 // load) started once per thread count with THREADS, OMP_NUM_THREADS and
 // OPENBLAS_NUM_THREADS set; kvstudio sets openblas_set_num_threads and
 // kvq_threads_set to the same count. Both prefill the same TOKENS ids
-// (default 128, kvstudio in one chunk with the fp16 cache) and compute the
-// last position's logits.
+// (default 128, kvstudio in one chunk with the fp16 cache, fused attention
+// path) and compute the last position's logits.
 //
 // Check first: both sides' logits at every position; the row FAILs (exit 1)
 // unless max |kvstudio - torch| <= AGREE_TOL x max |torch| (kvstudio's
@@ -213,8 +213,12 @@ int main(int argc, char **argv)
         fprintf(tf, "%d ", tok[i]);
     }
     fclose(tf);
-    kvq_config cfg;
-    kvq_model_cfg_reference(&cfg);
+    kvq_config cfg;   // the fp16 cache on its production path (fused online softmax), as bench.c's model rows
+    kvq_config_default(&cfg);
+    snprintf(cfg.method, sizeof cfg.method, "fp16");
+    snprintf(cfg.value_method, sizeof cfg.value_method, "fp16");
+    cfg.bits = cfg.value_bits = 16;
+    cfg.use_fused_sdpa = true;
     side kv = {.m = m, .tok = tok, .n = n}, th = {.tok = tok, .n = n};
     if (kvq_runner_new(m, &cfg, NULL, n, &kv.r)) die("runner", kvq_last_error());
     kv.logits = malloc(sizeof(float) * (size_t)n * V);

@@ -101,10 +101,10 @@ static void print_row(kvs_session *s, const rec_row *r, const char *rank, bool b
 {
     char f[7][32];
     if (!r->ok) {
-        kvs_printf(s, "%4s  %-8s  %-13s  %-30s  failed: %s", rank, r->engine, r->format, r->flags, r->error);
+        kvs_printf(s, "%4s  %-8s  %-13s  %-46s  failed: %s", rank, r->engine, r->format, r->flags, r->error);
         return;
     }
-    kvs_printf(s, "%4s  %-8s  %-13s  %-30s  %8s  %10s  %18s  %20s  %11s  %12s  %12s  %5s  %s", rank, r->engine,
+    kvs_printf(s, "%4s  %-8s  %-13s  %-46s  %8s  %10s  %18s  %20s  %11s  %12s  %12s  %5s  %s", rank, r->engine,
                r->format, r->flags, kvq_metric_fmt(KVQ_M_KEY_BITS, r->mem.key_bpc, f[0], 32),
                kvq_metric_fmt(KVQ_M_VALUE_BITS, r->mem.value_bpc, f[1], 32),
                kvq_metric_fmt(KVQ_M_FORMAT_BYTES_PER_TOKEN, (double)r->mem.bytes_per_token, f[2], 32),
@@ -162,7 +162,13 @@ int kvs_cmd_recommend(kvs_session *s, kvs_args *a)
         rec_row *r = &rows[n++];
         r->engine = f->engine, r->format = f->name, r->flags = f->flags;
         kvq_deploy_config(f, seed, &r->cfg);
-        if (row_prepare(t, NULL, context, budget, r)) measure(t, NULL, (int)seq_len, r);
+        // --calculate-kv-scales rows: scales from the replay's prefill, vLLM's first forward
+        kvq_artifacts *fa = NULL;
+        if (kvq_deploy_artifacts(f, t, (seq_len ? (int)seq_len : t->n_tokens) / 2, &fa))
+            snprintf(r->error, sizeof r->error, "%s", kvq_last_error());
+        else if (row_prepare(t, fa, context, budget, r))
+            measure(t, fa, (int)seq_len, r);
+        kvq_artifacts_free(fa);
     }
     g_by_output = t->n_queries > 0;
     double mem[REC_MAX], err[REC_MAX];
@@ -200,7 +206,7 @@ int kvs_cmd_recommend(kvs_session *s, kvs_args *a)
                 if (!have_best || (isfinite(e) && (!isfinite(eb) || e < eb))) best = cand, have_best = true;
             }
     char not_dep[64];
-    snprintf(not_dep, sizeof not_dep, "not deployable in %s", all ? "llamacpp, vllm or mlx" : engine);
+    snprintf(not_dep, sizeof not_dep, "not deployable in %s", all ? "llamacpp, vllm, mlx or tomturbo" : engine);
     if (have_best) best.format = best.label, best.flags = not_dep;
 
     int n_ok = 0;
@@ -237,7 +243,7 @@ int kvs_cmd_recommend(kvs_session *s, kvs_args *a)
                    t->path, t->n_layers, t->n_kv_heads, t->head_dim, context, bud);
         kvs_printf(s, "%d tokens replayed (prefill %d, decode %d); ranked by %s, rows within the budget first",
                    replayed, replayed / 2, replayed - replayed / 2, rank_name);
-        kvs_printf(s, "%4s  %-8s  %-13s  %-30s  %8s  %10s  %18s  %20s  %11s  %12s  %12s  %5s  %s", "rank", "engine",
+        kvs_printf(s, "%4s  %-8s  %-13s  %-46s  %8s  %10s  %18s  %20s  %11s  %12s  %12s  %5s  %s", "rank", "engine",
                    "format", "flags", kvq_metrics[KVQ_M_KEY_BITS].name, kvq_metrics[KVQ_M_VALUE_BITS].name,
                    kvq_metrics[KVQ_M_FORMAT_BYTES_PER_TOKEN].name, kvq_metrics[KVQ_M_KV_GIB_AT_CONTEXT].name,
                    kvq_metrics[KVQ_M_KEY_REL_MSE].name, kvq_metrics[KVQ_M_OUTPUT_ERROR].name,

@@ -17,7 +17,8 @@
 #define DEFAULT_TRACE "sample_data/traces/code-1k.safetensors"
 
 const kvs_view *const kvs_views[] = {&kvs_view_explorer, &kvs_view_lab, &kvs_view_dashboard,
-                                     &kvs_view_plots, &kvs_view_calibrate, &kvs_view_help};
+                                     &kvs_view_plots, &kvs_view_calibrate, &kvs_view_help,
+                                     &kvs_view_model};
 const int kvs_n_views = (int)(sizeof kvs_views / sizeof kvs_views[0]);
 
 int kvs_view_index(const char *name)
@@ -111,12 +112,13 @@ const kvs_keybind kvs_global_keys[] = {
     {'q', KEY_F(10), "q/F10", "quit (asks while a job runs)", gk_quit},
     {'?', KEY_F(1), "?/F1", "help: keys and commands", gk_help},
     {'\t', KEY_BTAB, "Tab/S-Tab", "next / previous view", gk_next},
-    {'1', 0, "1-6", "switch to view 1..6", gk_digit},
+    {'1', 0, "1-7", "switch to view 1..7", gk_digit},
     {'2', 0, NULL, NULL, gk_digit},
     {'3', 0, NULL, NULL, gk_digit},
     {'4', 0, NULL, NULL, gk_digit},
     {'5', 0, NULL, NULL, gk_digit},
     {'6', 0, NULL, NULL, gk_digit},
+    {'7', 0, NULL, NULL, gk_digit},
     {':', 0, ":", "command line (Tab completes, Up/Down history)", gk_prompt},
     {27, 0, "Esc", "cancel the running job / pause / clear the status", gk_escape},
     {'L', 0, "L", "show the output log (Up/Down scroll)", gk_log},
@@ -291,11 +293,11 @@ int kvs_ui_exec(kvs_ui *ui, const char *line)
 {
     kvs_printf(ui->s, ":%s", line);
     long before = ui->log_total;
-    // the worker holds the session lock while it reads the trace: replacing
-    // the trace or the artifacts would block the UI until the job ends
+    // the worker holds the session lock while it reads the trace or uses the
+    // artifacts: replacing (or saving) them would block the UI until the job ends
     char word[32] = "";
     sscanf(line, " %31s", word);
-    if (kvs_job_busy(ui) && (!strcmp(word, "load") || !strcmp(word, "load-artifacts")))
+    if (kvs_job_busy(ui) && (!strcmp(word, "load") || !strcmp(word, "load-artifacts") || !strcmp(word, "save")))
         return kvs_errorf(ui->s, "%s: wait for %s to finish (Esc cancels it)", word, ui->job.name);
     int rc = kvs_exec_line(ui->s, line);
     // a command that printed a page (help, show, info) opens the log
@@ -473,6 +475,8 @@ int kvs_tui_run(kvs_session *s, const char *path)
         return refuse(s, "out of memory");
     }
     snprintf(ui->gen.model_dir, sizeof ui->gen.model_dir, "%s", model_dir);
+    snprintf(s->model_dir, sizeof s->model_dir, "%s", model_dir);
+    if (model_dir[0]) kvs_ui_switch(ui, "model");   // opened on a model: show it, not the sample trace
     const char *cs = setlocale(LC_CTYPE, NULL);
     ui->utf8 = !ui->ascii_forced && cs && (strstr(cs, "UTF-8") || strstr(cs, "utf8") || strstr(cs, "UTF8"));
     cbreak();
@@ -501,6 +505,9 @@ int kvs_tui_run(kvs_session *s, const char *path)
     if (prior > 0)
         kvs_ui_set_status(ui, false, "%d earlier run%s restored from %s (lab and plots)", prior, prior == 1 ? "" : "s",
                           hist);
+    if (model_dir[0])   // say what the trace views show: not this model's keys until one is captured
+        kvs_ui_set_status(ui, false, "model %s (7 Model); the trace views show %s until c in the model view captures "
+                          "one from it", model_dir, s->trace ? s->trace->path : "no trace");
     struct sigaction old_int, old_term, old_hup;
     g_sigint = g_sigterm = 0;
     signals_install(&old_int, &old_term, &old_hup);

@@ -229,6 +229,7 @@ kvq_status tok_bpe_piece(kvq_tok *t, const char *s, size_t len, int32_t **out, i
         for (slot = (uint32_t)h & c->mask; c->e[slot].key_len != UINT32_MAX; slot = (slot + 1) & c->mask) {
             tok_cache_entry *e = &c->e[slot];
             if (e->h == h && e->key_len == len && !memcmp(c->keys.p + e->key_off, s, len)) {
+                if (!e->n_ids) return KVQ_OK;   // ids.p stays NULL while every piece cached so far had none
                 const int32_t *ids = (const int32_t *)(void *)(c->ids.p + e->ids_off);
                 for (uint32_t i = 0; i < e->n_ids; i++)
                     if ((st = push_id(ids[i], out, n, cap))) return st;
@@ -256,8 +257,9 @@ kvq_status tok_bpe_piece(kvq_tok *t, const char *s, size_t len, int32_t **out, i
     }
     while (c->ids.len % sizeof(int32_t)) tok_buf_put(&c->ids, "", 1);   // keep id arrays aligned
     tok_cache_entry e = {h, (uint32_t)c->keys.len, (uint32_t)len, (uint32_t)c->ids.len, (uint32_t)(*n - n0)};
+    // a piece may yield no ids (empty spelling), and *out is NULL until the first id
     if ((st = tok_buf_put(&c->keys, s, len)) ||
-        (st = tok_buf_put(&c->ids, *out + n0, sizeof(int32_t) * (size_t)(*n - n0))))
+        (*n > n0 && (st = tok_buf_put(&c->ids, *out + n0, sizeof(int32_t) * (size_t)(*n - n0)))))
         return st;
     c->e[slot] = e;
     c->used++;

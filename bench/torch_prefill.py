@@ -10,14 +10,17 @@ Started as: torch_prefill.py MODEL_DIR TOKENS_FILE (whitespace-separated ids).
 Threads: OMP_NUM_THREADS / OPENBLAS_NUM_THREADS from the caller, and
 torch.set_num_threads(THREADS env) once at start.
 
-The forward is the Llama / Qwen2 decoder of transformers' modeling_llama.py
-and modeling_qwen2.py (eager attention), written out with torch ops rather
-than imported (transformers is not on this machine): RMSNorm in f32
-(x * rsqrt(mean(x^2) + eps) * w), q/k/v projections (+ bias for qwen2), RoPE
-rotate_half with inv_freq = 1 / theta^(2i / head_dim) (default RoPE only),
-grouped-query attention (kv heads repeated), causal softmax(q k^T /
-sqrt(head_dim)) v, o_proj, residual, SiLU-gated MLP, residual, final norm,
-lm_head (tied to the embeddings when tie_word_embeddings). Weights are the
+The forward is the Llama / Qwen2 decoder as transformers defines it
+(LlamaForCausalLM / Qwen2ForCausalLM, eager attention), written out with
+torch ops rather than imported (transformers is not on this machine):
+RMSNorm in f32 (x * rsqrt(mean(x^2) + eps) * w), q/k/v projections (+ bias
+for qwen2), RoPE rotate_half with inv_freq = 1 / theta^(2i / head_dim)
+(default RoPE only), grouped-query attention (kv heads repeated), causal
+softmax(q k^T / sqrt(head_dim)) v, o_proj, residual, SiLU-gated MLP,
+residual, final norm, lm_head (tied to the embeddings when
+tie_word_embeddings). Not checked against transformers itself here: the
+bench checks it against kvstudio's runner, whose per-token losses match
+transformers' on tests/data/models (tests/e2e/models.sh). Weights are the
 checkpoint's bf16 upcast to f32 (what kvstudio computes with too: f32 tiles
 of the same bf16 weights), all ops in f32 under torch.inference_mode().
 The safetensors shards are read with numpy (header JSON + raw bytes).

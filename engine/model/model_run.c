@@ -502,7 +502,9 @@ static kvq_status forward_chunk(kvq_runner *r, const int32_t *tok, int n, bool a
             return kvq_error(KVQ_ERR_CANCELLED, "cancelled at layer %d of %d, position %d", l, c->n_layers, r->pos);
         const kvq_model_layer *L = &m->layers[l];
         int ri = a->local_rope && c->layer_window[l] ? 1 : 0;
+        if (m->stream_weights && l == 0) layer_pages(L, false);
         if (m->stream_weights && l + 1 < c->n_layers) layer_pages(&m->layers[l + 1], false);
+        else if (m->stream_weights && logits) kvq_weight_prefetch(&m->lm_head);
         rms_norm(r->x, L->attn_norm, n, H, c->rms_norm_eps, r->xn);
         linear(r, r->xn, &L->wq, n, 0.0f, r->q);
         linear(r, r->xn, &L->wk, n, 0.0f, r->k);

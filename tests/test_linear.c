@@ -9,12 +9,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <cmocka.h>
 #include "f16.h"
 #include "linear.h"
 #include "model.h"
 #include "pool.h"
 #include "rng.h"
+#include "safetensors.h"
+#include "simd.h"
 
 // Random weights of one dtype, stored at byte offset `skew` (unaligned when odd).
 static uint8_t *make_weight(kvq_dtype dt, int rows, int cols, int skew, uint64_t seed, kvq_weight *w)
@@ -236,6 +239,87 @@ static void test_model_tiled_vs_scalar(void **st)
     }
 }
 
+// A non-finite weight is refused at load, naming the tensor and element,
+// by the vector scan and by the 64-bit word scan (scalar forced), for
+// bf16, f16 and f32 checkpoints; the same checkpoint without it loads.
+static void write_tiny(const char *dir, kvq_dtype dt, int bad_elem, uint32_t bad_bits)
+{
+    char p[256];
+    snprintf(p, sizeof p, "%s/config.json", dir);
+    FILE *f = fopen(p, "w");
+    assert_non_null(f);
+    fputs("{\"model_type\": \"llama\", \"vocab_size\": 64, \"hidden_size\": 16, \"intermediate_size\": 40,"
+          " \"num_hidden_layers\": 1, \"num_attention_heads\": 2, \"num_key_value_heads\": 1}", f);
+    fclose(f);
+    static const struct { const char *name; int64_t r, c; } w[] = {
+        {"model.embed_tokens.weight", 64, 16}, {"model.norm.weight", 16, 0}, {"lm_head.weight", 64, 16},
+        {"model.layers.0.input_layernorm.weight", 16, 0}, {"model.layers.0.self_attn.q_proj.weight", 16, 16},
+        {"model.layers.0.self_attn.k_proj.weight", 8, 16}, {"model.layers.0.self_attn.v_proj.weight", 8, 16},
+        {"model.layers.0.self_attn.o_proj.weight", 16, 16}, {"model.layers.0.post_attention_layernorm.weight", 16, 0},
+        {"model.layers.0.mlp.gate_proj.weight", 40, 16}, {"model.layers.0.mlp.up_proj.weight", 40, 16},
+        {"model.layers.0.mlp.down_proj.weight", 16, 40},
+    };
+    enum { NW = sizeof w / sizeof w[0] };
+    kvq_st_wtensor wt[NW];
+    uint8_t *bufs[NW];
+    size_t es = (size_t)kvq_dtype_size(dt);
+    for (int i = 0; i < NW; i++) {
+        size_t n = (size_t)w[i].r * (w[i].c ? (size_t)w[i].c : 1);
+        bufs[i] = malloc(n * es);
+        for (size_t j = 0; j < n; j++) {
+            float v = w[i].c ? 0.01f * (float)((int)(j % 7) - 3) : 1.0f;
+            uint32_t u;
+            memcpy(&u, &v, 4);
+            uint16_t h = dt == KVQ_DT_BF16 ? kvq_f32_to_bf16(v) : kvq_f32_to_f16(v);
+            if (i == 10 && (int)j == bad_elem) u = bad_bits, h = (uint16_t)bad_bits;   // up_proj
+            if (es == 4) memcpy(bufs[i] + 4 * j, &u, 4);
+            else memcpy(bufs[i] + 2 * j, &h, 2);
+        }
+        wt[i] = (kvq_st_wtensor){.name = w[i].name, .dtype = dt, .ndim = w[i].c ? 2 : 1,
+                                 .shape = {w[i].r, w[i].c}, .data = bufs[i]};
+    }
+    snprintf(p, sizeof p, "%s/model.safetensors", dir);
+    assert_int_equal(kvq_st_write(p, wt, NW, NULL, NULL, 0), KVQ_OK);
+    for (int i = 0; i < NW; i++) free(bufs[i]);
+}
+
+static void test_nonfinite_weight(void **st)
+{
+    (void)st;
+    char dir[] = "/tmp/test_linear.XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    const struct { kvq_dtype dt; int elem; uint32_t bits; } cases[] = {
+        {KVQ_DT_BF16, 77, 0x7f80}, {KVQ_DT_BF16, 639, 0xffc1}, {KVQ_DT_F16, 300, 0xfc00},
+        {KVQ_DT_F32, 5, 0x7fc00000}, {KVQ_DT_F32, 638, 0xff800000}, {KVQ_DT_BF16, -1, 0},
+    };
+    for (int scalar = 0; scalar < 2; scalar++) {
+        kvq_simd_force_scalar(scalar);
+        for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+            write_tiny(dir, cases[i].dt, cases[i].elem, cases[i].bits);
+            kvq_model *m = NULL;
+            kvq_status s = kvq_model_load(dir, &m);
+            if (cases[i].elem < 0) {
+                assert_int_equal(s, KVQ_OK);
+                kvq_model_free(m);
+                continue;
+            }
+            char want[128];
+            snprintf(want, sizeof want, "tensor 'model.layers.0.mlp.up_proj.weight' has a non-finite value at element %d",
+                     cases[i].elem);
+            assert_int_equal(s, KVQ_ERR_NONFINITE);
+            if (!strstr(kvq_last_error(), want)) fail_msg("%s (scalar %d): %s", kvq_dtype_name(cases[i].dt), scalar,
+                                                         kvq_last_error());
+        }
+    }
+    kvq_simd_force_scalar(false);
+    char p[300];
+    snprintf(p, sizeof p, "%s/config.json", dir);
+    remove(p);
+    snprintf(p, sizeof p, "%s/model.safetensors", dir);
+    remove(p);
+    rmdir(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -243,6 +327,7 @@ int main(void)
         cmocka_unit_test(test_threads_identical),
         cmocka_unit_test(test_row_exact),
         cmocka_unit_test(test_model_tiled_vs_scalar),
+        cmocka_unit_test(test_nonfinite_weight),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -130,8 +130,8 @@ void kvq_linear(kvq_linear_plan *p, const float *x, int n, const kvq_weight *w, 
         return;
     }
     // Rows per tile: as many as fit, a multiple of 16 when more than 16 fit
-    // (whole register blocks for the BLAS kernel); at least one row, in which
-    // case a row longer than the tile is done in column slices.
+    // (whole register blocks for the BLAS kernel). When not even one row
+    // fits, each row is done in column slices of the tile.
     size_t tr = p->cap / (size_t)in;
     if (tr > 16) tr -= tr % 16;
     if (tr == 0) {

@@ -29,7 +29,8 @@ DEBS := libncurses-dev libreadline-dev liblapacke-dev libopenblas-dev libcmocka-
 SCALE_DEBS := python3-numpy
 # only `make bench`'s PyTorch row (bench/torch_prefill.py) needs these; `make test` never does
 BENCH_DEBS := python3-torch python3-numpy
-# scratch for synthetic checkpoints (tools/make_bigmodel.py): `make bench`, `make bigmodel-check`
+# scratch for synthetic checkpoints (tools/make_bigmodel.py), kept between runs: `make bench`
+# (qwen2.5-0.5b, 1 GB), `make bigmodel-check` (llama3.1-8b, 16 GB)
 BIG_DIR ?= /tmp/kvs-big
 # pkg-config module -> the package of DEBS that ships it; check-deps looks these up
 # before anything compiles, so a machine without them is told to run `make deps`
@@ -166,6 +167,7 @@ bigmodel-check:
 	@$(MAKE) --no-print-directory deps EXTRA_DEBS="$(SCALE_DEBS)"
 	@$(MAKE) --no-print-directory $(KVSTUDIO)
 	@py=$$(for p in python3 /usr/bin/python3; do $$p -c "import numpy" 2>/dev/null && { echo $$p; break; }; done); \
+	[ -n "$$py" ] || { echo "bigmodel-check: no python3 with numpy ($(SCALE_DEBS))" >&2; exit 2; }; \
 	KVSTUDIO=./$(KVSTUDIO) BIG_DIR=$(BIG_DIR) nice $$py tools/bigmodel_check.py
 
 clean:

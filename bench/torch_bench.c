@@ -21,7 +21,10 @@
 // kvstudio / torch (> 1 = kvstudio faster) with min and max. Each pass also
 // records its CPU seconds (user + system: getrusage for kvstudio, the
 // child's /proc/PID/stat for torch), since on a shared machine wall time
-// is what the others leave. Results go into bench/results.json under
+// is what the others leave. The child inherits the environment, so
+// OMP_WAIT_POLICY=passive (torch's OpenMP workers sleep instead of spinning
+// between ops; they spin by default, which an oversubscribed machine
+// punishes) can be given to `make bench`. Results go into bench/results.json under
 // "torch" (read, extended, written to a temp file and renamed).
 #include <cblas.h>
 #include <jansson.h>

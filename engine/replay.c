@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "replay.h"
+#include "pool.h"
 #include "simd.h"
 
 struct kvq_replay {
@@ -14,9 +15,12 @@ struct kvq_replay {
     int *qidx;             // (total) query row at each position, -1 when none
     float *kstage, *vstage;   // (n_kv, prefill, d) staging for append
     float *qstage, *out;   // (n_heads, d)
-    float *kx, *vx;        // (total, d) original keys / values 0..p of one kv head
-    float *sx, *wx;        // (per, total) exact logits and weights of one kv head's query heads
-    float *ox;             // (per, d) exact outputs
+    int n_par;             // exact-attention tasks, each over kv heads g = task, task + n_par, ...
+    float *kx, *vx;        // (n_par, total, d) original keys / values 0..p of a task's kv head
+    float *wx;             // (n_par, per, total) exact weights
+    float *sx;             // (n_heads, total) exact logits of every query head
+    float *ox;             // (n_heads, d) exact outputs
+    kvq_status *tst;       // (n_par) a task's read status
     float *lhat, *lex;     // (total) logits
     int32_t *lpos;         // (total)
     kvq_cache_set *caches;
@@ -45,6 +49,7 @@ void kvq_replay_free(kvq_replay *r)
     free(r->sx);
     free(r->wx);
     free(r->ox);
+    free(r->tst);
     free(r->lhat);
     free(r->lex);
     free(r->lpos);
@@ -88,14 +93,17 @@ kvq_status kvq_replay_new(const kvq_trace *t, const kvq_config *cfg, const kvq_a
     r->lex = malloc(sizeof(float) * T);
     r->lpos = malloc(sizeof(int32_t) * T);
     if (r->n_queries) {
-        r->kx = malloc(sizeof(float) * T * d);
-        r->vx = malloc(sizeof(float) * T * d);
-        r->sx = malloc(sizeof(float) * per * T);
-        r->wx = malloc(sizeof(float) * per * T);
-        r->ox = malloc(sizeof(float) * per * d);
+        r->n_par = kvq_threads() < r->n_kv ? kvq_threads() : r->n_kv;
+        size_t np = (size_t)r->n_par, nh = (size_t)r->n_heads;
+        r->kx = malloc(sizeof(float) * np * T * d);
+        r->vx = malloc(sizeof(float) * np * T * d);
+        r->wx = malloc(sizeof(float) * np * per * T);
+        r->sx = malloc(sizeof(float) * nh * T);
+        r->ox = malloc(sizeof(float) * nh * d);
+        r->tst = calloc(np, sizeof *r->tst);
     }
     if (!r->qidx || !r->kstage || !r->vstage || !r->qstage || !r->out || !r->lhat || !r->lex || !r->lpos ||
-        (r->n_queries && (!r->kx || !r->vx || !r->sx || !r->wx || !r->ox))) {
+        (r->n_queries && (!r->kx || !r->vx || !r->sx || !r->wx || !r->ox || !r->tst))) {
         kvq_replay_free(r);
         return kvq_error(KVQ_ERR_NOMEM, "replay: out of memory");
     }
@@ -129,18 +137,22 @@ static kvq_status append(kvq_replay *r, int l, int p0, int n)
     return st ? st : kvq_cache_append(r->caches->layers[l], r->kstage, r->vstage, n);
 }
 
-// Exact fp32 attention of the `per` query heads q (per, d) of one kv head at
-// position p over its original keys and values 0..p (kx, vx), through the
-// SIMD row kernels (a scalar double loop here was most of a replay; OpenBLAS
-// sgemm at 4 rows spent it spinning its threads). Logits sx (per, p+1),
-// weights wx (per, p+1), outputs ox (per, d).
-static void exact(kvq_replay *r, const float *q, int per, int p)
+// Exact fp32 attention of the query heads of kv head g at position p over
+// the original keys and values 0..p, through the SIMD row kernels (a scalar
+// double loop here was most of a replay; OpenBLAS sgemm at 4 rows spent it
+// spinning its threads). q: (n_heads, d); logits into sx, outputs into ox.
+static kvq_status exact(kvq_replay *r, int task, int l, int g, int p, const float *q)
 {
-    size_t d = (size_t)r->d, n = (size_t)p + 1;
-    float scale = 1.0f / sqrtf((float)d);
-    for (int h = 0; h < per; h++) {
-        float *s = r->sx + (size_t)h * n, *w = r->wx + (size_t)h * n, *o = r->ox + (size_t)h * d, m = -INFINITY;
-        kvq_dot_rows(q + (size_t)h * d, r->kx, n, d, s);
+    size_t d = (size_t)r->d, n = (size_t)p + 1, T = (size_t)r->total;
+    int per = r->n_heads / r->n_kv;
+    float *kx = r->kx + (size_t)task * T * d, *vx = r->vx + (size_t)task * T * d, scale = 1.0f / sqrtf((float)d);
+    kvq_status st = kvq_trace_rows(r->t, KVQ_STREAM_KEYS, l, g, 0, p + 1, kx);
+    if (!st) st = kvq_trace_rows(r->t, KVQ_STREAM_VALUES, l, g, 0, p + 1, vx);
+    for (int j = 0; j < per && !st; j++) {
+        size_t h = (size_t)(g * per + j);
+        float *s = r->sx + h * T, *w = r->wx + ((size_t)task * (size_t)per + (size_t)j) * T, *o = r->ox + h * d;
+        float m = -INFINITY;
+        kvq_dot_rows(q + h * d, kx, n, d, s);
         for (size_t i = 0; i < n; i++) {
             s[i] *= scale;
             m = s[i] > m ? s[i] : m;
@@ -152,8 +164,21 @@ static void exact(kvq_replay *r, const float *q, int per, int p)
         float inv = (float)(1.0 / sum);
         for (size_t i = 0; i < n; i++) w[i] *= inv;
         memset(o, 0, sizeof(float) * d);
-        kvq_axpy_rows(w, r->vx, n, d, o);
+        kvq_axpy_rows(w, vx, n, d, o);
     }
+    return st;
+}
+
+typedef struct { kvq_replay *r; int l, p; } exact_job;
+
+// Task t of the pool: kv heads t, t + n_par, ... (each writes only its own
+// heads' rows of sx and ox, so the thread count does not change a bit).
+static void exact_task(void *ctx, int task)
+{
+    exact_job *j = ctx;
+    kvq_status st = KVQ_OK;
+    for (int g = task; g < j->r->n_kv && !st; g += j->r->n_par) st = exact(j->r, task, j->l, g, j->p, j->r->qstage);
+    j->r->tst[task] = st;
 }
 
 // The decode query at position p of layer l through the cache, and against
@@ -162,7 +187,7 @@ static kvq_status attend(kvq_replay *r, int l, int p)
 {
     int qi = r->qidx[p];
     if (qi < 0) return KVQ_OK;
-    size_t d = (size_t)r->d;
+    size_t d = (size_t)r->d, T = (size_t)r->total;
     kvq_status st = KVQ_OK;
     for (int h = 0; h < r->n_heads && !st; h++)
         st = kvq_trace_rows(r->t, KVQ_STREAM_QUERIES, l, h, qi, 1, r->qstage + (size_t)h * d);
@@ -171,19 +196,17 @@ static kvq_status attend(kvq_replay *r, int l, int p)
     int32_t pos = p;
     st = kvq_cache_attend(c, r->qstage, r->n_heads, 1, &pos, r->out);
     if (st || !(kvq_observers_which(r->obs) & KVQ_OBS_ATTENTION)) return st;
-    int per = r->n_heads / r->n_kv;
-    for (int g = 0; g < r->n_kv && !st; g++) {
-        st = kvq_trace_rows(r->t, KVQ_STREAM_KEYS, l, g, 0, p + 1, r->kx);
-        if (!st) st = kvq_trace_rows(r->t, KVQ_STREAM_VALUES, l, g, 0, p + 1, r->vx);
-        if (st) break;
-        exact(r, r->qstage + (size_t)g * (size_t)per * d, per, p);
-        for (int j = 0; j < per && !st; j++) {
-            int h = g * per + j, n = 0;
-            st = kvq_cache_logits(c, r->qstage + (size_t)h * d, h, r->n_heads, p, r->lhat, r->lpos, &n);
-            const float *sx = r->sx + (size_t)j * (size_t)(p + 1);
-            for (int i = 0; i < n && !st; i++) r->lex[i] = sx[r->lpos[i]];
-            if (!st) kvq_observe_attention(r->obs, l, r->ox + (size_t)j * d, r->out + (size_t)h * d, r->lex, r->lhat, n);
-        }
+    exact_job job = {r, l, p};
+    kvq_parallel_for(r->n_par, exact_task, &job);
+    for (int t = 0; t < r->n_par; t++)
+        if (r->tst[t]) return r->tst[t];
+    // the cache's logits use its own scratch: one head at a time, in head order
+    for (int h = 0; h < r->n_heads && !st; h++) {
+        int n = 0;
+        st = kvq_cache_logits(c, r->qstage + (size_t)h * d, h, r->n_heads, p, r->lhat, r->lpos, &n);
+        const float *sx = r->sx + (size_t)h * T;
+        for (int i = 0; i < n && !st; i++) r->lex[i] = sx[r->lpos[i]];
+        if (!st) kvq_observe_attention(r->obs, l, r->ox + (size_t)h * d, r->out + (size_t)h * d, r->lex, r->lhat, n);
     }
     return st;
 }

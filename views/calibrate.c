@@ -263,6 +263,7 @@ static void calib_draw(kvs_ui *ui, kvs_rect r)
     for (int i = 0; i < n && y < li.y + li.h; i++) {
         const kvq_calibrator *c = &kvq_calibrators[rows[i]];
         bool sel = rows[i] == cs->sel;
+        kvs_hit_add(ui, (kvs_rect){y, li.x, 2, li.w}, KVS_HIT_VIEW, rows[i]);   // name + description
         kvs_w_text(ui, y++, li.x, li.w, sel ? kvs_attr(ui, KVS_C_SEL) : kvs_attr(ui, KVS_C_ACCENT), " %-10s", c->name);
         kvs_w_text(ui, y++, li.x + 3, li.w - 3, kvs_attr(ui, KVS_C_DIM), "%s", c->description);
     }
@@ -368,6 +369,14 @@ static int calib_save(kvs_ui *ui, int key)
     return KVS_KEY_REDRAW;
 }
 
+// A click selects a calibrator (Enter still starts it: a run takes a while).
+static int calib_mouse(kvs_ui *ui, const kvs_mouse *m)
+{
+    if (m->kind != KVS_MOUSE_CLICK || m->tag != KVS_HIT_VIEW) return KVS_KEY_UNHANDLED;
+    ui->cal.sel = m->index;
+    return KVS_KEY_REDRAW;
+}
+
 static const kvs_keybind calib_keys[] = {
     {KEY_UP, 'k', "Up/Down", "choose a calibrator", calib_move},
     {KEY_DOWN, 'j', NULL, NULL, calib_move},
@@ -381,5 +390,5 @@ static const kvs_keybind calib_keys[] = {
 };
 
 const kvs_view kvs_view_calibrate = {
-    .name = "calibrate", .title = "Calibrate", .draw = calib_draw, .keys = calib_keys,
+    .name = "calibrate", .title = "Calibrate", .draw = calib_draw, .keys = calib_keys, .mouse = calib_mouse,
 };

@@ -54,6 +54,7 @@ static void draw_tabs(kvs_ui *ui)
         tab_label(ui, i, level, t, sizeof t);
         attrset(i == ui->view ? sel : A_NORMAL);
         mvaddnstr(0, x, t, COLS - x);
+        kvs_hit_add(ui, (kvs_rect){0, x, 1, (int)strlen(t)}, KVS_HIT_TAB, i);
         x += (int)strlen(t) + 1;
     }
     attrset(A_NORMAL);
@@ -225,6 +226,7 @@ static void draw_log(kvs_ui *ui, kvs_rect r)
 void kvs_ui_draw(kvs_ui *ui)
 {
     erase();
+    kvs_hit_reset(ui);
     ui->too_small = COLS < MIN_W || LINES < MIN_H;
     if (ui->too_small) {
         const char *m1 = "terminal too small (need 80x24)";

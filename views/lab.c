@@ -65,6 +65,9 @@ int kvs_lab_start_run(kvs_ui *ui)
 }
 
 // ---- the form: rows are config fields (kvq_config_field_names) ----
+// what the mouse can hit (kvs_hit_add while drawing)
+enum { HIT_FIELD = KVS_HIT_VIEW, HIT_PICK, HIT_HISTORY, HIT_RUN };
+
 static int form_rows(kvs_ui *ui, const char **rows, int max)
 {
     const char *const *names = kvq_config_field_names();
@@ -120,6 +123,7 @@ static void draw_picker(kvs_ui *ui, kvs_rect r)
         bool sel = vis[k] == ui->lab.pick;
         kvs_w_text(ui, y, in.x, in.w, sel ? kvs_attr(ui, KVS_C_SEL) : A_NORMAL, " %-16s %d..%-2d %s", m->name,
                    m->min_bits, m->max_bits, m->needs_calibration ? "cal" : "");
+        kvs_hit_add(ui, (kvs_rect){y, in.x, sel ? 2 : 1, in.w}, HIT_PICK, vis[k]);
         y++;
         if (sel && y < in.y + in.h)   // the description of the one under the cursor
             kvs_w_text(ui, y++, in.x + 3, in.w - 3, kvs_attr(ui, KVS_C_DIM), "%s", m->description);
@@ -162,6 +166,7 @@ static void draw_form(kvs_ui *ui, kvs_rect r)
         if (vw > 1 && (int)strlen(v) > vw) snprintf(v + vw - 1, sizeof v - (size_t)(vw - 1), "~");   // Enter shows it whole
         kvs_w_text(ui, y, in.x, in.w, sel ? kvs_attr(ui, KVS_C_SEL) : A_NORMAL, " %-18s %-*.*s", rows[i],
                    vw, vw, v);
+        kvs_hit_add(ui, (kvs_rect){y, in.x, 1, in.w}, HIT_FIELD, i);
     }
 }
 
@@ -260,6 +265,7 @@ static void draw_history(kvs_ui *ui, kvs_rect r)
 {
     kvs_w_box(ui, r, "run history  ([ ] select, c compare, r run)");
     kvs_rect in = kvs_w_inner(r);
+    kvs_hit_add(ui, r, HIT_HISTORY, -1);
     // the figures of every run kind, headed by their metric names; n/a where
     // a run kind does not measure it. Narrow: short headers, then the least
     // telling columns go (output error is n/a for lab runs; the attention
@@ -304,6 +310,7 @@ static void draw_history(kvs_ui *ui, kvs_rect r)
         for (int k = 0; k < NC; k++) cells[k] = cs[k];
         attr_t a = i == sel ? kvs_attr(ui, KVS_C_SEL) : i == ui->lab.cmp_run ? kvs_attr(ui, KVS_C_S2) : A_NORMAL;
         kvs_w_row(ui, in.y + 1 + i - first, in.x + 1, in.w - 1, a, NC, w, cells);
+        kvs_hit_add(ui, (kvs_rect){in.y + 1 + i - first, in.x, 1, in.w}, HIT_RUN, i);
     }
     if (!n) kvs_w_text(ui, in.y + 1, in.x + 1, in.w - 2, kvs_attr(ui, KVS_C_DIM), "empty");
     kvs_w_scroll(ui, r, first, rows, n);
@@ -471,6 +478,31 @@ static int lab_compare(kvs_ui *ui, int key)
     return KVS_KEY_REDRAW;
 }
 
+// A click selects a field, a method or a run; a click on the selected
+// field (or any method in the picker) does what Enter does. The wheel over
+// the history selects runs as [ ] do, elsewhere it moves the field cursor.
+static int lab_mouse(kvs_ui *ui, const kvs_mouse *m)
+{
+    kvs_lab_state *l = &ui->lab;
+    if (m->kind != KVS_MOUSE_CLICK) {
+        if (m->tag != HIT_HISTORY && m->tag != HIT_RUN) return KVS_KEY_UNHANDLED;
+        return lab_select_run(ui, m->kind == KVS_MOUSE_WHEEL_UP ? '[' : ']');
+    }
+    switch (m->tag) {
+    case HIT_FIELD:
+        if (l->row == m->index) return lab_edit(ui, '\n');
+        l->row = m->index;
+        return KVS_KEY_REDRAW;
+    case HIT_PICK:
+        l->pick = m->index;
+        return lab_edit(ui, '\n');
+    case HIT_RUN:
+        l->sel_run = m->index;
+        return KVS_KEY_REDRAW;
+    default: return KVS_KEY_UNHANDLED;
+    }
+}
+
 static const kvs_keybind lab_keys[] = {
     {KEY_UP, 'k', "Up/Down", "field", lab_move},
     {KEY_DOWN, 'j', NULL, NULL, lab_move},
@@ -487,5 +519,5 @@ static const kvs_keybind lab_keys[] = {
 };
 
 const kvs_view kvs_view_lab = {
-    .name = "lab", .title = "Lab", .draw = lab_draw, .keys = lab_keys,
+    .name = "lab", .title = "Lab", .draw = lab_draw, .keys = lab_keys, .mouse = lab_mouse,
 };

@@ -369,6 +369,7 @@ static void plots_draw(kvs_ui *ui, kvs_rect r)
         char t[48];
         snprintf(t, sizeof t, " %s ", plots[i].title);
         kvs_w_text(ui, r.y, x, r.w - x, i == ps->which ? kvs_attr(ui, KVS_C_SEL) : kvs_attr(ui, KVS_C_DIM), "%s", t);
+        kvs_hit_add(ui, (kvs_rect){r.y, x, 1, (int)strlen(t)}, KVS_HIT_VIEW, i);   // a click switches plot
         x += (int)strlen(t) + 1;
     }
     chart *c = calloc(1, sizeof *c);
@@ -621,6 +622,14 @@ static int k_enter(kvs_ui *ui, int key)
     return KVS_KEY_REDRAW;
 }
 
+static int plots_mouse(kvs_ui *ui, const kvs_mouse *m)
+{
+    if (m->kind != KVS_MOUSE_CLICK || m->tag != KVS_HIT_VIEW || m->index < 0 || m->index >= N_PLOTS)
+        return KVS_KEY_UNHANDLED;
+    ui->plots.which = m->index;
+    return KVS_KEY_REDRAW;
+}
+
 static const kvs_keybind plots_keys[] = {
     {KEY_RIGHT, 'l', "Left/Right", "previous / next plot", k_next},
     {KEY_LEFT, 'h', NULL, NULL, k_next},
@@ -630,5 +639,5 @@ static const kvs_keybind plots_keys[] = {
 };
 
 const kvs_view kvs_view_plots = {
-    .name = "plots", .title = "Plots", .draw = plots_draw, .keys = plots_keys,
+    .name = "plots", .title = "Plots", .draw = plots_draw, .keys = plots_keys, .mouse = plots_mouse,
 };

@@ -21,6 +21,11 @@ int kvs_studio_step(kvs_session *s, int n);
 // bar (for `calibrate` while the studio runs). o: engine/calib/calib.h.
 struct kvq_calib_opts;
 int kvs_studio_calibrate(kvs_session *s, const char *method, const struct kvq_calib_opts *o);
+// `recommend` in the studio (without --json): the Deploy view measures the
+// table on the worker and shows it. Options not given (engine NULL, numbers
+// < 0, artifacts NULL) keep the view's current values.
+int kvs_studio_recommend(kvs_session *s, const char *engine, long context, double budget_gib, long seq_len,
+                         const char *artifacts);
 // Model runs (ppl, generate, capture; app/cmd_model.c): fn runs one command
 // on task (a flat struct, freed with free() after) and prints through the
 // session; returns 0, KVQ_ERR_CANCELLED (nothing printed) or -1 (error

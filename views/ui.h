@@ -29,16 +29,30 @@ typedef struct kvs_keybind {
 // A screen region, in stdscr cells.
 typedef struct kvs_rect { int y, x, h, w; } kvs_rect;
 
+// ---- mouse (mouse.c): draw records what it laid out, clicks are looked up there ----
+// Hit tags: the frame's, then each view's own from KVS_HIT_VIEW up.
+enum { KVS_HIT_NONE = -1, KVS_HIT_TAB = 0, KVS_HIT_VIEW = 16 };
+typedef enum { KVS_MOUSE_CLICK, KVS_MOUSE_WHEEL_UP, KVS_MOUSE_WHEEL_DOWN } kvs_mouse_kind;
+typedef struct kvs_mouse {
+    kvs_mouse_kind kind;
+    int y, x;                  // stdscr cell
+    int tag, index;            // the topmost rectangle drawn there (tag KVS_HIT_NONE: none)
+} kvs_mouse;
+
 typedef struct kvs_view {
     const char *name;     // `view NAME`
     const char *title;    // tab label
     void (*draw)(kvs_ui *ui, kvs_rect r);
     const kvs_keybind *keys;            // view keys (may be NULL)
     int (*key)(kvs_ui *ui, int key);    // keys not in the table (may be NULL)
+    // clicks and wheel inside the view (may be NULL); an unhandled wheel
+    // moves the view as Up/Down would. Returns KVS_KEY_* flags.
+    int (*mouse)(kvs_ui *ui, const kvs_mouse *m);
 } kvs_view;
 
 extern const kvs_view kvs_view_explorer, kvs_view_lab, kvs_view_dashboard, kvs_view_plots,
     kvs_view_calibrate, kvs_view_help;
+extern const kvs_view kvs_view_deploy;
 extern const kvs_view kvs_view_model;
 extern const kvs_view *const kvs_views[];
 extern const int kvs_n_views;
@@ -214,6 +228,11 @@ struct kvs_ui {
     int help_back;             // the view `?` opened help from (`?`/Esc return to it)
     // quit confirmation while a job runs
     bool confirm_quit;
+    // rectangles the last frame drew (mouse.c), topmost last
+#define KVS_MAX_HITS 256
+    struct kvs_hit { kvs_rect r; int tag, index; } hits[KVS_MAX_HITS];
+    int n_hits;
+    struct kvs_deploy_state *dep;   // deploy.c, NULL until the view is first used
     kvs_job job;
     kvs_explorer_state ex;
     kvs_lab_state lab;
@@ -278,6 +297,14 @@ void kvs_plot_draw(kvs_ui *ui, const kvs_plot *p, const char *xlabel, const char
 void kvs_w_row(kvs_ui *ui, int y, int x, int maxw, attr_t a, int n, const int *widths,
                const char *const *cells);
 
+// ---- mouse.c ----
+void kvs_hit_reset(kvs_ui *ui);                                  // start of a frame
+void kvs_hit_add(kvs_ui *ui, kvs_rect r, int tag, int index);    // off-screen parts dropped
+// The last rectangle added that holds (y, x); false (tag KVS_HIT_NONE) when none.
+bool kvs_hit_find(const kvs_ui *ui, int y, int x, int *tag, int *index);
+void kvs_mouse_enable(kvs_ui *ui);       // mousemask; KVSTUDIO_NO_MOUSE=1 leaves the mouse to the terminal
+int kvs_ui_mouse(kvs_ui *ui, kvs_mouse *m);   // fills m->tag/index from the hits, dispatches
+int kvs_ui_mouse_event(kvs_ui *ui);      // after KEY_MOUSE: getmouse, then kvs_ui_mouse
 // Numbers that never show cut: v in at most w cells with up to dec decimals,
 // fewer decimals while within 5%, then k/M/G suffixes or the shortest
 // exponent ("1.8e-5"). Returns the length, or -1 when it cannot fit (the
@@ -328,5 +355,6 @@ void kvs_plots_free(kvs_ui *ui);
 int kvs_calib_start(kvs_ui *ui, int row);                 // calibrate.c
 int kvs_gen_start(kvs_ui *ui);                            // gen.c: generate on the worker
 void kvs_gen_free(kvs_ui *ui);
+void kvs_deploy_free(kvs_ui *ui);                         // deploy.c
 void kvs_plots_draw_rd(kvs_ui *ui, kvs_rect r);             // plots.c: the rate-distortion plot in r
 #endif

@@ -27,6 +27,8 @@ keys 4; wait_for "rate-distortion"
 keys 5; wait_for "calibrators"
 keys 6; wait_for "Keys everywhere"
 keys 7; wait_for "no model in this session"
+keys Tab; wait_for "engine all (e)"    # 8 Deploy: opening it starts the recommend job
+keys Escape; wait_for "recommend cancelled"
 keys Tab; wait_for "layers x kv heads"
 keys '?'; wait_for "Keys everywhere"
 keys F1; wait_for "Commands (: prompt"

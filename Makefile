@@ -27,6 +27,11 @@ DEBS := libncurses-dev libreadline-dev liblapacke-dev libopenblas-dev libcmocka-
         libjansson-dev libpcre2-dev libutf8proc-dev tmux pkg-config python3
 # only `make scale-check` needs these (tools/make_trace.py); `make test` never does
 SCALE_DEBS := python3-numpy
+# only `make bench`'s PyTorch row (bench/torch_prefill.py) needs these; `make test` never does
+BENCH_DEBS := python3-torch python3-numpy
+# scratch for synthetic checkpoints (tools/make_bigmodel.py), kept between runs: `make bench`
+# (qwen2.5-0.5b, 1 GB), `make bigmodel-check` (llama3.1-8b, 16 GB)
+BIG_DIR ?= /tmp/kvs-big
 # pkg-config module -> the package of DEBS that ships it; check-deps looks these up
 # before anything compiles, so a machine without them is told to run `make deps`
 # instead of failing on a missing header.
@@ -38,7 +43,7 @@ BUILD_PCS := ncursesw:libncurses-dev readline:libreadline-dev lapacke:liblapacke
 NODE_DEBS := nodejs npm
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps check-deps run test unit e2e tui asan bench fuzz fuzz-build valgrind clean peers scale-check docs docs-check
+.PHONY: all deps check-deps run test unit e2e tui asan bench fuzz fuzz-build valgrind clean peers scale-check docs docs-check bigmodel-check
 all: $(KVSTUDIO) $(TEST_BIN)
 
 # Without pkg-config itself the modules cannot be asked: dpkg says which packages are absent.
@@ -116,6 +121,12 @@ bench: deps
 	@if [ -f $(GGML_PEER)/ggml/src/libggml-cpu.a ] && [ -f $(GGML_SRC)/ggml/include/ggml.h ]; then \
 	  $(MAKE) --no-print-directory $(BUILD)/bench/ggml_bench && ./$(BUILD)/bench/ggml_bench; \
 	else echo "ggml rows skipped: run \`make peers\` (builds ggml outside the tree; build-peers/ggml and build-peers/llama.cpp link to it)"; fi
+	@$(MAKE) --no-print-directory deps EXTRA_DEBS="$(BENCH_DEBS)"
+	@py=$$(for p in python3 /usr/bin/python3; do $$p -c "import torch, numpy" 2>/dev/null && { echo $$p; break; }; done); \
+	if [ -n "$$py" ]; then $(MAKE) --no-print-directory $(BUILD)/bench/torch_bench && \
+	  $$py tools/make_bigmodel.py --shape qwen2.5-0.5b $(BIG_DIR)/qwen2.5-0.5b && \
+	  ./$(BUILD)/bench/torch_bench $(BIG_DIR)/qwen2.5-0.5b $$py; \
+	else echo "torch row skipped: no python3 with torch and numpy ($(BENCH_DEBS))"; fi
 
 # The ggml side of `make bench` (bench/ggml_bench.c), linked with the ggml
 # build that `make peers` leaves outside the tree; never part of `make all`.
@@ -127,6 +138,10 @@ $(BUILD)/bench/ggml_bench: bench/ggml_bench.c $(BUILD)/bench/bench_core.o $(LIBK
 	$(CC) $(ALL_CFLAGS) -O3 -Ibench -I$(GGML_SRC)/ggml/include \
 	  -DGGML_COMMIT='"'$$(git -C $(GGML_SRC) rev-parse HEAD)'"' -o $@ $< $(BUILD)/bench/bench_core.o \
 	  $(LIBKVQ) $(GGML_LIBS) -lstdc++ $(ENGINE_LIBS)
+
+$(BUILD)/bench/torch_bench: bench/torch_bench.c $(BUILD)/bench/bench_core.o $(LIBKVQ)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -O3 -Ibench -o $@ $< $(BUILD)/bench/bench_core.o $(LIBKVQ) $(ENGINE_LIBS)
 
 $(BUILD)/bench/tok_bench: bench/tok_bench.c $(LIBKVQ)
 	@mkdir -p $(dir $@)
@@ -143,6 +158,17 @@ scale-check:
 	@$(MAKE) --no-print-directory deps EXTRA_DEBS="$(SCALE_DEBS)"
 	@$(MAKE) --no-print-directory $(KVSTUDIO)
 	KVSTUDIO=./$(KVSTUDIO) bash tools/scale_check.sh
+
+# Issue 13: an 8B-shaped bf16 checkpoint (Llama-3.1-8B, 16 GB; tools/make_bigmodel.py
+# writes it under BIG_DIR if absent) through `kvstudio ppl --tokens` on 64 ids: peak RSS
+# (VmHWM) with RssFile / RssAnon, wall and CPU time, tokens/s (tools/bigmodel_check.py).
+# Not in `make test`; BIGMODEL_CLEAN=1 deletes the checkpoint afterwards.
+bigmodel-check:
+	@$(MAKE) --no-print-directory deps EXTRA_DEBS="$(SCALE_DEBS)"
+	@$(MAKE) --no-print-directory $(KVSTUDIO)
+	@py=$$(for p in python3 /usr/bin/python3; do $$p -c "import numpy" 2>/dev/null && { echo $$p; break; }; done); \
+	[ -n "$$py" ] || { echo "bigmodel-check: no python3 with numpy ($(SCALE_DEBS))" >&2; exit 2; }; \
+	KVSTUDIO=./$(KVSTUDIO) BIG_DIR=$(BIG_DIR) nice $$py tools/bigmodel_check.py
 
 clean:
 	rm -rf build build-asan build-fuzz build-peers

@@ -9,22 +9,25 @@
 // sliding-window layers), gemma3_text (the same without soft-capping, q/k
 // norm, local and global RoPE), phi3 (fused qkv_proj and gate_up_proj). HF
 // layout: config.json plus model.safetensors or the shards named by
-// model.safetensors.index.json; F16/BF16/F32 weights (converted to f32 once
-// at load). RoPE in the HF rotate_half convention (dims i and i + head_dim/2
-// form a pair), types default, linear, llama3, yarn and longrope, read from
-// rope_scaling (transformers 4) or rope_parameters (transformers 5, also its
-// per-layer-type form). Grouped-query attention, tied or untied lm_head.
+// model.safetensors.index.json; F16/BF16/F32 weights, used in place from the
+// file mapping and converted to f32 a tile at a time (linear.h). RoPE in the
+// HF rotate_half convention (dims i and i + head_dim/2 form a pair), types
+// default, linear, llama3, yarn and longrope, read from rope_scaling
+// (transformers 4) or rope_parameters (transformers 5, also its per-layer-type
+// form). Grouped-query attention, tied or untied lm_head.
 // Sliding-window layers get a cache whose sliding_window is the model's
 // window, so they hold (and are counted at) that window only.
 // No tokenizer here: the caller passes token ids (engine/tok/ encodes text with
 // a tokenizer.json; byte-level models: id = byte).
-// Matmuls go through cblas_sgemm (chunks) and cblas_sgemv (single tokens).
+// Matmuls: kvq_linear (cblas_sgemm for chunks, cblas_sgemv for one token,
+// on f32 tiles of the mapped weights).
 #ifndef KVQ_MODEL_H
 #define KVQ_MODEL_H
 #include <stdbool.h>
 #include <stdint.h>
 #include "kvq.h"
 #include "cache.h"
+#include "linear.h"
 
 typedef enum { KVQ_NORM_W, KVQ_NORM_1PW } kvq_norm_kind;            // y = xhat * w, or xhat * (1 + w) (Gemma)
 typedef enum { KVQ_ACT_SILU, KVQ_ACT_GELU_TANH } kvq_act_kind;       // the MLP gate's activation
@@ -83,40 +86,52 @@ typedef struct kvq_model_config {
     int layer_window[KVQ_MAX_LAYERS];     // per layer: tokens attention sees (0 = all)
 } kvq_model_config;
 
-// One decoder layer's weights, f32, each (out_features, in_features) row-major
-// as stored by HF (y = W x); fused HF tensors are split at load. Optional
-// ones are NULL when the architecture has none.
+// One decoder layer's weights. Matrices (out_features, in_features) row-major
+// as stored by HF (y = W x), left in the checkpoint's dtype inside its
+// mapping (linear.h); fused HF tensors are split into row views. Norm
+// weights and biases are small: f32 copies (Gemma's 1 folded in). Optional
+// ones are NULL / have no data when the architecture has none.
 typedef struct kvq_model_layer {
     float *attn_norm;    // (hidden)
-    float *wq;           // (n_heads * head_dim, hidden)
-    float *wk, *wv;      // (n_kv_heads * head_dim, hidden)
-    float *wo;           // (hidden, n_heads * head_dim)
+    kvq_weight wq;       // (n_heads * head_dim, hidden)
+    kvq_weight wk, wv;   // (n_kv_heads * head_dim, hidden)
+    kvq_weight wo;       // (hidden, n_heads * head_dim)
     float *bq, *bk, *bv, *bo;   // biases (n_heads * head_dim), (n_kv_heads * head_dim) x 2, (hidden)
     float *q_norm, *k_norm;     // (head_dim)
     float *post_attn_norm;      // (hidden) sandwich: on the attention output
     float *mlp_norm;     // (hidden) before the MLP
     float *post_mlp_norm;       // (hidden) sandwich: on the MLP output
-    float *w_gate, *w_up;  // (intermediate, hidden)
-    float *w_down;       // (hidden, intermediate)
+    kvq_weight w_gate, w_up;    // (intermediate, hidden)
+    kvq_weight w_down;   // (hidden, intermediate)
 } kvq_model_layer;
 
 typedef struct kvq_model {
     char dir[KVQ_PATH_LEN];
     char name[256];             // last path component of dir
     kvq_model_config cfg;
-    float *embed;               // (vocab, hidden)
-    float *lm_head;             // (vocab, hidden); == embed when tied
+    kvq_weight embed;           // (vocab, hidden)
+    kvq_weight lm_head;         // (vocab, hidden); the same view as embed when tied
     float *final_norm;          // (hidden)
     kvq_model_layer *layers;    // (n_layers)
     float *inv_freq[2];         // (head_dim / 2) per RoPE of cfg.rope; [1] NULL without a local one
     float *inv_freq_long[2];    // longrope: frequencies past original_max_position, else NULL
     size_t n_params;
+    size_t weight_bytes;        // bytes of every tensor in the checkpoint's shards (what is mapped)
+    // Streaming: each layer's pages (and lm_head's) are given back after use
+    // in every forward, so resident memory holds about one layer of weights,
+    // not the model. Set at load when weight_bytes is over half the physical
+    // memory; the caller may change it.
+    bool stream_weights;
+    int n_shards;
+    kvq_st **shards;            // open for the model's lifetime: the weights point into them
 } kvq_model;
 
 // Parse and check config.json only (no weights). Unsupported or missing
 // fields fail with KVQ_ERR_UNSUPPORTED / KVQ_ERR_FORMAT naming the field.
 kvq_status kvq_model_config_load(const char *dir, kvq_model_config *out);
-// Load config and weights from a checkpoint directory. *out owned by the caller.
+// Load config and weights from a checkpoint directory. *out owned by the
+// caller; the shards stay mapped until kvq_model_free. Every weight is
+// checked finite at load (bit tests on the mapped bytes, no conversion).
 kvq_status kvq_model_load(const char *dir, kvq_model **out);
 void kvq_model_free(kvq_model *m);
 // Inverse frequencies (head_dim / 2) of one RoPE, in f32 as transformers forms
@@ -160,6 +175,9 @@ void kvq_runner_set_poll(kvq_runner *r, kvq_runner_poll_fn fn, void *user);
 // enter the cache (RateQuant sensitivities); layer -1 turns it off. The draw
 // stream restarts from seed here.
 void kvq_runner_set_key_noise(kvq_runner *r, int layer, double sigma, uint64_t seed);
+// Tests: true sends every matmul through kvq_linear_ref (scalar, sums in
+// double) instead of the tiled BLAS path.
+void kvq_runner_set_reference_matmul(kvq_runner *r, bool on);
 
 // Feed n tokens at the current position (ids checked against vocab_size).
 // logits: (n, vocab) when all_logits, else (vocab) for the last token only;

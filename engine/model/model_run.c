@@ -4,14 +4,15 @@
 // global or local one), cache append + attend, o_proj, [post-attention norm],
 // residual, RMSNorm, gated MLP (SiLU or tanh-GELU), [post-MLP norm],
 // residual) -> final norm -> lm_head [-> soft-cap]. Tokens are rows of the
-// activations, so a chunk is a handful of sgemm calls; a single token uses sgemv.
+// activations, so a chunk is a handful of tiled sgemm calls (linear.h: each
+// weight converted once per chunk); a single token uses sgemv. A streaming
+// model (model.h) gives each layer's pages back once the chunk is past it.
 // Sliding-window layers: the layer's cache keeps the window only (eviction
 // at append), so a chunk that reaches past the window is attended token by
 // token (each query then sees exactly its window, as HF's mask gives).
 // Attention soft-capping (Gemma2) is a non-linearity the cache's softmax does
 // not have: those layers decode the cache's (quantized) keys and values and
 // attend here.
-#include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,6 +57,8 @@ struct kvq_runner {
     int noise_layer;           // -1 = off
     float noise_sigma;
     kvq_rng noise_rng;
+    kvq_linear_plan *lin;      // the tile every matmul converts weights into
+    bool ref_matmul;           // every matmul through kvq_linear_ref (tests)
 };
 
 // One cache per layer; a sliding layer's cache keeps only its window (the
@@ -118,6 +121,7 @@ kvq_status kvq_runner_new(const kvq_model *m, const kvq_config *cfg, const kvq_a
     bool ok = true;
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) ok &= (*bufs[i].p = malloc(sizeof(float) * bufs[i].n)) != NULL;
     ok &= (r->posv = malloc(sizeof(int32_t) * C)) != NULL;
+    ok &= kvq_linear_plan_new(0, &r->lin) == KVQ_OK;
     if (!ok) {
         kvq_runner_free(r);
         return kvq_error(KVQ_ERR_NOMEM, "runner: out of memory for %d-token chunks", max_chunk);
@@ -138,6 +142,7 @@ void kvq_runner_free(kvq_runner *r)
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) free(all[i]);
     free(r->posv);
     free(r->dpos);
+    kvq_linear_plan_free(r->lin);
     exact_free(r);
     free(r);
 }
@@ -281,14 +286,22 @@ void kvq_runner_set_key_noise(kvq_runner *r, int layer, double sigma, uint64_t s
     kvq_rng_seed2(&r->noise_rng, seed, 0x6b65796e6f697365ull);   // "keynoise"
 }
 
+void kvq_runner_set_reference_matmul(kvq_runner *r, bool on) { r->ref_matmul = on; }
+
 // ---- kernels ----
-// y (n, out) = x (n, in) . W^T with W (out, in); beta 1 accumulates (residual).
-static void linear(const float *x, const float *w, int n, int in, int outd, float beta, float *y)
+// y (n, W rows) = x (n, W cols) . W^T; beta 1 accumulates (residual).
+static void linear(const kvq_runner *r, const float *x, const kvq_weight *w, int n, float beta, float *y)
 {
-    if (n == 1)
-        cblas_sgemv(CblasRowMajor, CblasNoTrans, outd, in, 1.0f, w, in, x, 1, beta, y, 1);
-    else
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, outd, in, 1.0f, x, in, w, in, beta, y, outd);
+    if (r->ref_matmul) kvq_linear_ref(x, n, w, beta, y, (size_t)w->rows);
+    else kvq_linear(r->lin, x, n, w, beta, y, (size_t)w->rows);
+}
+
+// A streaming model's layer: read its pages ahead before use, give them back after.
+static void layer_pages(const kvq_model_layer *L, bool release)
+{
+    const kvq_weight *all[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        release ? kvq_weight_release(all[i]) : kvq_weight_prefetch(all[i]);
 }
 
 // HF LlamaRMSNorm: x / sqrt(mean(x^2) + eps) * w, per row.
@@ -476,7 +489,7 @@ static kvq_status forward_chunk(kvq_runner *r, const int32_t *tok, int n, bool a
     float escale = a->embed_scale ? (float)sqrt((double)H) : 1.0f;   // HF: a tensor of the compute dtype
     for (int t = 0; t < n; t++) {
         float *xr = r->x + (size_t)t * H;
-        memcpy(xr, m->embed + (size_t)tok[t] * H, sizeof(float) * H);
+        kvq_weight_row_f32(&m->embed, tok[t], xr);
         if (a->embed_scale)
             for (int i = 0; i < H; i++) xr[i] *= escale;
         r->posv[t] = r->pos + t;
@@ -489,10 +502,13 @@ static kvq_status forward_chunk(kvq_runner *r, const int32_t *tok, int n, bool a
             return kvq_error(KVQ_ERR_CANCELLED, "cancelled at layer %d of %d, position %d", l, c->n_layers, r->pos);
         const kvq_model_layer *L = &m->layers[l];
         int ri = a->local_rope && c->layer_window[l] ? 1 : 0;
+        if (m->stream_weights && l == 0) layer_pages(L, false);
+        if (m->stream_weights && l + 1 < c->n_layers) layer_pages(&m->layers[l + 1], false);
+        else if (m->stream_weights && logits) kvq_weight_prefetch(&m->lm_head);
         rms_norm(r->x, L->attn_norm, n, H, c->rms_norm_eps, r->xn);
-        linear(r->xn, L->wq, n, H, qd, 0.0f, r->q);
-        linear(r->xn, L->wk, n, H, kd, 0.0f, r->k);
-        linear(r->xn, L->wv, n, H, kd, 0.0f, r->v);
+        linear(r, r->xn, &L->wq, n, 0.0f, r->q);
+        linear(r, r->xn, &L->wk, n, 0.0f, r->k);
+        linear(r, r->xn, &L->wv, n, 0.0f, r->v);
         if (L->bq) {
             add_bias(r->q, L->bq, n, qd);
             add_bias(r->k, L->bk, n, kd);
@@ -518,35 +534,37 @@ static kvq_status forward_chunk(kvq_runner *r, const int32_t *tok, int n, bool a
         if (s) return s;
         from_heads(r->att, n, nh, hd, r->attc);
         if (L->post_attn_norm) {
-            linear(r->attc, L->wo, n, qd, H, 0.0f, r->xn);
+            linear(r, r->attc, &L->wo, n, 0.0f, r->xn);
             if (L->bo) add_bias(r->xn, L->bo, n, H);
             rms_norm(r->xn, L->post_attn_norm, n, H, c->rms_norm_eps, r->xn);
             for (size_t i = 0; i < (size_t)n * H; i++) r->x[i] += r->xn[i];
         } else {
-            linear(r->attc, L->wo, n, qd, H, 1.0f, r->x);
+            linear(r, r->attc, &L->wo, n, 1.0f, r->x);
             if (L->bo) add_bias(r->x, L->bo, n, H);
         }
         rms_norm(r->x, L->mlp_norm, n, H, c->rms_norm_eps, r->xn);
-        linear(r->xn, L->w_gate, n, H, im, 0.0f, r->gate);
-        linear(r->xn, L->w_up, n, H, im, 0.0f, r->up);
+        linear(r, r->xn, &L->w_gate, n, 0.0f, r->gate);
+        linear(r, r->xn, &L->w_up, n, 0.0f, r->up);
         for (size_t i = 0; i < (size_t)n * im; i++) {
             float g = r->gate[i];
             g = c->act == KVQ_ACT_GELU_TANH ? gelu_tanh(g) : g / (1.0f + expf(-g));
             r->gate[i] = g * r->up[i];
         }
         if (L->post_mlp_norm) {
-            linear(r->gate, L->w_down, n, im, H, 0.0f, r->xn);
+            linear(r, r->gate, &L->w_down, n, 0.0f, r->xn);
             rms_norm(r->xn, L->post_mlp_norm, n, H, c->rms_norm_eps, r->xn);
             for (size_t i = 0; i < (size_t)n * H; i++) r->x[i] += r->xn[i];
         } else {
-            linear(r->gate, L->w_down, n, im, H, 1.0f, r->x);
+            linear(r, r->gate, &L->w_down, n, 1.0f, r->x);
         }
+        if (m->stream_weights) layer_pages(L, true);
     }
     r->pos += n;
     if (!logits) return KVQ_OK;
     int rows = all_logits ? n : 1;
     rms_norm(r->x + (size_t)(n - rows) * H, m->final_norm, rows, H, c->rms_norm_eps, r->xn);
-    linear(r->xn, m->lm_head, rows, H, c->vocab_size, 0.0f, logits);
+    linear(r, r->xn, &m->lm_head, rows, 0.0f, logits);
+    if (m->stream_weights) kvq_weight_release(&m->lm_head);
     if (c->final_softcap > 0) {
         float cap = (float)c->final_softcap;
         for (size_t i = 0; i < (size_t)rows * c->vocab_size; i++) logits[i] = tanhf(logits[i] / cap) * cap;

@@ -200,7 +200,7 @@ int kvs_cmd_recommend(kvs_session *s, kvs_args *a)
                 if (!have_best || (isfinite(e) && (!isfinite(eb) || e < eb))) best = cand, have_best = true;
             }
     char not_dep[64];
-    snprintf(not_dep, sizeof not_dep, "not deployable in %s", all ? "llamacpp, vllm or mlx" : engine);
+    snprintf(not_dep, sizeof not_dep, "not deployable in %s", all ? "llamacpp, vllm, mlx or transformers" : engine);
     if (have_best) best.format = best.label, best.flags = not_dep;
 
     int n_ok = 0;

@@ -48,7 +48,7 @@ static const kvs_option opts_compare[] = {
     JSON_FLAG, END};
 static const kvs_option opts_recommend[] = {
     {.name = "trace", .kind = KVS_OPT_STRING, .arg = "T", .help = "trace file (default: the loaded one)"},
-    {.name = "engine", .kind = KVS_OPT_STRING, .arg = "E", .choices = "llamacpp|vllm|mlx|all",
+    {.name = "engine", .kind = KVS_OPT_STRING, .arg = "E", .choices = "llamacpp|vllm|mlx|transformers|all",
      .help = "engine whose KV formats are measured (default all)"},
     {.name = "context", .kind = KVS_OPT_INT, .arg = "N", .lo = 0, .hi = 1 << 30,
      .help = "tokens the KV memory is given at (0 = the trace's length)"},

@@ -21,6 +21,18 @@
 #define MX(g, b) {.engine = "mlx", .name = "g" #g "_b" #b, .flags = "--kv-bits " #b " --kv-group-size " #g, \
                   .key_method = "mlx:affine_g" #g, .value_method = "mlx:affine_g" #g, \
                   .key_bits = b, .value_bits = b}
+// transformers: generate(..., cache_implementation="quantized", cache_config=
+// {...}) builds QuantizedCache(backend, config, **cache_config) (cache_utils.py,
+// huggingface/transformers 004999d9); q_group_size 64 and residual_length 128
+// left at their defaults. quanto at its default axis 0; HQQ at axis 1 (its
+// default axis 0 groups across the whole tensor, which kvstudio does not model).
+#define TQ(b) {.engine = "transformers", .name = "quanto_b" #b, \
+               .flags = "cache_implementation=\"quantized\", cache_config={\"backend\": \"quanto\", \"nbits\": " #b "}", \
+               .key_method = "transformers:quanto_qint" #b "_g64", .value_method = "transformers:quanto_qint" #b "_g64"}
+#define TH(b) {.engine = "transformers", .name = "hqq_b" #b, \
+               .flags = "cache_implementation=\"quantized\", cache_config={\"backend\": \"hqq\", \"nbits\": " #b \
+                        ", \"axis_key\": 1, \"axis_value\": 1}", \
+               .key_method = "transformers:hqq_g64", .value_method = "transformers:hqq_g64", .key_bits = b, .value_bits = b}
 #define VL(n, fl, m) {.engine = "vllm", .name = n, .flags = fl, .key_method = m, .value_method = m}
 
 const kvq_deploy_format kvq_deploy_formats[] = {
@@ -44,6 +56,7 @@ const kvq_deploy_format kvq_deploy_formats[] = {
     VL("fp8_e5m2", "--kv-cache-dtype fp8_e5m2", "vllm:fp8_e5m2"),
     MX(64, 2), MX(64, 3), MX(64, 4), MX(64, 6), MX(64, 8),
     MX(32, 4), MX(32, 8), MX(128, 4), MX(128, 8),
+    TQ(2), TQ(4), TH(1), TH(2), TH(3), TH(4), TH(8),
 };
 const int kvq_n_deploy_formats = (int)(sizeof kvq_deploy_formats / sizeof kvq_deploy_formats[0]);
 

@@ -43,6 +43,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "f16.h"
+#include "hf_round.h"
 #include "methods.h"
 
 #define HG 64
@@ -54,7 +55,7 @@ typedef struct {
     float shrink_p;   // lp_norm - 1 as an fp16 exponent
 } hqq_plan;
 
-static float h(float x) { return kvq_f16_to_f32(kvq_f32_to_f16(x)); }
+static float h(float x) { return hf_f16_round(x); }
 
 kvq_status kvq_hf_hqq_plan_new(const kvq_plan_params *pp, void **plan)
 {
@@ -190,8 +191,9 @@ void kvq_hf_hqq_decode(const void *plan, const uint8_t *codes, size_t n, float *
         const uint8_t *rec = codes + i * bpv;
         for (int g = 0; g < ng; g++) {
             float s = kvq_f16_load(rec + cb + 2 * (size_t)g), z = kvq_f16_load(rec + cb + 2 * (size_t)(ng + g));
-            for (int j = 0; j < HG; j++)
-                x[i * (size_t)p->d + (size_t)(g * HG + j)] = h(h((float)get_code(p, rec, g * HG + j) - z) * s);
+            float lut[256];   // (q - zero) x scale for the codes this width has, fp16 as hqq rounds them
+            for (int q = 0; q < 1 << p->bits; q++) lut[q] = h(h((float)q - z) * s);
+            for (int j = 0; j < HG; j++) x[i * (size_t)p->d + (size_t)(g * HG + j)] = lut[get_code(p, rec, g * HG + j)];
         }
     }
 }

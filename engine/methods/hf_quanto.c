@@ -40,6 +40,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "f16.h"
+#include "hf_round.h"
 #include "methods.h"
 
 #define QG 64           // q_group_size (transformers' default)
@@ -49,7 +50,7 @@ typedef struct {
     int d, bits;
 } quanto_plan;
 
-static float h(float x) { return kvq_f16_to_f32(kvq_f32_to_f16(x)); }
+static float h(float x) { return hf_f16_round(x); }
 
 static kvq_status quanto_plan_new(const kvq_plan_params *pp, int bits, const char *who, void **plan)
 {
@@ -128,10 +129,11 @@ static void quanto_decode(const void *plan, const uint8_t *codes, size_t n, floa
         const uint8_t *rec = codes + i * bpv;
         for (int g = 0; g < ng; g++) {
             float s = kvq_f16_load(rec + cb + 2 * (size_t)g), t = kvq_f16_load(rec + cb + 2 * (size_t)(ng + g));
+            float lut[16];   // the group's 2^bits values, fp16-rounded as quanto computes them
+            for (unsigned q = 0; q <= mask; q++) lut[q] = h(h(s * (float)q) - t);
             for (int j = 0; j < QG; j++) {
                 size_t c = (size_t)(g * QG + j), pos = c * (size_t)p->bits;
-                unsigned q = rec[pos >> 3] >> (pos & 7) & mask;
-                x[i * (size_t)p->d + c] = h(h(s * (float)q) - t);
+                x[i * (size_t)p->d + c] = lut[rec[pos >> 3] >> (pos & 7) & mask];
             }
         }
     }

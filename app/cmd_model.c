@@ -131,34 +131,39 @@ static size_t scored_bytes(const kvq_tok *tk, const int32_t *tok, int n, size_t 
     return first < text_len ? text_len - first : 0;
 }
 
-// Token ids of a text file: through the model directory's tokenizer.json
-// when it has one (tk set, owned by the caller), else its raw bytes
-// (byte-level models only). *nbytes: the file's size.
-static int text_tokens(kvs_session *s, const char *cmd, const kvq_model *m, const char *path, int32_t **tok,
-                       int *n, kvq_tok **tk, size_t *nbytes)
+int kvs_model_text_tokens(kvs_session *s, const char *cmd, const struct kvq_model *m, const char *what,
+                          const char *text, size_t len, int32_t **tok, int *n, struct kvq_tok **tk)
 {
+    *tok = NULL;
+    *n = 0;
     if (model_tokenizer(s, cmd, m, tk)) return -1;
     if (!*tk && !byte_level(m))
         return kvs_errorf(s, "%s: %s has vocab_size %d and no tokenizer.json: give token ids with --tokens FILE", cmd,
                           m->name, m->cfg.vocab_size);
+    if (*tk) return encode_checked(s, cmd, m, *tk, what, text, len, tok, n);
+    *tok = malloc(sizeof(int32_t) * (len ? len : 1));
+    if (!*tok) return kvs_errorf(s, "%s: %s: out of memory", cmd, what);
+    for (size_t i = 0; i < len; i++) (*tok)[i] = (unsigned char)text[i];
+    *n = (int)len;
+    return 0;
+}
+
+size_t kvs_model_scored_bytes(const struct kvq_tok *tk, const int32_t *tok, int n, size_t text_len)
+{
+    return scored_bytes(tk, tok, n, text_len);
+}
+
+// Token ids of a text file (kvs_model_text_tokens); *nbytes: the file's size.
+static int text_tokens(kvs_session *s, const char *cmd, const kvq_model *m, const char *path, int32_t **tok,
+                       int *n, kvq_tok **tk, size_t *nbytes)
+{
     char *buf;
     size_t len;
     if (kvq_file_read(path, KVQ_TEXT_MAX_BYTES, &buf, &len)) return kvs_errorf(s, "%s: %s", cmd, kvq_last_error());
     *nbytes = len;
-    if (*tk) {
-        int rc = encode_checked(s, cmd, m, *tk, path, (const char *)buf, len, tok, n);
-        free(buf);
-        return rc;
-    }
-    *tok = malloc(sizeof(int32_t) * (len ? len : 1));
-    if (!*tok) {
-        free(buf);
-        return kvs_errorf(s, "%s: %s: out of memory", cmd, path);
-    }
-    for (size_t i = 0; i < len; i++) (*tok)[i] = (unsigned char)buf[i];
+    int rc = kvs_model_text_tokens(s, cmd, m, path, buf, len, tok, n, tk);
     free(buf);
-    *n = (int)len;
-    return 0;
+    return rc;
 }
 
 static int file_tokens(kvs_session *s, const char *cmd, const kvq_model *m, const char *path, int32_t **tok, int *n)

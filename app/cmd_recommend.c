@@ -6,6 +6,12 @@
 // error (key rel MSE when the trace has no queries); the Pareto front over
 // (memory, error) is marked; kvstudio's own best configuration at the same
 // budget is shown apart, labelled as not deployable in that engine.
+//
+// --model DIR also runs that checkpoint over a short text (--text, first
+// --text-bytes bytes) with each row's cache, K and V exactly as the engine
+// stores them, in lockstep with the fp16 cache (kvq_model_ppl, as `ppl`
+// does): bits per byte and the next-token KL against fp16 join each row.
+// The model must have the trace's shape (the memory figures are the trace's).
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
@@ -15,18 +21,37 @@
 #include "calib/calib.h"
 #include "cmds.h"
 #include "deploy.h"
+#include "file.h"
 #include "label.h"
+#include "model.h"
 #include "replay.h"
+#include "tok/tok.h"
 
 typedef struct rec_row {
     const char *engine, *format, *flags;
     kvq_config cfg;
     kvq_deploy_memory mem;
     double gib, key_rel_mse, output_error, attn_kl;
-    bool ok, in_budget, front;
+    double bits_per_byte, next_token_kl;   // --model: NaN until run
+    bool ok, in_budget, front, model_ok;
     char label[160];
     char error[256];
+    char model_error[256];
 } rec_row;
+
+// --model: the text every row's cache runs through.
+#define REC_TEXT "sample_data/texts/textwrap-1k.py"
+#define REC_TEXT_BYTES 128   // one prefill chunk: all engines' rows in about 20 s of CPU on the sample model
+#define REC_CHUNK 128   // prefill chunk, as `ppl`
+typedef struct rec_model {
+    kvq_model *m;
+    kvq_tok *tk;
+    int32_t *tok;
+    int n;
+    size_t bytes, covered;   // text bytes run; bytes the n - 1 scored predictions cover
+    double ref_bits_per_byte;
+    const char *dir, *text;
+} rec_model;
 
 // kvstudio's own candidates (no calibration): keys x values of turboquant_mse.
 static const int own_bits[] = {2, 3, 4, 8};
@@ -60,6 +85,67 @@ static void measure(const kvq_trace *t, const kvq_artifacts *art, int seq_len, r
     r->ok = true;
 }
 
+// Run the model with r->cfg's cache (and the fp16 one in lockstep).
+static void measure_model(rec_model *rm, rec_row *r)
+{
+    r->bits_per_byte = r->next_token_kl = NAN;
+    if (!rm->m) return;
+    if (!r->ok) {
+        snprintf(r->model_error, sizeof r->model_error, "not run: the trace replay failed");
+        return;
+    }
+    kvq_ppl_result res;
+    if (kvq_model_ppl(rm->m, &r->cfg, NULL, rm->tok, rm->n, REC_CHUNK, NULL, &res)) {
+        snprintf(r->model_error, sizeof r->model_error, "%s", kvq_last_error());
+        return;
+    }
+    double scale = (double)(rm->n - 1) / (double)rm->covered;   // bits per token -> per byte
+    r->bits_per_byte = res.bits_per_token * scale;
+    r->next_token_kl = res.kl_bits;
+    // the fp16 reference run's figure (an fp16 row is run alone: its own)
+    if (!kvq_model_cfg_is_fp16(&r->cfg) || isnan(rm->ref_bits_per_byte))
+        rm->ref_bits_per_byte = res.ref_bits_per_token * scale;
+    r->model_ok = true;
+}
+
+// --model DIR: load it, check its shape against the trace, tokenize the
+// first `bytes` bytes of the text (cut back to a UTF-8 boundary).
+static int model_open(kvs_session *s, const kvq_trace *t, const char *dir, const char *text, long bytes,
+                      rec_model *rm)
+{
+    rm->dir = dir, rm->text = text, rm->ref_bits_per_byte = NAN;
+    if (kvq_model_load(dir, &rm->m)) return kvs_errorf(s, "recommend: %s", kvq_last_error());
+    const kvq_model_config *mc = &rm->m->cfg;
+    if (mc->n_layers != t->n_layers || mc->n_kv_heads != t->n_kv_heads || mc->head_dim != t->head_dim)
+        return kvs_errorf(s, "recommend: --model %s has %d layers x %d kv heads x head_dim %d, the trace %s %d x %d x "
+                          "%d (expected a trace of this model)", dir, mc->n_layers, mc->n_kv_heads, mc->head_dim,
+                          t->path, t->n_layers, t->n_kv_heads, t->head_dim);
+    char *buf;
+    size_t len;
+    if (kvq_file_read(text, KVQ_TEXT_MAX_BYTES, &buf, &len))
+        return kvs_errorf(s, "recommend: --text: %s", kvq_last_error());
+    if (bytes > 0 && len > (size_t)bytes) {
+        len = (size_t)bytes;
+        while (len > 0 && ((unsigned char)buf[len] & 0xc0) == 0x80) len--;   // not inside a UTF-8 character
+    }
+    rm->bytes = len;
+    int rc = kvs_model_text_tokens(s, "recommend", rm->m, text, buf, len, &rm->tok, &rm->n, &rm->tk);
+    free(buf);
+    if (rc) return -1;
+    rm->covered = kvs_model_scored_bytes(rm->tk, rm->tok, rm->n, len);
+    if (rm->n < 2 || !rm->covered)
+        return kvs_errorf(s, "recommend: --text %s: %zu bytes give %d tokens (expected at least 2 and a scored byte)",
+                          text, len, rm->n);
+    return 0;
+}
+
+static void model_close(rec_model *rm)
+{
+    free(rm->tok);
+    kvq_tok_free(rm->tk);
+    kvq_model_free(rm->m);
+}
+
 static double rank_err(const rec_row *r, bool by_output) { return by_output ? r->output_error : r->key_rel_mse; }
 
 static bool g_by_output;   // qsort has no user pointer; set just before the sort
@@ -74,7 +160,7 @@ static int row_cmp(const void *pa, const void *pb)
     return a->mem.bytes_per_token < b->mem.bytes_per_token ? -1 : a->mem.bytes_per_token > b->mem.bytes_per_token;
 }
 
-static json_t *row_json(const rec_row *r, int rank)
+static json_t *row_json(const rec_row *r, int rank, bool with_model)
 {
     json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:s}", "engine", r->engine, "format", r->format, "flags", r->flags,
                           "key_method", r->cfg.method, "value_method",
@@ -94,17 +180,28 @@ static json_t *row_json(const rec_row *r, int rank)
     json_object_set_new(o, kvq_metrics[KVQ_M_ATTN_KL].json, num(r->attn_kl));
     json_object_set_new(o, "within_budget", json_boolean(r->in_budget));
     json_object_set_new(o, "pareto_front", json_boolean(r->front));
+    if (with_model) {
+        json_object_set_new(o, kvq_metrics[KVQ_M_BITS_PER_BYTE].json, num(r->bits_per_byte));
+        json_object_set_new(o, kvq_metrics[KVQ_M_NEXT_TOKEN_KL].json, num(r->next_token_kl));
+        if (!r->model_ok) json_object_set_new(o, "model_error", json_string(r->model_error));
+    }
     return o;
 }
 
-static void print_row(kvs_session *s, const rec_row *r, const char *rank, bool budget)
+static void print_row(kvs_session *s, const rec_row *r, const char *rank, bool budget, bool with_model)
 {
-    char f[7][32];
+    char f[9][32], tail[96] = "", bud[8];
     if (!r->ok) {
         kvs_printf(s, "%4s  %-8s  %-13s  %-30s  failed: %s", rank, r->engine, r->format, r->flags, r->error);
         return;
     }
-    kvs_printf(s, "%4s  %-8s  %-13s  %-30s  %8s  %10s  %18s  %20s  %11s  %12s  %12s  %5s  %s", rank, r->engine,
+    snprintf(bud, sizeof bud, with_model ? "%-6s" : "%s", !budget ? "-" : r->in_budget ? "fits" : "over");
+    if (with_model && r->model_ok)
+        snprintf(tail, sizeof tail, "  %9s  %13s", kvq_metric_fmt(KVQ_M_BITS_PER_BYTE, r->bits_per_byte, f[7], 32),
+                 kvq_metric_fmt(KVQ_M_NEXT_TOKEN_KL, r->next_token_kl, f[8], 32));
+    else if (with_model)
+        snprintf(tail, sizeof tail, "  model failed: %.70s", r->model_error);
+    kvs_printf(s, "%4s  %-8s  %-13s  %-30s  %8s  %10s  %18s  %20s  %11s  %12s  %12s  %5s  %s%s", rank, r->engine,
                r->format, r->flags, kvq_metric_fmt(KVQ_M_KEY_BITS, r->mem.key_bpc, f[0], 32),
                kvq_metric_fmt(KVQ_M_VALUE_BITS, r->mem.value_bpc, f[1], 32),
                kvq_metric_fmt(KVQ_M_FORMAT_BYTES_PER_TOKEN, (double)r->mem.bytes_per_token, f[2], 32),
@@ -112,7 +209,7 @@ static void print_row(kvs_session *s, const rec_row *r, const char *rank, bool b
                kvq_metric_fmt(KVQ_M_KEY_REL_MSE, r->key_rel_mse, f[4], 32),
                kvq_metric_fmt(KVQ_M_OUTPUT_ERROR, r->output_error, f[5], 32),
                kvq_metric_fmt(KVQ_M_ATTN_KL, r->attn_kl, f[6], 32), r->front ? "*" : "-",
-               !budget ? "-" : r->in_budget ? "fits" : "over");
+               bud, tail);
 }
 
 // Fill memory, label and budget fit of a row whose cfg is set; false (and
@@ -139,8 +236,12 @@ int kvs_cmd_recommend(kvs_session *s, kvs_args *a)
     const char *artdir = kvs_opt_str(a, "artifacts", NULL);
     long context = kvs_opt_int(a, "context", 0), seq_len = kvs_opt_int(a, "seq-len", 0);
     double budget = kvs_opt_double(a, "budget-gb", 0);
+    const char *mdir = kvs_opt_str(a, "model", NULL), *text = kvs_opt_str(a, "text", REC_TEXT);
+    long text_bytes = kvs_opt_int(a, "text-bytes", REC_TEXT_BYTES);
     bool json = kvs_opt_flag(a, "json") || s->json;
     if (kvs_args_check_unused(s, a, "recommend") || kvs_args_trace_from(s, a, tpath)) return -1;
+    if (!mdir && (kvs_opt_given(a, "text") || kvs_opt_given(a, "text-bytes")))
+        return kvs_errorf(s, "recommend: --text and --text-bytes go with --model DIR");
     const kvq_trace *t = s->trace;
     if (seq_len > t->n_tokens)
         return kvs_errorf(s, "recommend: --seq-len %ld exceeds the trace's %d tokens", seq_len, t->n_tokens);
@@ -151,11 +252,14 @@ int kvs_cmd_recommend(kvs_session *s, kvs_args *a)
     bool all = !strcmp(engine, "all");
     uint64_t seed = s->cfg.seed;
     rec_row *rows = calloc(REC_MAX, sizeof *rows);
+    rec_model rm = {0};
     int n = 0, rc = -1;
     if (!rows) {
         kvs_errorf(s, "recommend: out of memory");
         goto done;
     }
+    if (mdir && model_open(s, t, mdir, text, text_bytes, &rm)) goto done;
+    bool with_model = rm.m != NULL;
     for (int i = 0; i < kvq_n_deploy_formats && n < REC_MAX; i++) {
         const kvq_deploy_format *f = &kvq_deploy_formats[i];
         if (!all && strcmp(f->engine, engine)) continue;
@@ -163,6 +267,7 @@ int kvs_cmd_recommend(kvs_session *s, kvs_args *a)
         r->engine = f->engine, r->format = f->name, r->flags = f->flags;
         kvq_deploy_config(f, seed, &r->cfg);
         if (row_prepare(t, NULL, context, budget, r)) measure(t, NULL, (int)seq_len, r);
+        measure_model(&rm, r);
     }
     g_by_output = t->n_queries > 0;
     double mem[REC_MAX], err[REC_MAX];
@@ -201,7 +306,10 @@ int kvs_cmd_recommend(kvs_session *s, kvs_args *a)
             }
     char not_dep[64];
     snprintf(not_dep, sizeof not_dep, "not deployable in %s", all ? "llamacpp, vllm, mlx or transformers" : engine);
-    if (have_best) best.format = best.label, best.flags = not_dep;
+    if (have_best) {
+        best.format = best.label, best.flags = not_dep;
+        measure_model(&rm, &best);
+    }
 
     int n_ok = 0;
     for (int i = 0; i < n; i++) n_ok += rows[i].ok;
@@ -210,13 +318,20 @@ int kvs_cmd_recommend(kvs_session *s, kvs_args *a)
     if (json) {
         json_t *ja = json_array();
         int rank = 0;
-        for (int i = 0; i < n; i++) json_array_append_new(ja, row_json(&rows[i], rows[i].ok ? ++rank : 0));
+        for (int i = 0; i < n; i++) json_array_append_new(ja, row_json(&rows[i], rows[i].ok ? ++rank : 0, with_model));
         json_t *root = json_pack("{s:s, s:s, s:i, s:i, s:i, s:I, s:o, s:i, s:s, s:o}", "trace", t->path, "engine",
                                  engine, "n_layers", t->n_layers, "n_kv_heads", t->n_kv_heads, "head_dim",
                                  t->head_dim, "context", (json_int_t)context, "budget_gib",
                                  budget > 0 ? json_real(budget) : json_null(), "seq_len", replayed, "rank_by",
                                  kvq_metrics[g_by_output ? KVQ_M_OUTPUT_ERROR : KVQ_M_KEY_REL_MSE].json, "rows", ja);
-        json_t *jb = have_best ? row_json(&best, 0) : json_null();
+        if (with_model) {
+            json_t *jm = json_pack("{s:s, s:s, s:I, s:i, s:I}", "dir", rm.dir, "text", rm.text, "text_bytes",
+                                   (json_int_t)rm.bytes, "n_tokens", rm.n, "scored_bytes", (json_int_t)rm.covered);
+            json_object_set_new(jm, "fp16_bits_per_byte", num(rm.ref_bits_per_byte));
+            json_object_set_new(jm, "kl_unit", json_string("bits per token, KL(fp16 || format)"));
+            json_object_set_new(root, "model", jm);
+        }
+        json_t *jb = have_best ? row_json(&best, 0, with_model) : json_null();
         if (have_best) {
             json_object_set_new(jb, "deployable", json_false());
             json_object_set_new(jb, "budget_gib", json_real(own_budget));
@@ -237,23 +352,35 @@ int kvs_cmd_recommend(kvs_session *s, kvs_args *a)
                    t->path, t->n_layers, t->n_kv_heads, t->head_dim, context, bud);
         kvs_printf(s, "%d tokens replayed (prefill %d, decode %d); ranked by %s, rows within the budget first",
                    replayed, replayed / 2, replayed - replayed / 2, rank_name);
-        kvs_printf(s, "%4s  %-8s  %-13s  %-30s  %8s  %10s  %18s  %20s  %11s  %12s  %12s  %5s  %s", "rank", "engine",
+        if (with_model) {
+            char fb[32];
+            kvs_printf(s, "model %s on %s: first %zu bytes (%d tokens, %zu bytes scored), fp16 cache %s %s; each row's "
+                       "cache in lockstep with fp16", rm.dir, rm.text, rm.bytes, rm.n, rm.covered,
+                       kvq_metrics[KVQ_M_BITS_PER_BYTE].name,
+                       kvq_metric_fmt(KVQ_M_BITS_PER_BYTE, rm.ref_bits_per_byte, fb, sizeof fb));
+        }
+        char mcols[64] = "";
+        if (with_model)
+            snprintf(mcols, sizeof mcols, "  %9s  %13s", kvq_metrics[KVQ_M_BITS_PER_BYTE].name,
+                     kvq_metrics[KVQ_M_NEXT_TOKEN_KL].name);
+        kvs_printf(s, "%4s  %-8s  %-13s  %-30s  %8s  %10s  %18s  %20s  %11s  %12s  %12s  %5s  %s%s", "rank", "engine",
                    "format", "flags", kvq_metrics[KVQ_M_KEY_BITS].name, kvq_metrics[KVQ_M_VALUE_BITS].name,
                    kvq_metrics[KVQ_M_FORMAT_BYTES_PER_TOKEN].name, kvq_metrics[KVQ_M_KV_GIB_AT_CONTEXT].name,
                    kvq_metrics[KVQ_M_KEY_REL_MSE].name, kvq_metrics[KVQ_M_OUTPUT_ERROR].name,
-                   kvq_metrics[KVQ_M_ATTN_KL].name, "front", "budget");
+                   kvq_metrics[KVQ_M_ATTN_KL].name, "front", "budget", mcols);
         int rank = 0;
         for (int i = 0; i < n; i++) {
             char rk[16];
             snprintf(rk, sizeof rk, "%d", rows[i].ok ? ++rank : 0);
-            print_row(s, &rows[i], rows[i].ok ? rk : "-", budget > 0);
+            print_row(s, &rows[i], rows[i].ok ? rk : "-", budget > 0, with_model);
         }
-        kvs_printf(s, "units: bits/coord, bytes/token, GiB at %ld tokens; front * = on the Pareto front over (%s, %s)",
-                   context, kvq_metrics[KVQ_M_FORMAT_BYTES_PER_TOKEN].name, rank_name);
+        kvs_printf(s, "units: bits/coord, bytes/token, GiB at %ld tokens%s; front * = on the Pareto front over (%s, %s)",
+                   context, with_model ? ", bits/byte, next-token KL in bits/token (KL(fp16 || format))" : "",
+                   kvq_metrics[KVQ_M_FORMAT_BYTES_PER_TOKEN].name, rank_name);
         if (have_best) {
             kvs_printf(s, "kvstudio's best within %s GiB (%s):", kvq_metric_fmt(KVQ_M_KV_GIB_AT_CONTEXT, own_budget,
                        bud, sizeof bud), not_dep);
-            print_row(s, &best, "-", budget > 0);
+            print_row(s, &best, "-", budget > 0, with_model);
         } else if (own_budget > 0) {
             kvs_printf(s, "kvstudio's best: no kvstudio configuration fits the budget");
         } else {
@@ -262,6 +389,7 @@ int kvs_cmd_recommend(kvs_session *s, kvs_args *a)
     }
     rc = n_ok ? 0 : kvs_errorf(s, "recommend: no format of engine '%s' ran", engine);
 done:
+    model_close(&rm);
     free(rows);
     kvq_artifacts_free(art);
     return rc;

@@ -21,6 +21,19 @@ KVS_CMD(view) KVS_CMD(run) KVS_CMD(replay) KVS_CMD(pause) KVS_CMD(step) KVS_CMD(
 // replayed to the end through the benchmark machinery; prints its report.
 int kvs_replay_batch(kvs_session *s);
 
+// Token ids of text (len bytes) for model m (cmd_model.c): through the model
+// directory's tokenizer.json when it has one (*tk set, the caller frees it
+// with kvq_tok_free), else the raw bytes (byte-level models only; *tk NULL).
+// *tok: malloc'd, the caller frees it. what names the text in errors.
+struct kvq_model;
+struct kvq_tok;
+int kvs_model_text_tokens(kvs_session *s, const char *cmd, const struct kvq_model *m, const char *what,
+                          const char *text, size_t len, int32_t **tok, int *n, struct kvq_tok **tk);
+// Bytes of a text of text_len bytes that the n - 1 scored predictions of
+// its tokens cover (bits per byte): all of it with a leading BOS, else all
+// but the first token's bytes; byte-level (tk NULL): n - 1.
+size_t kvs_model_scored_bytes(const struct kvq_tok *tk, const int32_t *tok, int n, size_t text_len);
+
 // Placeholder for a command whose area has not landed yet.
 #define KVS_CMD_STUB(name)                                                        \
     int kvs_cmd_##name(kvs_session *s, kvs_args *a)                               \

@@ -318,7 +318,8 @@ int kvs_cmd_recommend(kvs_session *s, kvs_args *a)
     if (json) {
         json_t *ja = json_array();
         int rank = 0;
-        for (int i = 0; i < n; i++) json_array_append_new(ja, row_json(&rows[i], rows[i].ok ? ++rank : 0, with_model));
+        for (int i = 0; i < n; i++)
+            json_array_append_new(ja, row_json(&rows[i], rows[i].ok ? ++rank : 0, with_model));
         json_t *root = json_pack("{s:s, s:s, s:i, s:i, s:i, s:I, s:o, s:i, s:s, s:o}", "trace", t->path, "engine",
                                  engine, "n_layers", t->n_layers, "n_kv_heads", t->n_kv_heads, "head_dim",
                                  t->head_dim, "context", (json_int_t)context, "budget_gib",
@@ -374,7 +375,8 @@ int kvs_cmd_recommend(kvs_session *s, kvs_args *a)
             snprintf(rk, sizeof rk, "%d", rows[i].ok ? ++rank : 0);
             print_row(s, &rows[i], rows[i].ok ? rk : "-", budget > 0, with_model);
         }
-        kvs_printf(s, "units: bits/coord, bytes/token, GiB at %ld tokens%s; front * = on the Pareto front over (%s, %s)",
+        kvs_printf(s, "units: bits/coord, bytes/token, GiB at %ld tokens%s; front * = on the Pareto front over "
+                   "(%s, %s)",
                    context, with_model ? ", bits/byte, next-token KL in bits/token (KL(fp16 || format))" : "",
                    kvq_metrics[KVQ_M_FORMAT_BYTES_PER_TOKEN].name, rank_name);
         if (have_best) {

@@ -123,14 +123,16 @@ static void test_vectors(void **st)
             int G = T * D / 64;
             static uint8_t rows[TMAX * 2][64], packed[TMAX * 512];
             for (int t = 0; t < T; t++)
-                for (int i = 0; i < D; i++) rows[(t * D + i) / 64][i % 64] = (uint8_t)rec_code(backend, bits, got + t * q.bpv, i);
+                for (int i = 0; i < D; i++)
+                    rows[(t * D + i) / 64][i % 64] = (uint8_t)rec_code(backend, bits, got + t * q.bpv, i);
             size_t np = 0;
             memset(packed, 0, sizeof packed);
             if (!strcmp(backend, "quanto")) {   // optimum-quanto tensor/packed.py pack_weights
                 int per = 8 / bits, R = (G + per - 1) / per;
                 for (int i = 0; i < per; i++)
                     for (int r = 0; r < R && i * R + r < G; r++)
-                        for (int c = 0; c < 64; c++) packed[r * 64 + c] |= (uint8_t)(rows[i * R + r][c] << (bits * i));
+                        for (int c = 0; c < 64; c++)
+                            packed[r * 64 + c] |= (uint8_t)(rows[i * R + r][c] << (bits * i));
                 np = (size_t)R * 64;
             } else if (bits == 3) {              // hqq core/bitpack.py pack_3bit_32, rows padded to 10s
                 int step = (G + 9) / 10;

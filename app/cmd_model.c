@@ -2,10 +2,10 @@
 // ppl (loss and KL against the fp16 cache), generate (streamed text with
 // observers), capture (kvtrace file).
 //
-// Cache config: without any cache option the fp16 cache (the reference);
-// with any (--method, --bits, --value-bits, --residual-length, ...) the
-// session's config with those applied. A key method of fp16 without
-// --value-bits keeps values fp16 too, so `--method fp16 --bits 16` is the
+// Cache config: in batch without any cache option the fp16 cache (the
+// reference); with any (--method, --bits, --value-bits, --residual-length,
+// ...), and always in the studio, the session's config with those applied.
+// A key method of fp16 without --value-bits keeps values fp16 too, so `--method fp16 --bits 16` is the
 // unquantized run. capture with a quantized cache records the model's exact
 // keys and queries of each layer, with earlier layers attending through it.
 #include <errno.h>
@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include "artifacts.h"
 #include "file.h"
 #include "cmds.h"
@@ -24,8 +25,9 @@
 #include "rng.h"
 #include "safetensors.h"
 #include "tok/tok.h"
+#include "progress.h"
+#include "tui.h"
 
-#define CMD_CHUNK 128   // prefill chunk: the cache sees the text as a real prompt would arrive
 
 // The header line that says where each key field of the cache config came
 // from, printed every time: "cache from --value-bits 4; session config:
@@ -57,7 +59,7 @@ static int model_config(kvs_session *s, kvs_args *a, const char *cmd, kvq_config
     *cfg = s->cfg;
     if (kvs_args_apply_config(s, a, cfg)) return -1;
     for (int i = 0; i < a->nopt; i++) used_after += a->used[i];
-    *reference = used_after == used_before;
+    *reference = used_after == used_before && !s->ui;   // the studio runs what it shows: the session's
     if (*reference) kvq_model_cfg_reference(cfg);   // no cache option: the reference
     const char *why = *reference ? NULL : kvq_config_fit_bits(cfg, kvs_opt_given(a, "bits"), NULL);
     if (!strcmp(cfg->method, "fp16") && !vbits) {
@@ -69,27 +71,27 @@ static int model_config(kvs_session *s, kvs_args *a, const char *cmd, kvq_config
     return 0;
 }
 
-// --artifacts DIR (calibrated methods) or the session's artifacts.
-static int load_art(kvs_session *s, const char *dir, const char *cmd, kvq_artifacts **own, const kvq_artifacts **art)
+// The session's calibration for cfg's key method, else for its value
+// method, else the set in use (s->art). The caller holds s->lock.
+const kvq_artifacts *kvs_model_session_art(kvs_session *s, const kvq_config *c)
 {
-    *own = NULL;
-    *art = s->art;
-    if (!dir) return 0;
-    if (kvq_artifacts_load(dir, own)) return kvs_errorf(s, "%s: %s", cmd, kvq_last_error());
-    *art = *own;
-    return 0;
+    kvs_art_slot *a = kvs_session_find_art(s, c->method);
+    if (!a && c->value_method[0]) a = kvs_session_find_art(s, c->value_method);
+    return a ? a->art : s->art;
 }
 
-static void cfg_label(const kvq_config *c, const kvq_artifacts *art, char *buf, size_t n)
+void kvs_model_cfg_label(const kvq_config *c, const kvq_artifacts *art, char *buf, size_t n)
 {
     char id[16];
     kvq_artifacts_id(art, id, sizeof id);
     kvq_config_label(c, id, buf, n);
 }
 
-static int load_model(kvs_session *s, const char *dir, const char *cmd, kvq_model **m)
+int kvs_model_load(kvs_session *s, const char *dir, const char *cmd, kvq_model **m)
 {
-    if (!dir) return kvs_errorf(s, "%s: --model DIR is required (a Hugging Face Llama checkpoint directory)", cmd);
+    if (!dir || !*dir)
+        return kvs_errorf(s, "%s: --model DIR is required (a Hugging Face checkpoint directory; the studio opened "
+                             "on one, `kvstudio MODEL_DIR`, uses it)", cmd);
     if (kvq_model_load(dir, m)) return kvs_errorf(s, "%s: %s", cmd, kvq_last_error());
     return 0;
 }
@@ -123,7 +125,7 @@ static int encode_checked(kvs_session *s, const char *cmd, const kvq_model *m, k
 
 // Bytes of text the scored predictions cover (for bits per byte): all of
 // it when the first token is the BOS, else all but the first token's text.
-static size_t scored_bytes(const kvq_tok *tk, const int32_t *tok, int n, size_t text_len)
+size_t kvs_model_scored_bytes(const kvq_tok *tk, const int32_t *tok, int n, size_t text_len)
 {
     if (!tk) return n > 0 ? (size_t)n - 1 : 0;   // byte-level: token = byte
     if (n < 1 || tok[0] == kvq_tok_bos(tk)) return text_len;
@@ -131,39 +133,34 @@ static size_t scored_bytes(const kvq_tok *tk, const int32_t *tok, int n, size_t 
     return first < text_len ? text_len - first : 0;
 }
 
-int kvs_model_text_tokens(kvs_session *s, const char *cmd, const struct kvq_model *m, const char *what,
-                          const char *text, size_t len, int32_t **tok, int *n, struct kvq_tok **tk)
+// Token ids of a text file: through the model directory's tokenizer.json
+// when it has one (tk set, owned by the caller), else its raw bytes
+// (byte-level models only). *nbytes: the file's size.
+int kvs_model_text_tokens(kvs_session *s, const char *cmd, const kvq_model *m, const char *path, int32_t **tok,
+                          int *n, kvq_tok **tk, size_t *nbytes)
 {
-    *tok = NULL;
-    *n = 0;
     if (model_tokenizer(s, cmd, m, tk)) return -1;
     if (!*tk && !byte_level(m))
         return kvs_errorf(s, "%s: %s has vocab_size %d and no tokenizer.json: give token ids with --tokens FILE", cmd,
                           m->name, m->cfg.vocab_size);
-    if (*tk) return encode_checked(s, cmd, m, *tk, what, text, len, tok, n);
-    *tok = malloc(sizeof(int32_t) * (len ? len : 1));
-    if (!*tok) return kvs_errorf(s, "%s: %s: out of memory", cmd, what);
-    for (size_t i = 0; i < len; i++) (*tok)[i] = (unsigned char)text[i];
-    *n = (int)len;
-    return 0;
-}
-
-size_t kvs_model_scored_bytes(const struct kvq_tok *tk, const int32_t *tok, int n, size_t text_len)
-{
-    return scored_bytes(tk, tok, n, text_len);
-}
-
-// Token ids of a text file (kvs_model_text_tokens); *nbytes: the file's size.
-static int text_tokens(kvs_session *s, const char *cmd, const kvq_model *m, const char *path, int32_t **tok,
-                       int *n, kvq_tok **tk, size_t *nbytes)
-{
     char *buf;
     size_t len;
     if (kvq_file_read(path, KVQ_TEXT_MAX_BYTES, &buf, &len)) return kvs_errorf(s, "%s: %s", cmd, kvq_last_error());
     *nbytes = len;
-    int rc = kvs_model_text_tokens(s, cmd, m, path, buf, len, tok, n, tk);
+    if (*tk) {
+        int rc = encode_checked(s, cmd, m, *tk, path, (const char *)buf, len, tok, n);
+        free(buf);
+        return rc;
+    }
+    *tok = malloc(sizeof(int32_t) * (len ? len : 1));
+    if (!*tok) {
+        free(buf);
+        return kvs_errorf(s, "%s: %s: out of memory", cmd, path);
+    }
+    for (size_t i = 0; i < len; i++) (*tok)[i] = (unsigned char)buf[i];
     free(buf);
-    return rc;
+    *n = (int)len;
+    return 0;
 }
 
 static int file_tokens(kvs_session *s, const char *cmd, const kvq_model *m, const char *path, int32_t **tok, int *n)
@@ -202,22 +199,95 @@ static int write_json(kvs_session *s, const char *cmd, json_t *o, const char *pa
 }
 
 // ---- ppl ----
-int kvs_cmd_ppl(kvs_session *s, kvs_args *a)
-{
-    bool json = kvs_opt_flag(a, "json") || s->json, per_token = kvs_opt_flag(a, "per-token");
-    const char *text = kvs_opt_str(a, "text", NULL), *tokf = kvs_opt_str(a, "tokens", NULL);
-    const char *output = kvs_opt_str(a, "output", NULL), *dir = kvs_opt_str(a, "model", NULL);
-    const char *artdir = kvs_opt_str(a, "artifacts", NULL);
+// A model command's arguments, copied out of kvs_args: the run may happen
+// later on the studio's worker thread, after the command line is gone.
+typedef struct {
+    char dir[KVQ_PATH_LEN], artdir[KVQ_PATH_LEN], text[KVQ_PATH_LEN], tokf[KVQ_PATH_LEN];
     kvq_config cfg;
+    char origin[600];   // cfg_origin's line
+} model_args;
+
+static void copy_opt(kvs_args *a, const char *key, char *dst, size_t n)
+{
+    const char *v = kvs_opt_str(a, key, NULL);
+    snprintf(dst, n, "%s", v ? v : "");
+}
+
+// --model, else the model the studio was opened on; a studio without one
+// adopts the first model directory given (the model view then shows it).
+void kvs_model_dir(kvs_session *s, kvs_args *a, char *dir, size_t n)
+{
+    copy_opt(a, "model", dir, n);
+    if (!dir[0]) snprintf(dir, n, "%s", s->model_dir);
+    char cfg[KVQ_PATH_LEN + 16];
+    snprintf(cfg, sizeof cfg, "%s/config.json", dir);
+    if (s->ui && !s->model_dir[0] && dir[0] && kvq_file_exists(cfg))
+        snprintf(s->model_dir, sizeof s->model_dir, "%s", dir);
+}
+
+// Runs fn on the task: in the studio as a worker job (progress bar, Esc),
+// in batch right here with the terminal progress line. Takes task.
+static int model_run(kvs_session *s, const char *cmd, kvs_model_fn fn, void *task, const char *open_trace)
+{
+    if (s->ui) return kvs_studio_model_job(s, cmd, fn, task, open_trace);
+    kvs_tty_progress tp;
+    int rc = fn(s, task, kvs_tty_progress_begin(&tp, s, cmd));
+    kvs_tty_progress_end(&tp);
+    free(task);
+    return rc ? -1 : 0;
+}
+
+// The session's artifacts stay put under s->lock while a run uses them;
+// --artifacts DIR loads its own set instead.
+static int art_begin(kvs_session *s, const model_args *ma, const char *cmd, kvq_artifacts **own,
+                     const kvq_artifacts **art)
+{
+    pthread_mutex_lock(&s->lock);
+    *own = NULL;
+    *art = kvs_model_session_art(s, &ma->cfg);
+    if (!ma->artdir[0]) return 0;
+    if (!kvq_artifacts_load(ma->artdir, own)) {
+        *art = *own;
+        return 0;
+    }
+    kvs_errorf(s, "%s: %s", cmd, kvq_last_error());
+    pthread_mutex_unlock(&s->lock);
+    return -1;
+}
+
+static void art_end(kvs_session *s, kvq_artifacts *own)
+{
+    kvq_artifacts_free(own);
+    pthread_mutex_unlock(&s->lock);
+}
+
+// The engine's message for a failed run; a cancelled one prints nothing (the studio says so).
+static int run_failed(kvs_session *s, const char *cmd, kvq_status st)
+{
+    if (st == KVQ_ERR_CANCELLED) return KVQ_ERR_CANCELLED;
+    kvs_errorf(s, "%s: %s", cmd, kvq_last_error());
+    return -1;
+}
+
+typedef struct {
+    model_args m;
+    char output[KVQ_PATH_LEN];
+    bool json, per_token;
+} ppl_task;
+
+static int ppl_run(kvs_session *s, void *task, kvq_progress *p)
+{
+    ppl_task *t = task;
+    const char *text = t->m.text[0] ? t->m.text : NULL, *tokf = t->m.tokf[0] ? t->m.tokf : NULL;
+    const char *output = t->output[0] ? t->output : NULL;
+    bool json = t->json;
+    const kvq_config cfg = t->m.cfg;
     kvq_model *m = NULL;
     kvq_artifacts *own = NULL;
     const kvq_artifacts *art;
-    bool reference;
-    if (model_config(s, a, "ppl", &cfg, &reference) || kvs_args_check_unused(s, a, "ppl")) return -1;
-    if (!!text == !!tokf) return kvs_errorf(s, "ppl: give one of --text FILE or --tokens FILE");
-    if (load_art(s, artdir, "ppl", &own, &art)) return -1;
-    if (load_model(s, dir, "ppl", &m)) {
-        kvq_artifacts_free(own);
+    if (art_begin(s, &t->m, "ppl", &own, &art)) return -1;
+    if (kvs_model_load(s, t->m.dir, "ppl", &m)) {
+        art_end(s, own);
         return -1;
     }
     int32_t *tok = NULL;
@@ -225,32 +295,30 @@ int kvs_cmd_ppl(kvs_session *s, kvs_args *a)
     int n = 0, rc = -1;
     kvq_tok *tk = NULL;
     size_t nbytes = 0;
-    if (text ? text_tokens(s, "ppl", m, text, &tok, &n, &tk, &nbytes) : file_tokens(s, "ppl", m, tokf, &tok, &n))
+    if (text ? kvs_model_text_tokens(s, "ppl", m, text, &tok, &n, &tk, &nbytes)
+             : file_tokens(s, "ppl", m, tokf, &tok, &n))
         goto out;
     bool per_byte = text != NULL && !tk;   // byte-level: a token is a byte
     // With a tokenizer: bits per byte = the predictions' bits over the bytes they cover.
-    size_t covered = tk ? scored_bytes(tk, tok, n, nbytes) : 0;
+    size_t covered = tk ? kvs_model_scored_bytes(tk, tok, n, nbytes) : 0;
     if (n < 2) {
         kvs_errorf(s, "ppl: %s holds %d tokens (expected at least 2)", text ? text : tokf, n);
         goto out;
     }
-    if (per_token && !json && !output) {
-        kvs_errorf(s, "ppl: --per-token goes with --json or --output (it adds token_nll_nats to the JSON)");
-        goto out;
-    }
     kvq_ppl_result r;
-    nats = per_token ? malloc(sizeof(double) * (size_t)(n - 1)) : NULL;
-    if (per_token && !nats) {
+    nats = t->per_token ? malloc(sizeof(double) * (size_t)(n - 1)) : NULL;
+    if (t->per_token && !nats) {
         kvs_errorf(s, "ppl: out of memory for %d per-token losses", n - 1);
         goto out;
     }
-    if (kvq_model_ppl_tokens(m, &cfg, art, tok, n, CMD_CHUNK, NULL, nats, &r)) {
-        kvs_errorf(s, "ppl: %s", kvq_last_error());
+    kvq_status st = kvq_model_ppl_tokens(m, &cfg, art, tok, n, KVS_MODEL_CHUNK, p, nats, &r);
+    if (st) {
+        rc = run_failed(s, "ppl", st);
         goto out;
     }
-    char label[256], origin[600];
-    cfg_label(&cfg, art, label, sizeof label);
-    cfg_origin(a, &cfg, reference, origin, sizeof origin);
+    char label[256];
+    kvs_model_cfg_label(&cfg, art, label, sizeof label);
+    const char *origin = t->m.origin;
     const kvq_metric *loss = &kvq_metrics[per_byte ? KVQ_M_BITS_PER_BYTE : KVQ_M_BITS_PER_TOKEN];
     const kvq_metric *kl = &kvq_metrics[KVQ_M_NEXT_TOKEN_KL];
     const char *unit = loss->report;
@@ -268,6 +336,8 @@ int kvs_cmd_ppl(kvs_session *s, kvs_args *a)
                                 json_real(covered ? r.bits_per_token * (n - 1) / covered : 0));
         }
         json_object_set_new(o, "kl_unit", json_string("bits per token, KL(fp16 || cache)"));
+        json_object_set_new(o, kvq_metrics[KVQ_M_KEY_RECORD_BITS].json, json_real(r.key_record_bits));
+        json_object_set_new(o, kvq_metrics[KVQ_M_VALUE_RECORD_BITS].json, json_real(r.value_record_bits));
         json_object_set_new(o, "prefill_tokens_per_s", json_real(r.prefill_s > 0 ? n / r.prefill_s : 0));
         json_object_set_new(o, "model_type", json_string(m->cfg.arch->model_type));
         if (nats) {   // -ln p(tok[i+1] | tok[0..i]) under this cache, i = 0..n-2
@@ -303,7 +373,7 @@ int kvs_cmd_ppl(kvs_session *s, kvs_args *a)
                        covered);
         }
         kvs_printf(s, "%-10s %.0f tokens/s (chunks of %d)", kvq_metrics[KVQ_M_TOKENS_PER_S].name,
-                   r.prefill_s > 0 ? n / r.prefill_s : 0.0, CMD_CHUNK);
+                   r.prefill_s > 0 ? n / r.prefill_s : 0.0, KVS_MODEL_CHUNK);
         if (output) kvs_printf(s, "wrote      %s", output);
     }
     rc = 0;
@@ -312,8 +382,33 @@ out:
     kvq_tok_free(tk);
     free(nats);
     kvq_model_free(m);
-    kvq_artifacts_free(own);
+    art_end(s, own);
     return rc;
+}
+
+int kvs_cmd_ppl(kvs_session *s, kvs_args *a)
+{
+    ppl_task *t = calloc(1, sizeof *t);
+    if (!t) return kvs_errorf(s, "ppl: out of memory");
+    bool reference;
+    t->json = kvs_opt_flag(a, "json") || s->json;
+    t->per_token = kvs_opt_flag(a, "per-token");
+    copy_opt(a, "text", t->m.text, sizeof t->m.text);
+    copy_opt(a, "tokens", t->m.tokf, sizeof t->m.tokf);
+    copy_opt(a, "output", t->output, sizeof t->output);
+    copy_opt(a, "artifacts", t->m.artdir, sizeof t->m.artdir);
+    kvs_model_dir(s, a, t->m.dir, sizeof t->m.dir);
+    int bad = model_config(s, a, "ppl", &t->m.cfg, &reference) || kvs_args_check_unused(s, a, "ppl");
+    if (!bad && !t->m.text[0] == !t->m.tokf[0]) bad = kvs_errorf(s, "ppl: give one of --text FILE or --tokens FILE");
+    if (!bad && t->per_token && !t->json && !t->output[0])
+        bad = kvs_errorf(s, "ppl: --per-token goes with --json or --output (it adds token_nll_nats to the JSON)");
+    if (!bad && !t->m.dir[0]) bad = kvs_model_load(s, NULL, "ppl", NULL);   // says --model is required
+    if (bad) {
+        free(t);
+        return -1;
+    }
+    cfg_origin(a, &t->m.cfg, reference, t->m.origin, sizeof t->m.origin);
+    return model_run(s, "ppl", ppl_run, t, NULL);
 }
 
 // ---- generate ----
@@ -413,25 +508,35 @@ static void print_reports(kvs_session *s, const kvq_report *r)
     }
 }
 
-int kvs_cmd_generate(kvs_session *s, kvs_args *a)
+typedef struct {
+    model_args m;
+    bool has_prompt, seeded;
+    long max_tokens, seed;
+    double temp;
+    char prompt[];   // --prompt, any length ("" with --tokens)
+} gen_task;
+
+// The prompt's prefill asks before every layer (runner poll); decoding asks per token.
+static bool prefill_poll(void *user, int layer)
 {
-    const char *prompt = kvs_opt_str(a, "prompt", NULL), *tokf = kvs_opt_str(a, "tokens", NULL);
-    const char *dir = kvs_opt_str(a, "model", NULL), *artdir = kvs_opt_str(a, "artifacts", NULL);
-    long max_tokens = kvs_opt_int(a, "max-tokens", 64);
-    double temp = kvs_opt_double(a, "temperature", 0.0);
-    long seed = kvs_opt_int(a, "seed", 0);
-    bool seeded = kvs_opt_given(a, "seed");
-    kvq_config cfg;
-    bool reference;
-    if (model_config(s, a, "generate", &cfg, &reference) || kvs_args_check_unused(s, a, "generate")) return -1;
-    if (!!prompt == !!tokf) return kvs_errorf(s, "generate: give one of --prompt TEXT or --tokens FILE");
-    if (temp < 0) return kvs_errorf(s, "generate: --temperature %g is negative (expected >= 0; 0 = greedy)", temp);
+    (void)layer;
+    return kvq_progress_report(user, 0, "prompt");
+}
+
+static int generate_run(kvs_session *s, void *task, kvq_progress *p)
+{
+    gen_task *gt = task;
+    const char *prompt = gt->has_prompt ? gt->prompt : NULL, *tokf = gt->m.tokf[0] ? gt->m.tokf : NULL;
+    long max_tokens = gt->max_tokens, seed = gt->seed;
+    double temp = gt->temp;
+    bool seeded = gt->seeded;
+    const kvq_config cfg = gt->m.cfg;
     kvq_model *m = NULL;
     kvq_artifacts *own = NULL;
     const kvq_artifacts *art;
-    if (load_art(s, artdir, "generate", &own, &art)) return -1;
-    if (load_model(s, dir, "generate", &m)) {
-        kvq_artifacts_free(own);
+    if (art_begin(s, &gt->m, "generate", &own, &art)) return -1;
+    if (kvs_model_load(s, gt->m.dir, "generate", &m)) {
+        art_end(s, own);
         return -1;
     }
     int V = m->cfg.vocab_size, rc = -1, n = 0;
@@ -468,7 +573,7 @@ int kvs_cmd_generate(kvs_session *s, kvs_args *a)
         kvs_errorf(s, "generate: empty prompt");
         goto out;
     }
-    if (kvq_runner_new(m, &cfg, art, CMD_CHUNK, &r)) {
+    if (kvq_runner_new(m, &cfg, art, KVS_MODEL_CHUNK, &r)) {
         kvs_errorf(s, "generate: %s", kvq_last_error());
         goto out;
     }
@@ -486,20 +591,23 @@ int kvs_cmd_generate(kvs_session *s, kvs_args *a)
     }
     kvq_rng rng;
     kvq_rng_seed(&rng, seeded ? (uint64_t)seed : cfg.seed);
-    char label[256], origin[600];
-    cfg_label(&cfg, art, label, sizeof label);
-    cfg_origin(a, &cfg, reference, origin, sizeof origin);
+    char label[256];
+    kvs_model_cfg_label(&cfg, art, label, sizeof label);
     kvs_printf(s, "cache       %s", label);   // the header, before the text streams
-    kvs_printf(s, "config      %s", origin);
+    kvs_printf(s, "config      %s", gt->m.origin);
     stream_buf sb = {.len = 0};
     bool bytes = byte_level(m);
     int shown = 0;   // the BOS is not printed
     for (int i = 0; i < n; i++)
         if (!tk || tok[i] != kvq_tok_bos(tk)) stream_token(s, &sb, bytes, tk, shown++ == 0, tok[i]);
     double t0 = kvq_now_s();
-    if (kvq_runner_forward(r, tok, n, false, logits)) {
+    kvq_progress_begin(p);
+    if (p) kvq_runner_set_poll(r, prefill_poll, p);
+    kvq_status st = kvq_runner_forward(r, tok, n, false, logits);
+    kvq_runner_set_poll(r, NULL, NULL);
+    if (st) {
         stream_end(s, &sb);
-        kvs_errorf(s, "generate: %s", kvq_last_error());
+        rc = run_failed(s, "generate", st);
         goto out;
     }
     double t_prefill = kvq_now_s() - t0;
@@ -515,6 +623,12 @@ int kvs_cmd_generate(kvs_session *s, kvs_args *a)
         if (made + 1 == max_tokens) {
             made++;
             break;
+        }
+        if (kvq_progress_report(p, (double)(made + 1) / max_tokens, "decode")) {
+            stream_end(s, &sb);
+            kvs_printf(s, "generate: stopped after %ld of %ld tokens", made + 1, max_tokens);
+            rc = KVQ_ERR_CANCELLED;
+            goto out;
         }
         if (kvq_runner_forward(r, &next, 1, false, logits)) {
             stream_end(s, &sb);
@@ -535,7 +649,7 @@ out:
     kvq_runner_free(r);
     kvq_observers_free(obs);
     kvq_model_free(m);
-    kvq_artifacts_free(own);
+    art_end(s, own);
     free(tok);
     kvq_tok_free(tk);
     free(logits);
@@ -543,62 +657,82 @@ out:
     return rc;
 }
 
-// ---- capture ----
-int kvs_cmd_capture(kvs_session *s, kvs_args *a)
+int kvs_cmd_generate(kvs_session *s, kvs_args *a)
 {
-    const char *text = kvs_opt_str(a, "text", NULL), *outp = kvs_opt_str(a, "out", NULL);
-    const char *tokarg = kvs_opt_str(a, "tokens", NULL), *dir = kvs_opt_str(a, "model", NULL);
-    const char *artdir = kvs_opt_str(a, "artifacts", NULL);
-    kvq_config cfg;
+    const char *prompt = kvs_opt_str(a, "prompt", NULL);
+    gen_task *t = calloc(1, sizeof *t + (prompt ? strlen(prompt) : 0) + 1);
+    if (!t) return kvs_errorf(s, "generate: out of memory");
+    t->has_prompt = prompt != NULL;
+    if (prompt) memcpy(t->prompt, prompt, strlen(prompt) + 1);
+    copy_opt(a, "tokens", t->m.tokf, sizeof t->m.tokf);
+    copy_opt(a, "artifacts", t->m.artdir, sizeof t->m.artdir);
+    kvs_model_dir(s, a, t->m.dir, sizeof t->m.dir);
+    t->max_tokens = kvs_opt_int(a, "max-tokens", 64);
+    t->temp = kvs_opt_double(a, "temperature", 0.0);
+    t->seed = kvs_opt_int(a, "seed", 0);
+    t->seeded = kvs_opt_given(a, "seed");
     bool reference;
-    if (model_config(s, a, "capture", &cfg, &reference) || kvs_args_check_unused(s, a, "capture")) return -1;
-    if (!outp) return kvs_errorf(s, "capture: --out TRACE.safetensors is required");
-    // --tokens N limits the text; --tokens FILE gives token ids (non-byte-level models).
-    long limit = 0;
-    const char *tokf = NULL;
-    if (tokarg) {
-        char *end;
-        errno = 0;
-        limit = strtol(tokarg, &end, 10);
-        if (errno || end == tokarg || *end) limit = 0, tokf = tokarg;
-        else if (limit < 2) return kvs_errorf(s, "capture: --tokens %s (expected a count >= 2 or a token file)", tokarg);
+    int bad = model_config(s, a, "generate", &t->m.cfg, &reference) || kvs_args_check_unused(s, a, "generate");
+    if (!bad && t->has_prompt == !!t->m.tokf[0])
+        bad = kvs_errorf(s, "generate: give one of --prompt TEXT or --tokens FILE");
+    if (!bad && t->temp < 0)
+        bad = kvs_errorf(s, "generate: --temperature %g is negative (expected >= 0; 0 = greedy)", t->temp);
+    if (!bad && !t->m.dir[0]) bad = kvs_model_load(s, NULL, "generate", NULL);   // says --model is required
+    if (bad) {
+        free(t);
+        return -1;
     }
-    if (!text && !tokf) return kvs_errorf(s, "capture: give --text FILE (or --tokens FILE of token ids)");
-    if (text && tokf) return kvs_errorf(s, "capture: give --text FILE or --tokens FILE, not both");
+    cfg_origin(a, &t->m.cfg, reference, t->m.origin, sizeof t->m.origin);
+    return model_run(s, "generate", generate_run, t, NULL);
+}
+
+// ---- capture ----
+typedef struct {
+    model_args m;
+    char out[KVQ_PATH_LEN];
+    long limit;   // --tokens N: the first N tokens of the text (0 = all)
+} capture_task;
+
+static int capture_run(kvs_session *s, void *task, kvq_progress *p)
+{
+    capture_task *ct = task;
+    const char *text = ct->m.text[0] ? ct->m.text : NULL, *tokf = ct->m.tokf[0] ? ct->m.tokf : NULL;
+    const kvq_config cfg = ct->m.cfg;
     kvq_model *m = NULL;
     kvq_artifacts *own = NULL;
     const kvq_artifacts *art;
-    if (load_art(s, artdir, "capture", &own, &art)) return -1;
-    if (load_model(s, dir, "capture", &m)) {
-        kvq_artifacts_free(own);
+    if (art_begin(s, &ct->m, "capture", &own, &art)) return -1;
+    if (kvs_model_load(s, ct->m.dir, "capture", &m)) {
+        art_end(s, own);
         return -1;
     }
     int32_t *tok = NULL;
     int n = 0, rc = -1;
     kvq_tok *tk = NULL;
     size_t nbytes = 0;
-    if (text ? text_tokens(s, "capture", m, text, &tok, &n, &tk, &nbytes)
+    if (text ? kvs_model_text_tokens(s, "capture", m, text, &tok, &n, &tk, &nbytes)
              : file_tokens(s, "capture", m, tokf, &tok, &n))
         goto out;
     bool per_byte = text != NULL && !tk;   // byte-level: a token is a byte
-    if (limit && limit < n) n = (int)limit;
+    if (ct->limit && ct->limit < n) n = (int)ct->limit;
     if (n < 2) {
         kvs_errorf(s, "capture: %d tokens (expected at least 2)", n);
         goto out;
     }
     const char *src = text ? text : tokf;
     const char *base = strrchr(src, '/');
-    char source[400];
+    char source[KVQ_PATH_LEN + 48];
     snprintf(source, sizeof source, "%s, first %d %s", base ? base + 1 : src, n, per_byte ? "bytes" : "tokens");
     double bits = 0;
     double t0 = kvq_now_s();
-    if (kvq_model_capture(m, &cfg, art, tok, n, per_byte, source, outp, &bits)) {
-        kvs_errorf(s, "capture: %s", kvq_last_error());
+    kvq_status st = kvq_model_capture(m, &cfg, art, tok, n, per_byte, source, ct->out, p, &bits);
+    if (st) {
+        rc = run_failed(s, "capture", st);
         goto out;
     }
     char label[256];
-    cfg_label(&cfg, art, label, sizeof label);
-    kvs_printf(s, "wrote %s: %d layers, %d heads, %d kv heads, head_dim %d, %d tokens, F16 (cache %s, %.1f s)", outp,
+    kvs_model_cfg_label(&cfg, art, label, sizeof label);
+    kvs_printf(s, "wrote %s: %d layers, %d heads, %d kv heads, head_dim %d, %d tokens, F16 (cache %s, %.1f s)", ct->out,
                m->cfg.n_layers, m->cfg.n_heads, m->cfg.n_kv_heads, m->cfg.head_dim, n, label, kvq_now_s() - t0);
     kvs_printf(s, "loss  %.4f %s", bits, per_byte ? "bits/byte" : "bits/token");
     rc = 0;
@@ -606,6 +740,57 @@ out:
     free(tok);
     kvq_tok_free(tk);
     kvq_model_free(m);
-    kvq_artifacts_free(own);
+    art_end(s, own);
     return rc;
+}
+
+// The studio's default --out: capture-MODEL-TIME.safetensors in the state
+// directory (else the current one), so `c` in the model view needs no name.
+static void capture_default_out(const char *dir, char *out, size_t n)
+{
+    const char *name = strrchr(dir, '/');
+    name = name && name[1] ? name + 1 : dir;
+    char file[256];
+    time_t now = time(NULL);
+    struct tm tm;
+    localtime_r(&now, &tm);
+    snprintf(file, sizeof file, "capture-%.80s-%04d%02d%02d-%02d%02d%02d.safetensors", name, tm.tm_year + 1900,
+             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+    if (!kvs_state_path(file, out, n)) snprintf(out, n, "%s", file);
+}
+
+int kvs_cmd_capture(kvs_session *s, kvs_args *a)
+{
+    capture_task *t = calloc(1, sizeof *t);
+    if (!t) return kvs_errorf(s, "capture: out of memory");
+    copy_opt(a, "text", t->m.text, sizeof t->m.text);
+    copy_opt(a, "out", t->out, sizeof t->out);
+    copy_opt(a, "artifacts", t->m.artdir, sizeof t->m.artdir);
+    kvs_model_dir(s, a, t->m.dir, sizeof t->m.dir);
+    const char *tokarg = kvs_opt_str(a, "tokens", NULL);
+    bool reference;
+    int bad = model_config(s, a, "capture", &t->m.cfg, &reference) || kvs_args_check_unused(s, a, "capture");
+    if (!bad && !t->out[0] && s->ui) capture_default_out(t->m.dir, t->out, sizeof t->out);
+    if (!bad && !t->out[0]) bad = kvs_errorf(s, "capture: --out TRACE.safetensors is required");
+    // --tokens N limits the text; --tokens FILE gives token ids (non-byte-level models).
+    if (!bad && tokarg) {
+        char *end;
+        errno = 0;
+        t->limit = strtol(tokarg, &end, 10);
+        if (errno || end == tokarg || *end) t->limit = 0, snprintf(t->m.tokf, sizeof t->m.tokf, "%s", tokarg);
+        else if (t->limit < 2)
+            bad = kvs_errorf(s, "capture: --tokens %s (expected a count >= 2 or a token file)", tokarg);
+    }
+    if (!bad && !t->m.text[0] && !t->m.tokf[0])
+        bad = kvs_errorf(s, "capture: give --text FILE (or --tokens FILE of token ids)");
+    if (!bad && t->m.text[0] && t->m.tokf[0])
+        bad = kvs_errorf(s, "capture: give --text FILE or --tokens FILE, not both");
+    if (!bad && !t->m.dir[0]) bad = kvs_model_load(s, NULL, "capture", NULL);   // says --model is required
+    if (bad) {
+        free(t);
+        return -1;
+    }
+    char out[KVQ_PATH_LEN];
+    snprintf(out, sizeof out, "%s", t->out);
+    return model_run(s, "capture", capture_run, t, out);   // the studio opens the trace it wrote
 }

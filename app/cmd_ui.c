@@ -190,11 +190,15 @@ static int export_csv(kvs_session *s, FILE *f)
 
 int kvs_cmd_export(kvs_session *s, kvs_args *a)
 {
-    if (a->npos != 2 || a->nopt) return kvs_errorf(s, "export: expected KIND PATH (usage: export json|csv|svg PATH)");
+    bool svg = a->npos >= 1 && !strcmp(a->pos[0], "svg");
+    if (a->npos < 2 || a->npos > (svg ? 3 : 2) || a->nopt)
+        return kvs_errorf(s, "export: expected KIND PATH (usage: export json|csv PATH, export svg PATH [PLOT])");
     const char *kind = a->pos[0], *path = a->pos[1];
-    if (!strcmp(kind, "svg")) {
-        if (kvs_plot_export_svg(s, path)) return -1;
-        kvs_printf(s, "wrote %s", path);
+    if (svg) {
+        char what[96];
+        if (kvs_plot_export_svg(s, path, a->npos == 3 ? a->pos[2] : NULL, what, sizeof what)) return -1;
+        kvs_printf(s, "wrote %s to %s%s", what, path,
+                   a->npos == 3 ? "" : " (export svg PATH rd|compression|allocation|kmeans picks another)");
         return 0;
     }
     bool json = !strcmp(kind, "json");

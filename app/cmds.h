@@ -11,7 +11,7 @@ KVS_CMD(load) KVS_CMD(info) KVS_CMD(help) KVS_CMD(quit) KVS_CMD(set) KVS_CMD(sho
 KVS_CMD(method) KVS_CMD(bits) KVS_CMD(value_bits) KVS_CMD(version) KVS_CMD(methods)
 KVS_CMD(quantize)
 KVS_CMD(benchmark) KVS_CMD(compare) KVS_CMD(recommend)
-KVS_CMD(ppl) KVS_CMD(generate) KVS_CMD(capture)
+KVS_CMD(ppl) KVS_CMD(generate) KVS_CMD(capture) KVS_CMD(grid)
 KVS_CMD(tokenize)
 KVS_CMD(precompute) KVS_CMD(calibrate) KVS_CMD(save) KVS_CMD(load_artifacts)
 KVS_CMD(view) KVS_CMD(run) KVS_CMD(replay) KVS_CMD(pause) KVS_CMD(step) KVS_CMD(export)
@@ -21,18 +21,23 @@ KVS_CMD(view) KVS_CMD(run) KVS_CMD(replay) KVS_CMD(pause) KVS_CMD(step) KVS_CMD(
 // replayed to the end through the benchmark machinery; prints its report.
 int kvs_replay_batch(kvs_session *s);
 
-// Token ids of text (len bytes) for model m (cmd_model.c): through the model
-// directory's tokenizer.json when it has one (*tk set, the caller frees it
-// with kvq_tok_free), else the raw bytes (byte-level models only; *tk NULL).
-// *tok: malloc'd, the caller frees it. what names the text in errors.
-struct kvq_model;
-struct kvq_tok;
-int kvs_model_text_tokens(kvs_session *s, const char *cmd, const struct kvq_model *m, const char *what,
-                          const char *text, size_t len, int32_t **tok, int *n, struct kvq_tok **tk);
-// Bytes of a text of text_len bytes that the n - 1 scored predictions of
-// its tokens cover (bits per byte): all of it with a leading BOS, else all
-// but the first token's bytes; byte-level (tk NULL): n - 1.
-size_t kvs_model_scored_bytes(const struct kvq_tok *tk, const int32_t *tok, int n, size_t text_len);
+// ---- cmd_model.c's model helpers, shared with cmd_grid.c ----
+typedef struct kvq_model kvq_model;
+typedef struct kvq_tok kvq_tok;
+#define KVS_MODEL_CHUNK 128   // prefill chunk: the cache sees the text as a real prompt would arrive
+// --model DIR, else the session's model (a studio without one adopts DIR).
+void kvs_model_dir(kvs_session *s, kvs_args *a, char *dir, size_t n);
+// Loads the checkpoint at dir (error naming cmd; "" = --model is required). 0 / -1.
+int kvs_model_load(kvs_session *s, const char *dir, const char *cmd, kvq_model **m);
+// Token ids of a text file: the model's tokenizer.json (*tk, the caller frees) or
+// bytes; *nbytes the file size. 0 / -1 (printed).
+int kvs_model_text_tokens(kvs_session *s, const char *cmd, const kvq_model *m, const char *path, int32_t **tok,
+                          int *n, kvq_tok **tk, size_t *nbytes);
+// Bytes of text the n - 1 scored predictions cover (bits per byte's divisor).
+size_t kvs_model_scored_bytes(const kvq_tok *tk, const int32_t *tok, int n, size_t text_len);
+void kvs_model_cfg_label(const kvq_config *c, const kvq_artifacts *art, char *buf, size_t n);
+// The session's set for c's key method, else its value method, else s->art. Under s->lock.
+const kvq_artifacts *kvs_model_session_art(kvs_session *s, const kvq_config *c);
 
 // Placeholder for a command whose area has not landed yet.
 #define KVS_CMD_STUB(name)                                                        \

@@ -48,7 +48,7 @@ static const kvs_option opts_compare[] = {
     JSON_FLAG, END};
 static const kvs_option opts_recommend[] = {
     {.name = "trace", .kind = KVS_OPT_STRING, .arg = "T", .help = "trace file (default: the loaded one)"},
-    {.name = "engine", .kind = KVS_OPT_STRING, .arg = "E", .choices = "llamacpp|vllm|mlx|transformers|all",
+    {.name = "engine", .kind = KVS_OPT_STRING, .arg = "E", .choices = "llamacpp|vllm|mlx|tomturbo|transformers|all",
      .help = "engine whose KV formats are measured (default all)"},
     {.name = "context", .kind = KVS_OPT_INT, .arg = "N", .lo = 0, .hi = 1 << 30,
      .help = "tokens the KV memory is given at (0 = the trace's length)"},
@@ -65,8 +65,9 @@ static const kvs_option opts_recommend[] = {
     {.name = "text-bytes", .kind = KVS_OPT_INT, .arg = "N", .lo = 0, .hi = 1 << 24,
      .help = "first N bytes of --text scored (default 128; 0 = all of it)"},
     JSON_FLAG, END};
-#define MODEL_OPT {.name = "model", .kind = KVS_OPT_STRING, .arg = "DIR", .required = true, \
-                   .help = "Hugging Face checkpoint directory (llama, mistral, qwen2/3, gemma2/3, phi3)"}
+#define MODEL_OPT {.name = "model", .kind = KVS_OPT_STRING, .arg = "DIR", \
+                   .help = "Hugging Face checkpoint directory (llama, mistral, qwen2/3, gemma2/3, phi3); " \
+                           "needed unless the studio was opened on one"}
 #define ARTIFACTS_OPT {.name = "artifacts", .kind = KVS_OPT_STRING, .arg = "DIR", \
                        .help = "calibration artifacts (calibrated methods)"}
 static const kvs_option opts_ppl[] = {
@@ -90,9 +91,19 @@ static const kvs_option opts_capture[] = {
     MODEL_OPT,
     {.name = "text", .kind = KVS_OPT_STRING, .arg = "FILE", .help = "text run through the model (tokenizer.json, or bytes)"},
     {.name = "out", .kind = KVS_OPT_STRING, .arg = "TRACE.safetensors", .required = true,
-     .help = "kvtrace file written (atomically)"},
+     .help = "kvtrace file written (atomically; the studio's default: the state directory, then opened)"},
     {.name = "tokens", .kind = KVS_OPT_STRING, .arg = "N|FILE", .help = "first N tokens of the text, or token ids"},
     ARTIFACTS_OPT, END};
+static const kvs_option opts_grid[] = {
+    MODEL_OPT,
+    {.name = "methods", .kind = KVS_OPT_LIST, .arg = "a,b", .help = "key methods, at most 8 (default: the config's)"},
+    {.name = "bits", .kind = KVS_OPT_LIST, .arg = "2,3,4", .lo = 1, .hi = 16,
+     .help = "key bit widths, at most 6 (default 2,3,4)"},
+    {.name = "value-bits", .kind = KVS_OPT_INT, .arg = "N", .lo = 2, .hi = 16,
+     .help = "value bits of every cell: 2, 3, 4, 8 or 16 (default: the config's)"},
+    {.name = "text", .kind = KVS_OPT_STRING, .arg = "FILE",
+     .help = "text scored (default sample_data/texts/textwrap-1k.py)"},
+    END};
 static const kvs_option opts_tokenize[] = {
     {.name = "tokenizer", .kind = KVS_OPT_STRING, .arg = "PATH", .required = true,
      .help = "tokenizer.json, or a directory holding it"},
@@ -137,6 +148,8 @@ const kvs_command kvs_commands[] = {
      .groups = KVS_OPTS_CONFIG, .run = kvs_cmd_generate},
     {.name = "capture", .help = "run the model and write a kvtrace file", .options = opts_capture,
      .groups = KVS_OPTS_CONFIG, .run = kvs_cmd_capture},
+    {.name = "grid", .help = "bits/byte and KL vs fp16 of methods x key bits on the model (the studio's model view)",
+     .options = opts_grid, .run = kvs_cmd_grid},
     {.name = "tokenize", .args = "[STRING]", .help = "token ids of a text under a Hugging Face tokenizer.json",
      .options = opts_tokenize, .run = kvs_cmd_tokenize},
     {.name = "precompute", .help = "calibrate and write artifacts atomically", .options = opts_precompute,
@@ -158,7 +171,7 @@ const kvs_command kvs_commands[] = {
      .studio_only = "moves the studio's dashboard replay N tokens; in scripts use `replay`"},
     {.name = "view", .args = "NAME", .help = "switch the studio view", .run = kvs_cmd_view,
      .studio_only = "switches the studio's view; open the studio with `kvstudio [TRACE]`"},
-    {.name = "export", .args = "json|csv|svg PATH", .help = "export runs or the current plot",
+    {.name = "export", .args = "json|csv|svg PATH [PLOT]", .help = "export runs, or a plot (the current one) as SVG",
      .run = kvs_cmd_export},
     {.name = "help", .args = "[COMMAND]", .help = "list commands or describe one", .run = kvs_cmd_help},
     {.name = "version", .help = "print the version", .run = kvs_cmd_version},

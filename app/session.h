@@ -73,6 +73,8 @@ typedef struct kvs_session {
     char session_id[32];         // prefix of this session's run ids (time + pid)
     unsigned run_counter;        // runs this session made (suffix of their ids)
     void *ui;                    // the studio's private state, NULL in batch
+    char model_dir[KVQ_PATH_LEN];   // the model the studio was opened on: ppl/generate/capture's
+                                    // default --model ("" = none)
 } kvs_session;
 
 void kvs_session_init(kvs_session *s);

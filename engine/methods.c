@@ -37,6 +37,24 @@ const kvq_method kvq_methods[] = {
      .paper = "vLLM quant_utils.cuh", .min_bits = 8, .max_bits = 8, KVQ_METHOD_FNS(vllm_fp8_e4m3)},
     {.name = "vllm:fp8_e5m2", .description = "vLLM fp8 cache: E5M2 per value, saturating (8 bits)",
      .paper = "vLLM quant_utils.cuh", .min_bits = 8, .max_bits = 8, KVQ_METHOD_FNS(vllm_fp8_e5m2)},
+    // vLLM fp8 with --calculate-kv-scales: per-layer scales from the first
+    // batch, artifacts tensor vllm.kv_scales (methods/vllm_fp8_calc.c).
+    {.name = "vllm:fp8_e4m3_calc", .description = "vLLM fp8 cache, calculated scales: E4M3 of x / (max|x| / 200 or 100)",
+     .paper = "vLLM attention.py calc_kv_scales", .needs_calibration = true, .min_bits = 8, .max_bits = 8,
+     KVQ_METHOD_FNS(vllm_fp8_e4m3_calc)},
+    {.name = "vllm:fp8_e5m2_calc", .description = "vLLM fp8_e5m2 cache, calculated scales: E5M2 of x / scale",
+     .paper = "vLLM attention.py calc_kv_scales", .needs_calibration = true, .min_bits = 8, .max_bits = 8,
+     KVQ_METHOD_FNS(vllm_fp8_e5m2_calc)},
+    // vLLM's TurboQuant presets (--kv-cache-dtype turboquant_*): key and
+    // value records of the combined slot (methods/vllm_turboquant.c).
+    {.name = "vllm:tq_k4", .description = "vLLM TurboQuant keys: Hadamard + 4-bit Lloyd-Max, fp16 norm, norm-corrected",
+     .paper = "vLLM triton_turboquant_store.py", .min_bits = 4, .max_bits = 4, KVQ_METHOD_FNS(vllm_tq_k4)},
+    {.name = "vllm:tq_k3", .description = "vLLM TurboQuant keys: Hadamard + 3-bit Lloyd-Max, fp16 norm, norm-corrected",
+     .paper = "vLLM triton_turboquant_store.py", .min_bits = 3, .max_bits = 3, KVQ_METHOD_FNS(vllm_tq_k3)},
+    {.name = "vllm:tq_v4", .description = "vLLM TurboQuant values: 4-bit uniform, fp16 scale + min",
+     .paper = "vLLM triton_turboquant_store.py", .min_bits = 4, .max_bits = 4, KVQ_METHOD_FNS(vllm_tq_v4)},
+    {.name = "vllm:tq_v3", .description = "vLLM TurboQuant values: 3-bit uniform, fp16 scale + min",
+     .paper = "vLLM triton_turboquant_store.py", .min_bits = 3, .max_bits = 3, KVQ_METHOD_FNS(vllm_tq_v3)},
     // mlx_lm's QuantizedKVCache: mx.quantize affine groups along head_dim
     // (kv_group_size 32/64/128), kv_bits 2..8 (not 7), fp16 scale + bias.
     {.name = "mlx:affine_g32", .description = "mlx_lm kv cache: affine groups of 32, fp16 scale + bias",
@@ -45,21 +63,6 @@ const kvq_method kvq_methods[] = {
      .paper = "mlx quantized.cpp", .min_bits = 2, .max_bits = 8, KVQ_METHOD_FNS(mlx_affine_g64)},
     {.name = "mlx:affine_g128", .description = "mlx_lm kv cache: affine groups of 128, fp16 scale + bias",
      .paper = "mlx quantized.cpp", .min_bits = 2, .max_bits = 8, KVQ_METHOD_FNS(mlx_affine_g128)},
-    // transformers' QuantizedCache (cache_implementation="quantized"): groups
-    // of 64 along head_dim, fp16 scale + shift/zero; side_bytes = the fp16
-    // residual window (up to 127 tokens a stream).
-    {.name = "transformers:quanto_qint2_g64",
-     .description = "transformers quanto cache nbits 2, axis 0: groups of 64, fp16 scale + shift",
-     .paper = "optimum-quanto MaxOptimizer", .min_bits = 2, .max_bits = 2, KVQ_METHOD_FNS(hf_quanto_qint2),
-     .side_bytes = kvq_hf_quanto_qint2_side_bytes},
-    {.name = "transformers:quanto_qint4_g64",
-     .description = "transformers quanto cache nbits 4, axis 0: groups of 64, fp16 scale + shift",
-     .paper = "optimum-quanto MaxOptimizer", .min_bits = 4, .max_bits = 4, KVQ_METHOD_FNS(hf_quanto_qint4),
-     .side_bytes = kvq_hf_quanto_qint4_side_bytes},
-    {.name = "transformers:hqq_g64",
-     .description = "transformers HQQ cache, axis 1: groups of 64, proximal zero, fp16 scale + zero",
-     .paper = "hqq optimize_weights_proximal", .min_bits = 1, .max_bits = 8, KVQ_METHOD_FNS(hf_hqq),
-     .side_bytes = kvq_hf_hqq_side_bytes},
     {.name = "q4_0_hadamard", .description = "q4_0 after a randomized Hadamard rotation",
      .paper = "QuaRot-style rotation + ggml q4_0", .min_bits = 4, .max_bits = 4,
      KVQ_METHOD_FNS(q4_0_hadamard),
@@ -103,6 +106,30 @@ const kvq_method kvq_methods[] = {
      .paper = "RateQuant", .min_bits = 1, .max_bits = 8, .needs_calibration = true,
      KVQ_METHOD_FNS(ratequant),
      .side_bytes = kvq_ratequant_side_bytes},
+    // TheTom/llama-cpp-turboquant's -ctk/-ctv turbo2/3/4: per 128 values an f16
+    // corrected norm and WHT-rotated centroid indices (heads padded to 128).
+    // Last in the table, so the studio's method picker keeps its first page.
+    {.name = "tomturbo:turbo2", .description = "TurboQuant fork turbo2: WHT + 2-bit centroids, f16 norm (2.125 bits)",
+     .paper = "llama-cpp-turboquant ggml-turbo-quant.c", .min_bits = 2, .max_bits = 2, KVQ_METHOD_FNS(tomturbo_turbo2)},
+    {.name = "tomturbo:turbo3", .description = "TurboQuant fork turbo3: WHT + 3-bit centroids, f16 norm (3.125 bits)",
+     .paper = "llama-cpp-turboquant ggml-turbo-quant.c", .min_bits = 3, .max_bits = 3, KVQ_METHOD_FNS(tomturbo_turbo3)},
+    {.name = "tomturbo:turbo4", .description = "TurboQuant fork turbo4: WHT + 4-bit centroids, f16 norm (4.25 bits)",
+     .paper = "llama-cpp-turboquant ggml-turbo-quant.c", .min_bits = 4, .max_bits = 4, KVQ_METHOD_FNS(tomturbo_turbo4)},
+    // transformers' QuantizedCache (cache_implementation="quantized"): groups
+    // of 64 along head_dim, fp16 scale + shift/zero; side_bytes = the fp16
+    // residual window (up to 127 tokens a stream).
+    {.name = "transformers:quanto_qint2_g64",
+     .description = "transformers quanto cache nbits 2, axis 0: groups of 64, fp16 scale + shift",
+     .paper = "optimum-quanto MaxOptimizer", .min_bits = 2, .max_bits = 2, KVQ_METHOD_FNS(hf_quanto_qint2),
+     .side_bytes = kvq_hf_quanto_qint2_side_bytes},
+    {.name = "transformers:quanto_qint4_g64",
+     .description = "transformers quanto cache nbits 4, axis 0: groups of 64, fp16 scale + shift",
+     .paper = "optimum-quanto MaxOptimizer", .min_bits = 4, .max_bits = 4, KVQ_METHOD_FNS(hf_quanto_qint4),
+     .side_bytes = kvq_hf_quanto_qint4_side_bytes},
+    {.name = "transformers:hqq_g64",
+     .description = "transformers HQQ cache, axis 1: groups of 64, proximal zero, fp16 scale + zero",
+     .paper = "hqq optimize_weights_proximal", .min_bits = 1, .max_bits = 8, KVQ_METHOD_FNS(hf_hqq),
+     .side_bytes = kvq_hf_hqq_side_bytes},
 };
 const int kvq_n_methods = (int)(sizeof kvq_methods / sizeof kvq_methods[0]);
 

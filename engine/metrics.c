@@ -161,6 +161,15 @@ const kvq_metric kvq_metrics[KVQ_M_COUNT] = {
      .unit = "GiB", .fmt = "%.4f",
      .formula = "(KV bytes per token x context tokens + side tables of every stream) / 2^30",
      .over = "the trace's model shape at --context tokens (recommend; --budget-gb compares against it)"},
+    M(KEY_RECORD_BITS), .name = "key record bits", .json = "key_record_bits_per_coord", .report = "key_record_bits",
+     .unit = "bits/coord", .fmt = "%.3f",
+     .formula = "bytes of one key record (one token of one kv head) x 8 / head_dim, mean over layers",
+     .over = "the caches of a model run (ppl, grid); tokens a cache keeps in fp16 (windows, sinks, a partial "
+             "group) are not in it, unlike key bits"},
+    M(VALUE_RECORD_BITS), .name = "value record bits", .json = "value_record_bits_per_coord",
+     .report = "value_record_bits", .unit = "bits/coord", .fmt = "%.3f",
+     .formula = "bytes of one value record x 8 / head_dim, mean over layers (fp16 values: 16)",
+     .over = "the caches of a model run (ppl, grid)"},
 };
 
 const char *kvq_metric_fmt(kvq_metric_id id, double v, char *buf, size_t n)

@@ -283,16 +283,21 @@ void kvq_observe_memory(kvq_observers *o, int layer, size_t bytes, size_t fp16_b
 // Indices of the k largest of x[0..n) into idx (k <= 64), unordered.
 static void top_k(const float *x, int n, int k, int *idx)
 {
-    int m = 0;
+    int m = 0, w = -1;   // w: the slot of the smallest kept, found again only after a replacement
     for (int i = 0; i < n; i++) {
         if (m < k) {
             idx[m++] = i;
             continue;
         }
-        int w = 0;
-        for (int j = 1; j < k; j++)
-            if (x[idx[j]] < x[idx[w]]) w = j;
-        if (x[i] > x[idx[w]]) idx[w] = i;
+        if (w < 0) {
+            w = 0;
+            for (int j = 1; j < k; j++)
+                if (x[idx[j]] < x[idx[w]]) w = j;
+        }
+        if (x[i] > x[idx[w]]) {
+            idx[w] = i;
+            w = -1;
+        }
     }
 }
 

@@ -5,19 +5,24 @@
 #include <stdlib.h>
 #include <string.h>
 #include "replay.h"
+#include "pool.h"
+#include "simd.h"
 
 struct kvq_replay {
+    kvq_trace *t;          // a reference (kvq_trace_ref), read row by row from its mapping, never copied whole
     int n_layers, n_heads, n_kv, d, total, prefill, pos;
     int n_queries;
-    float *K, *V;          // (n_layers, n_kv, total, d) original
-    float *Q;              // (n_layers, n_heads, n_queries, d) or NULL
     int *qidx;             // (total) query row at each position, -1 when none
-    float *kstage, *vstage;   // (n_kv, total, d) staging for append
+    float *kstage, *vstage;   // (n_kv, prefill, d) staging for append
     float *qstage, *out;   // (n_heads, d)
+    int n_par;             // exact-attention tasks, each over kv heads g = task, task + n_par, ...
+    float *kx, *vx;        // (n_par, total, d) original keys / values 0..p of a task's kv head
+    float *wx;             // (n_par, per, total) exact weights
+    float *sx;             // (n_heads, total) exact logits of every query head
+    float *ox;             // (n_heads, d) exact outputs
+    kvq_status *tst;       // (n_par) a task's read status
     float *lhat, *lex;     // (total) logits
-    double *sall;          // (total) exact logits of every position
     int32_t *lpos;         // (total)
-    float *oex;            // (d)
     kvq_cache_set *caches;
     kvq_observers *obs;
 };
@@ -33,47 +38,22 @@ void kvq_replay_free(kvq_replay *r)
     if (!r) return;
     kvq_cache_set_free(r->caches);
     kvq_observers_free(r->obs);
-    free(r->K);
-    free(r->V);
-    free(r->Q);
+    kvq_trace_free(r->t);
     free(r->qidx);
     free(r->kstage);
     free(r->vstage);
     free(r->qstage);
     free(r->out);
+    free(r->kx);
+    free(r->vx);
+    free(r->sx);
+    free(r->wx);
+    free(r->ox);
+    free(r->tst);
     free(r->lhat);
     free(r->lex);
-    free(r->sall);
     free(r->lpos);
-    free(r->oex);
     free(r);
-}
-
-static float *stream(const kvq_replay *r, const float *base, int heads, int rows, int l, int h)
-{
-    return (float *)base + (((size_t)l * (size_t)heads + (size_t)h) * (size_t)rows) * (size_t)r->d;
-}
-
-static kvq_status load(kvq_replay *r, const kvq_trace *t)
-{
-    size_t d = (size_t)r->d, T = (size_t)t->n_tokens;
-    float *buf = malloc(sizeof(float) * T * d);
-    if (!buf) return kvq_error(KVQ_ERR_NOMEM, "replay: out of memory");
-    kvq_status st = KVQ_OK;
-    for (int l = 0; l < r->n_layers && !st; l++)
-        for (int h = 0; h < r->n_kv && !st; h++) {
-            st = kvq_trace_keys(t, l, h, buf);
-            if (!st) memcpy(stream(r, r->K, r->n_kv, r->total, l, h), buf, sizeof(float) * (size_t)r->total * d);
-            if (!st) st = kvq_trace_values(t, l, h, buf);
-            if (!st) memcpy(stream(r, r->V, r->n_kv, r->total, l, h), buf, sizeof(float) * (size_t)r->total * d);
-        }
-    if (r->Q && !st) {
-        for (int l = 0; l < r->n_layers && !st; l++)
-            for (int h = 0; h < r->n_heads && !st; h++)
-                st = kvq_trace_queries(t, l, h, stream(r, r->Q, r->n_heads, r->n_queries, l, h));
-    }
-    free(buf);
-    return st;
 }
 
 kvq_status kvq_replay_new(const kvq_trace *t, const kvq_config *cfg, const kvq_artifacts *art,
@@ -94,6 +74,7 @@ kvq_status kvq_replay_new(const kvq_trace *t, const kvq_config *cfg, const kvq_a
                          t->n_tokens);
     kvq_replay *r = calloc(1, sizeof *r);
     if (!r) return kvq_error(KVQ_ERR_NOMEM, "replay: out of memory");
+    r->t = kvq_trace_ref(t);
     r->n_layers = t->n_layers;
     r->n_heads = t->n_heads;
     r->n_kv = t->n_kv_heads;
@@ -101,23 +82,28 @@ kvq_status kvq_replay_new(const kvq_trace *t, const kvq_config *cfg, const kvq_a
     r->total = o->seq_len ? o->seq_len : t->n_tokens;
     r->prefill = r->total / 2;
     r->n_queries = t->n_queries;
-    size_t d = (size_t)r->d, T = (size_t)r->total, NL = (size_t)r->n_layers;
-    size_t kv = NL * (size_t)r->n_kv * T * d;
-    r->K = malloc(sizeof(float) * kv);
-    r->V = malloc(sizeof(float) * kv);
-    if (r->n_queries) r->Q = malloc(sizeof(float) * NL * (size_t)r->n_heads * (size_t)r->n_queries * d);
+    size_t d = (size_t)r->d, T = (size_t)r->total, per = (size_t)(r->n_heads / r->n_kv);
+    size_t stage = (size_t)r->n_kv * (size_t)(r->prefill > 1 ? r->prefill : 1) * d;
     r->qidx = malloc(sizeof(int) * T);
-    r->kstage = malloc(sizeof(float) * (size_t)r->n_kv * T * d);
-    r->vstage = malloc(sizeof(float) * (size_t)r->n_kv * T * d);
+    r->kstage = malloc(sizeof(float) * stage);
+    r->vstage = malloc(sizeof(float) * stage);
     r->qstage = malloc(sizeof(float) * (size_t)r->n_heads * d);
     r->out = malloc(sizeof(float) * (size_t)r->n_heads * d);
     r->lhat = malloc(sizeof(float) * T);
     r->lex = malloc(sizeof(float) * T);
-    r->sall = malloc(sizeof(double) * T);
     r->lpos = malloc(sizeof(int32_t) * T);
-    r->oex = malloc(sizeof(float) * d);
-    if (!r->K || !r->V || (r->n_queries && !r->Q) || !r->qidx || !r->kstage || !r->vstage ||
-        !r->qstage || !r->out || !r->lhat || !r->lex || !r->sall || !r->lpos || !r->oex) {
+    if (r->n_queries) {
+        r->n_par = kvq_threads() < r->n_kv ? kvq_threads() : r->n_kv;
+        size_t np = (size_t)r->n_par, nh = (size_t)r->n_heads;
+        r->kx = malloc(sizeof(float) * np * T * d);
+        r->vx = malloc(sizeof(float) * np * T * d);
+        r->wx = malloc(sizeof(float) * np * per * T);
+        r->sx = malloc(sizeof(float) * nh * T);
+        r->ox = malloc(sizeof(float) * nh * d);
+        r->tst = calloc(np, sizeof *r->tst);
+    }
+    if (!r->qidx || !r->kstage || !r->vstage || !r->qstage || !r->out || !r->lhat || !r->lex || !r->lpos ||
+        (r->n_queries && (!r->kx || !r->vx || !r->sx || !r->wx || !r->ox || !r->tst))) {
         kvq_replay_free(r);
         return kvq_error(KVQ_ERR_NOMEM, "replay: out of memory");
     }
@@ -128,8 +114,7 @@ kvq_status kvq_replay_new(const kvq_trace *t, const kvq_config *cfg, const kvq_a
     }
     kvq_observers_opts oo = o->obs;
     if (!r->n_queries) oo.which &= ~(unsigned)KVQ_OBS_ATTENTION;
-    kvq_status st = load(r, t);
-    if (!st) st = kvq_cache_set_new(cfg, art, r->n_layers, r->n_kv, r->d, &r->caches);
+    kvq_status st = kvq_cache_set_new(cfg, art, r->n_layers, r->n_kv, r->d, &r->caches);
     if (!st) st = kvq_observers_new(&oo, r->n_layers, r->n_kv, r->d, &r->obs);
     if (st) {
         kvq_replay_free(r);
@@ -140,40 +125,60 @@ kvq_status kvq_replay_new(const kvq_trace *t, const kvq_config *cfg, const kvq_a
     return KVQ_OK;
 }
 
-// Append positions [p0, p0+n) of every kv head of layer l.
+// Append positions [p0, p0+n) of every kv head of layer l, read from the trace.
 static kvq_status append(kvq_replay *r, int l, int p0, int n)
 {
-    size_t d = (size_t)r->d, rows = (size_t)n * d;
-    for (int h = 0; h < r->n_kv; h++) {
-        memcpy(r->kstage + (size_t)h * rows, stream(r, r->K, r->n_kv, r->total, l, h) + (size_t)p0 * d,
-               sizeof(float) * rows);
-        memcpy(r->vstage + (size_t)h * rows, stream(r, r->V, r->n_kv, r->total, l, h) + (size_t)p0 * d,
-               sizeof(float) * rows);
+    size_t rows = (size_t)n * (size_t)r->d;
+    kvq_status st = KVQ_OK;
+    for (int h = 0; h < r->n_kv && !st; h++) {
+        st = kvq_trace_rows(r->t, KVQ_STREAM_KEYS, l, h, p0, n, r->kstage + (size_t)h * rows);
+        if (!st) st = kvq_trace_rows(r->t, KVQ_STREAM_VALUES, l, h, p0, n, r->vstage + (size_t)h * rows);
     }
-    return kvq_cache_append(r->caches->layers[l], r->kstage, r->vstage, n);
+    return st ? st : kvq_cache_append(r->caches->layers[l], r->kstage, r->vstage, n);
 }
 
-// Exact attention of q at position p over the original keys 0..p (the
-// computation of kvq_attend_f32, keeping the logits): logits (p+1), out (d).
-static void exact(const kvq_replay *r, const float *q, const float *K, const float *V, int p, double *logits,
-                  float *out)
+// Exact fp32 attention of the query heads of kv head g at position p over
+// the original keys and values 0..p, through the SIMD row kernels (a scalar
+// double loop here was most of a replay; OpenBLAS sgemm at 4 rows spent it
+// spinning its threads). q: (n_heads, d); logits into sx, outputs into ox.
+static kvq_status exact(kvq_replay *r, int task, int l, int g, int p, const float *q)
 {
-    size_t d = (size_t)r->d;
-    double scale = 1.0 / sqrt((double)r->d), m = -INFINITY, l = 0, acc[KVQ_MAX_HEAD_DIM] = {0};
-    for (int i = 0; i <= p; i++) {
-        const float *k = K + (size_t)i * d;
-        double s = 0;
-        for (size_t t = 0; t < d; t++) s += (double)q[t] * k[t];
-        logits[i] = s * scale;
-        if (logits[i] > m) m = logits[i];
+    size_t d = (size_t)r->d, n = (size_t)p + 1, T = (size_t)r->total;
+    int per = r->n_heads / r->n_kv;
+    float *kx = r->kx + (size_t)task * T * d, *vx = r->vx + (size_t)task * T * d, scale = 1.0f / sqrtf((float)d);
+    kvq_status st = kvq_trace_rows(r->t, KVQ_STREAM_KEYS, l, g, 0, p + 1, kx);
+    if (!st) st = kvq_trace_rows(r->t, KVQ_STREAM_VALUES, l, g, 0, p + 1, vx);
+    for (int j = 0; j < per && !st; j++) {
+        size_t h = (size_t)(g * per + j);
+        float *s = r->sx + h * T, *w = r->wx + ((size_t)task * (size_t)per + (size_t)j) * T, *o = r->ox + h * d;
+        float m = -INFINITY;
+        kvq_dot_rows(q + h * d, kx, n, d, s);
+        for (size_t i = 0; i < n; i++) {
+            s[i] *= scale;
+            m = s[i] > m ? s[i] : m;
+        }
+        for (size_t i = 0; i < n; i++) w[i] = s[i] - m;
+        kvq_exp_inplace(w, n);
+        double sum = 0;
+        for (size_t i = 0; i < n; i++) sum += w[i];
+        float inv = (float)(1.0 / sum);
+        for (size_t i = 0; i < n; i++) w[i] *= inv;
+        memset(o, 0, sizeof(float) * d);
+        kvq_axpy_rows(w, vx, n, d, o);
     }
-    for (int i = 0; i <= p; i++) {
-        double w = exp(logits[i] - m);
-        const float *v = V + (size_t)i * d;
-        l += w;
-        for (size_t t = 0; t < d; t++) acc[t] += w * v[t];
-    }
-    for (size_t t = 0; t < d; t++) out[t] = (float)(acc[t] / l);
+    return st;
+}
+
+typedef struct { kvq_replay *r; int l, p; } exact_job;
+
+// Task t of the pool: kv heads t, t + n_par, ... (each writes only its own
+// heads' rows of sx and ox, so the thread count does not change a bit).
+static void exact_task(void *ctx, int task)
+{
+    exact_job *j = ctx;
+    kvq_status st = KVQ_OK;
+    for (int g = task; g < j->r->n_kv && !st; g += j->r->n_par) st = exact(j->r, task, j->l, g, j->p, j->r->qstage);
+    j->r->tst[task] = st;
 }
 
 // The decode query at position p of layer l through the cache, and against
@@ -182,24 +187,26 @@ static kvq_status attend(kvq_replay *r, int l, int p)
 {
     int qi = r->qidx[p];
     if (qi < 0) return KVQ_OK;
-    size_t d = (size_t)r->d;
-    for (int h = 0; h < r->n_heads; h++)
-        memcpy(r->qstage + (size_t)h * d, stream(r, r->Q, r->n_heads, r->n_queries, l, h) + (size_t)qi * d,
-               sizeof(float) * d);
+    size_t d = (size_t)r->d, T = (size_t)r->total;
+    kvq_status st = KVQ_OK;
+    for (int h = 0; h < r->n_heads && !st; h++)
+        st = kvq_trace_rows(r->t, KVQ_STREAM_QUERIES, l, h, qi, 1, r->qstage + (size_t)h * d);
+    if (st) return st;
     kvq_cache *c = r->caches->layers[l];
     int32_t pos = p;
-    kvq_status st = kvq_cache_attend(c, r->qstage, r->n_heads, 1, &pos, r->out);
+    st = kvq_cache_attend(c, r->qstage, r->n_heads, 1, &pos, r->out);
     if (st || !(kvq_observers_which(r->obs) & KVQ_OBS_ATTENTION)) return st;
-    int per = r->n_heads / r->n_kv;
+    exact_job job = {r, l, p};
+    kvq_parallel_for(r->n_par, exact_task, &job);
+    for (int t = 0; t < r->n_par; t++)
+        if (r->tst[t]) return r->tst[t];
+    // the cache's logits use its own scratch: one head at a time, in head order
     for (int h = 0; h < r->n_heads && !st; h++) {
-        const float *q = r->qstage + (size_t)h * d;
-        const float *K = stream(r, r->K, r->n_kv, r->total, l, h / per);
-        const float *V = stream(r, r->V, r->n_kv, r->total, l, h / per);
-        exact(r, q, K, V, p, r->sall, r->oex);
         int n = 0;
-        st = kvq_cache_logits(c, q, h, r->n_heads, p, r->lhat, r->lpos, &n);
-        for (int i = 0; i < n && !st; i++) r->lex[i] = (float)r->sall[r->lpos[i]];
-        if (!st) kvq_observe_attention(r->obs, l, r->oex, r->out + (size_t)h * d, r->lex, r->lhat, n);
+        st = kvq_cache_logits(c, r->qstage + (size_t)h * d, h, r->n_heads, p, r->lhat, r->lpos, &n);
+        const float *sx = r->sx + (size_t)h * T;
+        for (int i = 0; i < n && !st; i++) r->lex[i] = sx[r->lpos[i]];
+        if (!st) kvq_observe_attention(r->obs, l, r->ox + (size_t)h * d, r->out + (size_t)h * d, r->lex, r->lhat, n);
     }
     return st;
 }
@@ -218,7 +225,7 @@ kvq_status kvq_replay_step(kvq_replay *r, int n_tokens)
     for (; n_tokens > 0 && r->pos < r->total; n_tokens--) {
         for (int l = 0; l < r->n_layers; l++) {
             kvq_status st = append(r, l, r->pos, 1);
-            if (!st && r->Q) st = attend(r, l, r->pos);
+            if (!st && r->n_queries) st = attend(r, l, r->pos);
             if (st) return st;
         }
         r->pos++;

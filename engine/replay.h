@@ -2,8 +2,8 @@
 // would: prefill of the first half of the tokens as one chunk per layer,
 // then token-by-token decode of the rest with an attend per step (the
 // trace's query at that position), every observer attached. With the
-// attention observer each decode query is also answered exactly (fp32, all
-// original keys and values up to its position) and compared.
+// attention observer each decode query is also answered exactly (fp32 sgemm,
+// all original keys and values up to its position) and compared.
 //
 // Two ways to drive it: kvq_replay_run (to the end, progress + cancel), or
 // kvq_replay_step from a worker thread, copying kvq_replay_snapshot out under
@@ -22,8 +22,10 @@ void kvq_replay_opts_default(kvq_replay_opts *o);
 
 typedef struct kvq_replay kvq_replay;
 
-// Reads the trace's keys/values/queries (f32 copies, owned by the replay);
-// t must outlive nothing (it is not kept). art may be NULL and must outlive r.
+// Streams keys/values/queries row by row from t's mapping (anonymous memory:
+// the compressed caches plus O(n_kv x prefill x head_dim) staging, never the
+// trace) and holds a reference to t (kvq_trace_ref), so the caller may free
+// its own handle at any time. art may be NULL and must outlive r.
 kvq_status kvq_replay_new(const kvq_trace *t, const kvq_config *cfg, const kvq_artifacts *art,
                           const kvq_replay_opts *o, kvq_replay **out);
 void kvq_replay_free(kvq_replay *r);

@@ -397,10 +397,17 @@ kvq_status kvq_trace_open(const char *path, const kvq_trace_opts *opts, kvq_trac
     return KVQ_OK;
 }
 
+kvq_trace *kvq_trace_ref(const kvq_trace *t)
+{
+    if (t && t->impl) __atomic_fetch_add(&((kvq_trace_impl *)t->impl)->refs, 1, __ATOMIC_RELAXED);
+    return (kvq_trace *)t;
+}
+
 void kvq_trace_free(kvq_trace *t)
 {
     if (!t) return;
     kvq_trace_impl *im = t->impl;
+    if (im && __atomic_fetch_sub(&im->refs, 1, __ATOMIC_ACQ_REL) > 0) return;   // another owner remains
     if (im) {
         kvq_st_close(im->st);
         kvq_npy_close(im->npk);
@@ -412,37 +419,44 @@ void kvq_trace_free(kvq_trace *t)
     free(t);
 }
 
-static kvq_status read_stream(const kvq_trace *t, int which, int layer, int head, float *out)
+kvq_status kvq_trace_rows(const kvq_trace *t, kvq_stream which, int layer, int head, int row0, int n_rows,
+                          float *out)
 {
     static const char *const what[3] = {"keys", "values", "queries"};
-    if (!t || !out) return kvq_error(KVQ_ERR_ARG, "trace %s: NULL argument", what[which]);
-    int nh = which == 2 ? t->n_heads : t->n_kv_heads;
+    if (!t || !out || which < KVQ_STREAM_KEYS || which > KVQ_STREAM_QUERIES)
+        return kvq_error(KVQ_ERR_ARG, "trace rows: NULL argument or unknown stream");
+    int nh = which == KVQ_STREAM_QUERIES ? t->n_heads : t->n_kv_heads;
+    int rows = which == KVQ_STREAM_QUERIES ? t->n_queries : t->n_tokens;
     if (layer < 0 || layer >= t->n_layers || head < 0 || head >= nh)
         return kvq_error(KVQ_ERR_ARG, "%s: %s of layer %d head %d: expected layer 0..%d, head 0..%d", t->path,
                          what[which], layer, head, t->n_layers - 1, nh - 1);
-    if ((which == 1 && !t->has_values) || (which == 2 && !t->n_queries))
+    if ((which == KVQ_STREAM_VALUES && !t->has_values) || (which == KVQ_STREAM_QUERIES && !t->n_queries))
         return kvq_error(KVQ_ERR_ARG, "%s: the trace has no %s", t->path, what[which]);
+    if (row0 < 0 || n_rows < 0 || row0 > rows - n_rows)
+        return kvq_error(KVQ_ERR_ARG, "%s: %s rows %d..%d of layer %d: expected within 0..%d", t->path, what[which],
+                         row0, row0 + n_rows, layer, rows);
     const kvq_trace_impl *im = t->impl;
     if (t->kind == KVQ_TRACE_NPY) {
-        kvq_trace_npy_read(which ? im->npv : im->npk, layer, head, out);
+        kvq_trace_npy_read(which ? im->npv : im->npk, layer, head, (size_t)row0, (size_t)n_rows, out);
         return KVQ_OK;
     }
-    const kvq_st_tensor *x = which == 0 ? im->keys[layer] : which == 1 ? im->values[layer] : im->queries[layer];
-    size_t rows = (size_t)(which == 2 ? t->n_queries : t->n_tokens), n = rows * (size_t)t->head_dim;
-    return kvq_st_read_f32(x, (size_t)head * n, n, out);
+    const kvq_st_tensor *x = which == KVQ_STREAM_KEYS ? im->keys[layer]
+                             : which == KVQ_STREAM_VALUES ? im->values[layer] : im->queries[layer];
+    size_t d = (size_t)t->head_dim;
+    return kvq_st_read_f32(x, ((size_t)head * (size_t)rows + (size_t)row0) * d, (size_t)n_rows * d, out);
 }
 
 kvq_status kvq_trace_keys(const kvq_trace *t, int layer, int kv_head, float *out)
 {
-    return read_stream(t, 0, layer, kv_head, out);
+    return kvq_trace_rows(t, KVQ_STREAM_KEYS, layer, kv_head, 0, t ? t->n_tokens : 0, out);
 }
 
 kvq_status kvq_trace_values(const kvq_trace *t, int layer, int kv_head, float *out)
 {
-    return read_stream(t, 1, layer, kv_head, out);
+    return kvq_trace_rows(t, KVQ_STREAM_VALUES, layer, kv_head, 0, t ? t->n_tokens : 0, out);
 }
 
 kvq_status kvq_trace_queries(const kvq_trace *t, int layer, int head, float *out)
 {
-    return read_stream(t, 2, layer, head, out);
+    return kvq_trace_rows(t, KVQ_STREAM_QUERIES, layer, head, 0, t ? t->n_queries : 0, out);
 }

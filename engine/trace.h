@@ -45,6 +45,10 @@ typedef struct kvq_trace {
 // mlx_lm cache when every tensor is "{L}.0"/"{L}.1") or .npy (by extension
 // or magic; keys). opts may be NULL. *out is NULL on failure.
 kvq_status kvq_trace_open(const char *path, const kvq_trace_opts *opts, kvq_trace **out);
+// Another owner of t (a replay streaming from it on a worker thread while the
+// session loads a new trace): every owner calls kvq_trace_free, the last one
+// frees. Thread-safe. Returns t.
+kvq_trace *kvq_trace_ref(const kvq_trace *t);
 void kvq_trace_free(kvq_trace *t);
 
 // Copies as f32 (the full mapping is validated, so only bad arguments fail:
@@ -53,4 +57,12 @@ void kvq_trace_free(kvq_trace *t);
 kvq_status kvq_trace_keys(const kvq_trace *t, int layer, int kv_head, float *out);
 kvq_status kvq_trace_values(const kvq_trace *t, int layer, int kv_head, float *out);
 kvq_status kvq_trace_queries(const kvq_trace *t, int layer, int head, float *out);
+
+// Rows [row0, row0 + n_rows) of one stream as f32, out (n_rows, head_dim):
+// what streaming readers use instead of whole-stream copies (a replay of a
+// 4 GB trace holds a few rows, not the trace). head is a kv head for keys
+// and values, a query head for queries; rows are tokens or query rows.
+typedef enum { KVQ_STREAM_KEYS, KVQ_STREAM_VALUES, KVQ_STREAM_QUERIES } kvq_stream;
+kvq_status kvq_trace_rows(const kvq_trace *t, kvq_stream which, int layer, int head, int row0, int n_rows,
+                          float *out);
 #endif

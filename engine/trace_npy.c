@@ -88,17 +88,17 @@ kvq_status kvq_trace_load_npy(kvq_trace *t, const char *path, const kvq_trace_op
     return KVQ_OK;
 }
 
-void kvq_trace_npy_read(const kvq_npy *a, int layer, int kv_head, float *out)
+void kvq_trace_npy_read(const kvq_npy *a, int layer, int kv_head, size_t row0, size_t n_rows, float *out)
 {
     size_t T = (size_t)a->shape[2], D = (size_t)a->shape[3];
-    int64_t idx[4] = {layer, kv_head, 0, 0};
+    int64_t idx[4] = {layer, kv_head, (int64_t)row0, 0};
     size_t base = kvq_npy_offset(a, idx);
     if (!a->fortran_order) {
-        for (size_t i = 0; i < T * D; i++) out[i] = kvq_npy_at(a, base + i);
+        for (size_t i = 0; i < n_rows * D; i++) out[i] = kvq_npy_at(a, base + i);
         return;
     }
     // Fortran order: the token stride is layers*kv_heads, the channel stride that times tokens
     size_t st = (size_t)a->shape[0] * (size_t)a->shape[1], sd = st * T;
-    for (size_t tk = 0; tk < T; tk++)
+    for (size_t tk = 0; tk < n_rows; tk++)
         for (size_t d = 0; d < D; d++) out[tk * D + d] = kvq_npy_at(a, base + tk * st + d * sd);
 }

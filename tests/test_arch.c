@@ -273,7 +273,7 @@ static void test_capture_vs_transformers(void **st)
         int fd = mkstemp(ours);
         assert_true(fd >= 0);
         close(fd);
-        assert_int_equal(kvq_model_capture(m, &c, NULL, g_tok, g_n, false, "tokens.txt", ours, NULL), KVQ_OK);
+        assert_int_equal(kvq_model_capture(m, &c, NULL, g_tok, g_n, false, "tokens.txt", ours, NULL, NULL), KVQ_OK);
         snprintf(hf, sizeof hf, MODELS "/hf_traces/%s.safetensors", names[i]);
         kvq_st *a = NULL, *b = NULL;
         assert_int_equal(kvq_st_open(hf, &a), KVQ_OK);

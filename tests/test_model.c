@@ -150,6 +150,58 @@ static void test_ppl_kl(void **st)
     free(tok);
 }
 
+// Progress comes per layer, not per chunk: a cancel asked in the middle of
+// the first chunk stops there (KVQ_ERR_CANCELLED), and capture then writes nothing.
+typedef struct { int calls, stop_at; double last, max; bool monotone; } cancel_probe;
+static bool probe_fn(double f, const char *stage, double eta_s, void *user)
+{
+    (void)stage;
+    (void)eta_s;
+    cancel_probe *cp = user;
+    cp->monotone = cp->monotone && f >= cp->last;
+    cp->last = f;
+    if (f > cp->max) cp->max = f;
+    return ++cp->calls >= cp->stop_at;
+}
+
+static void test_ppl_cancel(void **st)
+{
+    (void)st;
+    int n;
+    int32_t *tok = read_bytes("sample_data/texts/textwrap-1k.py", &n);
+    n = 256;
+    kvq_config c;
+    kvq_model_cfg_reference(&c);
+    strcpy(c.method, "q4_0");
+    c.bits = 4;
+    c.value_bits = 16;
+    kvq_ppl_result r;
+    cancel_probe all = {.stop_at = 1 << 30, .monotone = true};
+    kvq_progress p = {.fn = probe_fn, .user = &all};
+    assert_int_equal(kvq_model_ppl(g_model, &c, NULL, tok, n, 128, &p, &r), KVQ_OK);
+    // 2 chunks x 2 passes (cache, fp16) x 6 layers of polls, plus one report per chunk
+    assert_int_equal(all.calls, 2 * 2 * g_model->cfg.n_layers + 2);
+    assert_true(all.monotone);
+    assert_true(fabs(all.max - 1.0) < 1e-12);
+    assert_true(fabs(r.key_record_bits - 4.5) < 1e-9);   // q4_0: 18 bytes per 32 values
+    assert_true(fabs(r.value_record_bits - 16) < 1e-9);
+    cancel_probe early = {.stop_at = 3, .monotone = true};
+    p.user = &early;
+    assert_int_equal(kvq_model_ppl(g_model, &c, NULL, tok, n, 128, &p, &r), KVQ_ERR_CANCELLED);
+    assert_int_equal(early.calls, 3);   // stopped at the third layer of the first chunk
+    assert_true(early.max < 0.25);
+    char path[] = "/tmp/kvq_cancel_XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    close(fd);
+    unlink(path);
+    cancel_probe cap = {.stop_at = 2, .monotone = true};
+    p.user = &cap;
+    assert_int_equal(kvq_model_capture(g_model, &c, NULL, tok, n, true, "cancel", path, &p, NULL), KVQ_ERR_CANCELLED);
+    assert_int_equal(access(path, F_OK), -1);
+    free(tok);
+}
+
 // Model-based RateQuant sensitivities: positive, deterministic, growing with noise.
 static void test_sensitivities(void **st)
 {
@@ -203,7 +255,7 @@ static void test_capture_round_trip(void **st)
     kvq_config c;
     kvq_model_cfg_reference(&c);
     double bits;
-    kvq_status s = kvq_model_capture(g_model, &c, NULL, tok, N, true, "textwrap-1k.py, first 256 bytes", path, &bits);
+    kvq_status s = kvq_model_capture(g_model, &c, NULL, tok, N, true, "textwrap-1k.py, first 256 bytes", path, NULL, &bits);
     if (s) fprintf(stderr, "capture: %s\n", kvq_last_error());
     assert_int_equal(s, KVQ_OK);
     kvq_trace *cap, *ref;
@@ -510,7 +562,7 @@ int main(void)
         cmocka_unit_test(test_missing_shard),         cmocka_unit_test(test_unsupported_config),
         cmocka_unit_test(test_llama3_rope),           cmocka_unit_test(test_tokens_files),
         cmocka_unit_test(test_sensitivities),         cmocka_unit_test(test_config_ranges),
-        cmocka_unit_test(test_ppl_nonfinite),
+        cmocka_unit_test(test_ppl_nonfinite),         cmocka_unit_test(test_ppl_cancel),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

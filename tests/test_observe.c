@@ -305,7 +305,14 @@ static void test_replay(void **st)
     o.seq_len = t->n_tokens + 1;
     assert_int_equal(kvq_replay_new(t, &c, NULL, &o, &a), KVQ_ERR_ARG);
     assert_non_null(strstr(kvq_last_error(), "seq_len"));
+    // the replay streams from its own reference: the caller's handle may go first
+    o.seq_len = 160;
+    assert_int_equal(kvq_replay_new(t, &c, NULL, &o, &a), KVQ_OK);
     kvq_trace_free(t);
+    assert_int_equal(kvq_replay_run(a, NULL), KVQ_OK);
+    kvq_replay_snapshot_get(a, &sa);
+    assert_int_equal(sa.report.memory.total_tokens, 160);
+    kvq_replay_free(a);
 }
 
 int main(void)

@@ -426,6 +426,13 @@ static void check_npy_trace(const kvq_trace *t, const int64_t shape[4], const fl
                 size_t n = (size_t)(shape[2] * shape[3]), base = ((size_t)l * (size_t)shape[1] + (size_t)h) * n;
                 for (size_t i = 0; i < n; i++)
                     if (x[i] != src[base + i]) fail_msg("%s: layer %d head %d elem %zu: %g != %g", t->path, l, h, i, (double)x[i], (double)src[base + i]);
+                // a row range is the same slice of the stream, in either memory order
+                kvq_stream w = s ? KVQ_STREAM_VALUES : KVQ_STREAM_KEYS;
+                int T = (int)shape[2], D = (int)shape[3];
+                assert_int_equal(kvq_trace_rows(t, w, l, h, 1, T - 2, x), KVQ_OK);
+                for (int i = 0; i < (T - 2) * D; i++) assert_true(x[i] == src[base + (size_t)D + (size_t)i]);
+                assert_int_equal(kvq_trace_rows(t, w, l, h, T - 1, 2, x), KVQ_ERR_ARG);
+                assert_int_equal(kvq_trace_rows(t, w, l, h, -1, 1, x), KVQ_ERR_ARG);
             }
 }
 

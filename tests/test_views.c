@@ -195,11 +195,13 @@ static void test_lab_run_and_compare(void **state)
     // the method picker: Enter on the method row, / filters, Enter picks
     kvs_ui_key(ui, KEY_UP);
     kvs_ui_key(ui, '\n');
-    assert_shows(ui, "key method  (Enter picks");
-    assert_shows(ui, "polarquant");
+    assert_shows(ui, "key method");
+    assert_shows(ui, "Esc back to the form");   // the footer shows the picker's keys, not the form's
+    assert_hides(ui, "Left/Right change value");
+    assert_shows(ui, "llamacpp:q8_0");   // on the first page, however many rows the table grows
     keys(ui, "/q4\n");
     assert_shows(ui, "q4_0_hadamard");
-    assert_hides(ui, "polarquant");
+    assert_hides(ui, "llamacpp:q8_0");
     kvs_ui_key(ui, KEY_DOWN);   // llamacpp:q4_0 -> llamacpp:q4_1
     kvs_ui_key(ui, KEY_DOWN);   // -> llamacpp:iq4_nl
     kvs_ui_key(ui, '\n');
@@ -230,7 +232,7 @@ static void test_plots_and_export(void **state)
     kvs_ui_key(ui, 'a');
     kvs_ui_key(ui, 'a');   // back to key cosine
     kvs_ui_key(ui, KEY_RIGHT);
-    assert_shows(ui, "compression: fp16 K+V bytes / record bytes held");
+    assert_shows(ui, "compression of every run: fp16 K+V bytes / record bytes held");
     assert_shows(ui, "2 turboquant_mse k2/v2");
     kvs_ui_key(ui, KEY_RIGHT);
     assert_shows(ui, "per-layer key bit allocation: uniform");
@@ -375,6 +377,56 @@ static void test_calibrate_and_cancel(void **state)
     assert_shows(ui, "ratequant.bits");
 }
 
+// The model view: the shape of the session's model, the grid filled by a
+// job (each cell a ppl run), `ppl` as a job on the session's config that Esc
+// cancels, and a second identical grid that keeps what was computed.
+static void test_model_view(void **state)
+{
+    fixture *f = *state;
+    kvs_ui *ui = f->ui;
+    snprintf(f->s.model_dir, sizeof f->s.model_dir, "sample_data/refmodel");
+    kvs_ui_key(ui, '7');
+    assert_shows(ui, "layers    6");
+    assert_shows(ui, "params    19.1M (3 files)");
+    assert_shows(ui, "tokenizer bytes (vocab 256)");
+    char text[128], line[256];
+    snprintf(text, sizeof text, "%s/t64.txt", f->state_dir);
+    FILE *fp = fopen(text, "w");
+    assert_non_null(fp);
+    fputs("import re\n\n__all__ = ['TextWrapper', 'wrap', 'fill', 'dedent', 'indent']\n", fp);
+    fclose(fp);
+    snprintf(line, sizeof line, "grid --methods q8_0,kivi --bits 2 --value-bits 16 --text %s", text);
+    assert_int_equal(kvs_ui_exec(ui, line), 0);
+    assert_true(kvs_job_busy(ui));
+    kvs_job_wait(ui);
+    const kvs_grid_cell *q8 = &ui->model.cells[0][0], *kv = &ui->model.cells[1][0];
+    assert_int_equal(q8->state, KVS_CELL_DONE);
+    assert_int_equal(kv->state, KVS_CELL_DONE);
+    assert_true(q8->kl > 0 && q8->kl < kv->kl);   // 8 bits disturb less than 2
+    assert_true(fabs(q8->key_bits - 8.5) < 1e-9 && fabs(q8->value_bits - 16) < 1e-9);
+    assert_true(fabs(q8->ref_bpb - kv->ref_bpb) < 1e-12);
+    assert_shows(ui, "grid done: 2 cells");
+    assert_shows(ui, "llamacpp:q8_0");
+    assert_shows(ui, "model: bits/byte vs key record bits");
+    double bpb = kv->bpb;
+    assert_int_equal(kvs_ui_exec(ui, line), 0);   // the same grid: nothing to compute again
+    kvs_job_wait(ui);
+    assert_int_equal(ui->model.cells[1][0].state, KVS_CELL_DONE);
+    assert_true(ui->model.cells[1][0].bpb == bpb);
+    // ppl: a job on the session's model and method; Esc cancels it
+    snprintf(line, sizeof line, "ppl --text %s", text);
+    assert_int_equal(kvs_ui_exec(ui, line), 0);
+    assert_true(kvs_job_busy(ui));
+    kvs_ui_key(ui, 27);
+    kvs_job_wait(ui);
+    assert_shows(ui, "ppl cancelled after");
+    assert_int_equal(kvs_ui_exec(ui, line), 0);
+    kvs_job_wait(ui);
+    bool found = false;
+    for (int i = 0; i < ui->log_n; i++) found |= strstr(kvs_ui_log_line(ui, i), "KL(fp16 || turboquant_mse k3") != NULL;
+    assert_true(found);
+}
+
 static void test_help_and_filter(void **state)
 {
     fixture *f = *state;
@@ -459,6 +511,51 @@ static void test_widgets(void **state)
     mvinnstr(8, 10, row, 30);
     assert_int_equal((unsigned char)row[0], 0xE2);   // U+28xx braille, UTF-8 E2 A0..A3 xx
     assert_true((unsigned char)row[1] >= 0xA0 && (unsigned char)row[1] <= 0xA3);
+}
+
+// Numbers that fit or say they cannot; lines and tables that drop, never cut.
+static void test_fitting(void **state)
+{
+    (void)state;
+    char b[32];
+    static const struct { double v; int w, dec; const char *want; } cases[] = {
+        {0.9835, 8, 4, "0.9835"}, {0.9835, 4, 4, "0.98"}, {183000, 7, 3, "183000"}, {183000, 5, 3, "183k"},
+        {1.83e5, 4, 3, "183k"}, {12345678, 4, 0, "12M"}, {0.00002, 6, 5, "2e-5"}, {0.00002, 7, 5, "0.00002"},
+        {-0.000012, 6, 6, "-1e-5"}, {10.91, 5, 2, "10.91"}, {10.91, 4, 2, "10.9"}, {NAN, 3, 2, "n/a"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        int len = kvs_fmt_num(cases[i].v, cases[i].w, cases[i].dec, b, sizeof b);
+        if (len < 0 || strcmp(b, cases[i].want)) print_message("case %zu: got '%s'\n", i, b);
+        assert_string_equal(b, cases[i].want);
+        assert_true(len <= cases[i].w);
+    }
+    assert_int_equal(kvs_fmt_num(123456, 2, 0, b, sizeof b), -1);   // the caller drops it
+    assert_int_equal(kvs_fmt_num(0.5, 2, 2, b, sizeof b), -1);      // "0.5" needs 3, "5e-1" 4
+    kvs_part p[3];
+    kvs_metric_part(&p[0], KVQ_M_KEY_COSINE, 0.98351, 0);
+    kvs_metric_part(&p[1], KVQ_M_KEY_COSINE_MIN, 0.9622, 1);
+    kvs_metric_part(&p[2], KVQ_M_ATTN_KL, 0.05185, 2);
+    char line[256];
+    assert_int_equal(kvs_fit_parts(p, 3, 200, "  ", line, sizeof line), 3);
+    assert_string_equal(line, "key cosine 0.9835  min key cosine 0.9622  attention KL 0.05185 bits");
+    assert_int_equal(kvs_fit_parts(p, 3, 47, "  ", line, sizeof line), 3);   // labels shorten, least important first
+    assert_string_equal(line, "key cosine 0.9835  min 0.9622  KL 0.05185 bits");
+    assert_int_equal(kvs_fit_parts(p, 3, 22, "  ", line, sizeof line), 2);   // then figures go, never cut
+    assert_string_equal(line, "cos 0.9835  min 0.9622");
+    assert_int_equal(kvs_fit_parts(p, 3, 5, "  ", line, sizeof line), 0);
+    kvs_col c[4] = {{.head = "#", .min_w = 3, .right = true}, {.head = "run", .min_w = 10, .flex = true},
+                    {.head = "attention error (keys)", .brief = "attn err", .prio = 1, .min_w = 7},
+                    {.head = "output error", .brief = "out err", .prio = 2, .min_w = 7}};
+    int w[4];
+    const char *h[4];
+    assert_int_equal(kvs_table_fit(c, 4, 80, w, h), 4);
+    assert_string_equal(h[2], "attention error (keys)");
+    assert_int_equal(w[1], 80 - (3 + 1) - (22 + 1) - (12 + 1) - (10 + 1) + 10);   // the flex column takes the rest
+    assert_int_equal(kvs_table_fit(c, 4, 40, w, h), 4);
+    assert_string_equal(h[2], "attn err");
+    assert_int_equal(kvs_table_fit(c, 4, 30, w, h), 3);   // output error goes first
+    assert_int_equal(w[3], 0);
+    assert_true(w[2] != 0);
 }
 
 // ---- the `:` prompt ----
@@ -628,10 +725,12 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_dashboard, setup, teardown),
         cmocka_unit_test_setup_teardown(test_generate, setup, teardown),
         cmocka_unit_test_setup_teardown(test_calibrate_and_cancel, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_model_view, setup, teardown),
         cmocka_unit_test_setup_teardown(test_help_and_filter, setup, teardown),
         cmocka_unit_test_setup_teardown(test_too_small_and_resize, setup, teardown),
         cmocka_unit_test_setup_teardown(test_no_color_and_ascii, setup, teardown),
         cmocka_unit_test_setup_teardown(test_widgets, setup, teardown),
+        cmocka_unit_test(test_fitting),
         cmocka_unit_test(test_completion),
         cmocka_unit_test_setup_teardown(test_prompt_runs_commands, setup, teardown),
         cmocka_unit_test_setup_teardown(test_quit_asks_while_a_job_runs, setup, teardown),

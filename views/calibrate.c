@@ -242,7 +242,11 @@ static void draw_artifacts(kvs_ui *ui, kvs_rect in, int y)
             kvs_w_text(ui, y++, in.x + 1, in.w - 2, kvs_attr(ui, KVS_C_DIM), "  ... %d more", n - 7);
             break;
         }
-        kvs_w_text(ui, y++, in.x + 1, in.w - 2, A_NORMAL, "  %-36s (%s)", name, shape);
+        int nw = in.w - 2 - 2 - 4 - (int)strlen(shape);   // the shape is never cut; a long name is ("~")
+        const char *cells[1] = {name};
+        int w[1] = {nw < 36 ? (nw > 4 ? nw : 4) : 36};
+        kvs_w_row(ui, y, in.x + 3, w[0] + 1, A_NORMAL, 1, w, cells);
+        kvs_w_text(ui, y++, in.x + 3 + w[0] + 1, in.w - 4 - w[0], A_NORMAL, "(%s)", shape);
     }
 }
 
@@ -259,22 +263,38 @@ static void calib_draw(kvs_ui *ui, kvs_rect r)
     for (int i = 0; i < n && y < li.y + li.h; i++) {
         const kvq_calibrator *c = &kvq_calibrators[rows[i]];
         bool sel = rows[i] == cs->sel;
+        kvs_hit_add(ui, (kvs_rect){y, li.x, 2, li.w}, KVS_HIT_VIEW, rows[i]);   // name + description
         kvs_w_text(ui, y++, li.x, li.w, sel ? kvs_attr(ui, KVS_C_SEL) : kvs_attr(ui, KVS_C_ACCENT), " %-10s", c->name);
         kvs_w_text(ui, y++, li.x + 3, li.w - 3, kvs_attr(ui, KVS_C_DIM), "%s", c->description);
     }
     if (!n) kvs_w_text(ui, y++, li.x + 1, li.w - 1, kvs_attr(ui, KVS_C_WARN), "nothing matches /%s", ui->filter);
     y++;
-    kvs_w_text(ui, y++, li.x + 1, li.w - 1, kvs_attr(ui, KVS_C_TITLE), "%s options (+/- target bits, f first 2 layers)",
-               kvq_calibrators[cs->sel].name);
+    kvs_part op[2] = {{.prio = 0}, {.prio = 1}};
+    snprintf(op[0].text, sizeof op[0].text, "%s options", kvq_calibrators[cs->sel].name);
+    snprintf(op[1].text, sizeof op[1].text, "(+/- target bits, f first 2 layers)");
+    snprintf(op[1].brief, sizeof op[1].brief, "(+/- bits, f quick)");
+    kvs_w_parts(ui, y++, li.x + 1, li.w - 2, kvs_attr(ui, KVS_C_TITLE), op, 2, " ");
     const char *const *names = kvq_calib_opts_names();
-    for (int i = 0; names[i] && y < li.y + li.h; i++) {
+    int n_opts = 0, shown = 0, y0 = y;
+    for (int i = 0; names[i]; i++) {
         char v[64];
         if (kvq_calib_opts_get(&cs->opts[cs->sel], names[i], v, sizeof v)) continue;
+        n_opts++;
+        if (y >= li.y + li.h) continue;
         char *end;
         double x = strtod(v, &end);
         if (end != v && !*end) snprintf(v, sizeof v, "%.6g", x);   // 0.1, not 0.10000000000000001
-        kvs_w_text(ui, y++, li.x + 1, li.w - 1, A_NORMAL, "  %-16s %s", names[i], v);
+        int nw = (int)strlen(names[i]) > 16 ? (int)strlen(names[i]) : 16;
+        if (2 + nw + 1 + (int)strlen(v) >= li.w - 1) {   // a long name goes to its own row, the value never cut
+            kvs_w_text(ui, y++, li.x + 1, li.w - 1, A_NORMAL, "  %s", names[i]);
+            if (y >= li.y + li.h) break;
+            kvs_w_text(ui, y++, li.x + 1, li.w - 1, A_NORMAL, "  %16s %s", "", v);
+        } else {
+            kvs_w_text(ui, y++, li.x + 1, li.w - 1, A_NORMAL, "  %-16s %s", names[i], v);
+        }
+        shown++;
     }
+    if (y0 < li.y + li.h) kvs_w_scroll(ui, lb, 0, shown, n_opts);
     kvs_w_box(ui, rb, kvs_job_busy(ui) && cs->running[0] ? "running" : "result");
     kvs_rect ri = kvs_w_inner(rb);
     if (kvs_job_busy(ui) && cs->running[0]) {
@@ -349,6 +369,14 @@ static int calib_save(kvs_ui *ui, int key)
     return KVS_KEY_REDRAW;
 }
 
+// A click selects a calibrator (Enter still starts it: a run takes a while).
+static int calib_mouse(kvs_ui *ui, const kvs_mouse *m)
+{
+    if (m->kind != KVS_MOUSE_CLICK || m->tag != KVS_HIT_VIEW) return KVS_KEY_UNHANDLED;
+    ui->cal.sel = m->index;
+    return KVS_KEY_REDRAW;
+}
+
 static const kvs_keybind calib_keys[] = {
     {KEY_UP, 'k', "Up/Down", "choose a calibrator", calib_move},
     {KEY_DOWN, 'j', NULL, NULL, calib_move},
@@ -362,5 +390,5 @@ static const kvs_keybind calib_keys[] = {
 };
 
 const kvs_view kvs_view_calibrate = {
-    .name = "calibrate", .title = "Calibrate", .draw = calib_draw, .keys = calib_keys,
+    .name = "calibrate", .title = "Calibrate", .draw = calib_draw, .keys = calib_keys, .mouse = calib_mouse,
 };

@@ -200,18 +200,48 @@ void kvs_dash_tick(kvs_ui *ui)
 // Histories behind the sparklines: the replay's, or none while generating.
 static const kvs_dash_state *hist;
 static const kvs_dash_state no_hist;
-static void layer_bars(kvs_ui *ui, kvs_rect r, int y, const double *v, int n, double vmax, kvs_color c,
-                       const char *fmt)
+
+// One line of figures that fits the panel (labels shorten, then figures go).
+static void fig_line(kvs_ui *ui, kvs_rect in, int y, attr_t a, kvs_part *p, int n)
 {
-    for (int l = 0; l < n && y < r.y + r.h; l++, y++) {
+    if (y < in.y + in.h) kvs_w_parts(ui, y, in.x + 1, in.w - 2, a, p, n, "  ");
+}
+
+static kvs_part text_part(int prio, const char *full, const char *brief)
+{
+    kvs_part p = {.prio = prio};
+    snprintf(p.text, sizeof p.text, "%s", full);
+    snprintf(p.brief, sizeof p.brief, "%s", brief ? brief : "");
+    return p;
+}
+
+// Per-layer bars under a heading that names the metric and its unit; the
+// values are bare numbers that fit 8 cells. Layers that do not fit are
+// counted on the last row ("+2 layers: L4-L5").
+static void layer_bars(kvs_ui *ui, kvs_rect r, int y, const char *head, const char *brief, const double *v, int n,
+                       double vmax, kvs_color c, int dec)
+{
+    if (y >= r.y + r.h) return;
+    kvs_part h = text_part(0, head, brief);
+    kvs_w_parts(ui, y++, r.x + 1, r.w - 2, kvs_attr(ui, KVS_C_TITLE), &h, 1, "");
+    int rows = r.y + r.h - y, shown = n <= rows ? n : rows - 1;
+    for (int l = 0; l < shown; l++, y++) {
         double x = v[l];
         kvs_w_text(ui, y, r.x + 1, 4, kvs_attr(ui, KVS_C_DIM), "L%-3d", l);
         if (!isfinite(x)) {
             kvs_w_text(ui, y, r.x + 5, 6, kvs_attr(ui, KVS_C_DIM), " n/a");   // not measured: never nan
             continue;
         }
-        kvs_w_hbar(ui, y, r.x + 5, r.w - 16, vmax > 0 ? x / vmax : 0, kvs_attr(ui, c));
-        kvs_w_text(ui, y, r.x + r.w - 10, 10, A_NORMAL, fmt, x);
+        char b[16];
+        kvs_w_hbar(ui, y, r.x + 5, r.w - 15, vmax > 0 ? x / vmax : 0, kvs_attr(ui, c));
+        if (kvs_fmt_num(x, 8, dec, b, sizeof b) > 0) kvs_w_text(ui, y, r.x + r.w - 9, 8, A_NORMAL, "%8s", b);
+    }
+    if (shown < n && shown >= 0) {
+        char t[96], br[64];
+        snprintf(t, sizeof t, "+%d layers: L%d-L%d (taller window)", n - shown, shown, n - 1);
+        snprintf(br, sizeof br, "+%d layers: L%d-L%d", n - shown, shown, n - 1);
+        kvs_part m = text_part(0, t, br);
+        kvs_w_parts(ui, y, r.x + 1, r.w - 2, kvs_attr(ui, KVS_C_ACCENT), &m, 1, "");
     }
 }
 
@@ -223,28 +253,38 @@ static double vmax_of(const double *v, int n)
     return m;
 }
 
+// Rows of a panel: figures (3), the sparkline, the per-layer bars. When the
+// panel is short the third (dim) figure row goes first, for one more bar.
+static int spark_row(kvs_rect in, int n_layers) { return in.h >= 6 + n_layers ? 3 : 2; }
+
 static void panel_distortion(kvs_ui *ui, kvs_rect b, const kvq_replay_snapshot *sn)
 {
     kvs_w_box(ui, b, "distortion (keys)");
     kvs_rect in = kvs_w_inner(b);
     const kvq_distortion_report *r = &sn->report.distortion;
-    char fa[96], fb[96];
-    kvs_w_text(ui, in.y, in.x + 1, in.w - 1, A_NORMAL, "%s  %s",
-               kvq_metric_fmt_named(KVQ_M_KEY_COSINE, r->mean_cosine_similarity, fa, sizeof fa),
-               kvq_metric_fmt(KVQ_M_KEY_COSINE_MIN, r->min_cosine_similarity, fb, sizeof fb));
-    kvs_w_text(ui, in.y + 1, in.x + 1, in.w - 1, A_NORMAL, "%s  %s",
-               kvq_metric_fmt_named(KVQ_M_PROBE_ERROR, r->mean_ip_error, fa, sizeof fa),
-               kvq_metric_fmt_named(KVQ_M_KEY_REL_MSE, r->mean_relative_mse, fb, sizeof fb));
-    if (r->total_tokens_measured)
-        kvs_w_text(ui, in.y + 2, in.x + 1, in.w - 1, kvs_attr(ui, KVS_C_DIM), "worst layer %d; %ld compressed keys",
-                   r->worst_layer, r->total_tokens_measured);
-    else
-        kvs_w_text(ui, in.y + 2, in.x + 1, in.w - 1, kvs_attr(ui, KVS_C_DIM), "no key compressed yet (all fp16)");
-    kvs_w_sparkline(ui, in.y + 3, in.x + 1, in.w - 2, hist->hist_cos, hist->n_hist, kvs_attr(ui, KVS_C_S1));
+    int sp = spark_row(in, r->n_layers);
+    kvs_part p[2];
+    kvs_metric_part(&p[0], KVQ_M_KEY_COSINE, r->mean_cosine_similarity, 0);
+    kvs_metric_part(&p[1], KVQ_M_KEY_COSINE_MIN, r->min_cosine_similarity, 1);
+    fig_line(ui, in, in.y, A_NORMAL, p, 2);
+    kvs_metric_part(&p[0], KVQ_M_PROBE_ERROR, r->mean_ip_error, 0);
+    kvs_metric_part(&p[1], KVQ_M_KEY_REL_MSE, r->mean_relative_mse, 1);
+    fig_line(ui, in, in.y + 1, A_NORMAL, p, 2);
+    if (sp == 3) {
+        char t[96];
+        if (r->total_tokens_measured) snprintf(t, sizeof t, "worst layer %d; %ld compressed keys", r->worst_layer, r->total_tokens_measured);
+        else snprintf(t, sizeof t, "no key compressed yet (all fp16)");
+        p[0] = text_part(0, t, r->total_tokens_measured ? "" : "all fp16 so far");
+        if (r->total_tokens_measured) snprintf(p[0].brief, sizeof p[0].brief, "worst L%d; %ld keys", r->worst_layer, r->total_tokens_measured);
+        fig_line(ui, in, in.y + 2, kvs_attr(ui, KVS_C_DIM), p, 1);
+    }
+    kvs_w_sparkline(ui, in.y + sp, in.x + 1, in.w - 2, hist->hist_cos, hist->n_hist, kvs_attr(ui, KVS_C_S1));
     // per-layer: 1 - cos (longer = worse)
     double e[KVQ_MAX_LAYERS];
     for (int l = 0; l < r->n_layers; l++) e[l] = 1 - r->per_layer_cosine_similarity[l];
-    layer_bars(ui, in, in.y + 4, e, r->n_layers, vmax_of(e, r->n_layers), KVS_C_S1, "%8.5f");
+    char head[96];
+    snprintf(head, sizeof head, "per layer: 1 - %s", kvq_metrics[KVQ_M_KEY_COSINE].name);
+    layer_bars(ui, in, in.y + sp + 1, head, "1 - cos per layer", e, r->n_layers, vmax_of(e, r->n_layers), KVS_C_S1, 5);
 }
 
 static void panel_attention(kvs_ui *ui, kvs_rect b, const kvq_replay_snapshot *sn)
@@ -260,16 +300,25 @@ static void panel_attention(kvs_ui *ui, kvs_rect b, const kvq_replay_snapshot *s
         kvs_w_text(ui, in.y, in.x + 1, in.w - 1, kvs_attr(ui, KVS_C_DIM), "measured from the first decode step");
         return;
     }
-    char fa[96], fb[96];
-    kvs_w_text(ui, in.y, in.x + 1, in.w - 1, A_NORMAL, "%s  %s",
-               kvq_metric_fmt_named(KVQ_M_OUTPUT_ERROR, r->mean_output_rel_error, fa, sizeof fa),
-               kvq_metric_fmt_named(KVQ_M_ATTN_KL, r->mean_kl_divergence, fb, sizeof fb));
-    kvs_w_text(ui, in.y + 1, in.x + 1, in.w - 1, A_NORMAL, "%s (k = %d)",
-               kvq_metric_fmt_named(KVQ_M_TOPK_RECALL, r->topk_recall, fa, sizeof fa), r->topk);
-    kvs_w_text(ui, in.y + 2, in.x + 1, in.w - 1, kvs_attr(ui, KVS_C_DIM), "%ld queries", r->num_queries);
-    kvs_w_sparkline(ui, in.y + 3, in.x + 1, in.w - 2, hist->hist_attn, hist->n_hist, kvs_attr(ui, KVS_C_S2));
-    layer_bars(ui, in, in.y + 4, r->per_layer_output_rel_error, r->n_layers,
-               vmax_of(r->per_layer_output_rel_error, r->n_layers), KVS_C_S2, "%8.5f");
+    int sp = spark_row(in, r->n_layers);
+    kvs_part p[2];
+    char t[64];
+    kvs_metric_part(&p[0], KVQ_M_OUTPUT_ERROR, r->mean_output_rel_error, 0);
+    snprintf(t, sizeof t, "%ld queries", r->num_queries);
+    p[1] = text_part(2, t, NULL);
+    fig_line(ui, in, in.y, A_NORMAL, p, 2);
+    kvs_metric_part(&p[0], KVQ_M_ATTN_KL, r->mean_kl_divergence, 0);
+    fig_line(ui, in, in.y + 1, A_NORMAL, p, 1);
+    if (sp == 3) {
+        kvs_metric_part(&p[0], KVQ_M_TOPK_RECALL, r->topk_recall, 0);
+        snprintf(p[0].text + strlen(p[0].text), sizeof p[0].text - strlen(p[0].text), " (k = %d)", r->topk);
+        fig_line(ui, in, in.y + 2, kvs_attr(ui, KVS_C_DIM), p, 1);
+    }
+    kvs_w_sparkline(ui, in.y + sp, in.x + 1, in.w - 2, hist->hist_attn, hist->n_hist, kvs_attr(ui, KVS_C_S2));
+    char head[96];
+    snprintf(head, sizeof head, "per layer: %s", kvq_metrics[KVQ_M_OUTPUT_ERROR].name);
+    layer_bars(ui, in, in.y + sp + 1, head, "out err per layer", r->per_layer_output_rel_error, r->n_layers,
+               vmax_of(r->per_layer_output_rel_error, r->n_layers), KVS_C_S2, 5);
 }
 
 static void panel_memory(kvs_ui *ui, kvs_rect b, const kvq_replay_snapshot *sn)
@@ -277,20 +326,36 @@ static void panel_memory(kvs_ui *ui, kvs_rect b, const kvq_replay_snapshot *sn)
     kvs_w_box(ui, b, "memory");
     kvs_rect in = kvs_w_inner(b);
     const kvq_memory_report *r = &sn->report.memory;
-    char cc[96], fp[96];
-    kvs_w_text(ui, in.y, in.x + 1, in.w - 1, A_NORMAL, "%s vs %s",
-               kvq_metric_fmt_named(KVQ_M_CACHE_MB, r->peak_compressed_mb, cc, sizeof cc),
-               kvq_metric_fmt_unit(KVQ_M_FP16_MB, r->peak_fp16_mb, fp, sizeof fp));
-    kvs_w_text(ui, in.y + 1, in.x + 1, in.w - 1, kvs_attr(ui, KVS_C_GOOD) | A_BOLD, "%s",
-               kvq_metric_fmt_named(KVQ_M_CACHE_COMPRESSION, r->compression_ratio, cc, sizeof cc));
-    char kb[32], vb[32];
-    kvs_w_text(ui, in.y + 2, in.x + 1, in.w - 1, kvs_attr(ui, KVS_C_DIM), "%s, %s %s, %s %s",
-               kvq_metric_fmt_unit(KVQ_M_BYTES_PER_TOKEN, r->bytes_per_token, cc, sizeof cc),
-               kvq_metrics[KVQ_M_KEY_BITS].name, kvq_metric_fmt(KVQ_M_KEY_BITS, sn->key_bpc, kb, sizeof kb),
-               kvq_metrics[KVQ_M_VALUE_BITS].name, kvq_metric_fmt(KVQ_M_VALUE_BITS, sn->value_bpc, vb, sizeof vb));
-    kvs_w_sparkline(ui, in.y + 3, in.x + 1, in.w - 2, hist->hist_mem, hist->n_hist, kvs_attr(ui, KVS_C_S3));
-    layer_bars(ui, in, in.y + 4, r->per_layer_mb, r->n_layers, vmax_of(r->per_layer_mb, r->n_layers), KVS_C_S3,
-               "%7.3fMB");
+    int sp = spark_row(in, r->n_layers);
+    kvs_part p[3];
+    kvs_metric_part(&p[0], KVQ_M_CACHE_MB, r->peak_compressed_mb, 0);
+    char fp[48], t0[128], b0[96];
+    kvq_metric_fmt_unit(KVQ_M_FP16_MB, r->peak_fp16_mb, fp, sizeof fp);
+    snprintf(t0, sizeof t0, "vs %s %s", kvq_metrics[KVQ_M_FP16_MB].name, fp);
+    snprintf(b0, sizeof b0, "vs fp16 %s", fp);
+    p[1] = text_part(1, t0, b0);
+    fig_line(ui, in, in.y, A_NORMAL, p, 2);
+    kvs_metric_part(&p[0], KVQ_M_CACHE_COMPRESSION, r->compression_ratio, 0);
+    fig_line(ui, in, in.y + 1, kvs_attr(ui, KVS_C_GOOD) | A_BOLD, p, 1);
+    if (sp == 3) {
+        char kb[32], vb[32], t[128], br[96];
+        kvq_metric_fmt(KVQ_M_BYTES_PER_TOKEN, r->bytes_per_token, kb, sizeof kb);
+        snprintf(t, sizeof t, "%s %s", kb, kvq_metrics[KVQ_M_BYTES_PER_TOKEN].unit);
+        snprintf(br, sizeof br, "%s B/tok", kb);
+        p[0] = text_part(1, t, br);
+        snprintf(t, sizeof t, "%s %s", kvq_metrics[KVQ_M_KEY_BITS].name, kvq_metric_fmt(KVQ_M_KEY_BITS, sn->key_bpc, kb, sizeof kb));
+        snprintf(br, sizeof br, "k %s", kb);
+        p[1] = text_part(0, t, br);
+        snprintf(t, sizeof t, "%s %s", kvq_metrics[KVQ_M_VALUE_BITS].name, kvq_metric_fmt(KVQ_M_VALUE_BITS, sn->value_bpc, vb, sizeof vb));
+        snprintf(br, sizeof br, "v %s", vb);
+        p[2] = text_part(0, t, br);
+        fig_line(ui, in, in.y + 2, kvs_attr(ui, KVS_C_DIM), p, 3);
+    }
+    kvs_w_sparkline(ui, in.y + sp, in.x + 1, in.w - 2, hist->hist_mem, hist->n_hist, kvs_attr(ui, KVS_C_S3));
+    char head[96];
+    snprintf(head, sizeof head, "per layer: %s (%s)", kvq_metrics[KVQ_M_CACHE_MB].name, kvq_metrics[KVQ_M_CACHE_MB].unit);
+    layer_bars(ui, in, in.y + sp + 1, head, "cache MB per layer", r->per_layer_mb, r->n_layers,
+               vmax_of(r->per_layer_mb, r->n_layers), KVS_C_S3, 3);
 }
 
 static void panel_keynorm(kvs_ui *ui, kvs_rect b, const kvq_replay_snapshot *sn)
@@ -298,19 +363,34 @@ static void panel_keynorm(kvs_ui *ui, kvs_rect b, const kvq_replay_snapshot *sn)
     kvs_w_box(ui, b, "key norms");
     kvs_rect in = kvs_w_inner(b);
     const kvq_key_norm_report *r = &sn->report.key_norm;
-    char kn[96], of[96];
-    kvs_w_text(ui, in.y, in.x + 1, in.w - 1, A_NORMAL, "%s (std %.3f max %.3f)",
-               kvq_metric_fmt_named(KVQ_M_KEY_NORM, r->total_keys ? r->mean_key_norm : NAN, kn, sizeof kn),
-               r->std_key_norm, r->max_key_norm);
-    kvs_w_text(ui, in.y + 1, in.x + 1, in.w - 1, r->outlier_count ? kvs_attr(ui, KVS_C_WARN) : A_NORMAL,
-               "%s (%ld), mean outlier norm %.3f",
-               kvq_metric_fmt_named(KVQ_M_OUTLIER_FRACTION, r->total_keys ? 100 * r->outlier_fraction : NAN, of,
-                                    sizeof of), r->outlier_count, r->mean_outlier_norm);
-    kvs_w_text(ui, in.y + 2, in.x + 1, in.w - 1, kvs_attr(ui, KVS_C_DIM), "%ld keys seen", r->total_keys);
-    kvs_w_sparkline(ui, in.y + 3, in.x + 1, in.w - 2, hist->hist_out, hist->n_hist, kvs_attr(ui, KVS_C_S4));
+    int sp = spark_row(in, r->n_layers);
+    kvs_part p[3];
+    char t[64];
+    kvs_metric_part(&p[0], KVQ_M_KEY_NORM, r->total_keys ? r->mean_key_norm : NAN, 0);
+    snprintf(t, sizeof t, "std %.3f", r->std_key_norm);
+    p[1] = text_part(2, t, NULL);
+    snprintf(t, sizeof t, "max %.3f", r->max_key_norm);
+    p[2] = text_part(1, t, NULL);
+    fig_line(ui, in, in.y, A_NORMAL, p, 3);
+    kvs_metric_part(&p[0], KVQ_M_OUTLIER_FRACTION, r->total_keys ? 100 * r->outlier_fraction : NAN, 0);
+    snprintf(t, sizeof t, " (%ld)", r->outlier_count);
+    strncat(p[0].text, t, sizeof p[0].text - strlen(p[0].text) - 1);
+    strncat(p[0].brief, t, sizeof p[0].brief - strlen(p[0].brief) - 1);
+    snprintf(t, sizeof t, "mean outlier norm %.3f", r->mean_outlier_norm);
+    p[1] = text_part(1, t, NULL);
+    snprintf(p[1].brief, sizeof p[1].brief, "outlier |k| %.3f", r->mean_outlier_norm);
+    fig_line(ui, in, in.y + 1, r->outlier_count ? kvs_attr(ui, KVS_C_WARN) : A_NORMAL, p, 2);
+    if (sp == 3) {
+        snprintf(t, sizeof t, "%ld keys seen", r->total_keys);
+        p[0] = text_part(0, t, NULL);
+        fig_line(ui, in, in.y + 2, kvs_attr(ui, KVS_C_DIM), p, 1);
+    }
+    kvs_w_sparkline(ui, in.y + sp, in.x + 1, in.w - 2, hist->hist_out, hist->n_hist, kvs_attr(ui, KVS_C_S4));
     double c[KVQ_MAX_LAYERS];
     for (int l = 0; l < r->n_layers; l++) c[l] = (double)r->per_layer_outlier_count[l];
-    layer_bars(ui, in, in.y + 4, c, r->n_layers, vmax_of(c, r->n_layers), KVS_C_S4, "%8.0f");
+    char head[96];
+    snprintf(head, sizeof head, "per layer: %s (count)", kvq_metrics[KVQ_M_OUTLIER_FRACTION].name);
+    layer_bars(ui, in, in.y + sp + 1, head, "outliers per layer", c, r->n_layers, vmax_of(c, r->n_layers), KVS_C_S4, 0);
 }
 
 static void panel_latency(kvs_ui *ui, kvs_rect b, const kvq_replay_snapshot *sn)
@@ -318,16 +398,25 @@ static void panel_latency(kvs_ui *ui, kvs_rect b, const kvq_replay_snapshot *sn)
     kvs_w_box(ui, b, "latency");
     kvs_rect in = kvs_w_inner(b);
     const kvq_latency_report *r = &sn->report.latency;
-    char fa[96], fb[96];
-    kvs_w_text(ui, in.y, in.x + 1, in.w - 1, A_NORMAL, "%s (%s)",
-               kvq_metric_fmt_named(KVQ_M_ENCODE_MS, r->mean_encode_ms, fa, sizeof fa),
-               kvq_metric_fmt_named(KVQ_M_ENCODE_P99_MS, r->p99_encode_ms, fb, sizeof fb));
-    kvs_w_text(ui, in.y + 1, in.x + 1, in.w - 1, A_NORMAL, "%s",
-               kvq_metric_fmt_named(KVQ_M_ATTEND_MS, r->mean_decode_ms, fa, sizeof fa));
-    kvs_w_text(ui, in.y + 2, in.x + 1, in.w - 1, kvs_attr(ui, KVS_C_DIM), "%ld encodes, %ld attends; slowest L%d",
-               r->num_encode_calls, r->num_decode_calls, r->slowest_layer);
-    layer_bars(ui, in, in.y + 4, r->per_layer_encode_ms, r->n_layers, vmax_of(r->per_layer_encode_ms, r->n_layers),
-               KVS_C_S5, "%7.2fms");
+    int sp = spark_row(in, r->n_layers);
+    kvs_part p[2];
+    kvs_metric_part(&p[0], KVQ_M_ENCODE_MS, r->mean_encode_ms, 0);
+    kvs_metric_part(&p[1], KVQ_M_ENCODE_P99_MS, r->p99_encode_ms, 1);
+    fig_line(ui, in, in.y, A_NORMAL, p, 2);
+    kvs_metric_part(&p[0], KVQ_M_ATTEND_MS, r->mean_decode_ms, 0);
+    fig_line(ui, in, in.y + 1, A_NORMAL, p, 1);
+    if (sp == 3) {
+        char t[128], br[96];
+        snprintf(t, sizeof t, "%ld encodes, %ld attends; slowest L%d", r->num_encode_calls, r->num_decode_calls,
+                 r->slowest_layer);
+        snprintf(br, sizeof br, "slowest L%d", r->slowest_layer);
+        p[0] = text_part(0, t, br);
+        fig_line(ui, in, in.y + 2, kvs_attr(ui, KVS_C_DIM), p, 1);
+    }
+    char head[96];
+    snprintf(head, sizeof head, "per layer: %s (%s)", kvq_metrics[KVQ_M_ENCODE_MS].name, kvq_metrics[KVQ_M_ENCODE_MS].unit);
+    layer_bars(ui, in, in.y + sp + 1, head, "encode ms per layer", r->per_layer_encode_ms, r->n_layers,
+               vmax_of(r->per_layer_encode_ms, r->n_layers), KVS_C_S5, 2);
 }
 
 static void panel_replay(kvs_ui *ui, kvs_rect b, const kvq_replay_snapshot *sn)
@@ -337,18 +426,28 @@ static void panel_replay(kvs_ui *ui, kvs_rect b, const kvq_replay_snapshot *sn)
     kvs_rect in = kvs_w_inner(b);
     char label[256], id[16];
     kvq_artifacts_id(ui->s->art, id, sizeof id);
-    kvs_w_text(ui, in.y, in.x + 1, in.w - 1, kvs_attr(ui, KVS_C_ACCENT) | A_BOLD, "%s",
-               kvq_config_label(&d->cfg, id, label, sizeof label));
+    kvq_config_label(&d->cfg, id, label, (size_t)(in.w > 8 ? in.w : 8) < sizeof label ? (size_t)(in.w > 8 ? in.w : 8) : sizeof label);
+    kvs_w_text(ui, in.y, in.x + 1, in.w - 1, kvs_attr(ui, KVS_C_ACCENT) | A_BOLD, "%s", label);
     const char *state = d->prefilling ? "prefilling..." : d->playing ? "playing" :
                         sn && sn->total && sn->pos >= sn->total ? "done" : "paused";
-    kvs_w_text(ui, in.y + 1, in.x + 1, in.w - 1, A_BOLD, "%s  speed %d tok/tick", state, d->speed);
+    kvs_part p[2];
+    char t[64];
+    p[0] = text_part(0, state, NULL);
+    snprintf(t, sizeof t, "speed %d tok/tick", d->speed);
+    p[1] = text_part(1, t, NULL);
+    snprintf(p[1].brief, sizeof p[1].brief, "x%d", d->speed);
+    kvs_w_parts(ui, in.y + 1, in.x + 1, in.w - 2, A_BOLD, p, 2, "  ");
     int pos = sn ? sn->pos : 0, total = sn ? sn->total : 0;
     kvs_w_text(ui, in.y + 2, in.x + 1, in.w - 1, A_NORMAL, "token %d / %d", pos, total);
     kvs_w_hbar(ui, in.y + 3, in.x + 1, in.w - 2, total ? (double)pos / total : 0, kvs_attr(ui, KVS_C_GOOD));
-    if (memcmp(&d->cfg, &ui->s->cfg, sizeof d->cfg))
-        kvs_w_text(ui, in.y + 5, in.x + 1, in.w - 1, kvs_attr(ui, KVS_C_WARN), "config changed: R restarts with it");
-    kvs_w_text(ui, in.y + 6, in.x + 1, in.w - 1, kvs_attr(ui, KVS_C_DIM), "prefill: first half in one chunk,");
-    kvs_w_text(ui, in.y + 7, in.x + 1, in.w - 1, kvs_attr(ui, KVS_C_DIM), "then one token per step with its query");
+    if (memcmp(&d->cfg, &ui->s->cfg, sizeof d->cfg)) {
+        p[0] = text_part(0, "config changed: R restarts with it", "config changed: R");
+        kvs_w_parts(ui, in.y + 5, in.x + 1, in.w - 2, kvs_attr(ui, KVS_C_WARN), p, 1, "");
+    }
+    p[0] = text_part(0, "prefill: first half in one chunk,", "prefill: first half at once,");
+    p[1] = text_part(0, "then one token per step with its query", "then token by token");
+    kvs_w_parts(ui, in.y + 6, in.x + 1, in.w - 2, kvs_attr(ui, KVS_C_DIM), &p[0], 1, "");
+    kvs_w_parts(ui, in.y + 7, in.x + 1, in.w - 2, kvs_attr(ui, KVS_C_DIM), &p[1], 1, "");
 }
 
 // The generated text, newest at the bottom; bytes outside printable ASCII as '.'.

@@ -29,7 +29,7 @@ static void grid_reset(kvs_explorer_state *e, const kvq_trace *t)
     e->grid_trace = t;
     e->grid_todo = 0;
     if (!t) return;
-    int n = t->n_layers * t->n_kv_heads;
+    int n = 2 * t->n_layers * t->n_kv_heads;   // keys, then values (v switches the grid too)
     e->grid_deff = malloc(sizeof(float) * (size_t)n);
     e->grid_ratio = malloc(sizeof(float) * (size_t)n);
     if (!e->grid_deff || !e->grid_ratio) return;
@@ -40,11 +40,12 @@ static void grid_reset(kvs_explorer_state *e, const kvq_trace *t)
 // Fill a few grid cells; returns when the budget is spent.
 static void grid_fill(kvs_explorer_state *e, const kvq_trace *t)
 {
-    int n = t->n_layers * t->n_kv_heads;
-    for (int i = 0, done = 0; i < n && done < GRID_CELLS_PER_FRAME && e->grid_todo > 0; i++) {
+    int n = t->n_layers * t->n_kv_heads, half = e->values ? n : 0;   // the half on screen
+    for (int j = 0, done = 0; j < n && done < GRID_CELLS_PER_FRAME && e->grid_todo > 0; j++) {
+        int i = half + j;
         if (!isnan(e->grid_deff[i])) continue;
         kvq_head_stats st;
-        if (head_stats(t, false, i / t->n_kv_heads, i % t->n_kv_heads, &st)) {
+        if (head_stats(t, e->values, j / t->n_kv_heads, j % t->n_kv_heads, &st)) {
             e->grid_deff[i] = e->grid_ratio[i] = -1;
         } else {
             e->grid_deff[i] = (float)st.d_eff;
@@ -84,30 +85,69 @@ static void ensure_stats(kvs_ui *ui)
 static void draw_grid(kvs_ui *ui, kvs_rect r, const kvq_trace *t)
 {
     kvs_explorer_state *e = &ui->ex;
-    kvs_w_box(ui, r, "layers x kv heads");
+    kvs_w_box(ui, r, e->values ? "layers x kv heads: values" : "layers x kv heads: keys");
     kvs_rect in = kvs_w_inner(r);
     kvs_w_text(ui, in.y, in.x, in.w, kvs_attr(ui, KVS_C_DIM), "d_eff (outlier x)");
-    int cw = 11;
-    char hdr[128] = "layer";
-    for (int h = 0; h < t->n_kv_heads && (int)strlen(hdr) + cw < (int)sizeof hdr; h++)
+    int cw = 11, fit = (in.w - 8) / cw;
+    if (fit < 1) fit = 1;
+    int h0 = e->head >= fit ? e->head - fit + 1 : 0;   // heads scroll sideways with the cursor
+    char hdr[160] = "layer";
+    for (int h = h0; h < t->n_kv_heads && h < h0 + fit && (int)strlen(hdr) + cw < (int)sizeof hdr; h++)
         snprintf(hdr + strlen(hdr), sizeof hdr - strlen(hdr), "   head %-3d", h);
     kvs_w_text(ui, in.y + 1, in.x, in.w, kvs_attr(ui, KVS_C_TITLE), "%s", hdr);
     int rows = in.h - 2;
     int first = e->layer >= rows ? e->layer - rows + 1 : 0;   // scroll to keep the cursor visible
+    int half = e->values ? t->n_layers * t->n_kv_heads : 0;
     for (int i = 0; i < rows && first + i < t->n_layers; i++) {
         int l = first + i, y = in.y + 2 + i;
         kvs_w_text(ui, y, in.x, 5, A_NORMAL, "%5d", l);
-        for (int h = 0; h < t->n_kv_heads; h++) {
-            int x = in.x + 5 + 3 + h * cw;
-            if (x + cw > in.x + in.w) break;
-            int k = l * t->n_kv_heads + h;
+        for (int h = h0; h < t->n_kv_heads && h < h0 + fit; h++) {
+            int x = in.x + 5 + 3 + (h - h0) * cw;
+            int k = half + l * t->n_kv_heads + h;
             float d = e->grid_deff ? e->grid_deff[k] : NAN, q = e->grid_ratio ? e->grid_ratio[k] : NAN;
             bool sel = l == e->layer && h == e->head;
             attr_t a = sel ? kvs_attr(ui, KVS_C_SEL) : q >= OUTLIER_RATIO ? kvs_attr(ui, KVS_C_WARN) : A_NORMAL;
+            char dd[8], qq[8];
             if (isnan(d)) kvs_w_text(ui, y, x, cw - 1, a, "%-10s", "   ...");
-            else kvs_w_text(ui, y, x, cw - 1, a, "%5.1f %4.1fx", d, q);
+            else if (kvs_fmt_num(d, 5, 1, dd, sizeof dd) > 0 && kvs_fmt_num(q, 4, 1, qq, sizeof qq) > 0)
+                kvs_w_text(ui, y, x, cw - 1, a, "%5s %4sx", dd, qq);
         }
     }
+    kvs_w_scroll(ui, r, first, rows, t->n_layers);
+    if (t->n_kv_heads > fit && r.w > 24)   // heads off to the side (Left/Right scroll them)
+        kvs_w_text(ui, r.y + r.h - 1, r.x + 1, 16, kvs_attr(ui, KVS_C_ACCENT), " %sheads %d-%d/%d%s ", h0 ? "<" : "",
+                   h0, (h0 + fit < t->n_kv_heads ? h0 + fit : t->n_kv_heads) - 1, t->n_kv_heads,
+                   h0 + fit < t->n_kv_heads ? ">" : "");
+}
+
+// A y-axis label right-aligned in 7 cells, never cut.
+static void axis_label(kvs_ui *ui, int y, int x, double v, int dec)
+{
+    char b[16];
+    if (kvs_fmt_num(v, 7, dec, b, sizeof b) > 0) kvs_w_text(ui, y, x, 7, kvs_attr(ui, KVS_C_DIM), "%7s", b);
+}
+
+// Channel (or index) axis under a bar chart of n columns drawn over w cells:
+// the first, middle and last index at their columns, and the axis name.
+static void index_axis(kvs_ui *ui, int y, int x, int w, int n, const char *name)
+{
+    if (w < 12 || n < 1) return;
+    attr_t a = kvs_attr(ui, KVS_C_DIM);
+    int cols = w < n ? w : n;
+    char b[16];
+    snprintf(b, sizeof b, "%d", 0);
+    kvs_w_text(ui, y, x, w, a, "%s", b);
+    int mid = n / 2, mx = (int)((long)mid * cols / n);
+    snprintf(b, sizeof b, "%d", mid);
+    if (mx > 4 && mx + (int)strlen(b) < cols - 6) kvs_w_text(ui, y, x + mx, w - mx, a, "%s", b);
+    snprintf(b, sizeof b, "%d", n - 1);
+    int lx = cols - 1 - (int)strlen(b);   // a cell clear of the border
+    kvs_w_text(ui, y, x + lx, w - lx, a, "%s", b);
+    // the axis name between the middle and the last index, where it fits
+    char m[16];
+    int ml = snprintf(m, sizeof m, "%d", mid), nl = (int)strlen(name);
+    int nx = (mx + ml + lx) / 2 - nl / 2;
+    if (nx > mx + ml + 1 && nx + nl < lx - 1) kvs_w_text(ui, y, x + nx, nl, a, "%s", name);
 }
 
 static void draw_head(kvs_ui *ui, kvs_rect r)
@@ -124,8 +164,15 @@ static void draw_head(kvs_ui *ui, kvs_rect r)
         return;
     }
     const kvq_head_stats *st = &e->st;
-    kvs_w_text(ui, in.y, in.x, in.w, A_NORMAL, "|%s| mean %.3f  std %.3f  max %.3f   d_eff %.1f of %d   %d tokens",
-               sym, st->mean_norm, st->std_norm, st->max_norm, st->d_eff, st->d, st->n);
+    kvs_part p[6] = {{.prio = 0}};
+    snprintf(p[0].text, sizeof p[0].text, "|%s| mean %.3f", sym, st->mean_norm);
+    snprintf(p[1].text, sizeof p[1].text, "std %.3f", st->std_norm);
+    snprintf(p[2].text, sizeof p[2].text, "max %.3f", st->max_norm);
+    snprintf(p[3].text, sizeof p[3].text, "d_eff %.1f of %d", st->d_eff, st->d);
+    snprintf(p[3].brief, sizeof p[3].brief, "d_eff %.1f", st->d_eff);
+    snprintf(p[4].text, sizeof p[4].text, "%d tokens", st->n);
+    p[1].prio = 2, p[2].prio = 1, p[4].prio = 3;
+    kvs_w_parts(ui, in.y, in.x, in.w - 1, A_NORMAL, p, 5, "   ");
     // three panels share the remaining height
     int avail = in.h - 2;
     int hn = avail / 4 > 3 ? avail / 4 : 3, hc = (avail - hn) / 2, hs = avail - hn - hc;
@@ -135,11 +182,14 @@ static void draw_head(kvs_ui *ui, kvs_rect r)
     float lo = st->norms[0];
     for (int i = 1; i < st->n; i++) lo = st->norms[i] < lo ? st->norms[i] : lo;
     float *rel = malloc(sizeof(float) * (size_t)st->n);
-    kvs_w_text(ui, y, in.x, in.w, kvs_attr(ui, KVS_C_TITLE), "|%s| over %d tokens (max per column, from %.2f)", sym,
-               st->n, lo);
+    kvs_part pn[2] = {{.prio = 0}, {.prio = 1}};
+    snprintf(pn[0].text, sizeof pn[0].text, "|%s| over %d tokens", sym, st->n);
+    snprintf(pn[1].text, sizeof pn[1].text, "(max per column, from %.2f)", lo);
+    snprintf(pn[1].brief, sizeof pn[1].brief, "(max per column)");
+    kvs_w_parts(ui, y, in.x, in.w - 1, kvs_attr(ui, KVS_C_TITLE), pn, 2, " ");
     kvs_rect nr = {y + 1, in.x + 8, hn - 1, in.w - 8};
-    kvs_w_text(ui, nr.y, in.x, 7, kvs_attr(ui, KVS_C_DIM), "%7.2f", st->max_norm);
-    kvs_w_text(ui, nr.y + nr.h - 1, in.x, 7, kvs_attr(ui, KVS_C_DIM), "%7.2f", lo);
+    axis_label(ui, nr.y, in.x, st->max_norm, 2);
+    axis_label(ui, nr.y + nr.h - 1, in.x, lo, 2);
     if (rel) {
         for (int i = 0; i < st->n; i++) rel[i] = st->norms[i] - lo + 0.02f * (float)(st->max_norm - lo);
         kvs_w_vbars(ui, nr, rel, st->n, 1.02 * (st->max_norm - lo), NULL, kvs_attr(ui, KVS_C_ACCENT), 0);
@@ -162,15 +212,24 @@ static void draw_head(kvs_ui *ui, kvs_rect r)
         n_out += mark[j];
         if (st->chan_max[j] > cmax) cmax = st->chan_max[j];
     }
-    char top[128] = "";
-    for (int k = 0; k < 3 && st->top_chan[k] >= 0; k++)
-        snprintf(top + strlen(top), sizeof top - strlen(top), " %d(%.1fx)", st->top_chan[k], st->top_ratio[k]);
-    kvs_w_text(ui, y, in.x, in.w, kvs_attr(ui, KVS_C_TITLE),
-               "max |%s| per channel: %d outlier channel%s (>= %.0fx median %.3f), top:%s", sym, n_out,
-               n_out == 1 ? "" : "s", OUTLIER_RATIO, st->chan_median, top);
-    kvs_rect cr = {y + 1, in.x + 8, hc - 1, in.w - 8};
-    kvs_w_text(ui, cr.y, in.x, 7, kvs_attr(ui, KVS_C_DIM), "%7.2f", cmax);
+    kvs_part pc[3] = {{.prio = 0}, {.prio = 2}, {.prio = 1}};
+    snprintf(pc[0].text, sizeof pc[0].text, "max |%s| per channel: %d outlier%s", sym, n_out, n_out == 1 ? "" : "s");
+    snprintf(pc[1].text, sizeof pc[1].text, "(>= %.0fx median %.3f)", OUTLIER_RATIO, st->chan_median);
+    snprintf(pc[1].brief, sizeof pc[1].brief, "(>= %.0fx median)", OUTLIER_RATIO);
+    snprintf(pc[2].text, sizeof pc[2].text, "top:");
+    for (int k = 0; k < 3 && st->top_chan[k] >= 0; k++) {
+        snprintf(pc[2].text + strlen(pc[2].text), sizeof pc[2].text - strlen(pc[2].text), " %d(%.1fx)",
+                 st->top_chan[k], st->top_ratio[k]);
+        if (k == 0) snprintf(pc[2].brief, sizeof pc[2].brief, "top: %d(%.1fx)", st->top_chan[0], st->top_ratio[0]);
+    }
+    kvs_w_parts(ui, y, in.x, in.w - 1, kvs_attr(ui, KVS_C_TITLE), pc, 3, " ");
+    // bars from 0 (the lower bound is labelled), the channel index below
+    kvs_rect cr = {y + 1, in.x + 8, hc - 2, in.w - 8};
+    if (cr.h < 1) cr.h = 1;
+    axis_label(ui, cr.y, in.x, cmax, 2);
+    if (cr.h > 1) axis_label(ui, cr.y + cr.h - 1, in.x, 0, 0);
     kvs_w_vbars(ui, cr, st->chan_max, st->d, cmax, mark, kvs_attr(ui, KVS_C_GOOD), kvs_attr(ui, KVS_C_BAD));
+    index_axis(ui, cr.y + cr.h, cr.x, cr.w, st->d, "channel");
     y += hc;
     // spectrum on a log scale: 0 = 1e-4 of the largest eigenvalue
     double e0 = st->eig[0] > 0 ? st->eig[0] : 1;
@@ -184,12 +243,17 @@ static void draw_head(kvs_ui *ui, kvs_rect r)
         tot += st->eig[j];
         if (j < kd) top_share += st->eig[j];
     }
-    kvs_w_text(ui, y, in.x, in.w, kvs_attr(ui, KVS_C_TITLE),
-               "eigen spectrum (log10, 4 decades): d_eff %.1f; the top %d hold %.0f%% of the variance",
-               st->d_eff, kd, tot > 0 ? 100 * top_share / tot : 0);
+    kvs_part ps[2] = {{.prio = 0}, {.prio = 1}};
+    snprintf(ps[0].text, sizeof ps[0].text, "eigen spectrum (log10, 4 decades): d_eff %.1f;", st->d_eff);
+    snprintf(ps[0].brief, sizeof ps[0].brief, "eigenvalues (log): d_eff %.1f;", st->d_eff);
+    snprintf(ps[1].text, sizeof ps[1].text, "the top %d hold %.0f%% of the variance", kd,
+             tot > 0 ? 100 * top_share / tot : 0);
+    snprintf(ps[1].brief, sizeof ps[1].brief, "top %d: %.0f%% of variance", kd, tot > 0 ? 100 * top_share / tot : 0);
+    kvs_w_parts(ui, y, in.x, in.w - 1, kvs_attr(ui, KVS_C_TITLE), ps, 2, " ");
     kvs_rect sr = {y + 1, in.x + 8, hs - 1, in.w - 8};
     if (kd > 0 && kd <= st->d) dmark[kd - 1] = true;
-    kvs_w_text(ui, sr.y, in.x, 7, kvs_attr(ui, KVS_C_DIM), "%7.2g", st->eig[0]);
+    axis_label(ui, sr.y, in.x, st->eig[0], 2);
+    if (sr.h > 1) axis_label(ui, sr.y + sr.h - 1, in.x, e0 * 1e-4, 2);   // the lowest decade shown
     kvs_w_vbars(ui, sr, lg, st->d, 4, dmark, kvs_attr(ui, KVS_C_S4), kvs_attr(ui, KVS_C_WARN));
     free(mark), free(dmark), free(lg);
 }

@@ -162,7 +162,7 @@ static void gen_done(kvs_ui *ui, kvs_job *j)
 int kvs_gen_start(kvs_ui *ui)
 {
     kvs_gen_state *g = &ui->gen;
-    const char *dir = g->model_dir[0] ? g->model_dir : DEFAULT_MODEL;
+    const char *dir = g->model_dir[0] ? g->model_dir : ui->s->model_dir[0] ? ui->s->model_dir : DEFAULT_MODEL;
     struct stat sb;
     if (stat(dir, &sb) || !S_ISDIR(sb.st_mode)) {
         kvs_ui_set_status(ui, true, "generate: no model directory '%s' (start the studio on a model dir)", dir);

@@ -82,15 +82,49 @@ static int command_lines(kvs_ui *ui, help_line *l)
     return n;
 }
 
+// Lines wrapped at w cells at a space, continuation rows indented under the
+// text they continue ("q/F10       quit (asks ..." goes on under "quit"),
+// so a narrow terminal loses nothing.
+static int wrap_lines(const help_line *in, int n, int w, help_line *out, int max)
+{
+    int k = 0;
+    for (int i = 0; i < n && k < max; i++) {
+        const char *t = in[i].text;
+        int len = (int)strlen(t), lead = (int)strspn(t, " "), ind = lead + 2;
+        const char *gap = strstr(t + lead, "  ");   // "label       help": continue under the help
+        if (gap && gap - t < 14) ind = (int)(gap - t) + (int)strspn(gap, " ");
+        if (ind > w / 2) ind = 2;
+        int off = 0, first = 1;
+        while (k < max) {
+            int pad = first ? 0 : ind, room = w - pad;
+            int cut = len - off <= room ? len - off : room;
+            if (off + cut < len)
+                for (int c = cut; c > room / 2; c--)
+                    if (t[off + c] == ' ') {
+                        cut = c;
+                        break;
+                    }
+            snprintf(out[k].text, sizeof out[k].text, "%*s%.*s", pad, "", cut, t + off);
+            out[k++].color = in[i].color;
+            off += cut;
+            while (t[off] == ' ' && off < len) off++;
+            if (off >= len) break;
+            first = 0;
+        }
+    }
+    return k;
+}
+
 static void help_draw(kvs_ui *ui, kvs_rect r)
 {
-    static help_line keys[HELP_MAX], cmds[HELP_MAX];
-    int nk = key_lines(ui, keys), nc = command_lines(ui, cmds);
+    static help_line keys_raw[HELP_MAX], cmds_raw[HELP_MAX], keys[4 * HELP_MAX], cmds[4 * HELP_MAX];
     int lw = r.w / 2 < 56 ? r.w / 2 : 56;
     kvs_rect lb = {r.y, r.x, r.h, lw}, rb = {r.y, r.x + lw, r.h, r.w - lw};
     kvs_w_box(ui, lb, "keys");
     kvs_w_box(ui, rb, "commands");
     kvs_rect li = kvs_w_inner(lb), ri = kvs_w_inner(rb);
+    int nk = wrap_lines(keys_raw, key_lines(ui, keys_raw), li.w - 2, keys, 4 * HELP_MAX);
+    int nc = wrap_lines(cmds_raw, command_lines(ui, cmds_raw), ri.w - 2, cmds, 4 * HELP_MAX);
     int most = nk > nc ? nk : nc;
     int max_scroll = most > li.h ? most - li.h : 0;
     if (ui->help_scroll > max_scroll) ui->help_scroll = max_scroll;
@@ -100,9 +134,8 @@ static void help_draw(kvs_ui *ui, kvs_rect r)
         if (k < nk) kvs_w_text(ui, li.y + i, li.x + 1, li.w - 1, kvs_attr(ui, keys[k].color), "%s", keys[k].text);
         if (k < nc) kvs_w_text(ui, ri.y + i, ri.x + 1, ri.w - 1, kvs_attr(ui, cmds[k].color), "%s", cmds[k].text);
     }
-    if (max_scroll)
-        kvs_w_text(ui, r.y + r.h - 1, r.x + r.w - 24, 22, kvs_attr(ui, KVS_C_DIM), " %d/%d more (Dn/PgDn) ",
-                   most - li.h - ui->help_scroll, most);
+    kvs_w_scroll(ui, lb, ui->help_scroll < nk ? ui->help_scroll : nk, li.h, nk);
+    kvs_w_scroll(ui, rb, ui->help_scroll < nc ? ui->help_scroll : nc, li.h, nc);
 }
 
 static int help_scroll(kvs_ui *ui, int key)

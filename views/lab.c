@@ -65,6 +65,9 @@ int kvs_lab_start_run(kvs_ui *ui)
 }
 
 // ---- the form: rows are config fields (kvq_config_field_names) ----
+// what the mouse can hit (kvs_hit_add while drawing)
+enum { HIT_FIELD = KVS_HIT_VIEW, HIT_PICK, HIT_HISTORY, HIT_RUN };
+
 static int form_rows(kvs_ui *ui, const char **rows, int max)
 {
     const char *const *names = kvq_config_field_names();
@@ -83,24 +86,49 @@ static bool pick_visible(const kvs_ui *ui, int i)
     return kvs_filter_match(ui, both);
 }
 
+// The picker's own keys (the dispatcher routes them through lab_keys, whose
+// handlers act on the picker while it is open): the footer shows these.
+static int lab_move(kvs_ui *ui, int key);
+static int lab_edit(kvs_ui *ui, int key);
+static int lab_escape(kvs_ui *ui, int key);
+static const kvs_keybind picker_keys[] = {
+    {KEY_UP, 'k', "Up/Down", "method", lab_move},
+    {'\n', KEY_ENTER, "Enter", "pick it", lab_edit},
+    {27, 0, "Esc", "back to the form", lab_escape},
+    {'/', 0, "/", "filter by name or description", kvs_filter_start},
+    {0, 0, NULL, NULL, NULL},
+};
+
 static void draw_picker(kvs_ui *ui, kvs_rect r)
 {
+    ui->hint_keys = picker_keys;
     kvs_w_box(ui, r, ui->lab.pick_value ? "value method  (Enter picks, Esc back, / filter)" :
                                           "key method  (Enter picks, Esc back, / filter)");
     kvs_rect in = kvs_w_inner(r);
-    int y = in.y;
     for (int i = 0; !pick_visible(ui, ui->lab.pick) && i < kvq_n_methods; i++)   // the filter hid the cursor
         if (pick_visible(ui, i)) ui->lab.pick = i;
-    for (int i = 0; i < kvq_n_methods && y < in.y + in.h; i++) {
-        if (!pick_visible(ui, i)) continue;
-        const kvq_method *m = &kvq_methods[i];
-        bool sel = i == ui->lab.pick;
+    int vis[256], n = 0, at = 0;
+    for (int i = 0; i < kvq_n_methods && n < 256; i++)
+        if (pick_visible(ui, i)) {
+            if (i == ui->lab.pick) at = n;
+            vis[n++] = i;
+        }
+    int rows = in.h - 1;   // one row for the description under the cursor
+    if (rows < 1) rows = 1;
+    int first = at >= rows ? at - rows + 1 : 0;   // the cursor stays on screen
+    if (first > n - rows) first = n - rows > 0 ? n - rows : 0;
+    int y = in.y;
+    for (int k = first; k < n && y < in.y + in.h; k++) {
+        const kvq_method *m = &kvq_methods[vis[k]];
+        bool sel = vis[k] == ui->lab.pick;
         kvs_w_text(ui, y, in.x, in.w, sel ? kvs_attr(ui, KVS_C_SEL) : A_NORMAL, " %-16s %d..%-2d %s", m->name,
                    m->min_bits, m->max_bits, m->needs_calibration ? "cal" : "");
+        kvs_hit_add(ui, (kvs_rect){y, in.x, sel ? 2 : 1, in.w}, HIT_PICK, vis[k]);
         y++;
         if (sel && y < in.y + in.h)   // the description of the one under the cursor
             kvs_w_text(ui, y++, in.x + 3, in.w - 3, kvs_attr(ui, KVS_C_DIM), "%s", m->description);
     }
+    kvs_w_scroll(ui, r, first, rows, n);
 }
 
 static void draw_form(kvs_ui *ui, kvs_rect r)
@@ -128,12 +156,17 @@ static void draw_form(kvs_ui *ui, kvs_rect r)
     if (vis < 1) return;
     if (ui->lab.row < ui->lab.first_row) ui->lab.first_row = ui->lab.row;
     if (ui->lab.row >= ui->lab.first_row + vis) ui->lab.first_row = ui->lab.row - vis + 1;
+    if (ui->lab.first_row > n - vis) ui->lab.first_row = n - vis > 0 ? n - vis : 0;   // a taller window shows more
+    kvs_w_scroll(ui, r, ui->lab.first_row, vis, n);
     for (int i = ui->lab.first_row; i < n && y < in.y + in.h; i++, y++) {
         char v[256];
         if (kvq_config_get(&ui->s->cfg, rows[i], v, sizeof v)) snprintf(v, sizeof v, "?");
         bool sel = i == ui->lab.row;
+        int vw = in.w - 21 > 1 ? in.w - 21 : 1;
+        if (vw > 1 && (int)strlen(v) > vw) snprintf(v + vw - 1, sizeof v - (size_t)(vw - 1), "~");   // Enter shows it whole
         kvs_w_text(ui, y, in.x, in.w, sel ? kvs_attr(ui, KVS_C_SEL) : A_NORMAL, " %-18s %-*.*s", rows[i],
-                   in.w - 21, in.w - 21, v);
+                   vw, vw, v);
+        kvs_hit_add(ui, (kvs_rect){y, in.x, 1, in.w}, HIT_FIELD, i);
     }
 }
 
@@ -182,31 +215,48 @@ static void draw_results(kvs_ui *ui, kvs_rect r)
         len += (size_t)snprintf(line + len, sizeof line - len, "%s%s", len ? "   " : "", one);
     }
     if (len) kvs_w_text(ui, y++, in.x + 1, in.w - 2, A_NORMAL, "%s", line);
-    if (b) {
-        char other[1024];
-        kvs_run_summary(b, other, sizeof other);
-        kvs_w_text(ui, y++, in.x + 1, in.w - 2, kvs_attr(ui, KVS_C_S2), "vs %s", other);
+    if (b) {   // the other run: its label, then as many whole figures as fit
+        kvs_part p[64];
+        int np = 0;
+        p[np] = (kvs_part){.prio = 0};
+        snprintf(p[np++].text, sizeof p[0].text, "vs %.120s", b->label);
+        for (int i = 0; i < kvs_run_n_fields() && np < 64; i++) {
+            double v = kvs_run_field(b, i);
+            kvq_metric_id id = kvs_run_field_metric(i);   // the history's order of importance
+            int pr = id == KVQ_M_KEY_COSINE ? 1 : id == KVQ_M_ATTN_KEY_ERROR ? 2 : id == KVQ_M_COMPRESSION ? 3 :
+                     id == KVQ_M_KEY_BITS ? 4 : 10 + i;
+            if (isfinite(v)) kvs_metric_part(&p[np++], id, v, pr);
+        }
+        kvs_w_parts(ui, y++, in.x + 1, in.w - 2, kvs_attr(ui, KVS_C_S2), p, np, "  ");
     }
     y++;
-    kvs_w_text(ui, y++, in.x + 1, in.w - 2, kvs_attr(ui, KVS_C_TITLE), b ? "layer  key cosine A  key cosine B  delta   (bars: 1 - cos, log)" :
-               "layer  key cosine  key rel MSE   (bars: 1 - cos, log)");
-    int bw = in.w - (b ? 38 : 34);
+    kvs_part hp[2] = {{.prio = 0}, {.prio = 1}};
+    snprintf(hp[0].text, sizeof hp[0].text, "%s", b ? "layer  key cosine A  key cosine B  delta" : "layer  key cosine  key rel MSE");
+    snprintf(hp[1].text, sizeof hp[1].text, "  (bars: 1 - cos, log)");
+    snprintf(hp[1].brief, sizeof hp[1].brief, "  (bars: 1-cos)");
+    kvs_w_parts(ui, y++, in.x + 1, in.w - 2, kvs_attr(ui, KVS_C_TITLE), hp, 2, "");
+    int tw = b ? 44 : 32;   // the figures of a row, then its bars
+    int bw = in.w - tw - 3;
+    int rows_left = in.y + in.h - y;
+    kvs_w_scroll(ui, r, 0, rows_left, a->n_layers);
     for (int l = 0; l < a->n_layers && y < in.y + in.h; l++, y++) {
         double ca = a->layer_key_cosine[l];
         if (b && l < b->n_layers) {
             double cb = b->layer_key_cosine[l];
             char fa[32], fb[32];
-            kvs_w_text(ui, y, in.x + 1, 36, A_NORMAL, "%5d  %-12s  %-12s  %+8.5f", l,
+            kvs_w_text(ui, y, in.x + 1, tw, A_NORMAL, "%5d  %-12s  %-12s  %+8.5f", l,
                        kvq_metric_fmt(KVQ_M_KEY_COSINE, ca, fa, sizeof fa), kvq_metric_fmt(KVQ_M_KEY_COSINE, cb, fb, sizeof fb),
                        ca - cb);
-            kvs_w_hbar(ui, y, in.x + 38, bw / 2, err_frac(ca), kvs_attr(ui, KVS_C_S1));
-            kvs_w_hbar(ui, y, in.x + 38 + bw / 2 + 1, bw / 2 - 1, err_frac(cb), kvs_attr(ui, KVS_C_S2));
+            if (bw >= 8) {   // narrow: the figures stay, the bars go
+                kvs_w_hbar(ui, y, in.x + tw + 2, bw / 2, err_frac(ca), kvs_attr(ui, KVS_C_S1));
+                kvs_w_hbar(ui, y, in.x + tw + 2 + bw / 2 + 1, bw / 2 - 1, err_frac(cb), kvs_attr(ui, KVS_C_S2));
+            }
         } else {
             char fa[32], fm[32];
-            kvs_w_text(ui, y, in.x + 1, 32, A_NORMAL, "%5d  %-10s  %-12s", l, kvq_metric_fmt(KVQ_M_KEY_COSINE, ca, fa, sizeof fa),
+            kvs_w_text(ui, y, in.x + 1, tw, A_NORMAL, "%5d  %-10s  %-12s", l, kvq_metric_fmt(KVQ_M_KEY_COSINE, ca, fa, sizeof fa),
                        kvq_metric_fmt(KVQ_M_KEY_REL_MSE, a->layer_key_rel_mse[l], fm, sizeof fm));
             double f = err_frac(ca);
-            kvs_w_hbar(ui, y, in.x + 34, bw, f, f > 0.6 ? kvs_attr(ui, KVS_C_BAD) : kvs_attr(ui, KVS_C_GOOD));
+            if (bw >= 4) kvs_w_hbar(ui, y, in.x + tw + 2, bw, f, f > 0.6 ? kvs_attr(ui, KVS_C_BAD) : kvs_attr(ui, KVS_C_GOOD));
         }
     }
 }
@@ -215,38 +265,55 @@ static void draw_history(kvs_ui *ui, kvs_rect r)
 {
     kvs_w_box(ui, r, "run history  ([ ] select, c compare, r run)");
     kvs_rect in = kvs_w_inner(r);
-    // the figures of every run kind, headed by their metric names; n/a where a run kind does not measure it
+    kvs_hit_add(ui, r, HIT_HISTORY, -1);
+    // the figures of every run kind, headed by their metric names; n/a where
+    // a run kind does not measure it. Narrow: short headers, then the least
+    // telling columns go (output error is n/a for lab runs; the attention
+    // error and the ratio stay longest).
     static const kvq_metric_id col[] = {KVQ_M_KEY_BITS, KVQ_M_KEY_COSINE, KVQ_M_QK_ERROR, KVQ_M_ATTN_KEY_ERROR,
                                         KVQ_M_OUTPUT_ERROR, KVQ_M_COMPRESSION};
+    static const int prio[] = {4, 3, 5, 1, 6, 2};
     enum { NC = 2 + sizeof col / sizeof col[0] };
-    int w[NC] = {-3, 26};
-    const char *hdr[NC] = {"#", "run"};
-    int used = 3 + 1 + 1;
-    for (int k = 2; k < NC; k++) {
-        hdr[k] = kvq_metrics[col[k - 2]].name;
-        w[k] = -(int)strlen(hdr[k]) - 1;
-        used += -w[k] + 1;
-    }
-    // the label gets whatever the metric columns leave (the full label is in the results title)
-    w[1] = in.w - 1 - used > 26 ? (in.w - 1 - used < 255 ? in.w - 1 - used : 255) : 26;
-    kvs_w_row(ui, in.y, in.x + 1, in.w - 1, kvs_attr(ui, KVS_C_TITLE), NC, w, hdr);
     int n = ui->s->n_runs, rows = in.h - 1;
+    kvs_col c[NC] = {{.head = "#", .min_w = 3, .right = true}, {.head = "run", .min_w = 20, .flex = true}};
+    for (int k = 2; k < NC; k++) {
+        const kvq_metric_id id = col[k - 2];
+        int need = 3;   // n/a
+        for (int i = 0; i < n; i++) {
+            const kvs_run *x = &ui->s->runs[i];
+            const double v[] = {x->key_bits, x->key_cosine, x->qk_error, x->attn_key_error, x->output_error,
+                                x->compression};
+            char t[64];
+            int len = snprintf(t, sizeof t, isfinite(v[k - 2]) ? kvq_metrics[id].fmt : "n/a", v[k - 2]);
+            if (len > need) need = len;
+        }
+        c[k] = (kvs_col){.head = kvq_metrics[id].name, .brief = kvs_metric_abbr(id), .prio = prio[k - 2],
+                         .min_w = need, .right = true};
+    }
+    int w[NC];
+    const char *hdr[NC];
+    kvs_table_fit(c, NC, in.w - 1, w, hdr);
+    if (w[1] > 255) w[1] = 255;
+    kvs_w_row(ui, in.y, in.x + 1, in.w - 1, kvs_attr(ui, KVS_C_TITLE), NC, w, hdr);
     int sel = ui->lab.sel_run < 0 ? n - 1 : ui->lab.sel_run;
     int first = sel >= rows ? sel - rows + 1 : 0;
     for (int i = first; i < n && i - first < rows; i++) {
         const kvs_run *x = &ui->s->runs[i];
-        char c[NC][256];
-        snprintf(c[0], 256, "%d", i + 1);
-        snprintf(c[1], 256, "%s", x->label);
+        char cs[NC][256];
+        snprintf(cs[0], 256, "%d", i + 1);
+        snprintf(cs[1], 256, "%s", x->label);
         const double v[] = {x->key_bits, x->key_cosine, x->qk_error, x->attn_key_error, x->output_error,
                             x->compression};
-        for (int k = 2; k < NC; k++) kvq_metric_fmt(col[k - 2], v[k - 2], c[k], 256);
+        for (int k = 2; k < NC; k++)
+            if (w[k]) kvs_fmt_metric(col[k - 2], v[k - 2], abs(w[k]), cs[k], 256);
         const char *cells[NC];
-        for (int k = 0; k < NC; k++) cells[k] = c[k];
+        for (int k = 0; k < NC; k++) cells[k] = cs[k];
         attr_t a = i == sel ? kvs_attr(ui, KVS_C_SEL) : i == ui->lab.cmp_run ? kvs_attr(ui, KVS_C_S2) : A_NORMAL;
         kvs_w_row(ui, in.y + 1 + i - first, in.x + 1, in.w - 1, a, NC, w, cells);
+        kvs_hit_add(ui, (kvs_rect){in.y + 1 + i - first, in.x, 1, in.w}, HIT_RUN, i);
     }
     if (!n) kvs_w_text(ui, in.y + 1, in.x + 1, in.w - 2, kvs_attr(ui, KVS_C_DIM), "empty");
+    kvs_w_scroll(ui, r, first, rows, n);
 }
 
 static void lab_draw(kvs_ui *ui, kvs_rect r)
@@ -411,6 +478,31 @@ static int lab_compare(kvs_ui *ui, int key)
     return KVS_KEY_REDRAW;
 }
 
+// A click selects a field, a method or a run; a click on the selected
+// field (or any method in the picker) does what Enter does. The wheel over
+// the history selects runs as [ ] do, elsewhere it moves the field cursor.
+static int lab_mouse(kvs_ui *ui, const kvs_mouse *m)
+{
+    kvs_lab_state *l = &ui->lab;
+    if (m->kind != KVS_MOUSE_CLICK) {
+        if (m->tag != HIT_HISTORY && m->tag != HIT_RUN) return KVS_KEY_UNHANDLED;
+        return lab_select_run(ui, m->kind == KVS_MOUSE_WHEEL_UP ? '[' : ']');
+    }
+    switch (m->tag) {
+    case HIT_FIELD:
+        if (l->row == m->index) return lab_edit(ui, '\n');
+        l->row = m->index;
+        return KVS_KEY_REDRAW;
+    case HIT_PICK:
+        l->pick = m->index;
+        return lab_edit(ui, '\n');
+    case HIT_RUN:
+        l->sel_run = m->index;
+        return KVS_KEY_REDRAW;
+    default: return KVS_KEY_UNHANDLED;
+    }
+}
+
 static const kvs_keybind lab_keys[] = {
     {KEY_UP, 'k', "Up/Down", "field", lab_move},
     {KEY_DOWN, 'j', NULL, NULL, lab_move},
@@ -427,5 +519,5 @@ static const kvs_keybind lab_keys[] = {
 };
 
 const kvs_view kvs_view_lab = {
-    .name = "lab", .title = "Lab", .draw = lab_draw, .keys = lab_keys,
+    .name = "lab", .title = "Lab", .draw = lab_draw, .keys = lab_keys, .mouse = lab_mouse,
 };

@@ -20,6 +20,7 @@
 typedef struct {
     char name[272];
     int n;
+    int slot;                  // colour and marker (config_slots)
     double x[MAX_POINTS], y[MAX_POINTS];
 } series;
 
@@ -31,7 +32,8 @@ typedef struct {
     int n_bars;
     char bar_label[MAX_BARS][272];
     double bar_v[MAX_BARS];
-    int bar_color[MAX_BARS];
+    int bar_color[MAX_BARS];   // a series slot (config_slots) or, for the allocation, the bits
+    double y_lo, y_hi;         // bounds the metric cannot cross (NAN = none): no negative error axis
     char empty[160];           // why there is nothing to plot ("" when there is)
 } chart;
 
@@ -81,6 +83,32 @@ static void series_name(const kvs_run *r, char *buf, size_t n)
     snprintf(buf, n, "%s%s", lab, art ? art : "");
 }
 
+// The slot (colour, marker) of every run's configuration: its rank among
+// the configurations in order of first appearance in the history, so one
+// configuration looks the same in every plot and in SVG, and two of them
+// share a look only past 12 colours.
+static void config_slots(const kvs_session *s, int *slot)
+{
+    static char names[KVS_MAX_RUNS][272];   // UI thread or batch, one at a time
+    int n_names = 0;
+    for (int i = 0; i < s->n_runs; i++) {
+        char name[272];
+        series_name(&s->runs[i], name, sizeof name);
+        int k = 0;
+        while (k < n_names && strcmp(names[k], name)) k++;
+        if (k == n_names) snprintf(names[n_names++], sizeof names[0], "%s", name);
+        slot[i] = k;
+    }
+}
+
+// Bounds of a metric's axis: errors and counts from 0, cosines up to 1.
+static void metric_bounds(kvq_metric_id id, chart *c)
+{
+    c->y_lo = c->y_hi = NAN;
+    if (id == KVQ_M_KEY_COSINE || id == KVQ_M_VALUE_COSINE || id == KVQ_M_TOPK_RECALL) c->y_hi = 1;
+    else c->y_lo = 0;
+}
+
 static void build_rd(const kvs_session *s, const kvs_plots_state *ps, chart *c)
 {
     int ax = ps && ps->y_axis > 0 && ps->y_axis < N_RD_AXES ? ps->y_axis : 0;
@@ -89,6 +117,9 @@ static void build_rd(const kvs_session *s, const kvs_plots_state *ps, chart *c)
     snprintf(c->xlabel, sizeof c->xlabel, "%s (%s)", xm->name, xm->unit);
     if (ym->unit[0]) snprintf(c->ylabel, sizeof c->ylabel, "%s (%s)", ym->name, ym->unit);
     else snprintf(c->ylabel, sizeof c->ylabel, "%s", ym->name);
+    metric_bounds(ym->id, c);
+    static int slot[KVS_MAX_RUNS];
+    config_slots(s, slot);
     for (int i = 0; i < s->n_runs; i++) {
         const kvs_run *r = &s->runs[i];
         double y = run_metric(r, ym->id);
@@ -102,6 +133,7 @@ static void build_rd(const kvs_session *s, const kvs_plots_state *ps, chart *c)
             c->n_series++;
             snprintf(c->s[k].name, sizeof c->s[k].name, "%s", name);
             c->s[k].n = 0;
+            c->s[k].slot = slot[i];
         }
         series *sr = &c->s[k];
         if (sr->n < MAX_POINTS) {
@@ -120,14 +152,15 @@ static void build_compression(const kvs_session *s, const kvs_plots_state *ps, c
     (void)ps;
     c->bars = true;
     const kvq_metric *cm = &kvq_metrics[KVQ_M_COMPRESSION];
-    snprintf(c->title, sizeof c->title, "%s: %s, every run", cm->name, cm->formula);
+    snprintf(c->title, sizeof c->title, "%s of every run: %s", cm->name, cm->formula);
     snprintf(c->xlabel, sizeof c->xlabel, "%s", cm->unit);
+    static int slot[KVS_MAX_RUNS];
+    config_slots(s, slot);
     for (int i = 0; i < s->n_runs && c->n_bars < MAX_BARS; i++) {
         const kvs_run *r = &s->runs[i];
         snprintf(c->bar_label[c->n_bars], sizeof c->bar_label[0], "%d %s", i + 1, r->label);
         c->bar_v[c->n_bars] = r->compression;
-        const kvq_method *m = kvq_method_find(r->cfg.method);
-        c->bar_color[c->n_bars++] = m ? (int)(m - kvq_methods) : 0;
+        c->bar_color[c->n_bars++] = slot[i];   // the colour of its curve in rate-distortion
     }
     if (!c->n_bars) snprintf(c->empty, sizeof c->empty, "no runs yet: run methods in the lab (2 Lab, r) or `run`");
 }
@@ -181,6 +214,7 @@ static void build_kmeans(const kvs_session *s, const kvs_plots_state *ps, chart 
         return;
     }
     c->n_series = 1;
+    c->y_lo = 0, c->y_hi = NAN;
     snprintf(c->s[0].name, sizeof c->s[0].name, "%s", kvq_metrics[KVQ_M_INERTIA].name);
     for (int i = 0; i < ps->n_inertia && i < MAX_POINTS; i++) {
         c->s[0].x[i] = i + 1;
@@ -192,8 +226,9 @@ static void build_kmeans(const kvs_session *s, const kvs_plots_state *ps, chart 
 // A bar's value with the chart's unit; n/a when not measured (never nan).
 static const char *bar_value(const chart *c, int i, char *buf, size_t n)
 {
-    if (isfinite(c->bar_v[i])) snprintf(buf, n, "%.2f%s", c->bar_v[i], c->xlabel);
-    else snprintf(buf, n, "n/a");
+    char num[16];
+    if (!isfinite(c->bar_v[i]) || kvs_fmt_num(c->bar_v[i], 7, 2, num, sizeof num) < 0) snprintf(buf, n, "n/a");
+    else snprintf(buf, n, "%s%s%s", num, strcmp(c->xlabel, "x") ? " " : "", c->xlabel);
     return buf;
 }
 
@@ -205,7 +240,16 @@ static const plot_kind plots[] = {
 };
 #define N_PLOTS ((int)(sizeof plots / sizeof plots[0]))
 
-static void ranges(const chart *c, double *x0, double *x1, double *y0, double *y1)
+// A round step for about `ticks` intervals over span: 1, 2 or 5 x 10^k.
+static double nice_step(double span, int ticks)
+{
+    double raw = span / ticks, mag = pow(10, floor(log10(raw))), f = raw / mag;
+    return (f <= 1 ? 1 : f <= 2 ? 2 : f <= 5 ? 5 : 10) * mag;
+}
+
+// Data ranges padded a little and widened to round ticks (ystep, for SVG
+// grid lines and labels), never past the metric's bounds.
+static void ranges(const chart *c, double *x0, double *x1, double *y0, double *y1, double *ystep, double *xstep)
 {
     *x0 = *y0 = INFINITY;
     *x1 = *y1 = -INFINITY;
@@ -218,6 +262,14 @@ static void ranges(const chart *c, double *x0, double *x1, double *y0, double *y
     if (!(px > 0)) px = 0.5;
     if (!(py > 0)) py = fabs(*y0) * 0.01 + 1e-3;
     *x0 -= px, *x1 += px, *y0 -= py, *y1 += py;
+    if (isfinite(c->y_lo) && *y0 < c->y_lo) *y0 = c->y_lo;
+    if (isfinite(c->y_hi) && *y1 > c->y_hi) *y1 = c->y_hi;
+    *ystep = nice_step(*y1 - *y0, 5);
+    *y0 = floor(*y0 / *ystep + 1e-9) * *ystep, *y1 = ceil(*y1 / *ystep - 1e-9) * *ystep;
+    *xstep = nice_step(*x1 - *x0, 5);
+    *x0 = floor(*x0 / *xstep + 1e-9) * *xstep, *x1 = ceil(*x1 / *xstep - 1e-9) * *xstep;
+    if (isfinite(c->y_lo) && *y0 < c->y_lo) *y0 = c->y_lo;
+    if (isfinite(c->y_hi) && *y1 > c->y_hi) *y1 = c->y_hi;
 }
 
 static double bars_max(const chart *c)
@@ -229,6 +281,56 @@ static double bars_max(const chart *c)
 }
 
 // ---- curses ----
+static void draw_bars(kvs_ui *ui, kvs_rect r, kvs_rect in, const chart *c)
+{
+    double m = bars_max(c);
+    int vw = 0, lw = 0;
+    for (int i = 0; i < c->n_bars; i++) {
+        char v[96];
+        int l = (int)strlen(bar_value(c, i, v, sizeof v));
+        vw = l > vw ? l : vw;
+        l = (int)strlen(c->bar_label[i]);
+        lw = l > lw ? l : lw;
+    }
+    if (lw > 30) lw = 30;
+    if (lw > in.w / 2) lw = in.w / 2;   // labels cut end in '~'
+    int bw = in.w - lw - vw - 4, vis = in.h;
+    int first = c->n_bars > vis ? c->n_bars - vis : 0;   // newest runs stay visible
+    for (int i = first; i < c->n_bars; i++) {
+        int y = in.y + i - first;
+        const char *cells[1] = {c->bar_label[i]};
+        int w[1] = {lw};
+        kvs_w_row(ui, y, in.x + 1, lw + 1, A_NORMAL, 1, w, cells);
+        attr_t a = kvs_series_attr(ui, c->bar_color[i]);
+        if (bw >= 4) kvs_w_hbar(ui, y, in.x + lw + 2, bw, c->bar_v[i] / m, a);
+        char v[96];
+        kvs_w_text(ui, y, in.x + in.w - vw - 1, vw, A_BOLD, "%*s", vw, bar_value(c, i, v, sizeof v));
+    }
+    kvs_w_scroll(ui, r, first, vis, c->n_bars);
+}
+
+// Legend rows: "-*- name (n)" in the series' colour; the marker is the one
+// its points carry in the plot, so it reads without colour too.
+static void draw_legend(kvs_ui *ui, int y, int x, int w, int rows, const chart *c)
+{
+    int shown = c->n_series <= rows ? c->n_series : rows - 1;
+    for (int k = 0; k < shown; k++) {
+        const series *s = &c->s[k];
+        char m = kvs_series_marker(s->slot), cnt[16];
+        snprintf(cnt, sizeof cnt, " (%d)", s->n);
+        int nw = w - 5 - (int)strlen(cnt);
+        const char *cells[1] = {s->name};
+        int cw[1] = {nw > 1 ? nw : 1};
+        attr_t a = kvs_series_attr(ui, s->slot);
+        if (ui->utf8) kvs_w_text(ui, y + k, x, 8, a | A_BOLD, "\xe2\x94\x81%c\xe2\x94\x81", m);   // 7 bytes, 3 cells
+        else kvs_w_text(ui, y + k, x, 4, a | A_BOLD, "-%c-", m);
+        kvs_w_row(ui, y + k, x + 4, nw + 1, a, 1, cw, cells);
+        if ((int)strlen(s->name) < nw) kvs_w_text(ui, y + k, x + 4 + (int)strlen(s->name), (int)strlen(cnt), kvs_attr(ui, KVS_C_DIM), "%s", cnt);
+    }
+    if (shown < c->n_series)
+        kvs_w_text(ui, y + shown, x, w, kvs_attr(ui, KVS_C_ACCENT), "+%d more series", c->n_series - shown);
+}
+
 static void draw_chart(kvs_ui *ui, kvs_rect r, const chart *c)
 {
     kvs_w_box(ui, r, c->title);
@@ -238,37 +340,23 @@ static void draw_chart(kvs_ui *ui, kvs_rect r, const chart *c)
         return;
     }
     if (c->bars) {
-        double m = bars_max(c);
-        int lw = 30, vis = in.h;
-        int first = c->n_bars > vis ? c->n_bars - vis : 0;   // newest runs stay visible
-        for (int i = first; i < c->n_bars; i++) {
-            int y = in.y + i - first;
-            kvs_w_text(ui, y, in.x + 1, lw, A_NORMAL, "%-30.30s", c->bar_label[i]);
-            kvs_w_hbar(ui, y, in.x + lw + 2, in.w - lw - 12, c->bar_v[i] / m,
-                       kvs_attr(ui, (kvs_color)(KVS_C_S1 + c->bar_color[i] % KVS_N_SERIES)));
-            char v[96];
-            kvs_w_text(ui, y, in.x + in.w - 9, 9, A_BOLD, "%7s", bar_value(c, i, v, sizeof v));
-        }
+        draw_bars(ui, r, in, c);
         return;
     }
-    int legend_w = 34;
+    int legend_w = in.w >= 120 ? 44 : 34;
     kvs_rect pr = {in.y + 1, in.x + 9, in.h - 3, in.w - 9 - legend_w - 1};
     static kvs_plot p;   // large dot buffers: keep off the stack
-    double x0, x1, y0, y1;
-    ranges(c, &x0, &x1, &y0, &y1);
+    double x0, x1, y0, y1, ys, xs;
+    ranges(c, &x0, &x1, &y0, &y1, &ys, &xs);
     kvs_plot_init(&p, pr, ui->utf8, x0, x1, y0, y1);
     for (int k = 0; k < c->n_series; k++) {
         const series *s = &c->s[k];
-        for (int i = 0; i < s->n; i++) {
-            kvs_plot_point(&p, s->x[i], s->y[i], k);
-            if (i) kvs_plot_line(&p, s->x[i - 1], s->y[i - 1], s->x[i], s->y[i], k);
-        }
+        for (int i = 1; i < s->n; i++) kvs_plot_line(&p, s->x[i - 1], s->y[i - 1], s->x[i], s->y[i], s->slot);
     }
+    for (int k = 0; k < c->n_series; k++)   // points over every line
+        for (int i = 0; i < c->s[k].n; i++) kvs_plot_point(&p, c->s[k].x[i], c->s[k].y[i], c->s[k].slot);
     kvs_plot_draw(ui, &p, c->xlabel, c->ylabel);
-    int lx = in.x + in.w - legend_w;
-    for (int k = 0; k < c->n_series && k < in.h; k++)
-        kvs_w_text(ui, in.y + 1 + k, lx, legend_w, kvs_attr(ui, (kvs_color)(KVS_C_S1 + k % KVS_N_SERIES)),
-                   "%s %-26.26s %d", ui->utf8 ? "\xe2\x94\x81\xe2\x94\x81" : "--", c->s[k].name, c->s[k].n);
+    draw_legend(ui, in.y + 1, in.x + in.w - legend_w, legend_w, in.h - 1, c);
 }
 
 static void plots_draw(kvs_ui *ui, kvs_rect r)
@@ -281,6 +369,7 @@ static void plots_draw(kvs_ui *ui, kvs_rect r)
         char t[48];
         snprintf(t, sizeof t, " %s ", plots[i].title);
         kvs_w_text(ui, r.y, x, r.w - x, i == ps->which ? kvs_attr(ui, KVS_C_SEL) : kvs_attr(ui, KVS_C_DIM), "%s", t);
+        kvs_hit_add(ui, (kvs_rect){r.y, x, 1, (int)strlen(t)}, KVS_HIT_VIEW, i);   // a click switches plot
         x += (int)strlen(t) + 1;
     }
     chart *c = calloc(1, sizeof *c);
@@ -290,9 +379,23 @@ static void plots_draw(kvs_ui *ui, kvs_rect r)
     free(c);
 }
 
+// The rate-distortion chart alone, for the model view to show beside its own.
+void kvs_plots_draw_rd(kvs_ui *ui, kvs_rect r)
+{
+    chart *c = calloc(1, sizeof *c);
+    if (!c) return;
+    build_rd(ui->s, &ui->plots, c);
+    draw_chart(ui, r, c);
+    free(c);
+}
+
 // ---- SVG ----
-static const char *const svg_colors[] = {"#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
-                                         "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"};
+// The hues of the studio's series colours (tui.c: cyan, yellow, green,
+// magenta, red, blue; slots 7..12 their bright half), dark enough for white
+// paper: a configuration has the same colour and marker on screen and in SVG.
+static const char *const svg_colors[12] = {"#1b9aaa", "#c99700", "#2ca02c", "#b83dba", "#d62728", "#1f5fd1",
+                                           "#0d5f6a", "#8a6400", "#176617", "#76207a", "#8c1515", "#12398a"};
+static const char *svg_color(int slot) { return svg_colors[(slot < 0 ? 0 : slot) % 12]; }
 
 static void svg_text(FILE *f, const char *s)
 {
@@ -304,9 +407,28 @@ static void svg_text(FILE *f, const char *s)
     }
 }
 
+// A series' marker as text centred on (x, y): the character the terminal draws.
+static void svg_marker(FILE *f, double x, double y, int slot, int size)
+{
+    char m[2] = {kvs_series_marker(slot), 0};
+    fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\" dominant-baseline=\"central\" "
+               "font-family=\"monospace\" font-weight=\"bold\" font-size=\"%d\" fill=\"%s\">",
+            x, y, size, svg_color(slot));
+    svg_text(f, m);
+    fputs("</text>\n", f);
+}
+
+// Tick label of v on a grid of step: as many decimals as the step has, no -0.
+static void tick_label(double v, double step, char *buf, size_t n)
+{
+    int dec = step >= 1 ? 0 : (int)ceil(-log10(step) - 1e-9);
+    if (fabs(v) < step * 1e-6) v = 0;
+    snprintf(buf, n, "%.*f", dec, v);
+}
+
 static void svg_chart(FILE *f, const chart *c)
 {
-    const int W = 840, H = 520, L = 80, R = 190, T = 50, B = 60;
+    const int W = 840, H = 520, L = 80, R = 230, T = 50, B = 60;
     const int pw = W - L - R, ph = H - T - B;
     fprintf(f, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
                "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" viewBox=\"0 0 %d %d\" "
@@ -331,25 +453,31 @@ static void svg_chart(FILE *f, const chart *c)
             svg_text(f, c->bar_label[i]);
             fprintf(f, "</text>\n<rect x=\"%d\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"%s\"/>\n"
                        "<text x=\"%.1f\" y=\"%.1f\">%s</text>\n",
-                    L + 156, y + bh * 0.15, w, bh * 0.7, svg_colors[c->bar_color[i] % 10], L + 160 + w,
+                    L + 156, y + bh * 0.15, w, bh * 0.7, svg_color(c->bar_color[i]), L + 160 + w,
                     y + bh * 0.65, bar_value(c, i, v, sizeof v));
         }
         fputs("</svg>\n", f);
         return;
     }
-    double x0, x1, y0, y1;
-    ranges(c, &x0, &x1, &y0, &y1);
+    double x0, x1, y0, y1, ys, xs;
+    ranges(c, &x0, &x1, &y0, &y1, &ys, &xs);
 #define SX(v) (L + ((v) - x0) / (x1 - x0) * pw)
 #define SY(v) (T + ph - ((v) - y0) / (y1 - y0) * ph)
     fprintf(f, "<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" fill=\"none\" stroke=\"#444\"/>\n", L, T, pw, ph);
-    for (int i = 0; i <= 5; i++) {
-        double xv = x0 + (x1 - x0) * i / 5, yv = y0 + (y1 - y0) * i / 5;
+    char lab[32];
+    for (int i = 0; x0 + i * xs <= x1 + xs * 1e-6 && i < 64; i++) {   // round ticks: multiples of the step
+        double xv = x0 + i * xs;
+        tick_label(xv, xs, lab, sizeof lab);
         fprintf(f, "<line x1=\"%.1f\" y1=\"%d\" x2=\"%.1f\" y2=\"%d\" stroke=\"#ddd\"/>"
-                   "<text x=\"%.1f\" y=\"%d\" text-anchor=\"middle\">%.3g</text>\n",
-                SX(xv), T, SX(xv), T + ph, SX(xv), T + ph + 18, xv);
+                   "<text x=\"%.1f\" y=\"%d\" text-anchor=\"middle\">%s</text>\n",
+                SX(xv), T, SX(xv), T + ph, SX(xv), T + ph + 18, lab);
+    }
+    for (int i = 0; y0 + i * ys <= y1 + ys * 1e-6 && i < 64; i++) {
+        double yv = y0 + i * ys;
+        tick_label(yv, ys, lab, sizeof lab);
         fprintf(f, "<line x1=\"%d\" y1=\"%.1f\" x2=\"%d\" y2=\"%.1f\" stroke=\"#ddd\"/>"
-                   "<text x=\"%d\" y=\"%.1f\" text-anchor=\"end\">%.4g</text>\n",
-                L, SY(yv), L + pw, SY(yv), L - 6, SY(yv) + 4, yv);
+                   "<text x=\"%d\" y=\"%.1f\" text-anchor=\"end\">%s</text>\n",
+                L, SY(yv), L + pw, SY(yv), L - 6, SY(yv) + 4, lab);
     }
     fprintf(f, "<text x=\"%d\" y=\"%d\" text-anchor=\"middle\">", L + pw / 2, H - 15);
     svg_text(f, c->xlabel);
@@ -359,14 +487,16 @@ static void svg_chart(FILE *f, const chart *c)
     fputs("</text>\n", f);
     for (int k = 0; k < c->n_series; k++) {
         const series *s = &c->s[k];
-        const char *col = svg_colors[k % 10];
+        const char *col = svg_color(s->slot);
         fprintf(f, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"2\" points=\"", col);
         for (int i = 0; i < s->n; i++) fprintf(f, "%.1f,%.1f ", SX(s->x[i]), SY(s->y[i]));
         fputs("\"/>\n", f);
-        for (int i = 0; i < s->n; i++)
-            fprintf(f, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3.5\" fill=\"%s\"/>\n", SX(s->x[i]), SY(s->y[i]), col);
-        fprintf(f, "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"%s\" stroke-width=\"3\"/><text x=\"%d\" y=\"%d\">",
-                W - R + 15, T + 10 + 18 * k, W - R + 35, T + 10 + 18 * k, col, W - R + 40, T + 14 + 18 * k);
+        for (int i = 0; i < s->n; i++) svg_marker(f, SX(s->x[i]), SY(s->y[i]), s->slot, 14);
+        int ly = T + 10 + 18 * k;
+        fprintf(f, "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"%s\" stroke-width=\"3\"/>\n",
+                W - R + 15, ly, W - R + 45, ly, col);
+        svg_marker(f, W - R + 30, ly, s->slot, 14);
+        fprintf(f, "<text x=\"%d\" y=\"%d\">", W - R + 52, ly + 4);
         svg_text(f, s->name);
         fputs("</text>\n", f);
     }
@@ -375,11 +505,18 @@ static void svg_chart(FILE *f, const chart *c)
     fputs("</svg>\n", f);
 }
 
-int kvs_plot_export_svg(kvs_session *s, const char *path)
+int kvs_plot_export_svg(kvs_session *s, const char *path, const char *plot, char *what, size_t n)
 {
     kvs_ui *ui = s->ui;
     const kvs_plots_state *ps = ui ? &ui->plots : NULL;
     int which = ps && ps->which >= 0 && ps->which < N_PLOTS ? ps->which : 0;
+    if (plot && plot[0]) {
+        which = -1;
+        for (int i = 0; i < N_PLOTS; i++)
+            if (!strcmp(plot, plots[i].name)) which = i;
+        if (which < 0) return kvs_errorf(s, "export svg: unknown plot '%s' (expected rd, compression, allocation or kmeans)", plot);
+    }
+    if (what) snprintf(what, n, "the %s plot (%s)", plots[which].title, plots[which].name);
     chart *c = calloc(1, sizeof *c);
     if (!c) return kvs_errorf(s, "export: out of memory");
     plots[which].build(s, ps, c);   // UI thread or batch: runs cannot change meanwhile
@@ -485,6 +622,14 @@ static int k_enter(kvs_ui *ui, int key)
     return KVS_KEY_REDRAW;
 }
 
+static int plots_mouse(kvs_ui *ui, const kvs_mouse *m)
+{
+    if (m->kind != KVS_MOUSE_CLICK || m->tag != KVS_HIT_VIEW || m->index < 0 || m->index >= N_PLOTS)
+        return KVS_KEY_UNHANDLED;
+    ui->plots.which = m->index;
+    return KVS_KEY_REDRAW;
+}
+
 static const kvs_keybind plots_keys[] = {
     {KEY_RIGHT, 'l', "Left/Right", "previous / next plot", k_next},
     {KEY_LEFT, 'h', NULL, NULL, k_next},
@@ -494,5 +639,5 @@ static const kvs_keybind plots_keys[] = {
 };
 
 const kvs_view kvs_view_plots = {
-    .name = "plots", .title = "Plots", .draw = plots_draw, .keys = plots_keys,
+    .name = "plots", .title = "Plots", .draw = plots_draw, .keys = plots_keys, .mouse = plots_mouse,
 };

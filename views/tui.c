@@ -17,7 +17,8 @@
 #define DEFAULT_TRACE "sample_data/traces/code-1k.safetensors"
 
 const kvs_view *const kvs_views[] = {&kvs_view_explorer, &kvs_view_lab, &kvs_view_dashboard,
-                                     &kvs_view_plots, &kvs_view_calibrate, &kvs_view_help};
+                                     &kvs_view_plots, &kvs_view_calibrate, &kvs_view_help,
+                                     &kvs_view_model, &kvs_view_deploy};
 const int kvs_n_views = (int)(sizeof kvs_views / sizeof kvs_views[0]);
 
 int kvs_view_index(const char *name)
@@ -111,12 +112,15 @@ const kvs_keybind kvs_global_keys[] = {
     {'q', KEY_F(10), "q/F10", "quit (asks while a job runs)", gk_quit},
     {'?', KEY_F(1), "?/F1", "help: keys and commands", gk_help},
     {'\t', KEY_BTAB, "Tab/S-Tab", "next / previous view", gk_next},
-    {'1', 0, "1-6", "switch to view 1..6", gk_digit},
+    {'1', 0, "1-9", "switch to the view of that tab number", gk_digit},
     {'2', 0, NULL, NULL, gk_digit},
     {'3', 0, NULL, NULL, gk_digit},
     {'4', 0, NULL, NULL, gk_digit},
     {'5', 0, NULL, NULL, gk_digit},
     {'6', 0, NULL, NULL, gk_digit},
+    {'7', 0, NULL, NULL, gk_digit},
+    {'8', 0, NULL, NULL, gk_digit},
+    {'9', 0, NULL, NULL, gk_digit},
     {':', 0, ":", "command line (Tab completes, Up/Down history)", gk_prompt},
     {27, 0, "Esc", "cancel the running job / pause / clear the status", gk_escape},
     {'L', 0, "L", "show the output log (Up/Down scroll)", gk_log},
@@ -259,6 +263,7 @@ void kvs_ui_free(kvs_ui *ui)
     kvs_explorer_free(ui);
     kvs_plots_free(ui);
     kvs_gen_free(ui);
+    kvs_deploy_free(ui);
     kvq_log_set(NULL, NULL);
     kvs_session *s = ui->s;
     kvs_session fresh;   // restore the batch sink
@@ -291,11 +296,11 @@ int kvs_ui_exec(kvs_ui *ui, const char *line)
 {
     kvs_printf(ui->s, ":%s", line);
     long before = ui->log_total;
-    // the worker holds the session lock while it reads the trace: replacing
-    // the trace or the artifacts would block the UI until the job ends
+    // the worker holds the session lock while it reads the trace or uses the
+    // artifacts: replacing (or saving) them would block the UI until the job ends
     char word[32] = "";
     sscanf(line, " %31s", word);
-    if (kvs_job_busy(ui) && (!strcmp(word, "load") || !strcmp(word, "load-artifacts")))
+    if (kvs_job_busy(ui) && (!strcmp(word, "load") || !strcmp(word, "load-artifacts") || !strcmp(word, "save")))
         return kvs_errorf(ui->s, "%s: wait for %s to finish (Esc cancels it)", word, ui->job.name);
     int rc = kvs_exec_line(ui->s, line);
     // a command that printed a page (help, show, info) opens the log
@@ -473,6 +478,8 @@ int kvs_tui_run(kvs_session *s, const char *path)
         return refuse(s, "out of memory");
     }
     snprintf(ui->gen.model_dir, sizeof ui->gen.model_dir, "%s", model_dir);
+    snprintf(s->model_dir, sizeof s->model_dir, "%s", model_dir);
+    if (model_dir[0]) kvs_ui_switch(ui, "model");   // opened on a model: show it, not the sample trace
     const char *cs = setlocale(LC_CTYPE, NULL);
     ui->utf8 = !ui->ascii_forced && cs && (strstr(cs, "UTF-8") || strstr(cs, "utf8") || strstr(cs, "UTF8"));
     cbreak();
@@ -488,6 +495,7 @@ int kvs_tui_run(kvs_session *s, const char *path)
     };
     for (size_t i = 0; i < sizeof extra_keys / sizeof extra_keys[0]; i++)
         if (key_defined(extra_keys[i].seq) <= 0) define_key(extra_keys[i].seq, extra_keys[i].key);
+    kvs_mouse_enable(ui);
     set_escdelay(25);
     curs_set(0);
     timeout(100);   // >= 10 redraws a second while jobs/replays run
@@ -501,6 +509,9 @@ int kvs_tui_run(kvs_session *s, const char *path)
     if (prior > 0)
         kvs_ui_set_status(ui, false, "%d earlier run%s restored from %s (lab and plots)", prior, prior == 1 ? "" : "s",
                           hist);
+    if (model_dir[0])   // say what the trace views show: not this model's keys until one is captured
+        kvs_ui_set_status(ui, false, "model %s (7 Model); the trace views show %s until c in the model view captures "
+                          "one from it", model_dir, s->trace ? s->trace->path : "no trace");
     struct sigaction old_int, old_term, old_hup;
     g_sigint = g_sigterm = 0;
     signals_install(&old_int, &old_term, &old_hup);
@@ -512,11 +523,14 @@ int kvs_tui_run(kvs_session *s, const char *path)
         // wait up to one tick for a key, then take every key already typed
         // before the next (possibly busy) tick, so typing never lags a replay
         timeout(100);
+        bool stale = false;   // a key since the draw: the clickable rectangles may have moved
         for (int ch = getch(); ch != ERR && !quit; ch = getch()) {
             timeout(0);
             if (ch == KEY_RESIZE) continue;   // ncurses already resized stdscr
+            if (ch == KEY_MOUSE && stale) kvs_ui_draw(ui);
             if (ch == '\r') ch = '\n';
-            quit = kvs_ui_key(ui, ch) & KVS_KEY_QUIT;
+            quit = (ch == KEY_MOUSE ? kvs_ui_mouse_event(ui) : kvs_ui_key(ui, ch)) & KVS_KEY_QUIT;
+            stale = true;
         }
     }
     kvs_prompt_shutdown(ui);

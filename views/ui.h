@@ -9,6 +9,7 @@
 #include "session.h"
 #include "stats.h"
 #include "calib/calib.h"
+#include "tui.h"
 
 // ---- key handling: every key handler returns these flags ----
 enum { KVS_KEY_UNHANDLED = 0, KVS_KEY_HANDLED = 1, KVS_KEY_REDRAW = 2, KVS_KEY_QUIT = 4 };
@@ -28,16 +29,31 @@ typedef struct kvs_keybind {
 // A screen region, in stdscr cells.
 typedef struct kvs_rect { int y, x, h, w; } kvs_rect;
 
+// ---- mouse (mouse.c): draw records what it laid out, clicks are looked up there ----
+// Hit tags: the frame's, then each view's own from KVS_HIT_VIEW up.
+enum { KVS_HIT_NONE = -1, KVS_HIT_TAB = 0, KVS_HIT_VIEW = 16 };
+typedef enum { KVS_MOUSE_CLICK, KVS_MOUSE_WHEEL_UP, KVS_MOUSE_WHEEL_DOWN } kvs_mouse_kind;
+typedef struct kvs_mouse {
+    kvs_mouse_kind kind;
+    int y, x;                  // stdscr cell
+    int tag, index;            // the topmost rectangle drawn there (tag KVS_HIT_NONE: none)
+} kvs_mouse;
+
 typedef struct kvs_view {
     const char *name;     // `view NAME`
     const char *title;    // tab label
     void (*draw)(kvs_ui *ui, kvs_rect r);
     const kvs_keybind *keys;            // view keys (may be NULL)
     int (*key)(kvs_ui *ui, int key);    // keys not in the table (may be NULL)
+    // clicks and wheel inside the view (may be NULL); an unhandled wheel
+    // moves the view as Up/Down would. Returns KVS_KEY_* flags.
+    int (*mouse)(kvs_ui *ui, const kvs_mouse *m);
 } kvs_view;
 
 extern const kvs_view kvs_view_explorer, kvs_view_lab, kvs_view_dashboard, kvs_view_plots,
     kvs_view_calibrate, kvs_view_help;
+extern const kvs_view kvs_view_deploy;
+extern const kvs_view kvs_view_model;
 extern const kvs_view *const kvs_views[];
 extern const int kvs_n_views;
 extern const kvs_keybind kvs_global_keys[];
@@ -97,7 +113,7 @@ typedef struct kvs_explorer_state {
     // grid summary (keys): d_eff and top outlier ratio per (layer, kv head),
     // filled a few cells per frame so a large trace never stalls the UI
     const void *grid_trace;    // trace the grid belongs to
-    float *grid_deff, *grid_ratio;   // (n_layers, n_kv_heads), NAN = not yet
+    float *grid_deff, *grid_ratio;   // (2, n_layers, n_kv_heads): keys, values; NAN = not yet
     int grid_todo;
 } kvs_explorer_state;
 
@@ -165,6 +181,21 @@ typedef struct kvs_calib_state {
     int confirm;               // row + 1 whose unsaved set Enter again replaces (0 = none asked)
 } kvs_calib_state;
 
+// The model view (model.c): the session's model, its ppl / KL grid.
+#define KVS_MODEL_INFO 14
+typedef struct kvs_model_state {
+    char info_dir[KVQ_PATH_LEN];   // the model the info lines describe ("" = not read yet)
+    char info[KVS_MODEL_INFO][128];   // "arch      llama (Llama)" ...
+    int n_info;
+    char info_err[256];            // config.json unreadable: why
+    kvs_grid_spec grid;            // the grid asked for last
+    kvq_config base;               // the session config it ran on
+    bool have_grid;
+    // written by the worker under job.mu, read by the UI under it
+    kvs_grid_cell cells[KVS_GRID_MAX_METHODS][KVS_GRID_MAX_BITS];
+    int cur_m, cur_b;              // cursor cell
+} kvs_model_state;
+
 #define KVS_LOG_LINES 512
 struct kvs_ui {
     kvs_session *s;
@@ -191,9 +222,17 @@ struct kvs_ui {
     bool filter_active;
     char filter[64];
     int help_scroll;
+    // footer hints for this frame when the view is in a mode of its own (the
+    // method picker): set by the view's draw, reset before each frame
+    const kvs_keybind *hint_keys;
     int help_back;             // the view `?` opened help from (`?`/Esc return to it)
     // quit confirmation while a job runs
     bool confirm_quit;
+    // rectangles the last frame drew (mouse.c), topmost last
+#define KVS_MAX_HITS 256
+    struct kvs_hit { kvs_rect r; int tag, index; } hits[KVS_MAX_HITS];
+    int n_hits;
+    struct kvs_deploy_state *dep;   // deploy.c, NULL until the view is first used
     kvs_job job;
     kvs_explorer_state ex;
     kvs_lab_state lab;
@@ -201,6 +240,7 @@ struct kvs_ui {
     kvs_gen_state gen;
     kvs_plots_state plots;
     kvs_calib_state cal;
+    kvs_model_state model;
 };
 
 // ---- tui.c (kvs_ui_draw: frame.c) ----
@@ -241,15 +281,53 @@ typedef struct kvs_plot {
     int dw, dh;                // dots
     uint8_t dots[KVS_PLOT_MAX_H][KVS_PLOT_MAX_W];      // braille bit masks per cell
     int8_t series[KVS_PLOT_MAX_H][KVS_PLOT_MAX_W];     // series per cell (-1 empty)
+    int8_t point[KVS_PLOT_MAX_H][KVS_PLOT_MAX_W];      // series of a data point in the cell (-1 none)
 } kvs_plot;
+// A series' look, the same in every plot that draws it (and in SVG, plots.c):
+// colour (6 pairs, then the same bold; NO_COLOR: plain) and point marker.
+#define KVS_N_MARKERS 10
+attr_t kvs_series_attr(const kvs_ui *ui, int series);
+char kvs_series_marker(int series);   // '*', 'o', 'x', ...
 void kvs_plot_init(kvs_plot *p, kvs_rect r, bool braille, double x0, double x1, double y0, double y1);
-void kvs_plot_point(kvs_plot *p, double x, double y, int series);
+void kvs_plot_point(kvs_plot *p, double x, double y, int series);   // a data point: its marker
 void kvs_plot_line(kvs_plot *p, double xa, double ya, double xb, double yb, int series);
-// Draws the dots plus axes labels around p->r (needs 8 columns left, 1 row below).
+// Draws the dots plus axes labels around p->r (needs 9 columns left, 1 row below).
 void kvs_plot_draw(kvs_ui *ui, const kvs_plot *p, const char *xlabel, const char *ylabel);
 // Fixed-width table row: cells truncated/padded to widths (negative = right aligned).
 void kvs_w_row(kvs_ui *ui, int y, int x, int maxw, attr_t a, int n, const int *widths,
                const char *const *cells);
+
+// ---- mouse.c ----
+void kvs_hit_reset(kvs_ui *ui);                                  // start of a frame
+void kvs_hit_add(kvs_ui *ui, kvs_rect r, int tag, int index);    // off-screen parts dropped
+// The last rectangle added that holds (y, x); false (tag KVS_HIT_NONE) when none.
+bool kvs_hit_find(const kvs_ui *ui, int y, int x, int *tag, int *index);
+void kvs_mouse_enable(kvs_ui *ui);       // mousemask; KVSTUDIO_NO_MOUSE=1 leaves the mouse to the terminal
+int kvs_ui_mouse(kvs_ui *ui, kvs_mouse *m);   // fills m->tag/index from the hits, dispatches
+int kvs_ui_mouse_event(kvs_ui *ui);      // after KEY_MOUSE: getmouse, then kvs_ui_mouse
+// Numbers that never show cut: v in at most w cells with up to dec decimals,
+// fewer decimals while within 5%, then k/M/G suffixes or the shortest
+// exponent ("1.8e-5"). Returns the length, or -1 when it cannot fit (the
+// caller drops the figure or the column). "n/a" when v is not finite.
+int kvs_fmt_num(double v, int w, int dec, char *buf, size_t n);
+// Same, starting from the metric's own format (engine/metrics.c).
+int kvs_fmt_metric(kvq_metric_id id, double v, int w, char *buf, size_t n);
+const char *kvs_metric_abbr(kvq_metric_id id);   // short label for narrow panels
+// One figure of a line: full text, a shorter one, and how readily it goes
+// (0 = last to go). kvs_fit_parts shortens labels (least important first),
+// then drops whole parts until the line fits w cells; never cuts one.
+typedef struct kvs_part { char text[128], brief[96]; int prio; } kvs_part;
+void kvs_metric_part(kvs_part *p, kvq_metric_id id, double v, int prio);   // "name value unit"
+int kvs_fit_parts(kvs_part *p, int n, int w, const char *sep, char *out, size_t on);   // parts shown
+int kvs_w_parts(kvs_ui *ui, int y, int x, int w, attr_t a, kvs_part *p, int n, const char *sep);
+// Table columns by priority: full headers if all fit, else short headers,
+// else the columns with the largest prio go (prio 0 stays). width[i] = 0 for
+// a dropped column, negative for right-aligned; the flex column takes the rest.
+typedef struct kvs_col { const char *head, *brief; int prio, min_w; bool flex, right; } kvs_col;
+int kvs_table_fit(const kvs_col *c, int n, int w, int *width, const char **hdr);
+// Scroll markers of a list drawn inside box: ^/v on the right border and
+// " 3-12 of 40 v" in the bottom border, only when n > vis.
+void kvs_w_scroll(kvs_ui *ui, kvs_rect box, int first, int vis, int n);
 
 // ---- prompt.c: GNU readline (callback interface) on the status line ----
 void kvs_prompt_open(kvs_ui *ui);
@@ -277,4 +355,6 @@ void kvs_plots_free(kvs_ui *ui);
 int kvs_calib_start(kvs_ui *ui, int row);                 // calibrate.c
 int kvs_gen_start(kvs_ui *ui);                            // gen.c: generate on the worker
 void kvs_gen_free(kvs_ui *ui);
+void kvs_deploy_free(kvs_ui *ui);                         // deploy.c
+void kvs_plots_draw_rd(kvs_ui *ui, kvs_rect r);             // plots.c: the rate-distortion plot in r
 #endif

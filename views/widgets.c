@@ -4,6 +4,7 @@
 // out from the terminal size without bounds checks of their own.
 #include <math.h>
 #include <stdarg.h>
+#include <stdlib.h>
 #include <string.h>
 #include "ui.h"
 
@@ -44,6 +45,8 @@ void kvs_w_box(kvs_ui *ui, kvs_rect r, const char *title)
         char t[256];   // titles carry trace paths and names from files
         snprintf(t, sizeof t, "%s", title);
         kvq_text_sanitize(t, false);
+        char *paren = strstr(t, "  (");   // "config  (keys...)": the keys go before the name is cut
+        if (paren && (int)strlen(t) > r.w - 6) *paren = 0;
         mvaddch(r.y, r.x + 2, ' ');
         addnstr(t, r.w - 6);
         addch(' ');
@@ -152,14 +155,16 @@ void kvs_w_row(kvs_ui *ui, int y, int x, int maxw, attr_t a, int n, const int *w
     size_t len = 0;
     for (int i = 0; i < n && len < sizeof line - 1; i++) {
         int w = widths[i] < 0 ? -widths[i] : widths[i];
+        if (!w) continue;   // a column kvs_table_fit dropped
         const char *c = cells[i] ? cells[i] : "";
         int cl = (int)strlen(c);
-        if (cl > w) cl = w;
-        int pad = w - cl;
+        bool cut = cl > w && w > 1;   // a cut cell ends in '~', never in a cut digit
+        if (cl > w) cl = cut ? w - 1 : w;
+        int pad = w - cl - cut;
         if (widths[i] < 0)
-            len += (size_t)snprintf(line + len, sizeof line - len, "%*s%.*s ", pad, "", cl, c);
+            len += (size_t)snprintf(line + len, sizeof line - len, "%*s%.*s%s ", pad, "", cl, c, cut ? "~" : "");
         else
-            len += (size_t)snprintf(line + len, sizeof line - len, "%.*s%*s ", cl, c, pad, "");
+            len += (size_t)snprintf(line + len, sizeof line - len, "%.*s%s%*s ", cl, c, cut ? "~" : "", pad, "");
     }
     kvs_w_text(ui, y, x, maxw, a, "%s", line);
 }
@@ -180,6 +185,17 @@ void kvs_plot_init(kvs_plot *p, kvs_rect r, bool braille, double x0, double x1, 
     p->x0 = x0, p->x1 = x1, p->y0 = y0, p->y1 = y1;
     memset(p->dots, 0, sizeof p->dots);
     memset(p->series, -1, sizeof p->series);
+    memset(p->point, -1, sizeof p->point);
+}
+
+static const char series_marker[KVS_N_MARKERS] = {'*', 'o', 'x', '+', '#', '@', '%', '&', '=', '$'};
+char kvs_series_marker(int series) { return series_marker[(series < 0 ? 0 : series) % KVS_N_MARKERS]; }
+
+attr_t kvs_series_attr(const kvs_ui *ui, int series)
+{
+    if (series < 0) series = 0;
+    attr_t a = kvs_attr(ui, (kvs_color)(KVS_C_S1 + series % KVS_N_SERIES));
+    return ui->colors && series / KVS_N_SERIES % 2 ? a | A_BOLD : a;   // 7..12: the bright half
 }
 
 static void plot_dot(kvs_plot *p, int dx, int dy, int series)
@@ -208,12 +224,10 @@ void kvs_plot_point(kvs_plot *p, double x, double y, int series)
     double dx, dy;
     to_dots(p, x, y, &dx, &dy);
     int cx = (int)lround(dx), cy = (int)lround(dy);
-    if (!p->braille) {
-        plot_dot(p, cx, cy, series);
-        return;
-    }
-    for (int i = -1; i <= 1; i++)   // a 3x3-dot marker: single dots are easy to miss
-        for (int k = -1; k <= 1; k++) plot_dot(p, cx + i, cy + k, series);
+    plot_dot(p, cx, cy, series);
+    // the cell shows the series' marker (legible without colour)
+    int mx = p->braille ? cx / 2 : cx, my = p->braille ? cy / 4 : cy;
+    if (cx >= 0 && cy >= 0 && mx < p->r.w && my < p->r.h) p->point[my][mx] = (int8_t)series;
 }
 
 void kvs_plot_line(kvs_plot *p, double xa, double ya, double xb, double yb, int series)
@@ -237,34 +251,248 @@ static void put_braille(uint8_t bits)
     addstr(u);
 }
 
+// An axis end: fitted, trailing zeros of the decimals dropped ("0.92", "10").
+static int axis_num(double v, int w, int dec, char *buf, size_t n)
+{
+    int len = kvs_fmt_num(v, w, dec, buf, n);
+    if (len <= 0 || !strchr(buf, '.') || strchr(buf, 'e')) return len;
+    while (len > 1 && buf[len - 1] == '0') buf[--len] = 0;
+    if (buf[len - 1] == '.') buf[--len] = 0;
+    return len;
+}
+
 void kvs_plot_draw(kvs_ui *ui, const kvs_plot *p, const char *xlabel, const char *ylabel)
 {
-    static const char series_ch[KVS_N_SERIES] = {'*', '+', 'o', 'x', '#', '@'};
     const kvs_rect r = p->r;
     attr_t dim = kvs_attr(ui, KVS_C_DIM);
     for (int y = 0; y < r.h; y++)
         for (int x = 0; x < r.w; x++) {
-            if (!p->dots[y][x]) continue;
-            int s = p->series[y][x];
-            attrset(kvs_attr(ui, (kvs_color)(KVS_C_S1 + (s < 0 ? 0 : s % KVS_N_SERIES))));
+            int pt = p->point[y][x];
+            if (!p->dots[y][x] && pt < 0) continue;
+            int s = pt >= 0 ? pt : p->series[y][x];
+            attrset(kvs_series_attr(ui, s) | (pt >= 0 ? A_BOLD : 0));
             move(r.y + y, r.x + x);
-            if (p->braille) put_braille(p->dots[y][x]);
-            else addch((chtype)series_ch[s < 0 ? 0 : s % KVS_N_SERIES]);
+            if (pt >= 0) addch((chtype)kvs_series_marker(pt));
+            else if (p->braille) put_braille(p->dots[y][x]);
+            else addch(ui->colors ? (chtype)kvs_series_marker(s) : '.');   // lines: dots without colour
         }
     attrset(dim);
     draw_vline(ui, r.y, r.x - 1, r.h);
     draw_hline(ui, r.y + r.h, r.x, r.w);
     mvaddstr(r.y + r.h, r.x - 1, ui->utf8 ? "\u2514" : "+");
     attrset(A_NORMAL);
-    char b[32];
-    snprintf(b, sizeof b, "%7.3g", p->y1);
-    kvs_w_text(ui, r.y, r.x - 8, 7, dim, "%s", b);
-    snprintf(b, sizeof b, "%7.3g", p->y0);
-    kvs_w_text(ui, r.y + r.h - 1, r.x - 8, 7, dim, "%s", b);
-    snprintf(b, sizeof b, "%.3g", p->x0);
-    kvs_w_text(ui, r.y + r.h + 1, r.x, 10, dim, "%s", b);
-    snprintf(b, sizeof b, "%.3g", p->x1);
-    kvs_w_text(ui, r.y + r.h + 1, r.x + r.w - (int)strlen(b), 10, dim, "%s", b);
+    char b[32];   // axis ends: never cut (1.83e+05 shows as 183000, not 1.83e+0)
+    if (axis_num(p->y1, 7, 4, b, sizeof b) > 0) kvs_w_text(ui, r.y, r.x - 9, 7, dim, "%7s", b);
+    if (axis_num(p->y0, 7, 4, b, sizeof b) > 0) kvs_w_text(ui, r.y + r.h - 1, r.x - 9, 7, dim, "%7s", b);
+    if (axis_num(p->x0, 8, 2, b, sizeof b) > 0) kvs_w_text(ui, r.y + r.h + 1, r.x, 10, dim, "%s", b);
+    if (axis_num(p->x1, 8, 2, b, sizeof b) > 0)
+        kvs_w_text(ui, r.y + r.h + 1, r.x + r.w - (int)strlen(b), 10, dim, "%s", b);
     if (xlabel) kvs_w_text(ui, r.y + r.h + 1, r.x + (r.w - (int)strlen(xlabel)) / 2, r.w, dim, "%s", xlabel);
-    if (ylabel) kvs_w_text(ui, r.y - 1, r.x - 8, r.w + 8, dim, "%s", ylabel);   // the row above: the whole name
+    if (ylabel) kvs_w_text(ui, r.y - 1, r.x - 9, r.w + 9, dim, "%s", ylabel);   // the row above: the whole name
+}
+
+// ---- numbers that fit: never cut a digit or an exponent ----
+// Short labels of metrics for narrow panels (the full name is in the metric
+// table, engine/metrics.c; these only abbreviate it, they never rename).
+static const char *const metric_abbr[KVQ_M_COUNT] = {
+    [KVQ_M_KEY_BITS] = "k bits", [KVQ_M_VALUE_BITS] = "v bits", [KVQ_M_COMPRESSION] = "ratio",
+    [KVQ_M_CACHE_COMPRESSION] = "ratio", [KVQ_M_CACHE_MB] = "cache", [KVQ_M_FP16_MB] = "fp16",
+    [KVQ_M_BYTES_PER_TOKEN] = "B/tok", [KVQ_M_KEY_REL_MSE] = "rel MSE", [KVQ_M_VALUE_REL_MSE] = "v rel MSE",
+    [KVQ_M_KEY_COSINE] = "cos", [KVQ_M_KEY_COSINE_MIN] = "min", [KVQ_M_VALUE_COSINE] = "v cos",
+    [KVQ_M_QK_ERROR] = "q.k err", [KVQ_M_PROBE_ERROR] = "probe err", [KVQ_M_ATTN_KEY_ERROR] = "attn err",
+    [KVQ_M_OUTPUT_ERROR] = "out err", [KVQ_M_ATTN_KL] = "KL", [KVQ_M_TOPK_RECALL] = "top-k",
+    [KVQ_M_ENCODE_MS] = "enc", [KVQ_M_ENCODE_P99_MS] = "p99", [KVQ_M_ATTEND_MS] = "attend",
+    [KVQ_M_KEY_NORM] = "|k|", [KVQ_M_OUTLIER_FRACTION] = "outliers", [KVQ_M_INERTIA] = "inertia",
+};
+
+const char *kvs_metric_abbr(kvq_metric_id id)
+{
+    return id >= 0 && id < KVQ_M_COUNT && metric_abbr[id] ? metric_abbr[id] : kvq_metrics[id].name;
+}
+
+// Shortest exponent form: "1.8e-5", "2e+7" -> "2e7".
+static int fmt_sci(double v, int dec, char *buf, size_t n)
+{
+    char t[64];
+    snprintf(t, sizeof t, "%.*e", dec, v);
+    char *e = strchr(t, 'e');
+    if (!e) return snprintf(buf, n, "%s", t);
+    int ex = atoi(e + 1);
+    *e = 0;
+    if (strchr(t, '.')) {   // 2.0e-5 -> 2e-5: zeros say nothing here
+        char *z = e - 1;
+        while (*z == '0') *z-- = 0;
+        if (*z == '.') *z = 0;
+    }
+    return snprintf(buf, n, "%se%d", t, ex);
+}
+
+int kvs_fmt_num(double v, int w, int dec, char *buf, size_t n)
+{
+    char t[64];
+    int len;
+    if (n) buf[0] = 0;
+    if (!isfinite(v)) {
+        if (w < 3) return -1;
+        return snprintf(buf, n, "n/a");
+    }
+    if (dec < 0) dec = 0;
+    if (dec > 12) dec = 12;
+    // fewer decimals while the value stays within 5% (0.00002 never becomes 0.0000)
+    for (int d = dec; d >= 0; d--) {
+        len = snprintf(t, sizeof t, "%.*f", d, v);
+        if (len > w) continue;
+        double back = strtod(t, NULL);
+        if (v == 0 || fabs(back - v) <= 0.05 * fabs(v)) return snprintf(buf, n, "%s", t);
+        break;   // fewer decimals only lose more
+    }
+    // large: unit suffixes (183k, 1.8M); small: exponents (1.8e-5)
+    double a = fabs(v);
+    if (a >= 1000) {
+        static const char sfx[] = "kMGTP";
+        double s = v;
+        for (int k = 0; k < 5 && fabs(s) >= 1000; k++) {
+            s /= 1000;
+            if (fabs(s) >= 1000 && k < 4) continue;
+            for (int d = 2; d >= 0; d--) {
+                len = snprintf(t, sizeof t, "%.*f%c", d, s, sfx[k]);
+                if (len <= w) return snprintf(buf, n, "%s", t);
+            }
+            break;
+        }
+    }
+    for (int d = 3; d >= 0; d--) {
+        len = fmt_sci(v, d, t, sizeof t);
+        if (len <= w) return snprintf(buf, n, "%s", t);
+    }
+    return -1;
+}
+
+// Decimals of a printf format ("%.4f" -> 4; "%.3g" -> 3 significant digits
+// as decimals of the leading digit, good enough for the fallback).
+static int fmt_decimals(const char *fmt)
+{
+    const char *p = strchr(fmt, '.');
+    return p ? atoi(p + 1) : 3;
+}
+
+int kvs_fmt_metric(kvq_metric_id id, double v, int w, char *buf, size_t n)
+{
+    char t[64];
+    int len = snprintf(t, sizeof t, isfinite(v) ? kvq_metrics[id].fmt : "n/a", v);
+    if (len <= w) return snprintf(buf, n, "%s", t);
+    return kvs_fmt_num(v, w, fmt_decimals(kvq_metrics[id].fmt), buf, n);
+}
+
+// "value unit" as the metric table writes it (no space before x and %).
+static void with_unit(kvq_metric_id id, const char *num, char *buf, size_t n)
+{
+    const char *u = kvq_metrics[id].unit;
+    if (!u[0] || !strcmp(num, "n/a")) snprintf(buf, n, "%s", num);
+    else snprintf(buf, n, "%s%s%s", num, strcmp(u, "x") && strcmp(u, "%") ? " " : "", u);
+}
+
+void kvs_metric_part(kvs_part *p, kvq_metric_id id, double v, int prio)
+{
+    char num[48];
+    kvs_fmt_metric(id, v, 12, num, sizeof num);
+    char vu[64];
+    with_unit(id, num, vu, sizeof vu);
+    snprintf(p->text, sizeof p->text, "%s %s", kvq_metrics[id].name, vu);
+    snprintf(p->brief, sizeof p->brief, "%s %s", kvs_metric_abbr(id), vu);
+    p->prio = prio;
+}
+
+int kvs_fit_parts(kvs_part *p, int n, int w, const char *sep, char *out, size_t on)
+{
+    bool brief[64] = {0}, shown[64];
+    if (n > 64) n = 64;
+    for (int i = 0; i < n; i++) shown[i] = p[i].text[0] != 0;
+    int sl = (int)strlen(sep);
+    for (;;) {
+        int len = 0, k = 0;
+        for (int i = 0; i < n; i++)
+            if (shown[i]) len += (k++ ? sl : 0) + (int)strlen(brief[i] && p[i].brief[0] ? p[i].brief : p[i].text);
+        if (len <= w || !k) break;
+        // the least important (highest prio, then the last) part shortens its label, else goes
+        int pick = -1;
+        for (int i = 0; i < n; i++)
+            if (shown[i] && !brief[i] && p[i].brief[0] && strcmp(p[i].brief, p[i].text) &&
+                (pick < 0 || p[i].prio >= p[pick].prio)) pick = i;
+        if (pick >= 0) {
+            brief[pick] = true;
+            continue;
+        }
+        for (int i = 0; i < n; i++)
+            if (shown[i] && (pick < 0 || p[i].prio >= p[pick].prio)) pick = i;
+        shown[pick] = false;
+    }
+    size_t len = 0;
+    int k = 0;
+    if (on) out[0] = 0;
+    for (int i = 0; i < n && len < on; i++)
+        if (shown[i]) {
+            len += (size_t)snprintf(out + len, on - len, "%s%s", k++ ? sep : "", brief[i] && p[i].brief[0] ? p[i].brief : p[i].text);
+            if (len >= on) len = on - 1;
+        }
+    return k;
+}
+
+int kvs_w_parts(kvs_ui *ui, int y, int x, int w, attr_t a, kvs_part *p, int n, const char *sep)
+{
+    char line[1024];
+    int k = kvs_fit_parts(p, n, w, sep, line, sizeof line);
+    kvs_w_text(ui, y, x, w, a, "%s", line);
+    return k;
+}
+
+int kvs_table_fit(const kvs_col *c, int n, int w, int *width, const char **hdr)
+{
+    bool brief = false, shown[32];
+    if (n > 32) n = 32;
+    for (int i = 0; i < n; i++) shown[i] = true;
+    for (;;) {
+        int used = 0, flex = -1;
+        for (int i = 0; i < n; i++) {
+            if (!shown[i]) continue;
+            const char *h = brief && c[i].brief ? c[i].brief : c[i].head;
+            int cw = (int)strlen(h) > c[i].min_w ? (int)strlen(h) : c[i].min_w;
+            if (c[i].flex) cw = c[i].min_w, flex = i;
+            width[i] = cw;
+            hdr[i] = h;
+            used += cw + 1;
+        }
+        if (used <= w) {
+            if (flex >= 0) width[flex] += w - used;
+            break;
+        }
+        if (!brief) {
+            brief = true;
+            continue;
+        }
+        int pick = -1;
+        for (int i = 0; i < n; i++)
+            if (shown[i] && c[i].prio > 0 && (pick < 0 || c[i].prio >= c[pick].prio)) pick = i;
+        if (pick < 0) break;   // only the columns that stay: the row clips at the box edge
+        shown[pick] = false;
+    }
+    int k = 0;
+    for (int i = 0; i < n; i++) {
+        if (!shown[i]) width[i] = 0, hdr[i] = NULL;
+        else k++;
+        if (c[i].right && width[i] > 0) width[i] = -width[i];
+    }
+    return k;
+}
+
+void kvs_w_scroll(kvs_ui *ui, kvs_rect box, int first, int vis, int n)
+{
+    if (n <= vis || box.h < 3 || box.w < 12) return;
+    attr_t a = kvs_attr(ui, KVS_C_ACCENT);
+    int last = first + vis < n ? first + vis : n;
+    if (first > 0) kvs_w_text(ui, box.y + 1, box.x + box.w - 1, 1, a, "%s", "^");
+    if (last < n) kvs_w_text(ui, box.y + box.h - 2, box.x + box.w - 1, 1, a, "%s", "v");
+    char t[64];
+    int len = snprintf(t, sizeof t, " %d-%d of %d%s ", first + 1, last, n, last < n ? " v" : " ^");
+    if (len + 4 <= box.w) kvs_w_text(ui, box.y + box.h - 1, box.x + box.w - 2 - len, len, a, "%s", t);
 }

@@ -53,9 +53,21 @@ KVQ_METHOD_DECLARE(ggml_f16)
 KVQ_METHOD_DECLARE(ggml_bf16)
 KVQ_METHOD_DECLARE(vllm_fp8_e4m3)
 KVQ_METHOD_DECLARE(vllm_fp8_e5m2)
+KVQ_METHOD_DECLARE(vllm_tq_k4)
+KVQ_METHOD_DECLARE(vllm_tq_k3)
+KVQ_METHOD_DECLARE(vllm_tq_v4)
+KVQ_METHOD_DECLARE(vllm_tq_v3)
+KVQ_METHOD_DECLARE(vllm_fp8_e4m3_calc)
+KVQ_METHOD_DECLARE(vllm_fp8_e5m2_calc)
+// vLLM's calc_kv_scales on one layer's first batch x (n values, all kv
+// heads): max |fp16(x)| / 200 for keys, / 100 for values (fp32).
+float kvq_vllm_kv_scale(const float *x, size_t n, bool is_value);
 KVQ_METHOD_DECLARE(mlx_affine_g32)
 KVQ_METHOD_DECLARE(mlx_affine_g64)
 KVQ_METHOD_DECLARE(mlx_affine_g128)
+KVQ_METHOD_DECLARE(tomturbo_turbo2)
+KVQ_METHOD_DECLARE(tomturbo_turbo3)
+KVQ_METHOD_DECLARE(tomturbo_turbo4)
 KVQ_METHOD_DECLARE(hf_quanto_qint2)
 KVQ_METHOD_DECLARE(hf_quanto_qint4)
 size_t kvq_hf_quanto_qint2_side_bytes(const void *plan);

@@ -149,6 +149,13 @@ void kvq_runner_set_tap(kvq_runner *r, kvq_model_tap_fn fn, void *user);
 // does. Attach at position 0 (KVQ_ERR_ARG otherwise); obs must outlive it.
 kvq_status kvq_runner_observe(kvq_runner *r, kvq_observers *obs);
 
+// Asked before each layer of every forward step with the layer index;
+// returning true stops the step with KVQ_ERR_CANCELLED, leaving that step
+// half-applied to the caches (reset or free the runner after). fn NULL = never.
+// This is how long runs are cancelled within a chunk (progress and Esc).
+typedef bool (*kvq_runner_poll_fn)(void *user, int layer);
+void kvq_runner_set_poll(kvq_runner *r, kvq_runner_poll_fn fn, void *user);
+
 // Add N(0, sigma^2) noise to the post-RoPE keys of one layer before they
 // enter the cache (RateQuant sensitivities); layer -1 turns it off. The draw
 // stream restarts from seed here.
@@ -172,6 +179,8 @@ typedef struct kvq_ppl_result {
     double ref_bits_per_token;  // same with the fp16 reference cache (== bits_per_token when cfg is fp16)
     double kl_bits;         // mean KL(ref || cfg) of next-token distributions, same positions; 0 for fp16
     double prefill_s;       // wall time of the cfg run
+    double key_record_bits, value_record_bits;   // bits per coordinate of one key / value record of
+                                                 // cfg's caches, mean over layers (KVQ_M_KEY_RECORD_BITS, ..._VALUE_)
 } kvq_ppl_result;
 
 // True when cfg stores both keys and values in fp16 (the reference).
@@ -182,7 +191,8 @@ void kvq_model_cfg_reference(kvq_config *c);
 
 // Run tokens through the model with cfg's cache and, unless cfg is the fp16
 // reference already, with the fp16 reference cache in lockstep (chunks of
-// `chunk` tokens). progress may be NULL; cancellation -> KVQ_ERR_CANCELLED.
+// `chunk` tokens). progress may be NULL; it is asked before every layer of
+// every chunk, so cancelling (-> KVQ_ERR_CANCELLED) takes one layer's time.
 kvq_status kvq_model_ppl(const kvq_model *m, const kvq_config *cfg, const kvq_artifacts *art,
                          const int32_t *tokens, int n, int chunk, kvq_progress *progress,
                          kvq_ppl_result *out);
@@ -195,10 +205,11 @@ kvq_status kvq_model_ppl_tokens(const kvq_model *m, const kvq_config *cfg, const
 // Run tokens with cfg's cache and write a kvtrace v1 file atomically (F16
 // post-RoPE keys, values and queries at every position, query_positions,
 // tokens; metadata with bits_per_byte (or bits_per_token when byte_level is
-// false)). source: what text was run (metadata "source").
+// false)). source: what text was run (metadata "source"). progress may be
+// NULL; asked before every layer (cancel -> KVQ_ERR_CANCELLED, no file written).
 kvq_status kvq_model_capture(const kvq_model *m, const kvq_config *cfg, const kvq_artifacts *art,
                              const int32_t *tokens, int n, bool byte_level, const char *source,
-                             const char *out_path, double *bits_out);
+                             const char *out_path, kvq_progress *progress, double *bits_out);
 
 // RateQuant sensitivities from the model itself: for each layer, noise of std
 // noise_scale x (that layer's post-RoPE key std over the text) is added to

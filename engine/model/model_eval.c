@@ -26,6 +26,34 @@ void kvq_model_cfg_reference(kvq_config *c)
     c->use_fused_sdpa = false;   // the cache's plain decode-then-attend path is its reference
 }
 
+// Progress inside a chunk: the runners poll before every layer, and this
+// turns (chunk, pass, layer) into the fraction of the whole run.
+typedef struct {
+    kvq_progress *p;
+    const char *stage;
+    double f0, span;   // fraction where this forward step starts, and its share
+    int n_layers;
+} layer_progress;
+
+static bool layer_poll(void *user, int layer)
+{
+    layer_progress *lp = user;
+    return kvq_progress_report(lp->p, lp->f0 + lp->span * layer / lp->n_layers, lp->stage);
+}
+
+// Mean over layers of the bits per coordinate one key (value) record holds.
+static void record_bits(kvq_runner *r, int head_dim, double *key_bits, double *value_bits)
+{
+    kvq_cache_set *cs = kvq_runner_caches(r);
+    double kb = 0, vb = 0;
+    for (int l = 0; cs && l < cs->n_layers; l++) {
+        kb += 8.0 * (double)kvq_cache_key_bpv(cs->layers[l]) / head_dim;
+        vb += 8.0 * (double)kvq_cache_value_bpv(cs->layers[l]) / head_dim;
+    }
+    *key_bits = cs && cs->n_layers ? kb / cs->n_layers : NAN;
+    *value_bits = cs && cs->n_layers ? vb / cs->n_layers : NAN;
+}
+
 kvq_status kvq_model_ppl(const kvq_model *m, const kvq_config *cfg, const kvq_artifacts *art, const int32_t *tokens,
                          int n, int chunk, kvq_progress *progress, kvq_ppl_result *out)
 {
@@ -56,12 +84,23 @@ kvq_status kvq_model_ppl_tokens(const kvq_model *m, const kvq_config *cfg, const
     if (with_ref && (s = kvq_runner_new(m, &refcfg, NULL, chunk, &rr))) goto out;
     double nll = 0, nll_ref = 0, kl = 0, t_run = 0;
     kvq_progress_begin(progress);
+    layer_progress lp = {.p = progress, .stage = "ppl", .n_layers = m->cfg.n_layers};
+    if (progress) {
+        kvq_runner_set_poll(rq, layer_poll, &lp);
+        if (rr) kvq_runner_set_poll(rr, layer_poll, &lp);
+    }
+    int passes = with_ref ? 2 : 1;
     for (int p0 = 0; p0 < n; p0 += chunk) {
         int step = n - p0 < chunk ? n - p0 : chunk;
         double t0 = kvq_now_s();
-        if ((s = kvq_runner_forward(rq, tokens + p0, step, true, lq))) goto out;
+        lp.span = (double)step / n / passes;
+        lp.f0 = (double)p0 / n;
+        s = kvq_runner_forward(rq, tokens + p0, step, true, lq);
         t_run += kvq_now_s() - t0;
-        if (with_ref && (s = kvq_runner_forward(rr, tokens + p0, step, true, lr))) goto out;
+        lp.f0 += lp.span;
+        if (!s && with_ref) s = kvq_runner_forward(rr, tokens + p0, step, true, lr);
+        if (s == KVQ_ERR_CANCELLED) s = kvq_error(KVQ_ERR_CANCELLED, "ppl: cancelled at token %d of %d", p0, n);
+        if (s) goto out;
         for (int t = 0; t < step && p0 + t < n - 1; t++) {
             int target = tokens[p0 + t + 1];
             const float *a = lq + (size_t)t * V;
@@ -84,6 +123,7 @@ kvq_status kvq_model_ppl_tokens(const kvq_model *m, const kvq_config *cfg, const
     out->ref_bits_per_token = with_ref ? nll_ref / (n - 1) : out->bits_per_token;
     out->kl_bits = with_ref ? kl / (n - 1) : 0.0;
     out->prefill_s = t_run;
+    record_bits(rq, m->cfg.head_dim, &out->key_record_bits, &out->value_record_bits);
     if (!isfinite(out->bits_per_token) || !isfinite(out->ref_bits_per_token) || !isfinite(out->kl_bits)) {
         const char *what = !isfinite(out->ref_bits_per_token) ? "the fp16 reference's bits per token"
                            : !isfinite(out->bits_per_token)  ? "bits per token"
@@ -310,7 +350,7 @@ out:
 
 kvq_status kvq_model_capture(const kvq_model *m, const kvq_config *cfg, const kvq_artifacts *art,
                              const int32_t *tokens, int n, bool byte_level, const char *source, const char *out_path,
-                             double *bits_out)
+                             kvq_progress *progress, double *bits_out)
 {
     if (n < 2) return kvq_error(KVQ_ERR_ARG, "capture: %d tokens (expected at least 2)", n);
     const kvq_model_config *c = &m->cfg;
@@ -336,10 +376,17 @@ kvq_status kvq_model_capture(const kvq_model *m, const kvq_config *cfg, const kv
     }
     if ((s = kvq_runner_new(m, cfg, art, chunk, &r))) goto out;
     kvq_runner_set_tap(r, capture_tap, &cb);
+    kvq_progress_begin(progress);
+    layer_progress lp = {.p = progress, .stage = "capture", .n_layers = L};
+    if (progress) kvq_runner_set_poll(r, layer_poll, &lp);
     double nll = 0;
     for (int p0 = 0; p0 < n; p0 += chunk) {
         int step = n - p0 < chunk ? n - p0 : chunk;
-        if ((s = kvq_runner_forward(r, tokens + p0, step, true, logits))) goto out;
+        lp.f0 = (double)p0 / n;
+        lp.span = (double)step / n;
+        s = kvq_runner_forward(r, tokens + p0, step, true, logits);
+        if (s == KVQ_ERR_CANCELLED) s = kvq_error(KVQ_ERR_CANCELLED, "capture: cancelled at token %d of %d", p0, n);
+        if (s) goto out;
         for (int t = 0; t < step && p0 + t < n - 1; t++)
             nll -= kvq_logits_log2_prob(logits + (size_t)t * V, V, tokens[p0 + t + 1]);
     }

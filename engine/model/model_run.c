@@ -26,6 +26,8 @@ struct kvq_runner {
     int pos, max_chunk;
     kvq_model_tap_fn tap;
     void *tap_user;
+    kvq_runner_poll_fn poll;   // asked before every layer: true = stop (cancel)
+    void *poll_user;
     // scratch, sized for max_chunk tokens (C)
     float *x;            // (C, hidden) residual stream
     float *xn;           // (C, hidden) normed
@@ -266,6 +268,12 @@ void kvq_runner_set_tap(kvq_runner *r, kvq_model_tap_fn fn, void *user)
     r->tap_user = user;
 }
 
+void kvq_runner_set_poll(kvq_runner *r, kvq_runner_poll_fn fn, void *user)
+{
+    r->poll = fn;
+    r->poll_user = user;
+}
+
 void kvq_runner_set_key_noise(kvq_runner *r, int layer, double sigma, uint64_t seed)
 {
     r->noise_layer = layer;
@@ -476,6 +484,9 @@ static kvq_status forward_chunk(kvq_runner *r, const int32_t *tok, int n, bool a
     rope_tables(r, 0, r->pos, n);
     if (a->local_rope) rope_tables(r, 1, r->pos, n);
     for (int l = 0; l < c->n_layers; l++) {
+        // per layer, not per chunk: one chunk of a large model runs for seconds
+        if (r->poll && r->poll(r->poll_user, l))
+            return kvq_error(KVQ_ERR_CANCELLED, "cancelled at layer %d of %d, position %d", l, c->n_layers, r->pos);
         const kvq_model_layer *L = &m->layers[l];
         int ri = a->local_rope && c->layer_window[l] ? 1 : 0;
         rms_norm(r->x, L->attn_norm, n, H, c->rms_norm_eps, r->xn);

@@ -57,12 +57,12 @@ expect_out "bit_allocation is a list" '"bit_allocation": \[\]'
 
 echo "-- compare: skipped cells named, progress"
 expect_ok "compare default grid" "$KVSTUDIO" compare --trace "$TRACE" --seq-len 64 --bits 2
-for m in rabitq commvq vecinfer spectral ratequant; do
+for m in rabitq commvq vecinfer spectral ratequant vllm:fp8_e4m3_calc vllm:fp8_e5m2_calc; do
   expect_out "compare names skipped $m" "^$m .*skipped (bits 2): needs calibration artifacts"
 done
 expect_ok "compare --json" "$KVSTUDIO" compare --trace "$TRACE" --seq-len 64 --bits 2,3 --methods q8_0 --json
 expect_ok "compare --json default" "$KVSTUDIO" compare --trace "$TRACE" --seq-len 32 --bits 2 --json
-[ "$(grep -c '"skipped": "needs calibration artifacts' "$TMP/out")" -eq 5 ] && pass "json: one skipped row per cell" || fail "json skipped rows"
+[ "$(grep -c '"skipped": "needs calibration artifacts' "$TMP/out")" -eq 7 ] && pass "json: one skipped row per cell" || fail "json skipped rows"
 ! grep -q '^compare: ' "$TMP/out" && pass "json: no progress lines in stdout" || fail "json: progress in stdout"
 t0=$(date +%s)
 expect_ok "compare with progress" "$KVSTUDIO" compare --trace "$TRACE" --methods qjl,turboquant_prod --bits 2,3

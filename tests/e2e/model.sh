@@ -79,4 +79,17 @@ expect_fail "unknown option" "unknown option 'bogus'" "$KVSTUDIO" capture --mode
   --bogus 1
 expect_fail "bad method" "unknown method 'nosuch'" "$KVSTUDIO" ppl --model "$M" --text "$CODE" --method nosuch
 expect_fail "capture without out" "--out TRACE.safetensors is required" "$KVSTUDIO" capture --model "$M" --text "$CODE"
+
+# grid: each cell is the ppl of its config (same figures), a fixed-width method fills one cell
+head -c 64 "$CODE" >"$TMP/code64.txt"
+expect_ok "ppl kivi k2/v4" "$KVSTUDIO" ppl --model "$M" --text "$TMP/code64.txt" --method kivi --bits 2 --value-bits 4
+ppl_bpb=$(sed -n 's/^bits\/byte  \([0-9.]*\) (fp16 \([0-9.]*\).*/\1 \2/p' "$TMP/out")
+expect_ok "grid" "$KVSTUDIO" grid --model "$M" --methods kivi,q8_0 --bits 2,3 --value-bits 4 --text "$TMP/code64.txt"
+grid_bpb=$(awk '$1 == "kivi" && $2 == "k2/v4" {print $3, $4}' "$TMP/out")
+[ -n "$ppl_bpb" ] && [ "$ppl_bpb" = "$grid_bpb" ] && pass "grid cell = ppl ($grid_bpb)" ||
+  fail "grid cell '$grid_bpb' differs from ppl '$ppl_bpb'"
+expect_out "second width" "^kivi k3/v4 "
+expect_out "fixed width once" "^llamacpp:q8_0 k8/v4 "
+[ "$(grep -c '^llamacpp:q8_0' "$TMP/out")" = 1 ] && pass "q8_0 one cell" || fail "q8_0 one cell"
+expect_fail "grid without a model" "--model DIR is required" "$KVSTUDIO" grid --text "$TMP/code64.txt"
 finish

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # recommend (issue 14): the table's shape (one row a format of the engine,
 # the exact flags), the memory arithmetic against a hand computation, the
-# budget filter (fitting rows first), mlx_lm's affine rows, transformers'
-# QuantizedCache rows, the Pareto marking, kvstudio's own best labelled as not
-# deployable, the JSON form, --model (bits/byte and KL per row), and bad input.
+# budget filter (fitting rows first), vLLM's TurboQuant presets (their
+# boundary layers in the memory) and fp8 with calculated scales, mlx_lm's
+# affine rows, the TurboQuant fork's turbo rows, transformers' QuantizedCache
+# rows, the Pareto marking, kvstudio's own best labelled as not deployable,
+# the JSON form, --model (bits/byte and KL per row), and bad input.
 . "$(dirname "$0")/lib.sh"
 
 R=("$KVSTUDIO" recommend --trace "$TRACE" --seq-len 64)
@@ -44,7 +46,16 @@ grep "^   -  kvstudio" "$TMP/out" | grep -q ' fits$' && pass "kvstudio best fits
 
 expect_ok "recommend vllm json" "${R[@]}" --engine vllm --context 8192 --budget-gb 0.03 --json
 if command -v jq >/dev/null; then
-  [ "$(jq '.rows | length' "$TMP/out")" = 3 ] && pass "json 3 vllm rows" || fail "json rows"
+  [ "$(jq '.rows | length' "$TMP/out")" = 9 ] && pass "json 9 vllm rows" || fail "json rows"
+  [ "$(jq -r '.rows[] | select(.format=="fp8_calc") | .flags' "$TMP/out")" = "--kv-cache-dtype fp8 --calculate-kv-scales" ] \
+    && pass "json calculated-scales flag" || fail "json calculated-scales flag"
+  [ "$(jq '.rows[] | select(.format=="fp8_calc") | .output_error != null' "$TMP/out")" = true ] \
+    && pass "json calculated-scales row measured" || fail "json calculated-scales row"
+  [ "$(jq -r '.rows[] | select(.format=="k3v4_nc") | .flags' "$TMP/out")" = "--kv-cache-dtype turboquant_k3v4_nc" ] \
+    && pass "json turboquant flag" || fail "json turboquant flag"
+  # 2 of 6 layers in 118-byte slots, layers 0, 1, 4, 5 fp16: 2 x 2 x 118 + 4 x 2 x 512
+  [ "$(jq '.rows[] | select(.format=="k3v4_nc") | .kv_bytes_per_token' "$TMP/out")" = 4568 ] \
+    && pass "json k3v4_nc bytes/token with boundary layers" || fail "json k3v4_nc bytes"
   [ "$(jq -r '.rows[] | select(.format=="fp8") | .flags' "$TMP/out")" = "--kv-cache-dtype fp8" ] \
     && pass "json fp8 flag" || fail "json fp8 flag"
   [ "$(jq '.rows[] | select(.format=="fp8") | .kv_bytes_per_token' "$TMP/out")" = 3072 ] \
@@ -70,11 +81,27 @@ expect_out "mlx g64_b4 memory" "g64_b4 .* 4.500       4.500                1728 
 expect_out "mlx g32_b8 memory (8 + 32/32 bits)" "g32_b8 .* 9.000       9.000                3456 "
 expect_out "kvstudio best not deployable in mlx" "^kvstudio's best within .*(not deployable in mlx):"
 
+# the TurboQuant fork (TheTom/llama-cpp-turboquant): turbo2/3/4 for K and V and
+# q8_0 keys over them. By hand: turbo3 = 50 bytes / 128 values (3.125 bits),
+# (50 + 50) x 2 x 6 = 1200 bytes/token, x 8192 / 2^30 = 0.0092 GiB; q8_0/turbo4
+# = (136 + 68) x 2 x 6 = 2448.
+expect_ok "recommend tomturbo" "${R[@]}" --engine tomturbo --context 8192
+n=$(grep -cE '^ +[0-9]+  tomturbo  ' "$TMP/out")
+[ "$n" -eq 6 ] && pass "6 tomturbo rows" || fail "tomturbo rows: $n, expected 6"
+expect_out "turbo3 flags" "turbo3/turbo3  TURBO_AUTO_ASYMMETRIC=0 -ctk turbo3 -ctv turbo3 -fa on "
+expect_out "turbo2 pins the boundary layers off" "TURBO_LAYER_ADAPTIVE=0 -ctk q8_0 -ctv turbo2 -fa on "
+expect_out "turbo3 memory" "turbo3/turbo3 .* 3.125       3.125                1200                0.0092 "
+expect_out "q8_0/turbo4 memory" "q8_0/turbo4 .* 8.500       4.250                2448 "
+expect_out "kvstudio best not deployable in tomturbo" "^kvstudio's best within .*(not deployable in tomturbo):"
+
 # a shape a format cannot hold (head_dim 8: no mlx group, no ggml block of 32)
 # is a failed row naming why; the other engines' rows still rank
 expect_ok "recommend head_dim 8" "$KVSTUDIO" recommend --trace tests/data/tr_valid.safetensors
 expect_out "mlx row names the group size" "g64_b4 .* failed: mlx:affine_g64: head_dim 8 is not a multiple of the group size 64"
 expect_out "vllm rows still rank" "^   1  vllm  "
+expect_out "turboquant rows listed" "k3v4_nc  *--kv-cache-dtype turboquant_k3v4_nc "
+n=$(grep -cE '  vllm  +[a-z0-9_]+ +--kv-cache-dtype turboquant_' "$TMP/out")
+[ "$n" -eq 4 ] && pass "4 turboquant rows" || fail "turboquant rows: $n, expected 4"
 expect_fail "only failed rows" "no format of engine 'mlx' ran" "$KVSTUDIO" recommend --trace tests/data/tr_valid.safetensors --engine mlx
 grep -q "not sought" "$TMP/out" && pass "kvstudio best not sought without a budget" || fail "kvstudio best line"
 
@@ -100,9 +127,9 @@ expect_out "hqq_b3 memory" "hqq_b3 .* 3.750       3.750                1440 "
 # --model: the checkpoint run with each format's cache over a stated text
 # sample; bits/byte and next-token KL from the metrics table. fp16 ("auto")
 # is the reference: its KL is 0 and its bits/byte the header's fp16 figure.
-M=(--model sample_data/refmodel --text-bytes 64)
+M=(--model sample_data/refmodel --text-bytes 32)
 expect_ok "recommend --model" "${R[@]}" --engine vllm "${M[@]}"
-expect_out "model header states the sample" "^model sample_data/refmodel on sample_data/texts/textwrap-1k.py: first 64 bytes (64 tokens, 63 bytes scored), fp16 cache bits/byte "
+expect_out "model header states the sample" "^model sample_data/refmodel on sample_data/texts/textwrap-1k.py: first 32 bytes (32 tokens, 31 bytes scored), fp16 cache bits/byte "
 expect_out "model columns" "budget  bits/byte  next-token KL$"
 fp16=$(sed -n 's/.*fp16 cache bits\/byte \([0-9.]*\);.*/\1/p' "$TMP/out")
 grep -E '^ +[0-9]+  vllm  +auto ' "$TMP/out" | grep -qE " $fp16 +0\.00000$" && pass "fp16 row = the reference" \
@@ -112,10 +139,11 @@ awk -v k="$kl" 'BEGIN { exit !(k > 0) }' && pass "fp8_e5m2 KL > 0" || fail "fp8_
 expect_out "kvstudio best also run" "^   -  kvstudio .*  [0-9]\.[0-9]*  *[0-9]\.[0-9]*$"
 expect_ok "recommend --model json" "${R[@]}" --engine vllm "${M[@]}" --json
 if command -v jq >/dev/null; then
-  [ "$(jq -r '.model.text_bytes' "$TMP/out")" = 64 ] && pass "json model text_bytes" || fail "json model"
+  [ "$(jq -r '.model.text_bytes' "$TMP/out")" = 32 ] && pass "json model text_bytes" || fail "json model"
   [ "$(jq '.rows[] | select(.format=="auto") | .next_token_kl == 0' "$TMP/out")" = true ] && pass "json fp16 KL 0" \
     || fail "json fp16 KL"
-  [ "$(jq '[.rows[] | select(.bits_per_byte > 0)] | length' "$TMP/out")" = 3 ] && pass "json bits_per_byte" \
+  [ "$(jq '(.rows | length) as $n | [.rows[] | select(.bits_per_byte > 0)] | length == $n' "$TMP/out")" = true ] \
+    && pass "json bits_per_byte on every row" \
     || fail "json bits_per_byte"
 else
   grep -q '"next_token_kl": ' "$TMP/out" && pass "json next_token_kl" || fail "json next_token_kl"

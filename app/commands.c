@@ -48,7 +48,7 @@ static const kvs_option opts_compare[] = {
     JSON_FLAG, END};
 static const kvs_option opts_recommend[] = {
     {.name = "trace", .kind = KVS_OPT_STRING, .arg = "T", .help = "trace file (default: the loaded one)"},
-    {.name = "engine", .kind = KVS_OPT_STRING, .arg = "E", .choices = "llamacpp|vllm|mlx|tomturbo|all",
+    {.name = "engine", .kind = KVS_OPT_STRING, .arg = "E", .choices = "llamacpp|vllm|mlx|tomturbo|transformers|all",
      .help = "engine whose KV formats are measured (default all)"},
     {.name = "context", .kind = KVS_OPT_INT, .arg = "N", .lo = 0, .hi = 1 << 30,
      .help = "tokens the KV memory is given at (0 = the trace's length)"},
@@ -58,6 +58,12 @@ static const kvs_option opts_recommend[] = {
      .help = "calibration artifacts: their method joins kvstudio's own candidates"},
     {.name = "seq-len", .kind = KVS_OPT_INT, .arg = "N", .lo = 0, .hi = 1 << 24,
      .help = "tokens replayed (0 = the whole trace)"},
+    {.name = "model", .kind = KVS_OPT_STRING, .arg = "DIR",
+     .help = "also run this checkpoint (the trace's shape) with each format: bits/byte, next-token KL vs fp16"},
+    {.name = "text", .kind = KVS_OPT_STRING, .arg = "FILE",
+     .help = "text --model scores (default sample_data/texts/textwrap-1k.py)"},
+    {.name = "text-bytes", .kind = KVS_OPT_INT, .arg = "N", .lo = 0, .hi = 1 << 24,
+     .help = "first N bytes of --text scored (default 128; 0 = all of it)"},
     JSON_FLAG, END};
 #define MODEL_OPT {.name = "model", .kind = KVS_OPT_STRING, .arg = "DIR", \
                    .help = "Hugging Face checkpoint directory (llama, mistral, qwen2/3, gemma2/3, phi3); " \

@@ -41,6 +41,18 @@
 // q8_0 keys: the fork's q8_0 is llama.cpp's (test_tom_turbo holds it to llamacpp:q8_0)
 #define TQ(v, fl) {.engine = "tomturbo", .name = "q8_0/" v, .flags = fl, \
                    .key_method = "llamacpp:q8_0", .value_method = "tomturbo:" v}
+// transformers: generate(..., cache_implementation="quantized", cache_config=
+// {...}) builds QuantizedCache(backend, config, **cache_config) (cache_utils.py,
+// huggingface/transformers 004999d9); q_group_size 64 and residual_length 128
+// left at their defaults. quanto at its default axis 0; HQQ at axis 1 (its
+// default axis 0 groups across the whole tensor, which kvstudio does not model).
+#define TFQ(b) {.engine = "transformers", .name = "quanto_b" #b, \
+               .flags = "cache_implementation=\"quantized\", cache_config={\"backend\": \"quanto\", \"nbits\": " #b "}", \
+               .key_method = "transformers:quanto_qint" #b "_g64", .value_method = "transformers:quanto_qint" #b "_g64"}
+#define TFH(b) {.engine = "transformers", .name = "hqq_b" #b, \
+               .flags = "cache_implementation=\"quantized\", cache_config={\"backend\": \"hqq\", \"nbits\": " #b \
+                        ", \"axis_key\": 1, \"axis_value\": 1}", \
+               .key_method = "transformers:hqq_g64", .value_method = "transformers:hqq_g64", .key_bits = b, .value_bits = b}
 #define VL(n, fl, m) {.engine = "vllm", .name = n, .flags = fl, .key_method = m, .value_method = m}
 // vLLM TurboQuant (engine/methods/vllm_turboquant.c): K and V records of one
 // slot; vLLM keeps the first and last 2 layers of a dense model at the model
@@ -87,6 +99,7 @@ const kvq_deploy_format kvq_deploy_formats[] = {
     TQ("turbo4", "-ctk q8_0 -ctv turbo4 -fa on"),
     TQ("turbo3", "-ctk q8_0 -ctv turbo3 -fa on"),
     TQ("turbo2", "TURBO_LAYER_ADAPTIVE=0 -ctk q8_0 -ctv turbo2 -fa on"),
+    TFQ(2), TFQ(4), TFH(1), TFH(2), TFH(3), TFH(4), TFH(8),
 };
 const int kvq_n_deploy_formats = (int)(sizeof kvq_deploy_formats / sizeof kvq_deploy_formats[0]);
 

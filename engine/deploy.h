@@ -4,8 +4,7 @@
 // the Pareto marking `kvstudio recommend` ranks them with.
 //
 // Only formats with a measured methods row are listed: nothing here is a
-// placeholder. Missing today: transformers' QuantizedCache (README,
-// `recommend`).
+// placeholder.
 #ifndef KVQ_DEPLOY_H
 #define KVQ_DEPLOY_H
 #include <stdbool.h>
@@ -13,7 +12,7 @@
 #include "kvq.h"
 
 typedef struct kvq_deploy_format {
-    const char *engine;        // "llamacpp", "vllm", "mlx"
+    const char *engine;        // "llamacpp", "vllm", "mlx", "transformers"
     const char *name;          // "q8_0/q4_0" (K/V) or "fp8"
     const char *flags;         // what to pass the engine: "-ctk q8_0 -ctv q4_0 -fa on"
     const char *key_method;    // methods table rows (fixed width)
@@ -29,8 +28,9 @@ extern const int kvq_n_deploy_formats;
 
 // The config that replays format f exactly: key/value methods at the row's
 // widths, protect_layers = f->boundary_layers, no fp16 windows, sinks or
-// outlier paths (an engine has none). base supplies the seed; everything
-// else is default.
+// outlier paths (an engine has none; transformers' fp16 residual is counted
+// in memory as side bytes and not replayed: every token quantized, its state
+// right after a flush). base supplies the seed; everything else is default.
 void kvq_deploy_config(const kvq_deploy_format *f, uint64_t seed, kvq_config *out);
 
 // The artifacts format f replays with: for calc_scales rows (vLLM
@@ -45,7 +45,8 @@ kvq_status kvq_deploy_artifacts(const kvq_deploy_format *f, const struct kvq_tra
 // What a config holds per token for a model shape: bytes_per_vector of the
 // key and the value method (layer 0, kv head 0 plans; art may be NULL unless
 // a method needs calibration) x n_kv_heads x n_layers, K and V. side_bytes:
-// the plans' side tables (rotations, codebooks) over all streams, K and V,
+// the plans' side tables (rotations, codebooks; for transformers:* the fp16
+// residual window beyond its records) over all streams, K and V,
 // paid once, not per token. key/value_bpc: record bytes x 8 / head_dim.
 // Layers the config protects (protect_layers first and last, as the cache
 // keeps them) count 2 x head_dim bytes a key and a value record instead.

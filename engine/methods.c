@@ -115,6 +115,21 @@ const kvq_method kvq_methods[] = {
      .paper = "llama-cpp-turboquant ggml-turbo-quant.c", .min_bits = 3, .max_bits = 3, KVQ_METHOD_FNS(tomturbo_turbo3)},
     {.name = "tomturbo:turbo4", .description = "TurboQuant fork turbo4: WHT + 4-bit centroids, f16 norm (4.25 bits)",
      .paper = "llama-cpp-turboquant ggml-turbo-quant.c", .min_bits = 4, .max_bits = 4, KVQ_METHOD_FNS(tomturbo_turbo4)},
+    // transformers' QuantizedCache (cache_implementation="quantized"): groups
+    // of 64 along head_dim, fp16 scale + shift/zero; side_bytes = the fp16
+    // residual window (up to 127 tokens a stream).
+    {.name = "transformers:quanto_qint2_g64",
+     .description = "transformers quanto cache nbits 2, axis 0: groups of 64, fp16 scale + shift",
+     .paper = "optimum-quanto MaxOptimizer", .min_bits = 2, .max_bits = 2, KVQ_METHOD_FNS(hf_quanto_qint2),
+     .side_bytes = kvq_hf_quanto_qint2_side_bytes},
+    {.name = "transformers:quanto_qint4_g64",
+     .description = "transformers quanto cache nbits 4, axis 0: groups of 64, fp16 scale + shift",
+     .paper = "optimum-quanto MaxOptimizer", .min_bits = 4, .max_bits = 4, KVQ_METHOD_FNS(hf_quanto_qint4),
+     .side_bytes = kvq_hf_quanto_qint4_side_bytes},
+    {.name = "transformers:hqq_g64",
+     .description = "transformers HQQ cache, axis 1: groups of 64, proximal zero, fp16 scale + zero",
+     .paper = "hqq optimize_weights_proximal", .min_bits = 1, .max_bits = 8, KVQ_METHOD_FNS(hf_hqq),
+     .side_bytes = kvq_hf_hqq_side_bytes},
 };
 const int kvq_n_methods = (int)(sizeof kvq_methods / sizeof kvq_methods[0]);
 

@@ -68,6 +68,12 @@ KVQ_METHOD_DECLARE(mlx_affine_g128)
 KVQ_METHOD_DECLARE(tomturbo_turbo2)
 KVQ_METHOD_DECLARE(tomturbo_turbo3)
 KVQ_METHOD_DECLARE(tomturbo_turbo4)
+KVQ_METHOD_DECLARE(hf_quanto_qint2)
+KVQ_METHOD_DECLARE(hf_quanto_qint4)
+size_t kvq_hf_quanto_qint2_side_bytes(const void *plan);
+size_t kvq_hf_quanto_qint4_side_bytes(const void *plan);
+KVQ_METHOD_DECLARE(hf_hqq)
+size_t kvq_hf_hqq_side_bytes(const void *plan);
 KVQ_METHOD_DECLARE(q4_0_hadamard)
 KVQ_METHOD_DECLARE(kivi)
 size_t kvq_kivi_group_vectors(const void *plan);   // 32 for keys, 1 for values

@@ -3,9 +3,9 @@
 # the exact flags), the memory arithmetic against a hand computation, the
 # budget filter (fitting rows first), vLLM's TurboQuant presets (their
 # boundary layers in the memory) and fp8 with calculated scales, mlx_lm's
-# affine rows, the TurboQuant fork's turbo rows, the Pareto marking,
-# kvstudio's own best labelled as not
-# deployable, the JSON form, and bad input.
+# affine rows, the TurboQuant fork's turbo rows, transformers' QuantizedCache
+# rows, the Pareto marking, kvstudio's own best labelled as not deployable,
+# the JSON form, --model (bits/byte and KL per row), and bad input.
 . "$(dirname "$0")/lib.sh"
 
 R=("$KVSTUDIO" recommend --trace "$TRACE" --seq-len 64)
@@ -109,4 +109,47 @@ expect_fail "unknown engine" "engine" "${R[@]}" --engine sglang
 expect_fail "negative budget" "budget-gb" "${R[@]}" --budget-gb -1
 expect_fail "seq-len too long" "exceeds the trace's 1024 tokens" "${R[@]}" --seq-len 5000
 expect_fail "missing trace" "nope.safetensors" "$KVSTUDIO" recommend --trace "$TMP/nope.safetensors"
+
+# transformers' QuantizedCache: quanto nbits 2/4 and HQQ 1/2/3/4/8 (axis 1),
+# the Python to set. quanto_b4 by hand: 64 code bytes + fp16 scale and shift
+# for 2 groups = 72 bytes a vector, (72 + 72) x 2 x 6 = 1728 bytes/token; the
+# fp16 residual (127 tokens) adds 127 x (256 - 72) x 2 x 12 = 560832 bytes:
+# (1728 x 8192 + 560832) / 2^30 = 0.0137. hqq_b3: 10 codes a uint32, 13 words
+# + 8 = 60 bytes = 3.75 bits.
+expect_ok "recommend transformers" "${R[@]}" --engine transformers --context 8192
+n=$(grep -cE '^ +[0-9]+  transformers  ' "$TMP/out")
+[ "$n" -eq 7 ] && pass "7 transformers rows" || fail "transformers rows: $n, expected 7"
+expect_out "quanto python" 'quanto_b4      cache_implementation="quantized", cache_config={"backend": "quanto", "nbits": 4} '
+expect_out "hqq python with axis 1" '"backend": "hqq", "nbits": 3, "axis_key": 1, "axis_value": 1}'
+expect_out "quanto_b4 memory with the residual" "quanto_b4 .* 4.500       4.500                1728                0.0137 "
+expect_out "hqq_b3 memory" "hqq_b3 .* 3.750       3.750                1440 "
+
+# --model: the checkpoint run with each format's cache over a stated text
+# sample; bits/byte and next-token KL from the metrics table. fp16 ("auto")
+# is the reference: its KL is 0 and its bits/byte the header's fp16 figure.
+M=(--model sample_data/refmodel --text-bytes 32)
+expect_ok "recommend --model" "${R[@]}" --engine vllm "${M[@]}"
+expect_out "model header states the sample" "^model sample_data/refmodel on sample_data/texts/textwrap-1k.py: first 32 bytes (32 tokens, 31 bytes scored), fp16 cache bits/byte "
+expect_out "model columns" "budget  bits/byte  next-token KL$"
+fp16=$(sed -n 's/.*fp16 cache bits\/byte \([0-9.]*\);.*/\1/p' "$TMP/out")
+grep -E '^ +[0-9]+  vllm  +auto ' "$TMP/out" | grep -qE " $fp16 +0\.00000$" && pass "fp16 row = the reference" \
+  || fail "fp16 row: $(grep ' auto ' "$TMP/out")"
+kl=$(grep -E '^ +[0-9]+  vllm  +fp8_e5m2 ' "$TMP/out" | awk '{print $NF}')
+awk -v k="$kl" 'BEGIN { exit !(k > 0) }' && pass "fp8_e5m2 KL > 0" || fail "fp8_e5m2 KL: $kl"
+expect_out "kvstudio best also run" "^   -  kvstudio .*  [0-9]\.[0-9]*  *[0-9]\.[0-9]*$"
+expect_ok "recommend --model json" "${R[@]}" --engine vllm "${M[@]}" --json
+if command -v jq >/dev/null; then
+  [ "$(jq -r '.model.text_bytes' "$TMP/out")" = 32 ] && pass "json model text_bytes" || fail "json model"
+  [ "$(jq '.rows[] | select(.format=="auto") | .next_token_kl == 0' "$TMP/out")" = true ] && pass "json fp16 KL 0" \
+    || fail "json fp16 KL"
+  [ "$(jq '(.rows | length) as $n | [.rows[] | select(.bits_per_byte > 0)] | length == $n' "$TMP/out")" = true ] \
+    && pass "json bits_per_byte on every row" \
+    || fail "json bits_per_byte"
+else
+  grep -q '"next_token_kl": ' "$TMP/out" && pass "json next_token_kl" || fail "json next_token_kl"
+fi
+expect_fail "--text without --model" "go with --model" "${R[@]}" --text-bytes 32
+expect_fail "model of another shape" "expected a trace of this model" "$KVSTUDIO" recommend \
+  --trace tests/data/tr_valid.safetensors --model sample_data/refmodel
+expect_fail "missing text" "nope.txt" "${R[@]}" --engine vllm --model sample_data/refmodel --text "$TMP/nope.txt"
 finish

@@ -1,12 +1,19 @@
 // calib/kmeans.c — k-means++ seeding + Lloyd iterations; see kmeans.h.
 #include <cblas.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include "calib/kmeans.h"
 #include "rng.h"
+#include "simd.h"
+#if KVQ_HAVE_X86
+#include <immintrin.h>
+#endif
 
-#define KM_CHUNK 1024   // rows per sgemm block: bounds the (chunk, k) scratch
+// Rows per sgemm tile: the (tile, k) block (256 KB at k = 256) stays in L2
+// for the argmin that reads it back, and no scratch grows with n.
+#define KM_TILE 256
 
 // Four partial sums break the add-latency chain (the loop ran at one
 // coordinate per 4 cycles on commvq's d = 128); the order is fixed, so the
@@ -55,26 +62,109 @@ void kvq_kmeans_sqdist(const float *x, const float *xnorm, size_t n, const float
         }
 }
 
-// Assignment over chunks; scratch: (KM_CHUNK, k). The argmin runs on
-// cnorm - 2 x.c straight from the sgemm block (|x|^2 is the same for every
-// centroid of a row, so it is added to the winner only): one pass over the
-// (m, k) block instead of two.
+// argmin over j of row[j] + cnorm[j], ties to the lower index: the scalar
+// spec of argmin_avx2 (tests/test_kmeans.c checks them against each other).
+static int argmin_ref(const float *row, const float *cnorm, int k, float *best)
+{
+    int bj = 0;
+    float bv = row[0] + cnorm[0];
+    for (int j = 1; j < k; j++) {
+        float v = row[j] + cnorm[j];
+        if (v < bv) bv = v, bj = j;
+    }
+    *best = bv;
+    return bj;
+}
+
+#if KVQ_HAVE_X86
+// Four sets of eight lanes, each lane keeping its first minimum (strict <);
+// the lowest index among the lanes holding the overall minimum is then the
+// first minimum of the row, so the pick equals argmin_ref's (same float sums).
+// Four independent compare/blend chains instead of one: the chain's latency,
+// not the loads, bounded a single set. The scalar loop was two thirds of
+// vecinfer's time at k = 256.
+static inline KVQ_TARGET_AVX2 void km_merge(__m256 *v, __m256i *b, __m256 v2, __m256i b2)
+{
+    __m256 lt = _mm256_cmp_ps(v2, *v, _CMP_LT_OQ), eq = _mm256_cmp_ps(v2, *v, _CMP_EQ_OQ);
+    __m256 take = _mm256_or_ps(lt, _mm256_and_ps(eq, _mm256_castsi256_ps(_mm256_cmpgt_epi32(*b, b2))));
+    *v = _mm256_blendv_ps(*v, v2, take);
+    *b = _mm256_blendv_epi8(*b, b2, _mm256_castps_si256(take));
+}
+
+static KVQ_TARGET_AVX2 int argmin_avx2(const float *row, const float *cnorm, int k, float *best)
+{
+    if (k < 32) return argmin_ref(row, cnorm, k, best);
+    const __m256i step = _mm256_set1_epi32(32), lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    __m256i i0 = lane, i1 = _mm256_add_epi32(lane, _mm256_set1_epi32(8));
+    __m256i i2 = _mm256_add_epi32(lane, _mm256_set1_epi32(16)), i3 = _mm256_add_epi32(lane, _mm256_set1_epi32(24));
+    __m256i b0 = i0, b1 = i1, b2 = i2, b3 = i3;
+    __m256 v0 = _mm256_add_ps(_mm256_loadu_ps(row), _mm256_loadu_ps(cnorm));
+    __m256 v1 = _mm256_add_ps(_mm256_loadu_ps(row + 8), _mm256_loadu_ps(cnorm + 8));
+    __m256 v2 = _mm256_add_ps(_mm256_loadu_ps(row + 16), _mm256_loadu_ps(cnorm + 16));
+    __m256 v3 = _mm256_add_ps(_mm256_loadu_ps(row + 24), _mm256_loadu_ps(cnorm + 24));
+#define KM_LANE(V, B, I, OFF)                                                                      \
+    do {                                                                                           \
+        I = _mm256_add_epi32(I, step);                                                             \
+        __m256 v = _mm256_add_ps(_mm256_loadu_ps(row + j + OFF), _mm256_loadu_ps(cnorm + j + OFF)); \
+        __m256 lt = _mm256_cmp_ps(v, V, _CMP_LT_OQ);                                               \
+        V = _mm256_blendv_ps(V, v, lt);                                                            \
+        B = _mm256_blendv_epi8(B, I, _mm256_castps_si256(lt));                                     \
+    } while (0)
+    int j = 32;
+    for (; j + 32 <= k; j += 32) {
+        KM_LANE(v0, b0, i0, 0);
+        KM_LANE(v1, b1, i1, 8);
+        KM_LANE(v2, b2, i2, 16);
+        KM_LANE(v3, b3, i3, 24);
+    }
+#undef KM_LANE
+    // branch-free merge down to lane 0: the smaller value, on a tie the lower index
+    km_merge(&v0, &b0, v1, b1);
+    km_merge(&v2, &b2, v3, b3);
+    km_merge(&v0, &b0, v2, b2);
+    km_merge(&v0, &b0, _mm256_permute2f128_ps(v0, v0, 1), _mm256_permute2x128_si256(b0, b0, 1));
+    km_merge(&v0, &b0, _mm256_permute_ps(v0, _MM_SHUFFLE(1, 0, 3, 2)), _mm256_shuffle_epi32(b0, _MM_SHUFFLE(1, 0, 3, 2)));
+    km_merge(&v0, &b0, _mm256_permute_ps(v0, _MM_SHUFFLE(2, 3, 0, 1)), _mm256_shuffle_epi32(b0, _MM_SHUFFLE(2, 3, 0, 1)));
+    float b = _mm256_cvtss_f32(v0);
+    int bj = _mm256_cvtsi256_si32(b0);
+    for (; j < k; j++) {   // the tail's indices are above every lane's
+        float v = row[j] + cnorm[j];
+        if (v < b) b = v, bj = j;
+    }
+    *best = b;
+    return bj;
+}
+#endif
+
+int kvq_kmeans_argmin(const float *row, const float *cnorm, int k, float *best)
+{
+#if KVQ_HAVE_X86
+    if (kvq_simd_avx2()) return argmin_avx2(row, cnorm, k, best);
+#endif
+    return argmin_ref(row, cnorm, k, best);
+}
+
+// Assignment over tiles of KM_TILE rows; scratch: (KM_TILE, k). The argmin
+// runs on cnorm - 2 x.c straight from the sgemm block (|x|^2 is the same for
+// every centroid of a row, so it is added to the winner only): one pass over
+// the block instead of two, while it is still in cache.
 static void assign_chunks(const float *x, const float *xnorm, size_t n, const float *c,
                           const float *cnorm, int k, int d, float *scratch, int32_t *assign,
                           float *best)
 {
-    for (size_t i0 = 0; i0 < n; i0 += KM_CHUNK) {
-        size_t m = n - i0 < KM_CHUNK ? n - i0 : KM_CHUNK;
+    const bool fast = KVQ_HAVE_X86 && kvq_simd_avx2();
+    for (size_t i0 = 0; i0 < n; i0 += KM_TILE) {
+        size_t m = n - i0 < KM_TILE ? n - i0 : KM_TILE;
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, k, d, -2.0f,
                     x + i0 * (size_t)d, d, c, d, 0.0f, scratch, k);
         for (size_t i = 0; i < m; i++) {
             const float *row = scratch + i * (size_t)k;
-            int bj = 0;
-            float bv = row[0] + cnorm[0];
-            for (int j = 1; j < k; j++) {
-                float v = row[j] + cnorm[j];
-                if (v < bv) bv = v, bj = j;
-            }
+            float bv;
+#if KVQ_HAVE_X86
+            int bj = fast ? argmin_avx2(row, cnorm, k, &bv) : argmin_ref(row, cnorm, k, &bv);
+#else
+            int bj = argmin_ref(row, cnorm, k, &bv);
+#endif
             assign[i0 + i] = bj;
             if (best) {
                 float v = bv + xnorm[i0 + i];
@@ -90,7 +180,7 @@ kvq_status kvq_kmeans_assign(const float *x, size_t n, const float *c, int k, in
     if (k < 1 || d < 1) return kvq_error(KVQ_ERR_ARG, "kmeans_assign: k=%d d=%d (expected >= 1)", k, d);
     float *xn = malloc(sizeof(float) * (n ? n : 1));
     float *cn = malloc(sizeof(float) * (size_t)k);
-    float *sc = malloc(sizeof(float) * KM_CHUNK * (size_t)k);
+    float *sc = malloc(sizeof(float) * KM_TILE * (size_t)k);
     if (!xn || !cn || !sc) {
         free(xn), free(cn), free(sc);
         return kvq_error(KVQ_ERR_NOMEM, "kmeans_assign: out of memory (n=%zu, k=%d)", n, k);
@@ -102,18 +192,33 @@ kvq_status kvq_kmeans_assign(const float *x, size_t n, const float *c, int k, in
     return KVQ_OK;
 }
 
+// ns of the n rows (ns <= n), drawn with rng by a partial Fisher-Yates
+// shuffle, in increasing order: idx (n) scratch, the first ns entries out.
+static void sample_rows(size_t n, size_t ns, kvq_rng *rng, uint32_t *idx)
+{
+    for (size_t i = 0; i < n; i++) idx[i] = (uint32_t)i;
+    for (size_t i = 0; i < ns; i++) {
+        size_t j = i + (size_t)(kvq_rng_uniform(rng) * (double)(n - i));
+        if (j >= n) j = n - 1;
+        uint32_t t = idx[i];
+        idx[i] = idx[j], idx[j] = t;
+    }
+    qsort(idx, ns, sizeof *idx, cmp_u32);
+}
+
 // k-means++: first centroid uniform, each next one drawn with probability
-// proportional to the squared distance to the nearest centroid so far.
+// proportional to the squared distance to the nearest centroid so far. The
+// running total is summed in the same pass that lowers mind2 (same order, so
+// the same sums as a separate pass).
 static void seed_plusplus(const float *x, size_t n, int d, int k, kvq_rng *rng, float *c,
                           double *mind2)
 {
     size_t first = (size_t)(kvq_rng_uniform(rng) * (double)n);
     if (first >= n) first = n - 1;
     memcpy(c, x + first * (size_t)d, sizeof(float) * (size_t)d);
-    for (size_t i = 0; i < n; i++) mind2[i] = sqdist_exact(x + i * (size_t)d, c, d);
+    double total = 0;
+    for (size_t i = 0; i < n; i++) total += mind2[i] = sqdist_exact(x + i * (size_t)d, c, d);
     for (int j = 1; j < k; j++) {
-        double total = 0;
-        for (size_t i = 0; i < n; i++) total += mind2[i];
         size_t pick = 0;
         if (total > 0) {
             double u = kvq_rng_uniform(rng) * total, acc = 0;
@@ -132,11 +237,38 @@ static void seed_plusplus(const float *x, size_t n, int d, int k, kvq_rng *rng, 
         }
         float *cj = c + (size_t)j * d;
         memcpy(cj, x + pick * (size_t)d, sizeof(float) * (size_t)d);
+        total = 0;
         for (size_t i = 0; i < n; i++) {
             double t = sqdist_exact(x + i * (size_t)d, cj, d);
             if (t < mind2[i]) mind2[i] = t;
+            total += mind2[i];
         }
     }
+}
+
+// k-means++ costs k passes over its rows; above KVQ_KMEANS_SEED_PPC rows per
+// centroid it draws from a seeded subset of that many (with 65536 rows and
+// k = 256 the full pass took as long as the Lloyd iterations). mind2: (n).
+static kvq_status seed_centroids(const float *x, size_t n, int d, int k, kvq_rng *rng, float *c,
+                                 double *mind2)
+{
+    size_t ns = (size_t)k * KVQ_KMEANS_SEED_PPC;
+    if (n <= ns) {
+        seed_plusplus(x, n, d, k, rng, c, mind2);
+        return KVQ_OK;
+    }
+    uint32_t *idx = malloc(sizeof(uint32_t) * n);
+    float *xs = malloc(sizeof(float) * ns * (size_t)d);
+    if (!idx || !xs) {
+        free(idx), free(xs);
+        return kvq_error(KVQ_ERR_NOMEM, "kmeans: out of memory (seeding from %zu rows)", ns);
+    }
+    sample_rows(n, ns, rng, idx);
+    for (size_t i = 0; i < ns; i++)
+        memcpy(xs + i * (size_t)d, x + (size_t)idx[i] * d, sizeof(float) * (size_t)d);
+    seed_plusplus(xs, ns, d, k, rng, c, mind2);
+    free(idx), free(xs);
+    return KVQ_OK;
 }
 
 void kvq_kmeans_result_free(kvq_kmeans_result *r)
@@ -148,8 +280,24 @@ void kvq_kmeans_result_free(kvq_kmeans_result *r)
     memset(r, 0, sizeof *r);
 }
 
-kvq_status kvq_kmeans(const float *x, size_t n, int d, const kvq_kmeans_opts *o,
-                      kvq_kmeans_result *r)
+// The reference assignment: every distance exact (double, coordinate order),
+// first minimum. What assign_chunks computes through sgemm, up to rounding.
+static void assign_scalar(const float *x, size_t n, const float *c, int k, int d, int32_t *assign)
+{
+    for (size_t i = 0; i < n; i++) {
+        int bj = 0;
+        double bv = sqdist_exact(x + i * (size_t)d, c, d);
+        for (int j = 1; j < k; j++) {
+            double v = sqdist_exact(x + i * (size_t)d, c + (size_t)j * d, d);
+            if (v < bv) bv = v, bj = j;
+        }
+        assign[i] = bj;
+    }
+}
+
+// reference: assignments through assign_scalar (kvq_kmeans_reference).
+static kvq_status kmeans_run(const float *x, size_t n, int d, const kvq_kmeans_opts *o,
+                             kvq_kmeans_result *r, bool reference)
 {
     memset(r, 0, sizeof *r);
     if (d < 1) return kvq_error(KVQ_ERR_ARG, "kmeans: d=%d (expected >= 1)", d);
@@ -170,8 +318,7 @@ kvq_status kvq_kmeans(const float *x, size_t n, int d, const kvq_kmeans_opts *o,
     kvq_rng rng;
     kvq_rng_seed2(&rng, o->seed, 0x6b6d65616e73ULL);   // "kmeans"
     if (ppc && n > (size_t)k * ppc) {
-        // A partial Fisher-Yates shuffle draws the training rows; they are then
-        // taken in input order so the sample is a plain subset of x.
+        // The training rows are a seeded subset, taken in input order.
         size_t ns = (size_t)k * ppc;
         uint32_t *idx = malloc(sizeof(uint32_t) * n);
         xs = malloc(sizeof(float) * ns * (size_t)d);
@@ -179,14 +326,7 @@ kvq_status kvq_kmeans(const float *x, size_t n, int d, const kvq_kmeans_opts *o,
             free(idx), free(xs);
             return kvq_error(KVQ_ERR_NOMEM, "kmeans: out of memory (sample of %zu from %zu rows)", ns, n);
         }
-        for (size_t i = 0; i < n; i++) idx[i] = (uint32_t)i;
-        for (size_t i = 0; i < ns; i++) {
-            size_t j = i + (size_t)(kvq_rng_uniform(&rng) * (double)(n - i));
-            if (j >= n) j = n - 1;
-            uint32_t t = idx[i];
-            idx[i] = idx[j], idx[j] = t;
-        }
-        qsort(idx, ns, sizeof *idx, cmp_u32);
+        sample_rows(n, ns, &rng, idx);
         for (size_t i = 0; i < ns; i++)
             memcpy(xs + i * (size_t)d, x + (size_t)idx[i] * d, sizeof(float) * (size_t)d);
         free(idx);
@@ -200,7 +340,7 @@ kvq_status kvq_kmeans(const float *x, size_t n, int d, const kvq_kmeans_opts *o,
     r->assign = malloc(sizeof(int32_t) * n_all);
     r->inertia = calloc((size_t)o->max_iter, sizeof(double));
     float *xn = malloc(sizeof(float) * n), *cn = malloc(sizeof(float) * (size_t)k);
-    float *sc = malloc(sizeof(float) * KM_CHUNK * (size_t)k);
+    float *sc = malloc(sizeof(float) * KM_TILE * (size_t)k);
     int32_t *prev = malloc(sizeof(int32_t) * n), *count = malloc(sizeof(int32_t) * (size_t)k);
     double *dist = malloc(sizeof(double) * n), *sum = malloc(sizeof(double) * (size_t)k * d);
     kvq_status st = KVQ_OK;
@@ -209,13 +349,14 @@ kvq_status kvq_kmeans(const float *x, size_t n, int d, const kvq_kmeans_opts *o,
         st = kvq_error(KVQ_ERR_NOMEM, "kmeans: out of memory (n=%zu, k=%d, d=%d)", n, k, d);
         goto done;
     }
-    seed_plusplus(x, n, d, k, &rng, r->centroids, dist);
+    if ((st = seed_centroids(x, n, d, k, &rng, r->centroids, dist))) goto done;
     row_norms(x, n, d, xn);
     kvq_progress_begin(o->progress);
 
     for (int it = 0; it < o->max_iter; it++) {
         row_norms(r->centroids, (size_t)k, d, cn);
-        assign_chunks(x, xn, n, r->centroids, cn, k, d, sc, r->assign, NULL);
+        if (reference) assign_scalar(x, n, r->centroids, k, d, r->assign);
+        else assign_chunks(x, xn, n, r->centroids, cn, k, d, sc, r->assign, NULL);
         // sgemm rounding may pick a centroid that is not really nearer than the
         // previous one; keeping the previous one then makes inertia provably
         // non-increasing.
@@ -285,9 +426,22 @@ kvq_status kvq_kmeans(const float *x, size_t n, int d, const kvq_kmeans_opts *o,
     }
     // assign is the assignment the final centroids are the means of; with a
     // sample it is recomputed for every input row against those centroids.
-    if (!st && xs) st = kvq_kmeans_assign(x_all, n_all, r->centroids, k, d, r->assign, NULL);
+    if (!st && xs && reference) assign_scalar(x_all, n_all, r->centroids, k, d, r->assign);
+    else if (!st && xs) st = kvq_kmeans_assign(x_all, n_all, r->centroids, k, d, r->assign, NULL);
 done:
     free(xn), free(cn), free(sc), free(prev), free(count), free(dist), free(sum), free(xs);
     if (st) kvq_kmeans_result_free(r);
     return st;
+}
+
+kvq_status kvq_kmeans(const float *x, size_t n, int d, const kvq_kmeans_opts *o,
+                      kvq_kmeans_result *r)
+{
+    return kmeans_run(x, n, d, o, r, false);
+}
+
+kvq_status kvq_kmeans_reference(const float *x, size_t n, int d, const kvq_kmeans_opts *o,
+                                kvq_kmeans_result *r)
+{
+    return kmeans_run(x, n, d, o, r, true);
 }

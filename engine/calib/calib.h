@@ -63,6 +63,10 @@ typedef struct kvq_calib_opts {
     // ratequant
     double noise_scale;     // perturbation std = noise_scale x key (value) std (0.1)
     int min_bits, max_bits; // allocation range (1, 4)
+    int sensitivity_tokens; // measure sensitivities and distortion curves on this many of the
+                            // tokens, a sample drawn with the seed (default 2048; 0 = all);
+                            // queries attend over the sampled keys before them. Metadata
+                            // sensitivity.tokens records the count used
     bool per_head;          // allocate per (layer, kv head) instead of per layer
     // vecinfer
     int num_centroids;      // 0 = method default (vecinfer 256 per subspace, commvq 4)

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <cmocka.h>
 #include "calib/kmeans.h"
+#include "calib/rowops.h"
 #include "rng.h"
 #include "simd.h"
 
@@ -323,6 +324,30 @@ static void test_argmin_matches_scalar(void **state)
     }
 }
 
+// calib/rowops.h: the AVX2 compilation gives the reference's bits.
+static void test_rowops_match_reference(void **state)
+{
+    (void)state;
+    float *a = gauss_data(300, 1, 21), *b = gauss_data(300, 1, 22);
+    double acc1[300], acc2[300];
+    float y1[300], y2[300];
+    for (int d = 1; d <= 300; d += 7) {
+        assert_true(kvq_row_sqdist(a, b, d) == kvq_row_sqdist_ref(a, b, d));
+        for (int j = 0; j < d; j++) acc1[j] = acc2[j] = b[j] * 3.0, y1[j] = y2[j] = b[j];
+        kvq_row_acc(acc1, a, d);
+        kvq_row_acc_ref(acc2, a, d);
+        kvq_row_add(y1, a, d);
+        kvq_row_add_ref(y2, a, d);
+        assert_memory_equal(acc1, acc2, sizeof(double) * (size_t)d);
+        assert_memory_equal(y1, y2, sizeof(float) * (size_t)d);
+    }
+    double s = 0;
+    for (int j = 0; j < 300; j++) s += ((double)a[j] - b[j]) * ((double)a[j] - b[j]);
+    assert_true(fabs(kvq_row_sqdist(a, b, 300) - s) <= 1e-12 * s);
+    free(a);
+    free(b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -335,6 +360,7 @@ int main(void)
         cmocka_unit_test(test_args_and_cancel),
         cmocka_unit_test(test_matches_reference),
         cmocka_unit_test(test_argmin_matches_scalar),
+        cmocka_unit_test(test_rowops_match_reference),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "calib/kmeans.h"
+#include "calib/rowops.h"
 #include "rng.h"
 #include "simd.h"
 #if KVQ_HAVE_X86
@@ -15,24 +16,8 @@
 // for the argmin that reads it back, and no scratch grows with n.
 #define KM_TILE 256
 
-// Four partial sums break the add-latency chain (the loop ran at one
-// coordinate per 4 cycles on commvq's d = 128); the order is fixed, so the
-// result is still the same on every run.
-static double sqdist_exact(const float *a, const float *b, int d)
-{
-    double s[4] = {0, 0, 0, 0};
-    int j = 0;
-    for (; j + 4 <= d; j += 4)
-        for (int u = 0; u < 4; u++) {
-            double t = (double)a[j + u] - (double)b[j + u];
-            s[u] += t * t;
-        }
-    for (; j < d; j++) {
-        double t = (double)a[j] - (double)b[j];
-        s[0] += t * t;
-    }
-    return (s[0] + s[1]) + (s[2] + s[3]);
-}
+// Exact squared distances: double, 16 fixed partial sums (calib/rowops.h).
+#define sqdist_exact kvq_row_sqdist
 
 static int cmp_u32(const void *a, const void *b)
 {
@@ -402,12 +387,7 @@ static kvq_status kmeans_run(const float *x, size_t n, int d, const kvq_kmeans_o
         memset(sum, 0, sizeof(double) * (size_t)k * d);
         for (size_t i = 0; i < n; i++) {
             double *s = sum + (size_t)r->assign[i] * d;
-            const float *xi = x + i * (size_t)d;
-            int t = 0;
-            // fixed-width inner loop: GCC's -O2 vectorizer takes it (element-wise, same sums)
-            for (; t + 4 <= d; t += 4)
-                for (int u = 0; u < 4; u++) s[t + u] += xi[t + u];
-            for (; t < d; t++) s[t] += xi[t];
+            kvq_row_acc(s, x + i * (size_t)d, d);
         }
         for (int j = 0; j < k; j++)
             if (count[j])

@@ -8,6 +8,7 @@
 #include <string.h>
 #include "artifacts.h"
 #include "calib/kmeans.h"
+#include "calib/rowops.h"
 #include "calib/train_commvq.h"
 #include "methods/commvq.h"
 
@@ -63,12 +64,7 @@ static void m_step(em_state *s, int r)
     for (size_t i = 0; i < s->n; i++) {
         int c = s->code[i * s->R + r];
         const float *e = s->res + i * (size_t)s->d;
-        double *a = s->acc + (size_t)c * s->d;
-        int j = 0;
-        // fixed-width inner loops: GCC's -O2 vectorizer takes them (element-wise)
-        for (; j + 4 <= s->d; j += 4)
-            for (int u = 0; u < 4; u++) a[j + u] += e[j + u];
-        for (; j < s->d; j++) a[j] += e[j];
+        kvq_row_acc(s->acc + (size_t)c * s->d, e, s->d);
         s->cnt[c]++;
     }
     float *Wr = s->W + (size_t)r * s->C * s->d;
@@ -82,12 +78,7 @@ static void m_step(em_state *s, int r)
     }
     norms_of(s, r);
     for (size_t i = 0; i < s->n; i++) {
-        const float *dl = s->delta + (size_t)s->code[i * s->R + r] * s->d;
-        float *e = s->res + i * (size_t)s->d;
-        int j = 0;
-        for (; j + 8 <= s->d; j += 8)
-            for (int u = 0; u < 8; u++) e[j + u] += dl[j + u];
-        for (; j < s->d; j++) e[j] += dl[j];
+        kvq_row_add(s->res + i * (size_t)s->d, s->delta + (size_t)s->code[i * s->R + r] * s->d, s->d);
     }
 }
 

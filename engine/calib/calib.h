@@ -53,7 +53,7 @@ typedef struct kvq_calib_opts {
     int n_queries;          // queries used for attention measurements (default 128,
                             // evenly spaced over the usable positions; 0 = all)
     int max_iter;           // k-means / EM iterations; 0 = each method's default
-                            // (vecinfer 100, rabitq 25, commvq 8 EM rounds)
+                            // (vecinfer 25, rabitq 25, commvq 8 EM rounds)
     int max_points_per_centroid; // vecinfer / rabitq / commvq k-means train on at most
                             // k x this many rows, drawn with the seed (default 256,
                             // FAISS's; 0 = every row); calib/kmeans.h

@@ -232,12 +232,13 @@ static void seed_plusplus(const float *x, size_t n, int d, int k, kvq_rng *rng, 
 }
 
 // k-means++ costs k passes over its rows; above KVQ_KMEANS_SEED_PPC rows per
-// centroid it draws from a seeded subset of that many (with 65536 rows and
+// centroid (and KVQ_KMEANS_SEED_MIN rows) it draws from a seeded subset of that many (with 65536 rows and
 // k = 256 the full pass took as long as the Lloyd iterations). mind2: (n).
 static kvq_status seed_centroids(const float *x, size_t n, int d, int k, kvq_rng *rng, float *c,
                                  double *mind2)
 {
     size_t ns = (size_t)k * KVQ_KMEANS_SEED_PPC;
+    if (ns < KVQ_KMEANS_SEED_MIN) ns = KVQ_KMEANS_SEED_MIN;
     if (n <= ns) {
         seed_plusplus(x, n, d, k, rng, c, mind2);
         return KVQ_OK;

@@ -2,7 +2,7 @@
 // centroids (RaBitQ IVF, CommVQ codebook init, VecInfer product VQ).
 //
 // k-means++ seeding (D^2 sampling, on at most KVQ_KMEANS_SEED_PPC rows per
-// centroid), squared distances |x|^2 + |c|^2 - 2 x.c
+// centroid, KVQ_KMEANS_SEED_MIN at least), squared distances |x|^2 + |c|^2 - 2 x.c
 // through one cblas_sgemm per chunk of rows, empty clusters re-seeded with
 // the point farthest from its centroid, deterministic for a given seed.
 // Above k * max_points_per_centroid rows, seeding and Lloyd run on that many
@@ -18,8 +18,8 @@
 #include "kvq.h"
 
 #define KVQ_KMEANS_MAX_PPC 256   // FAISS's default max_points_per_centroid
-#define KVQ_KMEANS_SEED_PPC 16   // k-means++ draws from at most k x this many of the
-                                 // training rows (a seeded subset; all rows below that)
+#define KVQ_KMEANS_SEED_PPC 16   // k-means++ draws from at most max(k x this, SEED_MIN)
+#define KVQ_KMEANS_SEED_MIN 4096 // of the training rows (a seeded subset; all rows below)
 
 typedef struct kvq_kmeans_opts {
     int k;                  // clusters, 1..n

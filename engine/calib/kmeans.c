@@ -121,6 +121,84 @@ static KVQ_TARGET_AVX2 int argmin_avx2(const float *row, const float *cnorm, int
 }
 #endif
 
+// argmin_ref plus the second smallest value (*second; +inf when k = 1).
+static int argmin2_ref(const float *row, const float *cnorm, int k, float *best, float *second)
+{
+    int bj = 0;
+    float bv = row[0] + cnorm[0], sv = INFINITY;
+    for (int j = 1; j < k; j++) {
+        float v = row[j] + cnorm[j];
+        if (v < bv) sv = bv, bv = v, bj = j;
+        else if (v < sv) sv = v;
+    }
+    *best = bv;
+    *second = sv;
+    return bj;
+}
+
+#if KVQ_HAVE_X86
+// argmin_avx2 with each lane's second smallest value carried along; merging
+// two lanes keeps the better (value, index) and the smallest of what is left.
+static inline KVQ_TARGET_AVX2 void km_merge2(__m256 *v, __m256i *b, __m256 *s, __m256 v2, __m256i b2, __m256 s2)
+{
+    __m256 lt = _mm256_cmp_ps(v2, *v, _CMP_LT_OQ), eq = _mm256_cmp_ps(v2, *v, _CMP_EQ_OQ);
+    __m256 take = _mm256_or_ps(lt, _mm256_and_ps(eq, _mm256_castsi256_ps(_mm256_cmpgt_epi32(*b, b2))));
+    *s = _mm256_min_ps(_mm256_min_ps(*s, s2), _mm256_max_ps(*v, v2));
+    *v = _mm256_blendv_ps(*v, v2, take);
+    *b = _mm256_blendv_epi8(*b, b2, _mm256_castps_si256(take));
+}
+
+static KVQ_TARGET_AVX2 int argmin2_avx2(const float *row, const float *cnorm, int k, float *best, float *second)
+{
+    if (k < 16) return argmin2_ref(row, cnorm, k, best, second);
+    const __m256i step = _mm256_set1_epi32(16), lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    const __m256 inf = _mm256_set1_ps(INFINITY);
+    __m256i i0 = lane, i1 = _mm256_add_epi32(lane, _mm256_set1_epi32(8)), b0 = i0, b1 = i1;
+    __m256 v0 = _mm256_add_ps(_mm256_loadu_ps(row), _mm256_loadu_ps(cnorm));
+    __m256 v1 = _mm256_add_ps(_mm256_loadu_ps(row + 8), _mm256_loadu_ps(cnorm + 8)), s0 = inf, s1 = inf;
+#define KM_LANE2(V, B, S, I, OFF)                                                                  \
+    do {                                                                                           \
+        I = _mm256_add_epi32(I, step);                                                             \
+        __m256 v = _mm256_add_ps(_mm256_loadu_ps(row + j + OFF), _mm256_loadu_ps(cnorm + j + OFF)); \
+        __m256 lt = _mm256_cmp_ps(v, V, _CMP_LT_OQ);                                               \
+        S = _mm256_blendv_ps(_mm256_min_ps(S, v), V, lt);                                          \
+        V = _mm256_blendv_ps(V, v, lt);                                                            \
+        B = _mm256_blendv_epi8(B, I, _mm256_castps_si256(lt));                                     \
+    } while (0)
+    int j = 16;
+    for (; j + 16 <= k; j += 16) {
+        KM_LANE2(v0, b0, s0, i0, 0);
+        KM_LANE2(v1, b1, s1, i1, 8);
+    }
+#undef KM_LANE2
+    km_merge2(&v0, &b0, &s0, v1, b1, s1);
+    km_merge2(&v0, &b0, &s0, _mm256_permute2f128_ps(v0, v0, 1), _mm256_permute2x128_si256(b0, b0, 1),
+              _mm256_permute2f128_ps(s0, s0, 1));
+    km_merge2(&v0, &b0, &s0, _mm256_permute_ps(v0, _MM_SHUFFLE(1, 0, 3, 2)),
+              _mm256_shuffle_epi32(b0, _MM_SHUFFLE(1, 0, 3, 2)), _mm256_permute_ps(s0, _MM_SHUFFLE(1, 0, 3, 2)));
+    km_merge2(&v0, &b0, &s0, _mm256_permute_ps(v0, _MM_SHUFFLE(2, 3, 0, 1)),
+              _mm256_shuffle_epi32(b0, _MM_SHUFFLE(2, 3, 0, 1)), _mm256_permute_ps(s0, _MM_SHUFFLE(2, 3, 0, 1)));
+    float b = _mm256_cvtss_f32(v0), sv = _mm256_cvtss_f32(s0);
+    int bj = _mm256_cvtsi256_si32(b0);
+    for (; j < k; j++) {
+        float v = row[j] + cnorm[j];
+        if (v < b) sv = b, b = v, bj = j;
+        else if (v < sv) sv = v;
+    }
+    *best = b;
+    *second = sv;
+    return bj;
+}
+#endif
+
+int kvq_kmeans_argmin2(const float *row, const float *cnorm, int k, float *best, float *second)
+{
+#if KVQ_HAVE_X86
+    if (kvq_simd_avx2()) return argmin2_avx2(row, cnorm, k, best, second);
+#endif
+    return argmin2_ref(row, cnorm, k, best, second);
+}
+
 int kvq_kmeans_argmin(const float *row, const float *cnorm, int k, float *best)
 {
 #if KVQ_HAVE_X86
@@ -266,6 +344,103 @@ void kvq_kmeans_result_free(kvq_kmeans_result *r)
     memset(r, 0, sizeof *r);
 }
 
+// ---- Hamerly's bounds ----
+// G. Hamerly, "Making k-means even faster" (SDM 2010): per row an upper bound
+// ub on the distance to its centroid and a lower bound lb on the distance to
+// every other one; per centroid half the distance to its nearest other one.
+// A row with ub <= max(lb, half[a]) cannot change centroid, so only the other
+// rows go through the sgemm tiles (on 65536 vecinfer keys, k = 256, most rows
+// after the first few iterations). Bounds move by how far centroids moved.
+// The sgemm's rounding is covered by a margin (a bound on the float dot
+// product's error), so a skipped row is one the full scan would keep too, up
+// to near-ties inside that margin.
+#define KM_BOUNDS_MIN_K 16
+#define KM_BOUNDS_MAX_K 1024   // the (k, k) centroid distances stay small
+typedef struct {
+    double *ub, *lb, *half, *drift;   // (n), (n), (k), (k)
+    float *cold, *cc, *xt, *xtn;      // (k, d) centroids the bounds refer to, (k, k), (KM_TILE, d), (KM_TILE)
+    uint32_t *rows;                   // (KM_TILE) rows gathered into xt
+} km_bounds;
+
+static double sgemm_margin(int d, double xn, double cn)
+{
+    return 1.2e-7 * (d + 4) * (xn + cn);
+}
+
+static void bounds_scan(km_bounds *b, size_t m, const float *c, const float *cn, double cnmax, int k, int d,
+                        float *sc, int32_t *assign)
+{
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, k, d, -2.0f, b->xt, d, c, d, 0.0f, sc, k);
+    for (size_t i = 0; i < m; i++) {
+        float bv, sv;
+        size_t r = b->rows[i];
+        assign[r] = kvq_kmeans_argmin2(sc + i * (size_t)k, cn, k, &bv, &sv);
+        double s2 = (double)sv + b->xtn[i] - sgemm_margin(d, b->xtn[i], cnmax);
+        b->lb[r] = s2 > 0 ? sqrt(s2) : 0;
+    }
+}
+
+// The assignment step: all = scan every row (first iteration), else rows the
+// bounds cannot settle; the others keep prev.
+static void assign_bounds(km_bounds *b, const float *x, const float *xn, size_t n, const float *c, const float *cn,
+                          int k, int d, float *sc, const int32_t *prev, int32_t *assign, bool all)
+{
+    double cnmax = 0;
+    for (int j = 0; j < k; j++) cnmax = cn[j] > cnmax ? cn[j] : cnmax;
+    if (!all) {
+        kvq_kmeans_sqdist(c, cn, (size_t)k, c, cn, k, d, b->cc);
+        for (int j = 0; j < k; j++) {
+            double m = INFINITY;
+            for (int j2 = 0; j2 < k; j2++)
+                if (j2 != j && b->cc[(size_t)j * k + j2] < m) m = b->cc[(size_t)j * k + j2];
+            m -= sgemm_margin(d, cnmax, cnmax);
+            b->half[j] = m > 0 ? 0.5 * sqrt(m) : 0;
+        }
+    }
+    size_t mt = 0;
+    for (size_t i = 0; i < n; i++) {
+        const float *xi = x + i * (size_t)d;
+        if (!all) {
+            int a = prev[i];
+            double z = b->lb[i] > b->half[a] ? b->lb[i] : b->half[a];
+            assign[i] = a;
+            if (b->ub[i] <= z) continue;
+            b->ub[i] = sqrt(sqdist_exact(xi, c + (size_t)a * d, d));
+            if (b->ub[i] <= z) continue;
+        }
+        memcpy(b->xt + mt * d, xi, sizeof(float) * (size_t)d);
+        b->xtn[mt] = xn[i];
+        b->rows[mt++] = (uint32_t)i;
+        if (mt == KM_TILE) bounds_scan(b, mt, c, cn, cnmax, k, d, sc, assign), mt = 0;
+    }
+    if (mt) bounds_scan(b, mt, c, cn, cnmax, k, d, sc, assign);
+}
+
+// After the update step: ub grows by its centroid's move, lb shrinks by the
+// largest move of any other centroid.
+static void bounds_move(km_bounds *b, const float *c, int k, int d, size_t n, const int32_t *assign)
+{
+    double m1 = 0, m2 = 0;
+    int j1 = -1;
+    for (int j = 0; j < k; j++) {
+        double t = sqrt(sqdist_exact(c + (size_t)j * d, b->cold + (size_t)j * d, d));
+        b->drift[j] = t;
+        if (t > m1) m2 = m1, m1 = t, j1 = j;
+        else if (t > m2) m2 = t;
+    }
+    for (size_t i = 0; i < n; i++) {
+        b->ub[i] += b->drift[assign[i]];
+        double dl = assign[i] == j1 ? m2 : m1;
+        b->lb[i] = b->lb[i] > dl ? b->lb[i] - dl : 0;
+    }
+}
+
+static void bounds_free(km_bounds *b)
+{
+    free(b->ub), free(b->lb), free(b->half), free(b->drift), free(b->cold), free(b->cc), free(b->xt), free(b->xtn);
+    free(b->rows);
+}
+
 // The reference assignment: every distance exact (double, coordinate order),
 // first minimum. What assign_chunks computes through sgemm, up to rounding.
 static void assign_scalar(const float *x, size_t n, const float *c, int k, int d, int32_t *assign)
@@ -330,10 +505,23 @@ static kvq_status kmeans_run(const float *x, size_t n, int d, const kvq_kmeans_o
     int32_t *prev = malloc(sizeof(int32_t) * n), *count = malloc(sizeof(int32_t) * (size_t)k);
     double *dist = malloc(sizeof(double) * n), *sum = malloc(sizeof(double) * (size_t)k * d);
     kvq_status st = KVQ_OK;
+    km_bounds kb = {0};
     if (!r->centroids || !r->assign || !r->inertia || !xn || !cn || !sc || !prev || !count ||
         !dist || !sum) {
         st = kvq_error(KVQ_ERR_NOMEM, "kmeans: out of memory (n=%zu, k=%d, d=%d)", n, k, d);
         goto done;
+    }
+    const bool bounded = !reference && k >= KM_BOUNDS_MIN_K && k <= KM_BOUNDS_MAX_K;
+    if (bounded) {
+        kb.ub = malloc(sizeof(double) * n), kb.lb = malloc(sizeof(double) * n);
+        kb.half = malloc(sizeof(double) * (size_t)k), kb.drift = malloc(sizeof(double) * (size_t)k);
+        kb.cold = malloc(sizeof(float) * (size_t)k * d), kb.cc = malloc(sizeof(float) * (size_t)k * k);
+        kb.xt = malloc(sizeof(float) * KM_TILE * (size_t)d), kb.xtn = malloc(sizeof(float) * KM_TILE);
+        kb.rows = malloc(sizeof(uint32_t) * KM_TILE);
+        if (!kb.ub || !kb.lb || !kb.half || !kb.drift || !kb.cold || !kb.cc || !kb.xt || !kb.xtn || !kb.rows) {
+            st = kvq_error(KVQ_ERR_NOMEM, "kmeans: out of memory (bounds for n=%zu, k=%d)", n, k);
+            goto done;
+        }
     }
     if ((st = seed_centroids(x, n, d, k, &rng, r->centroids, dist))) goto done;
     row_norms(x, n, d, xn);
@@ -341,8 +529,14 @@ static kvq_status kmeans_run(const float *x, size_t n, int d, const kvq_kmeans_o
 
     for (int it = 0; it < o->max_iter; it++) {
         row_norms(r->centroids, (size_t)k, d, cn);
-        if (reference) assign_scalar(x, n, r->centroids, k, d, r->assign);
-        else assign_chunks(x, xn, n, r->centroids, cn, k, d, sc, r->assign, NULL);
+        if (reference) {
+            assign_scalar(x, n, r->centroids, k, d, r->assign);
+        } else if (bounded) {
+            memcpy(kb.cold, r->centroids, sizeof(float) * (size_t)k * d);
+            assign_bounds(&kb, x, xn, n, r->centroids, cn, k, d, sc, prev, r->assign, it == 0);
+        } else {
+            assign_chunks(x, xn, n, r->centroids, cn, k, d, sc, r->assign, NULL);
+        }
         // sgemm rounding may pick a centroid that is not really nearer than the
         // previous one; keeping the previous one then makes inertia provably
         // non-increasing.
@@ -355,6 +549,7 @@ static kvq_status kmeans_run(const float *x, size_t n, int d, const kvq_kmeans_o
                 if (dp <= dist[i]) {
                     r->assign[i] = prev[i];
                     dist[i] = dp;
+                    if (bounded) kb.lb[i] = 0;   // the scan's second best was about another centroid
                 } else {
                     changed++;
                 }
@@ -374,6 +569,7 @@ static kvq_status kmeans_run(const float *x, size_t n, int d, const kvq_kmeans_o
             r->assign[far] = j;
             count[j] = 1;
             dist[far] = 0;
+            if (bounded) kb.lb[far] = 0;
             memcpy(r->centroids + (size_t)j * d, x + far * (size_t)d, sizeof(float) * (size_t)d);
             r->n_reseeded++;
             changed++;
@@ -382,6 +578,7 @@ static kvq_status kmeans_run(const float *x, size_t n, int d, const kvq_kmeans_o
         for (size_t i = 0; i < n; i++) inertia += dist[i];
         r->inertia[it] = inertia;
         r->n_iter = it + 1;
+        for (size_t i = 0; bounded && i < n; i++) kb.ub[i] = sqrt(dist[i]);
         memcpy(prev, r->assign, sizeof(int32_t) * n);
 
         // update: means in double, so the float centroids are the rounded means
@@ -394,6 +591,7 @@ static kvq_status kmeans_run(const float *x, size_t n, int d, const kvq_kmeans_o
             if (count[j])
                 for (int t = 0; t < d; t++)
                     r->centroids[(size_t)j * d + t] = (float)(sum[(size_t)j * d + t] / count[j]);
+        if (bounded) bounds_move(&kb, r->centroids, k, d, n, r->assign);
 
         if (kvq_progress_report(o->progress, (double)(it + 1) / o->max_iter, "kmeans")) {
             st = kvq_error(KVQ_ERR_CANCELLED, "kmeans: cancelled at iteration %d", it + 1);
@@ -411,6 +609,7 @@ static kvq_status kmeans_run(const float *x, size_t n, int d, const kvq_kmeans_o
     else if (!st && xs) st = kvq_kmeans_assign(x_all, n_all, r->centroids, k, d, r->assign, NULL);
 done:
     free(xn), free(cn), free(sc), free(prev), free(count), free(dist), free(sum), free(xs);
+    bounds_free(&kb);
     if (st) kvq_kmeans_result_free(r);
     return st;
 }

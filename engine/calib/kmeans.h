@@ -9,7 +9,8 @@
 // rows drawn with the seeded RNG and only the final assignment sees them all
 // (FAISS's Clustering.cpp does the same with 256 per centroid:
 // faiss/Clustering.cpp at facebookresearch/faiss@f4f7b9b5368b).
-// The argmin scans centroids in index order on one thread, so results do not
+// From k = 16 to 1024 Hamerly's bounds skip the rows that cannot change
+// centroid (kmeans.c). The argmin scans centroids in index order on one thread, so results do not
 // depend on the thread count. Calibration code may allocate (not a kernel).
 #ifndef KVQ_KMEANS_H
 #define KVQ_KMEANS_H
@@ -66,6 +67,9 @@ void kvq_kmeans_sqdist(const float *x, const float *xnorm, size_t n, const float
 // index), its value in *best: the argmin of the assignment step (AVX2 when
 // kvq_simd_avx2(), else the scalar loop; both pick the same index).
 int kvq_kmeans_argmin(const float *row, const float *cnorm, int k, float *best);
+
+// kvq_kmeans_argmin plus the second smallest value in *second (+inf for k = 1).
+int kvq_kmeans_argmin2(const float *row, const float *cnorm, int k, float *best, float *second);
 
 // Nearest centroid of each row (ties to the lower index); optional best
 // squared distance per row. Allocates a temporary (256, k) block.

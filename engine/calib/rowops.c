@@ -40,7 +40,7 @@ static KVQ_TARGET_AVX2 void acc_avx2(double *acc, const float *x, int d) { ACC_B
 static KVQ_TARGET_AVX2 void add_avx2(float *restrict y, const float *restrict x, int d) { ADD_BODY }
 #endif
 
-double kvq_row_sqdist(const float *a, const float *b, int d)
+double kvq_row_sqdist_any(const float *a, const float *b, int d)
 {
 #if KVQ_HAVE_X86
     if (kvq_simd_avx2()) return sqdist_avx2(a, b, d);
@@ -48,7 +48,7 @@ double kvq_row_sqdist(const float *a, const float *b, int d)
     return kvq_row_sqdist_ref(a, b, d);
 }
 
-void kvq_row_acc(double *acc, const float *x, int d)
+void kvq_row_acc_any(double *acc, const float *x, int d)
 {
 #if KVQ_HAVE_X86
     if (kvq_simd_avx2()) {

@@ -63,10 +63,11 @@ typedef struct kvq_calib_opts {
     // ratequant
     double noise_scale;     // perturbation std = noise_scale x key (value) std (0.1)
     int min_bits, max_bits; // allocation range (1, 4)
-    int sensitivity_tokens; // measure sensitivities and distortion curves on this many of the
-                            // tokens, a sample drawn with the seed (default 2048; 0 = all);
-                            // queries attend over the sampled keys before them. Metadata
-                            // sensitivity.tokens records the count used
+    int sensitivity_tokens; // ratequant: measure sensitivities and distortion curves on this
+                            // many tokens (default 2048; 0 = all): the first 4 (attention
+                            // sinks) and a window at an offset drawn with the seed; the
+                            // queries inside the window attend over the sample's keys before
+                            // them. Metadata sensitivity.tokens records the count used
     bool per_head;          // allocate per (layer, kv head) instead of per layer
     // vecinfer
     int num_centroids;      // 0 = method default (vecinfer 256 per subspace, commvq 4)

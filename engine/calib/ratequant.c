@@ -21,11 +21,6 @@
 
 enum { RQ_STREAM_NOISE = 0x52514e, RQ_STREAM_SAMPLE = 0x525153 };
 
-static int cmp_i32(const void *a, const void *b)
-{
-    int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
-    return (x > y) - (x < y);
-}
 
 // One (layer, kv head) with its query heads, the first n tokens.
 typedef struct rq_unit {
@@ -47,27 +42,30 @@ static int tokens_used(const kvq_trace *t, const kvq_calib_opts *o)
     return o->sequence_length && o->sequence_length < t->n_tokens ? o->sequence_length : t->n_tokens;
 }
 
-// The measured tokens: sorted indices of sensitivity_tokens of the first n
-// tokens, drawn with the seed (NULL and *ns = n when the option is 0 or not
-// below n: every token, in order).
+// The measured tokens (sorted indices; NULL and *ns = n when the option is 0
+// or not below n: every token): the first RQ_SINK tokens, which softmax
+// attention leans on whatever the query (a uniform sample missed them and
+// read layer 0 five times too sensitive on the sample trace), then one
+// contiguous window of the rest at an offset drawn with the seed, so that
+// every query keeps its recent keys; a query attends over the window's keys
+// before it and the sinks.
+#define RQ_SINK 4
 static kvq_status token_sample(const kvq_calib_opts *o, int n, int32_t **idx, int *ns)
 {
     *idx = NULL;
     *ns = n;
     int want = o->sensitivity_tokens;
     if (want <= 0 || want >= n) return KVQ_OK;
-    int32_t *all = malloc(sizeof(int32_t) * (size_t)n);
+    if (want <= RQ_SINK) want = RQ_SINK + 1;
+    int32_t *all = malloc(sizeof(int32_t) * (size_t)want);
     if (!all) return kvq_error(KVQ_ERR_NOMEM, "ratequant: out of memory");
-    for (int i = 0; i < n; i++) all[i] = i;
     kvq_rng r;
     kvq_rng_seed2(&r, o->seed, RQ_STREAM_SAMPLE);
-    for (int i = 0; i < want; i++) {   // partial Fisher-Yates, then in token order
-        int j = i + (int)(kvq_rng_uniform(&r) * (double)(n - i));
-        if (j >= n) j = n - 1;
-        int32_t t = all[i];
-        all[i] = all[j], all[j] = t;
-    }
-    qsort(all, (size_t)want, sizeof *all, cmp_i32);
+    int w = want - RQ_SINK, span = n - RQ_SINK - w;   // window starts in RQ_SINK .. RQ_SINK + span
+    int s0 = RQ_SINK + (int)(kvq_rng_uniform(&r) * (double)(span + 1));
+    if (s0 > RQ_SINK + span) s0 = RQ_SINK + span;
+    for (int i = 0; i < RQ_SINK; i++) all[i] = i;
+    for (int i = 0; i < w; i++) all[RQ_SINK + i] = s0 + i;
     *idx = all;
     *ns = want;
     return KVQ_OK;
@@ -117,10 +115,16 @@ static kvq_status unit_load(const kvq_trace *t, const kvq_calib_opts *o, int l, 
     if (!rows || !qall || !u->pos || !u->q || !u->o) s = kvq_error(KVQ_ERR_NOMEM, "ratequant: out of memory");
     if (!s) {
         u->nq = kvq_calib_query_rows(t, o, n, rows);
+        int kept = 0;
         for (int i = 0; i < u->nq; i++) {
             int32_t p = t->query_positions[rows[i]];
-            u->pos[i] = idx ? last_visible(idx, ns, p) : p;
+            // with a window, only the queries inside it: one before it would see
+            // the sinks alone, one after it would miss its recent keys
+            if (idx && ns > RQ_SINK && (p < idx[RQ_SINK] || p > idx[ns - 1])) continue;
+            rows[kept] = rows[i];
+            u->pos[kept++] = idx ? last_visible(idx, ns, p) : p;
         }
+        u->nq = kept;
     }
     for (int g = 0; g < group && !s; g++) {
         if ((s = kvq_trace_queries(t, l, h * group + g, qall))) break;

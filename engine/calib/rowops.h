@@ -3,7 +3,8 @@
 // one body: plainly (the reference) and with KVQ_TARGET_AVX2, picked by
 // kvq_simd_avx2(). Every operation is element-wise in a fixed order, so
 // both compilations give the same bits (no FMA contraction under -std=c11);
-// only the vector width differs. tests/test_kmeans.c compares them.
+// only the vector width differs. tests/test_kmeans.c compares them. The
+// k-means argmin kernels (declared in kmeans.h) live in rowops.c too.
 #ifndef KVQ_CALIB_ROWOPS_H
 #define KVQ_CALIB_ROWOPS_H
 #include <stdbool.h>

@@ -141,8 +141,9 @@ static void seed_plusplus(const float *x, size_t n, int d, int k, kvq_rng *rng, 
 }
 
 // k-means++ costs k passes over its rows; above KVQ_KMEANS_SEED_PPC rows per
-// centroid (and KVQ_KMEANS_SEED_MIN rows) it draws from a seeded subset of that many (with 65536 rows and
-// k = 256 the full pass took as long as the Lloyd iterations). mind2: (n).
+// centroid (and KVQ_KMEANS_SEED_MIN rows) it draws from a seeded subset of
+// that many (with 65536 rows and k = 256 the full pass took as long as the
+// Lloyd iterations). mind2: (n).
 static kvq_status seed_centroids(const float *x, size_t n, int d, int k, kvq_rng *rng, float *c,
                                  double *mind2)
 {
@@ -180,8 +181,8 @@ void kvq_kmeans_result_free(kvq_kmeans_result *r)
 // ub on the distance to its centroid and a lower bound lb on the distance to
 // every other one; per centroid half the distance to its nearest other one.
 // A row with ub <= max(lb, half[a]) cannot change centroid, so only the other
-// rows go through the sgemm tiles (on 65536 vecinfer keys, k = 256, most rows
-// after the first few iterations). Bounds move by how far centroids moved.
+// rows go through the sgemm tiles (on 65536 vecinfer keys, k = 256, d = 4:
+// half of the row scans of 25 iterations). Bounds move as the centroids move.
 // The sgemm's rounding is covered by a margin (a bound on the float dot
 // product's error), so a skipped row is one the full scan would keep too, up
 // to near-ties inside that margin.

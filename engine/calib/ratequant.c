@@ -51,13 +51,19 @@ static int tokens_used(const kvq_trace *t, const kvq_calib_opts *o)
 // every query keeps its recent keys; a query attends over the window's keys
 // before it and the sinks.
 #define RQ_SINK 4
+static int sample_size(const kvq_calib_opts *o, int n)
+{
+    int want = o->sensitivity_tokens;
+    if (want > 0 && want <= RQ_SINK) want = RQ_SINK + 1;   // the sinks and at least one more
+    return want <= 0 || want >= n ? n : want;
+}
+
 static kvq_status token_sample(const kvq_calib_opts *o, int n, int32_t **idx, int *ns)
 {
     *idx = NULL;
     *ns = n;
-    int want = o->sensitivity_tokens;
-    if (want <= 0 || want >= n) return KVQ_OK;
-    if (want <= RQ_SINK) want = RQ_SINK + 1;
+    int want = sample_size(o, n);
+    if (want == n) return KVQ_OK;
     int32_t *all = malloc(sizeof(int32_t) * (size_t)want);
     if (!all) return kvq_error(KVQ_ERR_NOMEM, "ratequant: out of memory");
     kvq_rng r;
@@ -623,9 +629,8 @@ kvq_status kvq_calib_ratequant(const kvq_trace *t, const kvq_calib_opts *o, kvq_
     }
     if (!s) s = kvq_artifacts_set_meta(out, "sensitivity_source", o->model[0] ? "model" : "trace");
     if (!s) {   // the token sample the trace measurements ran on (token_sample)
-        int nt = tokens_used(t, o), ns = o->sensitivity_tokens > 0 && o->sensitivity_tokens < nt ? o->sensitivity_tokens : nt;
         char v[32];
-        snprintf(v, sizeof v, "%d", ns);
+        snprintf(v, sizeof v, "%d", sample_size(o, tokens_used(t, o)));
         s = kvq_artifacts_set_meta(out, "sensitivity.tokens", v);
     }
     if (!s && o->model[0]) s = kvq_artifacts_set_meta(out, "option.model", o->model);

@@ -102,6 +102,9 @@ static void summary_ratequant(kvs_session *s, const kvq_artifacts *a)
         kvs_printf(s, "sensitivities from the model %s: %s in %s (keys only)", model ? model : "?", ks->name, ks->unit);
     else
         kvs_printf(s, "sensitivities from the trace: %s = %s", ks->name, ks->formula);
+    const char *ns = kvq_artifacts_meta(a, "sensitivity.tokens"), *nt = kvq_artifacts_meta(a, "trace.tokens");
+    if (ns && nt && (!src || strcmp(src, "model")))
+        kvs_printf(s, "measured on %s of %s tokens (sensitivity_tokens: 4 sinks + a window placed by the seed)", ns, nt);
     kvs_printf(s, "%-16s %4s  %-31s %29s  %8s %7s %20s", "unit", "bits", ks->name,
                kvq_metrics[KVQ_M_VALUE_SENS_ATTN].name, "alpha", "beta", kvq_metrics[KVQ_M_RQ_FIT_ERROR].name);
     double sum = 0;

@@ -561,6 +561,60 @@ static bool same_artifacts(const kvq_artifacts *a, const kvq_artifacts *b)
     return true;
 }
 
+// sensitivity_tokens: a seeded token sample, recorded in the metadata; 1 and
+// 2 threads (units run on the pool) give the same bytes for every calibrator
+// that streams; on a quarter of the tokens the sensitivities stay near the
+// full ones (same ranking of the extreme layers).
+static void test_token_sample_and_threads(void **st)
+{
+    (void)st;
+    kvq_trace *t = open_trace(CODE);
+    kvq_calib_opts o;
+    kvq_calib_opts_default(&o);
+    o.layers = 4;
+    o.num_samples = 1;
+    o.max_iter = 2;
+    kvq_artifacts *full = calibrate("ratequant", t, &o);
+    assert_string_equal(kvq_artifacts_meta(full, "sensitivity.tokens"), "1024");   // default 2048 > 1024
+    o.sensitivity_tokens = 256;
+    kvq_threads_set(1);
+    kvq_artifacts *a = calibrate("ratequant", t, &o);
+    kvq_threads_set(2);
+    kvq_artifacts *b = calibrate("ratequant", t, &o);
+    assert_true(same_artifacts(a, b));
+    assert_string_equal(kvq_artifacts_meta(a, "sensitivity.tokens"), "256");
+    assert_string_equal(kvq_artifacts_meta(a, "option.sensitivity_tokens"), "256");
+    const float *sf = kvq_artifacts_get(full, "ratequant.sensitivity", NULL, NULL);
+    const float *ss = kvq_artifacts_get(a, "ratequant.sensitivity", NULL, NULL);
+    int lo_f = 0, lo_s = 0;
+    for (int l = 0; l < 4; l++) {
+        print_message("figure: layer %d key sensitivity on 256 sampled tokens %.5f vs all 1024 %.5f\n", l, ss[l * 4],
+                      sf[l * 4]);
+        assert_true(ss[l * 4] > 0.3 * sf[l * 4] && ss[l * 4] < 3 * sf[l * 4]);
+        if (sf[l * 4] < sf[lo_f * 4]) lo_f = l;
+        if (ss[l * 4] < ss[lo_s * 4]) lo_s = l;
+    }
+    assert_int_equal(lo_s, lo_f);
+    o.seed = 43;   // another seed draws another sample
+    kvq_artifacts *c = calibrate("ratequant", t, &o);
+    assert_false(same_artifacts(a, c));
+    kvq_artifacts_free(full), kvq_artifacts_free(a), kvq_artifacts_free(b), kvq_artifacts_free(c);
+    // the other streaming calibrators: thread count does not change the bytes
+    static const char *const methods[] = {"spectral", "rabitq", "commvq"};
+    o.layers = 2;
+    o.sequence_length = 256;
+    for (size_t i = 0; i < sizeof methods / sizeof methods[0]; i++) {
+        kvq_threads_set(1);
+        kvq_artifacts *x = calibrate(methods[i], t, &o);
+        kvq_threads_set(2);
+        kvq_artifacts *y = calibrate(methods[i], t, &o);
+        assert_true(same_artifacts(x, y));
+        kvq_artifacts_free(x), kvq_artifacts_free(y);
+    }
+    kvq_threads_set(0);
+    kvq_trace_free(t);
+}
+
 static void test_deterministic(void **st)
 {
     (void)st;
@@ -709,6 +763,7 @@ int main(void)
         cmocka_unit_test(test_spectral_allocate),
         cmocka_unit_test(test_spectral_code),
         cmocka_unit_test(test_progress_and_cancel),
+        cmocka_unit_test(test_token_sample_and_threads),
         cmocka_unit_test(test_deterministic),
         cmocka_unit_test(test_commvq_row),
     };

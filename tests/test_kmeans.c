@@ -1,6 +1,8 @@
 // test_kmeans.c — shared k-means: recovers separated blobs, inertia never
 // increases, same seed same result, sgemm distances equal a scalar reference,
-// empty clusters are re-seeded, bad arguments and cancellation.
+// empty clusters are re-seeded, bad arguments and cancellation; the BLAS
+// path against the scalar reference k-means, the AVX2 argmin against its
+// scalar loop.
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -10,7 +12,9 @@
 #include <string.h>
 #include <cmocka.h>
 #include "calib/kmeans.h"
+#include "calib/rowops.h"
 #include "rng.h"
+#include "simd.h"
 
 static float *gauss_data(size_t n, int d, uint64_t seed)
 {
@@ -250,6 +254,100 @@ static void test_args_and_cancel(void **state)
     free(x);
 }
 
+
+// The sgemm path against the scalar spec: same seed and data, so the same
+// seeding; the assignment steps differ only by rounding, which on separated
+// blobs (and on overlapping data of this size) moves no point.
+static void test_matches_reference(void **state)
+{
+    (void)state;
+    const int K = 24, PER = 40, D = 16;
+    size_t n = (size_t)K * PER;
+    float *x = gauss_data(n, D, 11);
+    for (int k = 0; k < K; k++)   // K blobs, centres 6 apart on coordinate k % D, spread 1
+        for (int i = 0; i < PER; i++) x[((size_t)k * PER + i) * D + k % D] += 6.0f * (1 + k / D);
+    for (int ppc = -1; ppc <= 16; ppc += 17) {   // every row, then a 16 per centroid sample
+        kvq_kmeans_opts o = {.k = K, .max_iter = 30, .seed = 5, .max_points_per_centroid = ppc};
+        kvq_kmeans_result a, b;
+        assert_int_equal(kvq_kmeans(x, n, D, &o, &a), KVQ_OK);
+        assert_int_equal(kvq_kmeans_reference(x, n, D, &o, &b), KVQ_OK);
+        assert_int_equal(a.n_train, b.n_train);
+        assert_memory_equal(a.assign, b.assign, sizeof(int32_t) * n);
+        double ia = a.inertia[a.n_iter - 1], ib = b.inertia[b.n_iter - 1];
+        print_message("figure: k-means %zu x %d, k %d, ppc %d: inertia BLAS %.4f vs scalar reference %.4f "
+                      "(%d / %d iterations)\n", n, D, K, ppc, ia, ib, a.n_iter, b.n_iter);
+        assert_true(fabs(ia - ib) <= 1e-5 * ib);
+        kvq_kmeans_result_free(&a);
+        kvq_kmeans_result_free(&b);
+    }
+    // overlapping data (no blob structure): objectives still agree closely
+    float *g = gauss_data(600, 4, 12);
+    kvq_kmeans_opts o = {.k = 32, .max_iter = 20, .seed = 9};
+    kvq_kmeans_result a, b;
+    assert_int_equal(kvq_kmeans(g, 600, 4, &o, &a), KVQ_OK);
+    assert_int_equal(kvq_kmeans_reference(g, 600, 4, &o, &b), KVQ_OK);
+    double ia = a.inertia[a.n_iter - 1], ib = b.inertia[b.n_iter - 1];
+    assert_true(fabs(ia - ib) <= 1e-3 * ib);
+    kvq_kmeans_result_free(&a);
+    kvq_kmeans_result_free(&b);
+    free(g);
+    free(x);
+}
+
+// The AVX2 argmin picks the scalar loop's index on random rows, on rows full
+// of ties (the lowest index must win) and on lengths that leave a tail.
+static void test_argmin_matches_scalar(void **state)
+{
+    (void)state;
+    kvq_rng r;
+    kvq_rng_seed(&r, 3);
+    float row[300], cn[300];
+    for (int trial = 0; trial < 400; trial++) {
+        int k = 1 + (int)(kvq_rng_uniform(&r) * 299);
+        int levels = trial % 2 ? 3 : 1 << 20;   // odd trials: values from {0, 1, 2}, many ties
+        for (int j = 0; j < k; j++) {
+            row[j] = (float)(int)(kvq_rng_uniform(&r) * levels);
+            cn[j] = trial % 4 == 1 ? 0.0f : (float)(int)(kvq_rng_uniform(&r) * levels);
+        }
+        float bf, bs;
+        kvq_simd_force_scalar(false);
+        int f = kvq_kmeans_argmin(row, cn, k, &bf);
+        kvq_simd_force_scalar(true);
+        int sc = kvq_kmeans_argmin(row, cn, k, &bs);
+        kvq_simd_force_scalar(false);
+        int want = 0;
+        for (int j = 1; j < k; j++)
+            if (row[j] + cn[j] < row[want] + cn[want]) want = j;
+        assert_int_equal(sc, want);
+        assert_int_equal(f, want);
+        assert_true(bf == bs);
+    }
+}
+
+// calib/rowops.h: the AVX2 compilation gives the reference's bits.
+static void test_rowops_match_reference(void **state)
+{
+    (void)state;
+    float *a = gauss_data(300, 1, 21), *b = gauss_data(300, 1, 22);
+    double acc1[300], acc2[300];
+    float y1[300], y2[300];
+    for (int d = 1; d <= 300; d += 7) {
+        assert_true(kvq_row_sqdist(a, b, d) == kvq_row_sqdist_ref(a, b, d));
+        for (int j = 0; j < d; j++) acc1[j] = acc2[j] = b[j] * 3.0, y1[j] = y2[j] = b[j];
+        kvq_row_acc(acc1, a, d);
+        kvq_row_acc_ref(acc2, a, d);
+        kvq_row_add(y1, a, d);
+        kvq_row_add_ref(y2, a, d);
+        assert_memory_equal(acc1, acc2, sizeof(double) * (size_t)d);
+        assert_memory_equal(y1, y2, sizeof(float) * (size_t)d);
+    }
+    double s = 0;
+    for (int j = 0; j < 300; j++) s += ((double)a[j] - b[j]) * ((double)a[j] - b[j]);
+    assert_true(fabs(kvq_row_sqdist(a, b, 300) - s) <= 1e-12 * s);
+    free(a);
+    free(b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -260,6 +358,9 @@ int main(void)
         cmocka_unit_test(test_sqdist_matches_scalar),
         cmocka_unit_test(test_empty_clusters_reseeded),
         cmocka_unit_test(test_args_and_cancel),
+        cmocka_unit_test(test_matches_reference),
+        cmocka_unit_test(test_argmin_matches_scalar),
+        cmocka_unit_test(test_rowops_match_reference),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

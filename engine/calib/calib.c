@@ -34,6 +34,7 @@ static const opt_field opt_fields[] = {
     OD(noise_scale, 0, 100),
     OI(min_bits, 1, 8),
     OI(max_bits, 1, 8),
+    OI(sensitivity_tokens, 0, 1 << 24),
     {"per_head", O_BOOL, offsetof(kvq_calib_opts, per_head), 0, 1},
     OI(num_centroids, 0, 65536),   // 0 = the method's default (vecinfer 256, commvq 4)
     OI(num_subspaces, 0, KVQ_MAX_HEAD_DIM),
@@ -54,6 +55,7 @@ void kvq_calib_opts_default(kvq_calib_opts *o)
     o->noise_scale = 0.1;
     o->min_bits = 1;
     o->max_bits = 4;
+    o->sensitivity_tokens = 2048;
     o->signal_bits = 4;
     o->noise_bits = 1;
     o->num_clusters = 16;

@@ -53,7 +53,7 @@ typedef struct kvq_calib_opts {
     int n_queries;          // queries used for attention measurements (default 128,
                             // evenly spaced over the usable positions; 0 = all)
     int max_iter;           // k-means / EM iterations; 0 = each method's default
-                            // (vecinfer 100, rabitq 25, commvq 8 EM rounds)
+                            // (vecinfer 25, rabitq 25, commvq 8 EM rounds)
     int max_points_per_centroid; // vecinfer / rabitq / commvq k-means train on at most
                             // k x this many rows, drawn with the seed (default 256,
                             // FAISS's; 0 = every row); calib/kmeans.h
@@ -63,6 +63,11 @@ typedef struct kvq_calib_opts {
     // ratequant
     double noise_scale;     // perturbation std = noise_scale x key (value) std (0.1)
     int min_bits, max_bits; // allocation range (1, 4)
+    int sensitivity_tokens; // ratequant: measure sensitivities and distortion curves on this
+                            // many tokens (default 2048; 0 = all): the first 4 (attention
+                            // sinks) and a window at an offset drawn with the seed; the
+                            // queries inside the window attend over the sample's keys before
+                            // them. Metadata sensitivity.tokens records the count used
     bool per_head;          // allocate per (layer, kv head) instead of per layer
     // vecinfer
     int num_centroids;      // 0 = method default (vecinfer 256 per subspace, commvq 4)

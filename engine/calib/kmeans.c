@@ -1,31 +1,19 @@
 // calib/kmeans.c — k-means++ seeding + Lloyd iterations; see kmeans.h.
 #include <cblas.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include "calib/kmeans.h"
+#include "calib/rowops.h"
 #include "rng.h"
 
-#define KM_CHUNK 1024   // rows per sgemm block: bounds the (chunk, k) scratch
+// Rows per sgemm tile: the (tile, k) block (256 KB at k = 256) stays in L2
+// for the argmin that reads it back, and no scratch grows with n.
+#define KM_TILE 256
 
-// Four partial sums break the add-latency chain (the loop ran at one
-// coordinate per 4 cycles on commvq's d = 128); the order is fixed, so the
-// result is still the same on every run.
-static double sqdist_exact(const float *a, const float *b, int d)
-{
-    double s[4] = {0, 0, 0, 0};
-    int j = 0;
-    for (; j + 4 <= d; j += 4)
-        for (int u = 0; u < 4; u++) {
-            double t = (double)a[j + u] - (double)b[j + u];
-            s[u] += t * t;
-        }
-    for (; j < d; j++) {
-        double t = (double)a[j] - (double)b[j];
-        s[0] += t * t;
-    }
-    return (s[0] + s[1]) + (s[2] + s[3]);
-}
+// Exact squared distances: double, 16 fixed partial sums (calib/rowops.h).
+#define sqdist_exact kvq_row_sqdist
 
 static int cmp_u32(const void *a, const void *b)
 {
@@ -55,26 +43,22 @@ void kvq_kmeans_sqdist(const float *x, const float *xnorm, size_t n, const float
         }
 }
 
-// Assignment over chunks; scratch: (KM_CHUNK, k). The argmin runs on
-// cnorm - 2 x.c straight from the sgemm block (|x|^2 is the same for every
-// centroid of a row, so it is added to the winner only): one pass over the
-// (m, k) block instead of two.
+// Assignment over tiles of KM_TILE rows; scratch: (KM_TILE, k). The argmin
+// runs on cnorm - 2 x.c straight from the sgemm block (|x|^2 is the same for
+// every centroid of a row, so it is added to the winner only): one pass over
+// the block instead of two, while it is still in cache.
 static void assign_chunks(const float *x, const float *xnorm, size_t n, const float *c,
                           const float *cnorm, int k, int d, float *scratch, int32_t *assign,
                           float *best)
 {
-    for (size_t i0 = 0; i0 < n; i0 += KM_CHUNK) {
-        size_t m = n - i0 < KM_CHUNK ? n - i0 : KM_CHUNK;
+    for (size_t i0 = 0; i0 < n; i0 += KM_TILE) {
+        size_t m = n - i0 < KM_TILE ? n - i0 : KM_TILE;
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, k, d, -2.0f,
                     x + i0 * (size_t)d, d, c, d, 0.0f, scratch, k);
         for (size_t i = 0; i < m; i++) {
             const float *row = scratch + i * (size_t)k;
-            int bj = 0;
-            float bv = row[0] + cnorm[0];
-            for (int j = 1; j < k; j++) {
-                float v = row[j] + cnorm[j];
-                if (v < bv) bv = v, bj = j;
-            }
+            float bv;
+            int bj = kvq_kmeans_argmin(row, cnorm, k, &bv);
             assign[i0 + i] = bj;
             if (best) {
                 float v = bv + xnorm[i0 + i];
@@ -90,7 +74,7 @@ kvq_status kvq_kmeans_assign(const float *x, size_t n, const float *c, int k, in
     if (k < 1 || d < 1) return kvq_error(KVQ_ERR_ARG, "kmeans_assign: k=%d d=%d (expected >= 1)", k, d);
     float *xn = malloc(sizeof(float) * (n ? n : 1));
     float *cn = malloc(sizeof(float) * (size_t)k);
-    float *sc = malloc(sizeof(float) * KM_CHUNK * (size_t)k);
+    float *sc = malloc(sizeof(float) * KM_TILE * (size_t)k);
     if (!xn || !cn || !sc) {
         free(xn), free(cn), free(sc);
         return kvq_error(KVQ_ERR_NOMEM, "kmeans_assign: out of memory (n=%zu, k=%d)", n, k);
@@ -102,18 +86,33 @@ kvq_status kvq_kmeans_assign(const float *x, size_t n, const float *c, int k, in
     return KVQ_OK;
 }
 
+// ns of the n rows (ns <= n), drawn with rng by a partial Fisher-Yates
+// shuffle, in increasing order: idx (n) scratch, the first ns entries out.
+static void sample_rows(size_t n, size_t ns, kvq_rng *rng, uint32_t *idx)
+{
+    for (size_t i = 0; i < n; i++) idx[i] = (uint32_t)i;
+    for (size_t i = 0; i < ns; i++) {
+        size_t j = i + (size_t)(kvq_rng_uniform(rng) * (double)(n - i));
+        if (j >= n) j = n - 1;
+        uint32_t t = idx[i];
+        idx[i] = idx[j], idx[j] = t;
+    }
+    qsort(idx, ns, sizeof *idx, cmp_u32);
+}
+
 // k-means++: first centroid uniform, each next one drawn with probability
-// proportional to the squared distance to the nearest centroid so far.
+// proportional to the squared distance to the nearest centroid so far. The
+// running total is summed in the same pass that lowers mind2 (same order, so
+// the same sums as a separate pass).
 static void seed_plusplus(const float *x, size_t n, int d, int k, kvq_rng *rng, float *c,
                           double *mind2)
 {
     size_t first = (size_t)(kvq_rng_uniform(rng) * (double)n);
     if (first >= n) first = n - 1;
     memcpy(c, x + first * (size_t)d, sizeof(float) * (size_t)d);
-    for (size_t i = 0; i < n; i++) mind2[i] = sqdist_exact(x + i * (size_t)d, c, d);
+    double total = 0;
+    for (size_t i = 0; i < n; i++) total += mind2[i] = sqdist_exact(x + i * (size_t)d, c, d);
     for (int j = 1; j < k; j++) {
-        double total = 0;
-        for (size_t i = 0; i < n; i++) total += mind2[i];
         size_t pick = 0;
         if (total > 0) {
             double u = kvq_rng_uniform(rng) * total, acc = 0;
@@ -132,11 +131,40 @@ static void seed_plusplus(const float *x, size_t n, int d, int k, kvq_rng *rng, 
         }
         float *cj = c + (size_t)j * d;
         memcpy(cj, x + pick * (size_t)d, sizeof(float) * (size_t)d);
+        total = 0;
         for (size_t i = 0; i < n; i++) {
             double t = sqdist_exact(x + i * (size_t)d, cj, d);
             if (t < mind2[i]) mind2[i] = t;
+            total += mind2[i];
         }
     }
+}
+
+// k-means++ costs k passes over its rows; above KVQ_KMEANS_SEED_PPC rows per
+// centroid (and KVQ_KMEANS_SEED_MIN rows) it draws from a seeded subset of
+// that many (with 65536 rows and k = 256 the full pass took as long as the
+// Lloyd iterations). mind2: (n).
+static kvq_status seed_centroids(const float *x, size_t n, int d, int k, kvq_rng *rng, float *c,
+                                 double *mind2)
+{
+    size_t ns = (size_t)k * KVQ_KMEANS_SEED_PPC;
+    if (ns < KVQ_KMEANS_SEED_MIN) ns = KVQ_KMEANS_SEED_MIN;
+    if (n <= ns) {
+        seed_plusplus(x, n, d, k, rng, c, mind2);
+        return KVQ_OK;
+    }
+    uint32_t *idx = malloc(sizeof(uint32_t) * n);
+    float *xs = malloc(sizeof(float) * ns * (size_t)d);
+    if (!idx || !xs) {
+        free(idx), free(xs);
+        return kvq_error(KVQ_ERR_NOMEM, "kmeans: out of memory (seeding from %zu rows)", ns);
+    }
+    sample_rows(n, ns, rng, idx);
+    for (size_t i = 0; i < ns; i++)
+        memcpy(xs + i * (size_t)d, x + (size_t)idx[i] * d, sizeof(float) * (size_t)d);
+    seed_plusplus(xs, ns, d, k, rng, c, mind2);
+    free(idx), free(xs);
+    return KVQ_OK;
 }
 
 void kvq_kmeans_result_free(kvq_kmeans_result *r)
@@ -148,8 +176,121 @@ void kvq_kmeans_result_free(kvq_kmeans_result *r)
     memset(r, 0, sizeof *r);
 }
 
-kvq_status kvq_kmeans(const float *x, size_t n, int d, const kvq_kmeans_opts *o,
-                      kvq_kmeans_result *r)
+// ---- Hamerly's bounds ----
+// G. Hamerly, "Making k-means even faster" (SDM 2010): per row an upper bound
+// ub on the distance to its centroid and a lower bound lb on the distance to
+// every other one; per centroid half the distance to its nearest other one.
+// A row with ub <= max(lb, half[a]) cannot change centroid, so only the other
+// rows go through the sgemm tiles (on 65536 vecinfer keys, k = 256, d = 4:
+// half of the row scans of 25 iterations). Bounds move as the centroids move.
+// The sgemm's rounding is covered by a margin (a bound on the float dot
+// product's error), so a skipped row is one the full scan would keep too, up
+// to near-ties inside that margin.
+#define KM_BOUNDS_MIN_K 16
+#define KM_BOUNDS_MAX_K 1024   // the (k, k) centroid distances stay small
+typedef struct {
+    double *ub, *lb, *half, *drift;   // (n), (n), (k), (k)
+    float *cold, *cc, *xt, *xtn;      // (k, d) centroids the bounds refer to, (k, k), (KM_TILE, d), (KM_TILE)
+    uint32_t *rows;                   // (KM_TILE) rows gathered into xt
+} km_bounds;
+
+static double sgemm_margin(int d, double xn, double cn)
+{
+    return 1.2e-7 * (d + 4) * (xn + cn);
+}
+
+static void bounds_scan(km_bounds *b, size_t m, const float *c, const float *cn, double cnmax, int k, int d,
+                        float *sc, int32_t *assign)
+{
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, k, d, -2.0f, b->xt, d, c, d, 0.0f, sc, k);
+    for (size_t i = 0; i < m; i++) {
+        float bv, sv;
+        size_t r = b->rows[i];
+        assign[r] = kvq_kmeans_argmin2(sc + i * (size_t)k, cn, k, &bv, &sv);
+        double s2 = (double)sv + b->xtn[i] - sgemm_margin(d, b->xtn[i], cnmax);
+        b->lb[r] = s2 > 0 ? sqrt(s2) : 0;
+    }
+}
+
+// The assignment step: all = scan every row (first iteration), else rows the
+// bounds cannot settle; the others keep prev.
+static void assign_bounds(km_bounds *b, const float *x, const float *xn, size_t n, const float *c, const float *cn,
+                          int k, int d, float *sc, const int32_t *prev, int32_t *assign, bool all)
+{
+    double cnmax = 0;
+    for (int j = 0; j < k; j++) cnmax = cn[j] > cnmax ? cn[j] : cnmax;
+    if (!all) {
+        kvq_kmeans_sqdist(c, cn, (size_t)k, c, cn, k, d, b->cc);
+        for (int j = 0; j < k; j++) {
+            double m = INFINITY;
+            for (int j2 = 0; j2 < k; j2++)
+                if (j2 != j && b->cc[(size_t)j * k + j2] < m) m = b->cc[(size_t)j * k + j2];
+            m -= sgemm_margin(d, cnmax, cnmax);
+            b->half[j] = m > 0 ? 0.5 * sqrt(m) : 0;
+        }
+    }
+    size_t mt = 0;
+    for (size_t i = 0; i < n; i++) {
+        const float *xi = x + i * (size_t)d;
+        if (!all) {
+            int a = prev[i];
+            double z = b->lb[i] > b->half[a] ? b->lb[i] : b->half[a];
+            assign[i] = a;
+            if (b->ub[i] <= z) continue;
+            b->ub[i] = sqrt(sqdist_exact(xi, c + (size_t)a * d, d));
+            if (b->ub[i] <= z) continue;
+        }
+        memcpy(b->xt + mt * d, xi, sizeof(float) * (size_t)d);
+        b->xtn[mt] = xn[i];
+        b->rows[mt++] = (uint32_t)i;
+        if (mt == KM_TILE) bounds_scan(b, mt, c, cn, cnmax, k, d, sc, assign), mt = 0;
+    }
+    if (mt) bounds_scan(b, mt, c, cn, cnmax, k, d, sc, assign);
+}
+
+// After the update step: ub grows by its centroid's move, lb shrinks by the
+// largest move of any other centroid.
+static void bounds_move(km_bounds *b, const float *c, int k, int d, size_t n, const int32_t *assign)
+{
+    double m1 = 0, m2 = 0;
+    int j1 = -1;
+    for (int j = 0; j < k; j++) {
+        double t = sqrt(sqdist_exact(c + (size_t)j * d, b->cold + (size_t)j * d, d));
+        b->drift[j] = t;
+        if (t > m1) m2 = m1, m1 = t, j1 = j;
+        else if (t > m2) m2 = t;
+    }
+    for (size_t i = 0; i < n; i++) {
+        b->ub[i] += b->drift[assign[i]];
+        double dl = assign[i] == j1 ? m2 : m1;
+        b->lb[i] = b->lb[i] > dl ? b->lb[i] - dl : 0;
+    }
+}
+
+static void bounds_free(km_bounds *b)
+{
+    free(b->ub), free(b->lb), free(b->half), free(b->drift), free(b->cold), free(b->cc), free(b->xt), free(b->xtn);
+    free(b->rows);
+}
+
+// The reference assignment: every distance exact (double, coordinate order),
+// first minimum. What assign_chunks computes through sgemm, up to rounding.
+static void assign_scalar(const float *x, size_t n, const float *c, int k, int d, int32_t *assign)
+{
+    for (size_t i = 0; i < n; i++) {
+        int bj = 0;
+        double bv = sqdist_exact(x + i * (size_t)d, c, d);
+        for (int j = 1; j < k; j++) {
+            double v = sqdist_exact(x + i * (size_t)d, c + (size_t)j * d, d);
+            if (v < bv) bv = v, bj = j;
+        }
+        assign[i] = bj;
+    }
+}
+
+// reference: assignments through assign_scalar (kvq_kmeans_reference).
+static kvq_status kmeans_run(const float *x, size_t n, int d, const kvq_kmeans_opts *o,
+                             kvq_kmeans_result *r, bool reference)
 {
     memset(r, 0, sizeof *r);
     if (d < 1) return kvq_error(KVQ_ERR_ARG, "kmeans: d=%d (expected >= 1)", d);
@@ -170,8 +311,7 @@ kvq_status kvq_kmeans(const float *x, size_t n, int d, const kvq_kmeans_opts *o,
     kvq_rng rng;
     kvq_rng_seed2(&rng, o->seed, 0x6b6d65616e73ULL);   // "kmeans"
     if (ppc && n > (size_t)k * ppc) {
-        // A partial Fisher-Yates shuffle draws the training rows; they are then
-        // taken in input order so the sample is a plain subset of x.
+        // The training rows are a seeded subset, taken in input order.
         size_t ns = (size_t)k * ppc;
         uint32_t *idx = malloc(sizeof(uint32_t) * n);
         xs = malloc(sizeof(float) * ns * (size_t)d);
@@ -179,14 +319,7 @@ kvq_status kvq_kmeans(const float *x, size_t n, int d, const kvq_kmeans_opts *o,
             free(idx), free(xs);
             return kvq_error(KVQ_ERR_NOMEM, "kmeans: out of memory (sample of %zu from %zu rows)", ns, n);
         }
-        for (size_t i = 0; i < n; i++) idx[i] = (uint32_t)i;
-        for (size_t i = 0; i < ns; i++) {
-            size_t j = i + (size_t)(kvq_rng_uniform(&rng) * (double)(n - i));
-            if (j >= n) j = n - 1;
-            uint32_t t = idx[i];
-            idx[i] = idx[j], idx[j] = t;
-        }
-        qsort(idx, ns, sizeof *idx, cmp_u32);
+        sample_rows(n, ns, &rng, idx);
         for (size_t i = 0; i < ns; i++)
             memcpy(xs + i * (size_t)d, x + (size_t)idx[i] * d, sizeof(float) * (size_t)d);
         free(idx);
@@ -200,22 +333,42 @@ kvq_status kvq_kmeans(const float *x, size_t n, int d, const kvq_kmeans_opts *o,
     r->assign = malloc(sizeof(int32_t) * n_all);
     r->inertia = calloc((size_t)o->max_iter, sizeof(double));
     float *xn = malloc(sizeof(float) * n), *cn = malloc(sizeof(float) * (size_t)k);
-    float *sc = malloc(sizeof(float) * KM_CHUNK * (size_t)k);
+    float *sc = malloc(sizeof(float) * KM_TILE * (size_t)k);
     int32_t *prev = malloc(sizeof(int32_t) * n), *count = malloc(sizeof(int32_t) * (size_t)k);
     double *dist = malloc(sizeof(double) * n), *sum = malloc(sizeof(double) * (size_t)k * d);
     kvq_status st = KVQ_OK;
+    km_bounds kb = {0};
     if (!r->centroids || !r->assign || !r->inertia || !xn || !cn || !sc || !prev || !count ||
         !dist || !sum) {
         st = kvq_error(KVQ_ERR_NOMEM, "kmeans: out of memory (n=%zu, k=%d, d=%d)", n, k, d);
         goto done;
     }
-    seed_plusplus(x, n, d, k, &rng, r->centroids, dist);
+    const bool bounded = !reference && k >= KM_BOUNDS_MIN_K && k <= KM_BOUNDS_MAX_K;
+    if (bounded) {
+        kb.ub = malloc(sizeof(double) * n), kb.lb = malloc(sizeof(double) * n);
+        kb.half = malloc(sizeof(double) * (size_t)k), kb.drift = malloc(sizeof(double) * (size_t)k);
+        kb.cold = malloc(sizeof(float) * (size_t)k * d), kb.cc = malloc(sizeof(float) * (size_t)k * k);
+        kb.xt = malloc(sizeof(float) * KM_TILE * (size_t)d), kb.xtn = malloc(sizeof(float) * KM_TILE);
+        kb.rows = malloc(sizeof(uint32_t) * KM_TILE);
+        if (!kb.ub || !kb.lb || !kb.half || !kb.drift || !kb.cold || !kb.cc || !kb.xt || !kb.xtn || !kb.rows) {
+            st = kvq_error(KVQ_ERR_NOMEM, "kmeans: out of memory (bounds for n=%zu, k=%d)", n, k);
+            goto done;
+        }
+    }
+    if ((st = seed_centroids(x, n, d, k, &rng, r->centroids, dist))) goto done;
     row_norms(x, n, d, xn);
     kvq_progress_begin(o->progress);
 
     for (int it = 0; it < o->max_iter; it++) {
         row_norms(r->centroids, (size_t)k, d, cn);
-        assign_chunks(x, xn, n, r->centroids, cn, k, d, sc, r->assign, NULL);
+        if (reference) {
+            assign_scalar(x, n, r->centroids, k, d, r->assign);
+        } else if (bounded) {
+            memcpy(kb.cold, r->centroids, sizeof(float) * (size_t)k * d);
+            assign_bounds(&kb, x, xn, n, r->centroids, cn, k, d, sc, prev, r->assign, it == 0);
+        } else {
+            assign_chunks(x, xn, n, r->centroids, cn, k, d, sc, r->assign, NULL);
+        }
         // sgemm rounding may pick a centroid that is not really nearer than the
         // previous one; keeping the previous one then makes inertia provably
         // non-increasing.
@@ -228,6 +381,7 @@ kvq_status kvq_kmeans(const float *x, size_t n, int d, const kvq_kmeans_opts *o,
                 if (dp <= dist[i]) {
                     r->assign[i] = prev[i];
                     dist[i] = dp;
+                    if (bounded) kb.lb[i] = 0;   // the scan's second best was about another centroid
                 } else {
                     changed++;
                 }
@@ -247,6 +401,7 @@ kvq_status kvq_kmeans(const float *x, size_t n, int d, const kvq_kmeans_opts *o,
             r->assign[far] = j;
             count[j] = 1;
             dist[far] = 0;
+            if (bounded) kb.lb[far] = 0;
             memcpy(r->centroids + (size_t)j * d, x + far * (size_t)d, sizeof(float) * (size_t)d);
             r->n_reseeded++;
             changed++;
@@ -255,23 +410,20 @@ kvq_status kvq_kmeans(const float *x, size_t n, int d, const kvq_kmeans_opts *o,
         for (size_t i = 0; i < n; i++) inertia += dist[i];
         r->inertia[it] = inertia;
         r->n_iter = it + 1;
+        for (size_t i = 0; bounded && i < n; i++) kb.ub[i] = sqrt(dist[i]);
         memcpy(prev, r->assign, sizeof(int32_t) * n);
 
         // update: means in double, so the float centroids are the rounded means
         memset(sum, 0, sizeof(double) * (size_t)k * d);
         for (size_t i = 0; i < n; i++) {
             double *s = sum + (size_t)r->assign[i] * d;
-            const float *xi = x + i * (size_t)d;
-            int t = 0;
-            // fixed-width inner loop: GCC's -O2 vectorizer takes it (element-wise, same sums)
-            for (; t + 4 <= d; t += 4)
-                for (int u = 0; u < 4; u++) s[t + u] += xi[t + u];
-            for (; t < d; t++) s[t] += xi[t];
+            kvq_row_acc(s, x + i * (size_t)d, d);
         }
         for (int j = 0; j < k; j++)
             if (count[j])
                 for (int t = 0; t < d; t++)
                     r->centroids[(size_t)j * d + t] = (float)(sum[(size_t)j * d + t] / count[j]);
+        if (bounded) bounds_move(&kb, r->centroids, k, d, n, r->assign);
 
         if (kvq_progress_report(o->progress, (double)(it + 1) / o->max_iter, "kmeans")) {
             st = kvq_error(KVQ_ERR_CANCELLED, "kmeans: cancelled at iteration %d", it + 1);
@@ -285,9 +437,23 @@ kvq_status kvq_kmeans(const float *x, size_t n, int d, const kvq_kmeans_opts *o,
     }
     // assign is the assignment the final centroids are the means of; with a
     // sample it is recomputed for every input row against those centroids.
-    if (!st && xs) st = kvq_kmeans_assign(x_all, n_all, r->centroids, k, d, r->assign, NULL);
+    if (!st && xs && reference) assign_scalar(x_all, n_all, r->centroids, k, d, r->assign);
+    else if (!st && xs) st = kvq_kmeans_assign(x_all, n_all, r->centroids, k, d, r->assign, NULL);
 done:
     free(xn), free(cn), free(sc), free(prev), free(count), free(dist), free(sum), free(xs);
+    bounds_free(&kb);
     if (st) kvq_kmeans_result_free(r);
     return st;
+}
+
+kvq_status kvq_kmeans(const float *x, size_t n, int d, const kvq_kmeans_opts *o,
+                      kvq_kmeans_result *r)
+{
+    return kmeans_run(x, n, d, o, r, false);
+}
+
+kvq_status kvq_kmeans_reference(const float *x, size_t n, int d, const kvq_kmeans_opts *o,
+                                kvq_kmeans_result *r)
+{
+    return kmeans_run(x, n, d, o, r, true);
 }

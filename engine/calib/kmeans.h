@@ -1,14 +1,16 @@
 // calib/kmeans.h — Lloyd k-means shared by every calibration that needs
 // centroids (RaBitQ IVF, CommVQ codebook init, VecInfer product VQ).
 //
-// k-means++ seeding (D^2 sampling), squared distances |x|^2 + |c|^2 - 2 x.c
+// k-means++ seeding (D^2 sampling, on at most KVQ_KMEANS_SEED_PPC rows per
+// centroid, KVQ_KMEANS_SEED_MIN at least), squared distances |x|^2 + |c|^2 - 2 x.c
 // through one cblas_sgemm per chunk of rows, empty clusters re-seeded with
 // the point farthest from its centroid, deterministic for a given seed.
 // Above k * max_points_per_centroid rows, seeding and Lloyd run on that many
 // rows drawn with the seeded RNG and only the final assignment sees them all
 // (FAISS's Clustering.cpp does the same with 256 per centroid:
 // faiss/Clustering.cpp at facebookresearch/faiss@f4f7b9b5368b).
-// The argmin scans centroids in index order on one thread, so results do not
+// From k = 16 to 1024 Hamerly's bounds skip the rows that cannot change
+// centroid (kmeans.c). The argmin scans centroids in index order on one thread, so results do not
 // depend on the thread count. Calibration code may allocate (not a kernel).
 #ifndef KVQ_KMEANS_H
 #define KVQ_KMEANS_H
@@ -17,6 +19,8 @@
 #include "kvq.h"
 
 #define KVQ_KMEANS_MAX_PPC 256   // FAISS's default max_points_per_centroid
+#define KVQ_KMEANS_SEED_PPC 16   // k-means++ draws from at most max(k x this, SEED_MIN)
+#define KVQ_KMEANS_SEED_MIN 4096 // of the training rows (a seeded subset; all rows below)
 
 typedef struct kvq_kmeans_opts {
     int k;                  // clusters, 1..n
@@ -47,6 +51,11 @@ typedef struct kvq_kmeans_result {
 kvq_status kvq_kmeans(const float *x, size_t n, int d, const kvq_kmeans_opts *o,
                       kvq_kmeans_result *r);
 void kvq_kmeans_result_free(kvq_kmeans_result *r);
+// The spec kvq_kmeans is checked against (tests/test_kmeans.c): the same
+// seeding, sample, Lloyd loop and re-seeding, with every distance of the
+// assignment step exact in double (n x k x d scalar work: small inputs only).
+kvq_status kvq_kmeans_reference(const float *x, size_t n, int d, const kvq_kmeans_opts *o,
+                                kvq_kmeans_result *r);
 
 // dist (n, k) = squared Euclidean distances between rows of x (n, d) and c (k, d),
 // computed as |x|^2 + |c|^2 - 2 x c^T with cblas_sgemm, clamped at 0.
@@ -54,8 +63,16 @@ void kvq_kmeans_result_free(kvq_kmeans_result *r);
 void kvq_kmeans_sqdist(const float *x, const float *xnorm, size_t n, const float *c,
                        const float *cnorm, int k, int d, float *dist);
 
+// Index of the smallest row[j] + cnorm[j] over j < k (ties to the lower
+// index), its value in *best: the argmin of the assignment step (AVX2 when
+// kvq_simd_avx2(), else the scalar loop; both pick the same index).
+int kvq_kmeans_argmin(const float *row, const float *cnorm, int k, float *best);
+
+// kvq_kmeans_argmin plus the second smallest value in *second (+inf for k = 1).
+int kvq_kmeans_argmin2(const float *row, const float *cnorm, int k, float *best, float *second);
+
 // Nearest centroid of each row (ties to the lower index); optional best
-// squared distance per row. Allocates a temporary (chunk, k) block.
+// squared distance per row. Allocates a temporary (256, k) block.
 kvq_status kvq_kmeans_assign(const float *x, size_t n, const float *c, int k, int d,
                              int32_t *assign, float *best);
 #endif

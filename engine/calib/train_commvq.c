@@ -3,11 +3,13 @@
 // encode in methods/commvq.c is the reference the tests compare against).
 #include <cblas.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "artifacts.h"
 #include "calib/kmeans.h"
+#include "calib/rowops.h"
 #include "calib/train_commvq.h"
 #include "methods/commvq.h"
 
@@ -20,6 +22,8 @@ typedef struct {
     float *res;      // (n, d) keys minus reconstruction
     float *G;        // (n, C) scratch
     float *T;        // (C, C) scratch: codeword dot products
+    float *TA;       // (RC, RC) all codewords' dot products (table E-step), or NULL
+    float *GA;       // (EM_TILE, RC) res . W^T of a tile of rows (table E-step)
     float *delta;    // (C, d) scratch: old minus new codewords
     double *acc;     // (C, d) scratch
     int *cnt;        // (C)
@@ -63,12 +67,7 @@ static void m_step(em_state *s, int r)
     for (size_t i = 0; i < s->n; i++) {
         int c = s->code[i * s->R + r];
         const float *e = s->res + i * (size_t)s->d;
-        double *a = s->acc + (size_t)c * s->d;
-        int j = 0;
-        // fixed-width inner loops: GCC's -O2 vectorizer takes them (element-wise)
-        for (; j + 4 <= s->d; j += 4)
-            for (int u = 0; u < 4; u++) a[j + u] += e[j + u];
-        for (; j < s->d; j++) a[j] += e[j];
+        kvq_row_acc(s->acc + (size_t)c * s->d, e, s->d);
         s->cnt[c]++;
     }
     float *Wr = s->W + (size_t)r * s->C * s->d;
@@ -82,12 +81,7 @@ static void m_step(em_state *s, int r)
     }
     norms_of(s, r);
     for (size_t i = 0; i < s->n; i++) {
-        const float *dl = s->delta + (size_t)s->code[i * s->R + r] * s->d;
-        float *e = s->res + i * (size_t)s->d;
-        int j = 0;
-        for (; j + 8 <= s->d; j += 8)
-            for (int u = 0; u < 8; u++) e[j + u] += dl[j + u];
-        for (; j < s->d; j++) e[j] += dl[j];
+        kvq_row_add(s->res + i * (size_t)s->d, s->delta + (size_t)s->code[i * s->R + r] * s->d, s->d);
     }
 }
 
@@ -125,6 +119,46 @@ static void e_step(em_state *s, int r)
     }
 }
 
+// The E-steps of all R codebooks with one sgemm per tile of rows instead of
+// one per codebook. Given the codebooks, rows are independent, so each row
+// runs codebook 0..R-1 in turn, exactly the per-codebook order: its gains
+// G = res . W^T come from the tile's sgemm, and a switch cur -> best, which
+// moves res by w_cur - w_best, moves G by the codeword dot-product rows
+// TA[cur] - TA[best] (RC floats) instead of re-multiplying. The same strict
+// exact-gain test guards every switch, so the error still never rises.
+// R x C <= EM_TABLE_MAX keeps TA (RC^2 floats) small; above it e_step per codebook.
+#define EM_TILE 256
+#define EM_TABLE_MAX 1024
+static void e_steps_table(em_state *s)
+{
+    const int R = s->R, C = s->C, d = s->d, RC = R * C;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, RC, RC, d, 1.0f, s->W, d, s->W, d, 0.0f, s->TA, RC);
+    for (size_t i0 = 0; i0 < s->n; i0 += EM_TILE) {
+        size_t m = s->n - i0 < EM_TILE ? s->n - i0 : EM_TILE;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, RC, d, 1.0f, s->res + i0 * d, d, s->W, d,
+                    0.0f, s->GA, RC);
+        for (size_t i = i0; i < i0 + m; i++) {
+            float *g = s->GA + (i - i0) * (size_t)RC, *e = s->res + i * (size_t)d;
+            for (int r = 0; r < R; r++) {
+                int cur = s->code[i * R + r], best = 0;
+                const float *gr = g + r * C, *tc = s->TA + (size_t)(r * C + cur) * RC + r * C, *wn = s->wn + r * C;
+                float bv = 2 * (gr[0] + tc[0]) - wn[0];
+                for (int c = 1; c < C; c++) {
+                    float v = 2 * (gr[c] + tc[c]) - wn[c];
+                    if (v > bv) bv = v, best = c;
+                }
+                if (best == cur) continue;
+                const float *Wr = s->W + (size_t)r * C * d, *wc = Wr + (size_t)cur * d, *wb = Wr + (size_t)best * d;
+                if (!(exact_gain(e, wc, wb, d) > exact_gain(e, wc, wc, d))) continue;
+                s->code[i * R + r] = (uint16_t)best;
+                for (int j = 0; j < d; j++) e[j] += wc[j] - wb[j];
+                const float *ta = s->TA + (size_t)(r * C + cur) * RC, *tb = s->TA + (size_t)(r * C + best) * RC;
+                for (int q = (r + 1) * C; q < RC; q++) g[q] += ta[q] - tb[q];
+            }
+        }
+    }
+}
+
 static double rel_err(const em_state *s, double xx)
 {
     double e = 0;
@@ -155,8 +189,14 @@ kvq_status kvq_train_commvq_stream(const float *keys, size_t n, int d, int layer
     s.acc = malloc(sizeof(double) * (size_t)C * d);
     s.T = malloc(sizeof(float) * (size_t)C * C);
     s.delta = malloc(sizeof(float) * (size_t)C * d);
+    const bool table = (size_t)R * C <= EM_TABLE_MAX;
+    if (table) {
+        s.TA = malloc(sizeof(float) * (size_t)R * C * R * C);
+        s.GA = malloc(sizeof(float) * EM_TILE * (size_t)R * C);
+    }
     s.cnt = malloc(sizeof(int) * (size_t)C);
-    if (!s.W || !s.wn || !s.code || !s.res || !s.G || !s.acc || !s.cnt || !s.T || !s.delta) {
+    if (!s.W || !s.wn || !s.code || !s.res || !s.G || !s.acc || !s.cnt || !s.T || !s.delta ||
+        (table && (!s.TA || !s.GA))) {
         st = kvq_error(KVQ_ERR_NOMEM, "commvq calibration: out of memory (n=%zu, R=%d, C=%d)", n,
                        R, C);
         goto done;
@@ -192,7 +232,9 @@ kvq_status kvq_train_commvq_stream(const float *keys, size_t n, int d, int layer
     }
     for (int it = 0; it < em; it++) {
         for (int r = 0; r < R; r++) m_step(&s, r);
-        for (int r = 0; r < R; r++) e_step(&s, r);
+        if (table) e_steps_table(&s);
+        else
+            for (int r = 0; r < R; r++) e_step(&s, r);
         if (log) log->err[log->n++] = rel_err(&s, xx);
         if (kvq_progress_report(o->progress, (R + it + 1) / total, "commvq EM")) {
             st = kvq_error(KVQ_ERR_CANCELLED, "commvq calibration: cancelled");
@@ -207,5 +249,6 @@ kvq_status kvq_train_commvq_stream(const float *keys, size_t n, int d, int layer
     st = kvq_artifacts_put(art, name, s.W, 3, shape);
 done:
     free(s.W), free(s.wn), free(s.code), free(s.res), free(s.G), free(s.acc), free(s.cnt), free(s.T), free(s.delta);
+    free(s.TA), free(s.GA);
     return st;
 }

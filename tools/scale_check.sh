@@ -12,7 +12,8 @@
 #
 # Environment: KVSTUDIO (default build/kvstudio), SCALE_DIR (default
 # /var/tmp/kvstudio-scale), SCALE_TRACES (default "S1 S2 S3"; S0 is a tiny smoke-test shape), SCALE_CMDS
-# (default "info quantize-tq3 quantize-q4_0 benchmark"), SCALE_TIMEOUT
+# (default "info quantize-tq3 quantize-q4_0 benchmark"; also precompute-spectral,
+# precompute-ratequant, precompute-vecinfer), SCALE_TIMEOUT
 # seconds per command (default 1800; a command past it is reported as not
 # finished), SCALE_KEEP=1 keeps the traces, KVQ_THREADS (default nproc).
 set -u
@@ -50,6 +51,8 @@ args_of() {    # command name -> kvstudio arguments before the trace
     quantize-tq3) echo "quantize --method turboquant_mse --bits 3" ;;
     quantize-q4_0) echo "quantize --method q4_0 --bits 4" ;;
     benchmark) echo "benchmark --method turboquant_mse --bits 3 --value-bits 2 --trace" ;;
+    precompute-spectral|precompute-ratequant|precompute-vecinfer)   # artifacts into the scratch dir
+        echo "precompute --method ${1#precompute-} --output $SCALE_DIR/art-${1#precompute-} --quiet --trace" ;;
     *) return 1 ;;
     esac
 }

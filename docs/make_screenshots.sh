@@ -7,7 +7,7 @@
 set -eu
 KVSTUDIO=${KVSTUDIO:-./build/kvstudio}
 OUT=${OUT:-docs/screenshots.md}
-TRACE=sample_data/traces/code-1k.safetensors
+MODEL=sample_data/refmodel   # opens on the Model view; the trace views show code-1k.safetensors
 SIZES="80x24 120x40 200x60"
 command -v tmux >/dev/null || { echo "tmux is not installed" >&2; exit 1; }
 KVSTUDIO=$(cd "$(dirname "$KVSTUDIO")" && pwd)/$(basename "$KVSTUDIO")
@@ -21,6 +21,13 @@ wait_for() {
     local deadline=$((SECONDS + ${2:-60}))
     until screen | grep -qF -- "$1"; do
         [ $SECONDS -ge $deadline ] && { echo "timed out waiting for '$1'" >&2; screen >&2; exit 1; }
+        sleep 0.05
+    done
+}
+wait_for_re() {   # an extended regex, same deadline rule as wait_for
+    local deadline=$((SECONDS + ${2:-60}))
+    until screen | grep -qE -- "$1"; do
+        [ $SECONDS -ge $deadline ] && { echo "timed out waiting for /$1/" >&2; screen >&2; exit 1; }
         sleep 0.05
     done
 }
@@ -51,11 +58,12 @@ shot() {
 }
 
 T new-session -d -s "$S" -x 120 -y 40 -c "$PWD" \
-    "env NO_COLOR=1 TERM=xterm LANG=C LC_ALL=C XDG_STATE_HOME='$TMP/state' '$KVSTUDIO' $TRACE; sleep 600"
+    "env NO_COLOR=1 TERM=xterm LANG=C LC_ALL=C XDG_STATE_HOME='$TMP/state' '$KVSTUDIO' $MODEL; sleep 600"
 cat > "$TMP/md" <<'EOF2'
 # kvstudio screenshots
 
-Text captures of the studio on `sample_data/traces/code-1k.safetensors` at
+Text captures of the studio opened on `sample_data/refmodel` (its trace views show
+`sample_data/traces/code-1k.safetensors`) at
 80x24, 120x40 and 200x60, as a plain terminal shows it: `NO_COLOR=1`,
 `TERM=xterm`, `LANG=C` (ASCII lines and bars; plot points carry their
 series' marker). Captured with tmux `capture-pane`; attributes are not shown.
@@ -63,6 +71,8 @@ Regenerate with `bash docs/make_screenshots.sh` after `make`.
 
 EOF2
 
+wait_for "tokenizer"
+keys 1
 wait_for "layers x kv heads"
 keys j j
 wait_for "layer 2, kv head 0: keys"
@@ -125,6 +135,14 @@ keys 6
 wait_for "Keys everywhere"
 shot "6 Help" "Generated from the key tables and the command table the code dispatches on." "Keys everywhere"
 
+keys 7
+wait_for "tokenizer"
+shot "7 Model" "The session's model (\`kvstudio sample_data/refmodel\`): its shape, counted from the safetensors headers; Enter fills the ppl/KL grid (one ppl run per cell on a worker, Esc cancels); \`c\` captures a trace from the model and opens it. Bits/byte vs key record bits is plotted beside the trace-level rate-distortion plot." "tokenizer"
+
+keys 8
+wait_for "formats measured" 300
+shot "8 Deploy" "The \`recommend\` table for the session's trace, measured on the worker (e engine, c context, b budget, t tokens replayed), with memory vs quality, one marker and colour per engine." "formats measured"
+
 keys L
 wait_for "output log  (Up"
 shot "The output log" "\`L\`: every status line, wrapped at the window's width." "output log  (Up"
@@ -135,8 +153,8 @@ wait_for "generating (Esc stops)" 60
 sleep 3
 heading "3 Dashboard: generation" "\`g\` runs the model (the studio's MODEL_DIR, else sample_data/refmodel) through the same quantized caches on the worker thread; the observers update per token."
 capture
-keys Escape
-wait_for "generation stopped"
+keys Escape   # stops it, unless it finished its tokens first
+wait_for_re "generation stopped|generated [0-9]+ tokens"
 
 keys 1 : 'method turbo' Tab
 wait_for "turboquant_mse  turboquant_prod"

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
+#include "test_util.h"
 #include "f16.h"
 #include "kvq.h"
 #include "methods/hf_round.h"
@@ -21,17 +22,10 @@
 #define D 128
 #define TMAX 5
 
-static int hexval(int c) { return c <= '9' ? c - '0' : (c | 32) - 'a' + 10; }
-
 static char *read_floats(char *p, float *x, int n)
 {
-    for (int i = 0; i < n; i++) {
-        unsigned u;
-        int k;
-        assert_int_equal(sscanf(p, " %8x%n", &u, &k), 1);
-        p += k;
-        memcpy(&x[i], &u, 4);
-    }
+    p = tu_read_hex_floats(p, x, n);
+    assert_non_null(p);
     return p;
 }
 
@@ -41,7 +35,7 @@ static char *read_hex(char *p, uint8_t *b, size_t cap, size_t *nb)
     *nb = 0;
     while (p[0] && p[1] && p[0] != ' ' && p[0] != '\n') {
         assert_true(*nb < cap);
-        b[(*nb)++] = (uint8_t)(hexval(p[0]) << 4 | hexval(p[1]));
+        b[(*nb)++] = (uint8_t)(tu_hexval(p[0]) << 4 | tu_hexval(p[1]));
         p += 2;
     }
     return p;

@@ -12,13 +12,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
+#include "test_util.h"
 #include "f16.h"
 #include "kvq.h"
 
 #define VEC "tests/data/formats/mlx_affine.txt"
 #define D 128
-
-static int hexval(int c) { return c <= '9' ? c - '0' : (c | 32) - 'a' + 10; }
 
 static void test_vectors(void **st)
 {
@@ -43,7 +42,7 @@ static void test_vectors(void **st)
         uint8_t want[D + 64], got[D + 64];
         size_t nb = 0;
         while (p[0] && p[1] && p[0] != '\n') {
-            want[nb++] = (uint8_t)(hexval(p[0]) << 4 | hexval(p[1]));
+            want[nb++] = (uint8_t)(tu_hexval(p[0]) << 4 | tu_hexval(p[1]));
             p += 2;
         }
         char name[32];

@@ -17,12 +17,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
+#include "test_util.h"
 #include "kvq.h"
 
 #define VEC "tests/data/formats/tom_turbo.txt"
 #define MAXD 256
-
-static int hexval(int c) { return c <= '9' ? c - '0' : (c | 32) - 'a' + 10; }
 
 // n floats as 8-digit hex words from *p, then past the next '|' and spaces.
 static void read_f32(char **p, float *x, int n)
@@ -73,7 +72,7 @@ static void test_vectors(void **st)
         uint8_t want[8 * 34], got[8 * 34];
         size_t nb = 0;
         while (p[0] != ' ' && p[0] != '|' && nb < sizeof want) {
-            want[nb++] = (uint8_t)(hexval(p[0]) << 4 | hexval(p[1]));
+            want[nb++] = (uint8_t)(tu_hexval(p[0]) << 4 | tu_hexval(p[1]));
             p += 2;
         }
         while (*p == ' ' || *p == '|') p++;

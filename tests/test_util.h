@@ -4,6 +4,7 @@
 #define KVQ_TEST_UTIL_H
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 // Makes a fresh directory /tmp/kvq_test_<tag>_XXXXXX into dir; 0 or -1
 // (cmocka setup convention).
@@ -47,5 +48,22 @@ static inline double tu_dot(const float *a, const float *b, int d)
     double s = 0;
     for (int i = 0; i < d; i++) s += (double)a[i] * b[i];
     return s;
+}
+// Test-vector files (tests/data/formats/*.txt) write bytes and float bits
+// in hex: one hex digit's value, and n float32 words of 8 hex digits each
+// (their bit patterns) read from p. Returns the text after the last word, or
+// NULL when fewer than n words are there.
+static inline int tu_hexval(int c) { return c <= '9' ? c - '0' : (c | 32) - 'a' + 10; }
+
+static inline char *tu_read_hex_floats(char *p, float *x, int n)
+{
+    for (int i = 0; i < n; i++) {
+        unsigned u;
+        int k;
+        if (sscanf(p, " %8x%n", &u, &k) != 1) return NULL;
+        p += k;
+        memcpy(&x[i], &u, 4);
+    }
+    return p;
 }
 #endif

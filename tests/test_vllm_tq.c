@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
+#include "test_util.h"
 #include "artifacts.h"
 #include "deploy.h"
 #include "f16.h"
@@ -31,18 +32,11 @@
 #define VEC "tests/data/formats/vllm_tq.txt"
 #define DMAX 256
 
-static int hexval(int c) { return c <= '9' ? c - '0' : (c | 32) - 'a' + 10; }
-
 // n hex float32 words, then past the next '|'.
 static char *read_floats(char *p, float *x, int n)
 {
-    for (int i = 0; i < n; i++) {
-        unsigned u;
-        int k;
-        assert_int_equal(sscanf(p, " %8x%n", &u, &k), 1);
-        p += k;
-        memcpy(&x[i], &u, 4);
-    }
+    p = tu_read_hex_floats(p, x, n);
+    assert_non_null(p);
     while (*p == ' ') p++;
     if (*p == '|') p++;
     return p;
@@ -53,7 +47,7 @@ static char *read_bytes(char *p, uint8_t *b, size_t cap, size_t *n)
     while (*p == ' ') p++;
     *n = 0;
     while (p[0] && p[1] && p[0] != ' ' && p[0] != '\n' && *n < cap) {
-        b[(*n)++] = (uint8_t)(hexval(p[0]) << 4 | hexval(p[1]));
+        b[(*n)++] = (uint8_t)(tu_hexval(p[0]) << 4 | tu_hexval(p[1]));
         p += 2;
     }
     while (*p == ' ') p++;

@@ -82,7 +82,7 @@ int kvs_ui_mouse_event(kvs_ui *ui)
     if (getmouse(&e) != OK) return KVS_KEY_HANDLED;
     kvs_mouse m = {.y = e.y, .x = e.x};
     if (e.bstate & BUTTON4_PRESSED) m.kind = KVS_MOUSE_WHEEL_UP;
-    else if (BUTTON5_PRESSED && (e.bstate & BUTTON5_PRESSED)) m.kind = KVS_MOUSE_WHEEL_DOWN;
+    else if (e.bstate & BUTTON5_PRESSED) m.kind = KVS_MOUSE_WHEEL_DOWN;   // 0 without it (above)
     else if (e.bstate & (BUTTON1_PRESSED | BUTTON1_CLICKED)) m.kind = KVS_MOUSE_CLICK;
     else return KVS_KEY_HANDLED;
     return kvs_ui_mouse(ui, &m);

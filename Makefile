@@ -6,14 +6,14 @@ SAN     ?=
 CFLAGS  ?= $(OPT) -g
 PKG_CONFIG ?= pkg-config
 WARN    := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Werror
-CPPFLAGS := -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -Iengine -Iengine/model -Iapp -Iviews \
+CPPFLAGS := -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -Iengine -Iengine/io -Iengine/cache -Iengine/model -Iapp -Iviews \
             -I/usr/include/x86_64-linux-gnu $(shell $(PKG_CONFIG) --cflags ncursesw 2>/dev/null)
 ALL_CFLAGS := $(CPPFLAGS) $(CFLAGS) $(WARN) $(SAN) -pthread -MMD -MP
 BLAS_LIBS := $(shell $(PKG_CONFIG) --libs lapacke openblas 2>/dev/null || echo -llapacke -lopenblas)
 ENGINE_LIBS := $(BLAS_LIBS) -ljansson -lpcre2-8 -lutf8proc -lm -pthread
 UI_LIBS := $(shell $(PKG_CONFIG) --libs ncursesw 2>/dev/null || echo -lncursesw -ltinfo) -lreadline
 
-ENGINE_SRC := $(wildcard engine/*.c engine/methods/*.c engine/calib/*.c engine/model/*.c engine/tok/*.c)
+ENGINE_SRC := $(wildcard engine/*.c engine/io/*.c engine/cache/*.c engine/methods/*.c engine/calib/*.c engine/model/*.c engine/tok/*.c)
 APP_SRC    := $(filter-out app/main.c,$(wildcard app/*.c)) $(wildcard views/*.c)
 TEST_SRC   := $(wildcard tests/test_*.c)
 ENGINE_OBJ := $(ENGINE_SRC:%.c=$(BUILD)/%.o)

@@ -362,7 +362,7 @@ static void test_kvtrace_written_round_trip(void **state)
     free(q);
 }
 
-// ---- npy: our own writer, independent of engine/npy.c ----
+// ---- npy: our own writer, independent of engine/io/npy.c ----
 static void write_npy(const char *path, int version, const char *descr, int fortran, const int64_t shape[4],
                       const float *vals /* logical C order */, int as_bf16)
 {

@@ -72,7 +72,7 @@ ln -sfn "$src" "$OUTDIR/llama.cpp"   # headers and commit for bench/ggml_bench.c
 # 4. the harness: our code, linked with libkvq and ggml
 [ -f "$BUILD/libkvq.a" ] || die "$BUILD/libkvq.a missing (run make all first)"
 BLAS=$(pkg-config --libs lapacke openblas 2>/dev/null || echo -llapacke -lopenblas)
-cc -std=c11 -D_POSIX_C_SOURCE=200809L -O2 -Wall -Wextra -Werror -Iengine -I"$src/ggml/include" \
+cc -std=c11 -D_POSIX_C_SOURCE=200809L -O2 -Wall -Wextra -Werror -Iengine -Iengine/io -Iengine/cache -I"$src/ggml/include" \
   -o "$OUTDIR/ggml_peer" tests/peers/ggml_peer.c "$BUILD/libkvq.a" $libs \
   -lstdc++ $BLAS -ljansson -lm -pthread
 

@@ -1,5 +1,5 @@
 // methods/turboquant_mse.h — what the fused attention of the cache
-// (engine/cache_attend.c) needs from turboquant_mse beyond the traits
+// (engine/cache/cache_attend.c) needs from turboquant_mse beyond the traits
 // table: scoring several queries per pass over the codes, and value
 // accumulation in the rotated basis. Plans are the table's plan_new plans.
 #ifndef KVQ_TURBOQUANT_MSE_H

@@ -65,7 +65,9 @@ printf 'save artifacts %s\n' "$TMP/none" >"$TMP/d.kvs"
 expect_fail "save without artifacts" "no artifacts in the session" "$KVSTUDIO" --script "$TMP/d.kvs"
 
 # an interrupted run leaves the old artifacts intact
-timeout --foreground -s KILL 1 "${P[@]}" --method vecinfer --max-iter 100 --output "$TMP/sp" >/dev/null 2>&1
+# (killed at 0.5 s: commvq's EM with 100 iterations takes seconds even on an idle machine; the
+# artifacts are written only at the end, so a kill this early always lands before the rename)
+timeout --foreground -s KILL 0.5 "${P[@]}" --method commvq --max-iter 100 --output "$TMP/sp" >/dev/null 2>&1
 expect_ok "old artifacts intact after kill" "$KVSTUDIO" --script "$TMP/a.kvs"
 expect_out "still spectral" "loaded spectral artifacts"
 

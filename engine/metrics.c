@@ -170,6 +170,19 @@ const kvq_metric kvq_metrics[KVQ_M_COUNT] = {
      .report = "value_record_bits", .unit = "bits/coord", .fmt = "%.3f",
      .formula = "bytes of one value record x 8 / head_dim, mean over layers (fp16 values: 16)",
      .over = "the caches of a model run (ppl, grid)"},
+    // Figures of the measuring tools (tools/bigmodel_check.py, tools/scale_check.sh,
+    // bench/torch_bench.c), not of the engine; named here so they have one name too.
+    M(PEAK_RSS), .name = "peak RSS", .json = "peak_rss_gb", .report = "", .unit = "GB", .fmt = "%.2f",
+     .formula = "VmHWM of the process at exit / 1e9 (resident pages, mapped file pages included)",
+     .over = "one kvstudio command (make bigmodel-check)"},
+    M(PEAK_RSS_ANON), .name = "peak RssAnon", .json = "peak_rss_anon_mb", .report = "", .unit = "MB",
+     .fmt = "%.0f", .formula = "largest RssAnon of /proc/PID/status over samples every 0.05 s / 2^20 "
+                               "(anonymous pages only: mapped trace or weight pages do not count)",
+     .over = "one kvstudio command (make scale-check, make bigmodel-check)"},
+    M(PREFILL_RATIO), .name = "prefill ratio", .json = "prefill_ratio", .report = "", .unit = "x",
+     .fmt = "%.3f", .formula = "median over rounds of (kvstudio prefill tokens/s) / (PyTorch prefill tokens/s), "
+                              "the two timed alternately in each round; > 1 = kvstudio faster",
+     .over = "128-token prefills of the same checkpoint at the same thread count (make bench, torch row)"},
 };
 
 const char *kvq_metric_fmt(kvq_metric_id id, double v, char *buf, size_t n)

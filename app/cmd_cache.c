@@ -446,6 +446,15 @@ int kvs_cmd_compare(kvs_session *s, kvs_args *a)
             json_array_append_new(rows, row);
             kvs_session_add_run(s, &run);
             n_ok++;
+            // A fixed-width method ran once at its own width: say which of
+            // the asked widths it stands in for, never drop them silently.
+            if (fixed && (nb > 1 || bits[0] != m->min_bits)) {
+                if (!json)
+                    kvs_printf(s, "%-16s %4s  note: fixed at %d bits; ran once for --bits %s", c.method, "-",
+                               m->min_bits, bl);
+                json_object_set_new(row, "note", json_sprintf("fixed at %d bits; ran once for --bits %s",
+                                                              m->min_bits, bl));
+            }
         }
     }
     // The default grid leaves out calibrated methods when the session has no

@@ -57,6 +57,7 @@ expect_out "tq_mse 4 bits" "^turboquant_mse  *4 "
 expect_out "failing combination reported" "^rabitq .*failed: .*rabitq.centroids"
 expect_out "grid continues after failure" "^kivi  *4 "
 expect_out "fixed-width baseline once" "^llamacpp:q8_0  *8 "
+expect_out "fixed width named for the asked bits" "^llamacpp:q8_0  *-  note: fixed at 8 bits; ran once for --bits 2,4"
 expect_ok "compare json output" "${C[@]}" --methods q4_0 --output "$TMP/cmp.json"
 grep -q '"output_error":' "$TMP/cmp.json" && grep -q '"attention_kl":' "$TMP/cmp.json" && pass "compare json" || fail "compare json"
 

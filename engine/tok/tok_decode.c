@@ -19,17 +19,7 @@ kvq_status tok_parse_decoder(kvq_tok *t, json_t *j, const char *field)
     if (!j || json_is_null(j)) return KVQ_OK;
     const char *type = json_string_value(json_object_get(j, "type"));
     if (!type) return kvq_error(KVQ_ERR_FORMAT, "%s.type: expected a string", field);
-    if (!strcmp(type, "Sequence")) {
-        json_t *a = json_object_get(j, "decoders");
-        if (!json_is_array(a)) return kvq_error(KVQ_ERR_FORMAT, "%s.decoders: expected an array", field);
-        for (size_t i = 0; i < json_array_size(a); i++) {
-            char f[256];
-            snprintf(f, sizeof f, "%s.decoders[%zu]", field, i);
-            kvq_status st = tok_parse_decoder(t, json_array_get(a, i), f);
-            if (st) return st;
-        }
-        return KVQ_OK;
-    }
+    if (!strcmp(type, "Sequence")) return tok_parse_sequence(t, j, field, "decoders", tok_parse_decoder);
     static const char *const names[] = {[TOK_DEC_BYTELEVEL] = "ByteLevel", [TOK_DEC_REPLACE] = "Replace",
                                         [TOK_DEC_BYTEFALLBACK] = "ByteFallback", [TOK_DEC_FUSE] = "Fuse",
                                         [TOK_DEC_STRIP] = "Strip", [TOK_DEC_METASPACE] = "Metaspace"};

@@ -135,6 +135,11 @@ kvq_status tok_regex_replace(const pcre2_code *re, pcre2_match_data *md, const c
 kvq_status tok_regex_builtin(tok_pre_type type, bool individual_digits, pcre2_code **out);
 
 // tok_steps.c: parse and run normalizers and pre-tokenizers (traits tables)
+// A "Sequence" step: parses each element of j[key] with parse, naming it
+// FIELD.KEY[i] in errors; one recursion shape for normalizers,
+// pre-tokenizers and decoders.
+typedef kvq_status (*tok_step_parse_fn)(kvq_tok *t, json_t *j, const char *field);
+kvq_status tok_parse_sequence(kvq_tok *t, json_t *j, const char *field, const char *key, tok_step_parse_fn parse);
 kvq_status tok_parse_normalizer(kvq_tok *t, json_t *j, const char *field);
 kvq_status tok_parse_pre_tokenizer(kvq_tok *t, json_t *j, const char *field);
 kvq_status tok_normalize(const kvq_tok *t, pcre2_match_data *md, const char *s, size_t len, tok_buf *out);

@@ -124,17 +124,7 @@ kvq_status tok_parse_normalizer(kvq_tok *t, json_t *j, const char *field)
     if (json_is_null(j) || !j) return KVQ_OK;
     const char *type = get_str(j, "type", NULL);
     if (!type) return kvq_error(KVQ_ERR_FORMAT, "%s.type: expected a string", field);
-    if (!strcmp(type, "Sequence")) {
-        json_t *a = json_object_get(j, "normalizers");
-        if (!json_is_array(a)) return kvq_error(KVQ_ERR_FORMAT, "%s.normalizers: expected an array", field);
-        for (size_t i = 0; i < json_array_size(a); i++) {
-            char f[256];
-            snprintf(f, sizeof f, "%s.normalizers[%zu]", field, i);
-            kvq_status st = tok_parse_normalizer(t, json_array_get(a, i), f);
-            if (st) return st;
-        }
-        return KVQ_OK;
-    }
+    if (!strcmp(type, "Sequence")) return tok_parse_sequence(t, j, field, "normalizers", tok_parse_normalizer);
     for (int k = 0; k < TOK_NORM_COUNT; k++) {
         if (strcmp(type, norm_traits[k].name)) continue;
         if (t->n_norm == TOK_MAX_STEPS) return kvq_error(KVQ_ERR_UNSUPPORTED, "%s: more than %d normalizers", field, TOK_MAX_STEPS);
@@ -272,17 +262,7 @@ kvq_status tok_parse_pre_tokenizer(kvq_tok *t, json_t *j, const char *field)
     if (json_is_null(j) || !j) return KVQ_OK;
     const char *type = get_str(j, "type", NULL);
     if (!type) return kvq_error(KVQ_ERR_FORMAT, "%s.type: expected a string", field);
-    if (!strcmp(type, "Sequence")) {
-        json_t *a = json_object_get(j, "pretokenizers");
-        if (!json_is_array(a)) return kvq_error(KVQ_ERR_FORMAT, "%s.pretokenizers: expected an array", field);
-        for (size_t i = 0; i < json_array_size(a); i++) {
-            char f[256];
-            snprintf(f, sizeof f, "%s.pretokenizers[%zu]", field, i);
-            kvq_status st = tok_parse_pre_tokenizer(t, json_array_get(a, i), f);
-            if (st) return st;
-        }
-        return KVQ_OK;
-    }
+    if (!strcmp(type, "Sequence")) return tok_parse_sequence(t, j, field, "pretokenizers", tok_parse_pre_tokenizer);
     for (int k = 0; k < TOK_PRE_COUNT; k++) {
         if (strcmp(type, pre_traits[k].name)) continue;
         if (t->n_pre == TOK_MAX_STEPS)

@@ -209,3 +209,16 @@ uint32_t tok_utf8_get(const unsigned char *s, int len)
     for (int i = 1; i < len; i++) cp = cp << 6 | (s[i] & 63);
     return cp;
 }
+
+kvq_status tok_parse_sequence(kvq_tok *t, json_t *j, const char *field, const char *key, tok_step_parse_fn parse)
+{
+    json_t *a = json_object_get(j, key);
+    if (!json_is_array(a)) return kvq_error(KVQ_ERR_FORMAT, "%s.%s: expected an array", field, key);
+    for (size_t i = 0; i < json_array_size(a); i++) {
+        char f[256];
+        snprintf(f, sizeof f, "%s.%s[%zu]", field, key, i);
+        kvq_status st = parse(t, json_array_get(a, i), f);
+        if (st) return st;
+    }
+    return KVQ_OK;
+}

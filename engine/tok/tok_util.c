@@ -1,4 +1,5 @@
 // tok_util.c — byte buffers, piece lists, the vocabulary hash, UTF-8 checks.
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "tok_impl.h"

@@ -105,6 +105,7 @@ int kvs_explorer_open(kvs_ui *ui, kvq_trace *t)
         kvq_trace_free(t);
         return -1;
     }
+    ui->job.quit_freely = true;   // nothing of the scan is lost by quitting
     kvs_ui_set_status(ui, false, "opening %s: %d layers x %d kv heads, %d tokens, head_dim %d: checking for NaN/Inf "
                       "(Esc cancels)", t->path, t->n_layers, t->n_kv_heads, t->n_tokens, t->head_dim);
     return 0;

@@ -70,6 +70,7 @@ static int job_start(kvs_ui *ui, const char *name, kvs_job_fn fn, kvs_job_done_f
     j->t_start = kvq_now_s();
     j->background = bg;
     j->preempted = false;
+    j->quit_freely = bg;
     pthread_mutex_unlock(&j->mu);
     j->running = true;
     if (pthread_create(&j->thread, NULL, job_main, j)) {

@@ -39,7 +39,7 @@ const char *const *kvs_studio_view_names(void)
 static int gk_quit(kvs_ui *ui, int key)
 {
     (void)key;
-    if (kvs_job_busy(ui)) {
+    if (kvs_job_busy(ui) && !ui->job.quit_freely) {
         ui->confirm_quit = true;
         kvs_ui_set_status(ui, false, "a job is running (%s): quit anyway? y/n", ui->job.name);
         return KVS_KEY_REDRAW;
@@ -306,13 +306,12 @@ int kvs_ui_exec(kvs_ui *ui, const char *line)
     if (kvs_job_busy(ui) && (!strcmp(word, "load") || !strcmp(word, "load-artifacts") || !strcmp(word, "save")))
         return kvs_errorf(ui->s, "%s: wait for %s to finish (Esc cancels it)", word, ui->job.name);
     // the trace being opened is not the session's until its NaN/Inf scan
-    // passed: a command that reads a trace would find none, so say why
-    static const char *const while_checking[] = {"help", "view", "quit", "exit", "set", "show", NULL};
-    bool harmless = !word[0] || word[0] == '#';
-    for (int i = 0; while_checking[i] && !harmless; i++) harmless = !strcmp(word, while_checking[i]);
-    if (ui->ex.pending && !harmless)
-        return kvs_errorf(ui->s, "%s: wait until %s is checked for NaN/Inf (progress below; Esc cancels the open)",
-                          word, ((const kvq_trace *)ui->ex.pending)->path);
+    // passed: a command typed meanwhile (it may read the trace) waits for
+    // the scan's end (about 2 s for 4 GB), then runs on what it found
+    static const char *const no_trace_needed[] = {"help", "view", "quit", "exit", NULL};
+    bool wait = ui->ex.pending && word[0] && word[0] != '#';
+    for (int i = 0; no_trace_needed[i] && wait; i++) wait = strcmp(word, no_trace_needed[i]) != 0;
+    if (wait) kvs_job_wait(ui);
     int rc = kvs_exec_line(ui->s, line);
     // a command that printed a page (help, show, info) opens the log
     if (ui->log_total - before > 3) {
@@ -442,7 +441,7 @@ static bool signals_quit(kvs_ui *ui)
     if (!g_sigint) return false;
     bool second = g_sigint > 1 || ui->confirm_quit;
     g_sigint = 0;
-    if (second || !kvs_job_busy(ui)) return true;
+    if (second || !kvs_job_busy(ui) || ui->job.quit_freely) return true;
     ui->confirm_quit = true;
     kvs_ui_set_status(ui, false, "a job is running (%s): quit anyway? y/n (Ctrl-C again quits)", ui->job.name);
     return false;

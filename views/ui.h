@@ -98,6 +98,7 @@ struct kvs_job {
     // preempts it (cancelled and joined, done called with preempted set)
     // and quitting does not ask.
     bool background, preempted;
+    bool quit_freely;          // set by the starter: quitting need not ask (the open's NaN/Inf scan)
 };
 // kvq_progress_fn for engine calls; user = the kvs_job.
 bool kvs_job_progress(double fraction, const char *stage, double eta_s, void *user);

@@ -68,9 +68,9 @@ static void check_done(kvs_ui *ui, kvs_job *j)
         kvq_trace_free(s->trace);
         s->trace = t;
         pthread_mutex_unlock(&s->lock);
-        kvs_ui_set_status(ui, false, "loaded %s: %d layers x %d kv heads, %d tokens, head_dim %d; no NaN/Inf (%.1f s)"
-                          "  (? help, : command)", t->path, t->n_layers, t->n_kv_heads, t->n_tokens, t->head_dim,
-                          j->t_end - j->t_start);
+        kvs_ui_set_status(ui, false, "loaded %s: no NaN/Inf (%.1f s); %d layers x %d kv heads, %d tokens, head_dim %d"
+                          "  (? help, : command)", t->path, j->t_end - j->t_start, t->n_layers, t->n_kv_heads,
+                          t->n_tokens, t->head_dim);
         return;
     }
     if (j->status == KVQ_ERR_CANCELLED) {

@@ -267,6 +267,16 @@ static void test_open_checks_in_background(void **state)
     kvs_job_wait(ui);
     assert_null(ui->ex.pending);
     assert_non_null(strstr(ui->ex.open_err, "NaN at head 1, token 3, channel 5"));
+    // `load PATH` at the prompt opens the same way; a command typed meanwhile waits for the scan
+    assert_int_equal(kvs_ui_exec(ui, "load " TRACE), 0);
+    assert_non_null(ui->ex.pending);
+    assert_shows(ui, "checking every tensor for NaN/Inf");
+    assert_int_equal(kvs_ui_exec(ui, "info"), 0);   // waited, then ran on the checked trace
+    assert_null(ui->ex.pending);
+    assert_non_null(f->s.trace);
+    assert_string_equal(f->s.trace->path, TRACE);
+    assert_int_not_equal(kvs_ui_exec(ui, "load no/such/file.safetensors"), 0);
+    assert_null(ui->ex.pending);
 }
 
 // A head_dim 512 trace (issue 17: the explorer overread a 256-entry stack

@@ -84,6 +84,7 @@ static void draw_grid(kvs_ui *ui, kvs_rect r, const kvq_trace *t, bool pending)
     int cw = 11, fit = (in.w - 8) / cw;
     if (fit < 1) fit = 1;
     int h0 = e->head >= fit ? e->head - fit + 1 : 0;   // heads scroll sideways with the cursor
+    e->grid_h0 = h0, e->grid_fit = fit;   // the grid job computes these columns first
     char hdr[160] = "layer";
     for (int h = h0; h < t->n_kv_heads && h < h0 + fit && (int)strlen(hdr) + cw < (int)sizeof hdr; h++)
         snprintf(hdr + strlen(hdr), sizeof hdr - strlen(hdr), "   head %-3d", h);
@@ -281,7 +282,7 @@ static void explorer_draw(kvs_ui *ui, kvs_rect r)
 {
     const kvq_trace *t = ui->s->trace;
     kvs_explorer_state *e = &ui->ex;
-    if (!t && e->pending) {
+    if (e->pending) {   // the session's trace (if any) stays until the scan passed
         draw_pending(ui, r, e->pending, grid_width(ui, r, e->pending));
         return;
     }

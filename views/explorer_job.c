@@ -112,70 +112,64 @@ int kvs_explorer_open(kvs_ui *ui, kvq_trace *t)
 }
 
 // ---- the grid job: statistics of one half (keys or values) of the grid ----
+// Cells go in batches of n_kv_heads (a count fixed by the trace, not the
+// thread count), the heads on screen first: the columns the grid shows for
+// every layer, then the columns scrolled off to the side.
 typedef struct {
     kvq_trace *t;            // a reference of our own: `load` may replace the session's
     bool values;
     int n;                   // n_layers * n_kv_heads cells
     float *deff, *ratio;     // (n) results; NAN = not yet; written under job.mu
-    int layer;               // the layer the pool tasks work on
-    float *l_deff, *l_ratio; // (n_kv_heads) that layer's results, one per task
+    int *order, n_order;     // cells still to compute, in this order
+    int i0;                  // the batch the pool tasks work on: order[i0 + task]
+    float *b_deff, *b_ratio; // (n_kv_heads) that batch's results, one per task
     int delay;
     double t0;
     int n_new;               // cells this run computed
 } grid_job;
 
-static void grid_task(void *ctx, int h)
+static void grid_task(void *ctx, int k)
 {
     grid_job *g = ctx;
     const kvq_trace *t = g->t;
+    const int c = g->order[g->i0 + k], l = c / t->n_kv_heads, h = c % t->n_kv_heads;
     float *buf = malloc(sizeof(float) * (size_t)t->n_tokens * (size_t)t->head_dim);
     kvq_head_stats st;
     kvq_status rc = buf ? KVQ_OK : KVQ_ERR_NOMEM;
-    if (!rc) rc = g->values ? kvq_trace_values(t, g->layer, h, buf) : kvq_trace_keys(t, g->layer, h, buf);
+    if (!rc) rc = g->values ? kvq_trace_values(t, l, h, buf) : kvq_trace_keys(t, l, h, buf);
     if (!rc) rc = kvq_head_stats_compute(buf, t->n_tokens, t->head_dim, &st);
     free(buf);
-    g->l_deff[h] = rc ? -1 : (float)st.d_eff;   // -1: this head's statistics failed
-    g->l_ratio[h] = rc ? -1 : (float)st.top_ratio[0];
+    g->b_deff[k] = rc ? -1 : (float)st.d_eff;   // -1: this head's statistics failed
+    g->b_ratio[k] = rc ? -1 : (float)st.top_ratio[0];
     if (!rc) kvq_head_stats_free(&st);
 }
 
 static int grid_run(kvs_job *j)
 {
     grid_job *g = j->arg;
-    const kvq_trace *t = g->t;
-    const int H = t->n_kv_heads;
-    int todo_layers = 0, done_layers = 0;
-    for (int l = 0; l < t->n_layers; l++)
-        for (int h = 0; h < H; h++)
-            if (isnan(g->deff[l * H + h])) {
-                todo_layers++;
-                break;
-            }
+    const int B = g->t->n_kv_heads;
     // Parallelism is ours (heads on the pool), as in `info`: OpenBLAS's own
     // workers would spin in sched_yield per dsyrk.
     const int blas_threads = openblas_get_num_threads();
     openblas_set_num_threads(1);
     int rc = KVQ_OK;
     char stage[64];
-    snprintf(stage, sizeof stage, "layer 0/%d", t->n_layers);
+    snprintf(stage, sizeof stage, "0/%d heads", g->n_order);
     kvs_job_progress(0, stage, -1, j);
-    for (int l = 0; l < t->n_layers && !rc; l++) {
-        bool need = false;
-        for (int h = 0; h < H; h++) need |= isnan(g->deff[l * H + h]);   // no lock: only this thread writes
-        if (!need) continue;
-        g->layer = l;
-        kvq_parallel_for(H, grid_task, g);
-        sleep_ms(g->delay * H);
+    for (g->i0 = 0; g->i0 < g->n_order && !rc; g->i0 += B) {
+        const int m = g->n_order - g->i0 < B ? g->n_order - g->i0 : B;
+        kvq_parallel_for(m, grid_task, g);
+        sleep_ms(g->delay * m);
         pthread_mutex_lock(&j->mu);
-        for (int h = 0; h < H; h++) {
-            if (!isnan(g->deff[l * H + h])) continue;
-            g->deff[l * H + h] = g->l_deff[h];
-            g->ratio[l * H + h] = g->l_ratio[h];
-            g->n_new++;
+        for (int k = 0; k < m; k++) {
+            const int c = g->order[g->i0 + k];
+            g->deff[c] = g->b_deff[k];
+            g->ratio[c] = g->b_ratio[k];
         }
+        g->n_new += m;
         pthread_mutex_unlock(&j->mu);
-        snprintf(stage, sizeof stage, "layer %d/%d", l + 1, t->n_layers);
-        if (kvs_job_progress((double)++done_layers / todo_layers, stage, -1, j)) rc = KVQ_ERR_CANCELLED;
+        snprintf(stage, sizeof stage, "%d/%d heads", g->i0 + m, g->n_order);
+        if (kvs_job_progress((double)(g->i0 + m) / g->n_order, stage, -1, j)) rc = KVQ_ERR_CANCELLED;
     }
     openblas_set_num_threads(blas_threads);
     return rc;
@@ -197,6 +191,14 @@ void kvs_explorer_grid_sync(kvs_ui *ui)
     pthread_mutex_unlock(&ui->job.mu);
 }
 
+static void grid_job_free(grid_job *g)
+{
+    if (!g) return;
+    kvq_trace_free(g->t);
+    free(g->deff), free(g->ratio), free(g->order), free(g->b_deff), free(g->b_ratio);
+    free(g);
+}
+
 static void grid_done(kvs_ui *ui, kvs_job *j)
 {
     kvs_explorer_state *e = &ui->ex;
@@ -214,9 +216,7 @@ static void grid_done(kvs_ui *ui, kvs_job *j)
     } else if (j->status != KVQ_ERR_CANCELLED) {
         kvs_ui_set_status(ui, true, "explorer: %s statistics: %s", what, j->msg);
     }
-    kvq_trace_free(g->t);
-    free(g->deff), free(g->ratio), free(g->l_deff), free(g->l_ratio);
-    free(g);
+    grid_job_free(g);
 }
 
 // Starts the grid job for the half on screen when cells are missing and
@@ -231,14 +231,16 @@ void kvs_explorer_grid_start(kvs_ui *ui)
     for (int i = 0; i < n; i++) missing += isnan(e->grid_deff[half + i]);
     if (!missing) return;
     grid_job *g = calloc(1, sizeof *g);
+    const int H = t->n_kv_heads;
     if (g) {
         g->deff = malloc(sizeof(float) * (size_t)n);
         g->ratio = malloc(sizeof(float) * (size_t)n);
-        g->l_deff = malloc(sizeof(float) * (size_t)t->n_kv_heads);
-        g->l_ratio = malloc(sizeof(float) * (size_t)t->n_kv_heads);
+        g->order = malloc(sizeof(int) * (size_t)n);
+        g->b_deff = malloc(sizeof(float) * (size_t)H);
+        g->b_ratio = malloc(sizeof(float) * (size_t)H);
     }
-    if (!g || !g->deff || !g->ratio || !g->l_deff || !g->l_ratio) {
-        if (g) free(g->deff), free(g->ratio), free(g->l_deff), free(g->l_ratio);
+    if (!g || !g->deff || !g->ratio || !g->order || !g->b_deff || !g->b_ratio) {
+        if (g) free(g->deff), free(g->ratio), free(g->order), free(g->b_deff), free(g->b_ratio);
         free(g);
         e->grid_stopped = true;
         kvs_ui_set_status(ui, true, "explorer: out of memory for the grid");
@@ -246,6 +248,14 @@ void kvs_explorer_grid_start(kvs_ui *ui)
     }
     memcpy(g->deff, e->grid_deff + half, sizeof(float) * (size_t)n);   // resume: cells known stay
     memcpy(g->ratio, e->grid_ratio + half, sizeof(float) * (size_t)n);
+    // the columns on screen (as last drawn; all before the first draw) first
+    int h0 = e->grid_h0 >= 0 && e->grid_h0 < H ? e->grid_h0 : 0;
+    int h1 = e->grid_fit > 0 && h0 + e->grid_fit < H ? h0 + e->grid_fit : H;
+    for (int pass = 0; pass < 2; pass++)
+        for (int c = 0; c < n; c++) {
+            const bool shown = c % H >= h0 && c % H < h1;
+            if (shown == (pass == 0) && isnan(g->deff[c])) g->order[g->n_order++] = c;
+        }
     g->t = kvq_trace_ref(t);
     g->values = e->values;
     g->n = n;
@@ -254,9 +264,8 @@ void kvs_explorer_grid_start(kvs_ui *ui)
     e->grid_job = g;
     if (kvs_job_start_background(ui, e->values ? "explorer values" : "explorer keys", grid_run, grid_done, g)) {
         e->grid_job = NULL;
-        kvq_trace_free(g->t);
-        free(g->deff), free(g->ratio), free(g->l_deff), free(g->l_ratio);
-        free(g);
+        e->grid_stopped = true;   // no worker thread: said why, not retried every tick
+        grid_job_free(g);
     }
 }
 

@@ -312,6 +312,18 @@ int kvs_ui_exec(kvs_ui *ui, const char *line)
     bool wait = ui->ex.pending && word[0] && word[0] != '#';
     for (int i = 0; no_trace_needed[i] && wait; i++) wait = strcmp(word, no_trace_needed[i]) != 0;
     if (wait) kvs_job_wait(ui);
+    // `load PATH` (nothing else on the line) opens like the studio's start:
+    // the header now, the NaN/Inf scan on the worker; the session keeps its
+    // trace until the scan passed
+    char lpath[KVQ_PATH_LEN], extra[8];
+    if (!strcmp(word, "load") && sscanf(line, " load %511s %7s", lpath, extra) == 1 && lpath[0] != '-' &&
+        !strpbrk(lpath, "\"'\\#") && strlen(lpath) < sizeof lpath - 1) {
+        kvq_trace *t = NULL;
+        kvq_trace_opts o = {.defer_scan = true};
+        kvs_job_preempt(ui);
+        if (kvq_trace_open(lpath, &o, &t)) return kvs_errorf(ui->s, "%s", kvq_last_error());
+        return kvs_explorer_open(ui, t);
+    }
     int rc = kvs_exec_line(ui->s, line);
     // a command that printed a page (help, show, info) opens the log
     if (ui->log_total - before > 3) {

@@ -127,6 +127,7 @@ typedef struct kvs_explorer_state {
     float *grid_deff, *grid_ratio;   // (2, n_layers, n_kv_heads): keys, values; NAN = not yet, -1 failed
     void *grid_job;            // the running grid job's arg (explorer_job.c), NULL when none
     bool grid_stopped;         // Esc stopped the grid job: no restart until r
+    int grid_h0, grid_fit;     // the head columns the grid showed last (0, 0 before the first draw)
     // a trace opened without its NaN/Inf scan (kvq_trace_opts.defer_scan):
     // the check job scans it, then it becomes the session's trace. Nothing
     // shows its numbers before that.

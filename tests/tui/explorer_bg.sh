@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # explorer_bg.sh — the studio opens a trace at once and fills the explorer
 # from background jobs (issue 15): the first screen shows the trace's shape
-# while its NaN/Inf scan runs, the grid fills layer by layer with a progress
+# while its NaN/Inf scan runs, the grid fills (heads on screen first) with a progress
 # bar and ETA, Esc stops the grid and r resumes it, v computes the values'
 # half, a lab run preempts the grid (which resumes after it), and a trace
 # with a NaN gives its error in the studio. KVSTUDIO_EXPLORER_DELAY_MS slows
@@ -38,7 +38,8 @@ screen | grep -qE '^│ +[0-9]+ +[0-9]+\.[0-9] ' && fail "numbers shown before t
 
 step "the grid fills in the background, with progress and ETA"
 wait_for "no NaN/Inf"
-wait_for "explorer keys layer"
+wait_for "explorer keys"
+wait_for "/12 heads"
 wait_for "ETA"
 partial
 screen | grep -qF "layer 0, kv head 0: keys" || fail "no head panel while the grid fills"
@@ -46,17 +47,17 @@ screen | grep -qF "layer 0, kv head 0: keys" || fail "no head panel while the gr
 step "Esc stops the grid, r resumes it"
 keys Escape
 wait_for "key statistics stopped (Esc); r in the explorer resumes"
-wait_gone "explorer keys layer"
+wait_gone "explorer keys"
 screen | grep -qF '    -' || fail "stopped cells should show '-'"
 keys r
-wait_for "explorer keys layer"
+wait_for "explorer keys"
 wait_for "key statistics of 12 heads ready"
 screen | grep -qF '   ...' && fail "cells still waiting after 'ready'"
 
 step "v computes the values' half"
 keys v
 wait_for "layers x kv heads: values"
-wait_for "explorer values layer"
+wait_for "explorer values"
 wait_for "value statistics of 12 heads ready"
 keys q
 wait_file "$TMP/rc.a"
@@ -64,9 +65,15 @@ wait_file "$TMP/rc.a"
 
 step "a lab run preempts the grid, which resumes after it"
 start b 300 "$TRACE"
-wait_for "explorer keys layer"
+wait_for "explorer keys"
 keys 2 r
 wait_for "run 1: turboquant_mse k3/v2" 60
+wait_for "key statistics of 12 heads ready" 60
+
+step ":load opens the same way"
+keys 1 : "load $TRACE" Enter
+wait_for "checking every tensor for NaN/Inf"
+wait_for "no NaN/Inf ("
 wait_for "key statistics of 12 heads ready" 60
 keys q
 wait_file "$TMP/rc.b"

@@ -154,8 +154,9 @@ static int grid_run(kvs_job *j)
     openblas_set_num_threads(1);
     int rc = KVQ_OK;
     char stage[64];
-    snprintf(stage, sizeof stage, "0/%d heads", g->n_order);
-    kvs_job_progress(0, stage, -1, j);
+    const int known = g->n - g->n_order;   // cells a preempted run left: the bar resumes there
+    snprintf(stage, sizeof stage, "%d/%d heads", known, g->n);
+    kvs_job_progress((double)known / g->n, stage, -1, j);
     for (g->i0 = 0; g->i0 < g->n_order && !rc; g->i0 += B) {
         const int m = g->n_order - g->i0 < B ? g->n_order - g->i0 : B;
         kvq_parallel_for(m, grid_task, g);
@@ -168,8 +169,10 @@ static int grid_run(kvs_job *j)
         }
         g->n_new += m;
         pthread_mutex_unlock(&j->mu);
-        snprintf(stage, sizeof stage, "%d/%d heads", g->i0 + m, g->n_order);
-        if (kvs_job_progress((double)(g->i0 + m) / g->n_order, stage, -1, j)) rc = KVQ_ERR_CANCELLED;
+        const int done = g->i0 + m;
+        const double eta = (kvq_now_s() - g->t0) / done * (g->n_order - done);   // from this run's pace
+        snprintf(stage, sizeof stage, "%d/%d heads", known + done, g->n);
+        if (kvs_job_progress((double)(known + done) / g->n, stage, eta, j)) rc = KVQ_ERR_CANCELLED;
     }
     openblas_set_num_threads(blas_threads);
     return rc;

@@ -305,6 +305,10 @@ int kvs_ui_exec(kvs_ui *ui, const char *line)
     sscanf(line, " %31s", word);
     if (kvs_job_busy(ui) && (!strcmp(word, "load") || !strcmp(word, "load-artifacts") || !strcmp(word, "save")))
         return kvs_errorf(ui->s, "%s: wait for %s to finish (Esc cancels it)", word, ui->job.name);
+    // background work (the explorer's grid) yields to a command: it would
+    // compete for the cores, and both set OpenBLAS's thread count; the tick
+    // resumes it with the cells it had
+    kvs_job_preempt(ui);
     // the trace being opened is not the session's until its NaN/Inf scan
     // passed: a command typed meanwhile (it may read the trace) waits for
     // the scan's end (about 2 s for 4 GB), then runs on what it found
@@ -320,7 +324,6 @@ int kvs_ui_exec(kvs_ui *ui, const char *line)
         !strpbrk(lpath, "\"'\\#") && strlen(lpath) < sizeof lpath - 1) {
         kvq_trace *t = NULL;
         kvq_trace_opts o = {.defer_scan = true};
-        kvs_job_preempt(ui);
         if (kvq_trace_open(lpath, &o, &t)) return kvs_errorf(ui->s, "%s", kvq_last_error());
         return kvs_explorer_open(ui, t);
     }

@@ -1,7 +1,9 @@
 // explorer.c — view 1, the trace explorer: the layers x kv heads grid and,
 // for the selected head, the norm sparkline over tokens, per-channel max |x|
 // with outlier channels highlighted and the covariance spectrum with d_eff;
-// keys or values (v toggles).
+// keys or values (v toggles). The grid fills from a background job
+// (explorer_job.c) as its cells arrive; a trace still being checked for
+// NaN/Inf shows its shape only.
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>

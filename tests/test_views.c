@@ -125,7 +125,9 @@ static void test_explorer(void **state)
     assert_shows(ui, "layer 0, kv head 0: keys");
     assert_shows(ui, "d_eff");
     assert_shows(ui, "max |k| per channel");
-    for (int i = 0; i < 4; i++) grab(ui);   // the grid fills a few cells per frame
+    assert_shows(ui, "...");   // the grid fills from a background job the tick starts
+    kvs_ui_tick(ui);
+    kvs_job_wait(ui);
     assert_hides(ui, "...");
     kvs_ui_key(ui, 'j');
     kvs_ui_key(ui, KEY_RIGHT);
@@ -136,6 +138,145 @@ static void test_explorer(void **state)
     kvs_ui_key(ui, 'k');
     kvs_ui_key(ui, 'k');   // clamps at layer 0
     assert_shows(ui, "layer 0, kv head 1: values");
+}
+
+// The grid job's cells are the statistics of each head, computed in the
+// background: the studio is not busy meanwhile, and a job the user starts
+// preempts it (it resumes with the cells it had when the worker is idle).
+static bool bg_stopped;
+static int bg_spin(kvs_job *j)
+{
+    while (!kvs_job_progress(-1, NULL, -1, j)) usleep(1000);
+    return KVQ_ERR_CANCELLED;
+}
+static void bg_done(kvs_ui *ui, kvs_job *j)
+{
+    (void)ui;
+    bg_stopped = j->preempted;
+}
+static int fg_quick(kvs_job *j)
+{
+    (void)j;
+    return KVQ_OK;
+}
+
+static void test_explorer_background(void **state)
+{
+    fixture *f = *state;
+    kvs_ui *ui = f->ui;
+    const kvq_trace *t = f->s.trace;
+    kvs_ui_tick(ui);   // starts the keys' grid job
+    assert_true(ui->job.running && ui->job.background);
+    assert_false(kvs_job_busy(ui));
+    assert_int_equal(kvs_ui_key(ui, 'q') & KVS_KEY_QUIT, KVS_KEY_QUIT);   // no question for it
+    kvs_job_wait(ui);
+    kvs_ui_tick(ui);
+    const int H = t->n_kv_heads;
+    float *buf = malloc(sizeof(float) * (size_t)t->n_tokens * (size_t)t->head_dim);
+    assert_non_null(buf);
+    for (int l = 0; l < t->n_layers; l++)
+        for (int h = 0; h < H; h++) {
+            kvq_head_stats st;
+            assert_int_equal(kvq_trace_keys(t, l, h, buf), KVQ_OK);
+            assert_int_equal(kvq_head_stats_compute(buf, t->n_tokens, t->head_dim, &st), KVQ_OK);
+            // (BLAS threads differ: the job runs dsyrk on one, which sums in another order)
+            assert_float_equal(ui->ex.grid_deff[l * H + h], (float)st.d_eff, 1e-4 * st.d_eff);
+            assert_float_equal(ui->ex.grid_ratio[l * H + h], (float)st.top_ratio[0], 1e-4 * st.top_ratio[0]);
+            assert_true(isnan(ui->ex.grid_deff[t->n_layers * H + l * H + h]));   // values: not until v
+            kvq_head_stats_free(&st);
+        }
+    free(buf);
+    kvs_ui_key(ui, 'v');
+    kvs_ui_tick(ui);
+    assert_true(ui->job.running && ui->job.background);
+    kvs_job_wait(ui);
+    kvs_ui_tick(ui);
+    for (int i = 0; i < t->n_layers * H; i++) assert_false(isnan(ui->ex.grid_deff[t->n_layers * H + i]));
+    assert_false(ui->job.running);   // all cells known: nothing more to do
+    // preemption: a foreground job stops a background one and starts
+    bg_stopped = false;
+    assert_int_equal(kvs_job_start_background(ui, "spin", bg_spin, bg_done, NULL), 0);
+    assert_int_equal(kvs_job_start_background(ui, "spin", bg_spin, bg_done, NULL), -1);   // one at a time
+    assert_int_equal(kvs_job_start(ui, "quick", fg_quick, NULL, NULL), 0);
+    assert_true(bg_stopped);
+    assert_false(ui->job.background);
+    kvs_job_wait(ui);
+    // Esc stops the grid (cells stay "-") until r
+    kvs_exec_line(&f->s, "load " TRACE);   // a new trace: a fresh grid
+    kvs_ui_tick(ui);
+    assert_true(ui->job.running && ui->job.background);
+    kvs_ui_key(ui, 27);
+    kvs_job_wait(ui);
+    if (ui->ex.grid_stopped) {   // (the job may have finished before Esc reached it)
+        kvs_ui_tick(ui);
+        assert_false(ui->job.running);
+        assert_shows(ui, "r in the explorer resumes");
+        kvs_ui_key(ui, 'r');
+        assert_true(ui->job.running);
+        kvs_job_wait(ui);
+    }
+    kvs_ui_tick(ui);
+    assert_hides(ui, "...");
+}
+
+// A trace opened without its scan is not the session's until the check job
+// passed; a NaN is the same error as a plain open gives, and no trace.
+static bool cancel_now(double fraction, const char *stage, double eta_s, void *user)
+{
+    (void)fraction, (void)stage, (void)eta_s, (void)user;
+    return true;
+}
+
+static void test_open_checks_in_background(void **state)
+{
+    fixture *f = *state;
+    kvs_ui *ui = f->ui;
+    const char *nan_path = "tests/data/tr_nan_keys.safetensors";
+    kvq_trace *t = NULL;
+    assert_int_not_equal(kvq_trace_open(nan_path, NULL, &t), KVQ_OK);
+    char plain[512];
+    snprintf(plain, sizeof plain, "%s", kvq_last_error());
+    assert_non_null(strstr(plain, "NaN at head 1, token 3, channel 5"));
+    kvq_trace_opts o = {.defer_scan = true};
+    assert_int_equal(kvq_trace_open(nan_path, &o, &t), KVQ_OK);   // the header alone is fine
+    assert_int_equal(kvq_trace_validate(t, NULL), KVQ_ERR_NONFINITE);
+    assert_string_equal(kvq_last_error(), plain);
+    kvq_trace_free(t);
+    // cancelled between rounds (the sample trace has more tensors than a round), then passes
+    assert_int_equal(kvq_trace_open(TRACE, &o, &t), KVQ_OK);
+    kvq_progress p = {.fn = cancel_now};
+    kvq_progress_begin(&p);
+    assert_int_equal(kvq_trace_validate(t, &p), KVQ_ERR_CANCELLED);
+    assert_int_equal(kvq_trace_validate(t, NULL), KVQ_OK);
+    assert_int_equal(kvq_trace_validate(t, &p), KVQ_OK);   // already scanned
+    kvq_trace_free(t);
+    // the studio's open: shape on screen, no numbers, then the session's trace
+    kvs_exec_line(&f->s, "view explorer");
+    assert_int_equal(kvq_trace_open(TRACE, &o, &t), KVQ_OK);
+    const kvq_trace *old = f->s.trace;
+    assert_int_equal(kvs_explorer_open(ui, t), 0);
+    assert_true(kvs_job_busy(ui));
+    assert_true(f->s.trace == old);   // not yet
+    kvs_job_wait(ui);
+    assert_true(f->s.trace == t);
+    assert_null(ui->ex.pending);
+    assert_shows(ui, "layer 0, kv head 0: keys");
+    // a NaN: the error in the explorer, no trace
+    assert_int_equal(kvq_trace_open(nan_path, &o, &t), KVQ_OK);
+    assert_int_equal(kvs_explorer_open(ui, t), 0);
+    kvs_job_wait(ui);
+    assert_null(ui->ex.pending);
+    assert_non_null(strstr(ui->ex.open_err, "NaN at head 1, token 3, channel 5"));
+    // `load PATH` at the prompt opens the same way; a command typed meanwhile waits for the scan
+    assert_int_equal(kvs_ui_exec(ui, "load " TRACE), 0);
+    assert_non_null(ui->ex.pending);
+    assert_shows(ui, "checking every tensor for NaN/Inf");
+    assert_int_equal(kvs_ui_exec(ui, "info"), 0);   // waited, then ran on the checked trace
+    assert_null(ui->ex.pending);
+    assert_non_null(f->s.trace);
+    assert_string_equal(f->s.trace->path, TRACE);
+    assert_int_not_equal(kvs_ui_exec(ui, "load no/such/file.safetensors"), 0);
+    assert_null(ui->ex.pending);
 }
 
 // A head_dim 512 trace (issue 17: the explorer overread a 256-entry stack
@@ -718,6 +859,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_explorer, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_explorer_background, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_open_checks_in_background, setup, teardown),
         cmocka_unit_test_setup_teardown(test_wide_and_escaped_traces, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lab_run_and_compare, setup, teardown),
         cmocka_unit_test_setup_teardown(test_plots_and_export, setup, teardown),

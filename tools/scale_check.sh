@@ -12,15 +12,23 @@
 #
 # Environment: KVSTUDIO (default build/kvstudio), SCALE_DIR (default
 # /var/tmp/kvstudio-scale), SCALE_TRACES (default "S1 S2 S3"; S0 is a tiny smoke-test shape), SCALE_CMDS
-# (default "info quantize-tq3 quantize-q4_0 benchmark"; also precompute-spectral,
+# (default "info quantize-tq3 quantize-q4_0 benchmark studio"; also precompute-spectral,
 # precompute-ratequant, precompute-vecinfer), SCALE_TIMEOUT
 # seconds per command (default 1800; a command past it is reported as not
 # finished), SCALE_KEEP=1 keeps the traces, KVQ_THREADS (default nproc).
+#
+# `studio` opens the trace in the studio inside a private tmux server
+# (120x40, as tests/tui/lib.sh drives it) and polls capture-pane every
+# SCALE_SAMPLE_S: "first screen" is when the explorer's grid box is drawn,
+# "screen filled" when no grid cell on screen waits ("...") any more (the
+# grid computes the head columns on screen first), "explorer settled" when
+# the status line says the key statistics of every (layer, kv head) are
+# ready. The wall column shows all three.
 set -u
 KVSTUDIO=${KVSTUDIO:-build/kvstudio}
 SCALE_DIR=${SCALE_DIR:-/var/tmp/kvstudio-scale}
 SCALE_TRACES=${SCALE_TRACES:-S1 S2 S3}
-SCALE_CMDS=${SCALE_CMDS:-info quantize-tq3 quantize-q4_0 benchmark}
+SCALE_CMDS=${SCALE_CMDS:-info quantize-tq3 quantize-q4_0 benchmark studio}
 SCALE_TIMEOUT=${SCALE_TIMEOUT:-1800}
 SCALE_SAMPLE_S=${SCALE_SAMPLE_S:-0.05}
 export KVQ_THREADS=${KVQ_THREADS:-$(nproc)}
@@ -88,6 +96,57 @@ run_one() {
     PEAK_KB=$peak
 }
 
+# run_studio LOG TRACE: the studio on TRACE in tmux; sets FIRST, FILLED and
+# SETTLED (s after launch, "-" when never), CPU, PEAK_KB, RC (124 past
+# SCALE_TIMEOUT).
+run_studio() {
+    local log=$1 tr=$2 sock pid="" peak=0 k v u st ticks=0 scr t0 now
+    command -v tmux >/dev/null 2>&1 || { RC=2; FIRST=-; SETTLED=-; CPU=0; PEAK_KB=0; echo "no tmux" >"$log"; return; }
+    sock=$(mktemp -u "${TMPDIR:-/tmp}/kvs-scale-tmux.XXXXXX")
+    local kv; kv=$(cd "$(dirname "$KVSTUDIO")" && pwd)/$(basename "$KVSTUDIO")
+    local state; state=$(mktemp -d)
+    FIRST=-; FILLED=-; SETTLED=-; RC=0
+    t0=$EPOCHREALTIME
+    tmux -S "$sock" -f /dev/null new-session -d -s scale -x 120 -y 40 \
+        "exec env TERM=xterm-256color XDG_STATE_HOME='$state' KVQ_THREADS=$KVQ_THREADS '$kv' '$tr' 2>'$log'"
+    pid=$(tmux -S "$sock" display-message -p -t scale '#{pane_pid}' 2>/dev/null)
+    local deadline=$(( ${t0%.*} + SCALE_TIMEOUT ))
+    while [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; do
+        if read -r st 2>/dev/null </proc/$pid/stat; then
+            st=${st##*) }
+            read -r _ _ _ _ _ _ _ _ _ _ _ k v _ <<<"$st"
+            [ -n "$v" ] && ticks=$(( k + v ))
+        fi
+        if [ -r /proc/$pid/status ]; then
+            while read -r k v u; do
+                [ "$k" = RssAnon: ] && { [ "$v" -gt "$peak" ] && peak=$v; break; }
+            done </proc/$pid/status 2>/dev/null
+        fi
+        scr=$(tmux -S "$sock" capture-pane -p -t scale 2>/dev/null)
+        now=$EPOCHREALTIME
+        if [ "$FIRST" = - ] && grep -qF "layers x kv heads" <<<"$scr"; then
+            FIRST=$(awk -v a="$t0" -v b="$now" 'BEGIN { printf "%.2f", b - a }')
+        fi
+        if [ "$FIRST" != - ] && [ "$FILLED" = - ] && ! grep -qF "   ..." <<<"$scr"; then
+            FILLED=$(awk -v a="$t0" -v b="$now" 'BEGIN { printf "%.1f", b - a }')
+        fi
+        if grep -qF "key statistics of" <<<"$scr" && grep -qF " ready (" <<<"$scr"; then
+            SETTLED=$(awk -v a="$t0" -v b="$now" 'BEGIN { printf "%.1f", b - a }')
+            break
+        fi
+        grep -qE "(NaN|Inf) at head|cannot start" <<<"$scr" && { printf '%s\n' "$scr" >>"$log"; RC=1; break; }
+        if [ "${now%.*}" -ge "$deadline" ]; then RC=124; break; fi
+        sleep "$SCALE_SAMPLE_S"
+    done
+    [ -n "$scr" ] && printf '%s\n' "$scr" >>"$log"
+    [ "$FILLED" = - ] && FILLED=$SETTLED
+    tmux -S "$sock" kill-server >/dev/null 2>&1
+    rm -rf "$state" "$sock"
+    CPU=$(awk -v t="$ticks" -v hz="$CLK_TCK" 'BEGIN { printf "%.1f", t / hz }')
+    PEAK_KB=$peak
+    [ "$SETTLED" = - ] && [ "$RC" = 0 ] && RC=1
+}
+
 rows=()
 for tr in $SCALE_TRACES; do
     shape=$(shape_of "$tr") || { echo "scale-check: trace '$tr' unknown, expected S1, S2 or S3" >&2; exit 2; }
@@ -99,9 +158,21 @@ for tr in $SCALE_TRACES; do
     fi
     gb=$(awk -v b="$(stat -c %s "$f")" 'BEGIN { printf "%.2f", b / 1e9 }')
     for c in $SCALE_CMDS; do
-        a=$(args_of "$c") || { echo "scale-check: command '$c' unknown" >&2; exit 2; }
         log=$SCALE_DIR/$tr.$c.log
         load=$(cut -d' ' -f1 /proc/loadavg)
+        if [ "$c" = studio ]; then
+            echo "== $tr: kvstudio $f (studio in tmux)" >&2
+            run_studio "$log" "$f"
+            status=ok
+            [ "$RC" = 124 ] && status="not settled in ${SCALE_TIMEOUT} s"
+            [ "$RC" != 0 ] && [ "$RC" != 124 ] && status="failed (see $log)"
+            mb=$(awk -v k="$PEAK_KB" 'BEGIN { printf "%.0f", k / 1024 }')
+            row="| $tr ($gb GB) | studio: first screen / screen filled / explorer settled | $FIRST s / $FILLED s / $SETTLED s | $CPU s | $mb MB | $load | $status |"
+            echo "$row" >&2
+            rows+=("$row")
+            continue
+        fi
+        a=$(args_of "$c") || { echo "scale-check: command '$c' unknown" >&2; exit 2; }
         echo "== $tr: kvstudio $a $f" >&2
         # shellcheck disable=SC2086
         run_one "$log" "$KVSTUDIO" $a "$f"

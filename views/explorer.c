@@ -1,7 +1,9 @@
 // explorer.c — view 1, the trace explorer: the layers x kv heads grid and,
 // for the selected head, the norm sparkline over tokens, per-channel max |x|
 // with outlier channels highlighted and the covariance spectrum with d_eff;
-// keys or values (v toggles).
+// keys or values (v toggles). The grid fills from a background job
+// (explorer_job.c) as its cells arrive; a trace still being checked for
+// NaN/Inf shows its shape only.
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,7 +11,6 @@
 
 // A channel is an outlier when its max |x| is this many times the median.
 #define OUTLIER_RATIO 3.0
-#define GRID_CELLS_PER_FRAME 6
 
 static kvq_status head_stats(const kvq_trace *t, bool values, int l, int h, kvq_head_stats *st)
 {
@@ -27,46 +28,39 @@ static void grid_reset(kvs_explorer_state *e, const kvq_trace *t)
     free(e->grid_ratio);
     e->grid_deff = e->grid_ratio = NULL;
     e->grid_trace = t;
-    e->grid_todo = 0;
+    e->grid_stopped = false;
     if (!t) return;
     int n = 2 * t->n_layers * t->n_kv_heads;   // keys, then values (v switches the grid too)
     e->grid_deff = malloc(sizeof(float) * (size_t)n);
     e->grid_ratio = malloc(sizeof(float) * (size_t)n);
     if (!e->grid_deff || !e->grid_ratio) return;
     for (int i = 0; i < n; i++) e->grid_deff[i] = e->grid_ratio[i] = NAN;
-    e->grid_todo = n;
 }
 
-// Fill a few grid cells; returns when the budget is spent.
-static void grid_fill(kvs_explorer_state *e, const kvq_trace *t)
+// The grid follows the session's trace; a new trace starts it afresh.
+static void grid_follow(kvs_ui *ui)
 {
-    int n = t->n_layers * t->n_kv_heads, half = e->values ? n : 0;   // the half on screen
-    for (int j = 0, done = 0; j < n && done < GRID_CELLS_PER_FRAME && e->grid_todo > 0; j++) {
-        int i = half + j;
-        if (!isnan(e->grid_deff[i])) continue;
-        kvq_head_stats st;
-        if (head_stats(t, e->values, j / t->n_kv_heads, j % t->n_kv_heads, &st)) {
-            e->grid_deff[i] = e->grid_ratio[i] = -1;
-        } else {
-            e->grid_deff[i] = (float)st.d_eff;
-            e->grid_ratio[i] = (float)st.top_ratio[0];
-            kvq_head_stats_free(&st);
-        }
-        e->grid_todo--;
-        done++;
-    }
+    kvs_explorer_state *e = &ui->ex;
+    const kvq_trace *t = ui->s->trace;
+    if (e->grid_trace == t) return;
+    grid_reset(e, t);
+    e->cached_layer = -1;
+    if (t && e->layer >= t->n_layers) e->layer = 0;
+    if (t && e->head >= t->n_kv_heads) e->head = 0;
+}
+
+void kvs_explorer_tick(kvs_ui *ui)
+{
+    grid_follow(ui);
+    kvs_explorer_grid_sync(ui);
+    kvs_explorer_grid_start(ui);
 }
 
 static void ensure_stats(kvs_ui *ui)
 {
     kvs_explorer_state *e = &ui->ex;
     const kvq_trace *t = ui->s->trace;
-    if (e->grid_trace != t) {
-        grid_reset(e, t);
-        e->cached_layer = -1;
-        if (t && e->layer >= t->n_layers) e->layer = 0;
-        if (t && e->head >= t->n_kv_heads) e->head = 0;
-    }
+    grid_follow(ui);
     if (!t) return;
     if (e->values && !t->has_values) e->values = false;
     if (e->cached_layer == e->layer && e->cached_head == e->head && e->cached_values == e->values) return;
@@ -82,7 +76,8 @@ static void ensure_stats(kvs_ui *ui)
     e->cached_values = e->values;
 }
 
-static void draw_grid(kvs_ui *ui, kvs_rect r, const kvq_trace *t)
+// t: the session's trace, or a pending one (no numbers: every cell "...").
+static void draw_grid(kvs_ui *ui, kvs_rect r, const kvq_trace *t, bool pending)
 {
     kvs_explorer_state *e = &ui->ex;
     kvs_w_box(ui, r, e->values ? "layers x kv heads: values" : "layers x kv heads: keys");
@@ -91,6 +86,7 @@ static void draw_grid(kvs_ui *ui, kvs_rect r, const kvq_trace *t)
     int cw = 11, fit = (in.w - 8) / cw;
     if (fit < 1) fit = 1;
     int h0 = e->head >= fit ? e->head - fit + 1 : 0;   // heads scroll sideways with the cursor
+    e->grid_h0 = h0, e->grid_fit = fit;   // the grid job computes these columns first
     char hdr[160] = "layer";
     for (int h = h0; h < t->n_kv_heads && h < h0 + fit && (int)strlen(hdr) + cw < (int)sizeof hdr; h++)
         snprintf(hdr + strlen(hdr), sizeof hdr - strlen(hdr), "   head %-3d", h);
@@ -104,11 +100,13 @@ static void draw_grid(kvs_ui *ui, kvs_rect r, const kvq_trace *t)
         for (int h = h0; h < t->n_kv_heads && h < h0 + fit; h++) {
             int x = in.x + 5 + 3 + (h - h0) * cw;
             int k = half + l * t->n_kv_heads + h;
-            float d = e->grid_deff ? e->grid_deff[k] : NAN, q = e->grid_ratio ? e->grid_ratio[k] : NAN;
+            float d = e->grid_deff && !pending ? e->grid_deff[k] : NAN;
+            float q = e->grid_ratio && !pending ? e->grid_ratio[k] : NAN;
             bool sel = l == e->layer && h == e->head;
             attr_t a = sel ? kvs_attr(ui, KVS_C_SEL) : q >= OUTLIER_RATIO ? kvs_attr(ui, KVS_C_WARN) : A_NORMAL;
             char dd[8], qq[8];
-            if (isnan(d)) kvs_w_text(ui, y, x, cw - 1, a, "%-10s", "   ...");
+            if (isnan(d)) kvs_w_text(ui, y, x, cw - 1, a, "%-10s", e->grid_stopped ? "    -" : "   ...");
+            else if (d < 0) kvs_w_text(ui, y, x, cw - 1, a, "%-10s", "  failed");
             else if (kvs_fmt_num(d, 5, 1, dd, sizeof dd) > 0 && kvs_fmt_num(q, 4, 1, qq, sizeof qq) > 0)
                 kvs_w_text(ui, y, x, cw - 1, a, "%5s %4sx", dd, qq);
         }
@@ -258,20 +256,52 @@ static void draw_head(kvs_ui *ui, kvs_rect r)
     free(mark), free(dmark), free(lg);
 }
 
-static void explorer_draw(kvs_ui *ui, kvs_rect r)
+// The grid of a trace whose NaN/Inf scan runs, and what the head panel
+// will show once it passed.
+static void draw_pending(kvs_ui *ui, kvs_rect r, const kvq_trace *t, int gw)
 {
-    const kvq_trace *t = ui->s->trace;
-    ensure_stats(ui);
-    if (!t) {
-        kvs_w_text(ui, r.y + 2, r.x + 2, r.w - 4, kvs_attr(ui, KVS_C_WARN),
-                   "no trace loaded: press : and type `load PATH` (kvtrace .safetensors, .npy, mlx_lm cache)");
-        return;
-    }
-    grid_fill(&ui->ex, t);
+    draw_grid(ui, (kvs_rect){r.y, r.x, r.h, gw}, t, true);
+    kvs_rect hr = {r.y, r.x + gw, r.h, r.w - gw};
+    kvs_w_box(ui, hr, "opening");
+    kvs_rect in = kvs_w_inner(hr);
+    kvs_w_text(ui, in.y, in.x, in.w, A_NORMAL, "%s", t->path);
+    kvs_w_text(ui, in.y + 1, in.x, in.w, A_NORMAL, "%d layers, %d heads, %d kv heads, %d tokens, head_dim %d",
+               t->n_layers, t->n_heads, t->n_kv_heads, t->n_tokens, t->head_dim);
+    kvs_w_text(ui, in.y + 3, in.x, in.w, kvs_attr(ui, KVS_C_WARN),
+               "checking every tensor for NaN/Inf; the statistics follow (Esc cancels)");
+}
+
+static int grid_width(const kvs_ui *ui, kvs_rect r, const kvq_trace *t)
+{
+    (void)ui;
     int gw = 5 + 3 + 11 * t->n_kv_heads + 2;   // the grid gets what it needs, up to 2/5 of the width
     if (gw > r.w * 2 / 5) gw = r.w * 2 / 5;
     if (gw < 26) gw = 26;
-    draw_grid(ui, (kvs_rect){r.y, r.x, r.h, gw}, t);
+    return gw;
+}
+
+static void explorer_draw(kvs_ui *ui, kvs_rect r)
+{
+    const kvq_trace *t = ui->s->trace;
+    kvs_explorer_state *e = &ui->ex;
+    if (e->pending) {   // the session's trace (if any) stays until the scan passed
+        draw_pending(ui, r, e->pending, grid_width(ui, r, e->pending));
+        return;
+    }
+    ensure_stats(ui);
+    if (!t) {
+        int y = r.y + 2;
+        if (e->open_err[0]) {
+            kvs_w_text(ui, y, r.x + 2, r.w - 4, kvs_attr(ui, KVS_C_BAD), "%s", e->open_err);
+            y += 2;
+        }
+        kvs_w_text(ui, y, r.x + 2, r.w - 4, kvs_attr(ui, KVS_C_WARN),
+                   "no trace loaded: press : and type `load PATH` (kvtrace .safetensors, .npy, mlx_lm cache)");
+        return;
+    }
+    kvs_explorer_grid_sync(ui);
+    int gw = grid_width(ui, r, t);
+    draw_grid(ui, (kvs_rect){r.y, r.x, r.h, gw}, t, false);
     draw_head(ui, (kvs_rect){r.y, r.x + gw, r.h, r.w - gw});
 }
 
@@ -301,6 +331,22 @@ static int toggle_values(kvs_ui *ui, int key)
         return KVS_KEY_REDRAW;
     }
     ui->ex.values = !ui->ex.values;
+    bool gv;
+    if (kvs_explorer_grid_half(ui, &gv) && gv != ui->ex.values) kvs_job_preempt(ui);   // the tick starts this half
+    return KVS_KEY_REDRAW;
+}
+
+static int resume_grid(kvs_ui *ui, int key)
+{
+    (void)key;
+    if (!ui->s->trace) return KVS_KEY_UNHANDLED;
+    if (!ui->ex.grid_stopped) {
+        kvs_ui_set_status(ui, false, "explorer: the grid statistics are %s", kvs_explorer_grid_half(ui, NULL)
+                                                                               ? "being computed" : "complete");
+        return KVS_KEY_REDRAW;
+    }
+    ui->ex.grid_stopped = false;
+    kvs_explorer_grid_start(ui);
     return KVS_KEY_REDRAW;
 }
 
@@ -324,6 +370,7 @@ static const kvs_keybind explorer_keys[] = {
     {KEY_HOME, 'g', "g/G", "first / last layer", move_cursor},
     {KEY_END, 'G', NULL, NULL, move_cursor},
     {'v', 0, "v", "keys <-> values", toggle_values},
+    {'r', 0, "r", "resume the grid statistics Esc stopped", resume_grid},
     {'\n', KEY_ENTER, "Enter", "head summary to the status line and log", select_head},
     {0, 0, NULL, NULL, NULL},
 };
@@ -338,4 +385,6 @@ void kvs_explorer_free(kvs_ui *ui)
     if (e->have_stats) kvq_head_stats_free(&e->st);
     e->have_stats = false;
     grid_reset(e, NULL);
+    kvq_trace_free(e->pending);   // the check job is joined by now (kvs_ui_free)
+    e->pending = NULL;
 }

@@ -73,7 +73,7 @@ static void draw_hints(kvs_ui *ui, int y)
     move(y, 0);
     clrtoeol();
     kvs_job *j = &ui->job;
-    if (kvs_job_busy(ui)) {
+    if (j->running) {   // background work (the explorer's statistics) shows its progress too
         pthread_mutex_lock(&j->mu);
         double f = j->fraction, eta = j->eta_s;
         char stage[64];

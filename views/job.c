@@ -34,11 +34,22 @@ static void *job_main(void *arg)
     return NULL;
 }
 
-bool kvs_job_busy(const kvs_ui *ui) { return ui->job.running; }
+bool kvs_job_busy(const kvs_ui *ui) { return ui->job.running && !ui->job.background; }
 
-int kvs_job_start(kvs_ui *ui, const char *name, kvs_job_fn fn, kvs_job_done_fn done, void *arg)
+void kvs_job_preempt(kvs_ui *ui)
 {
     kvs_job *j = &ui->job;
+    if (!j->running || !j->background) return;
+    j->preempted = true;
+    kvs_job_cancel(ui);
+    kvs_job_wait(ui);
+    j->preempted = false;
+}
+
+static int job_start(kvs_ui *ui, const char *name, kvs_job_fn fn, kvs_job_done_fn done, void *arg, bool bg)
+{
+    kvs_job *j = &ui->job;
+    if (!bg) kvs_job_preempt(ui);   // background work waits for what the user asked
     if (j->running) {
         kvs_ui_set_status(ui, true, "%s: busy with %s (Esc cancels it)", name, j->name);
         return -1;
@@ -57,6 +68,9 @@ int kvs_job_start(kvs_ui *ui, const char *name, kvs_job_fn fn, kvs_job_done_fn d
     j->msg[0] = 0;
     j->status = 0;
     j->t_start = kvq_now_s();
+    j->background = bg;
+    j->preempted = false;
+    j->quit_freely = bg;
     pthread_mutex_unlock(&j->mu);
     j->running = true;
     if (pthread_create(&j->thread, NULL, job_main, j)) {
@@ -65,6 +79,16 @@ int kvs_job_start(kvs_ui *ui, const char *name, kvs_job_fn fn, kvs_job_done_fn d
         return -1;
     }
     return 0;
+}
+
+int kvs_job_start(kvs_ui *ui, const char *name, kvs_job_fn fn, kvs_job_done_fn done, void *arg)
+{
+    return job_start(ui, name, fn, done, arg, false);
+}
+
+int kvs_job_start_background(kvs_ui *ui, const char *name, kvs_job_fn fn, kvs_job_done_fn done, void *arg)
+{
+    return ui->job.running ? -1 : job_start(ui, name, fn, done, arg, true);
 }
 
 void kvs_job_poll(kvs_ui *ui)

@@ -39,7 +39,7 @@ const char *const *kvs_studio_view_names(void)
 static int gk_quit(kvs_ui *ui, int key)
 {
     (void)key;
-    if (kvs_job_busy(ui)) {
+    if (kvs_job_busy(ui) && !ui->job.quit_freely) {
         ui->confirm_quit = true;
         kvs_ui_set_status(ui, false, "a job is running (%s): quit anyway? y/n", ui->job.name);
         return KVS_KEY_REDRAW;
@@ -88,6 +88,9 @@ static int gk_escape(kvs_ui *ui, int key)
         kvs_ui_set_status(ui, false, "cancelling %s...", ui->job.name);
     } else if (ui->dash.playing) {
         kvs_dash_pause(ui);
+    } else if (ui->job.running) {   // the explorer's background statistics
+        kvs_job_cancel(ui);
+        kvs_ui_set_status(ui, false, "stopping %s...", ui->job.name);
     } else {
         ui->status[0] = 0;
     }
@@ -122,7 +125,7 @@ const kvs_keybind kvs_global_keys[] = {
     {'8', 0, NULL, NULL, gk_digit},
     {'9', 0, NULL, NULL, gk_digit},
     {':', 0, ":", "command line (Tab completes, Up/Down history)", gk_prompt},
-    {27, 0, "Esc", "cancel the running job / pause / clear the status", gk_escape},
+    {27, 0, "Esc", "cancel the running job / pause / stop the explorer's statistics / clear the status", gk_escape},
     {'L', 0, "L", "show the output log (Up/Down scroll)", gk_log},
     {12, 0, "^L", "repaint the screen", gk_redraw},
     {0, 0, NULL, NULL, NULL},
@@ -302,6 +305,28 @@ int kvs_ui_exec(kvs_ui *ui, const char *line)
     sscanf(line, " %31s", word);
     if (kvs_job_busy(ui) && (!strcmp(word, "load") || !strcmp(word, "load-artifacts") || !strcmp(word, "save")))
         return kvs_errorf(ui->s, "%s: wait for %s to finish (Esc cancels it)", word, ui->job.name);
+    // background work (the explorer's grid) yields to a command: it would
+    // compete for the cores, and both set OpenBLAS's thread count; the tick
+    // resumes it with the cells it had
+    kvs_job_preempt(ui);
+    // the trace being opened is not the session's until its NaN/Inf scan
+    // passed: a command typed meanwhile (it may read the trace) waits for
+    // the scan's end (about 2 s for 4 GB), then runs on what it found
+    static const char *const no_trace_needed[] = {"help", "view", "quit", "exit", NULL};
+    bool wait = ui->ex.pending && word[0] && word[0] != '#';
+    for (int i = 0; no_trace_needed[i] && wait; i++) wait = strcmp(word, no_trace_needed[i]) != 0;
+    if (wait) kvs_job_wait(ui);
+    // `load PATH` (nothing else on the line) opens like the studio's start:
+    // the header now, the NaN/Inf scan on the worker; the session keeps its
+    // trace until the scan passed
+    char lpath[KVQ_PATH_LEN], extra[8];
+    if (!strcmp(word, "load") && sscanf(line, " load %511s %7s", lpath, extra) == 1 && lpath[0] != '-' &&
+        !strpbrk(lpath, "\"'\\#") && strlen(lpath) < sizeof lpath - 1) {
+        kvq_trace *t = NULL;
+        kvq_trace_opts o = {.defer_scan = true};
+        if (kvq_trace_open(lpath, &o, &t)) return kvs_errorf(ui->s, "%s", kvq_last_error());
+        return kvs_explorer_open(ui, t);
+    }
     int rc = kvs_exec_line(ui->s, line);
     // a command that printed a page (help, show, info) opens the log
     if (ui->log_total - before > 3) {
@@ -316,6 +341,7 @@ void kvs_ui_tick(kvs_ui *ui)
     kvs_job_poll(ui);
     kvs_session_try_select_art(ui->s);   // a method changed while a worker held the lock
     kvs_dash_tick(ui);
+    kvs_explorer_tick(ui);
     if (strcmp(ui->s->view, kvs_views[ui->view]->name)) {   // `view NAME` from a script/prompt
         int i = kvs_view_index(ui->s->view);
         if (i >= 0) ui->view = i;
@@ -430,7 +456,7 @@ static bool signals_quit(kvs_ui *ui)
     if (!g_sigint) return false;
     bool second = g_sigint > 1 || ui->confirm_quit;
     g_sigint = 0;
-    if (second || !kvs_job_busy(ui)) return true;
+    if (second || !kvs_job_busy(ui) || ui->job.quit_freely) return true;
     ui->confirm_quit = true;
     kvs_ui_set_status(ui, false, "a job is running (%s): quit anyway? y/n (Ctrl-C again quits)", ui->job.name);
     return false;
@@ -462,10 +488,15 @@ int kvs_tui_run(kvs_session *s, const char *path)
         snprintf(model_dir, sizeof model_dir, "%s", path);
         path = access(DEFAULT_TRACE, R_OK) == 0 ? DEFAULT_TRACE : NULL;
     }
-    if (path && kvs_session_load(s, path, NULL)) return 1;
+    // Only the header is read before the first screen: the NaN/Inf scan (the
+    // whole file, seconds at real sizes) runs on the worker after it.
+    kvq_trace *opened = NULL;
+    kvq_trace_opts topts = {.defer_scan = true};
+    if (path && kvq_trace_open(path, &topts, &opened)) return kvs_errorf(s, "%s", kvq_last_error()), 1;
     setlocale(LC_ALL, "");
     SCREEN *scr = newterm(term, stdout, stdin);
     if (!scr) {
+        kvq_trace_free(opened);
         kvs_errorf(s, "TERM='%s' is unknown to terminfo: cannot start the studio (try "
                       "TERM=xterm-256color, or use batch mode)", term);
         return 2;
@@ -473,6 +504,7 @@ int kvs_tui_run(kvs_session *s, const char *path)
     set_term(scr);
     kvs_ui *ui = kvs_ui_new(s);
     if (!ui) {
+        kvq_trace_free(opened);
         endwin();
         delscreen(scr);
         return refuse(s, "out of memory");
@@ -500,7 +532,8 @@ int kvs_tui_run(kvs_session *s, const char *path)
     curs_set(0);
     timeout(100);   // >= 10 redraws a second while jobs/replays run
     kvs_colors_init(ui);
-    if (s->trace)
+    if (opened) kvs_explorer_open(ui, opened);   // says "opening ...", then "loaded ..." when checked
+    else if (s->trace)
         kvs_ui_set_status(ui, false, "loaded %s: %d layers x %d kv heads, %d tokens, head_dim %d  (? help, : command)",
                           s->trace->path, s->trace->n_layers, s->trace->n_kv_heads, s->trace->n_tokens,
                           s->trace->head_dim);
@@ -511,7 +544,7 @@ int kvs_tui_run(kvs_session *s, const char *path)
                           hist);
     if (model_dir[0])   // say what the trace views show: not this model's keys until one is captured
         kvs_ui_set_status(ui, false, "model %s (7 Model); the trace views show %s until c in the model view captures "
-                          "one from it", model_dir, s->trace ? s->trace->path : "no trace");
+                          "one from it", model_dir, s->trace ? s->trace->path : path ? path : "no trace");
     struct sigaction old_int, old_term, old_hup;
     g_sigint = g_sigterm = 0;
     signals_install(&old_int, &old_term, &old_hup);

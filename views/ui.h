@@ -93,6 +93,12 @@ struct kvs_job {
     char stage[64];
     int status;
     char msg[512];
+    // background (kvs_job_start_background): the explorer's statistics. It
+    // never makes the studio busy: kvs_job_busy is false, a kvs_job_start
+    // preempts it (cancelled and joined, done called with preempted set)
+    // and quitting does not ask.
+    bool background, preempted;
+    bool quit_freely;          // set by the starter: quitting need not ask (the open's NaN/Inf scan)
 };
 // kvq_progress_fn for engine calls; user = the kvs_job.
 bool kvs_job_progress(double fraction, const char *stage, double eta_s, void *user);
@@ -100,7 +106,12 @@ int kvs_job_start(kvs_ui *ui, const char *name, kvs_job_fn fn, kvs_job_done_fn d
 void kvs_job_poll(kvs_ui *ui);      // UI tick: joins a finished job and calls done
 void kvs_job_cancel(kvs_ui *ui);
 void kvs_job_wait(kvs_ui *ui);      // join (tests, quit)
+// A foreground job runs (a background one does not count).
 bool kvs_job_busy(const kvs_ui *ui);
+// Starts fn as a background job; -1 (nothing said) when any job runs.
+int kvs_job_start_background(kvs_ui *ui, const char *name, kvs_job_fn fn, kvs_job_done_fn done, void *arg);
+// Cancels and joins a running background job (done sees preempted).
+void kvs_job_preempt(kvs_ui *ui);
 
 // ---- per-view state ----
 typedef struct kvs_explorer_state {
@@ -110,11 +121,18 @@ typedef struct kvs_explorer_state {
     bool have_stats;
     kvq_head_stats st;
     char err[256];
-    // grid summary (keys): d_eff and top outlier ratio per (layer, kv head),
-    // filled a few cells per frame so a large trace never stalls the UI
+    // grid summary: d_eff and top outlier ratio per (layer, kv head), filled
+    // by a background job (explorer_job.c) as cells arrive
     const void *grid_trace;    // trace the grid belongs to
-    float *grid_deff, *grid_ratio;   // (2, n_layers, n_kv_heads): keys, values; NAN = not yet
-    int grid_todo;
+    float *grid_deff, *grid_ratio;   // (2, n_layers, n_kv_heads): keys, values; NAN = not yet, -1 failed
+    void *grid_job;            // the running grid job's arg (explorer_job.c), NULL when none
+    bool grid_stopped;         // Esc stopped the grid job: no restart until r
+    int grid_h0, grid_fit;     // the head columns the grid showed last (0, 0 before the first draw)
+    // a trace opened without its NaN/Inf scan (kvq_trace_opts.defer_scan):
+    // the check job scans it, then it becomes the session's trace. Nothing
+    // shows its numbers before that.
+    void *pending;             // kvq_trace, owned; NULL when none
+    char open_err[512];        // why the last such open failed (NaN at ...), "" when none
 } kvs_explorer_state;
 
 typedef struct kvs_lab_state {
@@ -351,6 +369,15 @@ int kvs_dash_step(kvs_ui *ui, int n);
 void kvs_dash_tick(kvs_ui *ui);
 void kvs_dash_free(kvs_ui *ui);
 void kvs_explorer_free(kvs_ui *ui);
+// explorer.c: UI tick (the grid job starts when cells are missing).
+void kvs_explorer_tick(kvs_ui *ui);
+// explorer_job.c. kvs_explorer_open takes t, opened with defer_scan: the
+// check job scans it (progress bar, Esc cancels) and then makes it the
+// session's trace; 0, or -1 (said why, t freed).
+int kvs_explorer_open(kvs_ui *ui, kvq_trace *t);
+void kvs_explorer_grid_start(kvs_ui *ui);   // the grid job for the half on screen, if needed
+void kvs_explorer_grid_sync(kvs_ui *ui);    // cells that arrived -> the grid
+bool kvs_explorer_grid_half(const kvs_ui *ui, bool *values);   // a grid job runs (and its half)
 void kvs_plots_free(kvs_ui *ui);
 int kvs_calib_start(kvs_ui *ui, int row);                 // calibrate.c
 int kvs_gen_start(kvs_ui *ui);                            // gen.c: generate on the worker

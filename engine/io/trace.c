@@ -1,6 +1,7 @@
 // trace.c — kvq_trace_open dispatch, kvtrace v1 and mlx_lm prompt caches
 // (both safetensors), and the f32 reads. Layout checks follow
-// TRACE_FORMAT.md; every tensor is scanned for NaN/Inf on open.
+// TRACE_FORMAT.md; every tensor is scanned for NaN/Inf on open, or by
+// kvq_trace_validate when the open deferred it (the studio).
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -132,35 +133,63 @@ typedef struct {
     size_t bad[3 * KVQ_MAX_LAYERS];   // index of the first NaN/Inf, nelem when none
     bool is_nan[3 * KVQ_MAX_LAYERS];
     bool query_rows[3 * KVQ_MAX_LAYERS];   // rows are queries (for the message)
+    int base;                              // task t scans x[base + t]
 } scan_job;
 
 static void scan_task(void *ctx, int i)
 {
     scan_job *j = ctx;
+    i += j->base;
     j->bad[i] = kvq_scan_nonfinite(j->x[i]->data, j->x[i]->nelem, j->x[i]->dtype, false, &j->is_nan[i]);
 }
 
-static kvq_status scan_all(const kvq_trace *t, const kvq_trace_impl *im)
+// With progress (kvq_trace_validate), tensors are scanned SCAN_ROUND at a
+// time (a count fixed by the file, not the thread count), with a report and
+// a cancel check after each round; without (open), all in one round.
+#define SCAN_ROUND 8
+
+static kvq_status scan_all(const kvq_trace *t, const kvq_trace_impl *im, kvq_progress *p)
 {
     scan_job *j = calloc(1, sizeof *j);
     if (!j) return kvq_error(KVQ_ERR_NOMEM, "%s: out of memory", t->path);
     int n = 0;
+    size_t total = 0, done = 0;
     for (int l = 0; l < t->n_layers; l++) {
         j->x[n++] = im->keys[l];
         if (im->values[l]) j->x[n++] = im->values[l];
         if (im->queries[l]) j->query_rows[n] = true, j->x[n++] = im->queries[l];
     }
-    kvq_parallel_for(n, scan_task, j);
+    for (int i = 0; i < n; i++) total += j->x[i]->nelem;
     kvq_status s = KVQ_OK;
-    for (int i = 0; i < n && s == KVQ_OK; i++) {
-        const kvq_st_tensor *x = j->x[i];
-        if (j->bad[i] == x->nelem) continue;
-        const size_t k = j->bad[i], off = (size_t)im->dim_off;
-        const size_t D = (size_t)x->shape[off + 2], R = (size_t)x->shape[off + 1];
-        s = kvq_error(KVQ_ERR_NONFINITE, "%s: %s: %s at head %zu, %s %zu, channel %zu", t->path, x->name,
-                      j->is_nan[i] ? "NaN" : "Inf", k / (R * D), j->query_rows[i] ? "query" : "token", (k / D) % R, k % D);
+    const int round = p ? SCAN_ROUND : n;
+    for (int i0 = 0; i0 < n && s == KVQ_OK; i0 += round) {
+        const int m = n - i0 < round ? n - i0 : round;
+        j->base = i0;
+        kvq_parallel_for(m, scan_task, j);
+        for (int i = i0; i < i0 + m && s == KVQ_OK; i++) {
+            const kvq_st_tensor *x = j->x[i];
+            done += x->nelem;
+            if (j->bad[i] == x->nelem) continue;
+            const size_t k = j->bad[i], off = (size_t)im->dim_off;
+            const size_t D = (size_t)x->shape[off + 2], R = (size_t)x->shape[off + 1];
+            s = kvq_error(KVQ_ERR_NONFINITE, "%s: %s: %s at head %zu, %s %zu, channel %zu", t->path, x->name,
+                          j->is_nan[i] ? "NaN" : "Inf", k / (R * D), j->query_rows[i] ? "query" : "token",
+                          (k / D) % R, k % D);
+        }
+        if (s == KVQ_OK && p && i0 + m < n && kvq_progress_report(p, (double)done / (double)total, "NaN/Inf scan"))
+            s = kvq_error(KVQ_ERR_CANCELLED, "%s: scan cancelled", t->path);
     }
     free(j);
+    return s;
+}
+
+kvq_status kvq_trace_validate(const kvq_trace *t, kvq_progress *p)
+{
+    if (!t || !t->impl) return kvq_error(KVQ_ERR_ARG, "trace validate: NULL trace");
+    kvq_trace_impl *im = t->impl;
+    if (!im->scan_pending) return KVQ_OK;
+    kvq_status s = scan_all(t, im, p);
+    if (s == KVQ_OK) im->scan_pending = false;
     return s;
 }
 
@@ -387,7 +416,8 @@ kvq_status kvq_trace_open(const char *path, const kvq_trace_opts *opts, kvq_trac
             s = kvq_error(KVQ_ERR_FORMAT, "%s: __metadata__ format is %s%s%s, expected 'kvtrace' (or an mlx_lm prompt cache with tensors '{layer}.0' / '{layer}.1')",
                           path, fmt ? "'" : "", fmt ? fmt : "missing", fmt ? "'" : "");
         }
-        if (s == KVQ_OK) s = scan_all(t, im);
+        if (s == KVQ_OK && opts && opts->defer_scan) im->scan_pending = true;
+        else if (s == KVQ_OK) s = scan_all(t, im, NULL);
     }
     if (s != KVQ_OK) {
         kvq_trace_free(t);

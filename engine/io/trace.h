@@ -23,6 +23,10 @@ typedef enum { KVQ_TRACE_KVTRACE, KVQ_TRACE_NPY, KVQ_TRACE_MLX } kvq_trace_kind;
 typedef struct kvq_trace_opts {
     const char *values_path;   // npy only: optional values file
     bool npy_dtype_bf16;       // --dtype bf16: reinterpret 2-byte opaque npy data as bf16
+    // safetensors: skip the NaN/Inf scan of every tensor on open (it reads the
+    // whole file: about 2 s for 4 GB); the caller runs kvq_trace_validate
+    // before it reads any data (the studio: on its worker, with progress).
+    bool defer_scan;
 } kvq_trace_opts;
 
 typedef struct kvq_trace {
@@ -49,6 +53,13 @@ kvq_status kvq_trace_open(const char *path, const kvq_trace_opts *opts, kvq_trac
 // session loads a new trace): every owner calls kvq_trace_free, the last one
 // frees. Thread-safe. Returns t.
 kvq_trace *kvq_trace_ref(const kvq_trace *t);
+// The NaN/Inf scan an open with opts->defer_scan skipped: KVQ_OK (and the
+// trace counts as scanned), KVQ_ERR_NONFINITE with the same message open
+// gives ("PATH: layers.3.keys: NaN at head 2, token 5, channel 7"), or
+// KVQ_ERR_CANCELLED when p asked to stop (checked every few tensors; the
+// trace stays unscanned). Already scanned (or opened without defer_scan):
+// KVQ_OK at once. p may be NULL. Not concurrent with itself on one trace.
+kvq_status kvq_trace_validate(const kvq_trace *t, kvq_progress *p);
 void kvq_trace_free(kvq_trace *t);
 
 // Copies as f32 (the full mapping is validated, so only bad arguments fail:

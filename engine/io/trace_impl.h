@@ -11,6 +11,7 @@ typedef struct kvq_trace_impl {
     int dim_off;    // leading batch dim of 1 in mlx caches
     kvq_npy *npk, *npv;   // npy: keys and optional values, [layers, kv_heads, tokens, head_dim]
     int refs;       // owners beyond the first (kvq_trace_ref), changed atomically
+    bool scan_pending;   // opened with defer_scan, kvq_trace_validate not yet passed
 } kvq_trace_impl;
 
 // Fills t (shape fields, has_values, dtype, source) and t->impl from .npy files.

@@ -66,6 +66,7 @@ kvq_status tq_core_init(tq_core *c, const kvq_plan_params *p, int bits, int n_hi
     c->n_hi = n_hi;
     if ((s = tq_codebook_for(p, bits, &c->cb_lo, who))) return s;
     if (n_hi > 0 && (s = tq_codebook_for(p, bits + 1, &c->cb_hi, who))) return s;
+    for (int i = 0; i < 16; i++) c->lv_pad[i] = c->cb_lo.levels[i % c->cb_lo.n];
     c->hi_bytes = kvq_pack_bytes((size_t)n_hi, bits + 1);
     c->lo_bytes = kvq_pack_bytes((size_t)(d - n_hi), bits);
     c->lut_floats = ((size_t)n_hi << (bits + 1)) + ((size_t)(d - n_hi) << bits);

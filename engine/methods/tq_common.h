@@ -42,6 +42,8 @@ typedef struct tq_core {
     kvq_codebook cb_lo, cb_hi;   // cb_hi only when n_hi > 0
     size_t hi_bytes, lo_bytes;   // packed segment sizes
     size_t lut_floats;           // n_hi 2^(bits+1) + (d - n_hi) 2^bits
+    float lv_pad[16];            // cb_lo levels repeated to 16 entries (lv_pad[i] = level i % 2^bits),
+                                 // the AVX2 kernels' in-register codebook
 } tq_core;
 
 // Seed for one purpose of one stream (layer, kv head, keys/values).

@@ -61,10 +61,8 @@ INL __m256 group_levels(__m256i idx, __m256 lv0, __m256 lv1, int bits)
 // the right level (vpermps reads 3 index bits): no mask needed.
 INL void load_levels(const tq_core *c, __m256 *lv0, __m256 *lv1)
 {
-    float l[16] = {0};
-    for (int i = 0; i < 16; i++) l[i] = c->cb_lo.levels[i % c->cb_lo.n];
-    *lv0 = _mm256_loadu_ps(l);
-    *lv1 = _mm256_loadu_ps(l + 8);
+    *lv0 = _mm256_loadu_ps(c->lv_pad);
+    *lv1 = _mm256_loadu_ps(c->lv_pad + 8);
 }
 
 INL float hsum(__m256 v)
@@ -323,6 +321,9 @@ INL __m256i set_words(const uint8_t *p, const int bits)
 INL __m256 levels_at(__m256i w, const int k, const int bits, __m256 lv0, __m256 lv1)
 {
     __m256i sh = _mm256_srli_epi32(w, k * bits);
+    // up to 4 levels: both 128-bit halves of lv0 hold them (period <= 4), and
+    // the in-lane vpermilps, which reads 2 index bits, is the cheaper shuffle
+    if (bits <= 2) return _mm256_permutevar_ps(lv0, sh);
     __m256 a = _mm256_permutevar8x32_ps(lv0, sh);
     if (bits < 4) return a;
     __m256 b = _mm256_permutevar8x32_ps(lv1, sh);
@@ -331,30 +332,87 @@ INL __m256 levels_at(__m256i w, const int k, const int bits, __m256 lv0, __m256 
 
 // Transposed scoring (d % 64 == 0): lane g of a vector holds coordinate
 // 8g + k of a 64-coordinate set, so one load + shuffle yields the words of
-// 8 groups and each k costs a shift, a mask, a vpermps and the FMAs; the
-// query is transposed to match (qt: (sets, 8, 8) per query).
+// 8 groups and each k costs a shift, a vpermps and the FMAs; the query is
+// transposed to match (qt: (sets, 8, 8) per query).
+//
+// q . yhat of one record and one 64-coordinate set st, added to acc[q].
+INL void score_set(const float *qt, const int nq, const int d, const uint8_t *r, int st, const int bits,
+                   __m256 lv0, __m256 lv1, __m256 *acc)
+{
+    __m256i w = set_words(r + (size_t)st * 8 * bits, bits);
+#pragma GCC unroll 8
+    for (int k = 0; k < 8; k++) {
+        __m256 lv = levels_at(w, k, bits, lv0, lv1);
+#pragma GCC unroll 4
+        for (int q = 0; q < nq; q++)
+            acc[q] = _mm256_fmadd_ps(_mm256_loadu_ps(qt + (size_t)q * d + st * 64 + k * 8), lv, acc[q]);
+    }
+}
+
+// 8 records at a time: two records per step, each with separate
+// accumulators for even and odd sets when nq <= 2 (8 independent FMA chains
+// hide the FMA latency), the 8 per-record vectors of a query reduced by a
+// transposing hadd tree (no horizontal sum per record) and scaled by the 8
+// norms at once. Records past the last multiple of 8 go one by one.
 INL void score_rows_t(const tq_core *c, const float *qt, const int nq, const uint8_t *rec,
                       size_t rec_bytes, size_t n, float *scores, size_t lds, const int bits)
 {
     const int sets = c->d / 64, d = c->d;
+    const bool split = nq <= 2;
     const size_t cb = tq_core_code_bytes(c);
     __m256 lv0, lv1;
     load_levels(c, &lv0, &lv1);
-    for (size_t i = 0; i < n; i++) {
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 hp[4][4];   // [q][pair]: hadd of the pair's two accumulators
+        __m128i nh = _mm_setzero_si128();
+#pragma GCC unroll 4
+        for (int pr = 0; pr < 4; pr++) {
+            const uint8_t *r0 = rec + (i + 2 * (size_t)pr) * rec_bytes, *r1 = r0 + rec_bytes;
+            uint16_t h0, h1;
+            memcpy(&h0, r0 + cb, 2);
+            memcpy(&h1, r1 + cb, 2);
+            nh = _mm_insert_epi16(nh, h0, 2 * pr);
+            nh = _mm_insert_epi16(nh, h1, 2 * pr + 1);
+            __m256 a0[4], a1[4], b0[4], b1[4];
+#pragma GCC unroll 4
+            for (int q = 0; q < nq; q++) a0[q] = a1[q] = b0[q] = b1[q] = _mm256_setzero_ps();
+            int st = 0;
+            if (split)
+                for (; st + 2 <= sets; st += 2) {
+                    score_set(qt, nq, d, r0, st, bits, lv0, lv1, a0);
+                    score_set(qt, nq, d, r1, st, bits, lv0, lv1, a1);
+                    score_set(qt, nq, d, r0, st + 1, bits, lv0, lv1, b0);
+                    score_set(qt, nq, d, r1, st + 1, bits, lv0, lv1, b1);
+                }
+            for (; st < sets; st++) {
+                score_set(qt, nq, d, r0, st, bits, lv0, lv1, a0);
+                score_set(qt, nq, d, r1, st, bits, lv0, lv1, a1);
+            }
+#pragma GCC unroll 4
+            for (int q = 0; q < nq; q++)
+                hp[q][pr] = split ? _mm256_hadd_ps(_mm256_add_ps(a0[q], b0[q]), _mm256_add_ps(a1[q], b1[q]))
+                                  : _mm256_hadd_ps(a0[q], a1[q]);
+        }
+        const __m256 nv = _mm256_cvtph_ps(nh);
+#pragma GCC unroll 4
+        for (int q = 0; q < nq; q++) {
+            // [r0 r1 r2 r3 | r0 r1 r2 r3] low / high half sums, then r4..r7
+            __m256 h0 = _mm256_hadd_ps(hp[q][0], hp[q][1]), h1 = _mm256_hadd_ps(hp[q][2], hp[q][3]);
+            __m256 sum = _mm256_add_ps(_mm256_permute2f128_ps(h0, h1, 0x20), _mm256_permute2f128_ps(h0, h1, 0x31));
+            _mm256_storeu_ps(scores + (size_t)q * lds + i, _mm256_mul_ps(nv, sum));
+        }
+    }
+    for (; i < n; i++) {
         const uint8_t *r = rec + i * rec_bytes;
         __m256 acc[4];
+#pragma GCC unroll 4
         for (int q = 0; q < nq; q++) acc[q] = _mm256_setzero_ps();
-        for (int st = 0; st < sets; st++) {
-            __m256i w = set_words(r + (size_t)st * 8 * bits, bits);
-            for (int k = 0; k < 8; k++) {
-                __m256 lv = levels_at(w, k, bits, lv0, lv1);
-                for (int q = 0; q < nq; q++)
-                    acc[q] = _mm256_fmadd_ps(_mm256_loadu_ps(qt + (size_t)q * d + st * 64 + k * 8), lv, acc[q]);
-            }
-        }
+        for (int st = 0; st < sets; st++) score_set(qt, nq, d, r, st, bits, lv0, lv1, acc);
         uint16_t h;
         memcpy(&h, r + cb, 2);
         float norm = _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(h)));
+#pragma GCC unroll 4
         for (int q = 0; q < nq; q++) scores[(size_t)q * lds + i] = norm * hsum(acc[q]);
     }
 }
@@ -415,34 +473,44 @@ INL void accumulate_k(const tq_core *c, const uint8_t *rec, size_t rec_bytes, si
     }
 }
 
-// Transposed accumulation (d % 64 == 0): per 64-coordinate set and half
-// (k 0..3 or 4..7), the nq x 4 accumulators stay in registers over the
-// tokens; at = (nq, sets, 8, 8) permuted sums, added to.
+// Transposed accumulation (d % 64 == 0): per 64-coordinate set and slice
+// of KC code positions k, the nq x KC accumulators stay in registers over
+// the tokens (KC = 8 / 4 / 2 for nq = 1 / 2 / 3-4: at most 8 accumulators,
+// none spilled); at = (nq, sets, 8, 8) permuted sums, added to.
 INL void accumulate_t(const tq_core *c, const uint8_t *rec, size_t rec_bytes, size_t n,
                       const float *wn, const int nq, float *at, const int bits)
 {
     const int sets = c->d / 64, d = c->d;
+    const int KC = nq == 1 ? 8 : nq == 2 ? 4 : 2;
     __m256 lv0, lv1;
     load_levels(c, &lv0, &lv1);
     for (int st = 0; st < sets; st++)
-        for (int half = 0; half < 2; half++) {
-            __m256 a[4][4];
+        for (int k0 = 0; k0 < 8; k0 += KC) {
+            __m256 a[4][8];
+#pragma GCC unroll 4
             for (int q = 0; q < nq; q++)
-                for (int k = 0; k < 4; k++)
-                    a[q][k] = _mm256_loadu_ps(at + (size_t)q * d + st * 64 + (half * 4 + k) * 8);
+#pragma GCC unroll 8
+                for (int k = 0; k < KC; k++)
+                    a[q][k] = _mm256_loadu_ps(at + (size_t)q * d + st * 64 + (k0 + k) * 8);
             const uint8_t *p = rec + (size_t)st * 8 * bits;
             for (size_t i = 0; i < n; i++, p += rec_bytes) {
                 __m256i w = set_words(p, bits);
+                if (k0) w = _mm256_srli_epi32(w, k0 * bits);   // slice k0.. at the bottom
                 __m256 wq[4];
+#pragma GCC unroll 4
                 for (int q = 0; q < nq; q++) wq[q] = _mm256_broadcast_ss(wn + (size_t)q * n + i);
-                for (int k = 0; k < 4; k++) {
-                    __m256 lv = levels_at(w, half * 4 + k, bits, lv0, lv1);
+#pragma GCC unroll 8
+                for (int k = 0; k < KC; k++) {
+                    __m256 lv = levels_at(w, k, bits, lv0, lv1);
+#pragma GCC unroll 4
                     for (int q = 0; q < nq; q++) a[q][k] = _mm256_fmadd_ps(wq[q], lv, a[q][k]);
                 }
             }
+#pragma GCC unroll 4
             for (int q = 0; q < nq; q++)
-                for (int k = 0; k < 4; k++)
-                    _mm256_storeu_ps(at + (size_t)q * d + st * 64 + (half * 4 + k) * 8, a[q][k]);
+#pragma GCC unroll 8
+                for (int k = 0; k < KC; k++)
+                    _mm256_storeu_ps(at + (size_t)q * d + st * 64 + (k0 + k) * 8, a[q][k]);
         }
 }
 
@@ -472,7 +540,21 @@ AVX2 void tq_accumulate_rows_avx2(const tq_core *c, const uint8_t *rec, size_t r
     for (size_t i0 = 0; i0 < n; i0 += ACC_CHUNK) {
         size_t k = n - i0 < ACC_CHUNK ? n - i0 : ACC_CHUNK;
         const uint8_t *r0 = rec + i0 * rec_bytes;
-        for (size_t i = 0; i < k; i++) {
+        size_t i = 0;
+        for (; i + 8 <= k; i += 8) {   // 8 norms converted at once
+            __m128i nh = _mm_setzero_si128();
+            const uint8_t *rn = r0 + i * rec_bytes + cb;
+#pragma GCC unroll 8
+            for (int t = 0; t < 8; t++) {
+                uint16_t h;
+                memcpy(&h, rn + (size_t)t * rec_bytes, 2);
+                nh = _mm_insert_epi16(nh, h, t);
+            }
+            __m256 nv = _mm256_cvtph_ps(nh);
+            for (int q = 0; q < nq; q++)
+                _mm256_storeu_ps(wn + (size_t)q * k + i, _mm256_mul_ps(_mm256_loadu_ps(w + (size_t)q * ldw + i0 + i), nv));
+        }
+        for (; i < k; i++) {
             uint16_t h;
             memcpy(&h, r0 + i * rec_bytes + cb, 2);
             float norm = _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(h)));

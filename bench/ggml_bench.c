@@ -17,11 +17,11 @@
 //     AGREE_TOL of the exact attention over the same bytes and ggml farther
 //     from it. Otherwise the row FAILs and the exit status is 1.
 //   quantize: ggml from_float vs kvstudio encode (q4_0, q8_0, iq4_nl; bytes
-//     must be identical), plus turboquant_mse 3-bit encode.
+//     must be identical), plus turboquant_mse 3-bit encode (q4_0 and q8_0 rows).
 //   vec_dot: ggml vec_dot of one query (quantized to vec_dot_type, inside
 //     the pass) with every key row vs kvstudio score from codes (float query;
 //     both are q . k, unscaled); scores within 1e-2 (the q8_0 query's
-//     rounding), plus turboquant_mse 3-bit scoring.
+//     rounding), plus turboquant_mse 3-bit and 4-bit scoring (q4_0 row).
 // Results go into bench/results.json under "ggml" (read, extended, written
 // to a temp file and renamed), with the ggml commit. BENCH_ONLY (bench.c's
 // sections): codec or score picks quantize + vec_dot, attend the attention.
@@ -564,9 +564,13 @@ static void bench_quant(void)
     };
     float *x = malloc(sizeof(float) * QUANT_N * D);
     for (int i = 0; i < QUANT_N; i++) memcpy(x + (size_t)i * D, tok(g_keys, 0, i), sizeof(float) * D);
-    qctx tq;
+    // turboquant_mse 3-bit beside q4_0 and q8_0 (issue 16's encode target is
+    // against q8_0's quantize), 4-bit scoring beside q4_0's vec_dot too
+    qctx tq, tq4;
     qctx_open(&tq, GGML_TYPE_Q4_0, "turboquant_mse", 3, x);
     kvq_encode_parallel(&tq.q, x, QUANT_N, tq.ck);
+    qctx_open(&tq4, GGML_TYPE_Q4_0, "turboquant_mse", 4, x);
+    kvq_encode_parallel(&tq4.q, x, QUANT_N, tq4.ck);
     for (int f = 0; f < 3; f++) {
         qctx c;
         qctx_open(&c, fm[f].t, fm[f].method, 0, x);
@@ -599,20 +603,23 @@ static void bench_quant(void)
                 {.name = "kvstudio encode turboquant_mse 3-bit", .prepare = prep_threads, .pass = kq_pass,
                  .ctx = &tq, .threads = th, .passes = 1, .work = QUANT_N, .unit = "vec"},
             };
-            run_row(row_q, kq, f == 0 ? 3 : 2, "bytes identical (0 = yes)", same ? 0.0 : 1.0, same);
-            bench_kernel kd[3] = {
+            run_row(row_q, kq, f < 2 ? 3 : 2, "bytes identical (0 = yes)", same ? 0.0 : 1.0, same);
+            bench_kernel kd[4] = {
                 {.name = gdn, .prepare = prep_threads, .pass = gd_pass, .ctx = &c, .threads = th, .passes = 16,
                  .work = QUANT_N, .unit = "key"},
                 {.name = kdn, .prepare = prep_threads, .pass = kd_pass, .ctx = &c, .threads = th, .passes = 16,
                  .work = QUANT_N, .unit = "key"},
                 {.name = "kvstudio score turboquant_mse 3-bit", .prepare = prep_threads, .pass = kd_pass,
                  .ctx = &tq, .threads = th, .passes = 16, .work = QUANT_N, .unit = "key"},
+                {.name = "kvstudio score turboquant_mse 4-bit", .prepare = prep_threads, .pass = kd_pass,
+                 .ctx = &tq4, .threads = th, .passes = 16, .work = QUANT_N, .unit = "key"},
             };
-            run_row(row_d, kd, f == 0 ? 3 : 2, "score rel diff (q8_0 query)", err, dok);
+            run_row(row_d, kd, f == 0 ? 4 : 2, "score rel diff (q8_0 query)", err, dok);
         }
         qctx_close(&c);
     }
     qctx_close(&tq);
+    qctx_close(&tq4);
     free(x);
 }
 

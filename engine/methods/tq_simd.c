@@ -105,18 +105,26 @@ AVX2 float tq_norm_avx2(const float *x, int d)
 // In-register unnormalized Walsh-Hadamard transform of v (m = d / 8
 // registers, m a power of two). Every output is the same sequence of adds
 // and subtracts as kvq_fwht, so the result is bit-identical.
-INL void fwht_regs(__m256 *v, int m)
+INL void fwht_regs(__m256 *v, const int m)
 {
+    // Within a register: s = the partner lanes, and x * (+-1) + s in one
+    // FMA is a + b / a - b with a single rounding, exactly the add / sub of
+    // the reference (the product by +-1 is exact).
+    const __m256 g1 = _mm256_setr_ps(1, -1, 1, -1, 1, -1, 1, -1);
+    const __m256 g2 = _mm256_setr_ps(1, 1, -1, -1, 1, 1, -1, -1);
+    const __m256 g4 = _mm256_setr_ps(1, 1, 1, 1, -1, -1, -1, -1);
+#pragma GCC unroll 32
     for (int r = 0; r < m; r++) {
-        __m256 x = v[r], s = _mm256_permute_ps(x, 0xB1);   // h = 1
-        x = _mm256_blend_ps(_mm256_add_ps(x, s), _mm256_sub_ps(s, x), 0xAA);
-        s = _mm256_permute_ps(x, 0x4E);                     // h = 2
-        x = _mm256_blend_ps(_mm256_add_ps(x, s), _mm256_sub_ps(s, x), 0xCC);
-        s = _mm256_permute2f128_ps(x, x, 0x01);             // h = 4
-        v[r] = _mm256_blend_ps(_mm256_add_ps(x, s), _mm256_sub_ps(s, x), 0xF0);
+        __m256 x = v[r];
+        x = _mm256_fmadd_ps(x, g1, _mm256_permute_ps(x, 0xB1));               // h = 1
+        x = _mm256_fmadd_ps(x, g2, _mm256_permute_ps(x, 0x4E));               // h = 2
+        v[r] = _mm256_fmadd_ps(x, g4, _mm256_permute2f128_ps(x, x, 0x01));    // h = 4
     }
+#pragma GCC unroll 8
     for (int h = 1; h < m; h <<= 1)                          // h = 8, 16, ... coordinates
+#pragma GCC unroll 32
         for (int i = 0; i < m; i += h << 1)
+#pragma GCC unroll 32
             for (int r = i; r < i + h; r++) {
                 __m256 a = v[r], b = v[r + h];
                 v[r] = _mm256_add_ps(a, b);
@@ -124,11 +132,67 @@ INL void fwht_regs(__m256 *v, int m)
             }
 }
 
+// |x| of one row of d = 8 m floats, bit for bit as tq_norm / tq_norm_avx2
+// (the same 16 double partial sums, combined in the same order). A float
+// squared is exact in double, so the FMA's single rounding is the
+// reference's rounding of the add.
+INL float row_norm(const float *x, const int m)
+{
+    if (m % 2) return tq_norm_avx2(x, 8 * m);
+    __m256d a0 = _mm256_setzero_pd(), a1 = a0, a2 = a0, a3 = a0;
+#pragma GCC unroll 16
+    for (int j = 0; j < m; j += 2) {
+        __m256 u = _mm256_loadu_ps(x + 8 * j), w = _mm256_loadu_ps(x + 8 * j + 8);
+        __m256d p0 = _mm256_cvtps_pd(_mm256_castps256_ps128(u));
+        __m256d p1 = _mm256_cvtps_pd(_mm256_extractf128_ps(u, 1));
+        __m256d p2 = _mm256_cvtps_pd(_mm256_castps256_ps128(w));
+        __m256d p3 = _mm256_cvtps_pd(_mm256_extractf128_ps(w, 1));
+        a0 = _mm256_fmadd_pd(p0, p0, a0);
+        a1 = _mm256_fmadd_pd(p1, p1, a1);
+        a2 = _mm256_fmadd_pd(p2, p2, a2);
+        a3 = _mm256_fmadd_pd(p3, p3, a3);
+    }
+    __m256d t = _mm256_add_pd(_mm256_add_pd(a0, a2), _mm256_add_pd(a1, a3));
+    __m128d v = _mm_add_pd(_mm256_castpd256_pd128(t), _mm256_extractf128_pd(t, 1));
+    v = _mm_add_sd(v, _mm_unpackhi_pd(v, v));
+    return (float)_mm_cvtsd_f64(_mm_sqrt_sd(v, v));
+}
+
+// Nearest level of 8 (3 bits) or 16 (4 bits) by a branchless binary search:
+// each step compares y with the middle bound of the current range, picked
+// by vpermps from the bound table. The bounds ascend, so "y > b_k" is true
+// exactly for k below the count of bounds under y, and the search lands on
+// that count (level_count's answer; NaN: every compare false, 0 too).
+// lo = bounds 0..7 (3 bits: 7 bounds, last repeated), hi = bounds 8..14.
+INL __m256i level_bsearch(__m256 y, __m256 lo, __m256 hi, const int bits)
+{
+    const __m256i one = _mm256_set1_epi32(1), two = _mm256_set1_epi32(2), four = _mm256_set1_epi32(4);
+    if (bits == 3) {
+        __m256i c = _mm256_and_si256(_mm256_castps_si256(_mm256_cmp_ps(y, _mm256_permutevar8x32_ps(lo, _mm256_set1_epi32(3)), _CMP_GT_OQ)), four);
+        __m256 t = _mm256_permutevar8x32_ps(lo, _mm256_add_epi32(c, one));
+        c = _mm256_add_epi32(c, _mm256_and_si256(_mm256_castps_si256(_mm256_cmp_ps(y, t, _CMP_GT_OQ)), two));
+        t = _mm256_permutevar8x32_ps(lo, c);
+        return _mm256_sub_epi32(c, _mm256_castps_si256(_mm256_cmp_ps(y, t, _CMP_GT_OQ)));
+    }
+    // 4 bits: the first step picks the table half, then 3 steps inside it
+    __m256 m8 = _mm256_cmp_ps(y, _mm256_permutevar8x32_ps(lo, _mm256_set1_epi32(7)), _CMP_GT_OQ);
+    __m256 t = _mm256_blendv_ps(_mm256_permutevar8x32_ps(lo, _mm256_set1_epi32(3)),
+                                _mm256_permutevar8x32_ps(hi, _mm256_set1_epi32(3)), m8);
+    __m256i c = _mm256_and_si256(_mm256_castps_si256(_mm256_cmp_ps(y, t, _CMP_GT_OQ)), four);
+    t = _mm256_blendv_ps(_mm256_permutevar8x32_ps(lo, _mm256_add_epi32(c, one)),
+                         _mm256_permutevar8x32_ps(hi, _mm256_add_epi32(c, one)), m8);
+    c = _mm256_add_epi32(c, _mm256_and_si256(_mm256_castps_si256(_mm256_cmp_ps(y, t, _CMP_GT_OQ)), two));
+    t = _mm256_blendv_ps(_mm256_permutevar8x32_ps(lo, c), _mm256_permutevar8x32_ps(hi, c), m8);
+    c = _mm256_sub_epi32(c, _mm256_castps_si256(_mm256_cmp_ps(y, t, _CMP_GT_OQ)));
+    return _mm256_add_epi32(c, _mm256_and_si256(_mm256_castps_si256(m8), _mm256_set1_epi32(8)));
+}
+
 // Branchless nearest level: the index is the count of bounds below y
 // (what kvq_codebook_index's binary search finds).
 INL __m256i level_count(__m256 y, const __m256 *bd, int nb)
 {
     __m256i cnt = _mm256_setzero_si256();
+#pragma GCC unroll 16
     for (int k = 0; k < nb; k++)
         cnt = _mm256_sub_epi32(cnt, _mm256_castps_si256(_mm256_cmp_ps(y, bd[k], _CMP_GT_OQ)));
     return cnt;
@@ -166,44 +230,74 @@ INL void pack4(__m256i c0, __m256i c1, __m256i c2, __m256i c3, __m256i shifts, u
 }
 
 // y: m = d/8 registers of rotated unit-scale coordinates -> packed codes.
-INL void quantize_regs(const tq_core *c, const __m256 *y, int m, uint8_t *packed, const int bits)
+// The bounds of a codebook in registers, made once per batch of rows:
+// broadcast (level_count, 1-2 bits) or as level_bsearch's table (3-4 bits:
+// bounds 0..15, padded with the last one).
+typedef struct qbounds {
+    __m256 bd[15];
+    __m256 tlo, thi;
+} qbounds;
+
+INL void qbounds_load(const tq_core *c, qbounds *b, const int bits)
+{
+    const int nb = (1 << bits) - 1;
+    float tb[16];
+    for (int k = 0; k < 16; k++) tb[k] = c->cb_lo.bounds[k < nb ? k : nb - 1];
+    b->tlo = _mm256_loadu_ps(tb);
+    b->thi = _mm256_loadu_ps(tb + 8);
+    for (int k = 0; k < 15; k++) b->bd[k] = _mm256_set1_ps(tb[k]);
+}
+
+INL void quantize_regs(const qbounds *qb, const __m256 *y, const int m, uint8_t *packed, const int bits)
 {
     const int nb = (1 << bits) - 1;
     const __m256i shifts = lane_shifts(bits);
-    __m256 bd[15];
-    for (int k = 0; k < nb; k++) bd[k] = _mm256_set1_ps(c->cb_lo.bounds[k]);
+    const __m256 *bd = qb->bd, tlo = qb->tlo, thi = qb->thi;
+#define LEVEL(yv) (bits >= 3 ? level_bsearch(yv, tlo, thi, bits) : level_count(yv, bd, nb))
     int g = 0;
+#pragma GCC unroll 8
     for (; g + 4 <= m; g += 4)
-        pack4(level_count(y[g], bd, nb), level_count(y[g + 1], bd, nb), level_count(y[g + 2], bd, nb),
-              level_count(y[g + 3], bd, nb), shifts, packed + (size_t)g * bits, bits);
+        pack4(LEVEL(y[g]), LEVEL(y[g + 1]), LEVEL(y[g + 2]), LEVEL(y[g + 3]), shifts, packed + (size_t)g * bits, bits);
     for (; g < m; g++) {   // d % 32 != 0: one group at a time
-        __m256i w = _mm256_sllv_epi32(level_count(y[g], bd, nb), shifts);
+        __m256i w = _mm256_sllv_epi32(LEVEL(y[g]), shifts);
         __m128i o = _mm_or_si128(_mm256_castsi256_si128(w), _mm256_extracti128_si256(w, 1));
         o = _mm_or_si128(o, _mm_shuffle_epi32(o, 0x4E));
         o = _mm_or_si128(o, _mm_shuffle_epi32(o, 0xB1));
         uint32_t word = (uint32_t)_mm_cvtsi128_si32(o);
         for (int b = 0; b < bits; b++) packed[(size_t)g * bits + b] = (uint8_t)(word >> (8 * b));
     }
+#undef LEVEL
 }
 
-INL void encode_rows_k(const tq_core *c, const float *x, size_t n, uint8_t *rec, size_t rec_bytes, const int bits)
+// m = d / 8, a constant where the dispatcher knows d (64, 128, 256), so
+// the FWHT and the quantizer unroll and v[] lives in registers.
+INL void encode_rows_k(const tq_core *c, const float *x, size_t n, uint8_t *rec, size_t rec_bytes, const int bits,
+                       const int m)
 {
-    const int d = c->d, m = d / 8;
+    const int d = 8 * m;
     const size_t cb = tq_core_code_bytes(c);
     const kvq_rotation *rot = &c->rot;
     __m256 v[MAXG];
+    qbounds qb;
+    qbounds_load(c, &qb, bits);
     if (rot->hadamard) {
         const __m256 s = _mm256_set1_ps(1.0f / sqrtf((float)d));
+        // |x| of row i + 1 is computed while row i is rotated and quantized:
+        // the norm, sqrt and division leave the critical path of a row
+        float norm_next = n ? row_norm(x, m) : 0.0f;
         for (size_t i = 0; i < n; i++) {
             const float *xi = x + i * (size_t)d;
-            float norm = tq_norm_avx2(xi, d), inv = norm > 0.0f ? 1.0f / norm : 0.0f;
-            __m256 vi = _mm256_set1_ps(inv);
+            float norm = norm_next, inv = norm > 0.0f ? 1.0f / norm : 0.0f;
+            if (i + 1 < n) norm_next = row_norm(xi + d, m);
+#pragma GCC unroll 32
             for (int g = 0; g < m; g++)
                 v[g] = _mm256_mul_ps(_mm256_loadu_ps(xi + 8 * g), _mm256_loadu_ps(rot->signs + 8 * g));
+            __m256 vi = _mm256_set1_ps(inv);
             fwht_regs(v, m);
+#pragma GCC unroll 32
             for (int g = 0; g < m; g++) v[g] = _mm256_mul_ps(_mm256_mul_ps(v[g], s), vi);
             uint8_t *r = rec + i * rec_bytes;
-            quantize_regs(c, v, m, r, bits);
+            quantize_regs(&qb, v, m, r, bits);
             tq_put_f16(r + cb, norm);
         }
         return;
@@ -217,20 +311,27 @@ INL void encode_rows_k(const tq_core *c, const float *x, size_t n, uint8_t *rec,
             __m256 vi = _mm256_set1_ps(inv);
             for (int g = 0; g < m; g++) v[g] = _mm256_mul_ps(_mm256_loadu_ps(y + i * d + 8 * g), vi);
             uint8_t *r = rec + (i0 + i) * rec_bytes;
-            quantize_regs(c, v, m, r, bits);
+            quantize_regs(&qb, v, m, r, bits);
             tq_put_f16(r + cb, norm);
         }
     }
 }
 
+#define ENC_B(M)                                                   \
+    switch (c->bits) {                                             \
+    case 1: encode_rows_k(c, x, n, rec, rec_bytes, 1, M); break;   \
+    case 2: encode_rows_k(c, x, n, rec, rec_bytes, 2, M); break;   \
+    case 3: encode_rows_k(c, x, n, rec, rec_bytes, 3, M); break;   \
+    default: encode_rows_k(c, x, n, rec, rec_bytes, 4, M); break;  \
+    }
+
 AVX2 void tq_encode_rows_avx2(const tq_core *c, const float *x, size_t n, uint8_t *rec, size_t rec_bytes)
 {
-    switch (c->bits) {
-    case 1: encode_rows_k(c, x, n, rec, rec_bytes, 1); break;
-    case 2: encode_rows_k(c, x, n, rec, rec_bytes, 2); break;
-    case 3: encode_rows_k(c, x, n, rec, rec_bytes, 3); break;
-    default: encode_rows_k(c, x, n, rec, rec_bytes, 4); break;
-    }
+    const int m = c->d / 8;
+    if (m == 16) { ENC_B(16) }
+    else if (m == 8) { ENC_B(8) }
+    else if (m == 32) { ENC_B(32) }
+    else { ENC_B(m) }
 }
 
 AVX2 void tq_decode_rows_avx2(const tq_core *c, const uint8_t *rec, size_t rec_bytes, size_t n, float *x)

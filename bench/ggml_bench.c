@@ -9,7 +9,8 @@
 //     contexts 1K/16K/64K. ggml: ggml_flash_attn_ext (K/V f16, q8_0, q4_0,
 //     K q8_0 + V q4_0), K/V written with ggml's from_float as set_rows does.
 //     kvstudio: kvq_cache_attend on the same format (llamacpp:*, fused path),
-//     and turboquant_mse 3-bit K / 2-bit V next to ggml q4_0. Each row also
+//     and turboquant_mse 3-bit K / 2-bit V next to ggml q4_0 (its own row)
+//     and as a fourth kernel of the f16 rows (issue 16's target). Each row also
 //     times a streaming read of as many bytes as ggml's K+V: the bandwidth
 //     ceiling. Check (normwise relative, AGREE_TOL): kvstudio's output within
 //     AGREE_TOL of ggml's, or, where ggml's own rounding is the gap (it rounds
@@ -410,9 +411,13 @@ static void bench_attend(void)
             const att_format *f = &fmts[tq ? 2 : fi];
             gatt g;
             gatt_open(&g, f->tk, f->tv, n);
-            katt *a = calloc(1, sizeof *a);
+            katt *a = calloc(1, sizeof *a), *t3 = NULL;
             if (tq) katt_open(a, "turboquant_mse", 3, "turboquant_mse", 2, n);
             else katt_open(a, f->km, f->kbits, f->vm, f->vbits, n);
+            if (fi == 0) {   // issue 16's target: tq_mse 3/2-bit against ggml's f16 flash attention
+                t3 = calloc(1, sizeof *t3);
+                katt_open(t3, "turboquant_mse", 3, "turboquant_mse", 2, n);
+            }
             stream_ctx *st = calloc(1, sizeof *st);
             st->n = g.kv_bytes / 8;
             uint64_t *buf = malloc(st->n * 8);
@@ -448,18 +453,22 @@ static void bench_attend(void)
             ref_err[1] = tq ? -1 : eg;
             for (int th = 1; th <= 2; th++) {
                 int p = passes_for_ctx(n);
-                bench_kernel k[3] = {
+                bench_kernel k[4] = {
                     {.name = gn, .prepare = gatt_prepare, .pass = gatt_pass, .ctx = &g, .threads = th, .passes = p},
                     {.name = kn, .prepare = prep_threads, .pass = katt_pass, .ctx = a, .threads = th, .passes = p},
                     {.name = sn, .prepare = stream_prepare, .pass = stream_pass, .ctx = st, .threads = th,
                      .passes = p},
+                    {.name = "kvstudio tq_mse3/2", .prepare = prep_threads, .pass = katt_pass, .ctx = t3,
+                     .threads = th, .passes = p},
                 };
-                run_row(row, k, 3, tq ? NULL : "rel diff to ggml", err, ok);
+                run_row(row, k, t3 ? 4 : 3, tq ? NULL : "rel diff to ggml", err, ok);
             }
             free(buf);
             free(st);
             kvq_cache_free(a->cache);
             free(a);
+            if (t3) kvq_cache_free(t3->cache);
+            free(t3);
             gatt_close(&g);
         }
     }

@@ -78,6 +78,16 @@ static void test_tq_encode_decode_exact(void **st)
                 tq_core_decode_rows(&c, a, rb, n, ya);
                 tq_core_decode_rows_ref(&c, a, rb, n, yb);
                 if (memcmp(ya, yb, sizeof(float) * n * d)) fail_msg("decode d %d bits %d had %d differs", d, bits, had);
+                // one-vector rotations (query preparation, the attention's final un-rotation)
+                for (size_t i = 1; i < 4; i++) {
+                    float ra[KVQ_MAX_HEAD_DIM], rr[KVQ_MAX_HEAD_DIM];
+                    tq_core_rotate(&c, x + i * d, ra);
+                    kvq_rotation_apply(&c.rot, x + i * d, rr);
+                    if (memcmp(ra, rr, sizeof(float) * d)) fail_msg("rotate d %d had %d differs", d, had);
+                    tq_core_rotate_t(&c, x + i * d, ra);
+                    kvq_rotation_apply_t(&c.rot, x + i * d, rr);
+                    if (memcmp(ra, rr, sizeof(float) * d)) fail_msg("rotate_t d %d had %d differs", d, had);
+                }
                 if (kvq_simd_avx2())
                     for (size_t i = 0; i < n; i++) assert_true(tq_norm(x + i * d, d) == tq_norm_avx2(x + i * d, d));
                 free(x), free(a), free(b), free(ya), free(yb);

@@ -253,6 +253,24 @@ void tq_core_accumulate_rows(const tq_core *c, const uint8_t *rec, size_t rec_by
     else tq_core_accumulate_rows_ref(c, rec, rec_bytes, n, w, ldw, nq, acc);
 }
 
+static bool fast_rotation(const tq_core *c)
+{
+    const int m = c->d / 8;
+    return c->rot.hadamard && c->d % 8 == 0 && (m & (m - 1)) == 0 && kvq_simd_avx2();
+}
+
+void tq_core_rotate(const tq_core *c, const float *x, float *y)
+{
+    if (fast_rotation(c)) tq_rotate_avx2(c, x, y, false);
+    else kvq_rotation_apply(&c->rot, x, y);
+}
+
+void tq_core_rotate_t(const tq_core *c, const float *y, float *x)
+{
+    if (fast_rotation(c)) tq_rotate_avx2(c, y, x, true);
+    else kvq_rotation_apply_t(&c->rot, y, x);
+}
+
 bool tq_core_permuted(const tq_core *c)
 {
     return tq_core_grouped(c) && c->d % 64 == 0 && kvq_simd_avx2();

@@ -334,6 +334,38 @@ AVX2 void tq_encode_rows_avx2(const tq_core *c, const float *x, size_t n, uint8_
     else { ENC_B(m) }
 }
 
+// R x (forward) or R^T x (transpose) of one vector for a Hadamard
+// rotation, bit-identical to kvq_rotation_apply / _apply_t: the signs, the
+// FWHT in registers, the 1/sqrt(d) scale (transpose: scale times sign, the
+// product first, as the reference).
+INL void rotate_k(const tq_core *c, const float *x, float *y, bool transpose, const int m)
+{
+    const kvq_rotation *rot = &c->rot;
+    const float sc = 1.0f / sqrtf((float)(8 * m));
+    __m256 v[MAXG];
+#pragma GCC unroll 32
+    for (int g = 0; g < m; g++) {
+        v[g] = _mm256_loadu_ps(x + 8 * g);
+        if (!transpose) v[g] = _mm256_mul_ps(v[g], _mm256_loadu_ps(rot->signs + 8 * g));
+    }
+    fwht_regs(v, m);
+#pragma GCC unroll 32
+    for (int g = 0; g < m; g++) {
+        __m256 f = transpose ? _mm256_mul_ps(_mm256_set1_ps(sc), _mm256_loadu_ps(rot->signs + 8 * g))
+                             : _mm256_set1_ps(sc);
+        _mm256_storeu_ps(y + 8 * g, _mm256_mul_ps(v[g], f));
+    }
+}
+
+AVX2 void tq_rotate_avx2(const tq_core *c, const float *x, float *y, bool transpose)
+{
+    const int m = c->d / 8;
+    if (m == 16) rotate_k(c, x, y, transpose, 16);
+    else if (m == 8) rotate_k(c, x, y, transpose, 8);
+    else if (m == 32) rotate_k(c, x, y, transpose, 32);
+    else rotate_k(c, x, y, transpose, m);
+}
+
 AVX2 void tq_decode_rows_avx2(const tq_core *c, const uint8_t *rec, size_t rec_bytes, size_t n, float *x)
 {
     const int d = c->d, m = d / 8, bits = c->bits;
@@ -685,6 +717,11 @@ AVX2 void tq_accumulate_rows_avx2(const tq_core *c, const uint8_t *rec, size_t r
 }
 
 #else   // no x86: the dispatchers never call these
+void tq_rotate_avx2(const tq_core *c, const float *x, float *y, bool transpose)
+{
+    if (transpose) kvq_rotation_apply_t(&c->rot, x, y);
+    else kvq_rotation_apply(&c->rot, x, y);
+}
 float tq_norm_avx2(const float *x, int d) { return tq_norm(x, d); }
 void tq_encode_rows_avx2(const tq_core *c, const float *x, size_t n, uint8_t *rec, size_t rec_bytes)
 { tq_core_encode_rows_ref(c, x, n, rec, rec_bytes); }

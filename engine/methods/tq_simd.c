@@ -269,6 +269,20 @@ INL void quantize_regs(const qbounds *qb, const __m256 *y, const int m, uint8_t 
 #undef LEVEL
 }
 
+// tq_put_f16 by F16C: round to nearest even, as kvq_f32_to_f16 for every
+// non-NaN value (the clamp to 65504 first, as tq_put_f16); NaN goes the
+// scalar way (the payload rules differ).
+INL void put_f16_fast(uint8_t *dst, float v)
+{
+    if (v != v) {
+        tq_put_f16(dst, v);
+        return;
+    }
+    __m128i h = _mm_cvtps_ph(_mm_set_ss(v > 65504.0f ? 65504.0f : v), _MM_FROUND_TO_NEAREST_INT);
+    uint16_t u = (uint16_t)_mm_extract_epi16(h, 0);
+    memcpy(dst, &u, 2);
+}
+
 // m = d / 8, a constant where the dispatcher knows d (64, 128, 256), so
 // the FWHT and the quantizer unroll and v[] lives in registers.
 INL void encode_rows_k(const tq_core *c, const float *x, size_t n, uint8_t *rec, size_t rec_bytes, const int bits,
@@ -298,7 +312,7 @@ INL void encode_rows_k(const tq_core *c, const float *x, size_t n, uint8_t *rec,
             for (int g = 0; g < m; g++) v[g] = _mm256_mul_ps(_mm256_mul_ps(v[g], s), vi);
             uint8_t *r = rec + i * rec_bytes;
             quantize_regs(&qb, v, m, r, bits);
-            tq_put_f16(r + cb, norm);
+            put_f16_fast(r + cb, norm);
         }
         return;
     }
@@ -312,7 +326,7 @@ INL void encode_rows_k(const tq_core *c, const float *x, size_t n, uint8_t *rec,
             for (int g = 0; g < m; g++) v[g] = _mm256_mul_ps(_mm256_loadu_ps(y + i * d + 8 * g), vi);
             uint8_t *r = rec + (i0 + i) * rec_bytes;
             quantize_regs(&qb, v, m, r, bits);
-            tq_put_f16(r + cb, norm);
+            put_f16_fast(r + cb, norm);
         }
     }
 }
@@ -626,6 +640,7 @@ INL void accumulate_t(const tq_core *c, const uint8_t *rec, size_t rec_bytes, si
                 for (int k = 0; k < KC; k++)
                     a[q][k] = _mm256_loadu_ps(at + (size_t)q * d + st * 64 + (k0 + k) * 8);
             const uint8_t *p = rec + (size_t)st * 8 * bits;
+#pragma GCC unroll 2
             for (size_t i = 0; i < n; i++, p += rec_bytes) {
                 __m256i w = set_words(p, bits);
                 if (k0) w = _mm256_srli_epi32(w, k0 * bits);   // slice k0.. at the bottom

@@ -47,6 +47,22 @@ INL __m256i group_codes(const uint8_t *p, int bits, __m256i shifts, __m256i mask
     return _mm256_and_si256(_mm256_srlv_epi32(w, shifts), mask);
 }
 
+// The fp16 norms of 8 records (at p, p + stride, ...) as 8 floats. Built
+// with one set (no lane-indexed insert: its selector must be a constant,
+// which unrolled loops only give at -O2).
+static inline short rd16(const uint8_t *p)
+{
+    uint16_t h;
+    memcpy(&h, p, 2);
+    return (short)h;
+}
+INL __m256 norms8(const uint8_t *p, size_t stride)
+{
+    return _mm256_cvtph_ps(_mm_setr_epi16(rd16(p), rd16(p + stride), rd16(p + 2 * stride), rd16(p + 3 * stride),
+                                          rd16(p + 4 * stride), rd16(p + 5 * stride), rd16(p + 6 * stride),
+                                          rd16(p + 7 * stride)));
+}
+
 // Levels of the codes: lv0 = levels 0..7, lv1 = levels 8..15 (bits 4 only).
 INL __m256 group_levels(__m256i idx, __m256 lv0, __m256 lv1, int bits)
 {
@@ -512,15 +528,9 @@ INL void score_rows_t(const tq_core *c, const float *qt, const int nq, const uin
     size_t i = 0;
     for (; i + 8 <= n; i += 8) {
         __m256 hp[4][4];   // [q][pair]: hadd of the pair's two accumulators
-        __m128i nh = _mm_setzero_si128();
 #pragma GCC unroll 4
         for (int pr = 0; pr < 4; pr++) {
             const uint8_t *r0 = rec + (i + 2 * (size_t)pr) * rec_bytes, *r1 = r0 + rec_bytes;
-            uint16_t h0, h1;
-            memcpy(&h0, r0 + cb, 2);
-            memcpy(&h1, r1 + cb, 2);
-            nh = _mm_insert_epi16(nh, h0, 2 * pr);
-            nh = _mm_insert_epi16(nh, h1, 2 * pr + 1);
             __m256 a0[4], a1[4], b0[4], b1[4];
 #pragma GCC unroll 4
             for (int q = 0; q < nq; q++) a0[q] = a1[q] = b0[q] = b1[q] = _mm256_setzero_ps();
@@ -541,7 +551,7 @@ INL void score_rows_t(const tq_core *c, const float *qt, const int nq, const uin
                 hp[q][pr] = split ? _mm256_hadd_ps(_mm256_add_ps(a0[q], b0[q]), _mm256_add_ps(a1[q], b1[q]))
                                   : _mm256_hadd_ps(a0[q], a1[q]);
         }
-        const __m256 nv = _mm256_cvtph_ps(nh);
+        const __m256 nv = norms8(rec + i * rec_bytes + cb, rec_bytes);
 #pragma GCC unroll 4
         for (int q = 0; q < nq; q++) {
             // [r0 r1 r2 r3 | r0 r1 r2 r3] low / high half sums, then r4..r7
@@ -690,15 +700,7 @@ AVX2 void tq_accumulate_rows_avx2(const tq_core *c, const uint8_t *rec, size_t r
         const uint8_t *r0 = rec + i0 * rec_bytes;
         size_t i = 0;
         for (; i + 8 <= k; i += 8) {   // 8 norms converted at once
-            __m128i nh = _mm_setzero_si128();
-            const uint8_t *rn = r0 + i * rec_bytes + cb;
-#pragma GCC unroll 8
-            for (int t = 0; t < 8; t++) {
-                uint16_t h;
-                memcpy(&h, rn + (size_t)t * rec_bytes, 2);
-                nh = _mm_insert_epi16(nh, h, t);
-            }
-            __m256 nv = _mm256_cvtph_ps(nh);
+            __m256 nv = norms8(r0 + i * rec_bytes + cb, rec_bytes);
             for (int q = 0; q < nq; q++)
                 _mm256_storeu_ps(wn + (size_t)q * k + i, _mm256_mul_ps(_mm256_loadu_ps(w + (size_t)q * ldw + i0 + i), nv));
         }

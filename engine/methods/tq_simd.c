@@ -184,8 +184,10 @@ INL __m256i level_bsearch(__m256 y, __m256 lo, __m256 hi, const int bits)
 {
     const __m256i one = _mm256_set1_epi32(1), two = _mm256_set1_epi32(2), four = _mm256_set1_epi32(4);
     if (bits == 3) {
-        __m256i c = _mm256_and_si256(_mm256_castps_si256(_mm256_cmp_ps(y, _mm256_permutevar8x32_ps(lo, _mm256_set1_epi32(3)), _CMP_GT_OQ)), four);
-        __m256 t = _mm256_permutevar8x32_ps(lo, _mm256_add_epi32(c, one));
+        // step 2's bound, b1 or b5, by a blend on step 1's mask
+        __m256 m4 = _mm256_cmp_ps(y, _mm256_permutevar8x32_ps(lo, _mm256_set1_epi32(3)), _CMP_GT_OQ);
+        __m256i c = _mm256_and_si256(_mm256_castps_si256(m4), four);
+        __m256 t = _mm256_blendv_ps(_mm256_permutevar8x32_ps(lo, one), _mm256_permutevar8x32_ps(lo, _mm256_set1_epi32(5)), m4);
         c = _mm256_add_epi32(c, _mm256_and_si256(_mm256_castps_si256(_mm256_cmp_ps(y, t, _CMP_GT_OQ)), two));
         t = _mm256_permutevar8x32_ps(lo, c);
         return _mm256_sub_epi32(c, _mm256_castps_si256(_mm256_cmp_ps(y, t, _CMP_GT_OQ)));

@@ -9,7 +9,8 @@
 //     contexts 1K/16K/64K. ggml: ggml_flash_attn_ext (K/V f16, q8_0, q4_0,
 //     K q8_0 + V q4_0), K/V written with ggml's from_float as set_rows does.
 //     kvstudio: kvq_cache_attend on the same format (llamacpp:*, fused path),
-//     and turboquant_mse 3-bit K / 2-bit V next to ggml q4_0. Each row also
+//     and turboquant_mse 3-bit K / 2-bit V next to ggml q4_0 (its own row)
+//     and as a fourth kernel of the f16 rows (issue 16's target). Each row also
 //     times a streaming read of as many bytes as ggml's K+V: the bandwidth
 //     ceiling. Check (normwise relative, AGREE_TOL): kvstudio's output within
 //     AGREE_TOL of ggml's, or, where ggml's own rounding is the gap (it rounds
@@ -17,11 +18,11 @@
 //     AGREE_TOL of the exact attention over the same bytes and ggml farther
 //     from it. Otherwise the row FAILs and the exit status is 1.
 //   quantize: ggml from_float vs kvstudio encode (q4_0, q8_0, iq4_nl; bytes
-//     must be identical), plus turboquant_mse 3-bit encode.
+//     must be identical), plus turboquant_mse 3-bit encode (q4_0 and q8_0 rows).
 //   vec_dot: ggml vec_dot of one query (quantized to vec_dot_type, inside
 //     the pass) with every key row vs kvstudio score from codes (float query;
 //     both are q . k, unscaled); scores within 1e-2 (the q8_0 query's
-//     rounding), plus turboquant_mse 3-bit scoring.
+//     rounding), plus turboquant_mse 3-bit and 4-bit scoring (q4_0 row).
 // Results go into bench/results.json under "ggml" (read, extended, written
 // to a temp file and renamed), with the ggml commit. BENCH_ONLY (bench.c's
 // sections): codec or score picks quantize + vec_dot, attend the attention.
@@ -410,9 +411,13 @@ static void bench_attend(void)
             const att_format *f = &fmts[tq ? 2 : fi];
             gatt g;
             gatt_open(&g, f->tk, f->tv, n);
-            katt *a = calloc(1, sizeof *a);
+            katt *a = calloc(1, sizeof *a), *t3 = NULL;
             if (tq) katt_open(a, "turboquant_mse", 3, "turboquant_mse", 2, n);
             else katt_open(a, f->km, f->kbits, f->vm, f->vbits, n);
+            if (fi == 0) {   // issue 16's target: tq_mse 3/2-bit against ggml's f16 flash attention
+                t3 = calloc(1, sizeof *t3);
+                katt_open(t3, "turboquant_mse", 3, "turboquant_mse", 2, n);
+            }
             stream_ctx *st = calloc(1, sizeof *st);
             st->n = g.kv_bytes / 8;
             uint64_t *buf = malloc(st->n * 8);
@@ -448,18 +453,22 @@ static void bench_attend(void)
             ref_err[1] = tq ? -1 : eg;
             for (int th = 1; th <= 2; th++) {
                 int p = passes_for_ctx(n);
-                bench_kernel k[3] = {
+                bench_kernel k[4] = {
                     {.name = gn, .prepare = gatt_prepare, .pass = gatt_pass, .ctx = &g, .threads = th, .passes = p},
                     {.name = kn, .prepare = prep_threads, .pass = katt_pass, .ctx = a, .threads = th, .passes = p},
                     {.name = sn, .prepare = stream_prepare, .pass = stream_pass, .ctx = st, .threads = th,
                      .passes = p},
+                    {.name = "kvstudio tq_mse3/2", .prepare = prep_threads, .pass = katt_pass, .ctx = t3,
+                     .threads = th, .passes = p},
                 };
-                run_row(row, k, 3, tq ? NULL : "rel diff to ggml", err, ok);
+                run_row(row, k, t3 ? 4 : 3, tq ? NULL : "rel diff to ggml", err, ok);
             }
             free(buf);
             free(st);
             kvq_cache_free(a->cache);
             free(a);
+            if (t3) kvq_cache_free(t3->cache);
+            free(t3);
             gatt_close(&g);
         }
     }
@@ -564,9 +573,13 @@ static void bench_quant(void)
     };
     float *x = malloc(sizeof(float) * QUANT_N * D);
     for (int i = 0; i < QUANT_N; i++) memcpy(x + (size_t)i * D, tok(g_keys, 0, i), sizeof(float) * D);
-    qctx tq;
+    // turboquant_mse 3-bit beside q4_0 and q8_0 (issue 16's encode target is
+    // against q8_0's quantize), 4-bit scoring beside q4_0's vec_dot too
+    qctx tq, tq4;
     qctx_open(&tq, GGML_TYPE_Q4_0, "turboquant_mse", 3, x);
     kvq_encode_parallel(&tq.q, x, QUANT_N, tq.ck);
+    qctx_open(&tq4, GGML_TYPE_Q4_0, "turboquant_mse", 4, x);
+    kvq_encode_parallel(&tq4.q, x, QUANT_N, tq4.ck);
     for (int f = 0; f < 3; f++) {
         qctx c;
         qctx_open(&c, fm[f].t, fm[f].method, 0, x);
@@ -599,20 +612,23 @@ static void bench_quant(void)
                 {.name = "kvstudio encode turboquant_mse 3-bit", .prepare = prep_threads, .pass = kq_pass,
                  .ctx = &tq, .threads = th, .passes = 1, .work = QUANT_N, .unit = "vec"},
             };
-            run_row(row_q, kq, f == 0 ? 3 : 2, "bytes identical (0 = yes)", same ? 0.0 : 1.0, same);
-            bench_kernel kd[3] = {
+            run_row(row_q, kq, f < 2 ? 3 : 2, "bytes identical (0 = yes)", same ? 0.0 : 1.0, same);
+            bench_kernel kd[4] = {
                 {.name = gdn, .prepare = prep_threads, .pass = gd_pass, .ctx = &c, .threads = th, .passes = 16,
                  .work = QUANT_N, .unit = "key"},
                 {.name = kdn, .prepare = prep_threads, .pass = kd_pass, .ctx = &c, .threads = th, .passes = 16,
                  .work = QUANT_N, .unit = "key"},
                 {.name = "kvstudio score turboquant_mse 3-bit", .prepare = prep_threads, .pass = kd_pass,
                  .ctx = &tq, .threads = th, .passes = 16, .work = QUANT_N, .unit = "key"},
+                {.name = "kvstudio score turboquant_mse 4-bit", .prepare = prep_threads, .pass = kd_pass,
+                 .ctx = &tq4, .threads = th, .passes = 16, .work = QUANT_N, .unit = "key"},
             };
-            run_row(row_d, kd, f == 0 ? 3 : 2, "score rel diff (q8_0 query)", err, dok);
+            run_row(row_d, kd, f == 0 ? 4 : 2, "score rel diff (q8_0 query)", err, dok);
         }
         qctx_close(&c);
     }
     qctx_close(&tq);
+    qctx_close(&tq4);
     free(x);
 }
 

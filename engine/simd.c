@@ -80,6 +80,87 @@ void kvq_exp_inplace(float *x, size_t n)
     for (size_t i = 0; i < n; i++) x[i] = expf(x[i]);
 }
 
+// ---- online-softmax steps ----
+float kvq_max_f32_ref(const float *x, size_t n)
+{
+    float m = -INFINITY;
+    for (size_t i = 0; i < n; i++)
+        if (x[i] > m) m = x[i];
+    return m;
+}
+
+double kvq_exp_sub_sum_ref(float *x, size_t n, float m)
+{
+    double l = 0;
+    for (size_t i = 0; i < n; i++) {
+        x[i] = expf(x[i] - m);
+        l += x[i];
+    }
+    return l;
+}
+
+#if KVQ_HAVE_X86
+KVQ_TARGET_AVX2 static float max_avx2(const float *x, size_t n)
+{
+    __m256 a = _mm256_set1_ps(-INFINITY), b = a;
+    size_t i = 0;
+    // vmaxps returns its second operand when either is NaN: the running
+    // max goes second, so a NaN in x is skipped as in the reference
+    for (; i + 16 <= n; i += 16) {
+        a = _mm256_max_ps(_mm256_loadu_ps(x + i), a);
+        b = _mm256_max_ps(_mm256_loadu_ps(x + i + 8), b);
+    }
+    for (; i + 8 <= n; i += 8) a = _mm256_max_ps(_mm256_loadu_ps(x + i), a);
+    a = _mm256_max_ps(a, b);
+    __m128 s = _mm_max_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+    s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_max_ss(s, _mm_movehdup_ps(s));
+    float m = _mm_cvtss_f32(s);
+    for (; i < n; i++)
+        if (x[i] > m) m = x[i];
+    return m;
+}
+
+// exp8 as kvq_exp_inplace's, of x - m (one rounding, as the reference's
+// subtraction), summed in 8 double lanes
+KVQ_TARGET_AVX2 static double exp_sub_sum_avx2(float *x, size_t n, float m)
+{
+    const __m256 mv = _mm256_set1_ps(m);
+    __m256d s0 = _mm256_setzero_pd(), s1 = s0;
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(x + i), mv));
+        _mm256_storeu_ps(x + i, e);
+        s0 = _mm256_add_pd(s0, _mm256_cvtps_pd(_mm256_castps256_ps128(e)));
+        s1 = _mm256_add_pd(s1, _mm256_cvtps_pd(_mm256_extractf128_ps(e, 1)));
+    }
+    double t[4];
+    _mm256_storeu_pd(t, _mm256_add_pd(s0, s1));
+    double l = (t[0] + t[1]) + (t[2] + t[3]);
+    for (; i < n; i++) {
+        x[i] = expf(x[i] - m);
+        l += x[i];
+    }
+    return l;
+}
+#endif
+
+float kvq_max_f32(const float *x, size_t n)
+{
+#if KVQ_HAVE_X86
+    if (kvq_simd_avx2()) return max_avx2(x, n);
+#endif
+    return kvq_max_f32_ref(x, n);
+}
+
+double kvq_exp_sub_sum(float *x, size_t n, float m)
+{
+#if KVQ_HAVE_X86
+    if (kvq_simd_avx2()) return exp_sub_sum_avx2(x, n, m);
+#endif
+    return kvq_exp_sub_sum_ref(x, n, m);
+}
+
 // ---- dense kernels ----
 void kvq_dot_rows_ref(const float *q, const float *X, size_t n, size_t d, float *out)
 {

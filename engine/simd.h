@@ -19,16 +19,6 @@
 #else
 #define KVQ_HAVE_X86 0
 #define KVQ_TARGET_AVX2
-
-// ---- small dense kernels of the attention paths (scalar _ref beside) ----
-// f16 (unaligned little-endian) -> f32, n values; exact either way.
-void kvq_f16_to_f32_fast(const void *src, float *dst, size_t n);
-// out[j] = q . X_j for rows X: (n, d); the reference sums in coordinate order.
-void kvq_dot_rows(const float *q, const float *X, size_t n, size_t d, float *out);
-void kvq_dot_rows_ref(const float *q, const float *X, size_t n, size_t d, float *out);
-// acc (d) += sum_j w[j] X_j over rows X: (n, d); zero weights are skipped.
-void kvq_axpy_rows(const float *w, const float *X, size_t n, size_t d, float *acc);
-void kvq_axpy_rows_ref(const float *w, const float *X, size_t n, size_t d, float *acc);
 #endif
 
 bool kvq_simd_avx2(void);
@@ -41,6 +31,17 @@ const char *kvq_simd_name(void);
 // Cody-Waite range reduction + degree-6 polynomial (max rel error ~2e-7 for
 // x in [-87, 88]); the scalar path is expf. Used by the online softmax.
 void kvq_exp_inplace(float *x, size_t n);
+
+// ---- online-softmax steps (scalar _ref beside) ----
+// max of x[0..n) ignoring NaNs; -INFINITY when n == 0 or all are NaN/-inf.
+// Exact either way.
+float kvq_max_f32(const float *x, size_t n);
+float kvq_max_f32_ref(const float *x, size_t n);
+// x[i] = exp(x[i] - m) (exp as kvq_exp_inplace; -inf -> 0) and the return
+// value sum_i x[i] in double. The AVX2 path sums in 4 double lanes (the
+// reference in index order): they agree to double rounding.
+double kvq_exp_sub_sum(float *x, size_t n, float m);
+double kvq_exp_sub_sum_ref(float *x, size_t n, float m);
 
 // ---- small dense kernels of the attention paths (scalar _ref beside) ----
 // f16 (unaligned little-endian) -> f32, n values; exact either way.

@@ -78,6 +78,16 @@ static void test_tq_encode_decode_exact(void **st)
                 tq_core_decode_rows(&c, a, rb, n, ya);
                 tq_core_decode_rows_ref(&c, a, rb, n, yb);
                 if (memcmp(ya, yb, sizeof(float) * n * d)) fail_msg("decode d %d bits %d had %d differs", d, bits, had);
+                // one-vector rotations (query preparation, the attention's final un-rotation)
+                for (size_t i = 1; i < 4; i++) {
+                    float ra[KVQ_MAX_HEAD_DIM], rr[KVQ_MAX_HEAD_DIM];
+                    tq_core_rotate(&c, x + i * d, ra);
+                    kvq_rotation_apply(&c.rot, x + i * d, rr);
+                    if (memcmp(ra, rr, sizeof(float) * d)) fail_msg("rotate d %d had %d differs", d, had);
+                    tq_core_rotate_t(&c, x + i * d, ra);
+                    kvq_rotation_apply_t(&c.rot, x + i * d, rr);
+                    if (memcmp(ra, rr, sizeof(float) * d)) fail_msg("rotate_t d %d had %d differs", d, had);
+                }
                 if (kvq_simd_avx2())
                     for (size_t i = 0; i < n; i++) assert_true(tq_norm(x + i * d, d) == tq_norm_avx2(x + i * d, d));
                 free(x), free(a), free(b), free(ya), free(yb);
@@ -246,6 +256,35 @@ static void test_dense_kernels(void **st)
     free(X), free(q), free(h), free(a), free(b);
 }
 
+// The online-softmax steps: max exact (NaNs skipped, -inf kept), exp of
+// x - m within exp's tolerance and so the double sum, for
+// lengths around the 8/16-lane steps.
+static void test_softmax_steps(void **st)
+{
+    (void)st;
+    kvq_rng r;
+    kvq_rng_seed(&r, 21);
+    for (size_t n = 0; n <= 41; n++) {
+        float x[48], a[48], b[48];
+        for (size_t i = 0; i < n; i++) x[i] = (float)(20.0 * kvq_rng_uniform(&r) - 10.0);
+        if (n > 5) x[5] = -INFINITY;                    // a masked position
+        if (n > 9) x[9] = NAN;                          // skipped by the max
+        float ma = kvq_max_f32(x, n), mb = kvq_max_f32_ref(x, n);
+        assert_true(ma == mb || (isinf(ma) && isinf(mb)));
+        if (n == 0) assert_true(ma == -INFINITY);
+        if (n > 9) x[9] = 1.0f;
+        float m = kvq_max_f32_ref(x, n);
+        memcpy(a, x, sizeof(float) * n);
+        memcpy(b, x, sizeof(float) * n);
+        double la = kvq_exp_sub_sum(a, n, m), lb = kvq_exp_sub_sum_ref(b, n, m);
+        for (size_t i = 0; i < n; i++) {
+            assert_true(fabs((double)a[i] - b[i]) <= 1e-6 * b[i] + 1e-38);
+            if (x[i] == -INFINITY) assert_true(a[i] == 0.0f && b[i] == 0.0f);
+        }
+        assert_true(fabs(la - lb) <= 1e-6 * lb + 1e-30);   // exp's 2e-7, summed
+    }
+}
+
 static void test_exp(void **st)
 {
     (void)st;
@@ -372,6 +411,7 @@ int main(void)
         cmocka_unit_test(test_tq_score_accumulate),
         cmocka_unit_test(test_ggml_rows),
         cmocka_unit_test(test_dense_kernels),
+        cmocka_unit_test(test_softmax_steps),
         cmocka_unit_test(test_exp),
         cmocka_unit_test(test_pool),
         cmocka_unit_test(test_fused_long),

@@ -66,6 +66,7 @@ kvq_status tq_core_init(tq_core *c, const kvq_plan_params *p, int bits, int n_hi
     c->n_hi = n_hi;
     if ((s = tq_codebook_for(p, bits, &c->cb_lo, who))) return s;
     if (n_hi > 0 && (s = tq_codebook_for(p, bits + 1, &c->cb_hi, who))) return s;
+    for (int i = 0; i < 16; i++) c->lv_pad[i] = c->cb_lo.levels[i % c->cb_lo.n];
     c->hi_bytes = kvq_pack_bytes((size_t)n_hi, bits + 1);
     c->lo_bytes = kvq_pack_bytes((size_t)(d - n_hi), bits);
     c->lut_floats = ((size_t)n_hi << (bits + 1)) + ((size_t)(d - n_hi) << bits);
@@ -250,6 +251,24 @@ void tq_core_accumulate_rows(const tq_core *c, const uint8_t *rec, size_t rec_by
 {
     if (tq_core_grouped(c) && kvq_simd_avx2()) tq_accumulate_rows_avx2(c, rec, rec_bytes, n, w, ldw, nq, acc, false);
     else tq_core_accumulate_rows_ref(c, rec, rec_bytes, n, w, ldw, nq, acc);
+}
+
+static bool fast_rotation(const tq_core *c)
+{
+    const int m = c->d / 8;
+    return c->rot.hadamard && c->d % 8 == 0 && (m & (m - 1)) == 0 && kvq_simd_avx2();
+}
+
+void tq_core_rotate(const tq_core *c, const float *x, float *y)
+{
+    if (fast_rotation(c)) tq_rotate_avx2(c, x, y, false);
+    else kvq_rotation_apply(&c->rot, x, y);
+}
+
+void tq_core_rotate_t(const tq_core *c, const float *y, float *x)
+{
+    if (fast_rotation(c)) tq_rotate_avx2(c, y, x, true);
+    else kvq_rotation_apply_t(&c->rot, y, x);
 }
 
 bool tq_core_permuted(const tq_core *c)

@@ -42,6 +42,8 @@ typedef struct tq_core {
     kvq_codebook cb_lo, cb_hi;   // cb_hi only when n_hi > 0
     size_t hi_bytes, lo_bytes;   // packed segment sizes
     size_t lut_floats;           // n_hi 2^(bits+1) + (d - n_hi) 2^bits
+    float lv_pad[16];            // cb_lo levels repeated to 16 entries (lv_pad[i] = level i % 2^bits),
+                                 // the AVX2 kernels' in-register codebook
 } tq_core;
 
 // Seed for one purpose of one stream (layer, kv head, keys/values).
@@ -132,6 +134,14 @@ void tq_score_rows_avx2(const tq_core *c, const float *const *qr, int nq, const 
 void tq_accumulate_rows_avx2(const tq_core *c, const uint8_t *rec, size_t rec_bytes, size_t n,
                              const float *w, size_t ldw, int nq, float *acc, bool perm);
 float tq_norm_avx2(const float *x, int d);
+// Hadamard rotations with d / 8 a power of two (tq_core_fast_rotation).
+void tq_rotate_avx2(const tq_core *c, const float *x, float *y, bool transpose);
+
+// y = R x / x = R^T y of one vector, bit-identical to kvq_rotation_apply /
+// kvq_rotation_apply_t; in registers (tq_rotate_avx2) for a Hadamard
+// rotation whose d / 8 is a power of two, when kvq_simd_avx2().
+void tq_core_rotate(const tq_core *c, const float *x, float *y);
+void tq_core_rotate_t(const tq_core *c, const float *y, float *x);
 
 // Norms are stored as IEEE fp16 (2 bytes, unaligned, little-endian).
 static inline void tq_put_f16(uint8_t *dst, float v)

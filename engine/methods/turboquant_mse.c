@@ -82,7 +82,7 @@ void kvq_tq_mse_prepare_query(const void *plan, const float *q, void *qs)
     const tq_mse_plan *p = plan;
     const int d = p->core.d;
     float *qr = (float *)qs + p->core.lut_floats, *qp = qr + d;
-    kvq_rotation_apply(&p->core.rot, q, qr);
+    tq_core_rotate(&p->core, q, qr);
     tq_core_build_lut(&p->core, qr, qs);
     if (d % 64 == 0) tq_permute(d, qr, qp);
     else memcpy(qp, qr, sizeof(float) * (size_t)d);
@@ -155,7 +155,7 @@ void kvq_tq_mse_unrotate(const void *plan, const float *acc, float *out, bool pe
         tq_unpermute(c->d, acc, nat);
         acc = nat;
     }
-    kvq_rotation_apply_t(&c->rot, acc, out);
+    tq_core_rotate_t(c, acc, out);
 }
 
 size_t kvq_tq_mse_side_bytes(const void *plan)

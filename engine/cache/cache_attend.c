@@ -68,14 +68,12 @@ static void walk_f16(kvq_cache *c, const scratch *w, const kvq_lane *lk, const k
     }
 }
 
-// Records that are plain f16 rows: raw fp16 streams and the fp16 method.
-// (llamacpp:f16 rows are the same bytes and would take this path 10x
-// faster, but then tie exactly with vllm auto in the deploy ranking, which
-// tests/tui/deploy.sh orders by the old, slightly larger error: left to the
-// lead, see issue 16's report.)
+// Records that are plain f16 rows (head_dim IEEE halves, little-endian,
+// decoded exactly by a conversion): raw fp16 streams, the fp16 method and
+// llamacpp:f16 (ggml's f16 rows; only its encoder's NaN rule differs).
 static bool f16_rows(const kvq_codec *k)
 {
-    return k->raw16 || k->q.m->encode == kvq_fp16_encode;
+    return k->raw16 || k->q.m->encode == kvq_fp16_encode || k->q.m->encode == kvq_ggml_f16_encode;
 }
 
 static bool rotated_values(const kvq_cache *c, int h)

@@ -8,6 +8,8 @@
 #include "pool.h"
 #include "simd.h"
 
+#define EXACT_BLOCK 128   // rows of keys/values converted at a time: 64 KB at head_dim 128
+
 struct kvq_replay {
     kvq_trace *t;          // a reference (kvq_trace_ref), read row by row from its mapping, never copied whole
     int n_layers, n_heads, n_kv, d, total, prefill, pos;
@@ -16,7 +18,7 @@ struct kvq_replay {
     float *kstage, *vstage;   // (n_kv, prefill, d) staging for append
     float *qstage, *out;   // (n_heads, d)
     int n_par;             // exact-attention tasks, each over kv heads g = task, task + n_par, ...
-    float *kx, *vx;        // (n_par, total, d) original keys / values 0..p of a task's kv head
+    float *kx;             // (n_par, EXACT_BLOCK, d) one block of a task's original keys or values
     float *wx;             // (n_par, per, total) exact weights
     float *sx;             // (n_heads, total) exact logits of every query head
     float *ox;             // (n_heads, d) exact outputs
@@ -45,7 +47,6 @@ void kvq_replay_free(kvq_replay *r)
     free(r->qstage);
     free(r->out);
     free(r->kx);
-    free(r->vx);
     free(r->sx);
     free(r->wx);
     free(r->ox);
@@ -95,15 +96,14 @@ kvq_status kvq_replay_new(const kvq_trace *t, const kvq_config *cfg, const kvq_a
     if (r->n_queries) {
         r->n_par = kvq_threads() < r->n_kv ? kvq_threads() : r->n_kv;
         size_t np = (size_t)r->n_par, nh = (size_t)r->n_heads;
-        r->kx = malloc(sizeof(float) * np * T * d);
-        r->vx = malloc(sizeof(float) * np * T * d);
+        r->kx = malloc(sizeof(float) * np * EXACT_BLOCK * d);
         r->wx = malloc(sizeof(float) * np * per * T);
         r->sx = malloc(sizeof(float) * nh * T);
         r->ox = malloc(sizeof(float) * nh * d);
         r->tst = calloc(np, sizeof *r->tst);
     }
     if (!r->qidx || !r->kstage || !r->vstage || !r->qstage || !r->out || !r->lhat || !r->lex || !r->lpos ||
-        (r->n_queries && (!r->kx || !r->vx || !r->sx || !r->wx || !r->ox || !r->tst))) {
+        (r->n_queries && (!r->kx || !r->sx || !r->wx || !r->ox || !r->tst))) {
         kvq_replay_free(r);
         return kvq_error(KVQ_ERR_NOMEM, "replay: out of memory");
     }
@@ -141,18 +141,29 @@ static kvq_status append(kvq_replay *r, int l, int p0, int n)
 // the original keys and values 0..p, through the SIMD row kernels (a scalar
 // double loop here was most of a replay; OpenBLAS sgemm at 4 rows spent it
 // spinning its threads). q: (n_heads, d); logits into sx, outputs into ox.
+// Keys, then values, are converted EXACT_BLOCK rows at a time into a buffer
+// that stays in L2 and serves all the group's query heads: converting 0..p
+// whole and re-reading the f32 copy once per query head went to memory.
+// The result is bit-identical to the whole-prefix form: dot rows are
+// independent, and the axpy accumulators carry over blocks in row order.
 static kvq_status exact(kvq_replay *r, int task, int l, int g, int p, const float *q)
 {
     size_t d = (size_t)r->d, n = (size_t)p + 1, T = (size_t)r->total;
     int per = r->n_heads / r->n_kv;
-    float *kx = r->kx + (size_t)task * T * d, *vx = r->vx + (size_t)task * T * d, scale = 1.0f / sqrtf((float)d);
-    kvq_status st = kvq_trace_rows(r->t, KVQ_STREAM_KEYS, l, g, 0, p + 1, kx);
-    if (!st) st = kvq_trace_rows(r->t, KVQ_STREAM_VALUES, l, g, 0, p + 1, vx);
+    float *kx = r->kx + (size_t)task * EXACT_BLOCK * d, scale = 1.0f / sqrtf((float)d);
+    kvq_status st = KVQ_OK;
+    for (size_t b = 0; b < n && !st; b += EXACT_BLOCK) {
+        size_t nb = n - b < EXACT_BLOCK ? n - b : EXACT_BLOCK;
+        st = kvq_trace_rows(r->t, KVQ_STREAM_KEYS, l, g, (int)b, (int)nb, kx);
+        for (int j = 0; j < per && !st; j++) {
+            size_t h = (size_t)(g * per + j);
+            kvq_dot_rows(q + h * d, kx, nb, d, r->sx + h * T + b);
+        }
+    }
     for (int j = 0; j < per && !st; j++) {
         size_t h = (size_t)(g * per + j);
-        float *s = r->sx + h * T, *w = r->wx + ((size_t)task * (size_t)per + (size_t)j) * T, *o = r->ox + h * d;
+        float *s = r->sx + h * T, *w = r->wx + ((size_t)task * (size_t)per + (size_t)j) * T;
         float m = -INFINITY;
-        kvq_dot_rows(q + h * d, kx, n, d, s);
         for (size_t i = 0; i < n; i++) {
             s[i] *= scale;
             m = s[i] > m ? s[i] : m;
@@ -163,8 +174,15 @@ static kvq_status exact(kvq_replay *r, int task, int l, int g, int p, const floa
         for (size_t i = 0; i < n; i++) sum += w[i];
         float inv = (float)(1.0 / sum);
         for (size_t i = 0; i < n; i++) w[i] *= inv;
-        memset(o, 0, sizeof(float) * d);
-        kvq_axpy_rows(w, vx, n, d, o);
+        memset(r->ox + h * d, 0, sizeof(float) * d);
+    }
+    for (size_t b = 0; b < n && !st; b += EXACT_BLOCK) {
+        size_t nb = n - b < EXACT_BLOCK ? n - b : EXACT_BLOCK;
+        st = kvq_trace_rows(r->t, KVQ_STREAM_VALUES, l, g, (int)b, (int)nb, kx);
+        for (int j = 0; j < per && !st; j++) {
+            size_t h = (size_t)(g * per + j);
+            kvq_axpy_rows(r->wx + ((size_t)task * (size_t)per + (size_t)j) * T + b, kx, nb, d, r->ox + h * d);
+        }
     }
     return st;
 }

@@ -14,6 +14,11 @@ struct kvq_replay {
     kvq_trace *t;          // a reference (kvq_trace_ref), read row by row from its mapping, never copied whole
     int n_layers, n_heads, n_kv, d, total, prefill, pos;
     int n_queries;
+    double attn_rate;      // probability a (layer, position, kv head) group is compared exactly
+    long long attn_pairs_total;  // exact (query, key) pairs over every query of a full replay
+    uint64_t attn_seed;
+    long attn_queries;     // query heads attended through the cache
+    unsigned char *keep;   // (n_kv) this step's sampled groups
     int *qidx;             // (total) query row at each position, -1 when none
     float *kstage, *vstage;   // (n_kv, prefill, d) staging for append
     float *qstage, *out;   // (n_heads, d)
@@ -51,6 +56,7 @@ void kvq_replay_free(kvq_replay *r)
     free(r->wx);
     free(r->ox);
     free(r->tst);
+    free(r->keep);
     free(r->lhat);
     free(r->lex);
     free(r->lpos);
@@ -101,9 +107,10 @@ kvq_status kvq_replay_new(const kvq_trace *t, const kvq_config *cfg, const kvq_a
         r->sx = malloc(sizeof(float) * nh * T);
         r->ox = malloc(sizeof(float) * nh * d);
         r->tst = calloc(np, sizeof *r->tst);
+        r->keep = calloc((size_t)r->n_kv, 1);
     }
     if (!r->qidx || !r->kstage || !r->vstage || !r->qstage || !r->out || !r->lhat || !r->lex || !r->lpos ||
-        (r->n_queries && (!r->kx || !r->sx || !r->wx || !r->ox || !r->tst))) {
+        (r->n_queries && (!r->keep || !r->kx || !r->sx || !r->wx || !r->ox || !r->tst))) {
         kvq_replay_free(r);
         return kvq_error(KVQ_ERR_NOMEM, "replay: out of memory");
     }
@@ -112,6 +119,11 @@ kvq_status kvq_replay_new(const kvq_trace *t, const kvq_config *cfg, const kvq_a
         int32_t p = t->query_positions[i];
         if (p >= 0 && (size_t)p < T) r->qidx[p] = i;
     }
+    for (size_t p = (size_t)r->prefill; p < T; p++)
+        if (r->qidx[p] >= 0) r->attn_pairs_total += (long long)(p + 1) * r->n_heads * r->n_layers;
+    long long budget = o->attn_pairs ? o->attn_pairs : KVQ_REPLAY_ATTN_PAIRS;
+    r->attn_rate = budget > 0 && r->attn_pairs_total > budget ? (double)budget / (double)r->attn_pairs_total : 1.0;
+    r->attn_seed = o->obs.seed;
     kvq_observers_opts oo = o->obs;
     if (!r->n_queries) oo.which &= ~(unsigned)KVQ_OBS_ATTENTION;
     kvq_status st = kvq_cache_set_new(cfg, art, r->n_layers, r->n_kv, r->d, &r->caches);
@@ -187,6 +199,19 @@ static kvq_status exact(kvq_replay *r, int task, int l, int g, int p, const floa
     return st;
 }
 
+// Whether group (l, p, g) is in the seeded sample: splitmix64 of the seed
+// and the group, compared with the rate as a 53-bit uniform.
+static bool sampled(const kvq_replay *r, int l, int p, int g)
+{
+    if (r->attn_rate >= 1.0) return true;
+    uint64_t z = r->attn_seed ^ ((uint64_t)(uint32_t)l << 40 | (uint64_t)(uint32_t)p << 12 | (uint64_t)(uint32_t)g);
+    z += 0x9e3779b97f4a7c15ull;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    z ^= z >> 31;
+    return (double)(z >> 11) * 0x1p-53 < r->attn_rate;
+}
+
 typedef struct { kvq_replay *r; int l, p; } exact_job;
 
 // Task t of the pool: kv heads t, t + n_par, ... (each writes only its own
@@ -195,7 +220,8 @@ static void exact_task(void *ctx, int task)
 {
     exact_job *j = ctx;
     kvq_status st = KVQ_OK;
-    for (int g = task; g < j->r->n_kv && !st; g += j->r->n_par) st = exact(j->r, task, j->l, g, j->p, j->r->qstage);
+    for (int g = task; g < j->r->n_kv && !st; g += j->r->n_par)
+        if (j->r->keep[g]) st = exact(j->r, task, j->l, g, j->p, j->r->qstage);
     j->r->tst[task] = st;
 }
 
@@ -213,13 +239,18 @@ static kvq_status attend(kvq_replay *r, int l, int p)
     kvq_cache *c = r->caches->layers[l];
     int32_t pos = p;
     st = kvq_cache_attend(c, r->qstage, r->n_heads, 1, &pos, r->out);
+    if (!st) r->attn_queries += r->n_heads;
     if (st || !(kvq_observers_which(r->obs) & KVQ_OBS_ATTENTION)) return st;
+    int any = 0, per = r->n_heads / r->n_kv;
+    for (int g = 0; g < r->n_kv; g++) any += r->keep[g] = sampled(r, l, p, g);
+    if (!any) return KVQ_OK;
     exact_job job = {r, l, p};
     kvq_parallel_for(r->n_par, exact_task, &job);
     for (int t = 0; t < r->n_par; t++)
         if (r->tst[t]) return r->tst[t];
     // the cache's logits use its own scratch: one head at a time, in head order
     for (int h = 0; h < r->n_heads && !st; h++) {
+        if (!r->keep[h / per]) continue;
         int n = 0;
         st = kvq_cache_logits(c, r->qstage + (size_t)h * d, h, r->n_heads, p, r->lhat, r->lpos, &n);
         const float *sx = r->sx + (size_t)h * T;
@@ -269,6 +300,7 @@ void kvq_replay_restart(kvq_replay *r, unsigned keep)
     kvq_cache_set_reset(r->caches);
     kvq_observers_reset(r->obs, KVQ_OBS_ALL & ~keep);
     r->pos = 0;
+    r->attn_queries = 0;
 }
 
 int kvq_replay_pos(const kvq_replay *r) { return r->pos; }
@@ -290,5 +322,8 @@ void kvq_replay_snapshot_get(const kvq_replay *r, kvq_replay_snapshot *s)
         s->key_bpc += 8.0 * (double)kvq_cache_key_bpv(r->caches->layers[l]) / r->d / r->n_layers;
         s->value_bpc += 8.0 * (double)kvq_cache_value_bpv(r->caches->layers[l]) / r->d / r->n_layers;
     }
+    s->attn_queries = r->attn_queries;
+    s->attn_rate = r->attn_rate;
+    s->attn_pairs_total = r->attn_pairs_total;
     kvq_observers_report(r->obs, &s->report);
 }

@@ -14,8 +14,16 @@
 #include "observe.h"
 #include "trace.h"
 
+// The exact reference costs one (query, key) pair per query head and cached
+// position; above attn_pairs pairs in a whole replay it runs on a seeded
+// sample of (layer, position, kv head) groups, each kept with probability
+// attn_pairs / total pairs (hash of obs.seed and the group: the same groups
+// for any thread count or step size). Every query still goes through the
+// cache; only the comparison is sampled. The snapshot states the sample.
+#define KVQ_REPLAY_ATTN_PAIRS (1LL << 27)
 typedef struct kvq_replay_opts {
     int seq_len;               // tokens replayed, 0 = the whole trace
+    long long attn_pairs;      // exact-attention budget: 0 = KVQ_REPLAY_ATTN_PAIRS, < 0 = every query
     kvq_observers_opts obs;    // attention is dropped when the trace has no queries
 } kvq_replay_opts;
 void kvq_replay_opts_default(kvq_replay_opts *o);
@@ -53,7 +61,10 @@ typedef struct kvq_replay_snapshot {
     size_t bytes;              // all caches now (kvq_cache_set_bytes)
     size_t fp16_bytes;         // the same visible tokens as fp16 K+V
     double key_bpc, value_bpc; // bits per coordinate of a key / value record, mean over layers
-    kvq_report report;
+    long attn_queries;         // query heads attended through the cache so far (all layers)
+    double attn_rate;          // fraction of (layer, position, kv head) groups compared exactly (1 = all)
+    long long attn_pairs_total;// (query, key) pairs of the exact reference over every query of a full replay
+    kvq_report report;         // report.attention.num_queries: the query heads compared
 } kvq_replay_snapshot;
 void kvq_replay_snapshot_get(const kvq_replay *r, kvq_replay_snapshot *s);
 #endif

@@ -196,11 +196,11 @@ static void print_summary(kvs_session *s, const char *cmd, const kvq_config *c, 
                    MV(0, KEY_COSINE, NAN));
     const kvq_attention_report *at = &r->attention;
     if (at->num_queries && sn->attn_rate < 1)
-        kvs_printf(s, "attention  %s, %s, %s (k = %d, %ld of %ld queries: a seeded sample (seed %llu) of "
-                   "(layer, position, kv head) groups at rate %.4f, as the exact reference over every query "
+        kvs_printf(s, "attention  %s, %s, %s (k = %d, %ld of %ld queries: a seeded sample (seed %llu), 1 in "
+                   "%.0f queries of each layer and kv head, as the exact reference over every query "
                    "is %lld query-key pairs, above %lld)", MV(0, OUTPUT_ERROR, at->mean_output_rel_error),
                    MV(1, ATTN_KL, at->mean_kl_divergence), MV(2, TOPK_RECALL, at->topk_recall), at->topk,
-                   at->num_queries, sn->attn_queries, (unsigned long long)c->seed, sn->attn_rate,
+                   at->num_queries, sn->attn_queries, (unsigned long long)c->seed, 1.0 / sn->attn_rate,
                    sn->attn_pairs_total, (long long)KVQ_REPLAY_ATTN_PAIRS);
     else if (at->num_queries)
         kvs_printf(s, "attention  %s, %s, %s (k = %d, %ld queries)", MV(0, OUTPUT_ERROR, at->mean_output_rel_error),

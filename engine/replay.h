@@ -16,10 +16,11 @@
 
 // The exact reference costs one (query, key) pair per query head and cached
 // position; above attn_pairs pairs in a whole replay it runs on a seeded
-// sample of (layer, position, kv head) groups, each kept with probability
-// attn_pairs / total pairs (hash of obs.seed and the group: the same groups
-// for any thread count or step size). Every query still goes through the
-// cache; only the comparison is sampled. The snapshot states the sample.
+// systematic sample: for each (layer, kv head), every s-th query row from an
+// offset hashed from obs.seed, layer and head, s = ceil(total pairs /
+// attn_pairs) (the same groups for any thread count or step size). Every
+// query still goes through the cache; only the comparison is sampled. The
+// snapshot states the sample.
 #define KVQ_REPLAY_ATTN_PAIRS (1LL << 27)
 typedef struct kvq_replay_opts {
     int seq_len;               // tokens replayed, 0 = the whole trace
@@ -62,7 +63,7 @@ typedef struct kvq_replay_snapshot {
     size_t fp16_bytes;         // the same visible tokens as fp16 K+V
     double key_bpc, value_bpc; // bits per coordinate of a key / value record, mean over layers
     long attn_queries;         // query heads attended through the cache so far (all layers)
-    double attn_rate;          // fraction of (layer, position, kv head) groups compared exactly (1 = all)
+    double attn_rate;          // 1 / the sample's stride: about this fraction of the queries compared (1 = all)
     long long attn_pairs_total;// (query, key) pairs of the exact reference over every query of a full replay
     kvq_report report;         // report.attention.num_queries: the query heads compared
 } kvq_replay_snapshot;

@@ -329,7 +329,7 @@ static void test_replay(void **st)
     assert_int_equal(nq % (t->n_heads / t->n_kv_heads), 0);
     assert_true(nq > all / 8 && nq < all / 2);
     assert_memory_equal(&ss.report.attention, &sb2.report.attention, sizeof ss.report.attention);
-    assert_true(fabs(ss.report.attention.mean_output_rel_error / sa.report.attention.mean_output_rel_error - 1) < 0.2);
+    assert_true(fabs(ss.report.attention.mean_output_rel_error / sa.report.attention.mean_output_rel_error - 1) < 0.05);
     assert_true(fabs(ss.report.attention.topk_recall - sa.report.attention.topk_recall) < 0.1);
     assert_memory_equal(&ss.report.distortion, &sa.report.distortion, sizeof ss.report.distortion);
     kvq_replay_free(a);

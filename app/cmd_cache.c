@@ -102,6 +102,10 @@ static json_t *report_json(const kvq_config *c, const kvq_artifacts *art, const 
                             layer_array(at->per_layer_output_rel_error, nl), "per_layer_kl_divergence",
                             layer_array(at->per_layer_kl_divergence, nl), "per_layer_topk_recall",
                             layer_array(at->per_layer_topk_recall, nl));
+    // the attention figures are over a seeded sample when sample_rate < 1 (replay.h)
+    json_object_set_new(att, "num_queries_attended", json_integer(sn->attn_queries));
+    json_object_set_new(att, "sample_rate", num(sn->attn_rate));
+    json_object_set_new(att, "sample_seed", json_integer((json_int_t)c->seed));
     return json_pack("{s:o, s:o, s:o, s:o, s:o, s:o}", "config", cfg, "distortion", dist, "latency", lat, "memory",
                      mem, "key_norm", kn, "attention", att);
 }
@@ -191,7 +195,14 @@ static void print_summary(kvs_session *s, const char *cmd, const kvq_config *c, 
         kvs_printf(s, "distortion %s: no key was compressed (fp16 windows/protected layers hold every token)",
                    MV(0, KEY_COSINE, NAN));
     const kvq_attention_report *at = &r->attention;
-    if (at->num_queries)
+    if (at->num_queries && sn->attn_rate < 1)
+        kvs_printf(s, "attention  %s, %s, %s (k = %d, %ld of %ld queries: a seeded sample (seed %llu), 1 in "
+                   "%.0f queries of each layer and kv head, as the exact reference over every query "
+                   "is %lld query-key pairs, above %lld)", MV(0, OUTPUT_ERROR, at->mean_output_rel_error),
+                   MV(1, ATTN_KL, at->mean_kl_divergence), MV(2, TOPK_RECALL, at->topk_recall), at->topk,
+                   at->num_queries, sn->attn_queries, (unsigned long long)c->seed, 1.0 / sn->attn_rate,
+                   sn->attn_pairs_total, (long long)KVQ_REPLAY_ATTN_PAIRS);
+    else if (at->num_queries)
         kvs_printf(s, "attention  %s, %s, %s (k = %d, %ld queries)", MV(0, OUTPUT_ERROR, at->mean_output_rel_error),
                    MV(1, ATTN_KL, at->mean_kl_divergence), MV(2, TOPK_RECALL, at->topk_recall), at->topk, at->num_queries);
     else

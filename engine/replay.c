@@ -8,15 +8,23 @@
 #include "pool.h"
 #include "simd.h"
 
+#define EXACT_BLOCK 128   // rows of keys/values converted at a time: 64 KB at head_dim 128
+
 struct kvq_replay {
     kvq_trace *t;          // a reference (kvq_trace_ref), read row by row from its mapping, never copied whole
     int n_layers, n_heads, n_kv, d, total, prefill, pos;
     int n_queries;
+    int attn_stride;       // every attn_stride-th query of a (layer, kv head) is compared exactly
+    double attn_rate;      // 1 / attn_stride
+    long long attn_pairs_total;  // exact (query, key) pairs over every query of a full replay
+    uint64_t attn_seed;
+    long attn_queries;     // query heads attended through the cache
+    unsigned char *keep;   // (n_kv) this step's sampled groups
     int *qidx;             // (total) query row at each position, -1 when none
     float *kstage, *vstage;   // (n_kv, prefill, d) staging for append
     float *qstage, *out;   // (n_heads, d)
     int n_par;             // exact-attention tasks, each over kv heads g = task, task + n_par, ...
-    float *kx, *vx;        // (n_par, total, d) original keys / values 0..p of a task's kv head
+    float *kx;             // (n_par, EXACT_BLOCK, d) one block of a task's original keys or values
     float *wx;             // (n_par, per, total) exact weights
     float *sx;             // (n_heads, total) exact logits of every query head
     float *ox;             // (n_heads, d) exact outputs
@@ -45,11 +53,11 @@ void kvq_replay_free(kvq_replay *r)
     free(r->qstage);
     free(r->out);
     free(r->kx);
-    free(r->vx);
     free(r->sx);
     free(r->wx);
     free(r->ox);
     free(r->tst);
+    free(r->keep);
     free(r->lhat);
     free(r->lex);
     free(r->lpos);
@@ -95,15 +103,15 @@ kvq_status kvq_replay_new(const kvq_trace *t, const kvq_config *cfg, const kvq_a
     if (r->n_queries) {
         r->n_par = kvq_threads() < r->n_kv ? kvq_threads() : r->n_kv;
         size_t np = (size_t)r->n_par, nh = (size_t)r->n_heads;
-        r->kx = malloc(sizeof(float) * np * T * d);
-        r->vx = malloc(sizeof(float) * np * T * d);
+        r->kx = malloc(sizeof(float) * np * EXACT_BLOCK * d);
         r->wx = malloc(sizeof(float) * np * per * T);
         r->sx = malloc(sizeof(float) * nh * T);
         r->ox = malloc(sizeof(float) * nh * d);
         r->tst = calloc(np, sizeof *r->tst);
+        r->keep = calloc((size_t)r->n_kv, 1);
     }
     if (!r->qidx || !r->kstage || !r->vstage || !r->qstage || !r->out || !r->lhat || !r->lex || !r->lpos ||
-        (r->n_queries && (!r->kx || !r->vx || !r->sx || !r->wx || !r->ox || !r->tst))) {
+        (r->n_queries && (!r->keep || !r->kx || !r->sx || !r->wx || !r->ox || !r->tst))) {
         kvq_replay_free(r);
         return kvq_error(KVQ_ERR_NOMEM, "replay: out of memory");
     }
@@ -112,6 +120,14 @@ kvq_status kvq_replay_new(const kvq_trace *t, const kvq_config *cfg, const kvq_a
         int32_t p = t->query_positions[i];
         if (p >= 0 && (size_t)p < T) r->qidx[p] = i;
     }
+    for (size_t p = (size_t)r->prefill; p < T; p++)
+        if (r->qidx[p] >= 0) r->attn_pairs_total += (long long)(p + 1) * r->n_heads * r->n_layers;
+    long long budget = o->attn_pairs ? o->attn_pairs : KVQ_REPLAY_ATTN_PAIRS;
+    // the smallest stride that keeps the pairs within the budget
+    r->attn_stride = budget > 0 && r->attn_pairs_total > budget
+                         ? (int)((r->attn_pairs_total + budget - 1) / budget) : 1;
+    r->attn_rate = 1.0 / r->attn_stride;
+    r->attn_seed = o->obs.seed;
     kvq_observers_opts oo = o->obs;
     if (!r->n_queries) oo.which &= ~(unsigned)KVQ_OBS_ATTENTION;
     kvq_status st = kvq_cache_set_new(cfg, art, r->n_layers, r->n_kv, r->d, &r->caches);
@@ -141,18 +157,29 @@ static kvq_status append(kvq_replay *r, int l, int p0, int n)
 // the original keys and values 0..p, through the SIMD row kernels (a scalar
 // double loop here was most of a replay; OpenBLAS sgemm at 4 rows spent it
 // spinning its threads). q: (n_heads, d); logits into sx, outputs into ox.
+// Keys, then values, are converted EXACT_BLOCK rows at a time into a buffer
+// that stays in L2 and serves all the group's query heads: converting 0..p
+// whole and re-reading the f32 copy once per query head went to memory.
+// The result is bit-identical to the whole-prefix form: dot rows are
+// independent, and the axpy accumulators carry over blocks in row order.
 static kvq_status exact(kvq_replay *r, int task, int l, int g, int p, const float *q)
 {
     size_t d = (size_t)r->d, n = (size_t)p + 1, T = (size_t)r->total;
     int per = r->n_heads / r->n_kv;
-    float *kx = r->kx + (size_t)task * T * d, *vx = r->vx + (size_t)task * T * d, scale = 1.0f / sqrtf((float)d);
-    kvq_status st = kvq_trace_rows(r->t, KVQ_STREAM_KEYS, l, g, 0, p + 1, kx);
-    if (!st) st = kvq_trace_rows(r->t, KVQ_STREAM_VALUES, l, g, 0, p + 1, vx);
+    float *kx = r->kx + (size_t)task * EXACT_BLOCK * d, scale = 1.0f / sqrtf((float)d);
+    kvq_status st = KVQ_OK;
+    for (size_t b = 0; b < n && !st; b += EXACT_BLOCK) {
+        size_t nb = n - b < EXACT_BLOCK ? n - b : EXACT_BLOCK;
+        st = kvq_trace_rows(r->t, KVQ_STREAM_KEYS, l, g, (int)b, (int)nb, kx);
+        for (int j = 0; j < per && !st; j++) {
+            size_t h = (size_t)(g * per + j);
+            kvq_dot_rows(q + h * d, kx, nb, d, r->sx + h * T + b);
+        }
+    }
     for (int j = 0; j < per && !st; j++) {
         size_t h = (size_t)(g * per + j);
-        float *s = r->sx + h * T, *w = r->wx + ((size_t)task * (size_t)per + (size_t)j) * T, *o = r->ox + h * d;
+        float *s = r->sx + h * T, *w = r->wx + ((size_t)task * (size_t)per + (size_t)j) * T;
         float m = -INFINITY;
-        kvq_dot_rows(q + h * d, kx, n, d, s);
         for (size_t i = 0; i < n; i++) {
             s[i] *= scale;
             m = s[i] > m ? s[i] : m;
@@ -163,10 +190,33 @@ static kvq_status exact(kvq_replay *r, int task, int l, int g, int p, const floa
         for (size_t i = 0; i < n; i++) sum += w[i];
         float inv = (float)(1.0 / sum);
         for (size_t i = 0; i < n; i++) w[i] *= inv;
-        memset(o, 0, sizeof(float) * d);
-        kvq_axpy_rows(w, vx, n, d, o);
+        memset(r->ox + h * d, 0, sizeof(float) * d);
+    }
+    for (size_t b = 0; b < n && !st; b += EXACT_BLOCK) {
+        size_t nb = n - b < EXACT_BLOCK ? n - b : EXACT_BLOCK;
+        st = kvq_trace_rows(r->t, KVQ_STREAM_VALUES, l, g, (int)b, (int)nb, kx);
+        for (int j = 0; j < per && !st; j++) {
+            size_t h = (size_t)(g * per + j);
+            kvq_axpy_rows(r->wx + ((size_t)task * (size_t)per + (size_t)j) * T + b, kx, nb, d, r->ox + h * d);
+        }
     }
     return st;
+}
+
+// Whether group (l, p, g) is in the seeded sample: a systematic sample,
+// every attn_stride-th query row of each (layer, kv head) from a seeded
+// offset (splitmix64 of the seed, layer and kv head). Every layer and head
+// then gets the same share, spread evenly over positions: a Bernoulli sample
+// of groups at the same rate moved the S1 KL figure by 2%.
+static bool sampled(const kvq_replay *r, int l, int p, int g)
+{
+    if (r->attn_stride <= 1) return true;
+    uint64_t z = r->attn_seed ^ ((uint64_t)(uint32_t)l << 32 | (uint64_t)(uint32_t)g);
+    z += 0x9e3779b97f4a7c15ull;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    z ^= z >> 31;
+    return ((uint64_t)r->qidx[p] + z % (uint64_t)r->attn_stride) % (uint64_t)r->attn_stride == 0;
 }
 
 typedef struct { kvq_replay *r; int l, p; } exact_job;
@@ -177,7 +227,8 @@ static void exact_task(void *ctx, int task)
 {
     exact_job *j = ctx;
     kvq_status st = KVQ_OK;
-    for (int g = task; g < j->r->n_kv && !st; g += j->r->n_par) st = exact(j->r, task, j->l, g, j->p, j->r->qstage);
+    for (int g = task; g < j->r->n_kv && !st; g += j->r->n_par)
+        if (j->r->keep[g]) st = exact(j->r, task, j->l, g, j->p, j->r->qstage);
     j->r->tst[task] = st;
 }
 
@@ -195,13 +246,18 @@ static kvq_status attend(kvq_replay *r, int l, int p)
     kvq_cache *c = r->caches->layers[l];
     int32_t pos = p;
     st = kvq_cache_attend(c, r->qstage, r->n_heads, 1, &pos, r->out);
+    if (!st) r->attn_queries += r->n_heads;
     if (st || !(kvq_observers_which(r->obs) & KVQ_OBS_ATTENTION)) return st;
+    int any = 0, per = r->n_heads / r->n_kv;
+    for (int g = 0; g < r->n_kv; g++) any += r->keep[g] = sampled(r, l, p, g);
+    if (!any) return KVQ_OK;
     exact_job job = {r, l, p};
     kvq_parallel_for(r->n_par, exact_task, &job);
     for (int t = 0; t < r->n_par; t++)
         if (r->tst[t]) return r->tst[t];
     // the cache's logits use its own scratch: one head at a time, in head order
     for (int h = 0; h < r->n_heads && !st; h++) {
+        if (!r->keep[h / per]) continue;
         int n = 0;
         st = kvq_cache_logits(c, r->qstage + (size_t)h * d, h, r->n_heads, p, r->lhat, r->lpos, &n);
         const float *sx = r->sx + (size_t)h * T;
@@ -251,6 +307,7 @@ void kvq_replay_restart(kvq_replay *r, unsigned keep)
     kvq_cache_set_reset(r->caches);
     kvq_observers_reset(r->obs, KVQ_OBS_ALL & ~keep);
     r->pos = 0;
+    r->attn_queries = 0;
 }
 
 int kvq_replay_pos(const kvq_replay *r) { return r->pos; }
@@ -272,5 +329,8 @@ void kvq_replay_snapshot_get(const kvq_replay *r, kvq_replay_snapshot *s)
         s->key_bpc += 8.0 * (double)kvq_cache_key_bpv(r->caches->layers[l]) / r->d / r->n_layers;
         s->value_bpc += 8.0 * (double)kvq_cache_value_bpv(r->caches->layers[l]) / r->d / r->n_layers;
     }
+    s->attn_queries = r->attn_queries;
+    s->attn_rate = r->attn_rate;
+    s->attn_pairs_total = r->attn_pairs_total;
     kvq_observers_report(r->obs, &s->report);
 }

@@ -14,8 +14,17 @@
 #include "observe.h"
 #include "trace.h"
 
+// The exact reference costs one (query, key) pair per query head and cached
+// position; above attn_pairs pairs in a whole replay it runs on a seeded
+// systematic sample: for each (layer, kv head), every s-th query row from an
+// offset hashed from obs.seed, layer and head, s = ceil(total pairs /
+// attn_pairs) (the same groups for any thread count or step size). Every
+// query still goes through the cache; only the comparison is sampled. The
+// snapshot states the sample.
+#define KVQ_REPLAY_ATTN_PAIRS (1LL << 27)
 typedef struct kvq_replay_opts {
     int seq_len;               // tokens replayed, 0 = the whole trace
+    long long attn_pairs;      // exact-attention budget: 0 = KVQ_REPLAY_ATTN_PAIRS, < 0 = every query
     kvq_observers_opts obs;    // attention is dropped when the trace has no queries
 } kvq_replay_opts;
 void kvq_replay_opts_default(kvq_replay_opts *o);
@@ -53,7 +62,10 @@ typedef struct kvq_replay_snapshot {
     size_t bytes;              // all caches now (kvq_cache_set_bytes)
     size_t fp16_bytes;         // the same visible tokens as fp16 K+V
     double key_bpc, value_bpc; // bits per coordinate of a key / value record, mean over layers
-    kvq_report report;
+    long attn_queries;         // query heads attended through the cache so far (all layers)
+    double attn_rate;          // 1 / the sample's stride: about this fraction of the queries compared (1 = all)
+    long long attn_pairs_total;// (query, key) pairs of the exact reference over every query of a full replay
+    kvq_report report;         // report.attention.num_queries: the query heads compared
 } kvq_replay_snapshot;
 void kvq_replay_snapshot_get(const kvq_replay *r, kvq_replay_snapshot *s);
 #endif

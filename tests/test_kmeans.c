@@ -324,6 +324,47 @@ static void test_argmin_matches_scalar(void **state)
     }
 }
 
+// The small-d scores (d <= KVQ_KMEANS_SMALL_D) and the fused argmin2 over
+// them: AVX2 equals the scalar reference, on random points and on points and
+// centroids from a small integer grid (many ties: the lowest index must win,
+// and the second value equals the best on a tie), k with and without a tail.
+static void test_small_d_scores_match_scalar(void **state)
+{
+    (void)state;
+    kvq_rng r;
+    kvq_rng_seed(&r, 11);
+    enum { M = 5, KMAX = 300 };
+    float x[M * KVQ_KMEANS_SMALL_D], ct[KVQ_KMEANS_SMALL_D * KMAX], cn[KMAX], fa[M * KMAX], fb[M * KMAX];
+    for (int trial = 0; trial < 300; trial++) {
+        int d = 1 + trial % KVQ_KMEANS_SMALL_D, k = trial % 3 == 0 ? 256 : 1 + (int)(kvq_rng_uniform(&r) * (KMAX - 1));
+        bool grid = trial % 2;
+        for (int i = 0; i < M * d; i++) x[i] = grid ? (float)(int)(kvq_rng_uniform(&r) * 3) : (float)kvq_rng_gauss(&r);
+        for (int i = 0; i < d * k; i++) ct[i] = grid ? (float)(int)(kvq_rng_uniform(&r) * 3) : (float)kvq_rng_gauss(&r);
+        for (int j = 0; j < k; j++) {
+            double s = 0;
+            for (int t = 0; t < d; t++) s += (double)ct[t * k + j] * ct[t * k + j];
+            cn[j] = (float)s;
+        }
+        kvq_simd_force_scalar(false);
+        kvq_kmeans_scores_small(x, M, d, ct, k, fa);
+        kvq_kmeans_scores_small_ref(x, M, d, ct, k, fb);
+        for (int i = 0; i < M * k; i++) assert_true(fa[i] == fb[i]);
+        for (int i = 0; i < M; i++) {
+            float b1, s1, b2, s2, b3, s3;
+            kvq_simd_force_scalar(false);
+            int j1 = kvq_kmeans_argmin2_small(x + i * d, d, ct, cn, k, &b1, &s1);
+            kvq_simd_force_scalar(true);
+            int j2 = kvq_kmeans_argmin2_small(x + i * d, d, ct, cn, k, &b2, &s2);
+            int j3 = kvq_kmeans_argmin2(fb + i * k, cn, k, &b3, &s3);   // the unfused spec
+            kvq_simd_force_scalar(false);
+            assert_int_equal(j1, j3);
+            assert_int_equal(j2, j3);
+            assert_true(b1 == b3 && b2 == b3);
+            assert_true((s1 == s3 || (isinf(s1) && isinf(s3))) && (s2 == s3 || (isinf(s2) && isinf(s3))));
+        }
+    }
+}
+
 // calib/rowops.h: the AVX2 compilation gives the reference's bits.
 static void test_rowops_match_reference(void **state)
 {
@@ -360,6 +401,7 @@ int main(void)
         cmocka_unit_test(test_args_and_cancel),
         cmocka_unit_test(test_matches_reference),
         cmocka_unit_test(test_argmin_matches_scalar),
+        cmocka_unit_test(test_small_d_scores_match_scalar),
         cmocka_unit_test(test_rowops_match_reference),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

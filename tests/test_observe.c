@@ -14,6 +14,7 @@
 #include <cmocka.h>
 #include "cache.h"
 #include "observe.h"
+#include "pool.h"
 #include "replay.h"
 #include "rng.h"
 #include "trace.h"
@@ -301,6 +302,45 @@ static void test_replay(void **st)
     assert_memory_equal(&sa.report.attention, &sb.report.attention, sizeof sa.report.attention);
     kvq_replay_free(a);
     kvq_replay_free(b);
+
+    // A seeded sample of the exact comparison: every query still attended,
+    // about attn_pairs / total of the groups compared, the same groups for any
+    // step size and thread count, figures near the full ones.
+    kvq_replay_opts os = o;
+    os.attn_pairs = sa.attn_pairs_total / 4;
+    assert_true(sa.attn_rate == 1.0 && sa.attn_pairs_total > 0);
+    assert_int_equal(sa.report.attention.num_queries, sa.attn_queries);
+    assert_int_equal(kvq_replay_new(t, &c, NULL, &os, &a), KVQ_OK);
+    assert_int_equal(kvq_replay_new(t, &c, NULL, &os, &b), KVQ_OK);
+    assert_int_equal(kvq_replay_run(a, NULL), KVQ_OK);
+    kvq_threads_set(2);
+    while (!kvq_replay_done(b)) assert_int_equal(kvq_replay_step(b, 5), KVQ_OK);
+    kvq_threads_set(0);
+    kvq_replay_snapshot ss, sb2;
+    kvq_replay_snapshot_get(a, &ss);
+    kvq_replay_snapshot_get(b, &sb2);
+    long nq = ss.report.attention.num_queries, all = ss.attn_queries;
+    printf("  replay sampled at rate %.3f: %ld of %ld queries, attn err %.4f (all: %.4f), KL %.4f (all: %.4f)\n",
+           ss.attn_rate, nq, all, ss.report.attention.mean_output_rel_error,
+           sa.report.attention.mean_output_rel_error, ss.report.attention.mean_kl_divergence,
+           sa.report.attention.mean_kl_divergence);
+    assert_true(fabs(ss.attn_rate - 0.25) < 1e-3);
+    assert_int_equal(all, sa.attn_queries);
+    assert_int_equal(nq % (t->n_heads / t->n_kv_heads), 0);
+    assert_true(nq > all / 8 && nq < all / 2);
+    assert_memory_equal(&ss.report.attention, &sb2.report.attention, sizeof ss.report.attention);
+    assert_true(fabs(ss.report.attention.mean_output_rel_error / sa.report.attention.mean_output_rel_error - 1) < 0.05);
+    assert_true(fabs(ss.report.attention.topk_recall - sa.report.attention.topk_recall) < 0.1);
+    assert_memory_equal(&ss.report.distortion, &sa.report.distortion, sizeof ss.report.distortion);
+    kvq_replay_free(a);
+    kvq_replay_free(b);
+    os.attn_pairs = -1;   // every query, however large
+    assert_int_equal(kvq_replay_new(t, &c, NULL, &os, &a), KVQ_OK);
+    assert_int_equal(kvq_replay_run(a, NULL), KVQ_OK);
+    kvq_replay_snapshot_get(a, &ss);
+    assert_true(ss.attn_rate == 1.0);
+    assert_memory_equal(&ss.report.attention, &sa.report.attention, sizeof ss.report.attention);
+    kvq_replay_free(a);
     // bad seq_len
     o.seq_len = t->n_tokens + 1;
     assert_int_equal(kvq_replay_new(t, &c, NULL, &o, &a), KVQ_ERR_ARG);

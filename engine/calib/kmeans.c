@@ -43,18 +43,34 @@ void kvq_kmeans_sqdist(const float *x, const float *xnorm, size_t n, const float
         }
 }
 
+// ct (d, k) = c (k, d) transposed, for kvq_kmeans_scores_small.
+static void transpose_centroids(const float *c, int k, int d, float *ct)
+{
+    for (int j = 0; j < k; j++)
+        for (int t = 0; t < d; t++) ct[(size_t)t * k + j] = c[(size_t)j * d + t];
+}
+
+// sc (m, k) = -2 x c^T for a tile of rows: the small-d kernel (ct: the
+// centroids transposed) up to KVQ_KMEANS_SMALL_D dimensions, else one sgemm.
+static void tile_scores(const float *x, size_t m, const float *c, const float *ct, int k, int d, float *sc)
+{
+    if (d <= KVQ_KMEANS_SMALL_D)
+        kvq_kmeans_scores_small(x, m, d, ct, k, sc);
+    else
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, k, d, -2.0f, x, d, c, d, 0.0f, sc, k);
+}
+
 // Assignment over tiles of KM_TILE rows; scratch: (KM_TILE, k). The argmin
 // runs on cnorm - 2 x.c straight from the sgemm block (|x|^2 is the same for
 // every centroid of a row, so it is added to the winner only): one pass over
 // the block instead of two, while it is still in cache.
-static void assign_chunks(const float *x, const float *xnorm, size_t n, const float *c,
+static void assign_chunks(const float *x, const float *xnorm, size_t n, const float *c, const float *ct,
                           const float *cnorm, int k, int d, float *scratch, int32_t *assign,
                           float *best)
 {
     for (size_t i0 = 0; i0 < n; i0 += KM_TILE) {
         size_t m = n - i0 < KM_TILE ? n - i0 : KM_TILE;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, k, d, -2.0f,
-                    x + i0 * (size_t)d, d, c, d, 0.0f, scratch, k);
+        tile_scores(x + i0 * (size_t)d, m, c, ct, k, d, scratch);
         for (size_t i = 0; i < m; i++) {
             const float *row = scratch + i * (size_t)k;
             float bv;
@@ -74,15 +90,16 @@ kvq_status kvq_kmeans_assign(const float *x, size_t n, const float *c, int k, in
     if (k < 1 || d < 1) return kvq_error(KVQ_ERR_ARG, "kmeans_assign: k=%d d=%d (expected >= 1)", k, d);
     float *xn = malloc(sizeof(float) * (n ? n : 1));
     float *cn = malloc(sizeof(float) * (size_t)k);
-    float *sc = malloc(sizeof(float) * KM_TILE * (size_t)k);
-    if (!xn || !cn || !sc) {
-        free(xn), free(cn), free(sc);
+    float *sc = malloc(sizeof(float) * KM_TILE * (size_t)k), *ct = malloc(sizeof(float) * (size_t)k * d);
+    if (!xn || !cn || !sc || !ct) {
+        free(xn), free(cn), free(sc), free(ct);
         return kvq_error(KVQ_ERR_NOMEM, "kmeans_assign: out of memory (n=%zu, k=%d)", n, k);
     }
     row_norms(x, n, d, xn);
     row_norms(c, (size_t)k, d, cn);
-    assign_chunks(x, xn, n, c, cn, k, d, sc, assign, best);
-    free(xn), free(cn), free(sc);
+    transpose_centroids(c, k, d, ct);
+    assign_chunks(x, xn, n, c, ct, cn, k, d, sc, assign, best);
+    free(xn), free(cn), free(sc), free(ct);
     return KVQ_OK;
 }
 
@@ -199,14 +216,16 @@ static double sgemm_margin(int d, double xn, double cn)
     return 1.2e-7 * (d + 4) * (xn + cn);
 }
 
-static void bounds_scan(km_bounds *b, size_t m, const float *c, const float *cn, double cnmax, int k, int d,
-                        float *sc, int32_t *assign)
+static void bounds_scan(km_bounds *b, size_t m, const float *c, const float *ct, const float *cn, double cnmax,
+                        int k, int d, float *sc, int32_t *assign)
 {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, k, d, -2.0f, b->xt, d, c, d, 0.0f, sc, k);
+    bool small = d <= KVQ_KMEANS_SMALL_D;
+    if (!small) tile_scores(b->xt, m, c, ct, k, d, sc);
     for (size_t i = 0; i < m; i++) {
         float bv, sv;
         size_t r = b->rows[i];
-        assign[r] = kvq_kmeans_argmin2(sc + i * (size_t)k, cn, k, &bv, &sv);
+        assign[r] = small ? kvq_kmeans_argmin2_small(b->xt + i * (size_t)d, d, ct, cn, k, &bv, &sv)
+                          : kvq_kmeans_argmin2(sc + i * (size_t)k, cn, k, &bv, &sv);
         double s2 = (double)sv + b->xtn[i] - sgemm_margin(d, b->xtn[i], cnmax);
         b->lb[r] = s2 > 0 ? sqrt(s2) : 0;
     }
@@ -214,8 +233,8 @@ static void bounds_scan(km_bounds *b, size_t m, const float *c, const float *cn,
 
 // The assignment step: all = scan every row (first iteration), else rows the
 // bounds cannot settle; the others keep prev.
-static void assign_bounds(km_bounds *b, const float *x, const float *xn, size_t n, const float *c, const float *cn,
-                          int k, int d, float *sc, const int32_t *prev, int32_t *assign, bool all)
+static void assign_bounds(km_bounds *b, const float *x, const float *xn, size_t n, const float *c,
+                          const float *ct, const float *cn, int k, int d, float *sc, const int32_t *prev, int32_t *assign, bool all)
 {
     double cnmax = 0;
     for (int j = 0; j < k; j++) cnmax = cn[j] > cnmax ? cn[j] : cnmax;
@@ -243,9 +262,9 @@ static void assign_bounds(km_bounds *b, const float *x, const float *xn, size_t 
         memcpy(b->xt + mt * d, xi, sizeof(float) * (size_t)d);
         b->xtn[mt] = xn[i];
         b->rows[mt++] = (uint32_t)i;
-        if (mt == KM_TILE) bounds_scan(b, mt, c, cn, cnmax, k, d, sc, assign), mt = 0;
+        if (mt == KM_TILE) bounds_scan(b, mt, c, ct, cn, cnmax, k, d, sc, assign), mt = 0;
     }
-    if (mt) bounds_scan(b, mt, c, cn, cnmax, k, d, sc, assign);
+    if (mt) bounds_scan(b, mt, c, ct, cn, cnmax, k, d, sc, assign);
 }
 
 // After the update step: ub grows by its centroid's move, lb shrinks by the
@@ -333,12 +352,12 @@ static kvq_status kmeans_run(const float *x, size_t n, int d, const kvq_kmeans_o
     r->assign = malloc(sizeof(int32_t) * n_all);
     r->inertia = calloc((size_t)o->max_iter, sizeof(double));
     float *xn = malloc(sizeof(float) * n), *cn = malloc(sizeof(float) * (size_t)k);
-    float *sc = malloc(sizeof(float) * KM_TILE * (size_t)k);
+    float *sc = malloc(sizeof(float) * KM_TILE * (size_t)k), *ct = malloc(sizeof(float) * (size_t)k * d);
     int32_t *prev = malloc(sizeof(int32_t) * n), *count = malloc(sizeof(int32_t) * (size_t)k);
     double *dist = malloc(sizeof(double) * n), *sum = malloc(sizeof(double) * (size_t)k * d);
     kvq_status st = KVQ_OK;
     km_bounds kb = {0};
-    if (!r->centroids || !r->assign || !r->inertia || !xn || !cn || !sc || !prev || !count ||
+    if (!r->centroids || !r->assign || !r->inertia || !xn || !cn || !sc || !ct || !prev || !count ||
         !dist || !sum) {
         st = kvq_error(KVQ_ERR_NOMEM, "kmeans: out of memory (n=%zu, k=%d, d=%d)", n, k, d);
         goto done;
@@ -361,13 +380,14 @@ static kvq_status kmeans_run(const float *x, size_t n, int d, const kvq_kmeans_o
 
     for (int it = 0; it < o->max_iter; it++) {
         row_norms(r->centroids, (size_t)k, d, cn);
+        transpose_centroids(r->centroids, k, d, ct);
         if (reference) {
             assign_scalar(x, n, r->centroids, k, d, r->assign);
         } else if (bounded) {
             memcpy(kb.cold, r->centroids, sizeof(float) * (size_t)k * d);
-            assign_bounds(&kb, x, xn, n, r->centroids, cn, k, d, sc, prev, r->assign, it == 0);
+            assign_bounds(&kb, x, xn, n, r->centroids, ct, cn, k, d, sc, prev, r->assign, it == 0);
         } else {
-            assign_chunks(x, xn, n, r->centroids, cn, k, d, sc, r->assign, NULL);
+            assign_chunks(x, xn, n, r->centroids, ct, cn, k, d, sc, r->assign, NULL);
         }
         // sgemm rounding may pick a centroid that is not really nearer than the
         // previous one; keeping the previous one then makes inertia provably
@@ -440,7 +460,7 @@ static kvq_status kmeans_run(const float *x, size_t n, int d, const kvq_kmeans_o
     if (!st && xs && reference) assign_scalar(x_all, n_all, r->centroids, k, d, r->assign);
     else if (!st && xs) st = kvq_kmeans_assign(x_all, n_all, r->centroids, k, d, r->assign, NULL);
 done:
-    free(xn), free(cn), free(sc), free(prev), free(count), free(dist), free(sum), free(xs);
+    free(xn), free(cn), free(sc), free(ct), free(prev), free(count), free(dist), free(sum), free(xs);
     bounds_free(&kb);
     if (st) kvq_kmeans_result_free(r);
     return st;

@@ -71,6 +71,24 @@ int kvq_kmeans_argmin(const float *row, const float *cnorm, int k, float *best);
 // kvq_kmeans_argmin plus the second smallest value in *second (+inf for k = 1).
 int kvq_kmeans_argmin2(const float *row, const float *cnorm, int k, float *best, float *second);
 
+// Up to this many dimensions the assignment step scores centroids with
+// kvq_kmeans_scores_small instead of cblas_sgemm: at d = 4 (vecinfer's
+// subspaces) an sgemm's packing costs more than its 4 multiply-adds per
+// (row, centroid).
+#define KVQ_KMEANS_SMALL_D 8
+// out (m, k) = -2 x c^T for x: (m, d), ct: (d, k) the centroids transposed,
+// d <= KVQ_KMEANS_SMALL_D (any d for the _ref). Each entry is
+// sum_t (-2 x_t) c_t in t order, products and sums rounded in float: the
+// AVX2 path and the scalar _ref give the same bits.
+void kvq_kmeans_scores_small(const float *x, size_t m, int d, const float *ct, int k, float *out);
+void kvq_kmeans_scores_small_ref(const float *x, size_t m, int d, const float *ct, int k, float *out);
+
+// kvq_kmeans_argmin2 of the row kvq_kmeans_scores_small would give for the
+// one point x: (d), computed without writing it (the same values, so the same
+// picks, AVX2 or scalar). ct: (d, k).
+int kvq_kmeans_argmin2_small(const float *x, int d, const float *ct, const float *cnorm, int k, float *best,
+                             float *second);
+
 // Nearest centroid of each row (ties to the lower index); optional best
 // squared distance per row. Allocates a temporary (256, k) block.
 kvq_status kvq_kmeans_assign(const float *x, size_t n, const float *c, int k, int d,

@@ -78,6 +78,68 @@ void kvq_row_add(float *y, const float *x, int d)
     kvq_row_add_ref(y, x, d);
 }
 
+// ---- k-means scores for small d (kmeans.h) ----
+// out[i][j] = sum_t (-2 x_it) c_jt, the sum in t order starting from the
+// first product, each product and sum rounded (no FMA): the AVX2 path
+// computes the same float operations eight centroids at a time.
+static void scores_small_ref(const float *x, size_t m, int d, const float *ct, int k, float *out)
+{
+    for (size_t i = 0; i < m; i++) {
+        const float *xi = x + i * (size_t)d;
+        float *o = out + i * (size_t)k;
+        for (int j = 0; j < k; j++) {
+            float s = (-2.0f * xi[0]) * ct[j];
+            for (int t = 1; t < d; t++) s = s + (-2.0f * xi[t]) * ct[(size_t)t * k + j];
+            o[j] = s;
+        }
+    }
+}
+
+#if KVQ_HAVE_X86
+static KVQ_TARGET_AVX2 void scores_small_avx2(const float *x, size_t m, int d, const float *ct, int k, float *out)
+{
+    for (size_t i = 0; i < m; i++) {
+        const float *xi = x + i * (size_t)d;
+        float *o = out + i * (size_t)k;
+        __m256 a[KVQ_KMEANS_SMALL_D];
+        for (int t = 0; t < d; t++) a[t] = _mm256_set1_ps(-2.0f * xi[t]);
+        int j = 0;
+        for (; j + 16 <= k; j += 16) {   // two independent chains
+            __m256 s0 = _mm256_mul_ps(a[0], _mm256_loadu_ps(ct + j));
+            __m256 s1 = _mm256_mul_ps(a[0], _mm256_loadu_ps(ct + j + 8));
+            for (int t = 1; t < d; t++) {
+                const float *c = ct + (size_t)t * k + j;
+                s0 = _mm256_add_ps(s0, _mm256_mul_ps(a[t], _mm256_loadu_ps(c)));
+                s1 = _mm256_add_ps(s1, _mm256_mul_ps(a[t], _mm256_loadu_ps(c + 8)));
+            }
+            _mm256_storeu_ps(o + j, s0);
+            _mm256_storeu_ps(o + j + 8, s1);
+        }
+        for (; j < k; j++) {
+            float s = (-2.0f * xi[0]) * ct[j];
+            for (int t = 1; t < d; t++) s = s + (-2.0f * xi[t]) * ct[(size_t)t * k + j];
+            o[j] = s;
+        }
+    }
+}
+#endif
+
+void kvq_kmeans_scores_small(const float *x, size_t m, int d, const float *ct, int k, float *out)
+{
+#if KVQ_HAVE_X86
+    if (kvq_simd_avx2() && d <= KVQ_KMEANS_SMALL_D) {
+        scores_small_avx2(x, m, d, ct, k, out);
+        return;
+    }
+#endif
+    scores_small_ref(x, m, d, ct, k, out);
+}
+
+void kvq_kmeans_scores_small_ref(const float *x, size_t m, int d, const float *ct, int k, float *out)
+{
+    scores_small_ref(x, m, d, ct, k, out);
+}
+
 // ---- k-means argmin (kmeans.h) ----
 // argmin over j of row[j] + cnorm[j], ties to the lower index: the scalar
 // spec of argmin_avx2 (tests/test_kmeans.c checks them against each other).
@@ -222,6 +284,106 @@ static KVQ_TARGET_AVX2 int argmin2_avx2(const float *row, const float *cnorm, in
     return bj;
 }
 #endif
+
+// argmin2 over scores_small + cnorm of one row, without the scores row:
+// the centroid scores of argmin2_ref's loop computed in place (same float
+// operations as scores_small_ref, so the same values and picks).
+static float score_small_one(const float *x, int d, const float *ct, int k, int j)
+{
+    float s = (-2.0f * x[0]) * ct[j];
+    for (int t = 1; t < d; t++) s = s + (-2.0f * x[t]) * ct[(size_t)t * k + j];
+    return s;
+}
+
+static int argmin2_small_ref(const float *x, int d, const float *ct, const float *cnorm, int k, float *best,
+                             float *second)
+{
+    int bj = 0;
+    float bv = score_small_one(x, d, ct, k, 0) + cnorm[0], sv = INFINITY;
+    for (int j = 1; j < k; j++) {
+        float v = score_small_one(x, d, ct, k, j) + cnorm[j];
+        if (v < bv) sv = bv, bv = v, bj = j;
+        else if (v < sv) sv = v;
+    }
+    *best = bv;
+    *second = sv;
+    return bj;
+}
+
+#if KVQ_HAVE_X86
+// argmin2_avx2's two lane sets, each block of eight values scored from x and
+// the transposed centroids in registers (no (k) row written and read back).
+static inline __attribute__((always_inline)) KVQ_TARGET_AVX2 int
+argmin2_small_body(const float *x, int d, const float *ct, const float *cnorm, int k, float *best, float *second)
+{
+    __m256 a[KVQ_KMEANS_SMALL_D];
+    for (int t = 0; t < KVQ_KMEANS_SMALL_D; t++) a[t] = _mm256_set1_ps(t < d ? -2.0f * x[t] : 0.0f);
+#define KM_SCORE(J)                                                                                \
+    ({                                                                                             \
+        __m256 s_ = _mm256_mul_ps(a[0], _mm256_loadu_ps(ct + (J)));                                \
+        for (int t = 1; t < d; t++)                                                                \
+            s_ = _mm256_add_ps(s_, _mm256_mul_ps(a[t], _mm256_loadu_ps(ct + (size_t)t * k + (J)))); \
+        _mm256_add_ps(s_, _mm256_loadu_ps(cnorm + (J)));                                           \
+    })
+    const __m256i step = _mm256_set1_epi32(16), lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    const __m256 inf = _mm256_set1_ps(INFINITY);
+    __m256i i0 = lane, i1 = _mm256_add_epi32(lane, _mm256_set1_epi32(8)), b0 = i0, b1 = i1;
+    __m256 v0 = KM_SCORE(0), v1 = KM_SCORE(8), s0 = inf, s1 = inf;
+#define KM_LANE2S(V, B, S, I, OFF)                                                                 \
+    do {                                                                                           \
+        I = _mm256_add_epi32(I, step);                                                             \
+        __m256 v = KM_SCORE(j + OFF);                                                              \
+        __m256 lt = _mm256_cmp_ps(v, V, _CMP_LT_OQ);                                               \
+        S = _mm256_blendv_ps(_mm256_min_ps(S, v), V, lt);                                          \
+        V = _mm256_blendv_ps(V, v, lt);                                                            \
+        B = _mm256_blendv_epi8(B, I, _mm256_castps_si256(lt));                                     \
+    } while (0)
+    int j = 16;
+    for (; j + 16 <= k; j += 16) {
+        KM_LANE2S(v0, b0, s0, i0, 0);
+        KM_LANE2S(v1, b1, s1, i1, 8);
+    }
+#undef KM_LANE2S
+#undef KM_SCORE
+    km_merge2(&v0, &b0, &s0, v1, b1, s1);
+    km_merge2(&v0, &b0, &s0, _mm256_permute2f128_ps(v0, v0, 1), _mm256_permute2x128_si256(b0, b0, 1),
+              _mm256_permute2f128_ps(s0, s0, 1));
+    km_merge2(&v0, &b0, &s0, _mm256_permute_ps(v0, _MM_SHUFFLE(1, 0, 3, 2)),
+              _mm256_shuffle_epi32(b0, _MM_SHUFFLE(1, 0, 3, 2)), _mm256_permute_ps(s0, _MM_SHUFFLE(1, 0, 3, 2)));
+    km_merge2(&v0, &b0, &s0, _mm256_permute_ps(v0, _MM_SHUFFLE(2, 3, 0, 1)),
+              _mm256_shuffle_epi32(b0, _MM_SHUFFLE(2, 3, 0, 1)), _mm256_permute_ps(s0, _MM_SHUFFLE(2, 3, 0, 1)));
+    float b = _mm256_cvtss_f32(v0), sv = _mm256_cvtss_f32(s0);
+    int bj = _mm256_cvtsi256_si32(b0);
+    for (; j < k; j++) {   // the tail's indices are above every lane's
+        float v = score_small_one(x, d, ct, k, j) + cnorm[j];
+        if (v < b) sv = b, b = v, bj = j;
+        else if (v < sv) sv = v;
+    }
+    *best = b;
+    *second = sv;
+    return bj;
+}
+
+// d = 2 and 4 (vecinfer's subspaces at 3-4 and 2 bits) with the loop over
+// coordinates unrolled at compile time.
+static KVQ_TARGET_AVX2 int argmin2_small_avx2(const float *x, int d, const float *ct, const float *cnorm, int k,
+                                              float *best, float *second)
+{
+    if (k < 16 || d > KVQ_KMEANS_SMALL_D) return argmin2_small_ref(x, d, ct, cnorm, k, best, second);
+    if (d == 4) return argmin2_small_body(x, 4, ct, cnorm, k, best, second);
+    if (d == 2) return argmin2_small_body(x, 2, ct, cnorm, k, best, second);
+    return argmin2_small_body(x, d, ct, cnorm, k, best, second);
+}
+#endif
+
+int kvq_kmeans_argmin2_small(const float *x, int d, const float *ct, const float *cnorm, int k, float *best,
+                             float *second)
+{
+#if KVQ_HAVE_X86
+    if (kvq_simd_avx2()) return argmin2_small_avx2(x, d, ct, cnorm, k, best, second);
+#endif
+    return argmin2_small_ref(x, d, ct, cnorm, k, best, second);
+}
 
 int kvq_kmeans_argmin2(const float *row, const float *cnorm, int k, float *best, float *second)
 {

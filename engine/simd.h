@@ -21,6 +21,17 @@
 #define KVQ_TARGET_AVX2
 #endif
 
+// KVQ_UNROLL(n) before a loop: gcc's full unroll of the fast kernels (their
+// accumulators then stay in registers). clang honours the same pragma but
+// reports a loop it cannot unroll as a warning (an error under the fuzz
+// build's -Werror at -O1), so it is left to clang's own unroller there.
+#if defined(__GNUC__) && !defined(__clang__)
+#define KVQ_PRAGMA_(x) _Pragma(#x)
+#define KVQ_UNROLL(n) KVQ_PRAGMA_(GCC unroll n)
+#else
+#define KVQ_UNROLL(n)
+#endif
+
 bool kvq_simd_avx2(void);
 // Tests and benchmarks: true forces every dispatcher to its scalar reference.
 void kvq_simd_force_scalar(bool on);

@@ -129,18 +129,18 @@ INL void fwht_regs(__m256 *v, const int m)
     const __m256 g1 = _mm256_setr_ps(1, -1, 1, -1, 1, -1, 1, -1);
     const __m256 g2 = _mm256_setr_ps(1, 1, -1, -1, 1, 1, -1, -1);
     const __m256 g4 = _mm256_setr_ps(1, 1, 1, 1, -1, -1, -1, -1);
-#pragma GCC unroll 32
+KVQ_UNROLL(32)
     for (int r = 0; r < m; r++) {
         __m256 x = v[r];
         x = _mm256_fmadd_ps(x, g1, _mm256_permute_ps(x, 0xB1));               // h = 1
         x = _mm256_fmadd_ps(x, g2, _mm256_permute_ps(x, 0x4E));               // h = 2
         v[r] = _mm256_fmadd_ps(x, g4, _mm256_permute2f128_ps(x, x, 0x01));    // h = 4
     }
-#pragma GCC unroll 8
+KVQ_UNROLL(8)
     for (int h = 1; h < m; h <<= 1)                          // h = 8, 16, ... coordinates
-#pragma GCC unroll 32
+KVQ_UNROLL(32)
         for (int i = 0; i < m; i += h << 1)
-#pragma GCC unroll 32
+KVQ_UNROLL(32)
             for (int r = i; r < i + h; r++) {
                 __m256 a = v[r], b = v[r + h];
                 v[r] = _mm256_add_ps(a, b);
@@ -156,7 +156,7 @@ INL float row_norm(const float *x, const int m)
 {
     if (m % 2) return tq_norm_avx2(x, 8 * m);
     __m256d a0 = _mm256_setzero_pd(), a1 = a0, a2 = a0, a3 = a0;
-#pragma GCC unroll 16
+KVQ_UNROLL(16)
     for (int j = 0; j < m; j += 2) {
         __m256 u = _mm256_loadu_ps(x + 8 * j), w = _mm256_loadu_ps(x + 8 * j + 8);
         __m256d p0 = _mm256_cvtps_pd(_mm256_castps256_ps128(u));
@@ -210,7 +210,7 @@ INL __m256i level_bsearch(__m256 y, __m256 lo, __m256 hi, const int bits)
 INL __m256i level_count(__m256 y, const __m256 *bd, int nb)
 {
     __m256i cnt = _mm256_setzero_si256();
-#pragma GCC unroll 16
+KVQ_UNROLL(16)
     for (int k = 0; k < nb; k++)
         cnt = _mm256_sub_epi32(cnt, _mm256_castps_si256(_mm256_cmp_ps(y, bd[k], _CMP_GT_OQ)));
     return cnt;
@@ -273,7 +273,7 @@ INL void quantize_regs(const qbounds *qb, const __m256 *y, const int m, uint8_t 
     const __m256 *bd = qb->bd, tlo = qb->tlo, thi = qb->thi;
 #define LEVEL(yv) (bits >= 3 ? level_bsearch(yv, tlo, thi, bits) : level_count(yv, bd, nb))
     int g = 0;
-#pragma GCC unroll 8
+KVQ_UNROLL(8)
     for (; g + 4 <= m; g += 4)
         pack4(LEVEL(y[g]), LEVEL(y[g + 1]), LEVEL(y[g + 2]), LEVEL(y[g + 3]), shifts, packed + (size_t)g * bits, bits);
     for (; g < m; g++) {   // d % 32 != 0: one group at a time
@@ -321,12 +321,12 @@ INL void encode_rows_k(const tq_core *c, const float *x, size_t n, uint8_t *rec,
             const float *xi = x + i * (size_t)d;
             float norm = norm_next, inv = norm > 0.0f ? 1.0f / norm : 0.0f;
             if (i + 1 < n) norm_next = row_norm(xi + d, m);
-#pragma GCC unroll 32
+KVQ_UNROLL(32)
             for (int g = 0; g < m; g++)
                 v[g] = _mm256_mul_ps(_mm256_loadu_ps(xi + 8 * g), _mm256_loadu_ps(rot->signs + 8 * g));
             __m256 vi = _mm256_set1_ps(inv);
             fwht_regs(v, m);
-#pragma GCC unroll 32
+KVQ_UNROLL(32)
             for (int g = 0; g < m; g++) v[g] = _mm256_mul_ps(_mm256_mul_ps(v[g], s), vi);
             uint8_t *r = rec + i * rec_bytes;
             quantize_regs(&qb, v, m, r, bits);
@@ -375,13 +375,13 @@ INL void rotate_k(const tq_core *c, const float *x, float *y, bool transpose, co
     const kvq_rotation *rot = &c->rot;
     const float sc = 1.0f / sqrtf((float)(8 * m));
     __m256 v[MAXG];
-#pragma GCC unroll 32
+KVQ_UNROLL(32)
     for (int g = 0; g < m; g++) {
         v[g] = _mm256_loadu_ps(x + 8 * g);
         if (!transpose) v[g] = _mm256_mul_ps(v[g], _mm256_loadu_ps(rot->signs + 8 * g));
     }
     fwht_regs(v, m);
-#pragma GCC unroll 32
+KVQ_UNROLL(32)
     for (int g = 0; g < m; g++) {
         __m256 f = transpose ? _mm256_mul_ps(_mm256_set1_ps(sc), _mm256_loadu_ps(rot->signs + 8 * g))
                              : _mm256_set1_ps(sc);
@@ -505,10 +505,10 @@ INL void score_set(const float *qt, const int nq, const int d, const uint8_t *r,
                    __m256 lv0, __m256 lv1, __m256 *acc)
 {
     __m256i w = set_words(r + (size_t)st * 8 * bits, bits);
-#pragma GCC unroll 8
+KVQ_UNROLL(8)
     for (int k = 0; k < 8; k++) {
         __m256 lv = levels_at(w, k, bits, lv0, lv1);
-#pragma GCC unroll 4
+KVQ_UNROLL(4)
         for (int q = 0; q < nq; q++)
             acc[q] = _mm256_fmadd_ps(_mm256_loadu_ps(qt + (size_t)q * d + st * 64 + k * 8), lv, acc[q]);
     }
@@ -530,11 +530,11 @@ INL void score_rows_t(const tq_core *c, const float *qt, const int nq, const uin
     size_t i = 0;
     for (; i + 8 <= n; i += 8) {
         __m256 hp[4][4];   // [q][pair]: hadd of the pair's two accumulators
-#pragma GCC unroll 4
+KVQ_UNROLL(4)
         for (int pr = 0; pr < 4; pr++) {
             const uint8_t *r0 = rec + (i + 2 * (size_t)pr) * rec_bytes, *r1 = r0 + rec_bytes;
             __m256 a0[4], a1[4], b0[4], b1[4];
-#pragma GCC unroll 4
+KVQ_UNROLL(4)
             for (int q = 0; q < nq; q++) a0[q] = a1[q] = b0[q] = b1[q] = _mm256_setzero_ps();
             int st = 0;
             if (split)
@@ -548,13 +548,13 @@ INL void score_rows_t(const tq_core *c, const float *qt, const int nq, const uin
                 score_set(qt, nq, d, r0, st, bits, lv0, lv1, a0);
                 score_set(qt, nq, d, r1, st, bits, lv0, lv1, a1);
             }
-#pragma GCC unroll 4
+KVQ_UNROLL(4)
             for (int q = 0; q < nq; q++)
                 hp[q][pr] = split ? _mm256_hadd_ps(_mm256_add_ps(a0[q], b0[q]), _mm256_add_ps(a1[q], b1[q]))
                                   : _mm256_hadd_ps(a0[q], a1[q]);
         }
         const __m256 nv = norms8(rec + i * rec_bytes + cb, rec_bytes);
-#pragma GCC unroll 4
+KVQ_UNROLL(4)
         for (int q = 0; q < nq; q++) {
             // [r0 r1 r2 r3 | r0 r1 r2 r3] low / high half sums, then r4..r7
             __m256 h0 = _mm256_hadd_ps(hp[q][0], hp[q][1]), h1 = _mm256_hadd_ps(hp[q][2], hp[q][3]);
@@ -565,13 +565,13 @@ INL void score_rows_t(const tq_core *c, const float *qt, const int nq, const uin
     for (; i < n; i++) {
         const uint8_t *r = rec + i * rec_bytes;
         __m256 acc[4];
-#pragma GCC unroll 4
+KVQ_UNROLL(4)
         for (int q = 0; q < nq; q++) acc[q] = _mm256_setzero_ps();
         for (int st = 0; st < sets; st++) score_set(qt, nq, d, r, st, bits, lv0, lv1, acc);
         uint16_t h;
         memcpy(&h, r + cb, 2);
         float norm = _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(h)));
-#pragma GCC unroll 4
+KVQ_UNROLL(4)
         for (int q = 0; q < nq; q++) scores[(size_t)q * lds + i] = norm * hsum(acc[q]);
     }
 }
@@ -646,29 +646,29 @@ INL void accumulate_t(const tq_core *c, const uint8_t *rec, size_t rec_bytes, si
     for (int st = 0; st < sets; st++)
         for (int k0 = 0; k0 < 8; k0 += KC) {
             __m256 a[4][8];
-#pragma GCC unroll 4
+KVQ_UNROLL(4)
             for (int q = 0; q < nq; q++)
-#pragma GCC unroll 8
+KVQ_UNROLL(8)
                 for (int k = 0; k < KC; k++)
                     a[q][k] = _mm256_loadu_ps(at + (size_t)q * d + st * 64 + (k0 + k) * 8);
             const uint8_t *p = rec + (size_t)st * 8 * bits;
-#pragma GCC unroll 2
+KVQ_UNROLL(2)
             for (size_t i = 0; i < n; i++, p += rec_bytes) {
                 __m256i w = set_words(p, bits);
                 if (k0) w = _mm256_srli_epi32(w, k0 * bits);   // slice k0.. at the bottom
                 __m256 wq[4];
-#pragma GCC unroll 4
+KVQ_UNROLL(4)
                 for (int q = 0; q < nq; q++) wq[q] = _mm256_broadcast_ss(wn + (size_t)q * n + i);
-#pragma GCC unroll 8
+KVQ_UNROLL(8)
                 for (int k = 0; k < KC; k++) {
                     __m256 lv = levels_at(w, k, bits, lv0, lv1);
-#pragma GCC unroll 4
+KVQ_UNROLL(4)
                     for (int q = 0; q < nq; q++) a[q][k] = _mm256_fmadd_ps(wq[q], lv, a[q][k]);
                 }
             }
-#pragma GCC unroll 4
+KVQ_UNROLL(4)
             for (int q = 0; q < nq; q++)
-#pragma GCC unroll 8
+KVQ_UNROLL(8)
                 for (int k = 0; k < KC; k++)
                     _mm256_storeu_ps(at + (size_t)q * d + st * 64 + (k0 + k) * 8, a[q][k]);
         }

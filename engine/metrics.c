@@ -74,15 +74,22 @@ const kvq_metric kvq_metrics[KVQ_M_COUNT] = {
      .unit = "", .fmt = "%.4f",
      .formula = "mean |o - o^| / |o|, o = exact fp32 attention over the original K and V, o^ = the cache's "
                 "attention (K and V compressed, windows, sinks)",
-     .over = "every decode query of every query head and layer (benchmark, compare, dashboard, generate)"},
+     .over = "every decode query of every query head and layer, or above 2^27 exact (query, key) pairs a "
+             "stated seeded sample of them (attention sample rate) (benchmark, compare, dashboard, generate)"},
     M(ATTN_KL), .name = "attention KL", .json = "attention_kl", .report = "attention.mean_kl_divergence",
      .unit = "bits", .fmt = "%.5f",
      .formula = "mean KL(p || p^) in bits, p and p^ = softmax of exact and cached scores over the positions "
                 "the cache holds",
-     .over = "every decode query of every query head and layer (benchmark, compare, dashboard, generate)"},
+     .over = "the queries output error is measured over (benchmark, compare, dashboard, generate)"},
     M(TOPK_RECALL), .name = "top-k recall", .json = "topk_recall", .report = "attention.topk_recall",
      .unit = "", .fmt = "%.3f", .formula = "mean |top-k(p) & top-k(p^)| / k (k = 8)",
-     .over = "every decode query of every query head and layer"},
+     .over = "the queries output error is measured over"},
+    M(ATTN_SAMPLE_RATE), .name = "attention sample rate", .json = "sample_rate", .report = "attention.sample_rate",
+     .unit = "", .fmt = "%.4f",
+     .formula = "1 / s, s = ceil(exact (query, key) pairs over every query / 2^27): every s-th query row of each "
+                "(layer, kv head) from an offset hashed from the seed is compared exactly; 1 = every query",
+     .over = "one replay (benchmark, compare); num_queries_attended counts the query heads that went through "
+             "the cache, num_queries the ones compared"},
     M(NEXT_TOKEN_KL), .name = "next-token KL", .json = "next_token_kl", .report = "kl_divergence",
      .unit = "bits/token", .fmt = "%.5f",
      .formula = "mean KL(p_fp16 || p_cache) in bits of the model's next-token distributions",
@@ -179,6 +186,14 @@ const kvq_metric kvq_metrics[KVQ_M_COUNT] = {
      .fmt = "%.0f", .formula = "largest RssAnon of /proc/PID/status over samples every 0.05 s / 2^20 "
                                "(anonymous pages only: mapped trace or weight pages do not count)",
      .over = "one kvstudio command (make scale-check, make bigmodel-check)"},
+    M(STUDIO_FIRST_SCREEN), .name = "studio first screen", .json = "studio_first_screen_s", .report = "", .unit = "s", .fmt = "%.2f",
+     .formula = "wall time from starting `kvstudio TRACE` in tmux (120x40) until the explorer's grid box is drawn, "
+                "capture-pane polled every 0.05 s",
+     .over = "one studio start (make scale-check, command studio)"},
+    M(STUDIO_SETTLED), .name = "explorer settled", .json = "explorer_settled_s", .report = "", .unit = "s", .fmt = "%.2f",
+     .formula = "wall time from the same start until the status line says the key statistics of every (layer, "
+                "kv head) are ready (\"screen filled\": until no on-screen cell shows \"...\")",
+     .over = "one studio start (make scale-check, command studio)"},
     M(PREFILL_RATIO), .name = "prefill ratio", .json = "prefill_ratio", .report = "", .unit = "x",
      .fmt = "%.3f", .formula = "median over rounds of (kvstudio prefill tokens/s) / (PyTorch prefill tokens/s), "
                               "the two timed alternately in each round; > 1 = kvstudio faster",

@@ -1,5 +1,4 @@
 // cmd_core.c — session, trace and config commands: load, info, help, set...
-#include <cblas.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdlib.h>
@@ -114,8 +113,7 @@ int kvs_cmd_info(kvs_session *s, kvs_args *a)
     kvq_progress *prog = kvs_tty_progress_begin(&tp, s, "info");
     // Parallelism is ours (heads on the pool): OpenBLAS's own workers spin in
     // sched_yield per dsyrk and took 5x the wall time of `info` on a busy machine.
-    const int blas_threads = openblas_get_num_threads();
-    openblas_set_num_threads(1);
+    const int blas_threads = kvq_blas_threads_set(1);
     for (int l = 0; l < t->n_layers && !rc; l++) {
         job.layer = l;
         kvq_parallel_for(nt, info_task, &job);
@@ -138,7 +136,7 @@ int kvs_cmd_info(kvs_session *s, kvs_args *a)
         kvq_progress_report(prog, (double)(l + 1) / t->n_layers, stage);
     }
     kvs_tty_progress_end(&tp);
-    openblas_set_num_threads(blas_threads);
+    kvq_blas_threads_set(blas_threads);
     free(job.st), free(job.rc), free(job.err);
     if (json) {
         if (!rc) {

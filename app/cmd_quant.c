@@ -2,12 +2,12 @@
 // [config options] [--tokens N] [--layers 0,2-4] [--queries Q] [--pairs P] [--json]`:
 // the quantize report (engine/quantreport.h) as a table or JSON, recorded in
 // the session's run history.
-#include <cblas.h>
 #include <jansson.h>
 #include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include "pool.h"
 #include "artifacts.h"
 #include "calib/calib.h"
 #include "cmds.h"
@@ -208,10 +208,9 @@ int kvs_cmd_quantize(kvs_session *s, kvs_args *a)
     kvq_progress *prog = kvs_tty_progress_begin(&tp, s, "quantize");
     // Parallelism is ours (kv heads on the pool); OpenBLAS's workers would
     // spin in sched_yield beside it on every small rotation sgemm.
-    const int blas_threads = openblas_get_num_threads();
-    openblas_set_num_threads(1);
+    const int blas_threads = kvq_blas_threads_set(1);
     kvq_status st = kvq_quantreport_run(t, &cfg, art, &o, prog, r);
-    openblas_set_num_threads(blas_threads);
+    kvq_blas_threads_set(blas_threads);
     kvs_tty_progress_end(&tp);
     if (st) {
         kvq_artifacts_free(own);

@@ -313,11 +313,8 @@ static void top_k(const float *x, int n, int k, int *idx)
 // benchmark.
 static double kl_logits(const float *x, const float *y, int n)
 {
-    float mx = -INFINITY, my = -INFINITY, ex[KL_CHUNK], ey[KL_CHUNK];
-    for (int i = 0; i < n; i++) {
-        mx = x[i] > mx ? x[i] : mx;
-        my = y[i] > my ? y[i] : my;
-    }
+    const float mx = kvq_max_f32(x, (size_t)n), my = kvq_max_f32(y, (size_t)n);
+    float ex[KL_CHUNK], ey[KL_CHUNK];
     double sp = 0, sq = 0, a = 0;
     for (int i0 = 0; i0 < n; i0 += KL_CHUNK) {
         int m = n - i0 < KL_CHUNK ? n - i0 : KL_CHUNK;

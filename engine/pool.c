@@ -1,6 +1,7 @@
 // pool.c — persistent worker threads for kvq_parallel_for (contract in pool.h).
 // One job at a time: a caller that finds the pool taken runs its tasks
 // inline, so nested or concurrent calls cost parallelism, never correctness.
+#include <cblas.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -181,4 +182,11 @@ void kvq_decode_parallel(const kvq_quantizer *q, const uint8_t *codes, size_t n,
 {
     par_codec p = {.q = q, .y = x, .cin = codes, .n = n, .blk = par_block(q)};
     kvq_parallel_for((int)((n + p.blk - 1) / p.blk), dec_task, &p);
+}
+
+int kvq_blas_threads_set(int n)
+{
+    const int was = openblas_get_num_threads();
+    openblas_set_num_threads(n);
+    return was;
 }

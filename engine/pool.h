@@ -19,6 +19,12 @@
 int kvq_threads(void);
 // n >= 1 fixes the count; n <= 0 returns to KVQ_THREADS / 1. Thread-safe.
 void kvq_threads_set(int n);
+// Sets OpenBLAS's own thread count and returns the one it had, for work
+// that is parallel on this pool and calls BLAS from every task (OpenBLAS's
+// workers would spin in sched_yield beside ours, and its thread split moves
+// the last bits of a sum): `int was = kvq_blas_threads_set(1); ...;
+// kvq_blas_threads_set(was);`. Not thread-safe against another caller.
+int kvq_blas_threads_set(int n);
 // Stops and joins the workers (tests and valgrind runs); a later parallel
 // call starts them again.
 void kvq_threads_shutdown(void);

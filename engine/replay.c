@@ -6,6 +6,7 @@
 #include <string.h>
 #include "replay.h"
 #include "pool.h"
+#include "rng.h"
 #include "simd.h"
 
 #define EXACT_BLOCK 128   // rows of keys/values converted at a time: 64 KB at head_dim 128
@@ -15,7 +16,6 @@ struct kvq_replay {
     int n_layers, n_heads, n_kv, d, total, prefill, pos;
     int n_queries;
     int attn_stride;       // every attn_stride-th query of a (layer, kv head) is compared exactly
-    double attn_rate;      // 1 / attn_stride
     long long attn_pairs_total;  // exact (query, key) pairs over every query of a full replay
     uint64_t attn_seed;
     long attn_queries;     // query heads attended through the cache
@@ -126,7 +126,6 @@ kvq_status kvq_replay_new(const kvq_trace *t, const kvq_config *cfg, const kvq_a
     // the smallest stride that keeps the pairs within the budget
     r->attn_stride = budget > 0 && r->attn_pairs_total > budget
                          ? (int)((r->attn_pairs_total + budget - 1) / budget) : 1;
-    r->attn_rate = 1.0 / r->attn_stride;
     r->attn_seed = o->obs.seed;
     kvq_observers_opts oo = o->obs;
     if (!r->n_queries) oo.which &= ~(unsigned)KVQ_OBS_ATTENTION;
@@ -211,11 +210,7 @@ static kvq_status exact(kvq_replay *r, int task, int l, int g, int p, const floa
 static bool sampled(const kvq_replay *r, int l, int p, int g)
 {
     if (r->attn_stride <= 1) return true;
-    uint64_t z = r->attn_seed ^ ((uint64_t)(uint32_t)l << 32 | (uint64_t)(uint32_t)g);
-    z += 0x9e3779b97f4a7c15ull;
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    z ^= z >> 31;
+    uint64_t z = kvq_rng_hash(r->attn_seed ^ ((uint64_t)(uint32_t)l << 32 | (uint64_t)(uint32_t)g));
     return ((uint64_t)r->qidx[p] + z % (uint64_t)r->attn_stride) % (uint64_t)r->attn_stride == 0;
 }
 
@@ -330,7 +325,7 @@ void kvq_replay_snapshot_get(const kvq_replay *r, kvq_replay_snapshot *s)
         s->value_bpc += 8.0 * (double)kvq_cache_value_bpv(r->caches->layers[l]) / r->d / r->n_layers;
     }
     s->attn_queries = r->attn_queries;
-    s->attn_rate = r->attn_rate;
+    s->attn_rate = 1.0 / r->attn_stride;
     s->attn_pairs_total = r->attn_pairs_total;
     kvq_observers_report(r->obs, &s->report);
 }

@@ -12,6 +12,8 @@ static uint64_t splitmix64(uint64_t *x)
     return z ^ (z >> 31);
 }
 
+uint64_t kvq_rng_hash(uint64_t x) { return splitmix64(&x); }
+
 static inline uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
 
 void kvq_rng_seed(kvq_rng *r, uint64_t seed)

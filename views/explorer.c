@@ -12,7 +12,7 @@
 // A channel is an outlier when its max |x| is this many times the median.
 #define OUTLIER_RATIO 3.0
 
-static kvq_status head_stats(const kvq_trace *t, bool values, int l, int h, kvq_head_stats *st)
+kvq_status kvs_explorer_head_stats(const kvq_trace *t, bool values, int l, int h, kvq_head_stats *st)
 {
     float *buf = malloc(sizeof(float) * (size_t)t->n_tokens * (size_t)t->head_dim);
     if (!buf) return kvq_error(KVQ_ERR_NOMEM, "explorer: out of memory");
@@ -67,7 +67,7 @@ static void ensure_stats(kvs_ui *ui)
     if (e->have_stats) kvq_head_stats_free(&e->st);
     e->have_stats = false;
     e->err[0] = 0;
-    if (head_stats(t, e->values, e->layer, e->head, &e->st))
+    if (kvs_explorer_head_stats(t, e->values, e->layer, e->head, &e->st))
         snprintf(e->err, sizeof e->err, "%s", kvq_last_error());
     else
         e->have_stats = true;

@@ -5,7 +5,6 @@
 // layer at a time, heads on the pool, while the UI draws the cells that
 // arrived. The grid job runs in the background: any job the user starts
 // preempts it and it resumes (with the cells it had) when the worker is idle.
-#include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -133,12 +132,8 @@ static void grid_task(void *ctx, int k)
     grid_job *g = ctx;
     const kvq_trace *t = g->t;
     const int c = g->order[g->i0 + k], l = c / t->n_kv_heads, h = c % t->n_kv_heads;
-    float *buf = malloc(sizeof(float) * (size_t)t->n_tokens * (size_t)t->head_dim);
     kvq_head_stats st;
-    kvq_status rc = buf ? KVQ_OK : KVQ_ERR_NOMEM;
-    if (!rc) rc = g->values ? kvq_trace_values(t, l, h, buf) : kvq_trace_keys(t, l, h, buf);
-    if (!rc) rc = kvq_head_stats_compute(buf, t->n_tokens, t->head_dim, &st);
-    free(buf);
+    kvq_status rc = kvs_explorer_head_stats(t, g->values, l, h, &st);
     g->b_deff[k] = rc ? -1 : (float)st.d_eff;   // -1: this head's statistics failed
     g->b_ratio[k] = rc ? -1 : (float)st.top_ratio[0];
     if (!rc) kvq_head_stats_free(&st);
@@ -150,8 +145,7 @@ static int grid_run(kvs_job *j)
     const int B = g->t->n_kv_heads;
     // Parallelism is ours (heads on the pool), as in `info`: OpenBLAS's own
     // workers would spin in sched_yield per dsyrk.
-    const int blas_threads = openblas_get_num_threads();
-    openblas_set_num_threads(1);
+    const int blas_threads = kvq_blas_threads_set(1);
     int rc = KVQ_OK;
     char stage[64];
     const int known = g->n - g->n_order;   // cells a preempted run left: the bar resumes there
@@ -174,7 +168,7 @@ static int grid_run(kvs_job *j)
         snprintf(stage, sizeof stage, "%d/%d heads", known + done, g->n);
         if (kvs_job_progress((double)(known + done) / g->n, stage, eta, j)) rc = KVQ_ERR_CANCELLED;
     }
-    openblas_set_num_threads(blas_threads);
+    kvq_blas_threads_set(blas_threads);
     return rc;
 }
 

@@ -371,6 +371,9 @@ void kvs_dash_free(kvs_ui *ui);
 void kvs_explorer_free(kvs_ui *ui);
 // explorer.c: UI tick (the grid job starts when cells are missing).
 void kvs_explorer_tick(kvs_ui *ui);
+// Statistics of one (layer, kv head) of keys or values (thread-safe: the
+// grid job calls it from pool tasks); st freed with kvq_head_stats_free.
+kvq_status kvs_explorer_head_stats(const kvq_trace *t, bool values, int l, int h, kvq_head_stats *st);
 // explorer_job.c. kvs_explorer_open takes t, opened with defer_scan: the
 // check job scans it (progress bar, Esc cancels) and then makes it the
 // session's trace; 0, or -1 (said why, t freed).

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "pool.h"
 #include "calib.h"
 #include "calib/kmeans.h"
 
@@ -188,10 +189,9 @@ kvq_status kvq_calibrate(const char *method, const kvq_trace *t, const kvq_calib
     // Calibrators parallelize over the pool themselves; OpenBLAS's own
     // workers on their small sgemms only spin in sched_yield (a third of
     // vecinfer's time and most of commvq's system time on the sample trace).
-    const int blas_threads = openblas_get_num_threads();
-    openblas_set_num_threads(1);
+    const int blas_threads = kvq_blas_threads_set(1);
     s = c->run(t, o, p, a);
-    openblas_set_num_threads(blas_threads);
+    kvq_blas_threads_set(blas_threads);
     int layers = o->layers ? o->layers : t->n_layers;
     int tokens = o->sequence_length && o->sequence_length < t->n_tokens ? o->sequence_length : t->n_tokens;
     if (!s) s = kvq_artifacts_set_meta(a, "method", c->name);

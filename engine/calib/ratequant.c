@@ -10,7 +10,6 @@
 // model (opts.model) the measured error is the KL of the final next-token
 // distributions instead, which is also linear in small noise energies, so
 // the same weight and allocation apply.
-#include <cblas.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -353,10 +352,9 @@ kvq_status kvq_ratequant_model_sensitivities(const kvq_trace *t, const kvq_model
     // One OpenBLAS thread, as under kvq_calibrate: the model's sgemm sums
     // depend on OpenBLAS's thread split, and this entry point must give the
     // calibrator's numbers (tests/test_calib.c compares them to 1e-6).
-    const int blas_threads = openblas_get_num_threads();
-    openblas_set_num_threads(1);
+    const int blas_threads = kvq_blas_threads_set(1);
     if (!s) s = kvq_model_sensitivities(m, t->tokens, n, o->noise_scale, S, o->seed, p, mean, sd);
-    openblas_set_num_threads(blas_threads);
+    kvq_blas_threads_set(blas_threads);
     for (int l = 0; l < L && !s; l++) {
         // relative noise energy the model injected: (noise_scale x std)^2 over
         // the mean square, both over every kv head of the layer's keys

@@ -82,17 +82,17 @@ void kvq_row_add(float *y, const float *x, int d)
 // out[i][j] = sum_t (-2 x_it) c_jt, the sum in t order starting from the
 // first product, each product and sum rounded (no FMA): the AVX2 path
 // computes the same float operations eight centroids at a time.
+static float score_small_one(const float *x, int d, const float *ct, int k, int j)
+{
+    float s = (-2.0f * x[0]) * ct[j];
+    for (int t = 1; t < d; t++) s = s + (-2.0f * x[t]) * ct[(size_t)t * k + j];
+    return s;
+}
+
 static void scores_small_ref(const float *x, size_t m, int d, const float *ct, int k, float *out)
 {
-    for (size_t i = 0; i < m; i++) {
-        const float *xi = x + i * (size_t)d;
-        float *o = out + i * (size_t)k;
-        for (int j = 0; j < k; j++) {
-            float s = (-2.0f * xi[0]) * ct[j];
-            for (int t = 1; t < d; t++) s = s + (-2.0f * xi[t]) * ct[(size_t)t * k + j];
-            o[j] = s;
-        }
-    }
+    for (size_t i = 0; i < m; i++)
+        for (int j = 0; j < k; j++) out[i * (size_t)k + j] = score_small_one(x + i * (size_t)d, d, ct, k, j);
 }
 
 #if KVQ_HAVE_X86
@@ -115,11 +115,7 @@ static KVQ_TARGET_AVX2 void scores_small_avx2(const float *x, size_t m, int d, c
             _mm256_storeu_ps(o + j, s0);
             _mm256_storeu_ps(o + j + 8, s1);
         }
-        for (; j < k; j++) {
-            float s = (-2.0f * xi[0]) * ct[j];
-            for (int t = 1; t < d; t++) s = s + (-2.0f * xi[t]) * ct[(size_t)t * k + j];
-            o[j] = s;
-        }
+        for (; j < k; j++) o[j] = score_small_one(xi, d, ct, k, j);
     }
 }
 #endif
@@ -286,14 +282,8 @@ static KVQ_TARGET_AVX2 int argmin2_avx2(const float *row, const float *cnorm, in
 #endif
 
 // argmin2 over scores_small + cnorm of one row, without the scores row:
-// the centroid scores of argmin2_ref's loop computed in place (same float
-// operations as scores_small_ref, so the same values and picks).
-static float score_small_one(const float *x, int d, const float *ct, int k, int j)
-{
-    float s = (-2.0f * x[0]) * ct[j];
-    for (int t = 1; t < d; t++) s = s + (-2.0f * x[t]) * ct[(size_t)t * k + j];
-    return s;
-}
+// the centroid scores of argmin2_ref's loop computed in place by
+// score_small_one (so the same values and picks).
 
 static int argmin2_small_ref(const float *x, int d, const float *ct, const float *cnorm, int k, float *best,
                              float *second)

@@ -160,27 +160,24 @@ for tr in $SCALE_TRACES; do
     for c in $SCALE_CMDS; do
         log=$SCALE_DIR/$tr.$c.log
         load=$(cut -d' ' -f1 /proc/loadavg)
+        status=ok
         if [ "$c" = studio ]; then
             echo "== $tr: kvstudio $f (studio in tmux)" >&2
             run_studio "$log" "$f"
-            status=ok
             [ "$RC" = 124 ] && status="not settled in ${SCALE_TIMEOUT} s"
             [ "$RC" != 0 ] && [ "$RC" != 124 ] && status="failed (see $log)"
-            mb=$(awk -v k="$PEAK_KB" 'BEGIN { printf "%.0f", k / 1024 }')
-            row="| $tr ($gb GB) | studio: first screen / screen filled / explorer settled | $FIRST s / $FILLED s / $SETTLED s | $CPU s | $mb MB | $load | $status |"
-            echo "$row" >&2
-            rows+=("$row")
-            continue
+            what="studio: first screen / screen filled / explorer settled" times="$FIRST s / $FILLED s / $SETTLED s"
+        else
+            a=$(args_of "$c") || { echo "scale-check: command '$c' unknown" >&2; exit 2; }
+            echo "== $tr: kvstudio $a $f" >&2
+            # shellcheck disable=SC2086
+            run_one "$log" "$KVSTUDIO" $a "$f"
+            [ "$RC" = 124 ] && status="not finished in ${SCALE_TIMEOUT} s"
+            [ "$RC" != 0 ] && [ "$RC" != 124 ] && status="failed (exit $RC, see $log)"
+            what="\`$a\`" times="$WALL s"
         fi
-        a=$(args_of "$c") || { echo "scale-check: command '$c' unknown" >&2; exit 2; }
-        echo "== $tr: kvstudio $a $f" >&2
-        # shellcheck disable=SC2086
-        run_one "$log" "$KVSTUDIO" $a "$f"
-        status=ok
-        [ "$RC" = 124 ] && status="not finished in ${SCALE_TIMEOUT} s"
-        [ "$RC" != 0 ] && [ "$RC" != 124 ] && status="failed (exit $RC, see $log)"
         mb=$(awk -v k="$PEAK_KB" 'BEGIN { printf "%.0f", k / 1024 }')
-        row="| $tr ($gb GB) | \`$a\` | $WALL s | $CPU s | $mb MB | $load | $status |"
+        row="| $tr ($gb GB) | $what | $times | $CPU s | $mb MB | $load | $status |"
         echo "$row" >&2
         rows+=("$row")
     done

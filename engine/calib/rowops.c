@@ -238,6 +238,35 @@ static inline KVQ_TARGET_AVX2 void km_merge2(__m256 *v, __m256i *b, __m256 *s, _
     *b = _mm256_blendv_epi8(*b, b2, _mm256_castps_si256(take));
 }
 
+// One block of eight candidates v with indices i into a lane set (best V at
+// B, second best S): argmin2's inner step.
+static inline __attribute__((always_inline)) KVQ_TARGET_AVX2 void km_lane2(__m256 v, __m256i i, __m256 *V,
+                                                                           __m256i *B, __m256 *S)
+{
+    __m256 lt = _mm256_cmp_ps(v, *V, _CMP_LT_OQ);
+    *S = _mm256_blendv_ps(_mm256_min_ps(*S, v), *V, lt);
+    *V = _mm256_blendv_ps(*V, v, lt);
+    *B = _mm256_blendv_epi8(*B, i, _mm256_castps_si256(lt));
+}
+
+// The two lane sets merged down to one best (returned index, *best) and
+// *second, ties to the lower index.
+static inline __attribute__((always_inline)) KVQ_TARGET_AVX2 int km_reduce2(__m256 v0, __m256i b0, __m256 s0,
+                                                                            __m256 v1, __m256i b1, __m256 s1,
+                                                                            float *best, float *second)
+{
+    km_merge2(&v0, &b0, &s0, v1, b1, s1);
+    km_merge2(&v0, &b0, &s0, _mm256_permute2f128_ps(v0, v0, 1), _mm256_permute2x128_si256(b0, b0, 1),
+              _mm256_permute2f128_ps(s0, s0, 1));
+    km_merge2(&v0, &b0, &s0, _mm256_permute_ps(v0, _MM_SHUFFLE(1, 0, 3, 2)),
+              _mm256_shuffle_epi32(b0, _MM_SHUFFLE(1, 0, 3, 2)), _mm256_permute_ps(s0, _MM_SHUFFLE(1, 0, 3, 2)));
+    km_merge2(&v0, &b0, &s0, _mm256_permute_ps(v0, _MM_SHUFFLE(2, 3, 0, 1)),
+              _mm256_shuffle_epi32(b0, _MM_SHUFFLE(2, 3, 0, 1)), _mm256_permute_ps(s0, _MM_SHUFFLE(2, 3, 0, 1)));
+    *best = _mm256_cvtss_f32(v0);
+    *second = _mm256_cvtss_f32(s0);
+    return _mm256_cvtsi256_si32(b0);
+}
+
 static KVQ_TARGET_AVX2 int argmin2_avx2(const float *row, const float *cnorm, int k, float *best, float *second)
 {
     if (k < 16) return argmin2_ref(row, cnorm, k, best, second);
@@ -246,30 +275,15 @@ static KVQ_TARGET_AVX2 int argmin2_avx2(const float *row, const float *cnorm, in
     __m256i i0 = lane, i1 = _mm256_add_epi32(lane, _mm256_set1_epi32(8)), b0 = i0, b1 = i1;
     __m256 v0 = _mm256_add_ps(_mm256_loadu_ps(row), _mm256_loadu_ps(cnorm));
     __m256 v1 = _mm256_add_ps(_mm256_loadu_ps(row + 8), _mm256_loadu_ps(cnorm + 8)), s0 = inf, s1 = inf;
-#define KM_LANE2(V, B, S, I, OFF)                                                                  \
-    do {                                                                                           \
-        I = _mm256_add_epi32(I, step);                                                             \
-        __m256 v = _mm256_add_ps(_mm256_loadu_ps(row + j + OFF), _mm256_loadu_ps(cnorm + j + OFF)); \
-        __m256 lt = _mm256_cmp_ps(v, V, _CMP_LT_OQ);                                               \
-        S = _mm256_blendv_ps(_mm256_min_ps(S, v), V, lt);                                          \
-        V = _mm256_blendv_ps(V, v, lt);                                                            \
-        B = _mm256_blendv_epi8(B, I, _mm256_castps_si256(lt));                                     \
-    } while (0)
     int j = 16;
     for (; j + 16 <= k; j += 16) {
-        KM_LANE2(v0, b0, s0, i0, 0);
-        KM_LANE2(v1, b1, s1, i1, 8);
+        i0 = _mm256_add_epi32(i0, step);
+        i1 = _mm256_add_epi32(i1, step);
+        km_lane2(_mm256_add_ps(_mm256_loadu_ps(row + j), _mm256_loadu_ps(cnorm + j)), i0, &v0, &b0, &s0);
+        km_lane2(_mm256_add_ps(_mm256_loadu_ps(row + j + 8), _mm256_loadu_ps(cnorm + j + 8)), i1, &v1, &b1, &s1);
     }
-#undef KM_LANE2
-    km_merge2(&v0, &b0, &s0, v1, b1, s1);
-    km_merge2(&v0, &b0, &s0, _mm256_permute2f128_ps(v0, v0, 1), _mm256_permute2x128_si256(b0, b0, 1),
-              _mm256_permute2f128_ps(s0, s0, 1));
-    km_merge2(&v0, &b0, &s0, _mm256_permute_ps(v0, _MM_SHUFFLE(1, 0, 3, 2)),
-              _mm256_shuffle_epi32(b0, _MM_SHUFFLE(1, 0, 3, 2)), _mm256_permute_ps(s0, _MM_SHUFFLE(1, 0, 3, 2)));
-    km_merge2(&v0, &b0, &s0, _mm256_permute_ps(v0, _MM_SHUFFLE(2, 3, 0, 1)),
-              _mm256_shuffle_epi32(b0, _MM_SHUFFLE(2, 3, 0, 1)), _mm256_permute_ps(s0, _MM_SHUFFLE(2, 3, 0, 1)));
-    float b = _mm256_cvtss_f32(v0), sv = _mm256_cvtss_f32(s0);
-    int bj = _mm256_cvtsi256_si32(b0);
+    float b, sv;
+    int bj = km_reduce2(v0, b0, s0, v1, b1, s1, &b, &sv);
     for (; j < k; j++) {
         float v = row[j] + cnorm[j];
         if (v < b) sv = b, b = v, bj = j;
@@ -319,31 +333,16 @@ argmin2_small_body(const float *x, int d, const float *ct, const float *cnorm, i
     const __m256 inf = _mm256_set1_ps(INFINITY);
     __m256i i0 = lane, i1 = _mm256_add_epi32(lane, _mm256_set1_epi32(8)), b0 = i0, b1 = i1;
     __m256 v0 = KM_SCORE(0), v1 = KM_SCORE(8), s0 = inf, s1 = inf;
-#define KM_LANE2S(V, B, S, I, OFF)                                                                 \
-    do {                                                                                           \
-        I = _mm256_add_epi32(I, step);                                                             \
-        __m256 v = KM_SCORE(j + OFF);                                                              \
-        __m256 lt = _mm256_cmp_ps(v, V, _CMP_LT_OQ);                                               \
-        S = _mm256_blendv_ps(_mm256_min_ps(S, v), V, lt);                                          \
-        V = _mm256_blendv_ps(V, v, lt);                                                            \
-        B = _mm256_blendv_epi8(B, I, _mm256_castps_si256(lt));                                     \
-    } while (0)
     int j = 16;
     for (; j + 16 <= k; j += 16) {
-        KM_LANE2S(v0, b0, s0, i0, 0);
-        KM_LANE2S(v1, b1, s1, i1, 8);
+        i0 = _mm256_add_epi32(i0, step);
+        i1 = _mm256_add_epi32(i1, step);
+        km_lane2(KM_SCORE(j), i0, &v0, &b0, &s0);
+        km_lane2(KM_SCORE(j + 8), i1, &v1, &b1, &s1);
     }
-#undef KM_LANE2S
 #undef KM_SCORE
-    km_merge2(&v0, &b0, &s0, v1, b1, s1);
-    km_merge2(&v0, &b0, &s0, _mm256_permute2f128_ps(v0, v0, 1), _mm256_permute2x128_si256(b0, b0, 1),
-              _mm256_permute2f128_ps(s0, s0, 1));
-    km_merge2(&v0, &b0, &s0, _mm256_permute_ps(v0, _MM_SHUFFLE(1, 0, 3, 2)),
-              _mm256_shuffle_epi32(b0, _MM_SHUFFLE(1, 0, 3, 2)), _mm256_permute_ps(s0, _MM_SHUFFLE(1, 0, 3, 2)));
-    km_merge2(&v0, &b0, &s0, _mm256_permute_ps(v0, _MM_SHUFFLE(2, 3, 0, 1)),
-              _mm256_shuffle_epi32(b0, _MM_SHUFFLE(2, 3, 0, 1)), _mm256_permute_ps(s0, _MM_SHUFFLE(2, 3, 0, 1)));
-    float b = _mm256_cvtss_f32(v0), sv = _mm256_cvtss_f32(s0);
-    int bj = _mm256_cvtsi256_si32(b0);
+    float b, sv;
+    int bj = km_reduce2(v0, b0, s0, v1, b1, s1, &b, &sv);
     for (; j < k; j++) {   // the tail's indices are above every lane's
         float v = score_small_one(x, d, ct, k, j) + cnorm[j];
         if (v < b) sv = b, b = v, bj = j;

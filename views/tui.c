@@ -171,11 +171,17 @@ static int filter_key(kvs_ui *ui, int key)
     return KVS_KEY_REDRAW;
 }
 
-static int dispatch(const kvs_keybind *t, kvs_ui *ui, int key)
+static const kvs_keybind *find_bind(const kvs_keybind *t, int key)
 {
     for (int i = 0; t && t[i].key; i++)
-        if (t[i].key == key || (t[i].alt_key && t[i].alt_key == key)) return t[i].fn(ui, key);
-    return KVS_KEY_UNHANDLED;
+        if (t[i].key == key || (t[i].alt_key && t[i].alt_key == key)) return &t[i];
+    return NULL;
+}
+
+static int dispatch(const kvs_keybind *t, kvs_ui *ui, int key)
+{
+    const kvs_keybind *b = find_bind(t, key);
+    return b ? b->fn(ui, key) : KVS_KEY_UNHANDLED;
 }
 
 // ---- output sink: every command line goes to the log and the status line ----
@@ -424,6 +430,12 @@ static int ui_key(kvs_ui *ui, int key)
     int f = KVS_KEY_UNHANDLED;
     if (ui->filter_active && (f = filter_key(ui, key))) return f;
     if (!ui->too_small) {
+        // The trace being opened is not the session's until its NaN/Inf scan
+        // passed: a view key (it may act on the trace: calibrate, run, replay)
+        // waits for the scan's end, as a typed command does, instead of
+        // finding no trace; the global keys (views, help, prompt, Esc, quit)
+        // stay immediate.
+        if (ui->ex.pending && key != KEY_RESIZE && !find_bind(kvs_global_keys, key)) kvs_job_wait(ui);
         f = dispatch(v->keys, ui, key);
         if (!f && v->key) f = v->key(ui, key);
     }

@@ -87,6 +87,17 @@ wait_for "no trace loaded: press :"
 keys q
 wait_file "$TMP/rc.c"
 
+step "a view key during the scan waits for it (calibrate runs, no 'no trace loaded')"
+start e 600 "$TRACE"
+wait_for "checking code-1k.safetensors"
+keys 5; wait_for "ratequant options"
+keys f; wait_for "ratequant: the first 2 layers"
+keys Enter
+wait_for "ratequant: done" 60
+screen | grep -qF "no trace loaded" && fail "a view key during the scan found no trace"
+keys q
+wait_file "$TMP/rc.e"
+
 step "a NaN in the trace: its error in the studio, no numbers"
 start d 0 tests/data/tr_nan_keys.safetensors
 wait_for "NaN at head 1, token 3, channel 5"

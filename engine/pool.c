@@ -13,6 +13,14 @@
 // Worker stacks: kernels keep scratch on the stack (TQ_CHUNK rows, attention
 // blocks), a few hundred KB at most.
 #define POOL_STACK_BYTES (4u << 20)
+// A worker that finishes a job polls for the next one this long before it
+// sleeps, and a caller whose tasks are all taken polls this long for the
+// workers still inside one before it sleeps: a futex sleep + wake costs
+// 10-20 us each way on a KVM guest, and a worker that starts late takes
+// fewer of the job's tasks, so back-to-back jobs of ~1 ms (one decode
+// step's attention per layer) lost a task's worth of balance every call.
+// ggml's threadpool polls the same way (poll level 50, some ms).
+#define POOL_SPIN_S 100e-6
 
 static atomic_int g_set;   // kvq_threads_set value, 0 = env/default
 
@@ -22,14 +30,14 @@ static struct {
     pthread_t tid[KVQ_MAX_THREADS];
     int n_workers;           // started
     int want;                // workers the current job may use
-    unsigned long gen;       // job generation: workers wait for it to change
+    atomic_ulong gen;        // job generation: workers wait for it to change
     bool stop;
     // the job
     kvq_task_fn fn;
     void *ctx;
     int n_tasks;
     atomic_int next;         // next task to take
-    int active;              // workers inside the current job
+    atomic_int active;       // workers inside the current job (changed under mu)
 } P = {.mu = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER,
        .done = PTHREAD_COND_INITIALIZER};
 
@@ -57,23 +65,53 @@ static void run_tasks(void)
     }
 }
 
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
+
+// Polls until *v != old or POOL_SPIN_S passed; the caller then takes the
+// mutex and checks properly (the poll only saves the sleep).
+static void spin_while_ulong(atomic_ulong *v, unsigned long old)
+{
+    double t0 = kvq_now_s();
+    for (int i = 1; atomic_load_explicit(v, memory_order_relaxed) == old; i++) {
+        cpu_relax();
+        if (i % 64 == 0 && kvq_now_s() - t0 > POOL_SPIN_S) return;
+    }
+}
+
+static void spin_while_busy(atomic_int *v)
+{
+    double t0 = kvq_now_s();
+    for (int i = 1; atomic_load_explicit(v, memory_order_acquire) > 0; i++) {
+        cpu_relax();
+        if (i % 64 == 0 && kvq_now_s() - t0 > POOL_SPIN_S) return;
+    }
+}
+
 static void *worker(void *arg)
 {
     int id = (int)(intptr_t)arg;
     unsigned long seen = 0;
     pthread_mutex_lock(&P.mu);
     for (;;) {
-        while (!P.stop && (P.gen == seen || id >= P.want)) {
-            if (P.gen != seen) seen = P.gen;   // a job not meant for this worker
+        while (!P.stop && (atomic_load(&P.gen) == seen || id >= P.want)) {
+            if (atomic_load(&P.gen) != seen) seen = atomic_load(&P.gen);   // a job not meant for this worker
             else pthread_cond_wait(&P.wake, &P.mu);
         }
         if (P.stop) break;
-        seen = P.gen;
-        P.active++;
+        seen = atomic_load(&P.gen);
+        atomic_fetch_add(&P.active, 1);
         pthread_mutex_unlock(&P.mu);
         run_tasks();
         pthread_mutex_lock(&P.mu);
-        if (--P.active == 0) pthread_cond_broadcast(&P.done);
+        if (atomic_fetch_sub(&P.active, 1) == 1) pthread_cond_broadcast(&P.done);
+        pthread_mutex_unlock(&P.mu);
+        spin_while_ulong(&P.gen, seen);
+        pthread_mutex_lock(&P.mu);
     }
     pthread_mutex_unlock(&P.mu);
     return NULL;
@@ -113,14 +151,15 @@ void kvq_parallel_for(int n_tasks, kvq_task_fn fn, void *ctx)
     P.n_tasks = n_tasks;
     atomic_store(&P.next, 0);
     P.want = workers;
-    P.gen++;
+    atomic_fetch_add(&P.gen, 1);
     pthread_cond_broadcast(&P.wake);
     pthread_mutex_unlock(&P.mu);
     run_tasks();
     // Every task is taken; wait for workers still inside one. A worker that
     // wakes late finds the counter exhausted and leaves at once.
+    spin_while_busy(&P.active);
     pthread_mutex_lock(&P.mu);
-    while (P.active > 0) pthread_cond_wait(&P.done, &P.mu);
+    while (atomic_load(&P.active) > 0) pthread_cond_wait(&P.done, &P.mu);
     P.want = 0;
     pthread_mutex_unlock(&P.mu);
     pthread_mutex_unlock(&g_busy);

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <cmocka.h>
 #include "kvq.h"
+#include "pool.h"
 
 static void test_status_strings(void **st)
 {
@@ -160,6 +161,31 @@ static void test_progress(void **st)
     assert_false(kvq_progress_report(NULL, 0.5, "c"));
 }
 
+// The pool runs every task exactly once whatever the thread count, across
+// back-to-back jobs (workers polling between them), a job of one task,
+// and a shutdown followed by a restart.
+static int pool_hits[64];
+static void pool_task(void *u, int t)
+{
+    (void)u;
+    __atomic_fetch_add(&pool_hits[t], 1, __ATOMIC_RELAXED);
+}
+
+static void test_pool_every_task_once(void **st)
+{
+    (void)st;
+    for (int r = 0; r < 600; r++) {
+        kvq_threads_set(1 + r % 3);
+        int n = 1 + r % 40;
+        memset(pool_hits, 0, sizeof pool_hits);
+        kvq_parallel_for(n, pool_task, NULL);
+        for (int t = 0; t < 64; t++) assert_int_equal(pool_hits[t], t < n ? 1 : 0);
+        if (r % 200 == 199) kvq_threads_shutdown();
+    }
+    kvq_threads_set(0);
+    kvq_threads_shutdown();
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -167,6 +193,7 @@ int main(void)
         cmocka_unit_test(test_config_set_get),    cmocka_unit_test(test_config_bad_values),
         cmocka_unit_test(test_methods_table),     cmocka_unit_test(test_quantizer_bits_range),
         cmocka_unit_test(test_progress),          cmocka_unit_test(test_side_bytes),
+        cmocka_unit_test(test_pool_every_task_once),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -99,7 +99,20 @@ double kvq_exp_sub_sum_ref(float *x, size_t n, float m)
     return l;
 }
 
+void kvq_scale_f32_ref(float *x, size_t n, float s)
+{
+    for (size_t i = 0; i < n; i++) x[i] *= s;
+}
+
 #if KVQ_HAVE_X86
+KVQ_TARGET_AVX2 static void scale_avx2(float *x, size_t n, float s)
+{
+    const __m256 sv = _mm256_set1_ps(s);
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, _mm256_mul_ps(_mm256_loadu_ps(x + i), sv));
+    for (; i < n; i++) x[i] *= s;
+}
+
 KVQ_TARGET_AVX2 static float max_avx2(const float *x, size_t n)
 {
     __m256 a = _mm256_set1_ps(-INFINITY), b = a;
@@ -151,6 +164,17 @@ float kvq_max_f32(const float *x, size_t n)
     if (kvq_simd_avx2()) return max_avx2(x, n);
 #endif
     return kvq_max_f32_ref(x, n);
+}
+
+void kvq_scale_f32(float *x, size_t n, float s)
+{
+#if KVQ_HAVE_X86
+    if (kvq_simd_avx2()) {
+        scale_avx2(x, n, s);
+        return;
+    }
+#endif
+    kvq_scale_f32_ref(x, n, s);
 }
 
 double kvq_exp_sub_sum(float *x, size_t n, float m)

@@ -53,6 +53,10 @@ float kvq_max_f32_ref(const float *x, size_t n);
 // reference in index order): they agree to double rounding.
 double kvq_exp_sub_sum(float *x, size_t n, float m);
 double kvq_exp_sub_sum_ref(float *x, size_t n, float m);
+// x[i] *= s (the attention scale of a block's scores); one rounding per
+// element either way, so the paths are bit-identical.
+void kvq_scale_f32(float *x, size_t n, float s);
+void kvq_scale_f32_ref(float *x, size_t n, float s);
 
 // ---- small dense kernels of the attention paths (scalar _ref beside) ----
 // f16 (unaligned little-endian) -> f32, n values; exact either way.

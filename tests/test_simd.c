@@ -282,6 +282,11 @@ static void test_softmax_steps(void **st)
             if (x[i] == -INFINITY) assert_true(a[i] == 0.0f && b[i] == 0.0f);
         }
         assert_true(fabs(la - lb) <= 1e-6 * lb + 1e-30);   // exp's 2e-7, summed
+        memcpy(a, x, sizeof(float) * n);
+        memcpy(b, x, sizeof(float) * n);
+        kvq_scale_f32(a, n, 0.0883883f);
+        kvq_scale_f32_ref(b, n, 0.0883883f);
+        assert_memory_equal(a, b, sizeof(float) * n);   // bit-identical, -inf included
     }
 }
 

@@ -11,7 +11,7 @@
 // Threads: the fused path is cut into tasks (kv head, query batch, range of
 // positions) by the data alone, run through kvq_parallel_for, and partial
 // softmax states are merged in a fixed order: any thread count gives the
-// same bits. Tasks keep their scratch on their own stack (<= 96 KB) and the
+// same bits. Tasks keep their scratch on their own stack (<= 160 KB) and the
 // caller's stack holds the partial states (8 x ~8 KB at head_dim 256); a
 // configuration whose scratch would not fit runs the tasks serially on the
 // cache's scratch instead.
@@ -37,6 +37,7 @@ typedef struct qbatch {
 // Working memory of one walk: the cache's own (serial use) or a task's
 // stack buffer (parallel use).
 typedef struct scratch {
+    size_t block;           // positions per step (a multiple of the cache's group)
     float *blk;             // (block, d) decoded keys/values
     float *scores;          // (KVQ_ATTN_BATCH, block)
     uint8_t *qs_k, *qs_o;   // (KVQ_ATTN_BATCH, qs_bytes)
@@ -55,12 +56,14 @@ static void walk_f16(kvq_cache *c, const scratch *w, const kvq_lane *lk, const k
 {
     size_t d = (size_t)c->d;
     for (int p = lo; p < hi;) {
-        int k = hi - p < (int)c->block ? hi - p : (int)c->block;
+        int k = hi - p < (int)w->block ? hi - p : (int)w->block;
         kvq_f16_to_f32_fast(kvq_lane_at(lk, (size_t)(p - pos0)), w->blk, (size_t)k * d);
         for (int qi = 0; qi < b->n; qi++) {
-            float *sc = w->scores + (size_t)qi * c->block;
+            float *sc = w->scores + (size_t)qi * w->block;
             kvq_dot_rows(b->q[qi], w->blk, (size_t)k, d, sc);
-            for (int j = 0; j < k; j++) sc[j] = p + j > b->p[qi] ? -INFINITY : sc[j] * scale;
+            if (p + k - 1 <= b->p[qi]) kvq_scale_f32(sc, (size_t)k, scale);   // all visible
+            else
+                for (int j = 0; j < k; j++) sc[j] = p + j > b->p[qi] ? -INFINITY : sc[j] * scale;
         }
         if (values) kvq_f16_to_f32_fast(kvq_lane_at(lv, (size_t)(p - pos0)), w->blk, (size_t)k * d);
         fn(u, b, w->scores, w->blk, NULL, p, k);
@@ -113,21 +116,21 @@ static void walk(kvq_cache *c, const scratch *w, int h, const qbatch *b, bool va
         size_t g = c->group;
         size_t i = (size_t)(lo - s->base) / g * g, end = ((size_t)(hi - s->base) + g - 1) / g * g;
         while (i < end) {
-            size_t k = end - i < c->block ? end - i : c->block;
+            size_t k = end - i < w->block ? end - i : w->block;
             if (multi)
                 kvq_tq_mse_score_multi(c->kc[h].q.plan, qsp, b->n, kvq_lane_at(&s->ck, i), k, w->scores,
-                                       c->block);
+                                       w->block);
             else if (raw_k)   // fp16 keys: convert the block once for all queries
                 kvq_f16_to_f32_fast(kvq_lane_at(&s->ck, i), w->blk, k * (size_t)c->d);
             const int p0 = s->base + (int)i;   // position of record i
             for (int qi = 0; qi < b->n; qi++) {
-                float *sc = w->scores + (size_t)qi * c->block;
+                float *sc = w->scores + (size_t)qi * w->block;
                 if (raw_k) kvq_dot_rows(b->q[qi], w->blk, k, (size_t)c->d, sc);
                 else if (!multi)
                     kvq_comp_keys_score(c, h, w->qs_k + (size_t)qi * c->qs_bytes,
                                         c->outliers ? w->qs_o + (size_t)qi * c->qs_bytes : NULL, i, k, sc);
                 if (p0 >= lo && p0 + (int)k <= hi && p0 + (int)k - 1 <= b->p[qi]) {
-                    for (size_t j = 0; j < k; j++) sc[j] *= scale;   // all visible: no mask
+                    kvq_scale_f32(sc, k, scale);   // all visible: no mask
                     continue;
                 }
                 for (size_t j = 0; j < k; j++) {
@@ -220,7 +223,7 @@ static void online_update(void *u, const qbatch *b, float *scores, const float *
 // merged in a fixed order, so any number of threads gives the same bits.
 #define ATTN_MAX_TASKS 8
 #define ATTN_RANGE_MIN 4096          // positions per range at the least
-#define ATTN_TASK_SCRATCH (96 * 1024)
+#define ATTN_TASK_SCRATCH (160 * 1024)   // head_dim 256 with outlier channels: ~145 KB
 
 typedef struct job {
     kvq_cache *c;
@@ -246,10 +249,23 @@ static void job_batch(const job *j, int pair, int *h, qbatch *b)
     }
 }
 
+// A task walks ATTN_BLOCK positions per step (rounded up to the cache's
+// group; never fewer than the cache's own block): twice the cache's
+// scratch block, which it keeps small because the cache's scratch counts in
+// the bytes it holds. Per-step costs (calls, query states, the softmax
+// passes' set-up) were 9% of a tq_mse 3/2 decode step's instructions at 32.
+#define ATTN_BLOCK 64
+
+static size_t task_block(const kvq_cache *c)
+{
+    size_t b = (ATTN_BLOCK + c->group - 1) / c->group * c->group;
+    return b > c->block ? b : c->block;
+}
+
 static size_t task_scratch_bytes(const kvq_cache *c)
 {
     size_t qs = c->qs_bytes * KVQ_ATTN_BATCH * (c->outliers ? 2 : 1);
-    return sizeof(float) * c->block * ((size_t)c->d + KVQ_ATTN_BATCH) + qs + 64;
+    return sizeof(float) * task_block(c) * ((size_t)c->d + KVQ_ATTN_BATCH) + qs + 64;
 }
 
 static void run_task(void *u, int t)
@@ -266,13 +282,16 @@ static void run_task(void *u, int t)
     if (j->own_scratch) {
         _Alignas(64) uint8_t buf[ATTN_TASK_SCRATCH];
         scratch w;
+        w.block = task_block(c);
+        o->block = w.block;
         w.blk = (float *)(void *)buf;
-        w.scores = w.blk + c->block * (size_t)c->d;
-        w.qs_k = (uint8_t *)(w.scores + c->block * KVQ_ATTN_BATCH);
+        w.scores = w.blk + w.block * (size_t)c->d;
+        w.qs_k = (uint8_t *)(w.scores + w.block * KVQ_ATTN_BATCH);
         w.qs_o = w.qs_k + c->qs_bytes * KVQ_ATTN_BATCH;
         walk(c, &w, h, &b, true, o->vplan != NULL, r_lo, r_hi, online_update, o);
     } else {
-        scratch w = {c->blk, c->scores, c->qs_k, c->qs_o};
+        scratch w = {c->block, c->blk, c->scores, c->qs_k, c->qs_o};
+        o->block = w.block;
         walk(c, &w, h, &b, true, o->vplan != NULL, r_lo, r_hi, online_update, o);
     }
 }
@@ -466,7 +485,7 @@ kvq_status kvq_cache_logits(kvq_cache *c, const float *q, int head, int n_heads,
                          n_heads, c ? c->n_kv_heads : 0);
     logit_sink ls = {logits, pos, 0};
     qbatch b = {.n = 1, .q = {q}, .p = {p}};
-    scratch w = {c->blk, c->scores, c->qs_k, c->qs_o};
+    scratch w = {c->block, c->blk, c->scores, c->qs_k, c->qs_o};
     walk(c, &w, head / (n_heads / c->n_kv_heads), &b, false, false, 0, c->len, logit_collect, &ls);
     *n = ls.n;
     return KVQ_OK;

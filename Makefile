@@ -133,23 +133,24 @@ bench: deps
 GGML_PEER := build-peers/ggml
 GGML_SRC  := build-peers/llama.cpp
 GGML_LIBS := $(GGML_PEER)/ggml/src/libggml-cpu.a $(GGML_PEER)/ggml/src/libggml-base.a
-$(BUILD)/bench/ggml_bench: bench/ggml_bench.c $(BUILD)/bench/bench_core.o $(LIBKVQ) $(GGML_LIBS)
+BENCH_OBJS := $(BUILD)/bench/bench_core.o $(BUILD)/bench/bench_data.o
+$(BUILD)/bench/ggml_bench: bench/ggml_bench.c $(BENCH_OBJS) $(LIBKVQ) $(GGML_LIBS)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -O3 -Ibench -I$(GGML_SRC)/ggml/include \
-	  -DGGML_COMMIT='"'$$(git -C $(GGML_SRC) rev-parse HEAD)'"' -o $@ $< $(BUILD)/bench/bench_core.o \
+	  -DGGML_COMMIT='"'$$(git -C $(GGML_SRC) rev-parse HEAD)'"' -o $@ $< $(BENCH_OBJS) \
 	  $(LIBKVQ) $(GGML_LIBS) -lstdc++ $(ENGINE_LIBS)
 
-$(BUILD)/bench/torch_bench: bench/torch_bench.c $(BUILD)/bench/bench_core.o $(LIBKVQ)
+$(BUILD)/bench/torch_bench: bench/torch_bench.c $(BENCH_OBJS) $(LIBKVQ)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -O3 -Ibench -o $@ $< $(BUILD)/bench/bench_core.o $(LIBKVQ) $(ENGINE_LIBS)
+	$(CC) $(ALL_CFLAGS) -O3 -Ibench -o $@ $< $(BENCH_OBJS) $(LIBKVQ) $(ENGINE_LIBS)
 
 $(BUILD)/bench/tok_bench: bench/tok_bench.c $(LIBKVQ)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -O3 -o $@ $< $(LIBKVQ) $(ENGINE_LIBS)
 
-$(BUILD)/bench/bench: bench/bench.c $(BUILD)/bench/bench_core.o $(LIBAPP) $(LIBKVQ)
+$(BUILD)/bench/bench: bench/bench.c $(BENCH_OBJS) $(LIBAPP) $(LIBKVQ)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -O3 -o $@ $< $(BUILD)/bench/bench_core.o $(LIBAPP) $(LIBKVQ) $(UI_LIBS) $(ENGINE_LIBS)
+	$(CC) $(ALL_CFLAGS) -O3 -Ibench -o $@ $< $(BENCH_OBJS) $(LIBAPP) $(LIBKVQ) $(UI_LIBS) $(ENGINE_LIBS)
 
 # Real sizes (issue 15): synthetic S1/S2/S3 traces (1.1 / 4.4 / 3.0 GB) under
 # SCALE_DIR (default /var/tmp/kvstudio-scale, deleted afterwards), wall time,

@@ -25,6 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 #include "bench_core.h"
+#include "bench_data.h"
 #include "cache.h"
 #include "calib/calib.h"
 #include "kvq.h"
@@ -68,12 +69,7 @@ static ratio g_ratios[192];
 static int g_nratios;
 static bool g_quick;
 
-static double clock_now(void *u)
-{
-    (void)u;
-    return kvq_now_s();
-}
-static const bench_clock g_clock = {clock_now, NULL};
+#define g_clock bench_wall_clock
 
 static void die(const char *what)
 {
@@ -162,39 +158,16 @@ static void prep_threads(void *ctx, int threads)
 }
 
 // ---- data: the sample trace, tiled ----
-static float *g_keys, *g_vals, *g_q;   // (L*KVH, 1024, D) each; g_q (NH, D)
-static int g_ntok, g_nstreams;
+
+static bench_tiled g_tr;   // keys, vals (L*KVH, ntok, D); q (NH, D)
 
 static void load_trace(void)
 {
-    kvq_trace *t = NULL;
-    if (kvq_trace_open(TRACE_PATH, NULL, &t)) die(TRACE_PATH);
-    g_ntok = t->n_tokens;
-    g_nstreams = t->n_layers * t->n_kv_heads;
-    size_t per = (size_t)g_ntok * D;
-    g_keys = malloc(sizeof(float) * per * (size_t)g_nstreams);
-    g_vals = malloc(sizeof(float) * per * (size_t)g_nstreams);
-    for (int l = 0; l < t->n_layers; l++)
-        for (int h = 0; h < t->n_kv_heads; h++) {
-            size_t s = (size_t)(l * t->n_kv_heads + h) * per;
-            if (kvq_trace_keys(t, l, h, g_keys + s) || kvq_trace_values(t, l, h, g_vals + s)) die("trace");
-        }
-    float *q = malloc(sizeof(float) * (size_t)t->n_queries * D);
-    g_q = malloc(sizeof(float) * NH * D);
-    for (int h = 0; h < NH; h++) {
-        if (kvq_trace_queries(t, 0, h, q)) die("trace queries");
-        memcpy(g_q + (size_t)h * D, q + (size_t)(t->n_queries - 1) * D, sizeof(float) * D);
-    }
-    free(q);
-    kvq_trace_free(t);
+    const char *e = bench_tiled_load(&g_tr, TRACE_PATH, D, NH);
+    if (e) die_bench("trace", e);
 }
 
-// Token i of kv head h at a long context: trace stream (i / ntok + h) % streams.
-static const float *tok(const float *src, int h, int i)
-{
-    int s = (i / g_ntok + h) % g_nstreams;
-    return src + ((size_t)s * g_ntok + (size_t)(i % g_ntok)) * D;
-}
+static const float *tok(const float *src, int h, int i) { return bench_tiled_tok(&g_tr, src, h, i); }
 
 // ---- encode / decode / score ----
 #define CODEC_N 12288
@@ -307,7 +280,7 @@ static void codec_close(codec_ctx *c)
 
 static void bench_codecs(void)
 {
-    size_t n = CODEC_N < (size_t)g_ntok * g_nstreams ? CODEC_N : (size_t)g_ntok * g_nstreams;
+    size_t n = CODEC_N < (size_t)g_tr.ntok * g_tr.nstreams ? CODEC_N : (size_t)g_tr.ntok * g_tr.nstreams;
     float *y = malloc(sizeof(float) * n * D);
     char ne[80], nd[80];
     for (int mi = 0; mi < kvq_n_methods; mi++) {
@@ -315,7 +288,7 @@ static void bench_codecs(void)
         for (int bits = 2; bits <= 16; bits++) {
             bool base = m->min_bits == m->max_bits;
             if (base ? bits != m->min_bits : (bits > 4 || bits < m->min_bits || bits > m->max_bits)) continue;
-            codec_ctx c = {.x = g_keys, .y = y, .n = n};
+            codec_ctx c = {.x = g_tr.keys, .y = y, .n = n};
             if (!codec_open(&c, m->name, bits)) {
                 printf("%-44s skipped: %s\n", m->name, kvq_last_error());
                 break;
@@ -330,7 +303,7 @@ static void bench_codecs(void)
         }
     }
     // the ratios: turboquant_mse 3-bit against q4_0, and 2 threads against 1
-    codec_ctx t = {.x = g_keys, .y = y, .n = n}, q = {.x = g_keys, .y = y, .n = n};
+    codec_ctx t = {.x = g_tr.keys, .y = y, .n = n}, q = {.x = g_tr.keys, .y = y, .n = n};
     if (!codec_open(&t, "turboquant_mse", 3)) die("turboquant_mse");
     if (!codec_open(&q, "q4_0", 4)) die("q4_0");
     const char *te = "encode turboquant_mse 3-bit", *qe = "encode q4_0 4-bit";
@@ -364,7 +337,7 @@ static void bench_scores(void)
     const int bs[NS] = {4, 8, 3, 2, 4};
     char names[NS][80];
     float *x = malloc(sizeof(float) * SCORE_N * D);
-    for (int i = 0; i < SCORE_N; i++) memcpy(x + (size_t)i * D, tok(g_keys, 0, i), sizeof(float) * D);
+    for (int i = 0; i < SCORE_N; i++) memcpy(x + (size_t)i * D, tok(g_tr.keys, 0, i), sizeof(float) * D);
     codec_ctx c[NS];
     for (int k = 0; k < NS; k++) {
         c[k] = (codec_ctx){.x = x, .n = SCORE_N};
@@ -374,7 +347,7 @@ static void bench_scores(void)
         c[k].scores = malloc(sizeof(float) * SCORE_N);
         c[k].qs = malloc(c[k].q.qbytes + 64);
         c[k].q.m->encode(c[k].q.plan, x, SCORE_N, c[k].codes);
-        c[k].q.m->prepare_query(c[k].q.plan, g_q, c[k].qs);
+        c[k].q.m->prepare_query(c[k].q.plan, g_tr.q, c[k].qs);
         snprintf(names[k], sizeof names[k], "score %s %d-bit", ms[k], bs[k]);
     }
     for (int th = 2; th >= 1; th--)
@@ -410,7 +383,7 @@ static void f32_task(void *u, int h)
     const float *K = c->K + (size_t)h * n * D, *V = c->V + (size_t)h * n * D;
     float *S = c->S + (size_t)h * n * per;
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, per, D, 1.0f / sqrtf((float)D), K, D,
-                g_q + (size_t)h * per * D, D, 0.0f, S, per);
+                g_tr.q + (size_t)h * per * D, D, 0.0f, S, per);
     // column-wise softmax over a (n, per) block: transpose-free, two passes
     float mx[NH];
     for (int j = 0; j < per; j++) mx[j] = -INFINITY;
@@ -449,7 +422,7 @@ static void f32k_task(void *u, int h)
     for (int p0 = 0; p0 < n; p0 += B) {
         int k = n - p0 < B ? n - p0 : B;
         for (int j = 0; j < per; j++) {
-            kvq_dot_rows(g_q + ((size_t)h * per + j) * D, K + (size_t)p0 * D, (size_t)k, D, w);
+            kvq_dot_rows(g_tr.q + ((size_t)h * per + j) * D, K + (size_t)p0 * D, (size_t)k, D, w);
             float bm = -INFINITY;
             for (int i = 0; i < k; i++) {
                 w[i] *= scale;
@@ -493,7 +466,7 @@ static void f32v_task(void *u, int hq)
     const int n = c->n, h = hq / (NH / KVH);
     const float *K = c->K + (size_t)h * n * D, *V = c->V + (size_t)h * n * D;
     float *S = c->S + (size_t)hq * n;
-    cblas_sgemv(CblasRowMajor, CblasNoTrans, n, D, 1.0f / sqrtf((float)D), K, D, g_q + (size_t)hq * D, 1,
+    cblas_sgemv(CblasRowMajor, CblasNoTrans, n, D, 1.0f / sqrtf((float)D), K, D, g_tr.q + (size_t)hq * D, 1,
                 0.0f, S, 1);
     float mx = -INFINITY;
     for (int i = 0; i < n; i++) mx = S[i] > mx ? S[i] : mx;
@@ -523,7 +496,7 @@ static void pass_cache(void *u, int i)
     (void)i;
     att_ctx *a = u;
     int32_t pos = a->n - 1;
-    if (kvq_cache_attend(a->cache, g_q, NH, 1, &pos, a->out)) die("attend");
+    if (kvq_cache_attend(a->cache, g_tr.q, NH, 1, &pos, a->out)) die("attend");
 }
 
 typedef struct cache_spec {
@@ -553,8 +526,8 @@ static kvq_cache *make_cache(const cache_spec *s, int n)
         int m = n - p0 < chunk ? n - p0 : chunk;
         for (int h = 0; h < KVH; h++)
             for (int i = 0; i < m; i++) {
-                memcpy(k + ((size_t)h * m + i) * D, tok(g_keys, h, p0 + i), sizeof(float) * D);
-                memcpy(v + ((size_t)h * m + i) * D, tok(g_vals, h, p0 + i), sizeof(float) * D);
+                memcpy(k + ((size_t)h * m + i) * D, tok(g_tr.keys, h, p0 + i), sizeof(float) * D);
+                memcpy(v + ((size_t)h * m + i) * D, tok(g_tr.vals, h, p0 + i), sizeof(float) * D);
             }
         if (kvq_cache_append(c, k, v, m)) {
             kvq_cache_free(c);
@@ -606,8 +579,8 @@ static void bench_attention(void)
         f.S = malloc(sizeof(float) * KVH * (size_t)n * NH);
         for (int h = 0; h < KVH; h++)
             for (int i = 0; i < n; i++) {
-                memcpy(f.K + ((size_t)h * n + i) * D, tok(g_keys, h, i), sizeof(float) * D);
-                memcpy(f.V + ((size_t)h * n + i) * D, tok(g_vals, h, i), sizeof(float) * D);
+                memcpy(f.K + ((size_t)h * n + i) * D, tok(g_tr.keys, h, i), sizeof(float) * D);
+                memcpy(f.V + ((size_t)h * n + i) * D, tok(g_tr.vals, h, i), sizeof(float) * D);
             }
         att_ctx a = {.f = &f, .n = n};
         char name[80], key[64];
@@ -937,9 +910,7 @@ int main(void)
     write_results();
     printf("total %.1f s\n", kvq_now_s() - t0);
     for (int i = 0; i < g_narts; i++) kvq_artifacts_free(g_arts[i]);
-    free(g_keys);
-    free(g_vals);
-    free(g_q);
+    bench_tiled_free(&g_tr);
     kvq_threads_shutdown();
     return 0;
 }

@@ -39,6 +39,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "bench_core.h"
+#include "bench_data.h"
 #include "cache.h"
 #include "ggml-cpu.h"
 #include "ggml.h"
@@ -61,20 +62,13 @@
 #define AGREE_TOL 1e-3
 #define QUANT_N 16384   // vectors per quantize / vec_dot pass
 
-static float *g_keys, *g_vals, *g_q;
-static int g_ntok, g_nstreams;
 static json_t *g_rows;
 static int g_failed;
 static struct ggml_threadpool *g_tp[3];   // [threads]
 static int g_poll;                         // ggml threadpool polling level
 static double ref_err[2] = {-1, -1};      // attend rows: kvstudio's and ggml's distance to exact_attend
 
-static double clock_now(void *u)
-{
-    (void)u;
-    return kvq_now_s();
-}
-static const bench_clock g_clock = {clock_now, NULL};
+#define g_clock bench_wall_clock
 
 static void die(const char *what, const char *msg)
 {
@@ -82,37 +76,15 @@ static void die(const char *what, const char *msg)
     exit(1);
 }
 
+static bench_tiled g_tr;   // keys, vals (L*KVH, ntok, D); q (NH, D)
+
 static void load_trace(void)
 {
-    kvq_trace *t = NULL;
-    if (kvq_trace_open(TRACE_PATH, NULL, &t)) die(TRACE_PATH, kvq_last_error());
-    g_ntok = t->n_tokens;
-    g_nstreams = t->n_layers * t->n_kv_heads;
-    size_t per = (size_t)g_ntok * D;
-    g_keys = malloc(sizeof(float) * per * (size_t)g_nstreams);
-    g_vals = malloc(sizeof(float) * per * (size_t)g_nstreams);
-    for (int l = 0; l < t->n_layers; l++)
-        for (int h = 0; h < t->n_kv_heads; h++) {
-            size_t s = (size_t)(l * t->n_kv_heads + h) * per;
-            if (kvq_trace_keys(t, l, h, g_keys + s) || kvq_trace_values(t, l, h, g_vals + s))
-                die("trace", kvq_last_error());
-        }
-    float *q = malloc(sizeof(float) * (size_t)t->n_queries * D);
-    g_q = malloc(sizeof(float) * NH * D);
-    for (int h = 0; h < NH; h++) {
-        if (kvq_trace_queries(t, 0, h, q)) die("trace queries", kvq_last_error());
-        memcpy(g_q + (size_t)h * D, q + (size_t)(t->n_queries - 1) * D, sizeof(float) * D);
-    }
-    free(q);
-    kvq_trace_free(t);
+    const char *e = bench_tiled_load(&g_tr, TRACE_PATH, D, NH);
+    if (e) die("trace", e);
 }
 
-// Token i of kv head h, tiled as bench.c does: stream (i / ntok + h) % streams.
-static const float *tok(const float *src, int h, int i)
-{
-    int s = (i / g_ntok + h) % g_nstreams;
-    return src + ((size_t)s * g_ntok + (size_t)(i % g_ntok)) * D;
-}
+static const float *tok(const float *src, int h, int i) { return bench_tiled_tok(&g_tr, src, h, i); }
 
 // Untimed, before every kvstudio or streaming-read call: ggml's workers
 // poll for new work for several ms after a graph (poll level 50), and on a
@@ -168,11 +140,11 @@ static void gatt_open(gatt *g, enum ggml_type tk, enum ggml_type tv, int n)
     *g = (gatt){.ctx = ggml_init(ip), .kv_bytes = kb + vb};
     if (!g->ctx) die("ggml_init", "out of memory");
     struct ggml_tensor *q = ggml_new_tensor_4d(g->ctx, GGML_TYPE_F32, D, 1, NH, 1);
-    for (int h = 0; h < NH; h++) memcpy((char *)q->data + (size_t)h * q->nb[2], g_q + (size_t)h * D, sizeof(float) * D);
+    for (int h = 0; h < NH; h++) memcpy((char *)q->data + (size_t)h * q->nb[2], g_tr.q + (size_t)h * D, sizeof(float) * D);
     g->k = ggml_new_tensor_4d(g->ctx, tk, D, n, KVH, 1);
     g->v = ggml_new_tensor_4d(g->ctx, tv, D, n, KVH, 1);
-    fill_rows(g->k, g_keys, n);
-    fill_rows(g->v, g_vals, n);
+    fill_rows(g->k, g_tr.keys, n);
+    fill_rows(g->v, g_tr.vals, n);
     g->out = ggml_flash_attn_ext(g->ctx, q, g->k, g->v, NULL, 1.0f / sqrtf((float)D), 0.0f, 0.0f);
     ggml_flash_attn_ext_set_prec(g->out, GGML_PREC_F32);
     g->gf = ggml_new_graph(g->ctx);
@@ -235,8 +207,8 @@ static void katt_open(katt *a, const char *km, int kbits, const char *vm, int vb
         int m = n - p0 < chunk ? n - p0 : chunk;
         for (int h = 0; h < KVH; h++)
             for (int i = 0; i < m; i++) {
-                memcpy(k + ((size_t)h * m + i) * D, tok(g_keys, h, p0 + i), sizeof(float) * D);
-                memcpy(v + ((size_t)h * m + i) * D, tok(g_vals, h, p0 + i), sizeof(float) * D);
+                memcpy(k + ((size_t)h * m + i) * D, tok(g_tr.keys, h, p0 + i), sizeof(float) * D);
+                memcpy(v + ((size_t)h * m + i) * D, tok(g_tr.vals, h, p0 + i), sizeof(float) * D);
             }
         if (kvq_cache_append(a->cache, k, v, m)) die(km, kvq_last_error());
     }
@@ -249,7 +221,7 @@ static void katt_pass(void *u, int i)
     (void)i;
     katt *a = u;
     int32_t pos = a->n - 1;
-    if (kvq_cache_attend(a->cache, g_q, NH, 1, &pos, a->out)) die("attend", kvq_last_error());
+    if (kvq_cache_attend(a->cache, g_tr.q, NH, 1, &pos, a->out)) die("attend", kvq_last_error());
 }
 
 // ---- streaming read: the same number of bytes, summed as 64-bit words ----
@@ -393,7 +365,7 @@ static void exact_attend(katt *a, float *ref)
         if (kvq_cache_decode(a->cache, h, K, V, pos, &n)) die("decode", kvq_last_error());
         for (int j = 0; j < NH / KVH; j++) {
             int hq = h * (NH / KVH) + j;
-            kvq_attend_f32(g_q + (size_t)hq * D, K, V, pos, n, D, a->n - 1, ref + (size_t)hq * D);
+            kvq_attend_f32(g_tr.q + (size_t)hq * D, K, V, pos, n, D, a->n - 1, ref + (size_t)hq * D);
         }
     }
     free(K);
@@ -535,7 +507,7 @@ static void gd_pass(void *u, int i)
     (void)i;
     qctx *c = u;
     const struct ggml_type_traits_cpu *cpu = ggml_get_type_traits_cpu(c->t);
-    ggml_get_type_traits_cpu(cpu->vec_dot_type)->from_float(g_q, c->qq, D);
+    ggml_get_type_traits_cpu(cpu->vec_dot_type)->from_float(g_tr.q, c->qq, D);
     kvq_parallel_for(QUANT_N / QBLK, gd_task, u);
 }
 static void kd_task(void *u, int t)
@@ -547,7 +519,7 @@ static void kd_pass(void *u, int i)
 {
     (void)i;
     qctx *c = u;
-    c->q.m->prepare_query(c->q.plan, g_q, c->qs);
+    c->q.m->prepare_query(c->q.plan, g_tr.q, c->qs);
     kvq_parallel_for(QUANT_N / QBLK, kd_task, u);
 }
 
@@ -588,7 +560,7 @@ static void bench_quant(void)
         {"iq4_nl", "llamacpp:iq4_nl", GGML_TYPE_IQ4_NL},
     };
     float *x = malloc(sizeof(float) * QUANT_N * D);
-    for (int i = 0; i < QUANT_N; i++) memcpy(x + (size_t)i * D, tok(g_keys, 0, i), sizeof(float) * D);
+    for (int i = 0; i < QUANT_N; i++) memcpy(x + (size_t)i * D, tok(g_tr.keys, 0, i), sizeof(float) * D);
     // turboquant_mse 3-bit beside q4_0 and q8_0 (issue 16's encode target is
     // against q8_0's quantize), 4-bit scoring beside q4_0's vec_dot too
     qctx tq, tq4;
@@ -711,8 +683,6 @@ int main(void)
     printf("ggml rows: total %.1f s%s\n", kvq_now_s() - t0, g_failed ? ", FAILED checks above" : "");
     for (int th = 1; th <= 2; th++) ggml_threadpool_free(g_tp[th]);
     kvq_threads_shutdown();
-    free(g_keys);
-    free(g_vals);
-    free(g_q);
+    bench_tiled_free(&g_tr);
     return g_failed;
 }

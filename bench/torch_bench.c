@@ -37,6 +37,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 #include "bench_core.h"
+#include "bench_data.h"
 #include "model.h"
 #include "pool.h"
 
@@ -60,12 +61,7 @@ typedef struct side {
     int calls;
 } side;
 
-static double clock_now(void *u)
-{
-    (void)u;
-    return kvq_now_s();
-}
-static const bench_clock g_clock = {clock_now, NULL};
+#define g_clock bench_wall_clock
 
 static void die(const char *what, const char *msg)
 {

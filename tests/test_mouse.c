@@ -18,40 +18,7 @@
 #include "tui.h"
 #include "ui.h"
 #include "test_util.h"
-
-#define TRACE "sample_data/traces/code-1k.safetensors"
-
-typedef struct {
-    kvs_session s;
-    kvs_ui *ui;
-    SCREEN *scr;
-    FILE *out, *in;
-    char state_dir[64];
-} fixture;
-
-static char screen[200 * 80 * 4];
-
-static const char *grab(kvs_ui *ui)
-{
-    kvs_ui_draw(ui);
-    size_t len = 0;
-    for (int y = 0; y < LINES; y++) {
-        char row[1024];
-        int n = mvinnstr(y, 0, row, (int)sizeof row - 1);
-        row[n < 0 ? 0 : n] = 0;
-        len += (size_t)snprintf(screen + len, sizeof screen - len, "%s\n", row);
-    }
-    return screen;
-}
-
-static void assert_shows(kvs_ui *ui, const char *text)
-{
-    const char *s = grab(ui);
-    if (!strstr(s, text)) {
-        fprintf(stderr, "---- screen ----\n%s---- expected: '%s'\n", s, text);   // print_message truncates
-        fail();
-    }
-}
+#include "tui_fixture.h"
 
 // The legend line of an engine: its marker, name and row count.
 static const char *legend_of(char marker, const char *engine, char *buf, size_t n)
@@ -71,45 +38,10 @@ static int row_of(kvs_ui *ui, const char *text)
     return hit ? y : -1;
 }
 
-static void quiet_out(void *user, bool is_error, const char *line) { (void)user, (void)is_error, (void)line; }
-
 static int setup(void **state)
 {
-    fixture *f = calloc(1, sizeof *f);
-    snprintf(f->state_dir, sizeof f->state_dir, "/tmp/kvs_test_mouse_XXXXXX");
-    assert_non_null(mkdtemp(f->state_dir));
-    setenv("XDG_STATE_HOME", f->state_dir, 1);
-    setenv("NO_COLOR", "1", 1);
-    kvs_session_init(&f->s);
-    f->s.out = quiet_out;
-    assert_int_equal(kvs_session_load(&f->s, TRACE, NULL), 0);
-    setlocale(LC_ALL, "C");
-    f->out = fopen("/dev/null", "w");
-    f->in = fopen("/dev/null", "r");
-    f->scr = newterm("xterm", f->out, f->in);
-    assert_non_null(f->scr);
-    set_term(f->scr);
-    resizeterm(24, 80);
-    f->ui = kvs_ui_new(&f->s);
-    assert_non_null(f->ui);
-    kvs_colors_init(f->ui);
-    *state = f;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    fixture *f = *state;
-    kvs_prompt_shutdown(f->ui);
-    endwin();
-    kvs_ui_free(f->ui);
-    delscreen(f->scr);
-    fclose(f->out);
-    fclose(f->in);
-    kvs_session_free(&f->s);
-    tu_rm_rf(f->state_dir);
-    free(f);
-    return 0;
+    static const fixture_opts o = {.tag = "mouse", .term = "xterm", .locale = "C", .rows = 24, .cols = 80, .color = false, .utf8 = false};
+    return fixture_open(state, &o);
 }
 
 // The centre of the first rectangle the last frame drew with tag/index.

@@ -19,95 +19,12 @@
 #include "tui.h"
 #include "ui.h"
 #include "test_util.h"
-
-#define TRACE "sample_data/traces/code-1k.safetensors"
-
-typedef struct {
-    kvs_session s;
-    kvs_ui *ui;
-    SCREEN *scr;
-    FILE *out, *in;
-    char state_dir[64];
-} fixture;
-
-static char screen[200 * 80 * 4];
-
-// The whole screen as text, one line per row.
-static const char *grab(kvs_ui *ui)
-{
-    kvs_ui_draw(ui);
-    size_t len = 0;
-    for (int y = 0; y < LINES; y++) {
-        char row[1024];
-        int n = mvinnstr(y, 0, row, (int)sizeof row - 1);
-        if (n < 0) n = 0;
-        row[n] = 0;
-        len += (size_t)snprintf(screen + len, sizeof screen - len, "%s\n", row);
-    }
-    return screen;
-}
-
-static void assert_shows(kvs_ui *ui, const char *text)
-{
-    const char *s = grab(ui);
-    if (!strstr(s, text)) {
-        print_message("---- screen ----\n%s---- expected: '%s'\n", s, text);
-        fail();
-    }
-}
-
-static void assert_hides(kvs_ui *ui, const char *text)
-{
-    const char *s = grab(ui);
-    if (strstr(s, text)) {
-        print_message("---- screen ----\n%s---- not expected: '%s'\n", s, text);
-        fail();
-    }
-}
-
-static void quiet_out(void *user, bool is_error, const char *line)
-{
-    (void)user, (void)is_error, (void)line;
-}
+#include "tui_fixture.h"
 
 static int setup(void **state)
 {
-    fixture *f = calloc(1, sizeof *f);
-    snprintf(f->state_dir, sizeof f->state_dir, "/tmp/kvs_test_views_XXXXXX");
-    assert_non_null(mkdtemp(f->state_dir));
-    setenv("XDG_STATE_HOME", f->state_dir, 1);
-    unsetenv("NO_COLOR");
-    kvs_session_init(&f->s);
-    f->s.out = quiet_out;
-    assert_int_equal(kvs_session_load(&f->s, TRACE, NULL), 0);
-    setlocale(LC_ALL, "C.UTF-8");
-    f->out = fopen("/dev/null", "w");
-    f->in = fopen("/dev/null", "r");
-    f->scr = newterm("xterm-256color", f->out, f->in);
-    assert_non_null(f->scr);
-    set_term(f->scr);
-    resizeterm(40, 120);
-    f->ui = kvs_ui_new(&f->s);
-    assert_non_null(f->ui);
-    f->ui->utf8 = true;
-    kvs_colors_init(f->ui);
-    *state = f;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    fixture *f = *state;
-    kvs_prompt_shutdown(f->ui);
-    endwin();
-    kvs_ui_free(f->ui);
-    delscreen(f->scr);
-    fclose(f->out);
-    fclose(f->in);
-    kvs_session_free(&f->s);
-    tu_rm_rf(f->state_dir);   // best effort
-    free(f);
-    return 0;
+    static const fixture_opts o = {.tag = "views", .term = "xterm-256color", .locale = "C.UTF-8", .rows = 40, .cols = 120, .color = true, .utf8 = true};
+    return fixture_open(state, &o);
 }
 
 static void keys(kvs_ui *ui, const char *k)
@@ -834,7 +751,7 @@ static void test_batch_run_and_refusal(void **state)
     (void)state;
     kvs_session s;
     kvs_session_init(&s);
-    s.out = quiet_out;
+    s.out = fixture_quiet_out;
     assert_int_not_equal(kvs_exec_line(&s, "run"), 0);   // no trace yet
     assert_int_equal(kvs_exec_line(&s, "load " TRACE), 0);
     assert_int_equal(kvs_exec_line(&s, "method q8_0"), 0);

@@ -67,7 +67,7 @@ static void check_done(kvs_ui *ui, kvs_job *j)
         kvq_trace_free(s->trace);
         s->trace = t;
         pthread_mutex_unlock(&s->lock);
-        kvs_ui_set_status(ui, false, "loaded %s: no NaN/Inf (%.1f s); %d layers x %d kv heads, %d tokens, head_dim %d"
+        kvs_ui_note(ui, "loaded %s: no NaN/Inf (%.1f s); %d layers x %d kv heads, %d tokens, head_dim %d"
                           "  (? help, : command)", t->path, j->t_end - j->t_start, t->n_layers, t->n_kv_heads,
                           t->n_tokens, t->head_dim);
         return;
@@ -105,7 +105,7 @@ int kvs_explorer_open(kvs_ui *ui, kvq_trace *t)
         return -1;
     }
     ui->job.quit_freely = true;   // nothing of the scan is lost by quitting
-    kvs_ui_set_status(ui, false, "opening %s: %d layers x %d kv heads, %d tokens, head_dim %d: checking for NaN/Inf "
+    kvs_ui_transient(ui, "opening %s: %d layers x %d kv heads, %d tokens, head_dim %d: checking for NaN/Inf "
                       "(Esc cancels)", t->path, t->n_layers, t->n_kv_heads, t->n_tokens, t->head_dim);
     return 0;
 }
@@ -205,11 +205,11 @@ static void grid_done(kvs_ui *ui, kvs_job *j)
     j->arg = NULL;
     const char *what = g->values ? "value" : "key";
     if (j->status == KVQ_OK) {
-        kvs_ui_set_status(ui, false, "explorer: %s statistics of %d heads ready (%d computed in %.1f s)", what, g->n,
+        kvs_ui_note(ui, "explorer: %s statistics of %d heads ready (%d computed in %.1f s)", what, g->n,
                           g->n_new, j->t_end - g->t0);
     } else if (j->status == KVQ_ERR_CANCELLED && !j->preempted && e->grid_trace == g->t) {
         e->grid_stopped = true;   // the user's Esc: no restart until r
-        kvs_ui_set_status(ui, false, "explorer: %s statistics stopped (Esc); r in the explorer resumes", what);
+        kvs_ui_transient(ui, "explorer: %s statistics stopped (Esc); r in the explorer resumes", what);
     } else if (j->status != KVQ_ERR_CANCELLED) {
         kvs_ui_set_status(ui, true, "explorer: %s statistics: %s", what, j->msg);
     }

@@ -195,19 +195,25 @@ static void log_push(kvs_ui *ui, bool is_error, const char *line)
     ui->log_err[i] = is_error;
 }
 
-static void ui_out(void *user, bool is_error, const char *text)
+// note: a routine job line (kvs_ui_note), which takes the status line only
+// from another note or from a line shown KVS_NOTE_HOLD_S already;
+// transient: always shown, and a note may replace it (kvs_ui_transient).
+static void ui_put(kvs_ui *ui, bool is_error, bool note, bool transient, const char *text)
 {
-    kvs_ui *ui = user;
     pthread_mutex_lock(&ui->log_mu);
+    double now = kvq_now_s();
+    bool take = !note || ui->status_note || !ui->status[0] || now - ui->status_t >= KVS_NOTE_HOLD_S;
     const char *p = text;
     char line[256];
     do {   // long text (JSON) arrives unsplit: one log line per text line
         size_t n = strcspn(p, "\n");
         snprintf(line, sizeof line, "%.*s", (int)(n < sizeof line ? n : sizeof line - 1), p);
         log_push(ui, is_error, line);
-        if (*line || is_error) {
+        if (take && (*line || is_error)) {
             snprintf(ui->status, sizeof ui->status, "%s", line);
             ui->status_error = is_error;
+            ui->status_note = note || transient;
+            ui->status_t = now;
         }
         p += n;
         if (*p) p++;
@@ -215,6 +221,8 @@ static void ui_out(void *user, bool is_error, const char *text)
     ui->status_dirty = true;
     pthread_mutex_unlock(&ui->log_mu);
 }
+
+static void ui_out(void *user, bool is_error, const char *text) { ui_put(user, is_error, false, false, text); }
 
 static void ui_log(kvq_log_level level, const char *msg, void *user)
 {
@@ -235,6 +243,26 @@ void kvs_ui_set_status(kvs_ui *ui, bool is_error, const char *fmt, ...)
     vsnprintf(buf, sizeof buf, fmt, ap);
     va_end(ap);
     ui_out(ui, is_error, buf);
+}
+
+void kvs_ui_note(kvs_ui *ui, const char *fmt, ...)
+{
+    char buf[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    ui_put(ui, false, true, false, buf);
+}
+
+void kvs_ui_transient(kvs_ui *ui, const char *fmt, ...)
+{
+    char buf[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    ui_put(ui, false, false, true, buf);
 }
 
 // ---- state ----

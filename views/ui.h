@@ -224,6 +224,8 @@ struct kvs_ui {
     // status line and log (every output line goes to both)
     char status[512];
     bool status_error;
+    bool status_note;          // the status line holds a kvs_ui_note line
+    double status_t;           // when it was set (kvq_now_s)
     char log[KVS_LOG_LINES][256];
     bool log_err[KVS_LOG_LINES];
     int log_n, log_head;       // ring buffer
@@ -271,6 +273,16 @@ int kvs_ui_key(kvs_ui *ui, int key);     // one key through prompt/view/global t
 void kvs_ui_tick(kvs_ui *ui);            // jobs, replay, session->view changes
 void kvs_ui_set_status(kvs_ui *ui, bool is_error, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+// A routine line of a background job (a trace checked, statistics ready):
+// always in the log; on the status line only in place of another note or of
+// a line that has been there KVS_NOTE_HOLD_S, so a job finishing never hides
+// what the user has not had time to read (earlier runs restored, a run's
+// result, the model hint).
+#define KVS_NOTE_HOLD_S 4.0
+void kvs_ui_note(kvs_ui *ui, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+// A line the user's action starts a job with ("opening ...: checking"):
+// shown at once, like kvs_ui_set_status, and the job's note replaces it.
+void kvs_ui_transient(kvs_ui *ui, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 int kvs_ui_switch(kvs_ui *ui, const char *name);   // 0 / -1
 int kvs_ui_exec(kvs_ui *ui, const char *line);     // kvs_exec_line + status/log routing
 const char *kvs_ui_log_line(const kvs_ui *ui, int i);   // i = 0 oldest

@@ -68,7 +68,11 @@ start b 300 "$TRACE"
 wait_for "explorer keys"
 keys 2 r
 wait_for "run 1: turboquant_mse k3/v2" 60
+# the grid's "ready" goes to the log; the status line keeps the run's result
+keys L
 wait_for "key statistics of 12 heads ready" 60
+keys Escape
+screen | grep -qF "run 1: turboquant_mse k3/v2" || fail "the grid's note replaced the run's result"
 
 step ":load opens the same way"
 keys 1 : "load $TRACE" Enter

@@ -95,7 +95,7 @@ kvq_status kvq_kmeans_assign(const float *x, size_t n, const float *c, int k, in
         free(xn), free(cn), free(sc), free(ct);
         return kvq_error(KVQ_ERR_NOMEM, "kmeans_assign: out of memory (n=%zu, k=%d)", n, k);
     }
-    row_norms(x, n, d, xn);
+    if (best) row_norms(x, n, d, xn);   // read only for best
     row_norms(c, (size_t)k, d, cn);
     transpose_centroids(c, k, d, ct);
     assign_chunks(x, xn, n, c, ct, cn, k, d, sc, assign, best);
@@ -284,8 +284,9 @@ static void ball_lists(km_bounds *b, const float *c, const float *cn, double cnm
 
 // The assignment step: all = scan every row (first iteration), else rows the
 // bounds cannot settle; the others keep prev.
-static void assign_bounds(km_bounds *b, const float *x, const float *xn, size_t n, const float *c,
-                          const float *ct, const float *cn, int k, int d, float *sc, const int32_t *prev, int32_t *assign, bool all)
+static inline __attribute__((always_inline)) void
+assign_bounds_d(km_bounds *b, const float *x, const float *xn, size_t n, const float *c, const float *ct, const float *cn,
+                int k, int d, float *sc, const int32_t *prev, int32_t *assign, bool all)
 {
     double cnmax = 0;
     for (int j = 0; j < k; j++) cnmax = cn[j] > cnmax ? cn[j] : cnmax;
@@ -330,6 +331,47 @@ static void assign_bounds(km_bounds *b, const float *x, const float *xn, size_t 
     if (mt) bounds_scan(b, mt, c, ct, cn, cnmax, k, d, sc, assign);
 }
 
+// assign_bounds_d with vecinfer's d = 4 and 2 made constants, so that the
+// exact distances and row copies in its loop unroll (d = 4 took a fifth of
+// the bookkeeping in the loop over d).
+static void assign_bounds(km_bounds *b, const float *x, const float *xn, size_t n, const float *c,
+                          const float *ct, const float *cn, int k, int d, float *sc, const int32_t *prev, int32_t *assign, bool all)
+{
+    if (d == 4) assign_bounds_d(b, x, xn, n, c, ct, cn, k, 4, sc, prev, assign, all);
+    else if (d == 2) assign_bounds_d(b, x, xn, n, c, ct, cn, k, 2, sc, prev, assign, all);
+    else assign_bounds_d(b, x, xn, n, c, ct, cn, k, d, sc, prev, assign, all);
+}
+
+// dist[i] = exact squared distance of row i to its centroid, and the update
+// step's per-centroid sums (sum zeroed here): the two row passes of a Lloyd
+// iteration outside the assignment, with the same d = 4 / 2 constants.
+static inline __attribute__((always_inline)) void lloyd_dists_d(const float *x, size_t n, int d, const float *c,
+                                                                const int32_t *assign, double *dist)
+{
+    for (size_t i = 0; i < n; i++) dist[i] = sqdist_exact(x + i * (size_t)d, c + (size_t)assign[i] * d, d);
+}
+
+static void lloyd_dists(const float *x, size_t n, int d, const float *c, const int32_t *assign, double *dist)
+{
+    if (d == 4) lloyd_dists_d(x, n, 4, c, assign, dist);
+    else if (d == 2) lloyd_dists_d(x, n, 2, c, assign, dist);
+    else lloyd_dists_d(x, n, d, c, assign, dist);
+}
+
+static inline __attribute__((always_inline)) void lloyd_sums_d(const float *x, size_t n, int d, int k,
+                                                               const int32_t *assign, double *sum)
+{
+    memset(sum, 0, sizeof(double) * (size_t)k * d);
+    for (size_t i = 0; i < n; i++) kvq_row_acc(sum + (size_t)assign[i] * d, x + i * (size_t)d, d);
+}
+
+static void lloyd_sums(const float *x, size_t n, int d, int k, const int32_t *assign, double *sum)
+{
+    if (d == 4) lloyd_sums_d(x, n, 4, k, assign, sum);
+    else if (d == 2) lloyd_sums_d(x, n, 2, k, assign, sum);
+    else lloyd_sums_d(x, n, d, k, assign, sum);
+}
+
 // After the update step: ub grows by its centroid's move, lb shrinks by the
 // largest move of any other centroid.
 static void bounds_move(km_bounds *b, const float *c, int k, int d, size_t n, const int32_t *assign)
@@ -370,6 +412,25 @@ static void assign_scalar(const float *x, size_t n, const float *c, int k, int d
     }
 }
 
+// Index of the first NaN or Inf of x (m), or m: blocks of 256 tested
+// without a branch per value (the exponent bits all ones), which the
+// compiler vectorizes; isfinite's early exit kept the plain loop scalar
+// (commvq calls k-means 128 times per stream on the same 1024 x 128 floats).
+static size_t first_nonfinite(const float *x, size_t m)
+{
+    size_t i = 0;
+    for (; i + 256 <= m; i += 256) {
+        uint32_t bad = 0;
+        for (int j = 0; j < 256; j++) {
+            uint32_t u;
+            memcpy(&u, x + i + j, sizeof u);
+            bad |= (u & 0x7f800000u) == 0x7f800000u;
+        }
+        if (bad) return i;
+    }
+    return i;   // the caller's isfinite loop takes it from here
+}
+
 // reference: assignments through assign_scalar (kvq_kmeans_reference).
 static kvq_status kmeans_run(const float *x, size_t n, int d, const kvq_kmeans_opts *o,
                              kvq_kmeans_result *r, bool reference)
@@ -380,7 +441,8 @@ static kvq_status kmeans_run(const float *x, size_t n, int d, const kvq_kmeans_o
         return kvq_error(KVQ_ERR_ARG, "kmeans: k=%d with %zu points (expected 1..n)", o->k, n);
     if (o->max_iter < 1)
         return kvq_error(KVQ_ERR_ARG, "kmeans: max_iter=%d (expected >= 1)", o->max_iter);
-    for (size_t i = 0; i < n * (size_t)d; i++)
+    size_t bad = first_nonfinite(x, n * (size_t)d);
+    for (size_t i = bad; i < n * (size_t)d; i++)
         if (!isfinite(x[i]))
             return kvq_error(KVQ_ERR_NONFINITE, "kmeans: input row %zu column %d is %g",
                              i / (size_t)d, (int)(i % (size_t)d), (double)x[i]);
@@ -445,7 +507,7 @@ static kvq_status kmeans_run(const float *x, size_t n, int d, const kvq_kmeans_o
         }
     }
     if ((st = seed_centroids(x, n, d, k, &rng, r->centroids, dist))) goto done;
-    row_norms(x, n, d, xn);
+    if (bounded) row_norms(x, n, d, xn);   // only the bounds read |x|^2 (assign_chunks adds it to best only)
     kvq_progress_begin(o->progress);
 
     for (int it = 0; it < o->max_iter; it++) {
@@ -463,10 +525,10 @@ static kvq_status kmeans_run(const float *x, size_t n, int d, const kvq_kmeans_o
         // previous one; keeping the previous one then makes inertia provably
         // non-increasing.
         int changed = 0;
-        for (size_t i = 0; i < n; i++) {
+        lloyd_dists(x, n, d, r->centroids, r->assign, dist);
+        for (size_t i = 0; it > 0 && i < n; i++) {
             const float *xi = x + i * (size_t)d;
-            dist[i] = sqdist_exact(xi, r->centroids + (size_t)r->assign[i] * d, d);
-            if (it > 0 && r->assign[i] != prev[i]) {
+            if (r->assign[i] != prev[i]) {
                 double dp = sqdist_exact(xi, r->centroids + (size_t)prev[i] * d, d);
                 if (dp <= dist[i]) {
                     r->assign[i] = prev[i];
@@ -504,11 +566,7 @@ static kvq_status kmeans_run(const float *x, size_t n, int d, const kvq_kmeans_o
         memcpy(prev, r->assign, sizeof(int32_t) * n);
 
         // update: means in double, so the float centroids are the rounded means
-        memset(sum, 0, sizeof(double) * (size_t)k * d);
-        for (size_t i = 0; i < n; i++) {
-            double *s = sum + (size_t)r->assign[i] * d;
-            kvq_row_acc(s, x + i * (size_t)d, d);
-        }
+        lloyd_sums(x, n, d, k, r->assign, sum);
         for (int j = 0; j < k; j++)
             if (count[j])
                 for (int t = 0; t < d; t++)

@@ -119,28 +119,31 @@ static void sample_rows(size_t n, size_t ns, kvq_rng *rng, uint32_t *idx)
 
 // k-means++: first centroid uniform, each next one drawn with probability
 // proportional to the squared distance to the nearest centroid so far. The
-// running total is summed in the same pass that lowers mind2 (same order, so
-// the same sums as a separate pass).
-static void seed_plusplus(const float *x, size_t n, int d, int k, kvq_rng *rng, float *c,
-                          double *mind2)
+// running total is summed in the same pass that lowers mind2 and kept per
+// row (cum: the prefix sums, in the order a pass over mind2 would add them),
+// so the draw is a binary search for the first prefix above u instead of a
+// second pass; a prefix that rises past u comes from a row with mind2 > 0,
+// so the pick is the linear scan's.
+static inline __attribute__((always_inline)) void seed_plusplus_d(const float *x, size_t n, int d, int k,
+                                                                  kvq_rng *rng, float *c, double *mind2,
+                                                                  double *cum)
 {
     size_t first = (size_t)(kvq_rng_uniform(rng) * (double)n);
     if (first >= n) first = n - 1;
     memcpy(c, x + first * (size_t)d, sizeof(float) * (size_t)d);
     double total = 0;
-    for (size_t i = 0; i < n; i++) total += mind2[i] = sqdist_exact(x + i * (size_t)d, c, d);
+    for (size_t i = 0; i < n; i++) total += mind2[i] = sqdist_exact(x + i * (size_t)d, c, d), cum[i] = total;
     for (int j = 1; j < k; j++) {
         size_t pick = 0;
         if (total > 0) {
-            double u = kvq_rng_uniform(rng) * total, acc = 0;
-            pick = n - 1;
-            for (size_t i = 0; i < n; i++) {
-                acc += mind2[i];
-                if (acc > u && mind2[i] > 0) {
-                    pick = i;
-                    break;
-                }
+            double u = kvq_rng_uniform(rng) * total;
+            size_t lo = 0, hi = n - 1;   // first i with cum[i] > u, n - 1 if none
+            while (lo < hi) {
+                size_t mid = lo + (hi - lo) / 2;
+                if (cum[mid] > u) hi = mid;
+                else lo = mid + 1;
             }
+            pick = lo;
         } else {
             // every point coincides with a centroid already: any point will do
             pick = (size_t)(kvq_rng_uniform(rng) * (double)n);
@@ -153,8 +156,16 @@ static void seed_plusplus(const float *x, size_t n, int d, int k, kvq_rng *rng, 
             double t = sqdist_exact(x + i * (size_t)d, cj, d);
             if (t < mind2[i]) mind2[i] = t;
             total += mind2[i];
+            cum[i] = total;
         }
     }
+}
+
+static void seed_plusplus(const float *x, size_t n, int d, int k, kvq_rng *rng, float *c, double *mind2, double *cum)
+{
+    if (d == 4) seed_plusplus_d(x, n, 4, k, rng, c, mind2, cum);
+    else if (d == 2) seed_plusplus_d(x, n, 2, k, rng, c, mind2, cum);
+    else seed_plusplus_d(x, n, d, k, rng, c, mind2, cum);
 }
 
 // k-means++ costs k passes over its rows; above KVQ_KMEANS_SEED_PPC rows per
@@ -166,21 +177,24 @@ static kvq_status seed_centroids(const float *x, size_t n, int d, int k, kvq_rng
 {
     size_t ns = (size_t)k * KVQ_KMEANS_SEED_PPC;
     if (ns < KVQ_KMEANS_SEED_MIN) ns = KVQ_KMEANS_SEED_MIN;
+    double *cum = malloc(sizeof(double) * (n < ns ? n : ns));
+    if (!cum) return kvq_error(KVQ_ERR_NOMEM, "kmeans: out of memory (seeding from %zu rows)", n < ns ? n : ns);
     if (n <= ns) {
-        seed_plusplus(x, n, d, k, rng, c, mind2);
+        seed_plusplus(x, n, d, k, rng, c, mind2, cum);
+        free(cum);
         return KVQ_OK;
     }
     uint32_t *idx = malloc(sizeof(uint32_t) * n);
     float *xs = malloc(sizeof(float) * ns * (size_t)d);
     if (!idx || !xs) {
-        free(idx), free(xs);
+        free(idx), free(xs), free(cum);
         return kvq_error(KVQ_ERR_NOMEM, "kmeans: out of memory (seeding from %zu rows)", ns);
     }
     sample_rows(n, ns, rng, idx);
     for (size_t i = 0; i < ns; i++)
         memcpy(xs + i * (size_t)d, x + (size_t)idx[i] * d, sizeof(float) * (size_t)d);
-    seed_plusplus(xs, ns, d, k, rng, c, mind2);
-    free(idx), free(xs);
+    seed_plusplus(xs, ns, d, k, rng, c, mind2, cum);
+    free(idx), free(xs), free(cum);
     return KVQ_OK;
 }
 

@@ -2,7 +2,7 @@
 // increases, same seed same result, sgemm distances equal a scalar reference,
 // empty clusters are re-seeded, bad arguments and cancellation; the BLAS
 // path against the scalar reference k-means, the AVX2 argmin against its
-// scalar loop.
+// scalar loop; the neighbour-list k-means and its strided kernel.
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -365,6 +365,77 @@ static void test_small_d_scores_match_scalar(void **state)
     }
 }
 
+// The neighbour-list scan (kmeans.c, k 64..256, d <= 8): the strided kernel
+// against its scalar loop and against the compact kernel on a copy of the
+// same columns, with and without a padded (+inf norm) tail.
+static void test_strided_argmin2_matches_scalar(void **state)
+{
+    (void)state;
+    kvq_rng r;
+    kvq_rng_seed(&r, 31);
+    enum { LD = 272 };
+    float x[KVQ_KMEANS_SMALL_D], ct[KVQ_KMEANS_SMALL_D * LD], cc[KVQ_KMEANS_SMALL_D * LD], cn[LD];
+    for (int trial = 0; trial < 400; trial++) {
+        int d = 1 + trial % KVQ_KMEANS_SMALL_D, k = 16 * (1 + (int)(kvq_rng_uniform(&r) * 16));
+        bool grid = trial % 2;
+        for (int t = 0; t < d; t++) x[t] = grid ? (float)(int)(kvq_rng_uniform(&r) * 3) : (float)kvq_rng_gauss(&r);
+        for (int i = 0; i < d * LD; i++) ct[i] = grid ? (float)(int)(kvq_rng_uniform(&r) * 3) : (float)kvq_rng_gauss(&r);
+        for (int j = 0; j < k; j++) {
+            double s = 0;
+            for (int t = 0; t < d; t++) s += (double)ct[t * LD + j] * ct[t * LD + j], cc[t * k + j] = ct[t * LD + j];
+            cn[j] = (trial % 5 == 0 && j >= k - 7) ? INFINITY : (float)s;
+        }
+        float b1, s1, b2, s2, b3, s3;
+        kvq_simd_force_scalar(false);
+        int j1 = kvq_kmeans_argmin2_small_ld(x, d, ct, LD, cn, k, &b1, &s1);
+        int j2 = kvq_kmeans_argmin2_small_ld_ref(x, d, ct, LD, cn, k, &b2, &s2);
+        int j3 = kvq_kmeans_argmin2_small(x, d, cc, cn, k, &b3, &s3);
+        assert_int_equal(j1, j2);
+        assert_int_equal(j1, j3);
+        assert_true(b1 == b2 && b1 == b3 && s1 == s2 && s1 == s3);
+    }
+    double q[67], y1[67], y2[67];
+    for (int i = 0; i < 67; i++) q[i] = fabs(kvq_rng_gauss(&r)) * (i + 1);
+    for (size_t n = 0; n <= 67; n += 11) {
+        kvq_row_sqrt(y1, q, n);
+        kvq_row_sqrt_ref(y2, q, n);
+        assert_memory_equal(y1, y2, sizeof(double) * n);
+    }
+}
+
+// k-means through the neighbour lists (k = 64 and 256, d = 4 and 2, the
+// vecinfer shapes): the AVX2 and scalar kernels give the same bits, and the
+// objective matches the scalar reference k-means.
+static void test_lists_match_reference(void **state)
+{
+    (void)state;
+    const int ks[2] = {64, 256}, ds[2] = {4, 2};
+    for (int c = 0; c < 2; c++) {
+        size_t n = 6000;
+        int k = ks[c], d = ds[c];
+        float *x = gauss_data(n, d, 40 + (uint64_t)c);
+        for (size_t i = 0; i < n; i++) x[i * d] *= 3.0f;   // uneven spread, as smoothed keys
+        kvq_kmeans_opts o = {.k = k, .max_iter = 25, .seed = 3, .max_points_per_centroid = -1};
+        kvq_kmeans_result a, b, ref;
+        kvq_simd_force_scalar(false);
+        assert_int_equal(kvq_kmeans(x, n, d, &o, &a), KVQ_OK);
+        kvq_simd_force_scalar(true);
+        assert_int_equal(kvq_kmeans(x, n, d, &o, &b), KVQ_OK);
+        kvq_simd_force_scalar(false);
+        assert_int_equal(kvq_kmeans_reference(x, n, d, &o, &ref), KVQ_OK);
+        assert_int_equal(a.n_iter, b.n_iter);
+        assert_memory_equal(a.centroids, b.centroids, sizeof(float) * (size_t)k * d);
+        assert_memory_equal(a.assign, b.assign, sizeof(int32_t) * n);
+        double ia = a.inertia[a.n_iter - 1], ir = ref.inertia[ref.n_iter - 1];
+        print_message("figure: k-means %zu x %d, k %d (neighbour lists): inertia %.4f vs scalar reference %.4f "
+                      "(%d / %d iterations)\n", n, d, k, ia, ir, a.n_iter, ref.n_iter);
+        assert_true(fabs(ia - ir) <= 1e-3 * ir);
+        for (int it = 1; it < a.n_iter; it++) assert_true(a.inertia[it] <= a.inertia[it - 1]);
+        kvq_kmeans_result_free(&a), kvq_kmeans_result_free(&b), kvq_kmeans_result_free(&ref);
+        free(x);
+    }
+}
+
 // calib/rowops.h: the AVX2 compilation gives the reference's bits.
 static void test_rowops_match_reference(void **state)
 {
@@ -403,6 +474,8 @@ int main(void)
         cmocka_unit_test(test_argmin_matches_scalar),
         cmocka_unit_test(test_small_d_scores_match_scalar),
         cmocka_unit_test(test_rowops_match_reference),
+        cmocka_unit_test(test_strided_argmin2_matches_scalar),
+        cmocka_unit_test(test_lists_match_reference),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

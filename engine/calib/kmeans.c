@@ -95,7 +95,7 @@ kvq_status kvq_kmeans_assign(const float *x, size_t n, const float *c, int k, in
         free(xn), free(cn), free(sc), free(ct);
         return kvq_error(KVQ_ERR_NOMEM, "kmeans_assign: out of memory (n=%zu, k=%d)", n, k);
     }
-    row_norms(x, n, d, xn);
+    if (best) row_norms(x, n, d, xn);   // read only for best
     row_norms(c, (size_t)k, d, cn);
     transpose_centroids(c, k, d, ct);
     assign_chunks(x, xn, n, c, ct, cn, k, d, sc, assign, best);
@@ -119,28 +119,31 @@ static void sample_rows(size_t n, size_t ns, kvq_rng *rng, uint32_t *idx)
 
 // k-means++: first centroid uniform, each next one drawn with probability
 // proportional to the squared distance to the nearest centroid so far. The
-// running total is summed in the same pass that lowers mind2 (same order, so
-// the same sums as a separate pass).
-static void seed_plusplus(const float *x, size_t n, int d, int k, kvq_rng *rng, float *c,
-                          double *mind2)
+// running total is summed in the same pass that lowers mind2 and kept per
+// row (cum: the prefix sums, in the order a pass over mind2 would add them),
+// so the draw is a binary search for the first prefix above u instead of a
+// second pass; a prefix that rises past u comes from a row with mind2 > 0,
+// so the pick is the linear scan's.
+static inline __attribute__((always_inline)) void seed_plusplus_d(const float *x, size_t n, int d, int k,
+                                                                  kvq_rng *rng, float *c, double *mind2,
+                                                                  double *cum)
 {
     size_t first = (size_t)(kvq_rng_uniform(rng) * (double)n);
     if (first >= n) first = n - 1;
     memcpy(c, x + first * (size_t)d, sizeof(float) * (size_t)d);
     double total = 0;
-    for (size_t i = 0; i < n; i++) total += mind2[i] = sqdist_exact(x + i * (size_t)d, c, d);
+    for (size_t i = 0; i < n; i++) total += mind2[i] = sqdist_exact(x + i * (size_t)d, c, d), cum[i] = total;
     for (int j = 1; j < k; j++) {
         size_t pick = 0;
         if (total > 0) {
-            double u = kvq_rng_uniform(rng) * total, acc = 0;
-            pick = n - 1;
-            for (size_t i = 0; i < n; i++) {
-                acc += mind2[i];
-                if (acc > u && mind2[i] > 0) {
-                    pick = i;
-                    break;
-                }
+            double u = kvq_rng_uniform(rng) * total;
+            size_t lo = 0, hi = n - 1;   // first i with cum[i] > u, n - 1 if none
+            while (lo < hi) {
+                size_t mid = lo + (hi - lo) / 2;
+                if (cum[mid] > u) hi = mid;
+                else lo = mid + 1;
             }
+            pick = lo;
         } else {
             // every point coincides with a centroid already: any point will do
             pick = (size_t)(kvq_rng_uniform(rng) * (double)n);
@@ -153,8 +156,16 @@ static void seed_plusplus(const float *x, size_t n, int d, int k, kvq_rng *rng, 
             double t = sqdist_exact(x + i * (size_t)d, cj, d);
             if (t < mind2[i]) mind2[i] = t;
             total += mind2[i];
+            cum[i] = total;
         }
     }
+}
+
+static void seed_plusplus(const float *x, size_t n, int d, int k, kvq_rng *rng, float *c, double *mind2, double *cum)
+{
+    if (d == 4) seed_plusplus_d(x, n, 4, k, rng, c, mind2, cum);
+    else if (d == 2) seed_plusplus_d(x, n, 2, k, rng, c, mind2, cum);
+    else seed_plusplus_d(x, n, d, k, rng, c, mind2, cum);
 }
 
 // k-means++ costs k passes over its rows; above KVQ_KMEANS_SEED_PPC rows per
@@ -166,21 +177,24 @@ static kvq_status seed_centroids(const float *x, size_t n, int d, int k, kvq_rng
 {
     size_t ns = (size_t)k * KVQ_KMEANS_SEED_PPC;
     if (ns < KVQ_KMEANS_SEED_MIN) ns = KVQ_KMEANS_SEED_MIN;
+    double *cum = malloc(sizeof(double) * (n < ns ? n : ns));
+    if (!cum) return kvq_error(KVQ_ERR_NOMEM, "kmeans: out of memory (seeding from %zu rows)", n < ns ? n : ns);
     if (n <= ns) {
-        seed_plusplus(x, n, d, k, rng, c, mind2);
+        seed_plusplus(x, n, d, k, rng, c, mind2, cum);
+        free(cum);
         return KVQ_OK;
     }
     uint32_t *idx = malloc(sizeof(uint32_t) * n);
     float *xs = malloc(sizeof(float) * ns * (size_t)d);
     if (!idx || !xs) {
-        free(idx), free(xs);
+        free(idx), free(xs), free(cum);
         return kvq_error(KVQ_ERR_NOMEM, "kmeans: out of memory (seeding from %zu rows)", ns);
     }
     sample_rows(n, ns, rng, idx);
     for (size_t i = 0; i < ns; i++)
         memcpy(xs + i * (size_t)d, x + (size_t)idx[i] * d, sizeof(float) * (size_t)d);
-    seed_plusplus(xs, ns, d, k, rng, c, mind2);
-    free(idx), free(xs);
+    seed_plusplus(xs, ns, d, k, rng, c, mind2, cum);
+    free(idx), free(xs), free(cum);
     return KVQ_OK;
 }
 
@@ -205,10 +219,28 @@ void kvq_kmeans_result_free(kvq_kmeans_result *r)
 // to near-ties inside that margin.
 #define KM_BOUNDS_MIN_K 16
 #define KM_BOUNDS_MAX_K 1024   // the (k, k) centroid distances stay small
+// Neighbour lists on top, for d <= KVQ_KMEANS_SMALL_D and k in
+// KM_BALL_MIN_K..KM_BALL_MAX_K: a centroid closer to x than its own centroid
+// a (distance ub) lies within 2 ub of a, so a row Hamerly's test cannot settle
+// and with 2 ub <= T[a] scans only the centroids within T[a] of a, and every
+// other one is at least T[a] - ub away (its lower bound). T[a] is
+// KM_BALL_RADIUS times the mean ub of a's rows (2 to 4.5 tried; 2.5 was the
+// fastest): on vecinfer's 65536 keys (S1), k = 256, d = 4, 85% of the rows
+// the bounds leave take a list, 36 centroids long on average; the others
+// scan all k. The picks are the full scan's (S1's codebooks are bit-identical).
+// (Yinyang's group bounds, tried first, left a quarter of the groups to scan
+// but their per-row bookkeeping cost more than the 16-wide scan it saved.)
+#define KM_BALL_MIN_K 64
+#define KM_BALL_MAX_K 256   // the (k, k, d) lists stay in L2/L3
+#define KM_BALL_RADIUS 2.5
 typedef struct {
     double *ub, *lb, *half, *drift;   // (n), (n), (k), (k)
     float *cold, *cc, *xt, *xtn;      // (k, d) centroids the bounds refer to, (k, k), (KM_TILE, d), (KM_TILE)
     uint32_t *rows;                   // (KM_TILE) rows gathered into xt
+    int kp;                           // list stride: k rounded up to 16 (0: no lists)
+    float *nct, *ncn;                 // (k, d, kp) each centroid's list transposed, (k, kp) its norms (+inf pad)
+    int32_t *nidx, *nlen;             // (k, kp) the centroids listed, (k) list lengths padded to 16
+    double *T, *tsum;                 // (k) list radius, (k) scratch
 } km_bounds;
 
 static double sgemm_margin(int d, double xn, double cn)
@@ -231,10 +263,44 @@ static void bounds_scan(km_bounds *b, size_t m, const float *c, const float *ct,
     }
 }
 
+// The lists for this iteration: T[a] from the mean ub of a's rows, every
+// centroid whose (sgemm) squared distance to a is within T[a]^2 plus the
+// rounding margin, in index order (so ties still go to the lower index),
+// padded to 16 with +inf norms that never win.
+static void ball_lists(km_bounds *b, const float *c, const float *cn, double cnmax, int k, int d, size_t n,
+                       const int32_t *prev)
+{
+    const int kp = b->kp;
+    memset(b->tsum, 0, sizeof(double) * (size_t)k);
+    int32_t *cnt = b->nlen;   // counts first, lengths after
+    memset(cnt, 0, sizeof(int32_t) * (size_t)k);
+    for (size_t i = 0; i < n; i++) b->tsum[prev[i]] += b->ub[i], cnt[prev[i]]++;
+    double mg = sgemm_margin(d, cnmax, cnmax);
+    for (int a = 0; a < k; a++) {
+        b->T[a] = cnt[a] ? KM_BALL_RADIUS * b->tsum[a] / cnt[a] : 0;
+        double t2 = b->T[a] * b->T[a] + mg;
+        const float *cc = b->cc + (size_t)a * k;
+        float *nct = b->nct + (size_t)a * d * kp, *ncn = b->ncn + (size_t)a * kp;
+        int32_t *idx = b->nidx + (size_t)a * kp;
+        int L = 0;
+        for (int j = 0; j < k; j++) {
+            if (j != a && cc[j] > t2) continue;
+            for (int t = 0; t < d; t++) nct[(size_t)t * kp + L] = c[(size_t)j * d + t];
+            ncn[L] = cn[j], idx[L++] = j;
+        }
+        for (; L % 16; L++) {
+            for (int t = 0; t < d; t++) nct[(size_t)t * kp + L] = 0;
+            ncn[L] = INFINITY, idx[L] = a;
+        }
+        b->nlen[a] = L;
+    }
+}
+
 // The assignment step: all = scan every row (first iteration), else rows the
 // bounds cannot settle; the others keep prev.
-static void assign_bounds(km_bounds *b, const float *x, const float *xn, size_t n, const float *c,
-                          const float *ct, const float *cn, int k, int d, float *sc, const int32_t *prev, int32_t *assign, bool all)
+static inline __attribute__((always_inline)) void
+assign_bounds_d(km_bounds *b, const float *x, const float *xn, size_t n, const float *c, const float *ct, const float *cn,
+                int k, int d, float *sc, const int32_t *prev, int32_t *assign, bool all)
 {
     double cnmax = 0;
     for (int j = 0; j < k; j++) cnmax = cn[j] > cnmax ? cn[j] : cnmax;
@@ -247,6 +313,7 @@ static void assign_bounds(km_bounds *b, const float *x, const float *xn, size_t 
             m -= sgemm_margin(d, cnmax, cnmax);
             b->half[j] = m > 0 ? 0.5 * sqrt(m) : 0;
         }
+        if (b->kp) ball_lists(b, c, cn, cnmax, k, d, n, prev);
     }
     size_t mt = 0;
     for (size_t i = 0; i < n; i++) {
@@ -258,6 +325,17 @@ static void assign_bounds(km_bounds *b, const float *x, const float *xn, size_t 
             if (b->ub[i] <= z) continue;
             b->ub[i] = sqrt(sqdist_exact(xi, c + (size_t)a * d, d));
             if (b->ub[i] <= z) continue;
+            if (b->kp && 2 * b->ub[i] <= b->T[a]) {
+                float bv, sv;
+                const int kp = b->kp;
+                int bl = kvq_kmeans_argmin2_small_ld(xi, d, b->nct + (size_t)a * d * kp, kp,
+                                                     b->ncn + (size_t)a * kp, b->nlen[a], &bv, &sv);
+                assign[i] = b->nidx[(size_t)a * kp + bl];
+                double s2 = (double)sv + xn[i] - sgemm_margin(d, xn[i], cnmax), rest = b->T[a] - b->ub[i];
+                double l2 = s2 > 0 ? sqrt(s2) : 0;
+                b->lb[i] = l2 < rest ? l2 : rest;
+                continue;
+            }
         }
         memcpy(b->xt + mt * d, xi, sizeof(float) * (size_t)d);
         b->xtn[mt] = xn[i];
@@ -265,6 +343,47 @@ static void assign_bounds(km_bounds *b, const float *x, const float *xn, size_t 
         if (mt == KM_TILE) bounds_scan(b, mt, c, ct, cn, cnmax, k, d, sc, assign), mt = 0;
     }
     if (mt) bounds_scan(b, mt, c, ct, cn, cnmax, k, d, sc, assign);
+}
+
+// assign_bounds_d with vecinfer's d = 4 and 2 made constants, so that the
+// exact distances and row copies in its loop unroll (d = 4 took a fifth of
+// the bookkeeping in the loop over d).
+static void assign_bounds(km_bounds *b, const float *x, const float *xn, size_t n, const float *c,
+                          const float *ct, const float *cn, int k, int d, float *sc, const int32_t *prev, int32_t *assign, bool all)
+{
+    if (d == 4) assign_bounds_d(b, x, xn, n, c, ct, cn, k, 4, sc, prev, assign, all);
+    else if (d == 2) assign_bounds_d(b, x, xn, n, c, ct, cn, k, 2, sc, prev, assign, all);
+    else assign_bounds_d(b, x, xn, n, c, ct, cn, k, d, sc, prev, assign, all);
+}
+
+// dist[i] = exact squared distance of row i to its centroid, and the update
+// step's per-centroid sums (sum zeroed here): the two row passes of a Lloyd
+// iteration outside the assignment, with the same d = 4 / 2 constants.
+static inline __attribute__((always_inline)) void lloyd_dists_d(const float *x, size_t n, int d, const float *c,
+                                                                const int32_t *assign, double *dist)
+{
+    for (size_t i = 0; i < n; i++) dist[i] = sqdist_exact(x + i * (size_t)d, c + (size_t)assign[i] * d, d);
+}
+
+static void lloyd_dists(const float *x, size_t n, int d, const float *c, const int32_t *assign, double *dist)
+{
+    if (d == 4) lloyd_dists_d(x, n, 4, c, assign, dist);
+    else if (d == 2) lloyd_dists_d(x, n, 2, c, assign, dist);
+    else lloyd_dists_d(x, n, d, c, assign, dist);
+}
+
+static inline __attribute__((always_inline)) void lloyd_sums_d(const float *x, size_t n, int d, int k,
+                                                               const int32_t *assign, double *sum)
+{
+    memset(sum, 0, sizeof(double) * (size_t)k * d);
+    for (size_t i = 0; i < n; i++) kvq_row_acc(sum + (size_t)assign[i] * d, x + i * (size_t)d, d);
+}
+
+static void lloyd_sums(const float *x, size_t n, int d, int k, const int32_t *assign, double *sum)
+{
+    if (d == 4) lloyd_sums_d(x, n, 4, k, assign, sum);
+    else if (d == 2) lloyd_sums_d(x, n, 2, k, assign, sum);
+    else lloyd_sums_d(x, n, d, k, assign, sum);
 }
 
 // After the update step: ub grows by its centroid's move, lb shrinks by the
@@ -289,7 +408,7 @@ static void bounds_move(km_bounds *b, const float *c, int k, int d, size_t n, co
 static void bounds_free(km_bounds *b)
 {
     free(b->ub), free(b->lb), free(b->half), free(b->drift), free(b->cold), free(b->cc), free(b->xt), free(b->xtn);
-    free(b->rows);
+    free(b->rows), free(b->nct), free(b->ncn), free(b->nidx), free(b->nlen), free(b->T), free(b->tsum);
 }
 
 // The reference assignment: every distance exact (double, coordinate order),
@@ -307,6 +426,25 @@ static void assign_scalar(const float *x, size_t n, const float *c, int k, int d
     }
 }
 
+// Index of the first NaN or Inf of x (m), or m: blocks of 256 tested
+// without a branch per value (the exponent bits all ones), which the
+// compiler vectorizes; isfinite's early exit kept the plain loop scalar
+// (commvq calls k-means 128 times per stream on the same 1024 x 128 floats).
+static size_t first_nonfinite(const float *x, size_t m)
+{
+    size_t i = 0;
+    for (; i + 256 <= m; i += 256) {
+        uint32_t bad = 0;
+        for (int j = 0; j < 256; j++) {
+            uint32_t u;
+            memcpy(&u, x + i + j, sizeof u);
+            bad |= (u & 0x7f800000u) == 0x7f800000u;
+        }
+        if (bad) return i;
+    }
+    return i;   // the caller's isfinite loop takes it from here
+}
+
 // reference: assignments through assign_scalar (kvq_kmeans_reference).
 static kvq_status kmeans_run(const float *x, size_t n, int d, const kvq_kmeans_opts *o,
                              kvq_kmeans_result *r, bool reference)
@@ -317,7 +455,8 @@ static kvq_status kmeans_run(const float *x, size_t n, int d, const kvq_kmeans_o
         return kvq_error(KVQ_ERR_ARG, "kmeans: k=%d with %zu points (expected 1..n)", o->k, n);
     if (o->max_iter < 1)
         return kvq_error(KVQ_ERR_ARG, "kmeans: max_iter=%d (expected >= 1)", o->max_iter);
-    for (size_t i = 0; i < n * (size_t)d; i++)
+    size_t bad = first_nonfinite(x, n * (size_t)d);
+    for (size_t i = bad; i < n * (size_t)d; i++)
         if (!isfinite(x[i]))
             return kvq_error(KVQ_ERR_NONFINITE, "kmeans: input row %zu column %d is %g",
                              i / (size_t)d, (int)(i % (size_t)d), (double)x[i]);
@@ -369,13 +508,20 @@ static kvq_status kmeans_run(const float *x, size_t n, int d, const kvq_kmeans_o
         kb.cold = malloc(sizeof(float) * (size_t)k * d), kb.cc = malloc(sizeof(float) * (size_t)k * k);
         kb.xt = malloc(sizeof(float) * KM_TILE * (size_t)d), kb.xtn = malloc(sizeof(float) * KM_TILE);
         kb.rows = malloc(sizeof(uint32_t) * KM_TILE);
-        if (!kb.ub || !kb.lb || !kb.half || !kb.drift || !kb.cold || !kb.cc || !kb.xt || !kb.xtn || !kb.rows) {
+        if (d <= KVQ_KMEANS_SMALL_D && k >= KM_BALL_MIN_K && k <= KM_BALL_MAX_K) {
+            kb.kp = (k + 15) / 16 * 16;
+            kb.nct = malloc(sizeof(float) * (size_t)k * d * kb.kp), kb.ncn = malloc(sizeof(float) * (size_t)k * kb.kp);
+            kb.nidx = malloc(sizeof(int32_t) * (size_t)k * kb.kp), kb.nlen = malloc(sizeof(int32_t) * (size_t)k);
+            kb.T = malloc(sizeof(double) * (size_t)k), kb.tsum = malloc(sizeof(double) * (size_t)k);
+        }
+        if (!kb.ub || !kb.lb || !kb.half || !kb.drift || !kb.cold || !kb.cc || !kb.xt || !kb.xtn || !kb.rows ||
+            (kb.kp && (!kb.nct || !kb.ncn || !kb.nidx || !kb.nlen || !kb.T || !kb.tsum))) {
             st = kvq_error(KVQ_ERR_NOMEM, "kmeans: out of memory (bounds for n=%zu, k=%d)", n, k);
             goto done;
         }
     }
     if ((st = seed_centroids(x, n, d, k, &rng, r->centroids, dist))) goto done;
-    row_norms(x, n, d, xn);
+    if (bounded) row_norms(x, n, d, xn);   // only the bounds read |x|^2 (assign_chunks adds it to best only)
     kvq_progress_begin(o->progress);
 
     for (int it = 0; it < o->max_iter; it++) {
@@ -393,10 +539,10 @@ static kvq_status kmeans_run(const float *x, size_t n, int d, const kvq_kmeans_o
         // previous one; keeping the previous one then makes inertia provably
         // non-increasing.
         int changed = 0;
-        for (size_t i = 0; i < n; i++) {
+        lloyd_dists(x, n, d, r->centroids, r->assign, dist);
+        for (size_t i = 0; it > 0 && i < n; i++) {
             const float *xi = x + i * (size_t)d;
-            dist[i] = sqdist_exact(xi, r->centroids + (size_t)r->assign[i] * d, d);
-            if (it > 0 && r->assign[i] != prev[i]) {
+            if (r->assign[i] != prev[i]) {
                 double dp = sqdist_exact(xi, r->centroids + (size_t)prev[i] * d, d);
                 if (dp <= dist[i]) {
                     r->assign[i] = prev[i];
@@ -430,15 +576,11 @@ static kvq_status kmeans_run(const float *x, size_t n, int d, const kvq_kmeans_o
         for (size_t i = 0; i < n; i++) inertia += dist[i];
         r->inertia[it] = inertia;
         r->n_iter = it + 1;
-        for (size_t i = 0; bounded && i < n; i++) kb.ub[i] = sqrt(dist[i]);
+        if (bounded) kvq_row_sqrt(kb.ub, dist, n);
         memcpy(prev, r->assign, sizeof(int32_t) * n);
 
         // update: means in double, so the float centroids are the rounded means
-        memset(sum, 0, sizeof(double) * (size_t)k * d);
-        for (size_t i = 0; i < n; i++) {
-            double *s = sum + (size_t)r->assign[i] * d;
-            kvq_row_acc(s, x + i * (size_t)d, d);
-        }
+        lloyd_sums(x, n, d, k, r->assign, sum);
         for (int j = 0; j < k; j++)
             if (count[j])
                 for (int t = 0; t < d; t++)

@@ -10,7 +10,8 @@
 // (FAISS's Clustering.cpp does the same with 256 per centroid:
 // faiss/Clustering.cpp at facebookresearch/faiss@f4f7b9b5368b).
 // From k = 16 to 1024 Hamerly's bounds skip the rows that cannot change
-// centroid (kmeans.c). The argmin scans centroids in index order on one thread, so results do not
+// centroid, and for k = 64..256 at d <= KVQ_KMEANS_SMALL_D most of the
+// others scan only a neighbour list of their centroid (kmeans.c). The argmin scans centroids in index order on one thread, so results do not
 // depend on the thread count. Calibration code may allocate (not a kernel).
 #ifndef KVQ_KMEANS_H
 #define KVQ_KMEANS_H
@@ -88,6 +89,13 @@ void kvq_kmeans_scores_small_ref(const float *x, size_t m, int d, const float *c
 // picks, AVX2 or scalar). ct: (d, k).
 int kvq_kmeans_argmin2_small(const float *x, int d, const float *ct, const float *cnorm, int k, float *best,
                              float *second);
+
+// kvq_kmeans_argmin2_small over the first k columns of ct: (d, ld), ld >= k
+// (a centroid's neighbour list in kmeans.c); the _ref is the scalar loop.
+int kvq_kmeans_argmin2_small_ld(const float *x, int d, const float *ct, int ld, const float *cnorm, int k,
+                                float *best, float *second);
+int kvq_kmeans_argmin2_small_ld_ref(const float *x, int d, const float *ct, int ld, const float *cnorm, int k,
+                                    float *best, float *second);
 
 // Nearest centroid of each row (ties to the lower index); optional best
 // squared distance per row. Allocates a temporary (256, k) block.

@@ -43,7 +43,36 @@ void kvq_row_acc_ref(double *acc, const float *x, int d) { ACC_BODY }
 void kvq_row_add_ref(float *restrict y, const float *restrict x, int d) { ADD_BODY }
 
 #if KVQ_HAVE_X86
-static KVQ_TARGET_AVX2 double sqdist_avx2(const float *a, const float *b, int d) { SQDIST_BODY }
+// SQDIST_BODY with its 16 partial sums held in four registers: compiled from
+// the macro they lived in a stack array, each step a store and a reload
+// (commvq's k-means, d = 128, spent a third of its time here). The same
+// products, partial sums, tail and tree, so the same bits.
+static KVQ_TARGET_AVX2 double sqdist_avx2(const float *a, const float *b, int d)
+{
+    __m256d s0 = _mm256_setzero_pd(), s1 = s0, s2 = s0, s3 = s0;
+    int j = 0;
+    for (; j + 16 <= d; j += 16) {
+        __m256 va = _mm256_loadu_ps(a + j), vb = _mm256_loadu_ps(b + j);
+        __m256 wa = _mm256_loadu_ps(a + j + 8), wb = _mm256_loadu_ps(b + j + 8);
+        __m256d t0 = _mm256_sub_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(va)), _mm256_cvtps_pd(_mm256_castps256_ps128(vb)));
+        __m256d t1 = _mm256_sub_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(va, 1)), _mm256_cvtps_pd(_mm256_extractf128_ps(vb, 1)));
+        __m256d t2 = _mm256_sub_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(wa)), _mm256_cvtps_pd(_mm256_castps256_ps128(wb)));
+        __m256d t3 = _mm256_sub_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(wa, 1)), _mm256_cvtps_pd(_mm256_extractf128_ps(wb, 1)));
+        s0 = _mm256_add_pd(s0, _mm256_mul_pd(t0, t0));
+        s1 = _mm256_add_pd(s1, _mm256_mul_pd(t1, t1));
+        s2 = _mm256_add_pd(s2, _mm256_mul_pd(t2, t2));
+        s3 = _mm256_add_pd(s3, _mm256_mul_pd(t3, t3));
+    }
+    double s[16];
+    _mm256_storeu_pd(s, s0), _mm256_storeu_pd(s + 4, s1), _mm256_storeu_pd(s + 8, s2), _mm256_storeu_pd(s + 12, s3);
+    for (; j < d; j++) {
+        double t = (double)a[j] - (double)b[j];
+        s[0] += t * t;
+    }
+    for (int u = 0; u < 8; u++) s[u] += s[u + 8];
+    for (int u = 0; u < 4; u++) s[u] += s[u + 4];
+    return (s[0] + s[1]) + (s[2] + s[3]);
+}
 static KVQ_TARGET_AVX2 void acc_avx2(double *acc, const float *x, int d) { ACC_BODY }
 static KVQ_TARGET_AVX2 void add_avx2(float *restrict y, const float *restrict x, int d) { ADD_BODY }
 #endif
@@ -78,14 +107,39 @@ void kvq_row_add(float *y, const float *x, int d)
     kvq_row_add_ref(y, x, d);
 }
 
+void kvq_row_sqrt_ref(double *y, const double *x, size_t n)
+{
+    for (size_t i = 0; i < n; i++) y[i] = sqrt(x[i]);
+}
+
+#if KVQ_HAVE_X86
+static KVQ_TARGET_AVX2 void sqrt_avx2(double *y, const double *x, size_t n)
+{
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4) _mm256_storeu_pd(y + i, _mm256_sqrt_pd(_mm256_loadu_pd(x + i)));
+    for (; i < n; i++) y[i] = sqrt(x[i]);
+}
+#endif
+
+void kvq_row_sqrt(double *y, const double *x, size_t n)
+{
+#if KVQ_HAVE_X86
+    if (kvq_simd_avx2()) {
+        sqrt_avx2(y, x, n);
+        return;
+    }
+#endif
+    kvq_row_sqrt_ref(y, x, n);
+}
+
 // ---- k-means scores for small d (kmeans.h) ----
 // out[i][j] = sum_t (-2 x_it) c_jt, the sum in t order starting from the
 // first product, each product and sum rounded (no FMA): the AVX2 path
 // computes the same float operations eight centroids at a time.
-static float score_small_one(const float *x, int d, const float *ct, int k, int j)
+static float score_small_one(const float *x, int d, const float *ct, int ld, int j)
 {
     float s = (-2.0f * x[0]) * ct[j];
-    for (int t = 1; t < d; t++) s = s + (-2.0f * x[t]) * ct[(size_t)t * k + j];
+    for (int t = 1; t < d; t++) s = s + (-2.0f * x[t]) * ct[(size_t)t * ld + j];
     return s;
 }
 
@@ -299,13 +353,13 @@ static KVQ_TARGET_AVX2 int argmin2_avx2(const float *row, const float *cnorm, in
 // the centroid scores of argmin2_ref's loop computed in place by
 // score_small_one (so the same values and picks).
 
-static int argmin2_small_ref(const float *x, int d, const float *ct, const float *cnorm, int k, float *best,
+static int argmin2_small_ref(const float *x, int d, const float *ct, int ld, const float *cnorm, int k, float *best,
                              float *second)
 {
     int bj = 0;
-    float bv = score_small_one(x, d, ct, k, 0) + cnorm[0], sv = INFINITY;
+    float bv = score_small_one(x, d, ct, ld, 0) + cnorm[0], sv = INFINITY;
     for (int j = 1; j < k; j++) {
-        float v = score_small_one(x, d, ct, k, j) + cnorm[j];
+        float v = score_small_one(x, d, ct, ld, j) + cnorm[j];
         if (v < bv) sv = bv, bv = v, bj = j;
         else if (v < sv) sv = v;
     }
@@ -318,7 +372,8 @@ static int argmin2_small_ref(const float *x, int d, const float *ct, const float
 // argmin2_avx2's two lane sets, each block of eight values scored from x and
 // the transposed centroids in registers (no (k) row written and read back).
 static inline __attribute__((always_inline)) KVQ_TARGET_AVX2 int
-argmin2_small_body(const float *x, int d, const float *ct, const float *cnorm, int k, float *best, float *second)
+argmin2_small_body(const float *x, int d, const float *ct, int ld, const float *cnorm, int k, float *best,
+                   float *second)
 {
     __m256 a[KVQ_KMEANS_SMALL_D];
     for (int t = 0; t < KVQ_KMEANS_SMALL_D; t++) a[t] = _mm256_set1_ps(t < d ? -2.0f * x[t] : 0.0f);
@@ -326,8 +381,8 @@ argmin2_small_body(const float *x, int d, const float *ct, const float *cnorm, i
     ({                                                                                             \
         __m256 s_ = _mm256_mul_ps(a[0], _mm256_loadu_ps(ct + (J)));                                \
         for (int t = 1; t < d; t++)                                                                \
-            s_ = _mm256_add_ps(s_, _mm256_mul_ps(a[t], _mm256_loadu_ps(ct + (size_t)t * k + (J)))); \
-        _mm256_add_ps(s_, _mm256_loadu_ps(cnorm + (J)));                                           \
+            s_ = _mm256_add_ps(s_, _mm256_mul_ps(a[t], _mm256_loadu_ps(ct + (size_t)t * ld + (J)))); \
+        _mm256_add_ps(s_, _mm256_loadu_ps(cnorm + (J)));                                            \
     })
     const __m256i step = _mm256_set1_epi32(16), lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
     const __m256 inf = _mm256_set1_ps(INFINITY);
@@ -344,7 +399,7 @@ argmin2_small_body(const float *x, int d, const float *ct, const float *cnorm, i
     float b, sv;
     int bj = km_reduce2(v0, b0, s0, v1, b1, s1, &b, &sv);
     for (; j < k; j++) {   // the tail's indices are above every lane's
-        float v = score_small_one(x, d, ct, k, j) + cnorm[j];
+        float v = score_small_one(x, d, ct, ld, j) + cnorm[j];
         if (v < b) sv = b, b = v, bj = j;
         else if (v < sv) sv = v;
     }
@@ -355,23 +410,35 @@ argmin2_small_body(const float *x, int d, const float *ct, const float *cnorm, i
 
 // d = 2 and 4 (vecinfer's subspaces at 3-4 and 2 bits) with the loop over
 // coordinates unrolled at compile time.
-static KVQ_TARGET_AVX2 int argmin2_small_avx2(const float *x, int d, const float *ct, const float *cnorm, int k,
-                                              float *best, float *second)
+static KVQ_TARGET_AVX2 int argmin2_small_avx2(const float *x, int d, const float *ct, int ld, const float *cnorm,
+                                              int k, float *best, float *second)
 {
-    if (k < 16 || d > KVQ_KMEANS_SMALL_D) return argmin2_small_ref(x, d, ct, cnorm, k, best, second);
-    if (d == 4) return argmin2_small_body(x, 4, ct, cnorm, k, best, second);
-    if (d == 2) return argmin2_small_body(x, 2, ct, cnorm, k, best, second);
-    return argmin2_small_body(x, d, ct, cnorm, k, best, second);
+    if (k < 16 || d > KVQ_KMEANS_SMALL_D) return argmin2_small_ref(x, d, ct, ld, cnorm, k, best, second);
+    if (d == 4) return argmin2_small_body(x, 4, ct, ld, cnorm, k, best, second);
+    if (d == 2) return argmin2_small_body(x, 2, ct, ld, cnorm, k, best, second);
+    return argmin2_small_body(x, d, ct, ld, cnorm, k, best, second);
 }
 #endif
+
+int kvq_kmeans_argmin2_small_ld(const float *x, int d, const float *ct, int ld, const float *cnorm, int k,
+                                float *best, float *second)
+{
+#if KVQ_HAVE_X86
+    if (kvq_simd_avx2()) return argmin2_small_avx2(x, d, ct, ld, cnorm, k, best, second);
+#endif
+    return argmin2_small_ref(x, d, ct, ld, cnorm, k, best, second);
+}
+
+int kvq_kmeans_argmin2_small_ld_ref(const float *x, int d, const float *ct, int ld, const float *cnorm, int k,
+                                    float *best, float *second)
+{
+    return argmin2_small_ref(x, d, ct, ld, cnorm, k, best, second);
+}
 
 int kvq_kmeans_argmin2_small(const float *x, int d, const float *ct, const float *cnorm, int k, float *best,
                              float *second)
 {
-#if KVQ_HAVE_X86
-    if (kvq_simd_avx2()) return argmin2_small_avx2(x, d, ct, cnorm, k, best, second);
-#endif
-    return argmin2_small_ref(x, d, ct, cnorm, k, best, second);
+    return kvq_kmeans_argmin2_small_ld(x, d, ct, k, cnorm, k, best, second);
 }
 
 int kvq_kmeans_argmin2(const float *row, const float *cnorm, int k, float *best, float *second)

@@ -8,6 +8,7 @@
 #ifndef KVQ_CALIB_ROWOPS_H
 #define KVQ_CALIB_ROWOPS_H
 #include <stdbool.h>
+#include <stddef.h>
 
 // sum_j (a_j - b_j)^2 in double over d coordinates: 16 partial sums (j mod 16),
 // the tail into the first, then a fixed tree. a, b: (d).
@@ -37,6 +38,11 @@ static inline void kvq_row_acc(double *acc, const float *x, int d)
     }
     for (int j = 0; j < d; j++) acc[j] += x[j];   // element-wise: the same bits
 }
+// y (n) = sqrt(x) of x >= 0 (k-means' upper bounds from squared distances):
+// four at a time with AVX2, without the errno branch that keeps the plain
+// loop scalar; sqrt is correctly rounded, so the same bits.
+void kvq_row_sqrt(double *y, const double *x, size_t n);
+void kvq_row_sqrt_ref(double *y, const double *x, size_t n);
 // y (d) += x (d), in float; y and x do not overlap.
 void kvq_row_add(float *y, const float *x, int d);
 void kvq_row_add_ref(float *y, const float *x, int d);

@@ -70,7 +70,7 @@ static void test_dispatch(void **st)
 // encode bit-identical to both (Hadamard; dense goes to AVX2's kernel),
 // scores and value sums within float rounding of the reference and of
 // AVX2, the permuted entry points the same numbers; d 64, 128, 256, bits
-// 1..4, nq 1..4 (and 7: two calls of the kernel), n odd.
+// 1..4, nq 1..4 (and 5, 7: two calls of the kernel), n odd.
 static void test_tq_avx512(void **st)
 {
     (void)st;
@@ -79,7 +79,7 @@ static void test_tq_avx512(void **st)
         return;
     }
     const size_t n = 203;
-    const int dims[3] = {64, 128, 256}, nqs[5] = {1, 2, 3, 4, 7};
+    const int dims[3] = {64, 128, 256}, nqs[6] = {1, 2, 3, 4, 5, 7};
     double ws = 0, wa = 0;
     for (int di = 0; di < 3; di++)
         for (int bits = 1; bits <= 4; bits++)
@@ -109,7 +109,7 @@ static void test_tq_avx512(void **st)
                 kvq_rng r;
                 kvq_rng_seed(&r, 9);
                 for (size_t i = 0; i < 7 * n; i++) w[i] = (i % 5 == 0) ? 0.0f : (float)exp(-4.0 * kvq_rng_uniform(&r));
-                for (int ni = 0; ni < 5; ni++) {
+                for (int ni = 0; ni < 6; ni++) {
                     const int nq = nqs[ni];
                     float *s5 = malloc(sizeof(float) * 7 * n), *s2 = malloc(sizeof(float) * 7 * n);
                     float *sr = malloc(sizeof(float) * 7 * n), *sp = malloc(sizeof(float) * 7 * n);

@@ -30,9 +30,14 @@
 #define MAXZ (KVQ_MAX_HEAD_DIM / 16)
 
 // ---- codes of one 64-coordinate set ----
-// The words of the set's 8 groups (p: its first byte; reads exactly its
-// 8 * bits bytes), in lanes 0..7 and again in lanes 8..15.
-INL __m512i set_words2(const uint8_t *p, const int bits)
+// The words of the set's 8 groups (p: its first byte), in lanes 0..7 and
+// again in lanes 8..15; reads only bytes of its record (sets: per record).
+// 3 bits: one 32-byte load, from the set's start for set 0 and from 8
+// bytes before it for the others (both inside the record when sets >= 2),
+// then vpermb; the dword's top byte is left as it comes: it only reaches
+// index bit 3 after the shifts, which a 3-bit lookup ignores (lv_pad
+// repeats the 8 levels).
+INL __m512i set_words2(const uint8_t *p, const int st, const int sets, const int bits)
 {
     switch (bits) {
     case 1: {
@@ -42,12 +47,18 @@ INL __m512i set_words2(const uint8_t *p, const int bits)
     }
     case 2: return _mm512_cvtepu16_epi32(_mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(const void *)p)));
     case 3: {
-        // group g's 3 bytes into dword g (and 8 + g), its top byte zeroed
+        // group g's 3 bytes into dword g (and 8 + g)
         const __m512i idx = _mm512_setr_epi32(0x020100, 0x050403, 0x080706, 0x0b0a09, 0x0e0d0c, 0x11100f,
                                               0x141312, 0x171615, 0x020100, 0x050403, 0x080706, 0x0b0a09,
                                               0x0e0d0c, 0x11100f, 0x141312, 0x171615);
-        __m256i b = _mm256_maskz_loadu_epi8(0xFFFFFFu, p);
-        return _mm512_maskz_permutexvar_epi8(0x7777777777777777ull, idx, _mm512_zextsi256_si512(b));
+        if (sets < 2) {   // the set is the whole code: load exactly its 24 bytes
+            __m256i b = _mm256_maskz_loadu_epi8(0xFFFFFFu, p);
+            return _mm512_permutexvar_epi8(idx, _mm512_castsi256_si512(b));
+        }
+        if (st == 0)
+            return _mm512_permutexvar_epi8(idx, _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(const void *)p)));
+        __m256i b = _mm256_loadu_si256((const __m256i *)(const void *)(p - 8));
+        return _mm512_permutexvar_epi8(_mm512_add_epi32(idx, _mm512_set1_epi32(0x080808)), _mm512_castsi256_si512(b));
     }
     default: return _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(const void *)p));
     }
@@ -93,10 +104,10 @@ INL float norm1(const uint8_t *p)
 // ---- scoring (d % 64 == 0, queries in the permuted order) ----
 // q . yhat of one record over set st, added to a (code pairs 0, 2) and b
 // (pairs 1, 3) when split, else all to a.
-INL void score_set(const float *const *q, const int nq, const uint8_t *r, const int st, const int bits,
-                   __m512 lv, const __m512i *sh, __m512 *a, __m512 *b, const bool split)
+INL void score_set(const float *const *q, const int nq, const uint8_t *r, const int st, const int sets,
+                   const int bits, __m512 lv, const __m512i *sh, __m512 *a, __m512 *b, const bool split)
 {
-    __m512i w = set_words2(r + (size_t)st * 8 * bits, bits);
+    __m512i w = set_words2(r + (size_t)st * 8 * bits, st, sets, bits);
 KVQ_UNROLL(4)
     for (int kp = 0; kp < 4; kp++) {
         __m512 l = lookup(_mm512_srlv_epi32(w, sh[kp]), lv, bits);
@@ -121,9 +132,8 @@ INL __m512 fold_pair(__m512 x, __m512 y)
 // sums, scaled by the 8 norms together. Records past the last multiple of
 // 8 go one by one.
 INL void score_rows_t(const tq_core *c, const float *const *q, const int nq, const uint8_t *rec,
-                      size_t rec_bytes, size_t n, float *scores, size_t lds, const int bits)
+                      size_t rec_bytes, size_t n, float *scores, size_t lds, const int bits, const int sets)
 {
-    const int sets = c->d / 64;
     const bool split = nq <= 2;
     const size_t cb = tq_core_code_bytes(c);
     const __m512 lv = _mm512_loadu_ps(c->lv_pad);
@@ -139,9 +149,10 @@ KVQ_UNROLL(4)
             __m512 a0[4], a1[4], b0[4], b1[4];
 KVQ_UNROLL(4)
             for (int k = 0; k < nq; k++) a0[k] = a1[k] = b0[k] = b1[k] = _mm512_setzero_ps();
+KVQ_UNROLL(4)
             for (int st = 0; st < sets; st++) {
-                score_set(q, nq, r0, st, bits, lv, sh, a0, b0, split);
-                score_set(q, nq, r1, st, bits, lv, sh, a1, b1, split);
+                score_set(q, nq, r0, st, sets, bits, lv, sh, a0, b0, split);
+                score_set(q, nq, r1, st, sets, bits, lv, sh, a1, b1, split);
             }
 KVQ_UNROLL(4)
             for (int k = 0; k < nq; k++)
@@ -168,25 +179,34 @@ KVQ_UNROLL(4)
         __m512 a[4], b[4];
 KVQ_UNROLL(4)
         for (int k = 0; k < nq; k++) a[k] = b[k] = _mm512_setzero_ps();
-        for (int st = 0; st < sets; st++) score_set(q, nq, r, st, bits, lv, sh, a, b, split);
+KVQ_UNROLL(4)
+        for (int st = 0; st < sets; st++) score_set(q, nq, r, st, sets, bits, lv, sh, a, b, split);
         float norm = norm1(r + cb);
 KVQ_UNROLL(4)
         for (int k = 0; k < nq; k++) scores[(size_t)k * lds + i] = norm * _mm512_reduce_add_ps(_mm512_add_ps(a[k], b[k]));
     }
 }
 
-#define SCORE_B(NQ)                                                                  \
-    switch (c->bits) {                                                               \
-    case 1: score_rows_t(c, qp, NQ, rec, rec_bytes, n, scores, lds, 1); break;       \
-    case 2: score_rows_t(c, qp, NQ, rec, rec_bytes, n, scores, lds, 2); break;       \
-    case 3: score_rows_t(c, qp, NQ, rec, rec_bytes, n, scores, lds, 3); break;       \
-    default: score_rows_t(c, qp, NQ, rec, rec_bytes, n, scores, lds, 4); break;      \
+// sets = d / 64 a constant for d = 64, 128, 256
+#define SCORE_S(NQ, B)                                                                    \
+    switch (sets) {                                                                       \
+    case 1: score_rows_t(c, qp, NQ, rec, rec_bytes, n, scores, lds, B, 1); break;         \
+    case 2: score_rows_t(c, qp, NQ, rec, rec_bytes, n, scores, lds, B, 2); break;         \
+    case 4: score_rows_t(c, qp, NQ, rec, rec_bytes, n, scores, lds, B, 4); break;         \
+    default: score_rows_t(c, qp, NQ, rec, rec_bytes, n, scores, lds, B, sets); break;     \
+    }
+#define SCORE_B(NQ)                                \
+    switch (c->bits) {                             \
+    case 1: SCORE_S(NQ, 1) break;                  \
+    case 2: SCORE_S(NQ, 2) break;                  \
+    case 3: SCORE_S(NQ, 3) break;                  \
+    default: SCORE_S(NQ, 4) break;                 \
     }
 
 AVX512 void tq_score_rows_avx512(const tq_core *c, const float *const *qr, int nq, const uint8_t *rec,
                                  size_t rec_bytes, size_t n, float *scores, size_t lds, bool perm)
 {
-    const int d = c->d;
+    const int d = c->d, sets = d / 64;
     if (d % 64) {
         tq_score_rows_avx2(c, qr, nq, rec, rec_bytes, n, scores, lds, perm);
         return;
@@ -218,12 +238,13 @@ AVX512 void tq_score_rows_avx512(const tq_core *c, const float *const *qr, int n
 // separate accumulators (8 FMA chains). at = (nq, sets, 64) permuted sums,
 // added to; wn = (nq, n) weights times norms.
 INL void accumulate_t(const tq_core *c, const uint8_t *rec, size_t rec_bytes, size_t n, const float *wn,
-                      const int nq, float *at, const int bits)
+                      const int nq, float *at, const int bits, const int sets)
 {
-    const int sets = c->d / 64, d = c->d;
+    const int d = 64 * sets;
     const __m512 lv = _mm512_loadu_ps(c->lv_pad);
     __m512i sh[4];
     for (int kp = 0; kp < 4; kp++) sh[kp] = pair_shift(kp, bits);
+KVQ_UNROLL(4)
     for (int st = 0; st < sets; st++) {
         __m512 a[4][4], b[4];
 KVQ_UNROLL(4)
@@ -236,7 +257,7 @@ KVQ_UNROLL(4)
         size_t i = 0;
         if (nq == 1)
             for (; i + 2 <= n; i += 2, p += 2 * rec_bytes) {
-                __m512i w0 = set_words2(p, bits), w1 = set_words2(p + rec_bytes, bits);
+                __m512i w0 = set_words2(p, st, sets, bits), w1 = set_words2(p + rec_bytes, st, sets, bits);
                 __m512 x0 = _mm512_set1_ps(wn[i]), x1 = _mm512_set1_ps(wn[i + 1]);
 KVQ_UNROLL(4)
                 for (int kp = 0; kp < 4; kp++) {
@@ -245,7 +266,7 @@ KVQ_UNROLL(4)
                 }
             }
         for (; i < n; i++, p += rec_bytes) {
-            __m512i w = set_words2(p, bits);
+            __m512i w = set_words2(p, st, sets, bits);
             __m512 x[4];
 KVQ_UNROLL(4)
             for (int k = 0; k < nq; k++) x[k] = _mm512_set1_ps(wn[(size_t)k * n + i]);
@@ -266,12 +287,19 @@ KVQ_UNROLL(4)
     }
 }
 
-#define ACC_B(NQ, ACC)                                                     \
-    switch (c->bits) {                                                     \
-    case 1: accumulate_t(c, r0, rec_bytes, k, wq, NQ, ACC, 1); break;      \
-    case 2: accumulate_t(c, r0, rec_bytes, k, wq, NQ, ACC, 2); break;      \
-    case 3: accumulate_t(c, r0, rec_bytes, k, wq, NQ, ACC, 3); break;      \
-    default: accumulate_t(c, r0, rec_bytes, k, wq, NQ, ACC, 4); break;     \
+#define ACC_S(NQ, ACC, B)                                                      \
+    switch (sets) {                                                            \
+    case 1: accumulate_t(c, r0, rec_bytes, k, wq, NQ, ACC, B, 1); break;       \
+    case 2: accumulate_t(c, r0, rec_bytes, k, wq, NQ, ACC, B, 2); break;       \
+    case 4: accumulate_t(c, r0, rec_bytes, k, wq, NQ, ACC, B, 4); break;       \
+    default: accumulate_t(c, r0, rec_bytes, k, wq, NQ, ACC, B, sets); break;   \
+    }
+#define ACC_B(NQ, ACC)                          \
+    switch (c->bits) {                          \
+    case 1: ACC_S(NQ, ACC, 1) break;            \
+    case 2: ACC_S(NQ, ACC, 2) break;            \
+    case 3: ACC_S(NQ, ACC, 3) break;            \
+    default: ACC_S(NQ, ACC, 4) break;           \
     }
 #define ACC_NQ(ACC)                                                        \
     if (qn == 4) { ACC_B(4, ACC) }                                         \
@@ -284,8 +312,12 @@ KVQ_UNROLL(4)
 AVX512 void tq_accumulate_rows_avx512(const tq_core *c, const uint8_t *rec, size_t rec_bytes, size_t n,
                                       const float *w, size_t ldw, int nq, float *acc, bool perm)
 {
-    const int d = c->d;
-    if (d % 64) {
+    const int d = c->d, sets = d / 64;
+    // one query at 1-2 bits: AVX2's kernel, whose 8 accumulators of 8
+    // lanes take one shift + vpermilps per 8 codes; at zmm width the same
+    // work plus the 16-lane word build ran 3-9% slower on Zen 4 (zmm ops
+    // at half rate)
+    if (d % 64 || (nq == 1 && c->bits <= 2)) {
         tq_accumulate_rows_avx2(c, rec, rec_bytes, n, w, ldw, nq, acc, perm);
         return;
     }
@@ -334,9 +366,8 @@ INL float row_norm(const float *x, const int m)
     __m512d a0 = _mm512_setzero_pd(), a1 = a0;
 KVQ_UNROLL(16)
     for (int j = 0; j < m; j++) {
-        __m512 u = _mm512_loadu_ps(x + 16 * j);
-        __m512d p0 = _mm512_cvtps_pd(_mm512_castps512_ps256(u));
-        __m512d p1 = _mm512_cvtps_pd(_mm512_extractf32x8_ps(u, 1));
+        __m512d p0 = _mm512_cvtps_pd(_mm256_loadu_ps(x + 16 * j));   // converted straight from memory
+        __m512d p1 = _mm512_cvtps_pd(_mm256_loadu_ps(x + 16 * j + 8));
         a0 = _mm512_fmadd_pd(p0, p0, a0);   // s0..s7
         a1 = _mm512_fmadd_pd(p1, p1, a1);   // s8..s15
     }

@@ -452,8 +452,8 @@ static void test_pool(void **st)
 }
 
 // Long-context fused attention (several ranges merged, rotated values) vs
-// the reference, and bit-identical outputs at 1 and 2 threads and with the
-// scalar kernels vs the reference too.
+// the reference, and bit-identical outputs at 1 and 2 threads, at each
+// kernel level the CPU has (AVX-512, AVX2, scalar) vs the reference.
 static void test_fused_long(void **st)
 {
     (void)st;
@@ -461,9 +461,11 @@ static void test_fused_long(void **st)
     float *K = gauss_rows((size_t)kv * n, D, 21), *V = gauss_rows((size_t)kv * n, D, 22);
     float *Q = gauss_rows(nh * 2, D, 23);
     const char *vm[2] = {"turboquant_mse", "q4_0"};
+    const int levels[3] = {KVQ_SIMD_AVX512, KVQ_SIMD_AVX2, KVQ_SIMD_SCALAR};
     for (int vi = 0; vi < 2; vi++)
-        for (int scalar = 0; scalar < 2; scalar++) {
-            kvq_simd_force_scalar(scalar);
+        for (int li = 0; li < 3; li++) {
+            if (levels[li] > kvq_simd_cpu_level()) continue;   // the CPU has not got it (said by test_dispatch)
+            kvq_simd_set_level(levels[li]);
             kvq_config cf, cr;
             kvq_config_default(&cf);
             snprintf(cf.method, sizeof cf.method, "turboquant_mse");
@@ -499,12 +501,12 @@ static void test_fused_long(void **st)
                 worst = fmax(worst, sqrt(e / nn));
             }
             printf("  fused %s values, %s kernels, %d tokens: 1 == 2 threads, vs reference %.2e\n", vm[vi],
-                   scalar ? "scalar" : kvq_simd_name(), n, worst);
+                   kvq_simd_name(), n, worst);
             assert_true(worst < 1e-4);
             kvq_cache_free(a);
             kvq_cache_free(b);
         }
-    kvq_simd_force_scalar(false);
+    kvq_simd_set_level(-1);
     kvq_threads_shutdown();
     free(K), free(V), free(Q);
 }

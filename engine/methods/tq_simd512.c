@@ -408,19 +408,19 @@ KVQ_UNROLL(16)
 }
 
 // Nearest level = the count of bounds below y (kvq_codebook_index's
-// answer): a binary search over the ascending bounds in one zmm (tb),
-// `bits` steps, each a compare with the middle bound of the current range;
-// the first bound is the same for every lane (first). NaN: every compare
-// false, 0.
-INL __m512i level_index(__m512 y, __m512 tb, __m512 first, const int bits)
+// answer): a binary search over the ascending bounds, `bits` steps, each
+// a compare with the middle bound of the current range [c, c + 2h): the
+// first is the same for every lane (first), the others are picked by
+// vpermps from tbs[s] = the bounds shifted down by h - 1 (h = 2^s), so
+// the lane's c is the index as it is. NaN: every compare false, 0.
+INL __m512i level_index(__m512 y, const __m512 *tbs, __m512 first, const int bits)
 {
     const int h0 = 1 << (bits - 1);
     __m512i c = _mm512_maskz_mov_epi32(_mm512_cmp_ps_mask(y, first, _CMP_GT_OQ), _mm512_set1_epi32(h0));
 KVQ_UNROLL(4)
     for (int s = bits - 2; s >= 0; s--) {
-        const int h = 1 << s;
-        __m512 t = _mm512_permutexvar_ps(_mm512_add_epi32(c, _mm512_set1_epi32(h - 1)), tb);
-        c = _mm512_mask_add_epi32(c, _mm512_cmp_ps_mask(y, t, _CMP_GT_OQ), c, _mm512_set1_epi32(h));
+        __m512 t = _mm512_permutexvar_ps(c, tbs[s]);
+        c = _mm512_mask_add_epi32(c, _mm512_cmp_ps_mask(y, t, _CMP_GT_OQ), c, _mm512_set1_epi32(1 << s));
     }
     return c;
 }
@@ -492,9 +492,17 @@ INL void encode_rows_h(const tq_core *c, const float *x, size_t n, uint8_t *rec,
     const int d = 16 * m, nb = (1 << bits) - 1;
     const size_t cb = tq_core_code_bytes(c);
     const float *sg = c->rot.signs;
-    float tb[16];
-    for (int k = 0; k < 16; k++) tb[k] = c->cb_lo.bounds[k < nb ? k : nb - 1];
-    const __m512 tbv = _mm512_loadu_ps(tb), first = _mm512_set1_ps(tb[(1 << (bits - 1)) - 1]);
+    // tbs[s][i] = bound i + 2^s - 1 (the search never reads past bound nb - 1)
+    __m512 tbs[3];
+    for (int st = 0; st < 3; st++) {
+        float tb[16];
+        for (int k = 0; k < 16; k++) {
+            int b = k + (1 << st) - 1;
+            tb[k] = c->cb_lo.bounds[b < nb ? b : nb - 1];
+        }
+        tbs[st] = _mm512_loadu_ps(tb);
+    }
+    const __m512 first = _mm512_set1_ps(c->cb_lo.bounds[(1 << (bits - 1)) - 1]);
     const __m512 s = _mm512_set1_ps(1.0f / sqrtf((float)d));
     __m512 v[MAXZ];
     // |x| of row i + 1 while row i is rotated and quantized
@@ -513,7 +521,7 @@ KVQ_UNROLL(4)
             __m512i q[4];
 KVQ_UNROLL(4)
             for (int u = 0; u < 4; u++)
-                q[u] = level_index(_mm512_mul_ps(_mm512_mul_ps(v[g + u], s), vi), tbv, first, bits);
+                q[u] = level_index(_mm512_mul_ps(_mm512_mul_ps(v[g + u], s), vi), tbs, first, bits);
             pack64(q[0], q[1], q[2], q[3], r + (size_t)g * 2 * bits, bits);
         }
         put_f16_fast(r + cb, norm);

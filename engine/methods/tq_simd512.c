@@ -4,7 +4,8 @@
 // KVQ_TARGET_AVX512 (F, BW, VL, DQ, VBMI; no global -march); reached only
 // through the dispatchers when kvq_simd_avx512() and tq_core_grouped().
 // Shapes they do not cover (d % 64 != 0, a dense rotation) go to the AVX2
-// kernels.
+// kernels, and so do value sums of one query at 1-2 bits (slower at zmm
+// width on Zen 4, which runs a zmm operation as two 256-bit halves).
 //
 // Same layout as the AVX2 kernels: a 64-coordinate set's permuted order is
 // entry 8 k + g = coordinate 8 g + k (tq_permute), so one zmm holds code k
@@ -459,7 +460,7 @@ INL void pack64(__m512i c0, __m512i c1, __m512i c2, __m512i c3, uint8_t *out, co
         h = _mm512_madd_epi16(h, _mm512_set1_epi32(1 | 64 << 16));           // 4 codes, 12 bits
         h = _mm512_or_si512(h, _mm512_srli_epi64(h, 20));                    // 8 codes, 24 bits
         const __m512i ix = _mm512_loadu_si512(ix3);
-        // 16 + 8 bytes by plain stores (a byte-masked store is slow on Zen 4)
+        // the 24 bytes by a 16- and an 8-byte store
         __m256i o = _mm512_castsi512_si256(_mm512_permutexvar_epi8(ix, h));
         _mm_storeu_si128((__m128i *)(void *)out, _mm256_castsi256_si128(o));
         _mm_storel_epi64((__m128i *)(void *)(out + 16), _mm256_extracti128_si256(o, 1));

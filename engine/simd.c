@@ -30,7 +30,7 @@ int kvq_simd_cpu_level(void)
             // too (valgrind's CPUID hides AVX-512: it runs the AVX2 path)
             if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                 __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
-                __builtin_cpu_supports("avx512vbmi"))
+                __builtin_cpu_supports("avx512vbmi") && __builtin_cpu_supports("bmi2"))
                 c = KVQ_SIMD_AVX512;
         }
 #endif

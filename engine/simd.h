@@ -9,7 +9,7 @@
 // kvq_simd_avx2(): the CPU has AVX2 + FMA + F16C, and neither the env var
 // KVQ_SIMD=0 nor kvq_simd_force_scalar(true) turned the fast paths off.
 //
-// A third level, AVX-512 (KVQ_TARGET_AVX512: F, BW, VL, DQ and VBMI, e.g.
+// A third level, AVX-512 (KVQ_TARGET_AVX512: F, BW, VL, DQ and VBMI, + BMI2, e.g.
 // Zen 4, Ice Lake and later), serves the turboquant_mse row kernels
 // (methods/tq_simd512.c); every other kernel stays at AVX2 there.
 // kvq_simd_avx512() implies kvq_simd_avx2(). KVQ_SIMD=avx2 caps the level
@@ -24,7 +24,7 @@
 #define KVQ_HAVE_X86 1
 #define KVQ_TARGET_AVX2 __attribute__((target("avx2,fma,f16c")))
 #define KVQ_TARGET_AVX512 \
-    __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vbmi,avx2,fma,f16c")))
+    __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vbmi,avx2,fma,f16c,bmi2")))
 #else
 #define KVQ_HAVE_X86 0
 #define KVQ_TARGET_AVX2

@@ -520,6 +520,27 @@ KVQ_UNROLL(16)
         fwht_regs(v, m);
         const __m512 vi = _mm512_set1_ps(inv);
         uint8_t *r = rec + i * rec_bytes;
+        if (bits == 3) {
+            // the search's three compare masks are the code's bit planes
+            // (bit 2, 1, 0 of 16 codes): pdep interleaves them into the 48
+            // packed bits, on the integer units while the vector ones
+            // rotate the next row; each 8-byte store's top 2 bytes are
+            // overwritten by the next one (the last one's by the norm)
+            const uint64_t m0 = 0x249249249249ull;
+KVQ_UNROLL(16)
+            for (int g = 0; g < m; g++) {
+                __m512 y = _mm512_mul_ps(_mm512_mul_ps(v[g], s), vi);
+                __mmask16 k2 = _mm512_cmp_ps_mask(y, first, _CMP_GT_OQ);
+                __m512i ci = _mm512_maskz_mov_epi32(k2, _mm512_set1_epi32(4));
+                __mmask16 k1 = _mm512_cmp_ps_mask(y, _mm512_permutexvar_ps(ci, tbs[1]), _CMP_GT_OQ);
+                ci = _mm512_mask_add_epi32(ci, k1, ci, _mm512_set1_epi32(2));
+                __mmask16 k0 = _mm512_cmp_ps_mask(y, _mm512_permutexvar_ps(ci, tbs[0]), _CMP_GT_OQ);
+                uint64_t w = _pdep_u64(k0, m0) | _pdep_u64(k1, m0 << 1) | _pdep_u64(k2, m0 << 2);
+                memcpy(r + 6 * (size_t)g, &w, 8);
+            }
+            put_f16_fast(r + cb, norm);
+            continue;
+        }
 KVQ_UNROLL(4)
         for (int g = 0; g < m; g += 4) {
             __m512i q[4];

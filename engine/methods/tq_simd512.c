@@ -1,7 +1,7 @@
 // methods/tq_simd512.c — AVX-512 kernels of the TurboQuant row operations
 // (contract and scalar references in tq_common.h / tq_common.c, the AVX2
 // kernels they refine in tq_simd.c). Compiled per function for
-// KVQ_TARGET_AVX512 (F, BW, VL, DQ, VBMI; no global -march); reached only
+// KVQ_TARGET_AVX512 (F, BW, VL, DQ, VBMI, BMI2; no global -march); reached only
 // through the dispatchers when kvq_simd_avx512() and tq_core_grouped().
 // Shapes they do not cover (d % 64 != 0, a dense rotation) go to the AVX2
 // kernels, and so do value sums of one query at 1-2 bits (slower at zmm

@@ -3,6 +3,7 @@
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 #include "f16.h"
 #include "simd.h"
 #if KVQ_HAVE_X86
@@ -10,32 +11,54 @@
 #include <immintrin.h>
 #endif
 
-static atomic_int g_force_scalar;
-static atomic_int g_cpu = -1;   // -1 unknown, 0 no, 1 yes
+static atomic_int g_cap = -1;   // programmatic cap, -1 none
+static atomic_int g_cpu = -1;   // -1 unknown, else the CPU's level capped by KVQ_SIMD
 
-bool kvq_simd_avx2(void)
+int kvq_simd_cpu_level(void)
 {
-    if (atomic_load_explicit(&g_force_scalar, memory_order_relaxed)) return false;
     int c = atomic_load_explicit(&g_cpu, memory_order_relaxed);
     if (c < 0) {
-        c = 0;
+        c = KVQ_SIMD_SCALAR;
 #if KVQ_HAVE_X86
         __builtin_cpu_init();
         // F16C through cpuid: clang-14's __builtin_cpu_supports does not know it.
         unsigned a, b, cx, dx;
         bool f16c = __get_cpuid(1, &a, &b, &cx, &dx) && (cx & (1u << 29));
-        c = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && f16c ? 1 : 0;
+        if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && f16c) {
+            c = KVQ_SIMD_AVX2;
+            // __builtin_cpu_supports checks that the OS saves the zmm state
+            // too (valgrind's CPUID hides AVX-512: it runs the AVX2 path)
+            if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
+                __builtin_cpu_supports("avx512vbmi") && __builtin_cpu_supports("bmi2"))
+                c = KVQ_SIMD_AVX512;
+        }
 #endif
         const char *e = getenv("KVQ_SIMD");
-        if (e && e[0] == '0') c = 0;
+        if (e && (e[0] == '0' || strcmp(e, "scalar") == 0)) c = KVQ_SIMD_SCALAR;
+        else if (e && strcmp(e, "avx2") == 0 && c > KVQ_SIMD_AVX2) c = KVQ_SIMD_AVX2;
         atomic_store(&g_cpu, c);
     }
-    return c == 1;
+    return c;
 }
 
-void kvq_simd_force_scalar(bool on) { atomic_store(&g_force_scalar, on ? 1 : 0); }
+int kvq_simd_level(void)
+{
+    int c = kvq_simd_cpu_level(), cap = atomic_load_explicit(&g_cap, memory_order_relaxed);
+    return cap >= 0 && cap < c ? cap : c;
+}
 
-const char *kvq_simd_name(void) { return kvq_simd_avx2() ? "avx2" : "scalar"; }
+bool kvq_simd_avx2(void) { return kvq_simd_level() >= KVQ_SIMD_AVX2; }
+bool kvq_simd_avx512(void) { return kvq_simd_level() >= KVQ_SIMD_AVX512; }
+
+void kvq_simd_set_level(int max) { atomic_store(&g_cap, max < 0 ? -1 : max); }
+void kvq_simd_force_scalar(bool on) { kvq_simd_set_level(on ? KVQ_SIMD_SCALAR : -1); }
+
+const char *kvq_simd_name(void)
+{
+    static const char *const names[] = {"scalar", "avx2", "avx512"};
+    return names[kvq_simd_level()];
+}
 
 #if KVQ_HAVE_X86
 // exp(x) = 2^k exp(r), r = x - k ln2 in [-ln2/2, ln2/2] (ln2 split in two

@@ -8,6 +8,13 @@
 //
 // kvq_simd_avx2(): the CPU has AVX2 + FMA + F16C, and neither the env var
 // KVQ_SIMD=0 nor kvq_simd_force_scalar(true) turned the fast paths off.
+//
+// A third level, AVX-512 (KVQ_TARGET_AVX512: F, BW, VL, DQ and VBMI, + BMI2, e.g.
+// Zen 4, Ice Lake and later), serves the turboquant_mse row kernels
+// (methods/tq_simd512.c); every other kernel stays at AVX2 there.
+// kvq_simd_avx512() implies kvq_simd_avx2(). KVQ_SIMD=avx2 caps the level
+// at AVX2 (KVQ_SIMD=0 or scalar: scalar); kvq_simd_set_level caps it
+// programmatically (tests compare the three levels).
 #ifndef KVQ_SIMD_H
 #define KVQ_SIMD_H
 #include <stdbool.h>
@@ -16,9 +23,12 @@
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
 #define KVQ_HAVE_X86 1
 #define KVQ_TARGET_AVX2 __attribute__((target("avx2,fma,f16c")))
+#define KVQ_TARGET_AVX512 \
+    __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vbmi,avx2,fma,f16c,bmi2")))
 #else
 #define KVQ_HAVE_X86 0
 #define KVQ_TARGET_AVX2
+#define KVQ_TARGET_AVX512
 #endif
 
 // KVQ_UNROLL(n) before a loop: gcc's full unroll of the fast kernels (their
@@ -32,10 +42,21 @@
 #define KVQ_UNROLL(n)
 #endif
 
+// Dispatch levels, in increasing order.
+enum { KVQ_SIMD_SCALAR = 0, KVQ_SIMD_AVX2 = 1, KVQ_SIMD_AVX512 = 2 };
 bool kvq_simd_avx2(void);
-// Tests and benchmarks: true forces every dispatcher to its scalar reference.
+bool kvq_simd_avx512(void);
+// The level the dispatchers pick right now: the CPU's (capped by KVQ_SIMD)
+// or lower when capped by kvq_simd_set_level / kvq_simd_force_scalar.
+int kvq_simd_level(void);
+// What the CPU (and KVQ_SIMD) allow, whatever the programmatic cap.
+int kvq_simd_cpu_level(void);
+// Tests and benchmarks: cap the level at `max` (KVQ_SIMD_*); -1 removes the
+// cap. A cap above what the CPU has changes nothing.
+void kvq_simd_set_level(int max);
+// true: kvq_simd_set_level(KVQ_SIMD_SCALAR); false: kvq_simd_set_level(-1).
 void kvq_simd_force_scalar(bool on);
-// "avx2" or "scalar": what the dispatchers pick right now.
+// "avx512", "avx2" or "scalar": what the dispatchers pick right now.
 const char *kvq_simd_name(void);
 
 // out[i] = exp(x[i]) for n floats; -INFINITY -> 0. The AVX2 path is a

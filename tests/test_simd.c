@@ -42,14 +42,122 @@ static void core_for(tq_core *c, kvq_config *cfg, int bits, bool had, int d)
     if (tq_core_init(c, &pp, bits, 0, "test")) fail_msg("tq_core_init: %s", kvq_last_error());
 }
 
+static double rel(double a, double b, double scale) { return fabs(a - b) / (scale > 1e-30 ? scale : 1e-30); }
+
 static void test_dispatch(void **st)
 {
     (void)st;
-    printf("  simd: %s\n", kvq_simd_name());
+    printf("  simd: %s (cpu level %d)\n", kvq_simd_name(), kvq_simd_cpu_level());
     kvq_simd_force_scalar(true);
     assert_false(kvq_simd_avx2());
+    assert_false(kvq_simd_avx512());
     assert_string_equal(kvq_simd_name(), "scalar");
     kvq_simd_force_scalar(false);
+    assert_int_equal(kvq_simd_level(), kvq_simd_cpu_level());
+    kvq_simd_set_level(KVQ_SIMD_AVX2);
+    assert_false(kvq_simd_avx512());
+    assert_true(kvq_simd_avx2() == (kvq_simd_cpu_level() >= KVQ_SIMD_AVX2));
+    if (kvq_simd_avx2()) assert_string_equal(kvq_simd_name(), "avx2");
+    kvq_simd_set_level(-1);
+    assert_true(kvq_simd_avx512() == (kvq_simd_cpu_level() >= KVQ_SIMD_AVX512));
+    if (kvq_simd_avx512()) {
+        assert_true(kvq_simd_avx2());
+        assert_string_equal(kvq_simd_name(), "avx512");
+    }
+}
+
+// The AVX-512 kernels against the AVX2 ones and the scalar references:
+// encode bit-identical to both (Hadamard; dense goes to AVX2's kernel),
+// scores and value sums within float rounding of the reference and of
+// AVX2, the permuted entry points the same numbers; d 64, 128, 256, bits
+// 1..4, nq 1..4 (and 5, 7: two calls of the kernel), n odd.
+static void test_tq_avx512(void **st)
+{
+    (void)st;
+    if (kvq_simd_cpu_level() < KVQ_SIMD_AVX512) {
+        printf("  AVX-512 kernels not tested: this CPU (or KVQ_SIMD) has no AVX-512 F/BW/VL/DQ/VBMI\n");
+        return;
+    }
+    const size_t n = 203;
+    const int dims[3] = {64, 128, 256}, nqs[6] = {1, 2, 3, 4, 5, 7};
+    double ws = 0, wa = 0;
+    for (int di = 0; di < 3; di++)
+        for (int bits = 1; bits <= 4; bits++)
+            for (int had = 1; had >= (di == 1 ? 0 : 1); had--) {
+                const int d = dims[di];
+                kvq_config cfg;
+                tq_core c;
+                core_for(&c, &cfg, bits, had, d);
+                size_t rb = tq_core_code_bytes(&c) + 2;
+                float *x = gauss_rows(n, d, 31 + (uint64_t)bits + (uint64_t)d);
+                memset(x + 5 * d, 0, sizeof(float) * (size_t)d);   // a zero vector
+                uint8_t *e5 = calloc(n, rb), *e2 = calloc(n, rb), *er = calloc(n, rb);
+                tq_encode_rows_avx512(&c, x, n, e5, rb);
+                tq_encode_rows_avx2(&c, x, n, e2, rb);
+                tq_core_encode_rows_ref(&c, x, n, er, rb);
+                if (memcmp(e5, er, n * rb)) fail_msg("avx512 encode d %d bits %d had %d differs from the reference", d, bits, had);
+                if (memcmp(e5, e2, n * rb)) fail_msg("avx512 encode d %d bits %d had %d differs from avx2", d, bits, had);
+                float *q = gauss_rows(7, d, 41), qr[7][KVQ_MAX_HEAD_DIM], qm[7][KVQ_MAX_HEAD_DIM];
+                const float *qp[7], *qpm[7];
+                for (int k = 0; k < 7; k++) {
+                    kvq_rotation_apply(&c.rot, q + k * d, qr[k]);
+                    tq_permute(d, qr[k], qm[k]);
+                    qp[k] = qr[k];
+                    qpm[k] = qm[k];
+                }
+                float *w = malloc(sizeof(float) * 7 * n);
+                kvq_rng r;
+                kvq_rng_seed(&r, 9);
+                for (size_t i = 0; i < 7 * n; i++) w[i] = (i % 5 == 0) ? 0.0f : (float)exp(-4.0 * kvq_rng_uniform(&r));
+                for (int ni = 0; ni < 6; ni++) {
+                    const int nq = nqs[ni];
+                    float *s5 = malloc(sizeof(float) * 7 * n), *s2 = malloc(sizeof(float) * 7 * n);
+                    float *sr = malloc(sizeof(float) * 7 * n), *sp = malloc(sizeof(float) * 7 * n);
+                    tq_score_rows_avx512(&c, qp, nq, er, rb, n, s5, n, false);
+                    tq_score_rows_avx512(&c, qpm, nq, er, rb, n, sp, n, true);
+                    tq_score_rows_avx2(&c, qp, nq, er, rb, n, s2, n, false);
+                    tq_core_score_rows_ref(&c, qp, nq, er, rb, n, sr, n);
+                    assert_memory_equal(s5, sp, sizeof(float) * (size_t)nq * n);
+                    for (int k = 0; k < nq; k++) {
+                        double scale = 0;
+                        for (int j = 0; j < d; j++) scale += fabs(qr[k][j]);
+                        for (size_t i = 0; i < n; i++) {
+                            double sc = scale * tq_get_f16(er + i * rb + tq_core_code_bytes(&c));
+                            double e = fmax(rel(s5[k * n + i], sr[k * n + i], sc), rel(s5[k * n + i], s2[k * n + i], sc));
+                            ws = fmax(ws, e);
+                            if (e > 1e-5)
+                                fail_msg("avx512 score d %d bits %d nq %d q %d rec %zu: %.9g vs ref %.9g avx2 %.9g", d,
+                                         bits, nq, k, i, s5[k * n + i], sr[k * n + i], s2[k * n + i]);
+                        }
+                    }
+                    float *a5 = calloc(7 * (size_t)d, sizeof(float)), *a2 = calloc(7 * (size_t)d, sizeof(float));
+                    float *ar = calloc(7 * (size_t)d, sizeof(float)), *ap = calloc(7 * (size_t)d, sizeof(float));
+                    for (int t = 0; t < 7 * d; t++) a5[t] = a2[t] = ar[t] = 0.01f * (float)(t % 13);   // added to
+                    for (int k = 0; k < 7; k++) tq_permute(d, a5 + k * d, ap + k * d);
+                    tq_accumulate_rows_avx512(&c, er, rb, n, w, n, nq, a5, false);
+                    tq_accumulate_rows_avx512(&c, er, rb, n, w, n, nq, ap, true);
+                    tq_accumulate_rows_avx2(&c, er, rb, n, w, n, nq, a2, false);
+                    tq_core_accumulate_rows_ref(&c, er, rb, n, w, n, nq, ar);
+                    double mag = 0;
+                    for (int t = 0; t < nq * d; t++) mag = fmax(mag, fabs(ar[t]));
+                    for (int k = 0; k < nq; k++) {
+                        float nat[KVQ_MAX_HEAD_DIM];
+                        tq_unpermute(d, ap + k * d, nat);
+                        for (int j = 0; j < d; j++) {
+                            int t = k * d + j;
+                            double e = fmax(fabs(a5[t] - ar[t]), fmax(fabs(a5[t] - a2[t]), fabs(nat[j] - a5[t]))) / mag;
+                            wa = fmax(wa, e);
+                            if (e > 1e-5)
+                                fail_msg("avx512 accumulate d %d bits %d nq %d q %d coord %d: %.9g vs ref %.9g avx2 %.9g "
+                                         "permuted %.9g", d, bits, nq, k, j, a5[t], ar[t], a2[t], nat[j]);
+                        }
+                    }
+                    free(s5), free(s2), free(sr), free(sp), free(a5), free(a2), free(ar), free(ap);
+                }
+                free(x), free(q), free(w), free(e5), free(e2), free(er);
+                tq_core_free(&c);
+            }
+    printf("  avx512 vs avx2 and reference: encode identical, scores max rel diff %.2e, accumulate %.2e\n", ws, wa);
 }
 
 // Encode and decode: bit-identical to the references, every width 1..4,
@@ -94,8 +202,6 @@ static void test_tq_encode_decode_exact(void **st)
                 tq_core_free(&c);
             }
 }
-
-static double rel(double a, double b, double scale) { return fabs(a - b) / (scale > 1e-30 ? scale : 1e-30); }
 
 // Scores and rotated accumulations: within float rounding of the references,
 // and the references equal the LUT path exactly.
@@ -351,8 +457,8 @@ static void test_pool(void **st)
 }
 
 // Long-context fused attention (several ranges merged, rotated values) vs
-// the reference, and bit-identical outputs at 1 and 2 threads and with the
-// scalar kernels vs the reference too.
+// the reference, and bit-identical outputs at 1 and 2 threads, at each
+// kernel level the CPU has (AVX-512, AVX2, scalar) vs the reference.
 static void test_fused_long(void **st)
 {
     (void)st;
@@ -360,9 +466,11 @@ static void test_fused_long(void **st)
     float *K = gauss_rows((size_t)kv * n, D, 21), *V = gauss_rows((size_t)kv * n, D, 22);
     float *Q = gauss_rows(nh * 2, D, 23);
     const char *vm[2] = {"turboquant_mse", "q4_0"};
+    const int levels[3] = {KVQ_SIMD_AVX512, KVQ_SIMD_AVX2, KVQ_SIMD_SCALAR};
     for (int vi = 0; vi < 2; vi++)
-        for (int scalar = 0; scalar < 2; scalar++) {
-            kvq_simd_force_scalar(scalar);
+        for (int li = 0; li < 3; li++) {
+            if (levels[li] > kvq_simd_cpu_level()) continue;   // the CPU has not got it (said by test_dispatch)
+            kvq_simd_set_level(levels[li]);
             kvq_config cf, cr;
             kvq_config_default(&cf);
             snprintf(cf.method, sizeof cf.method, "turboquant_mse");
@@ -398,12 +506,12 @@ static void test_fused_long(void **st)
                 worst = fmax(worst, sqrt(e / nn));
             }
             printf("  fused %s values, %s kernels, %d tokens: 1 == 2 threads, vs reference %.2e\n", vm[vi],
-                   scalar ? "scalar" : kvq_simd_name(), n, worst);
+                   kvq_simd_name(), n, worst);
             assert_true(worst < 1e-4);
             kvq_cache_free(a);
             kvq_cache_free(b);
         }
-    kvq_simd_force_scalar(false);
+    kvq_simd_set_level(-1);
     kvq_threads_shutdown();
     free(K), free(V), free(Q);
 }
@@ -414,6 +522,7 @@ int main(void)
         cmocka_unit_test(test_dispatch),
         cmocka_unit_test(test_tq_encode_decode_exact),
         cmocka_unit_test(test_tq_score_accumulate),
+        cmocka_unit_test(test_tq_avx512),
         cmocka_unit_test(test_ggml_rows),
         cmocka_unit_test(test_dense_kernels),
         cmocka_unit_test(test_softmax_steps),

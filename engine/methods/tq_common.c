@@ -229,7 +229,8 @@ void tq_core_accumulate_rows_ref(const tq_core *c, const uint8_t *rec, size_t re
 
 void tq_core_encode_rows(const tq_core *c, const float *x, size_t n, uint8_t *rec, size_t rec_bytes)
 {
-    if (tq_core_grouped(c) && kvq_simd_avx2()) tq_encode_rows_avx2(c, x, n, rec, rec_bytes);
+    if (tq_core_grouped(c) && kvq_simd_avx512()) tq_encode_rows_avx512(c, x, n, rec, rec_bytes);
+    else if (tq_core_grouped(c) && kvq_simd_avx2()) tq_encode_rows_avx2(c, x, n, rec, rec_bytes);
     else tq_core_encode_rows_ref(c, x, n, rec, rec_bytes);
 }
 
@@ -242,14 +243,16 @@ void tq_core_decode_rows(const tq_core *c, const uint8_t *rec, size_t rec_bytes,
 void tq_core_score_rows(const tq_core *c, const float *const *qr, int nq, const uint8_t *rec,
                         size_t rec_bytes, size_t n, float *scores, size_t lds)
 {
-    if (tq_core_grouped(c) && kvq_simd_avx2()) tq_score_rows_avx2(c, qr, nq, rec, rec_bytes, n, scores, lds, false);
+    if (tq_core_grouped(c) && kvq_simd_avx512()) tq_score_rows_avx512(c, qr, nq, rec, rec_bytes, n, scores, lds, false);
+    else if (tq_core_grouped(c) && kvq_simd_avx2()) tq_score_rows_avx2(c, qr, nq, rec, rec_bytes, n, scores, lds, false);
     else tq_core_score_rows_ref(c, qr, nq, rec, rec_bytes, n, scores, lds);
 }
 
 void tq_core_accumulate_rows(const tq_core *c, const uint8_t *rec, size_t rec_bytes, size_t n,
                              const float *w, size_t ldw, int nq, float *acc)
 {
-    if (tq_core_grouped(c) && kvq_simd_avx2()) tq_accumulate_rows_avx2(c, rec, rec_bytes, n, w, ldw, nq, acc, false);
+    if (tq_core_grouped(c) && kvq_simd_avx512()) tq_accumulate_rows_avx512(c, rec, rec_bytes, n, w, ldw, nq, acc, false);
+    else if (tq_core_grouped(c) && kvq_simd_avx2()) tq_accumulate_rows_avx2(c, rec, rec_bytes, n, w, ldw, nq, acc, false);
     else tq_core_accumulate_rows_ref(c, rec, rec_bytes, n, w, ldw, nq, acc);
 }
 
@@ -293,11 +296,13 @@ void tq_unpermute(int d, const float *xp, float *x)
 void tq_core_score_rows_p(const tq_core *c, const float *const *qp, int nq, const uint8_t *rec,
                           size_t rec_bytes, size_t n, float *scores, size_t lds)
 {
-    tq_score_rows_avx2(c, qp, nq, rec, rec_bytes, n, scores, lds, true);
+    if (kvq_simd_avx512()) tq_score_rows_avx512(c, qp, nq, rec, rec_bytes, n, scores, lds, true);
+    else tq_score_rows_avx2(c, qp, nq, rec, rec_bytes, n, scores, lds, true);
 }
 
 void tq_core_accumulate_rows_p(const tq_core *c, const uint8_t *rec, size_t rec_bytes, size_t n,
                                const float *w, size_t ldw, int nq, float *accp)
 {
-    tq_accumulate_rows_avx2(c, rec, rec_bytes, n, w, ldw, nq, accp, true);
+    if (kvq_simd_avx512()) tq_accumulate_rows_avx512(c, rec, rec_bytes, n, w, ldw, nq, accp, true);
+    else tq_accumulate_rows_avx2(c, rec, rec_bytes, n, w, ldw, nq, accp, true);
 }

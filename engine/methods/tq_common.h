@@ -70,8 +70,9 @@ void tq_core_build_lut(const tq_core *c, const float *qr, float *lut);
 float tq_core_lut_dot(const tq_core *c, const float *lut, const uint8_t *packed);
 
 // ---- row kernels of the turboquant_mse record [packed codes][fp16 |x|] ----
-// Each dispatches to an AVX2 kernel (tq_simd.c) when kvq_simd_avx2() and the
-// core is "grouped", else runs its scalar reference (the _ref function, the
+// Each dispatches to an AVX-512 kernel (tq_simd512.c) when kvq_simd_avx512(),
+// else an AVX2 kernel (tq_simd.c) when kvq_simd_avx2(), and the core is
+// "grouped"; else it runs its scalar reference (the _ref function, the
 // spec; tests/test_simd.c compares the two). Encode and decode are
 // bit-identical to their references; scores and accumulations agree to
 // float rounding (FMA, 8 partial sums).
@@ -114,7 +115,8 @@ void tq_core_accumulate_rows_ref(const tq_core *c, const uint8_t *rec, size_t re
 // 64 s + 8 k + g holds coordinate 64 s + 8 g + k, so 8 lanes = code k of
 // 8 groups. Queries prepared once in that order and accumulators kept in it
 // for a whole attention spare a transposition per block of tokens.
-// tq_core_permuted: the fast kernels run and use it (grouped, AVX2, d % 64).
+// tq_core_permuted: the fast kernels run and use it (grouped, AVX2, d % 64);
+// the AVX-512 kernels use the same order (a zmm = codes k, k + 1 of 8 groups).
 bool tq_core_permuted(const tq_core *c);
 void tq_permute(int d, const float *x, float *xp);     // natural -> permuted (d % 64 == 0)
 void tq_unpermute(int d, const float *xp, float *x);   // permuted -> natural
@@ -134,6 +136,15 @@ void tq_score_rows_avx2(const tq_core *c, const float *const *qr, int nq, const 
 void tq_accumulate_rows_avx2(const tq_core *c, const uint8_t *rec, size_t rec_bytes, size_t n,
                              const float *w, size_t ldw, int nq, float *acc, bool perm);
 float tq_norm_avx2(const float *x, int d);
+// AVX-512 kernels (tq_simd512.c); only called when kvq_simd_avx512() &&
+// tq_core_grouped(). Same contract and permuted order as the AVX2 ones;
+// shapes they do not cover (d % 64 != 0; encode: a dense rotation) run the
+// AVX2 kernel.
+void tq_encode_rows_avx512(const tq_core *c, const float *x, size_t n, uint8_t *rec, size_t rec_bytes);
+void tq_score_rows_avx512(const tq_core *c, const float *const *qr, int nq, const uint8_t *rec,
+                          size_t rec_bytes, size_t n, float *scores, size_t lds, bool perm);
+void tq_accumulate_rows_avx512(const tq_core *c, const uint8_t *rec, size_t rec_bytes, size_t n,
+                               const float *w, size_t ldw, int nq, float *acc, bool perm);
 // Hadamard rotations with d / 8 a power of two (tq_core_fast_rotation).
 void tq_rotate_avx2(const tq_core *c, const float *x, float *y, bool transpose);
 

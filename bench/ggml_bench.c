@@ -216,6 +216,13 @@ static void katt_open(katt *a, const char *km, int kbits, const char *vm, int vb
     free(v);
 }
 
+// Bytes of the records the cache holds for its tokens (keys + values of
+// every kv head): what one attention pass reads.
+static double katt_bytes(const katt *a)
+{
+    return (double)a->n * KVH * (double)(kvq_cache_key_bpv(a->cache) + kvq_cache_value_bpv(a->cache));
+}
+
 static void katt_pass(void *u, int i)
 {
     (void)i;
@@ -441,13 +448,17 @@ static void bench_attend(void)
             ref_err[1] = tq ? -1 : eg;
             for (int th = 1; th <= 2; th++) {
                 int p = passes_for_ctx(n);
+                // work = bytes read per pass (unit B): the records each kvstudio
+                // cache holds, the K+V bytes the stream reads; so throughput is
+                // effective bytes/s against the bandwidth ceiling
                 bench_kernel k[4] = {
                     {.name = gn, .prepare = gatt_prepare, .pass = gatt_pass, .ctx = &g, .threads = th, .passes = p},
-                    {.name = kn, .prepare = prep_threads, .pass = katt_pass, .ctx = a, .threads = th, .passes = p},
+                    {.name = kn, .prepare = prep_threads, .pass = katt_pass, .ctx = a, .threads = th, .passes = p,
+                     .work = katt_bytes(a), .unit = "B"},
                     {.name = sn, .prepare = stream_prepare, .pass = stream_pass, .ctx = st, .threads = th,
-                     .passes = p},
+                     .passes = p, .work = (double)st->n * 8, .unit = "B"},
                     {.name = "kvstudio tq_mse3/2", .prepare = prep_threads, .pass = katt_pass, .ctx = t3,
-                     .threads = th, .passes = p},
+                     .threads = th, .passes = p, .work = t3 ? katt_bytes(t3) : 0, .unit = "B"},
                 };
                 run_row(row, k, t3 ? 4 : 3, tq ? NULL : "rel diff to ggml", err, ok);
             }

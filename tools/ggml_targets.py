@@ -8,7 +8,8 @@ bench (alternating rounds), with its min and max; kvstudio faster = a
 speed-up > 1. Bytes/s are kernel throughputs with unit "B" (the records a
 kvstudio cache holds; the streaming read of ggml's K+V bytes).
 
-Usage: python3 tools/ggml_targets.py [bench/results.json]
+Usage: python3 tools/ggml_targets.py [results.json ...]: the first file's
+table; with more files each row adds the other runs' medians in brackets.
 """
 import json
 import sys
@@ -46,9 +47,7 @@ def verdict(ok):
     return "met" if ok else "**not met**"
 
 
-def main():
-    path = sys.argv[1] if len(sys.argv) > 1 else "bench/results.json"
-    g = json.load(open(path))["ggml"]
+def targets(g):
     out = []
     tq = "kvstudio tq_mse3/2"
     for n in ("16k", "64k"):
@@ -56,18 +55,18 @@ def main():
         s = speedup(r, tq)
         f16, k = kernel(r, "ggml flash_attn_ext f16"), kernel(r, tq)
         out.append((f"decode attention tq_mse 3-bit K / 2-bit V vs ggml f16 flash_attn_ext, {n.upper()}, >= 4x",
-                    f"{k['median_ms']:.3f} vs {f16['median_ms']:.3f} ms: {fmt(s)}", verdict(s[0] >= 4)))
+                    f"{k['median_ms']:.3f} vs {f16['median_ms']:.3f} ms: {fmt(s)}", verdict(s[0] >= 4), f"{s[0]:.2f}x"))
     for n in ("16k", "64k"):
         r = row(g, f"attend {n} tq_mse3 (K 3-bit, V 2-bit)", 1)
         s = speedup(r, tq)
         q4, k = kernel(r, "ggml flash_attn_ext q4_0"), kernel(r, tq)
         out.append((f"the same vs ggml q4_0, {n.upper()}, >= 8x",
-                    f"{k['median_ms']:.3f} vs {q4['median_ms']:.3f} ms: {fmt(s)}", verdict(s[0] >= 8)))
+                    f"{k['median_ms']:.3f} vs {q4['median_ms']:.3f} ms: {fmt(s)}", verdict(s[0] >= 8), f"{s[0]:.2f}x"))
     r = row(g, "attend 1k f16", 1)
     s = speedup(r, tq)
     out.append(("the same vs ggml f16 at 1K, >= 1.5x",
                 f"{kernel(r, tq)['median_ms']:.3f} vs {kernel(r, 'ggml flash_attn_ext f16')['median_ms']:.3f} ms: {fmt(s)}",
-                verdict(s[0] >= 1.5)))
+                verdict(s[0] >= 1.5), f"{s[0]:.2f}x"))
     r = row(g, "attend 64k tq_mse3 (K 3-bit, V 2-bit)", 1)
     k = kernel(r, tq)
     st = [x for x in r["kernels"] if x["name"].startswith("stream read")][0]
@@ -75,20 +74,20 @@ def main():
         frac = k["throughput"] / st["throughput"]
         out.append(("64K effective bytes/s >= 50% of the streaming read",
                     f"{k['throughput'] / 1e9:.2f} GB/s of records vs {st['throughput'] / 1e9:.2f} GB/s read: {100 * frac:.0f}%",
-                    verdict(frac >= 0.5)))
+                    verdict(frac >= 0.5), f"{100 * frac:.0f}%"))
     r = row(g, "vec_dot q4_0, 16384 keys", 1)
     for b in (3, 4):
         name = f"kvstudio score turboquant_mse {b}-bit"
         s = speedup(r, name)
         out.append((f"scoring from {b}-bit codes >= ggml q4_0 vec_dot keys/s",
                     f"{kernel(r, name)['throughput'] / 1e6:.1f} vs {kernel(r, 'ggml vec_dot q4_0')['throughput'] / 1e6:.1f} M keys/s: {fmt(s)}",
-                    verdict(s[0] >= 1)))
+                    verdict(s[0] >= 1), f"{s[0]:.2f}x"))
     r = row(g, "quantize q8_0, 16384 vectors", 1)
     name = "kvstudio encode turboquant_mse 3-bit"
     s = speedup(r, name)
     out.append(("encode tq_mse 3-bit >= 0.5x ggml q8_0 quantize",
                 f"{kernel(r, name)['throughput'] / 1e6:.1f} vs {kernel(r, 'ggml from_float q8_0')['throughput'] / 1e6:.1f} M vectors/s: {fmt(s)}",
-                verdict(s[0] >= 0.5)))
+                verdict(s[0] >= 0.5), f"{s[0]:.2f}x"))
     # thread scaling: medians of different rows' calls (not alternated)
     for label, rn, kn in (("attention 64K", "attend 64k tq_mse3 (K 3-bit, V 2-bit)", tq),
                           ("encode", "quantize q8_0, 16384 vectors", "kvstudio encode turboquant_mse 3-bit")):
@@ -96,12 +95,24 @@ def main():
         x = k1["median_ms"] / k2["median_ms"]
         la = row(g, rn, 2).get("loadavg_1min")
         out.append((f"2 threads >= 1.8x 1 thread, {label}",
-                    f"{k1['median_ms']:.3f} -> {k2['median_ms']:.3f} ms: **{x:.2f}x** (load average {la:.2f})", verdict(x >= 1.8)))
+                    f"{k1['median_ms']:.3f} -> {k2['median_ms']:.3f} ms: **{x:.2f}x** (load average {la:.2f})", verdict(x >= 1.8), f"{x:.2f}x"))
+    return out
+
+
+def main():
+    paths = sys.argv[1:] or ["bench/results.json"]
+    runs = [json.load(open(p))["ggml"] for p in paths]
+    g = runs[0]
+    out = targets(g)
+    others = [targets(r) for r in runs[1:]]
     print(f"ggml {g['ggml_commit'][:8]}, load average {g['loadavg_start']:.2f} -> {g['loadavg_end']:.2f}, {g['rounds']} rounds")
     print()
     print("| issue 16 target | reached (1 thread unless said; median [min, max] of per-round ratios) | |")
     print("|---|---|---|")
-    for a, b, c in out:
+    for i, (a, b, c, _) in enumerate(out):
+        more = ", ".join(o[i][3] for o in others)
+        if more:
+            b += f" (other runs: {more})"
         print(f"| {a} | {b} | {c} |")
 
 

@@ -235,35 +235,19 @@ const char *kvs_ui_log_line(const kvs_ui *ui, int i)
     return ui->log[(ui->log_head + i) % KVS_LOG_LINES];
 }
 
-void kvs_ui_set_status(kvs_ui *ui, bool is_error, const char *fmt, ...)
-{
-    char buf[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(buf, sizeof buf, fmt, ap);
-    va_end(ap);
-    ui_out(ui, is_error, buf);
-}
+#define UI_PUTF(ui, err, note, transient, fmt)        \
+    do {                                                \
+        char buf_[512];                                 \
+        va_list ap_;                                    \
+        va_start(ap_, fmt);                             \
+        vsnprintf(buf_, sizeof buf_, fmt, ap_);         \
+        va_end(ap_);                                    \
+        ui_put(ui, err, note, transient, buf_);         \
+    } while (0)
 
-void kvs_ui_note(kvs_ui *ui, const char *fmt, ...)
-{
-    char buf[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(buf, sizeof buf, fmt, ap);
-    va_end(ap);
-    ui_put(ui, false, true, false, buf);
-}
-
-void kvs_ui_transient(kvs_ui *ui, const char *fmt, ...)
-{
-    char buf[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(buf, sizeof buf, fmt, ap);
-    va_end(ap);
-    ui_put(ui, false, false, true, buf);
-}
+void kvs_ui_set_status(kvs_ui *ui, bool is_error, const char *fmt, ...) { UI_PUTF(ui, is_error, false, false, fmt); }
+void kvs_ui_note(kvs_ui *ui, const char *fmt, ...) { UI_PUTF(ui, false, true, false, fmt); }
+void kvs_ui_transient(kvs_ui *ui, const char *fmt, ...) { UI_PUTF(ui, false, false, true, fmt); }
 
 // ---- state ----
 kvs_ui *kvs_ui_new(kvs_session *s)

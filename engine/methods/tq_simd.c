@@ -11,6 +11,7 @@
 #include <string.h>
 #include "simd.h"
 #include "tq_common.h"
+#include "tq_x86.h"
 
 #if KVQ_HAVE_X86
 #include <immintrin.h>
@@ -45,22 +46,6 @@ INL __m256i group_codes(const uint8_t *p, int bits, __m256i shifts, __m256i mask
 {
     __m256i w = _mm256_set1_epi32((int)group_word(p, bits));
     return _mm256_and_si256(_mm256_srlv_epi32(w, shifts), mask);
-}
-
-// The fp16 norms of 8 records (at p, p + stride, ...) as 8 floats. Built
-// with one set (no lane-indexed insert: its selector must be a constant,
-// which unrolled loops only give at -O2).
-static inline short rd16(const uint8_t *p)
-{
-    uint16_t h;
-    memcpy(&h, p, 2);
-    return (short)h;
-}
-INL __m256 norms8(const uint8_t *p, size_t stride)
-{
-    return _mm256_cvtph_ps(_mm_setr_epi16(rd16(p), rd16(p + stride), rd16(p + 2 * stride), rd16(p + 3 * stride),
-                                          rd16(p + 4 * stride), rd16(p + 5 * stride), rd16(p + 6 * stride),
-                                          rd16(p + 7 * stride)));
 }
 
 // Levels of the codes: lv0 = levels 0..7, lv1 = levels 8..15 (bits 4 only).
@@ -287,20 +272,6 @@ KVQ_UNROLL(8)
 #undef LEVEL
 }
 
-// tq_put_f16 by F16C: round to nearest even, as kvq_f32_to_f16 for every
-// non-NaN value (the clamp to 65504 first, as tq_put_f16); NaN goes the
-// scalar way (the payload rules differ).
-INL void put_f16_fast(uint8_t *dst, float v)
-{
-    if (v != v) {
-        tq_put_f16(dst, v);
-        return;
-    }
-    __m128i h = _mm_cvtps_ph(_mm_set_ss(v > 65504.0f ? 65504.0f : v), _MM_FROUND_TO_NEAREST_INT);
-    uint16_t u = (uint16_t)_mm_extract_epi16(h, 0);
-    memcpy(dst, &u, 2);
-}
-
 // m = d / 8, a constant where the dispatcher knows d (64, 128, 256), so
 // the FWHT and the quantizer unroll and v[] lives in registers.
 INL void encode_rows_k(const tq_core *c, const float *x, size_t n, uint8_t *rec, size_t rec_bytes, const int bits,
@@ -330,7 +301,7 @@ KVQ_UNROLL(32)
             for (int g = 0; g < m; g++) v[g] = _mm256_mul_ps(_mm256_mul_ps(v[g], s), vi);
             uint8_t *r = rec + i * rec_bytes;
             quantize_regs(&qb, v, m, r, bits);
-            put_f16_fast(r + cb, norm);
+            tq_put_f16_fast(r + cb, norm);
         }
         return;
     }
@@ -344,7 +315,7 @@ KVQ_UNROLL(32)
             for (int g = 0; g < m; g++) v[g] = _mm256_mul_ps(_mm256_loadu_ps(y + i * d + 8 * g), vi);
             uint8_t *r = rec + (i0 + i) * rec_bytes;
             quantize_regs(&qb, v, m, r, bits);
-            put_f16_fast(r + cb, norm);
+            tq_put_f16_fast(r + cb, norm);
         }
     }
 }
@@ -553,7 +524,7 @@ KVQ_UNROLL(4)
                 hp[q][pr] = split ? _mm256_hadd_ps(_mm256_add_ps(a0[q], b0[q]), _mm256_add_ps(a1[q], b1[q]))
                                   : _mm256_hadd_ps(a0[q], a1[q]);
         }
-        const __m256 nv = norms8(rec + i * rec_bytes + cb, rec_bytes);
+        const __m256 nv = tq_norms8(rec + i * rec_bytes + cb, rec_bytes);
 KVQ_UNROLL(4)
         for (int q = 0; q < nq; q++) {
             // [r0 r1 r2 r3 | r0 r1 r2 r3] low / high half sums, then r4..r7
@@ -702,7 +673,7 @@ AVX2 void tq_accumulate_rows_avx2(const tq_core *c, const uint8_t *rec, size_t r
         const uint8_t *r0 = rec + i0 * rec_bytes;
         size_t i = 0;
         for (; i + 8 <= k; i += 8) {   // 8 norms converted at once
-            __m256 nv = norms8(r0 + i * rec_bytes + cb, rec_bytes);
+            __m256 nv = tq_norms8(r0 + i * rec_bytes + cb, rec_bytes);
             for (int q = 0; q < nq; q++)
                 _mm256_storeu_ps(wn + (size_t)q * k + i, _mm256_mul_ps(_mm256_loadu_ps(w + (size_t)q * ldw + i0 + i), nv));
         }

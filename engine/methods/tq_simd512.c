@@ -22,6 +22,7 @@
 #include <string.h>
 #include "simd.h"
 #include "tq_common.h"
+#include "tq_x86.h"
 
 #if KVQ_HAVE_X86
 #include <immintrin.h>
@@ -82,19 +83,6 @@ INL __m512 lookup(__m512i idx, __m512 lv, const int bits)
     return _mm512_permutexvar_ps(idx, lv);
 }
 
-// The fp16 norms of 8 records (at p, p + stride, ...) as 8 floats.
-static inline short rd16(const uint8_t *p)
-{
-    uint16_t h;
-    memcpy(&h, p, 2);
-    return (short)h;
-}
-INL __m256 norms8(const uint8_t *p, size_t stride)
-{
-    return _mm256_cvtph_ps(_mm_setr_epi16(rd16(p), rd16(p + stride), rd16(p + 2 * stride), rd16(p + 3 * stride),
-                                          rd16(p + 4 * stride), rd16(p + 5 * stride), rd16(p + 6 * stride),
-                                          rd16(p + 7 * stride)));
-}
 INL float norm1(const uint8_t *p)
 {
     uint16_t h;
@@ -160,7 +148,7 @@ KVQ_UNROLL(4)
                 hp[k][pr] = split ? fold_pair(_mm512_add_ps(a0[k], b0[k]), _mm512_add_ps(a1[k], b1[k]))
                                   : fold_pair(a0[k], a1[k]);
         }
-        const __m256 nv = norms8(rec + i * rec_bytes + cb, rec_bytes);
+        const __m256 nv = tq_norms8(rec + i * rec_bytes + cb, rec_bytes);
 KVQ_UNROLL(4)
         for (int k = 0; k < nq; k++) {
             // [r0 r1 r2 r3] (4 partials each per 128-bit lane), [r4 .. r7]
@@ -330,7 +318,7 @@ AVX512 void tq_accumulate_rows_avx512(const tq_core *c, const uint8_t *rec, size
         const uint8_t *r0 = rec + i0 * rec_bytes;
         size_t i = 0;
         for (; i + 8 <= k; i += 8) {   // 8 norms converted at once
-            __m256 nv = norms8(r0 + i * rec_bytes + cb, rec_bytes);
+            __m256 nv = tq_norms8(r0 + i * rec_bytes + cb, rec_bytes);
             for (int q = 0; q < nq; q++)
                 _mm256_storeu_ps(wn + (size_t)q * k + i, _mm256_mul_ps(_mm256_loadu_ps(w + (size_t)q * ldw + i0 + i), nv));
         }
@@ -474,19 +462,6 @@ INL void pack64(__m512i c0, __m512i c1, __m512i c2, __m512i c3, uint8_t *out, co
     }
 }
 
-// tq_put_f16 by F16C: round to nearest even, as kvq_f32_to_f16 for every
-// non-NaN value (the clamp to 65504 first, as tq_put_f16); NaN the scalar way.
-INL void put_f16_fast(uint8_t *dst, float v)
-{
-    if (v != v) {
-        tq_put_f16(dst, v);
-        return;
-    }
-    __m128i h = _mm_cvtps_ph(_mm_set_ss(v > 65504.0f ? 65504.0f : v), _MM_FROUND_TO_NEAREST_INT);
-    uint16_t u = (uint16_t)_mm_extract_epi16(h, 0);
-    memcpy(dst, &u, 2);
-}
-
 // m = d / 16, a constant where the dispatcher knows d (64, 128, 256).
 // The steps and roundings of the AVX2 kernel (and so of the reference):
 // signs, FWHT, times 1/sqrt(d), times 1/|x|, nearest level.
@@ -538,7 +513,7 @@ KVQ_UNROLL(16)
                 uint64_t w = _pdep_u64(k0, m0) | _pdep_u64(k1, m0 << 1) | _pdep_u64(k2, m0 << 2);
                 memcpy(r + 6 * (size_t)g, &w, 8);
             }
-            put_f16_fast(r + cb, norm);
+            tq_put_f16_fast(r + cb, norm);
             continue;
         }
 KVQ_UNROLL(4)
@@ -549,7 +524,7 @@ KVQ_UNROLL(4)
                 q[u] = level_index(_mm512_mul_ps(_mm512_mul_ps(v[g + u], s), vi), tbs, first, bits);
             pack64(q[0], q[1], q[2], q[3], r + (size_t)g * 2 * bits, bits);
         }
-        put_f16_fast(r + cb, norm);
+        tq_put_f16_fast(r + cb, norm);
     }
 }
 

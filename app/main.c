@@ -1,10 +1,12 @@
 // main.c — argv dispatch: studio, script, stdin, or one CLI subcommand.
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include "commands.h"
+#include "pool.h"
 #include "tui.h"
 
 #define DEFAULT_TRACE "sample_data/traces/code-1k.safetensors"
@@ -60,13 +62,40 @@ static int run_script_path(kvs_session *s, const char *path)
     return rc ? 1 : 0;
 }
 
+// The engine reads KVQ_SIMD (engine/simd.c) and KVQ_THREADS (engine/pool.c)
+// leniently; a mistyped value would silently run another path, so the CLI
+// names it and stops.
+static const char *env_error(char *buf, size_t n)
+{
+    const char *v = getenv("KVQ_SIMD");
+    if (v && strcmp(v, "0") && strcmp(v, "scalar") && strcmp(v, "avx2") && strcmp(v, "avx512")) {
+        snprintf(buf, n, "KVQ_SIMD=%s: expected 0, scalar, avx2 or avx512 (the highest path to use)", v);
+        return buf;
+    }
+    v = getenv("KVQ_THREADS");
+    if (v) {
+        char *end;
+        long t = strtol(v, &end, 10);
+        if (end == v || *end || t < 1 || t > KVQ_MAX_THREADS) {
+            snprintf(buf, n, "KVQ_THREADS=%s: expected an integer 1..%d", v, KVQ_MAX_THREADS);
+            return buf;
+        }
+    }
+    return NULL;
+}
+
 int main(int argc, char **argv)
 {
     kvs_session s;
     kvs_session_init(&s);
     int rc = 0;
     bool tty = isatty(0) && isatty(1);
-    if (argc == 1) {
+    char ebuf[160];
+    const char *env = env_error(ebuf, sizeof ebuf);
+    if (env) {
+        kvs_errorf(&s, "%s", env);
+        rc = 2;
+    } else if (argc == 1) {
         char buf[KVQ_PATH_LEN + 64];
         rc = tty ? kvs_tui_run(&s, default_trace(buf, sizeof buf)) : run_script_path(&s, "-");
     } else if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {

@@ -198,6 +198,35 @@ const kvq_metric kvq_metrics[KVQ_M_COUNT] = {
      .fmt = "%.3f", .formula = "median over rounds of (kvstudio prefill tokens/s) / (PyTorch prefill tokens/s), "
                               "the two timed alternately in each round; > 1 = kvstudio faster",
      .over = "128-token prefills of the same checkpoint at the same thread count (make bench, torch row)"},
+    M(WALL_TIME), .name = "wall", .json = "wall_s", .report = "", .unit = "s", .fmt = "%.1f",
+     .formula = "elapsed time of the command from its start to its exit",
+     .over = "one kvstudio command (make scale-check, make bigmodel-check)"},
+    M(CPU_TIME), .name = "CPU (user + sys)", .json = "cpu_s", .report = "", .unit = "s", .fmt = "%.1f",
+     .formula = "user + system CPU time of the process and its threads (utime + stime of /proc/PID/stat, the last "
+                "sample before exit)",
+     .over = "one kvstudio command (make scale-check)"},
+    M(TIME_RATIO), .name = "time ratio", .json = "ratios_to_first", .report = "", .unit = "x", .fmt = "%.3f",
+     .formula = "median over rounds of (A's seconds per pass) / (B's), A and B timed in alternating rounds "
+                "(A B, B A, ...); < 1 = A faster; [min, max] over the rounds beside it",
+     .over = "the 8 rounds of one bench row after a warm-up (make bench; B = the row's first kernel)"},
+    M(SPEEDUP), .name = "speed-up", .json = "speedup", .report = "", .unit = "x", .fmt = "%.2f",
+     .formula = "1 / time ratio (min and max swap); > 1 = kvstudio faster",
+     .over = "one bench row (tools/ggml_targets.py, the README's issue 16 table)"},
+    M(BENCH_THROUGHPUT), .name = "bench throughput", .json = "kernels[].throughput", .report = "",
+     .unit = "units/s", .fmt = "%.3g",
+     .formula = "work units of one pass (vectors, keys, tokens or bytes: throughput_unit) x passes / the median "
+                "call's seconds",
+     .over = "one kernel of one bench row (make bench)"},
+    M(EFFECTIVE_BANDWIDTH), .name = "effective bytes/s", .json = "effective_bytes_per_s", .report = "",
+     .unit = "GB/s", .fmt = "%.2f",
+     .formula = "record bytes a kvstudio cache holds for its tokens (keys + values, every kv head) / seconds of "
+                "one attention pass; the streaming-read kernel's: ggml's K+V bytes / seconds of one summing pass "
+                "(results.json: kernels[].throughput where throughput_unit is B)",
+     .over = "one decode-attention bench row (make bench, ggml rows)"},
+    M(THREAD_SCALING), .name = "2-thread scaling", .json = "thread_scaling", .report = "", .unit = "x", .fmt = "%.2f",
+     .formula = "median seconds per pass at 1 thread / median at 2 threads, the same kernel in its 1- and "
+                "2-thread rows (not alternated with each other)",
+     .over = "one kernel of the ggml bench (tools/ggml_targets.py)"},
 };
 
 const char *kvq_metric_fmt(kvq_metric_id id, double v, char *buf, size_t n)

@@ -101,7 +101,15 @@ def targets(g):
 
 def main():
     paths = sys.argv[1:] or ["bench/results.json"]
-    runs = [json.load(open(p))["ggml"] for p in paths]
+    runs = []
+    for p in paths:
+        try:
+            with open(p) as f:
+                runs.append(json.load(f)["ggml"])
+        except (OSError, ValueError) as e:
+            sys.exit(f"ggml_targets: {p}: {e.strerror if isinstance(e, OSError) else e}")
+        except (KeyError, TypeError):
+            sys.exit(f"ggml_targets: {p}: no \"ggml\" section (expected bench/results.json after `make bench` with `make peers`)")
     g = runs[0]
     out = targets(g)
     others = [targets(r) for r in runs[1:]]

@@ -238,6 +238,11 @@ expect_fail "precompute on values near 3e38" "tr_huge_values.safetensors" \
   "$K" precompute --method rabitq --trace $D/tr_huge_values.safetensors --num-clusters 2 --output "$TMP/huge_art"
 [ ! -e "$TMP/huge_art" ] && pass "no artifacts from an overflowing calibration" || fail "huge_art written"
 
+echo "-- environment"
+expect_fail "KVQ_SIMD mistyped" "KVQ_SIMD=avx-2: expected 0, scalar, avx2 or avx512" env KVQ_SIMD=avx-2 "$K" info $D/tr_valid.safetensors
+expect_fail "KVQ_THREADS not a count" "KVQ_THREADS=two: expected an integer 1..64" env KVQ_THREADS=two "$K" info $D/tr_valid.safetensors
+expect_fail "KVQ_THREADS 0" "KVQ_THREADS=0: expected an integer 1..64" env KVQ_THREADS=0 "$K" info $D/tr_valid.safetensors
+
 echo "-- scripts"
 printf 'load %s\ninfo\n\n# comment\nfrobnicate --x 1\ninfo\n' $D/tr_valid.safetensors >"$TMP/unk.kvs"
 expect_fail "unknown command at line 5" "unk.kvs:5: unknown command 'frobnicate'" "$K" --script "$TMP/unk.kvs"

@@ -170,10 +170,11 @@ typedef struct online {
     size_t block;
 } online;
 
-static void online_init(online *o, const kvq_cache *c, int h, int n)
+// block: the stride of the scores the walk hands over (its scratch's).
+static void online_init(online *o, const kvq_cache *c, int h, int n, size_t block)
 {
     o->d = c->d;
-    o->block = c->block;
+    o->block = block;
     o->any_rot = false;
     o->vplan = rotated_values(c, h) ? c->vc[h].q.plan : NULL;
     o->vperm = o->vplan && kvq_tq_mse_acc_permuted(o->vplan);
@@ -277,23 +278,20 @@ static void run_task(void *u, int t)
     job_batch(j, pair, &h, &b);
     int r_lo = (int)((long long)j->lim * r / j->n_ranges);
     int r_hi = (int)((long long)j->lim * (r + 1) / j->n_ranges);
-    online *o = &j->part[t];
-    online_init(o, c, h, b.n);
+    // a stack buffer of its own, or (when that would not fit) the cache's
+    // scratch, serially
+    _Alignas(64) uint8_t buf[ATTN_TASK_SCRATCH];
+    scratch w = {c->block, c->blk, c->scores, c->qs_k, c->qs_o};
     if (j->own_scratch) {
-        _Alignas(64) uint8_t buf[ATTN_TASK_SCRATCH];
-        scratch w;
         w.block = task_block(c);
-        o->block = w.block;
         w.blk = (float *)(void *)buf;
         w.scores = w.blk + w.block * (size_t)c->d;
         w.qs_k = (uint8_t *)(w.scores + w.block * KVQ_ATTN_BATCH);
         w.qs_o = w.qs_k + c->qs_bytes * KVQ_ATTN_BATCH;
-        walk(c, &w, h, &b, true, o->vplan != NULL, r_lo, r_hi, online_update, o);
-    } else {
-        scratch w = {c->block, c->blk, c->scores, c->qs_k, c->qs_o};
-        o->block = w.block;
-        walk(c, &w, h, &b, true, o->vplan != NULL, r_lo, r_hi, online_update, o);
     }
+    online *o = &j->part[t];
+    online_init(o, c, h, b.n, w.block);
+    walk(c, &w, h, &b, true, o->vplan != NULL, r_lo, r_hi, online_update, o);
 }
 
 // Merge the ranges of one pair into out rows (fixed order).

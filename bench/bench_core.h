@@ -16,7 +16,7 @@
 #define BENCH_CORE_H
 
 #define BENCH_MAX_ROUNDS 32
-#define BENCH_MAX_KERNELS 4
+#define BENCH_MAX_KERNELS 5
 
 typedef struct bench_clock {
     double (*now_s)(void *u);   // monotonic seconds

@@ -185,7 +185,8 @@ typedef struct katt {
     float out[NH * D];
 } katt;
 
-static void katt_open(katt *a, const char *km, int kbits, const char *vm, int vbits, int n)
+// q8: config query_int8 (keys scored from the query rounded to int8)
+static void katt_open(katt *a, const char *km, int kbits, const char *vm, int vbits, int n, bool q8)
 {
     kvq_config cfg;
     kvq_config_default(&cfg);
@@ -197,6 +198,7 @@ static void katt_open(katt *a, const char *km, int kbits, const char *vm, int vb
     cfg.sink_tokens = 0;
     cfg.use_fused_sdpa = true;
     cfg.max_seq_len = n;
+    cfg.query_int8 = q8;
     const char *e = kvq_config_check(&cfg);
     if (e) die(km, e);
     a->n = n;
@@ -406,12 +408,14 @@ static void bench_attend(void)
             const att_format *f = &fmts[tq ? 2 : fi];
             gatt g;
             gatt_open(&g, f->tk, f->tv, n);
-            katt *a = calloc(1, sizeof *a), *t3 = NULL;
-            if (tq) katt_open(a, "turboquant_mse", 3, "turboquant_mse", 2, n);
-            else katt_open(a, f->km, f->kbits, f->vm, f->vbits, n);
+            katt *a = calloc(1, sizeof *a), *t3 = NULL, *t8 = NULL;
+            if (tq) katt_open(a, "turboquant_mse", 3, "turboquant_mse", 2, n, false);
+            else katt_open(a, f->km, f->kbits, f->vm, f->vbits, n, false);
             if (fi == 0) {   // issue 16's target: tq_mse 3/2-bit against ggml's f16 flash attention
                 t3 = calloc(1, sizeof *t3);
-                katt_open(t3, "turboquant_mse", 3, "turboquant_mse", 2, n);
+                katt_open(t3, "turboquant_mse", 3, "turboquant_mse", 2, n, false);
+                t8 = calloc(1, sizeof *t8);   // the same with query_int8
+                katt_open(t8, "turboquant_mse", 3, "turboquant_mse", 2, n, true);
             }
             stream_ctx *st = calloc(1, sizeof *st);
             st->n = g.kv_bytes / 8;
@@ -444,6 +448,15 @@ static void bench_attend(void)
                         "ggml %.2e %s\n", row, err, ek, eg, ok ? "ok" : "FAIL");
             if (!ok) fprintf(stderr, "ggml_bench: %s: FAIL: kvstudio and ggml outputs differ by %.3e (max %.0e)\n",
                              row, err, AGREE_TOL);
+            if (t8) {   // query_int8 against the float scores over the same bytes
+                prep_threads(NULL, 1);
+                katt_pass(t3, 0);
+                katt_pass(t8, 0);
+                float r3[NH * D];
+                exact_attend(t3, r3);
+                printf("%s: tq_mse3/2 to exact attention over its own bytes: float query %.2e, int8 query %.2e\n",
+                       row, rel_diff(t3->out, r3, NH * D), rel_diff(t8->out, r3, NH * D));
+            }
             ref_err[0] = tq ? -1 : ek;
             ref_err[1] = tq ? -1 : eg;
             for (int th = 1; th <= 2; th++) {
@@ -451,7 +464,7 @@ static void bench_attend(void)
                 // work = bytes read per pass (unit B): the records each kvstudio
                 // cache holds, the K+V bytes the stream reads; so throughput is
                 // effective bytes/s against the bandwidth ceiling
-                bench_kernel k[4] = {
+                bench_kernel k[5] = {
                     {.name = gn, .prepare = gatt_prepare, .pass = gatt_pass, .ctx = &g, .threads = th, .passes = p},
                     {.name = kn, .prepare = prep_threads, .pass = katt_pass, .ctx = a, .threads = th, .passes = p,
                      .work = katt_bytes(a), .unit = "B"},
@@ -459,15 +472,19 @@ static void bench_attend(void)
                      .passes = p, .work = (double)st->n * 8, .unit = "B"},
                     {.name = "kvstudio tq_mse3/2", .prepare = prep_threads, .pass = katt_pass, .ctx = t3,
                      .threads = th, .passes = p, .work = t3 ? katt_bytes(t3) : 0, .unit = "B"},
+                    {.name = "kvstudio tq_mse3/2 int8 query", .prepare = prep_threads, .pass = katt_pass, .ctx = t8,
+                     .threads = th, .passes = p, .work = t8 ? katt_bytes(t8) : 0, .unit = "B"},
                 };
-                run_row(row, k, t3 ? 4 : 3, tq ? NULL : "rel diff to ggml", err, ok);
+                run_row(row, k, t3 ? 5 : 3, tq ? NULL : "rel diff to ggml", err, ok);
             }
             free(buf);
             free(st);
             kvq_cache_free(a->cache);
             free(a);
             if (t3) kvq_cache_free(t3->cache);
+            if (t8) kvq_cache_free(t8->cache);
             free(t3);
+            free(t8);
             gatt_close(&g);
         }
     }

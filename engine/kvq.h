@@ -114,6 +114,7 @@ typedef struct kvq_config {
     int num_subspaces;               // product VQ (VecInfer)
     int num_centroids;               // product VQ / CommVQ codebook size
     bool use_fused_sdpa;             // score from codes inside online softmax
+    bool query_int8;                 // turboquant_mse keys: score with the query rounded to int8
     int signal_bits;                 // SpectralQuant
     int noise_bits;
     uint64_t seed;

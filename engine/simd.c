@@ -51,6 +51,22 @@ int kvq_simd_level(void)
 bool kvq_simd_avx2(void) { return kvq_simd_level() >= KVQ_SIMD_AVX2; }
 bool kvq_simd_avx512(void) { return kvq_simd_level() >= KVQ_SIMD_AVX512; }
 
+bool kvq_simd_vnni(void)
+{
+    static atomic_int has = -1;
+    int h = atomic_load_explicit(&has, memory_order_relaxed);
+    if (h < 0) {
+#if KVQ_HAVE_X86
+        __builtin_cpu_init();
+        h = __builtin_cpu_supports("avx512vnni") ? 1 : 0;
+#else
+        h = 0;
+#endif
+        atomic_store(&has, h);
+    }
+    return h && kvq_simd_avx512();
+}
+
 void kvq_simd_set_level(int max) { atomic_store(&g_cap, max < 0 ? -1 : max); }
 void kvq_simd_force_scalar(bool on) { kvq_simd_set_level(on ? KVQ_SIMD_SCALAR : -1); }
 

@@ -25,10 +25,14 @@
 #define KVQ_TARGET_AVX2 __attribute__((target("avx2,fma,f16c")))
 #define KVQ_TARGET_AVX512 \
     __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vbmi,avx2,fma,f16c,bmi2")))
+// + VNNI (vpdpbusd): the int8-query scoring of turboquant_mse keys (methods/tq_i8.c)
+#define KVQ_TARGET_AVX512VNNI \
+    __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vbmi,avx512vnni,avx2,fma,f16c,bmi2")))
 #else
 #define KVQ_HAVE_X86 0
 #define KVQ_TARGET_AVX2
 #define KVQ_TARGET_AVX512
+#define KVQ_TARGET_AVX512VNNI
 #endif
 
 // KVQ_UNROLL(n) before a loop: gcc's full unroll of the fast kernels (their
@@ -46,6 +50,8 @@
 enum { KVQ_SIMD_SCALAR = 0, KVQ_SIMD_AVX2 = 1, KVQ_SIMD_AVX512 = 2 };
 bool kvq_simd_avx2(void);
 bool kvq_simd_avx512(void);
+// kvq_simd_avx512() and the CPU has AVX512-VNNI (Zen 4, Ice Lake and later).
+bool kvq_simd_vnni(void);
 // The level the dispatchers pick right now: the CPU's (capped by KVQ_SIMD)
 // or lower when capped by kvq_simd_set_level / kvq_simd_force_scalar.
 int kvq_simd_level(void);

@@ -124,7 +124,7 @@ static void test_labels_differ(void **st)
         {"use_hadamard", "false"}, {"codebook", "uniform"}, {"smooth_factors", "a.npy"}, {"rotations", "r.npy"},
         {"artifacts", "art/"}, {"bit_allocation", "1,2,3,3,3,3"}, {"outlier_bits", "8"}, {"outlier_channels", "48"},
         {"sketch_dim", "64"}, {"num_clusters", "32"}, {"num_subspaces", "16"}, {"num_centroids", "128"},
-        {"use_fused_sdpa", "false"}, {"signal_bits", "5"}, {"noise_bits", "2"}, {"seed", "7"},
+        {"use_fused_sdpa", "false"}, {"query_int8", "true"}, {"signal_bits", "5"}, {"noise_bits", "2"}, {"seed", "7"},
         {"residual_length", "32"}, {"sink_tokens", "4"}, {"protect_layers", "1"}, {"sliding_window", "256"},
         {"max_seq_len", "4096"},
     };

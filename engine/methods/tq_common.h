@@ -154,6 +154,32 @@ void tq_rotate_avx2(const tq_core *c, const float *x, float *y, bool transpose);
 void tq_core_rotate(const tq_core *c, const float *x, float *y);
 void tq_core_rotate_t(const tq_core *c, const float *y, float *x);
 
+// ---- int8-query scoring (tq_i8.c): config query_int8, turboquant_mse keys ----
+// score(k) = |k| (s_q s_L) sum_j q8_j L8[code_j], the sum exact in int32:
+// q8 = round(R q / s_q), s_q = max_j |(R q)_j| / 127 (one scale per query,
+// as ggml's q8_0 query); L8 = round(level / s_L), s_L = max |level| / 127.
+// Needs bits <= 4 and no mixed channels (n_hi == 0).
+typedef struct tq_i8_levels {
+    float scale;       // s_L
+    int8_t lv[16];     // L8 of the codebook's levels
+    uint8_t lut[64];   // lv[i % levels] + 128: the VNNI kernel's byte table
+} tq_i8_levels;
+typedef struct tq_q8 {
+    float cq;                     // s_q s_L (NaN for a query with a NaN or Inf)
+    int32_t sum;                  // sum_j q8_j
+    int8_t q[KVQ_MAX_HEAD_DIM];   // (d) natural rotated order
+} tq_q8;
+kvq_status tq_i8_levels_init(const tq_core *c, tq_i8_levels *l, const char *who);
+// qr (d): a rotated query R q, natural order.
+void tq_i8_quantize_query(const tq_core *c, const tq_i8_levels *l, const float *qr, tq_q8 *q);
+// scores[k * lds + i] for k < nq queries, i < n records. AVX512-VNNI kernel
+// when kvq_simd_vnni() and d is 64, 128 or 256, else the reference; the two
+// are bit-identical (the same int32 sums, then the same two products).
+void tq_i8_score_rows(const tq_core *c, const tq_i8_levels *l, const tq_q8 *const *q, int nq,
+                      const uint8_t *rec, size_t rec_bytes, size_t n, float *scores, size_t lds);
+void tq_i8_score_rows_ref(const tq_core *c, const tq_i8_levels *l, const tq_q8 *const *q, int nq,
+                          const uint8_t *rec, size_t rec_bytes, size_t n, float *scores, size_t lds);
+
 // Norms are stored as IEEE fp16 (2 bytes, unaligned, little-endian).
 static inline void tq_put_f16(uint8_t *dst, float v)
 {

@@ -8,7 +8,9 @@
 // Query state: the LUT lut[j][k] = (R q)_j level_k (tq_core lut_floats),
 // so score(k) = |k| sum_j lut[j][code_j] = q . decode(k) without a decode
 // (the scalar spec), then R q itself, which the AVX2 kernel multiplies with
-// 8 levels at a time (vpermps of the codebook by the codes).
+// 8 levels at a time (vpermps of the codebook by the codes). With config
+// query_int8 (keys), the state ends with the query rounded to int8
+// (tq_q8) and every score of the plan is tq_i8_score_rows'.
 #include <math.h>
 #include <stdlib.h>
 #include "simd.h"
@@ -18,6 +20,8 @@
 typedef struct {
     tq_core core;
     size_t bpv;
+    bool i8;            // keys scored from an int8 query (config query_int8)
+    tq_i8_levels lv8;   // when i8
 } tq_mse_plan;
 
 kvq_status kvq_tq_mse_plan_new(const kvq_plan_params *pp, void **plan)
@@ -33,6 +37,11 @@ kvq_status kvq_tq_mse_plan_new(const kvq_plan_params *pp, void **plan)
         return s;
     }
     p->bpv = tq_core_code_bytes(&p->core) + 2;
+    p->i8 = pp->cfg && pp->cfg->query_int8 && !pp->is_value;
+    if (p->i8 && (s = tq_i8_levels_init(&p->core, &p->lv8, "turboquant_mse"))) {
+        kvq_tq_mse_plan_free(p);
+        return s;
+    }
     *plan = p;
     return KVQ_OK;
 }
@@ -60,11 +69,18 @@ void kvq_tq_mse_decode(const void *plan, const uint8_t *codes, size_t n, float *
 }
 
 // Query state: the LUT (lut_floats), then R q (d), then R q in the AVX2
-// kernels' permuted order (d; a copy when d % 64 != 0).
+// kernels' permuted order (d; a copy when d % 64 != 0), then (i8 plans)
+// the tq_q8 of R q.
 size_t kvq_tq_mse_query_bytes(const void *plan)
 {
-    const tq_core *c = &((const tq_mse_plan *)plan)->core;
-    return (c->lut_floats + 2 * (size_t)c->d) * sizeof(float);
+    const tq_mse_plan *p = plan;
+    const tq_core *c = &p->core;
+    return (c->lut_floats + 2 * (size_t)c->d) * sizeof(float) + (p->i8 ? sizeof(tq_q8) : 0);
+}
+
+static const tq_q8 *query_q8(const tq_core *c, const void *qs)
+{
+    return (const tq_q8 *)(const void *)((const float *)qs + c->lut_floats + 2 * (size_t)c->d);
 }
 
 static const float *query_rotated(const tq_core *c, const void *qs)
@@ -86,6 +102,7 @@ void kvq_tq_mse_prepare_query(const void *plan, const float *q, void *qs)
     tq_core_build_lut(&p->core, qr, qs);
     if (d % 64 == 0) tq_permute(d, qr, qp);
     else memcpy(qp, qr, sizeof(float) * (size_t)d);
+    if (p->i8) tq_i8_quantize_query(&p->core, &p->lv8, qr, (tq_q8 *)(void *)(qp + d));
 }
 
 static bool fast_scores(const tq_core *c) { return tq_core_grouped(c) && kvq_simd_avx2(); }
@@ -104,10 +121,25 @@ static void score_states(const tq_mse_plan *p, const void *const *qs, int nq, co
     }
 }
 
+static void score_i8(const tq_mse_plan *p, const void *const *qs, int nq, const uint8_t *codes, size_t n,
+                     float *scores, size_t lds)
+{
+    const tq_q8 *q[8];
+    for (int q0 = 0; q0 < nq; q0 += 8) {
+        int k = nq - q0 < 8 ? nq - q0 : 8;
+        for (int i = 0; i < k; i++) q[i] = query_q8(&p->core, qs[q0 + i]);
+        tq_i8_score_rows(&p->core, &p->lv8, q, k, codes, p->bpv, n, scores + (size_t)q0 * lds, lds);
+    }
+}
+
 void kvq_tq_mse_score(const void *plan, const void *qs, const uint8_t *codes, size_t n,
                       float *scores)
 {
     const tq_mse_plan *p = plan;
+    if (p->i8) {
+        score_i8(p, &qs, 1, codes, n, scores, n);
+        return;
+    }
     if (fast_scores(&p->core)) {
         score_states(p, &qs, 1, codes, n, scores, n);
         return;
@@ -126,6 +158,10 @@ void kvq_tq_mse_score_multi(const void *plan, const void *const *qs, int nq, con
                             size_t n, float *scores, size_t lds)
 {
     const tq_mse_plan *p = plan;
+    if (p->i8) {
+        score_i8(p, qs, nq, codes, n, scores, lds);
+        return;
+    }
     if (fast_scores(&p->core)) {
         for (int q0 = 0; q0 < nq; q0 += 8)
             score_states(p, qs + q0, nq - q0 < 8 ? nq - q0 : 8, codes, n, scores + (size_t)q0 * lds, lds);

@@ -414,7 +414,9 @@ static void bench_attend(void)
             if (fi == 0) {   // issue 16's target: tq_mse 3/2-bit against ggml's f16 flash attention
                 t3 = calloc(1, sizeof *t3);
                 katt_open(t3, "turboquant_mse", 3, "turboquant_mse", 2, n, false);
-                t8 = calloc(1, sizeof *t8);   // the same with query_int8
+            }
+            if (fi == 0 || tq) {   // and the same with query_int8
+                t8 = calloc(1, sizeof *t8);
                 katt_open(t8, "turboquant_mse", 3, "turboquant_mse", 2, n, true);
             }
             stream_ctx *st = calloc(1, sizeof *st);
@@ -449,13 +451,14 @@ static void bench_attend(void)
             if (!ok) fprintf(stderr, "ggml_bench: %s: FAIL: kvstudio and ggml outputs differ by %.3e (max %.0e)\n",
                              row, err, AGREE_TOL);
             if (t8) {   // query_int8 against the float scores over the same bytes
+                katt *f3 = t3 ? t3 : a;
                 prep_threads(NULL, 1);
-                katt_pass(t3, 0);
+                katt_pass(f3, 0);
                 katt_pass(t8, 0);
                 float r3[NH * D];
-                exact_attend(t3, r3);
+                exact_attend(f3, r3);
                 printf("%s: tq_mse3/2 to exact attention over its own bytes: float query %.2e, int8 query %.2e\n",
-                       row, rel_diff(t3->out, r3, NH * D), rel_diff(t8->out, r3, NH * D));
+                       row, rel_diff(f3->out, r3, NH * D), rel_diff(t8->out, r3, NH * D));
             }
             ref_err[0] = tq ? -1 : ek;
             ref_err[1] = tq ? -1 : eg;
@@ -470,12 +473,16 @@ static void bench_attend(void)
                      .work = katt_bytes(a), .unit = "B"},
                     {.name = sn, .prepare = stream_prepare, .pass = stream_pass, .ctx = st, .threads = th,
                      .passes = p, .work = (double)st->n * 8, .unit = "B"},
-                    {.name = "kvstudio tq_mse3/2", .prepare = prep_threads, .pass = katt_pass, .ctx = t3,
-                     .threads = th, .passes = p, .work = t3 ? katt_bytes(t3) : 0, .unit = "B"},
-                    {.name = "kvstudio tq_mse3/2 int8 query", .prepare = prep_threads, .pass = katt_pass, .ctx = t8,
-                     .threads = th, .passes = p, .work = t8 ? katt_bytes(t8) : 0, .unit = "B"},
                 };
-                run_row(row, k, t3 ? 5 : 3, tq ? NULL : "rel diff to ggml", err, ok);
+                int nk = 3;
+                if (t3)
+                    k[nk++] = (bench_kernel){.name = "kvstudio tq_mse3/2", .prepare = prep_threads, .pass = katt_pass,
+                                             .ctx = t3, .threads = th, .passes = p, .work = katt_bytes(t3), .unit = "B"};
+                if (t8)
+                    k[nk++] = (bench_kernel){.name = "kvstudio tq_mse3/2 int8 query", .prepare = prep_threads,
+                                             .pass = katt_pass, .ctx = t8, .threads = th, .passes = p,
+                                             .work = katt_bytes(t8), .unit = "B"};
+                run_row(row, k, nk, tq ? NULL : "rel diff to ggml", err, ok);
             }
             free(buf);
             free(st);
@@ -551,10 +558,12 @@ static void kd_pass(void *u, int i)
     kvq_parallel_for(QUANT_N / QBLK, kd_task, u);
 }
 
-static void qctx_open(qctx *c, enum ggml_type t, const char *method, int bits, const float *x)
+// q8: config query_int8 (turboquant_mse keys scored from an int8 query)
+static void qctx_open(qctx *c, enum ggml_type t, const char *method, int bits, const float *x, bool q8)
 {
     kvq_config cfg;
     kvq_config_default(&cfg);
+    cfg.query_int8 = q8;
     const kvq_method *m;
     if (kvq_method_lookup(method, &m)) die(method, kvq_last_error());
     kvq_plan_params pp = {.bits = bits ? bits : m->min_bits, .head_dim = D, .cfg = &cfg};
@@ -591,14 +600,16 @@ static void bench_quant(void)
     for (int i = 0; i < QUANT_N; i++) memcpy(x + (size_t)i * D, tok(g_tr.keys, 0, i), sizeof(float) * D);
     // turboquant_mse 3-bit beside q4_0 and q8_0 (issue 16's encode target is
     // against q8_0's quantize), 4-bit scoring beside q4_0's vec_dot too
-    qctx tq, tq4;
-    qctx_open(&tq, GGML_TYPE_Q4_0, "turboquant_mse", 3, x);
+    qctx tq, tq4, tq8;
+    qctx_open(&tq, GGML_TYPE_Q4_0, "turboquant_mse", 3, x, false);
     kvq_encode_parallel(&tq.q, x, QUANT_N, tq.ck);
-    qctx_open(&tq4, GGML_TYPE_Q4_0, "turboquant_mse", 4, x);
+    qctx_open(&tq4, GGML_TYPE_Q4_0, "turboquant_mse", 4, x, false);
     kvq_encode_parallel(&tq4.q, x, QUANT_N, tq4.ck);
+    qctx_open(&tq8, GGML_TYPE_Q4_0, "turboquant_mse", 3, x, true);   // the 3-bit codes, int8 query
+    kvq_encode_parallel(&tq8.q, x, QUANT_N, tq8.ck);
     for (int f = 0; f < 3; f++) {
         qctx c;
-        qctx_open(&c, fm[f].t, fm[f].method, 0, x);
+        qctx_open(&c, fm[f].t, fm[f].method, 0, x, false);
         prep_threads(NULL, 1);
         gq_pass(&c, 0);
         kq_pass(&c, 0);
@@ -629,7 +640,7 @@ static void bench_quant(void)
                  .ctx = &tq, .threads = th, .passes = 1, .work = QUANT_N, .unit = "vec"},
             };
             run_row(row_q, kq, f < 2 ? 3 : 2, "bytes identical (0 = yes)", same ? 0.0 : 1.0, same);
-            bench_kernel kd[4] = {
+            bench_kernel kd[5] = {
                 {.name = gdn, .prepare = prep_threads, .pass = gd_pass, .ctx = &c, .threads = th, .passes = 16,
                  .work = QUANT_N, .unit = "key"},
                 {.name = kdn, .prepare = prep_threads, .pass = kd_pass, .ctx = &c, .threads = th, .passes = 16,
@@ -638,13 +649,16 @@ static void bench_quant(void)
                  .ctx = &tq, .threads = th, .passes = 16, .work = QUANT_N, .unit = "key"},
                 {.name = "kvstudio score turboquant_mse 4-bit", .prepare = prep_threads, .pass = kd_pass,
                  .ctx = &tq4, .threads = th, .passes = 16, .work = QUANT_N, .unit = "key"},
+                {.name = "kvstudio score tq_mse 3-bit int8 query", .prepare = prep_threads, .pass = kd_pass,
+                 .ctx = &tq8, .threads = th, .passes = 16, .work = QUANT_N, .unit = "key"},
             };
-            run_row(row_d, kd, f == 0 ? 4 : 2, "score rel diff (q8_0 query)", err, dok);
+            run_row(row_d, kd, f == 0 ? 5 : 2, "score rel diff (q8_0 query)", err, dok);
         }
         qctx_close(&c);
     }
     qctx_close(&tq);
     qctx_close(&tq4);
+    qctx_close(&tq8);
     free(x);
 }
 

@@ -49,37 +49,14 @@ def verdict(ok):
 
 def targets(g):
     out = []
-    tq = "kvstudio tq_mse3/2"
-    for n in ("16k", "64k"):
-        r = row(g, f"attend {n} f16", 1)
-        s = speedup(r, tq)
-        f16, k = kernel(r, "ggml flash_attn_ext f16"), kernel(r, tq)
-        out.append((f"decode attention tq_mse 3-bit K / 2-bit V vs ggml f16 flash_attn_ext, {n.upper()}, >= 4x",
-                    f"{k['median_ms']:.3f} vs {f16['median_ms']:.3f} ms: {fmt(s)}", verdict(s[0] >= 4), f"{s[0]:.2f}x"))
-    for n in ("16k", "64k"):
-        r = row(g, f"attend {n} tq_mse3 (K 3-bit, V 2-bit)", 1)
-        s = speedup(r, tq)
-        q4, k = kernel(r, "ggml flash_attn_ext q4_0"), kernel(r, tq)
-        out.append((f"the same vs ggml q4_0, {n.upper()}, >= 8x",
-                    f"{k['median_ms']:.3f} vs {q4['median_ms']:.3f} ms: {fmt(s)}", verdict(s[0] >= 8), f"{s[0]:.2f}x"))
-    r = row(g, "attend 1k f16", 1)
-    s = speedup(r, tq)
-    out.append(("the same vs ggml f16 at 1K, >= 1.5x",
-                f"{kernel(r, tq)['median_ms']:.3f} vs {kernel(r, 'ggml flash_attn_ext f16')['median_ms']:.3f} ms: {fmt(s)}",
-                verdict(s[0] >= 1.5), f"{s[0]:.2f}x"))
-    r = row(g, "attend 64k tq_mse3 (K 3-bit, V 2-bit)", 1)
-    k = kernel(r, tq)
-    st = [x for x in r["kernels"] if x["name"].startswith("stream read")][0]
-    if k.get("throughput_unit") == "B" and st.get("throughput_unit") == "B":
-        frac = k["throughput"] / st["throughput"]
-        out.append(("64K effective bytes/s >= 50% of the streaming read",
-                    f"{k['throughput'] / 1e9:.2f} GB/s of records vs {st['throughput'] / 1e9:.2f} GB/s read: {100 * frac:.0f}%",
-                    verdict(frac >= 0.5), f"{100 * frac:.0f}%"))
+    for tq, how in (("kvstudio tq_mse3/2", ""), ("kvstudio tq_mse3/2 int8 query", ", query_int8")):
+        out += attention_targets(g, tq, how)
     r = row(g, "vec_dot q4_0, 16384 keys", 1)
-    for b in (3, 4):
-        name = f"kvstudio score turboquant_mse {b}-bit"
+    for name, what in (("kvstudio score turboquant_mse 3-bit", "3-bit codes"),
+                       ("kvstudio score turboquant_mse 4-bit", "4-bit codes"),
+                       ("kvstudio score tq_mse 3-bit int8 query", "3-bit codes, query_int8")):
         s = speedup(r, name)
-        out.append((f"scoring from {b}-bit codes >= ggml q4_0 vec_dot keys/s",
+        out.append((f"scoring from {what} >= ggml q4_0 vec_dot keys/s",
                     f"{kernel(r, name)['throughput'] / 1e6:.1f} vs {kernel(r, 'ggml vec_dot q4_0')['throughput'] / 1e6:.1f} M keys/s: {fmt(s)}",
                     verdict(s[0] >= 1), f"{s[0]:.2f}x"))
     r = row(g, "quantize q8_0, 16384 vectors", 1)
@@ -89,13 +66,44 @@ def targets(g):
                 f"{kernel(r, name)['throughput'] / 1e6:.1f} vs {kernel(r, 'ggml from_float q8_0')['throughput'] / 1e6:.1f} M vectors/s: {fmt(s)}",
                 verdict(s[0] >= 0.5), f"{s[0]:.2f}x"))
     # thread scaling: medians of different rows' calls (not alternated)
-    for label, rn, kn in (("attention 64K", "attend 64k tq_mse3 (K 3-bit, V 2-bit)", tq),
+    for label, rn, kn in (("attention 64K", "attend 64k tq_mse3 (K 3-bit, V 2-bit)", "kvstudio tq_mse3/2"),
                           ("encode", "quantize q8_0, 16384 vectors", "kvstudio encode turboquant_mse 3-bit")):
         k1, k2 = kernel(row(g, rn, 1), kn), kernel(row(g, rn, 2), kn)
         x = k1["median_ms"] / k2["median_ms"]
         la = row(g, rn, 2).get("loadavg_1min")
         out.append((f"2 threads >= 1.8x 1 thread, {label}",
                     f"{k1['median_ms']:.3f} -> {k2['median_ms']:.3f} ms: **{x:.2f}x** (load average {la:.2f})", verdict(x >= 1.8), f"{x:.2f}x"))
+    return out
+
+
+def attention_targets(g, tq, how):
+    """The decode-attention targets of kernel `tq` (how: its label's tail)."""
+    out = []
+    for n in ("16k", "64k"):
+        r = row(g, f"attend {n} f16", 1)
+        s = speedup(r, tq)
+        f16, k = kernel(r, "ggml flash_attn_ext f16"), kernel(r, tq)
+        out.append((f"decode attention tq_mse 3-bit K / 2-bit V{how} vs ggml f16 flash_attn_ext, {n.upper()}, >= 4x",
+                    f"{k['median_ms']:.3f} vs {f16['median_ms']:.3f} ms: {fmt(s)}", verdict(s[0] >= 4), f"{s[0]:.2f}x"))
+    for n in ("16k", "64k"):
+        r = row(g, f"attend {n} tq_mse3 (K 3-bit, V 2-bit)", 1)
+        s = speedup(r, tq)
+        q4, k = kernel(r, "ggml flash_attn_ext q4_0"), kernel(r, tq)
+        out.append((f"the same{how} vs ggml q4_0, {n.upper()}, >= 8x",
+                    f"{k['median_ms']:.3f} vs {q4['median_ms']:.3f} ms: {fmt(s)}", verdict(s[0] >= 8), f"{s[0]:.2f}x"))
+    r = row(g, "attend 1k f16", 1)
+    s = speedup(r, tq)
+    out.append((f"the same{how} vs ggml f16 at 1K, >= 1.5x",
+                f"{kernel(r, tq)['median_ms']:.3f} vs {kernel(r, 'ggml flash_attn_ext f16')['median_ms']:.3f} ms: {fmt(s)}",
+                verdict(s[0] >= 1.5), f"{s[0]:.2f}x"))
+    r = row(g, "attend 64k tq_mse3 (K 3-bit, V 2-bit)", 1)
+    k = kernel(r, tq)
+    st = [x for x in r["kernels"] if x["name"].startswith("stream read")][0]
+    if k.get("throughput_unit") == "B" and st.get("throughput_unit") == "B":
+        frac = k["throughput"] / st["throughput"]
+        out.append((f"64K effective bytes/s{how} >= 50% of the streaming read",
+                    f"{k['throughput'] / 1e9:.2f} GB/s of records vs {st['throughput'] / 1e9:.2f} GB/s read: {100 * frac:.0f}%",
+                    verdict(frac >= 0.5), f"{100 * frac:.0f}%"))
     return out
 
 

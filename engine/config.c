@@ -48,7 +48,7 @@ static const field fields[] = {
     FI(num_subspaces, 1, KVQ_MAX_HEAD_DIM, "product-VQ subspaces"),
     FI(num_centroids, 2, 65536, "codebook size"),
     FB(use_fused_sdpa, "score from codes inside the online softmax"),
-    FB(query_int8, "turboquant_mse keys (bits <= 4): score from the query rounded to int8, as ggml's q8_0 query"),
+    FB(query_int8, "turboquant_mse keys (bits <= 4): score from the query rounded to int8 (as ggml's q8_0 query)"),
     FI(signal_bits, 0, 8, "SpectralQuant signal bits"),
     FI(noise_bits, 0, 8, "SpectralQuant noise bits"),
     {"seed", F_U64, offsetof(kvq_config, seed), 0, 0, 0, "random seed", NULL},
@@ -307,12 +307,8 @@ const char *kvq_config_check(const kvq_config *c)
         snprintf(msg, sizeof msg, "signal_bits: %d below noise_bits %d", c->signal_bits, c->noise_bits);
         return msg;
     }
-    if (c->query_int8) {
-        if (strcmp(m->name, "turboquant_mse")) {
-            snprintf(msg, sizeof msg, "query_int8: only turboquant_mse keys score from an int8 query (method is %s)",
-                     m->name);
-            return msg;
-        }
+    // other key methods ignore query_int8 (and the run label leaves it out)
+    if (c->query_int8 && !strcmp(m->name, "turboquant_mse")) {
         int top = c->bits;
         for (int i = 0; i < c->n_bit_allocation; i++)
             if (c->bit_allocation[i] > top) top = c->bit_allocation[i];

@@ -92,6 +92,8 @@ const char *kvq_config_label(const kvq_config *c, const char *art_id, char *buf,
         kvq_config_get(&d, f, dv, sizeof dv);
         if (!strcmp(f, "value_method")) {   // "" and turboquant_mse are the same; fp16 values ignore it
             if (c->value_bits == 16 || !v[0] || !strcmp(v, "turboquant_mse")) continue;
+        } else if (!strcmp(f, "query_int8") && strcmp(c->method, "turboquant_mse")) {
+            continue;   // only turboquant_mse keys read it
         } else if (!strcmp(v, dv)) {
             continue;
         }

@@ -79,6 +79,7 @@ for b in 0 17; do
   expect_fail "set bits=$b" "bits: '$b'" "$K" set bits=$b
 done
 expect_fail "bits beyond a method's range" "bits: qjl has a fixed width of 1 bit (got 3" "$K" quantize $D/tr_valid.safetensors --method qjl --bits 3
+expect_fail "query_int8 above 4 key bits" "query_int8: needs key bits <= 4 and outlier_channels 0 (found bits 5" "$K" quantize $D/tr_valid.safetensors --method turboquant_mse --bits 5 --query-int8 true
 expect_fail "unknown method" "unknown method 'bogus' (known: " "$K" quantize $D/tr_valid.safetensors --method bogus --bits 3
 expect_fail "unknown method (method)" "method: unknown method 'bogus'" "$K" method bogus
 expect_fail "unknown value method" "value_method: unknown method 'bogus'" "$K" quantize $D/tr_valid.safetensors --method turboquant_mse --bits 3 --value-method bogus

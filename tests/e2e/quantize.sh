@@ -76,6 +76,11 @@ grep -q '"turboquant_mse k3/v2 outlier_channels=32"' "$TMP/runs.csv" && pass "cs
 grep -q '"attention_key_error": 0\.' "$TMP/runs.json" && grep -q '"output_error": null' "$TMP/runs.json" \
   && pass "json: lab runs have attention error (keys), no output error" || fail "json metric keys"
 grep -qi 'nan' "$TMP/runs.csv" "$TMP/runs.json" && fail "nan in exports" || pass "no nan in exports"
+# issue 16: query_int8 is in the run's label; q4_0 keys ignore it and leave it out
+printf 'load %s\nset query_int8=true\nrun\nmethod q4_0\nrun\n' "$TRACE" >"$TMP/i8.kvs"
+expect_ok "query_int8 in a script" "$KVSTUDIO" --script "$TMP/i8.kvs"
+expect_out "label says query_int8" "^run 1: turboquant_mse k3/v2 query_int8=true "
+expect_out "q4_0 label leaves it out" "^run 2: llamacpp:q4_0 k4/v2  "
 printf 'set method=fp16\nshow\n' >"$TMP/s.kvs"
 expect_ok "set method=fp16 takes 16 bits" "$KVSTUDIO" --script "$TMP/s.kvs"
 expect_out "set reports the width" "^set: bits 3 -> 16 (fp16 takes 16..16 bits)"

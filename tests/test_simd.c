@@ -22,25 +22,9 @@
 #include "pool.h"
 #include "rng.h"
 #include "simd.h"
+#include "tq_fixture.h"
 
 #define D 128
-
-static float *gauss_rows(size_t n, int d, uint64_t seed)
-{
-    float *x = malloc(sizeof(float) * n * (size_t)d);
-    kvq_rng r;
-    kvq_rng_seed(&r, seed);
-    for (size_t i = 0; i < n * (size_t)d; i++) x[i] = (float)kvq_rng_gauss(&r) * ((i % 16 == 3) ? 5.0f : 1.0f);
-    return x;
-}
-
-static void core_for(tq_core *c, kvq_config *cfg, int bits, bool had, int d)
-{
-    kvq_config_default(cfg);
-    cfg->use_hadamard = had;
-    kvq_plan_params pp = {.bits = bits, .head_dim = d, .cfg = cfg};
-    if (tq_core_init(c, &pp, bits, 0, "test")) fail_msg("tq_core_init: %s", kvq_last_error());
-}
 
 static double rel(double a, double b, double scale) { return fabs(a - b) / (scale > 1e-30 ? scale : 1e-30); }
 
@@ -496,15 +480,7 @@ static void test_fused_long(void **st)
             kvq_threads_set(0);
             assert_int_equal(kvq_cache_attend(b, Q, nh, 2, pos, orf), KVQ_OK);
             assert_memory_equal(o1, o2, sizeof o1);
-            double worst = 0;
-            for (int r = 0; r < nh * 2; r++) {
-                double e = 0, nn = 0;
-                for (int t = 0; t < D; t++) {
-                    e += (o1[r * D + t] - orf[r * D + t]) * (double)(o1[r * D + t] - orf[r * D + t]);
-                    nn += (double)orf[r * D + t] * orf[r * D + t];
-                }
-                worst = fmax(worst, sqrt(e / nn));
-            }
+            double worst = worst_row_rel(o1, orf, nh * 2, D);
             printf("  fused %s values, %s kernels, %d tokens: 1 == 2 threads, vs reference %.2e\n", vm[vi],
                    kvq_simd_name(), n, worst);
             assert_true(worst < 1e-4);

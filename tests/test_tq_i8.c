@@ -21,23 +21,7 @@
 #include "pool.h"
 #include "rng.h"
 #include "simd.h"
-
-static float *gauss_rows(size_t n, int d, uint64_t seed)
-{
-    float *x = malloc(sizeof(float) * n * (size_t)d);
-    kvq_rng r;
-    kvq_rng_seed(&r, seed);
-    for (size_t i = 0; i < n * (size_t)d; i++) x[i] = (float)kvq_rng_gauss(&r) * ((i % 16 == 3) ? 5.0f : 1.0f);
-    return x;
-}
-
-static void core_for(tq_core *c, kvq_config *cfg, int bits, int d)
-{
-    kvq_config_default(cfg);
-    cfg->use_hadamard = (d & (d - 1)) == 0;   // 96: a dense rotation
-    kvq_plan_params pp = {.bits = bits, .head_dim = d, .cfg = cfg};
-    if (tq_core_init(c, &pp, bits, 0, "test")) fail_msg("tq_core_init: %s", kvq_last_error());
-}
+#include "tq_fixture.h"
 
 // d 64, 128, 256 (the kernel's) and 96 (the reference's only), bits 1..4,
 // nq 1..5 and 7, 203 records (8-record steps and a tail), one zero key.
@@ -54,7 +38,7 @@ static void test_i8_kernel_and_bound(void **st)
             const int d = dims[di];
             kvq_config cfg;
             tq_core c;
-            core_for(&c, &cfg, bits, d);
+            core_for(&c, &cfg, bits, (d & (d - 1)) == 0, d);   // 96: a dense rotation
             tq_i8_levels lv;
             assert_int_equal(tq_i8_levels_init(&c, &lv, "test"), KVQ_OK);
             size_t rb = tq_core_code_bytes(&c) + 2;
@@ -118,7 +102,7 @@ static void test_i8_nan_query(void **st)
     (void)st;
     kvq_config cfg;
     tq_core c;
-    core_for(&c, &cfg, 3, 128);
+    core_for(&c, &cfg, 3, true, 128);
     tq_i8_levels lv;
     assert_int_equal(tq_i8_levels_init(&c, &lv, "test"), KVQ_OK);
     float qr[128] = {0}, x[128];
@@ -169,15 +153,7 @@ static void test_i8_attention(void **st)
     kvq_threads_set(0);
     assert_int_equal(kvq_cache_attend(b, Q, nh, 2, pos, orf), KVQ_OK);
     assert_memory_equal(o1, o2, sizeof(float) * 8 * d);
-    double worst = 0;
-    for (int r = 0; r < nh * 2; r++) {
-        double e = 0, nn = 0;
-        for (int t = 0; t < d; t++) {
-            e += (o1[r * d + t] - orf[r * d + t]) * (double)(o1[r * d + t] - orf[r * d + t]);
-            nn += (double)orf[r * d + t] * orf[r * d + t];
-        }
-        worst = fmax(worst, sqrt(e / nn));
-    }
+    double worst = worst_row_rel(o1, orf, nh * 2, d);
     printf("  fused attention, int8 query (%s), %d tokens: 1 == 2 threads, vs float reference %.2e\n",
            kvq_simd_vnni() ? "VNNI" : "reference kernel", n, worst);
     // the two roundings (0.6% rms of a score on these Gaussian keys) move

@@ -51,17 +51,22 @@ static size_t affine_bpv(const void *plan)
     return (size_t)p->d * (size_t)p->bits / 8 + 4 * (size_t)(p->d / p->g);
 }
 
+// One code of bits <= 8 at bit pos: it spans at most two bytes, and a
+// record's code bytes are followed by its scales, so both reads stay in the
+// record (the writes touch the second byte only when the code reaches it).
 static void put_bits(uint8_t *s, size_t pos, unsigned v, int bits)
 {
-    for (int k = 0; k < bits; k++, pos++)
-        if (v >> k & 1u) s[pos >> 3] |= (uint8_t)(1u << (pos & 7));
+    const size_t b = pos >> 3;
+    const unsigned sh = pos & 7;
+    s[b] |= (uint8_t)(v << sh);
+    if (sh + (unsigned)bits > 8) s[b + 1] |= (uint8_t)(v >> (8 - sh));
 }
 
 static unsigned get_bits(const uint8_t *s, size_t pos, int bits)
 {
-    unsigned v = 0;
-    for (int k = 0; k < bits; k++, pos++) v |= (unsigned)(s[pos >> 3] >> (pos & 7) & 1u) << k;
-    return v;
+    const size_t b = pos >> 3;
+    const unsigned w = s[b] | (unsigned)s[b + 1] << 8;
+    return w >> (pos & 7) & ((1u << bits) - 1u);
 }
 
 static void affine_encode(const void *plan, const float *x, size_t n, uint8_t *codes)

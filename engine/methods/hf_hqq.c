@@ -191,9 +191,14 @@ void kvq_hf_hqq_decode(const void *plan, const uint8_t *codes, size_t n, float *
         const uint8_t *rec = codes + i * bpv;
         for (int g = 0; g < ng; g++) {
             float s = kvq_f16_load(rec + cb + 2 * (size_t)g), z = kvq_f16_load(rec + cb + 2 * (size_t)(ng + g));
-            float lut[256];   // (q - zero) x scale for the codes this width has, fp16 as hqq rounds them
+            float *xg = x + i * (size_t)p->d + (size_t)(g * HG);
+            if (1 << p->bits > HG) {   // 8 bits: more codes than values in a group, no table
+                for (int j = 0; j < HG; j++) xg[j] = h(h((float)get_code(p, rec, g * HG + j) - z) * s);
+                continue;
+            }
+            float lut[HG];   // (q - zero) x scale for the codes this width has, fp16 as hqq rounds them
             for (int q = 0; q < 1 << p->bits; q++) lut[q] = h(h((float)q - z) * s);
-            for (int j = 0; j < HG; j++) x[i * (size_t)p->d + (size_t)(g * HG + j)] = lut[get_code(p, rec, g * HG + j)];
+            for (int j = 0; j < HG; j++) xg[j] = lut[get_code(p, rec, g * HG + j)];
         }
     }
 }

@@ -9,9 +9,10 @@
 // spec) and the AVX512-VNNI kernel give the same integers and therefore
 // the same float scores bit for bit.
 //
-// Why: a 3-bit key's 128 codes turn into 128 int8 levels with one byte
-// permute per 64 codes and meet the query in one vpdpbusd per 64 codes,
-// where the float kernels pay a shift, a permute and an FMA per 16.
+// Why: a 3-bit key's 64-code set turns into 64 int8 levels with two byte
+// permutes and one vpmultishiftqb and meets each query head in one
+// vpdpbusd, where the float kernels pay a shift, a permute and an FMA per
+// query head for every 16 codes.
 #include <math.h>
 #include <string.h>
 #include "pack.h"
@@ -57,7 +58,7 @@ void tq_i8_quantize_query(const tq_core *c, const tq_i8_levels *l, const float *
         sum += q->q[j];
     }
     q->sum = sum;
-    // a NaN or infinite query scores NaN, as the float kernels' products do
+    // a NaN or infinite query scores NaN (the float kernels: NaN or +-Inf)
     q->cq = finite ? s * l->scale : NAN;
 }
 

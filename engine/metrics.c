@@ -227,6 +227,12 @@ const kvq_metric kvq_metrics[KVQ_M_COUNT] = {
      .formula = "median seconds per pass at 1 thread / median at 2 threads, the same kernel in its 1- and "
                 "2-thread rows (not alternated with each other)",
      .over = "one kernel of the ggml bench (tools/ggml_targets.py)"},
+    M(BENCH_REL_DIFF), .name = "rel diff", .json = "rel_diff", .report = "", .unit = "", .fmt = "%.2e",
+     .formula = "max_i |a_i - b_i| / max_i |b_i| of two outputs of one row: kvstudio against ggml, or one side "
+                "against exact attention (fp32 with double sums, kvq_attend_f32) over the K/V its bytes decode "
+                "to (attention: the NH x head_dim output; vec_dot: the 16384 scores)",
+     .over = "the check of one ggml bench row (make bench, ggml rows; results.json rows[].max_rel_diff, "
+             "kvstudio_rel_diff_to_exact, ggml_rel_diff_to_exact)"},
 };
 
 const char *kvq_metric_fmt(kvq_metric_id id, double v, char *buf, size_t n)

@@ -163,6 +163,8 @@ typedef struct tq_i8_levels {
     float scale;       // s_L
     int8_t lv[16];     // L8 of the codebook's levels
     uint8_t lut[64];   // lv[i % levels] + 128: the VNNI kernel's byte table
+    uint8_t gidx[64];  // the kernel's code spread: byte 8 g + t <- set byte g bits + t
+    uint8_t shift[64]; // and its cut: byte 8 g + t from bit t bits of qword g
 } tq_i8_levels;
 typedef struct tq_q8 {
     float cq;                     // s_q s_L (NaN for a query with a NaN or Inf)

@@ -37,7 +37,11 @@ kvq_status tq_i8_levels_init(const tq_core *c, tq_i8_levels *l, const char *who)
     // the kernel's byte table: 64 entries (vpermb reads 6 index bits), the
     // levels repeated so the next codes' bits above a code change nothing,
     // offset by 128 to be vpdpbusd's unsigned operand
-    for (int i = 0; i < 64; i++) l->lut[i] = (uint8_t)(l->lv[i % n] + 128);
+    for (int i = 0; i < 64; i++) {
+        l->lut[i] = (uint8_t)(l->lv[i % n] + 128);
+        l->gidx[i] = (uint8_t)((i / 8) * c->bits + i % 8);
+        l->shift[i] = (uint8_t)((i % 8) * c->bits);
+    }
     return KVQ_OK;
 }
 
@@ -138,12 +142,7 @@ INL void score_rows_t(const tq_core *c, const tq_i8_levels *l, const tq_q8 *cons
 {
     const size_t cb = tq_core_code_bytes(c);
     const __m512i lut = _mm512_loadu_si512(l->lut);
-    uint8_t gi[64], sh[64];
-    for (int b = 0; b < 64; b++) {
-        gi[b] = (uint8_t)((b / 8) * bits + b % 8);
-        sh[b] = (uint8_t)((b % 8) * bits);
-    }
-    const __m512i gidx = _mm512_loadu_si512(gi), shifts = _mm512_loadu_si512(sh);
+    const __m512i gidx = _mm512_loadu_si512(l->gidx), shifts = _mm512_loadu_si512(l->shift);
     __m512i qv[4 * (KVQ_MAX_HEAD_DIM / 64)];
     __m256i off[4];
     __m256 cq[4];
